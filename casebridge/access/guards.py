@@ -1,0 +1,99 @@
+"""View guards: every URL is either declared public or protected through the policy.
+
+`tests/test_url_coverage.py` walks the URL configuration and fails for any view that is neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+
+from casebridge.access import policy
+from casebridge.access.roles import Perm
+from casebridge.core import context
+
+View = TypeVar("View", bound=Callable[..., HttpResponseBase])
+ACCESS_ATTR = "casebridge_access"
+SESSION_IDLE = "cb_idle_seconds"
+
+
+def public(view: View) -> View:
+    """Reachable without signing in: sign-in, invitation and setup links, health, static."""
+    setattr(view, ACCESS_ATTR, "public")
+    return view
+
+
+def signed_in(view: View) -> View:
+    """The person's own account pages: signed in (and, through middleware, MFA-enrolled)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not request.user.is_authenticated or getattr(request, "api_token", None) is not None:
+            return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    setattr(wrapper, ACCESS_ATTR, "signed_in")
+    return wrapper  # type: ignore[return-value]
+
+
+def token_required(view: View) -> View:
+    """API endpoints that act only for a bearer token; the view asks the policy itself."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if getattr(request, "api_token", None) is None:
+            from casebridge.accounts.middleware import problem
+
+            response = problem(401, "Unauthorized", "Send an API token as 'Authorization: Bearer <token>'.")
+            response["WWW-Authenticate"] = 'Bearer realm="casebridge"'
+            return response
+        return view(request, *args, **kwargs)
+
+    setattr(wrapper, ACCESS_ATTR, "token")
+    return wrapper  # type: ignore[return-value]
+
+
+def org_permission(perm: Perm, *, allow_token: bool = False) -> Callable[[View], View]:
+    """Resolve the `org` URL argument for the actor; 404 for outsiders, 403 without `perm`."""
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, org: str, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            token = getattr(request, "api_token", None)
+            if token is not None and not allow_token:
+                raise PermissionDenied("this page is not available to API tokens")
+            actor = getattr(request, "actor", None)
+            if actor is None:
+                return redirect_to_login(request.get_full_path())
+            try:
+                access = policy.organization_for(actor, org, perm, token)
+            except policy.Forbidden as exc:
+                raise PermissionDenied(str(exc)) from exc
+            request.org_access = access  # type: ignore[attr-defined]
+            ctx = context.current()
+            if ctx is not None:
+                ctx.emergency_access = access.emergency
+            if token is None:
+                request.session["current_org"] = access.organization.slug
+                request.session[SESSION_IDLE] = access.organization.idle_timeout_seconds
+            if access.emergency is not None and access.uses_emergency(perm):
+                from casebridge.audit.api import record
+
+                record(
+                    "breakglass.used",
+                    actor=actor,
+                    organization=access.organization,
+                    details={"permission": perm.value, "view": view.__name__},
+                )
+            return view(request, *args, **kwargs)
+
+        setattr(wrapper, ACCESS_ATTR, perm.value)
+        return wrapper  # type: ignore[return-value]
+
+    return decorator

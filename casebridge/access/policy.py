@@ -1,0 +1,119 @@
+"""THE authorization policy: may this actor do this action in this organization / on this object?
+
+Deny by default. Every view, API handler and (later) SFTP path asks here. An actor outside the
+organization learns nothing: callers turn "no access" into 404, the same answer as "no such
+thing". A member lacking a permission gets 403.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from django.db.models import Model, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from casebridge.access.roles import EMERGENCY_PERMISSIONS, SCOPE_FOR_PERM, Perm, permissions_for
+from casebridge.accounts.models import ApiToken, ServiceAccount, User
+from casebridge.orgs.models import EmergencyAccess, Membership, Organization
+
+M = TypeVar("M", bound=Model)
+
+
+class Forbidden(Exception):
+    """A member of the organization asked for something their role does not allow."""
+
+    def __init__(self, perm: Perm) -> None:
+        super().__init__(f"your role does not allow: {perm.label}")
+        self.perm = perm
+
+
+@dataclass
+class OrgAccess:
+    """What one actor may do in one organization, resolved once per request."""
+
+    organization: Organization
+    actor: User | ServiceAccount
+    role: str
+    permissions: frozenset[Perm]
+    membership: Membership | None = None
+    emergency: EmergencyAccess | None = None
+    token: ApiToken | None = None
+    emergency_only: frozenset[Perm] = field(default_factory=frozenset)
+
+    def has(self, perm: Perm) -> bool:
+        return perm in self.permissions
+
+    def require(self, perm: Perm) -> None:
+        if perm not in self.permissions:
+            raise Forbidden(perm)
+
+    def uses_emergency(self, perm: Perm) -> bool:
+        return perm in self.emergency_only
+
+
+def active_emergency_grant(user: User, organization: Organization) -> EmergencyAccess | None:
+    return (
+        EmergencyAccess.objects.filter(
+            organization=organization,
+            user=user,
+            ended_at__isnull=True,
+            expires_at__gt=timezone.now(),
+        )
+        .order_by("-expires_at")
+        .first()
+    )
+
+
+def resolve(actor: Any, organization: Organization, token: ApiToken | None = None) -> OrgAccess | None:
+    """None means: this actor has nothing to do with this organization."""
+    if isinstance(actor, ServiceAccount):
+        if not actor.is_active or actor.organization_id != organization.pk:
+            return None
+        perms = permissions_for(actor.role)
+        access = OrgAccess(organization, actor, actor.role, perms)
+    elif isinstance(actor, User):
+        if not actor.is_active:
+            return None
+        membership = Membership.objects.filter(organization=organization, user=actor, is_active=True).first()
+        if membership is None:
+            return None
+        perms = permissions_for(membership.role)
+        grant = active_emergency_grant(actor, organization)
+        extra: frozenset[Perm] = frozenset()
+        if grant is not None:
+            extra = EMERGENCY_PERMISSIONS - perms
+            perms = perms | EMERGENCY_PERMISSIONS
+        access = OrgAccess(organization, actor, membership.role, perms, membership, grant, emergency_only=extra)
+    else:
+        return None
+    if token is not None:
+        if token.organization_id != organization.pk or not token.is_usable:
+            return None
+        scopes = set(token.scopes)
+        access.permissions = frozenset(p for p in access.permissions if SCOPE_FOR_PERM.get(p) in scopes)
+        access.token = token
+    return access
+
+
+def organization_for(actor: Any, slug: str, perm: Perm, token: ApiToken | None = None) -> OrgAccess:
+    """Load the organization named in a URL for this actor, or 404; 403 if the role lacks perm."""
+    organization = Organization.objects.filter(slug=slug).first()
+    access = resolve(actor, organization, token) if organization is not None else None
+    if access is None:
+        raise Http404("no such organization")
+    access.require(perm)
+    return access
+
+
+def scoped_get(queryset: QuerySet[M], **lookup: Any) -> M:
+    """Fetch one object from a queryset already limited to what the actor may see, or 404."""
+    obj = queryset.filter(**lookup).first()
+    if obj is None:
+        raise Http404("not found")
+    return obj
+
+
+def organizations_of(user: User) -> QuerySet[Organization]:
+    return Organization.objects.filter(memberships__user=user, memberships__is_active=True).order_by("name")

@@ -1,0 +1,34 @@
+"""Forms for the person's own account pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from casebridge.accounts.models import Notation, TokenScope
+
+
+class SetPasswordForm(forms.Form):
+    password = forms.CharField(
+        label="Choose a password",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password", "autofocus": True}),
+        help_text="At least 12 characters. A passphrase of several words is easiest to remember.",
+    )
+
+
+class ApiTokenForm(forms.Form):
+    organization = forms.ChoiceField(label="Organization")
+
+    def __init__(self, *args: Any, organizations: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["organization"].choices = organizations  # type: ignore[attr-defined]
+
+    name = forms.CharField(label="Name", max_length=80, help_text="What will use it, e.g. 'lab scanner sync'.")
+    scopes = forms.MultipleChoiceField(label="Scopes", choices=TokenScope.choices, widget=forms.CheckboxSelectMultiple)
+    days = forms.IntegerField(label="Valid for (days)", min_value=1, max_value=365, initial=30)
+
+
+class PreferencesForm(forms.Form):
+    full_name = forms.CharField(label="Full name", max_length=150, required=False)
+    tooth_notation = forms.ChoiceField(label="Tooth numbering", choices=Notation.choices)

@@ -1,0 +1,199 @@
+"""Account pages: first password, MFA enrollment gate, security settings, tokens, sessions."""
+
+from __future__ import annotations
+
+from allauth.account.decorators import reauthentication_required
+from allauth.mfa.models import Authenticator
+from allauth.usersessions.models import UserSession
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from casebridge.access.guards import SESSION_IDLE, public, signed_in, token_required
+from casebridge.access.policy import organizations_of, resolve, scoped_get
+from casebridge.accounts import actions
+from casebridge.accounts.forms import ApiTokenForm, PreferencesForm, SetPasswordForm
+from casebridge.accounts.mfa import has_second_factor
+from casebridge.accounts.middleware import SESSION_SEEN_AT, problem
+from casebridge.accounts.models import ApiToken, User
+from casebridge.audit.api import record
+
+
+@public
+def healthz(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok\n", content_type="text/plain")
+
+
+@public
+def setup_password(request: HttpRequest, token: str) -> HttpResponse:
+    link = actions.find_setup_link(token)
+    if link is None:
+        return render(request, "accounts/setup_invalid.html", status=404)
+    form = SetPasswordForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            actions.use_setup_link(token, form.cleaned_data["password"])
+        except ValidationError as exc:
+            for message in exc.messages:
+                form.add_error("password", message)
+        else:
+            messages.success(request, "Password set. Sign in, then set up your second factor.")
+            return redirect("account_login")
+    return render(request, "accounts/setup_password.html", {"form": form, "email": link.user.email})
+
+
+@signed_in
+def mfa_required(request: HttpRequest) -> HttpResponse:
+    if has_second_factor(_user(request)):
+        return redirect("home")
+    return render(request, "accounts/mfa_required.html")
+
+
+def _user(request: HttpRequest) -> User:
+    return request.user  # type: ignore[return-value]
+
+
+@signed_in
+def security(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    sessions = UserSession.objects.purge_and_list(user)
+    orgs = list(organizations_of(user))
+    token_form = ApiTokenForm(organizations=[(o.slug, o.name) for o in orgs])
+    return render(
+        request,
+        "accounts/security.html",
+        {
+            "sessions": sessions,
+            "authenticators": Authenticator.objects.filter(user=user).order_by("type", "created_at"),
+            "tokens": ApiToken.objects.filter(user=user).select_related("organization").order_by("-created_at"),
+            "token_form": token_form,
+            "new_token": request.session.pop("cb_new_token", None),
+            "preferences_form": PreferencesForm(
+                initial={"full_name": user.full_name, "tooth_notation": user.tooth_notation}
+            ),
+        },
+    )
+
+
+@require_POST
+@signed_in
+def preferences(request: HttpRequest) -> HttpResponse:
+    form = PreferencesForm(request.POST)
+    if form.is_valid():
+        user = _user(request)
+        user.full_name = form.cleaned_data["full_name"]
+        user.tooth_notation = form.cleaned_data["tooth_notation"]
+        user.save(update_fields=["full_name", "tooth_notation"])
+        messages.success(request, "Preferences saved.")
+    else:
+        messages.error(request, "Check the highlighted fields.")
+    return redirect("security")
+
+
+@require_POST
+@signed_in
+@reauthentication_required
+def token_create(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    form = ApiTokenForm(request.POST, organizations=[(o.slug, o.name) for o in organizations_of(user)])
+    if not form.is_valid():
+        messages.error(request, "Choose an organization, a name and at least one scope.")
+        return redirect("security")
+    org = scoped_get(organizations_of(user), slug=form.cleaned_data["organization"])
+    if resolve(user, org) is None:
+        messages.error(request, "You are not an active member of that organization.")
+        return redirect("security")
+    try:
+        _token, raw = actions.create_api_token(
+            organization=org,
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
+            days=form.cleaned_data["days"],
+            actor=user,
+            user=user,
+        )
+    except ValidationError as exc:
+        for message in exc.messages:
+            messages.error(request, message)
+        return redirect("security")
+    # Shown once on the next page, then gone: the database keeps only its digest.
+    request.session["cb_new_token"] = raw
+    return redirect("security")
+
+
+@require_POST
+@signed_in
+def token_revoke(request: HttpRequest, token_id: str) -> HttpResponse:
+    token = scoped_get(ApiToken.objects.filter(user=_user(request)), pk=token_id)
+    actions.revoke_api_token(token, actor=request.user)
+    messages.success(request, f"Token {token.name} revoked.")
+    return redirect("security")
+
+
+@require_POST
+@signed_in
+def session_end(request: HttpRequest, session_id: str) -> HttpResponse:
+    usersession = scoped_get(UserSession.objects.filter(user=_user(request)), pk=session_id)
+    if usersession.is_current():
+        logout(request)
+        return redirect("account_login")
+    usersession.end()
+    record("auth.session.revoked", actor=request.user, details={"count": 1, "reason": "ended by user"})
+    messages.success(request, "That session was signed out.")
+    return redirect("security")
+
+
+@require_POST
+@signed_in
+def logout_everywhere(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    actions.end_sessions(user, actor=user, reason="log out everywhere", keep_session_key=request.session.session_key)
+    logout(request)
+    messages.success(request, "You were signed out on every device.")
+    return redirect("account_login")
+
+
+@require_GET
+@signed_in
+def session_status(request: HttpRequest) -> JsonResponse:
+    """Seconds left before idle logoff; reading it does not count as activity."""
+    import time
+
+    idle = request.session.get(SESSION_IDLE, settings.SESSION_IDLE_DEFAULT_SECONDS)
+    seen = request.session.get(SESSION_SEEN_AT, time.time())
+    return JsonResponse({"idle_seconds": idle, "remaining": max(0, int(seen + idle - time.time()))})
+
+
+@require_POST
+@signed_in
+def session_keepalive(request: HttpRequest) -> JsonResponse:
+    import time
+
+    request.session[SESSION_SEEN_AT] = time.time()
+    idle = request.session.get(SESSION_IDLE, settings.SESSION_IDLE_DEFAULT_SECONDS)
+    return JsonResponse({"idle_seconds": idle, "remaining": idle})
+
+
+@token_required
+def api_me(request: HttpRequest) -> HttpResponse:
+    """Who the bearer token acts as: the smallest useful call for integrations to test with."""
+    token: ApiToken = request.api_token  # type: ignore[attr-defined]
+    access = resolve(token.principal, token.organization, token)
+    if access is None:
+        return problem(403, "Forbidden", "This token's owner no longer has access to its organization.")
+    return JsonResponse(
+        {
+            "organization": {"id": str(token.organization.pk), "slug": token.organization.slug},
+            "actor": {
+                "type": "service" if token.service_account_id else "user",
+                "id": str(token.principal.pk),
+            },
+            "role": access.role,
+            "scopes": token.scopes,
+            "expires_at": token.expires_at.isoformat(),
+        }
+    )

@@ -1,0 +1,91 @@
+"""The registry of audit actions: every event names one of these dotted actions, or is refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AuditAction:
+    name: str
+    description: str
+    # Security-sensitive actions are highlighted in the review screen and feed alerts.
+    sensitive: bool = False
+
+
+_ACTIONS: dict[str, AuditAction] = {}
+
+
+class UnknownAuditAction(LookupError):
+    pass
+
+
+def register(name: str, description: str, *, sensitive: bool = False) -> AuditAction:
+    if name in _ACTIONS:
+        raise ValueError(f"audit action {name!r} is registered twice")
+    parts = name.split(".")
+    if len(parts) < 2 or not all(p.replace("_", "").isalnum() and p.islower() for p in parts):
+        raise ValueError(f"audit action {name!r} must be dotted lower-case words")
+    action = AuditAction(name, description, sensitive)
+    _ACTIONS[name] = action
+    return action
+
+
+def get(name: str) -> AuditAction:
+    try:
+        return _ACTIONS[name]
+    except KeyError:
+        raise UnknownAuditAction(f"{name!r} is not a registered audit action") from None
+
+
+def all_actions() -> list[AuditAction]:
+    return sorted(_ACTIONS.values(), key=lambda a: a.name)
+
+
+# --- Authentication -----------------------------------------------------------------------
+register("auth.login.succeeded", "Signed in")
+register("auth.login.failed", "Sign-in failed", sensitive=True)
+register("auth.logout", "Signed out")
+register("auth.mfa.enrolled", "Added a second factor")
+register("auth.mfa.removed", "Removed a second factor", sensitive=True)
+register("auth.mfa.failed", "Second-factor check failed", sensitive=True)
+register("auth.mfa.recovery_codes_generated", "Generated new recovery codes")
+register("auth.recovery_code.used", "Used a recovery code", sensitive=True)
+register("auth.password.changed", "Changed password")
+register("auth.password.reset", "Reset password by e-mail link", sensitive=True)
+register("auth.password.set", "Set password from a setup or invitation link")
+register("auth.session.revoked", "Ended a session")
+register("auth.session.expired", "Session ended by idle or absolute timeout")
+register("auth.reauthenticated", "Confirmed identity before a sensitive action")
+register("auth.setup_link.created", "Created a first-administrator setup link", sensitive=True)
+# --- Organizations ------------------------------------------------------------------------
+register("org.created", "Organization created")
+register("org.setting.changed", "Organization setting changed", sensitive=True)
+register("org.invitation.sent", "Invitation sent")
+register("org.invitation.revoked", "Invitation revoked")
+register("org.invitation.accepted", "Invitation accepted")
+register("org.member.role_changed", "Member role changed", sensitive=True)
+register("org.member.deactivated", "Member deactivated", sensitive=True)
+register("org.member.reactivated", "Member reactivated", sensitive=True)
+register("org.member.removed", "Member removed", sensitive=True)
+register("org.connection.requested", "Connection to another organization requested")
+register("org.connection.accepted", "Connection accepted")
+register("org.connection.changed", "Connection agreement basis changed", sensitive=True)
+register("org.connection.ended", "Connection ended", sensitive=True)
+# --- Tokens and service accounts ----------------------------------------------------------
+register("token.created", "API token created", sensitive=True)
+register("token.revoked", "API token revoked")
+register("token.used", "API token used")
+register("token.rejected", "API token rejected", sensitive=True)
+register("service_account.created", "Service account created", sensitive=True)
+register("service_account.deactivated", "Service account deactivated", sensitive=True)
+# --- Emergency access ---------------------------------------------------------------------
+register("breakglass.granted", "Emergency access granted", sensitive=True)
+register("breakglass.used", "Action taken under emergency access", sensitive=True)
+register("breakglass.revoked", "Emergency access ended early", sensitive=True)
+register("breakglass.expired", "Emergency access expired", sensitive=True)
+# --- Access decisions and the log itself --------------------------------------------------
+register("access.denied", "Access refused by policy", sensitive=True)
+register("audit.viewed", "Audit log viewed")
+register("audit.exported", "Audit log exported", sensitive=True)
+register("audit.verified", "Audit chain verified")

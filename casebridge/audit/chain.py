@@ -1,0 +1,228 @@
+"""The hash chain: sealing committed events in order, signed checkpoints, offline verification.
+
+hash(n) = SHA-256(hash(n-1) || canonical(event n, seq n)), with hash(0) = 64 zeros.
+
+Order is the database's: the sealer takes the lock, reads the chain head and the queue of
+committed-but-unsealed events (in insertion order), and appends their seals in one transaction.
+PostgreSQL serializes sealers with an advisory lock; SQLite's IMMEDIATE transactions already
+hold the single write lock. Requests never wait on the chain: they only insert their event.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography.exceptions import InvalidSignature
+from django.db import connection, transaction
+
+from casebridge.audit.models import Checkpoint, Event, PendingSeal, Seal
+from casebridge.vault.keyring import get_keyring
+
+GENESIS = "0" * 64
+_SEALER_LOCK_KEY = 0x43424155  # "CBAU": arbitrary, fixed, project-wide
+SEAL_BATCH = 5000
+CHECKPOINT_EVERY = 1000
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def canonical(event: Event, seq: int) -> bytes:
+    """Every recorded field, in a fixed JSON form (sorted keys, no spaces)."""
+    payload = {
+        "seq": seq,
+        "id": event.pk,
+        "occurred_at": _iso(event.occurred_at),
+        "actor_type": event.actor_type,
+        "actor_id": event.actor_id,
+        "actor_label": event.actor_label,
+        "organization_id": str(event.organization_id) if event.organization_id else None,
+        "action": event.action,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "patient_ref": event.patient_ref,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "request_id": event.request_id,
+        "outcome": event.outcome,
+        "emergency_access_id": str(event.emergency_access_id) if event.emergency_access_id else None,
+        "details": event.details,
+    }
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def link(prev_hash: str, event: Event, seq: int) -> str:
+    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical(event, seq)).hexdigest()
+
+
+def _take_sealer_lock(blocking: bool) -> bool:
+    if connection.vendor != "postgresql":
+        return True  # SQLite: the IMMEDIATE transaction already holds the only write lock
+    with connection.cursor() as cursor:
+        if blocking:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_SEALER_LOCK_KEY])
+            return True
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_SEALER_LOCK_KEY])
+        row = cursor.fetchone()
+        return bool(row and row[0])
+
+
+def seal_pending(*, blocking: bool = True, batch: int = SEAL_BATCH) -> int:
+    """Chain every committed event that has no seal yet; returns how many were sealed."""
+    total = 0
+    while True:
+        with transaction.atomic():
+            if not _take_sealer_lock(blocking):
+                return total
+            head = Seal.objects.order_by("-seq").values_list("seq", "hash").first()
+            seq, prev = head if head else (0, GENESIS)
+            pending = list(Event.objects.filter(pendingseal__isnull=False).order_by("id")[:batch])
+            if not pending:
+                return total
+            seals = []
+            for event in pending:
+                seq += 1
+                prev = link(prev, event, seq)
+                seals.append(Seal(seq=seq, event=event, hash=prev))
+            Seal.objects.bulk_create(seals)
+            PendingSeal.objects.filter(event_id__in=[e.pk for e in pending]).delete()
+            last_checkpoint = Checkpoint.objects.order_by("-seq").values_list("seq", flat=True).first()
+            if seq - (last_checkpoint or 0) >= CHECKPOINT_EVERY:
+                _write_checkpoint(seq, prev)
+            total += len(pending)
+        if len(pending) < batch:
+            return total
+
+
+def _write_checkpoint(seq: int, chain_hash: str) -> Checkpoint:
+    key = get_keyring().signing_key()
+    signature = key.private.sign(_checkpoint_message(seq, chain_hash))
+    return Checkpoint.objects.create(
+        seq=seq,
+        hash=chain_hash,
+        key_id=key.key_id,
+        signature=base64.b64encode(signature).decode(),
+    )
+
+
+def checkpoint_now() -> Checkpoint | None:
+    """Seal what is pending, then sign the head (used by the periodic task and on demand)."""
+    seal_pending()
+    with transaction.atomic():
+        _take_sealer_lock(blocking=True)
+        head = Seal.objects.order_by("-seq").values_list("seq", "hash").first()
+        if head is None or Checkpoint.objects.filter(seq=head[0]).exists():
+            return None
+        return _write_checkpoint(*head)
+
+
+def _checkpoint_message(seq: int, chain_hash: str) -> bytes:
+    return f"casebridge-audit-checkpoint:{seq}:{chain_hash}".encode()
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    checked: int
+    head_seq: int
+    head_hash: str
+    pending: int
+    problem: str = ""
+    bad_seq: int | None = None
+    bad_event_id: int | None = None
+
+
+def _seals_in_order() -> Iterator[tuple[int, str, Event | None]]:
+    for seal in Seal.objects.select_related("event").order_by("seq").iterator(chunk_size=2000):
+        try:
+            event = seal.event
+        except Event.DoesNotExist:
+            event = None
+        yield seal.seq, seal.hash, event
+
+
+def verify() -> VerifyResult:
+    """Recompute the whole chain and check every signed checkpoint against it."""
+    checkpoints = {c.seq: c for c in Checkpoint.objects.order_by("seq")}
+    keys = get_keyring().verification_keys()
+    prev, expected_seq, checked = GENESIS, 1, 0
+    seen_events: set[int] = set()
+
+    def fail(problem: str, seq: int | None, event_id: int | None) -> VerifyResult:
+        return VerifyResult(False, checked, expected_seq - 1, prev, 0, problem, seq, event_id)
+
+    for seq, stored_hash, event in _seals_in_order():
+        if seq != expected_seq:
+            return fail(
+                f"sequence gap: expected #{expected_seq}, found #{seq} (events deleted)",
+                expected_seq,
+                None,
+            )
+        if event is None:
+            return fail(f"#{seq} points to an event that no longer exists", seq, None)
+        if event.pk in seen_events:
+            return fail(f"#{seq} repeats event {event.pk}", seq, event.pk)
+        recomputed = link(prev, event, seq)
+        if recomputed != stored_hash:
+            return fail(
+                f"#{seq} (event {event.pk}) does not match its hash: edited, inserted or reordered",
+                seq,
+                event.pk,
+            )
+        checkpoint = checkpoints.get(seq)
+        if checkpoint is not None:
+            problem = _check_checkpoint(checkpoint, stored_hash, keys)
+            if problem:
+                return fail(problem, seq, event.pk)
+        seen_events.add(event.pk)
+        prev, expected_seq, checked = recomputed, seq + 1, checked + 1
+
+    head_seq = expected_seq - 1
+    beyond = [s for s in checkpoints if s > head_seq]
+    if beyond:
+        return VerifyResult(
+            False,
+            checked,
+            head_seq,
+            prev,
+            0,
+            f"the chain ends at #{head_seq} but checkpoint #{min(beyond)} was signed: events removed from the end",
+            head_seq + 1,
+            None,
+        )
+    pending = PendingSeal.objects.count()
+    unsealed = Event.objects.filter(seal__isnull=True, pendingseal__isnull=True).order_by("id").first()
+    if unsealed is not None:
+        return VerifyResult(
+            False,
+            checked,
+            head_seq,
+            prev,
+            pending,
+            f"event {unsealed.pk} is neither sealed nor queued for sealing: inserted outside CaseBridge",
+            None,
+            unsealed.pk,
+        )
+    return VerifyResult(True, checked, head_seq, prev, pending)
+
+
+def _check_checkpoint(checkpoint: Checkpoint, chain_hash: str, keys: dict) -> str:
+    if checkpoint.hash != chain_hash:
+        return f"checkpoint #{checkpoint.seq} was signed over a different chain: history rewritten"
+    key = keys.get(checkpoint.key_id)
+    if key is None:
+        return f"checkpoint #{checkpoint.seq} is signed by unknown key {checkpoint.key_id!r}"
+    try:
+        key.verify(
+            base64.b64decode(checkpoint.signature),
+            _checkpoint_message(checkpoint.seq, checkpoint.hash),
+        )
+    except (InvalidSignature, ValueError):
+        return f"checkpoint #{checkpoint.seq} has an invalid signature"
+    return ""

@@ -1,0 +1,44 @@
+"""casebridge audit verify|seal|checkpoint|public-key: operate and check the tamper-evident log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from casebridge.audit import chain
+from casebridge.audit.api import record
+from casebridge.vault.keyring import get_keyring
+
+
+class Command(BaseCommand):
+    help = "Verify, seal or checkpoint the audit hash chain."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="operation", required=True)
+        sub.add_parser("verify", help="recompute the whole chain; exit 1 naming the first bad event")
+        sub.add_parser("seal", help="chain every committed event not chained yet")
+        sub.add_parser("checkpoint", help="seal, then sign the chain head")
+        sub.add_parser("public-key", help="print the checkpoint verification key (PEM)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        operation = options["operation"]
+        if operation == "seal":
+            self.stdout.write(f"sealed {chain.seal_pending()} event(s)")
+        elif operation == "checkpoint":
+            checkpoint = chain.checkpoint_now()
+            self.stdout.write(f"checkpoint at #{checkpoint.seq}" if checkpoint else "head already checkpointed")
+        elif operation == "public-key":
+            self.stdout.write(get_keyring().signing_key().public_pem())
+        else:
+            chain.seal_pending()
+            result = chain.verify()
+            if not result.ok:
+                where = f" (event {result.bad_event_id})" if result.bad_event_id else ""
+                raise CommandError(f"AUDIT CHAIN BROKEN at #{result.bad_seq}{where}: {result.problem}")
+            record("audit.verified", details={"checked": result.checked, "head": result.head_seq})
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"audit chain intact: {result.checked} events, head #{result.head_seq} {result.head_hash[:16]}…"
+                )
+            )

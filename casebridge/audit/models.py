@@ -1,0 +1,97 @@
+"""Audit tables: events (append-only), their seals (the hash chain) and signed checkpoints.
+
+Events are inserted in the transaction of the change they describe, without any lock. A sealer
+(see chain.py) assigns each committed event a gap-free sequence number and chain hash in a row
+of its own, so unrelated requests never wait for each other on the chain head. Database
+triggers refuse UPDATE and DELETE on all three tables.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.functions import Now
+
+
+class Outcome(models.TextChoices):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    DENIED = "denied"
+
+
+class ActorType(models.TextChoices):
+    USER = "user"
+    SERVICE = "service"
+    SYSTEM = "system"
+    ANONYMOUS = "anonymous"
+    RECIPIENT = "recipient"
+
+
+class Event(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    occurred_at = models.DateTimeField(db_default=Now())
+    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
+    actor_id = models.CharField(max_length=64, blank=True, db_index=True)
+    actor_label = models.CharField(max_length=254, blank=True)
+    organization_id = models.UUIDField(null=True, blank=True)
+    action = models.CharField(max_length=64)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    # Internal patient id only: names and dates of birth never enter the log.
+    patient_ref = models.CharField(max_length=64, blank=True, db_index=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=400, blank=True)
+    request_id = models.CharField(max_length=32, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.SUCCESS)
+    emergency_access_id = models.UUIDField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        db_table = "audit_event"
+        indexes = [
+            models.Index(fields=["organization_id", "-id"], name="audit_event_org_recent"),
+            models.Index(fields=["action", "-id"], name="audit_event_action_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} #{self.pk}"
+
+
+class PendingSeal(models.Model):
+    """Queue of committed events that the sealer has not chained yet (not itself audit data)."""
+
+    event = models.OneToOneField(Event, on_delete=models.CASCADE, primary_key=True)
+
+    class Meta:
+        db_table = "audit_pending_seal"
+
+    def __str__(self) -> str:
+        return f"pending seal of event {self.event_id}"
+
+
+class Seal(models.Model):
+    seq = models.BigIntegerField(primary_key=True)
+    event = models.OneToOneField(Event, on_delete=models.PROTECT, related_name="seal")
+    hash = models.CharField(max_length=64)
+    sealed_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "audit_seal"
+
+    def __str__(self) -> str:
+        return f"seal #{self.seq}"
+
+
+class Checkpoint(models.Model):
+    """A signed statement "the chain had this hash at this sequence number"."""
+
+    seq = models.BigIntegerField(primary_key=True)
+    hash = models.CharField(max_length=64)
+    key_id = models.CharField(max_length=64)
+    signature = models.CharField(max_length=200)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "audit_checkpoint"
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.seq}"

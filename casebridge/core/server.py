@@ -1,0 +1,56 @@
+"""The embedded HTTPS server: gunicorn (threaded workers) with CaseBridge's TLS settings.
+
+Threaded workers let a long upload or download occupy a thread, not a whole process, and the
+WSGI interface streams our sync iterators without buffering them (see DESIGN.md, "Serving").
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from casebridge.core.tls import harden
+
+
+def _ssl_context(config: Any, default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    return harden(default_factory())
+
+
+class CaseBridgeServer(BaseApplication):
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+        self.cfg.set("ssl_context", _ssl_context)
+
+    def load(self) -> Any:
+        from casebridge.wsgi import application
+
+        return application
+
+
+def serve(*, binds: list[str], certfile: str, keyfile: str, workers: int, threads: int) -> None:
+    CaseBridgeServer(
+        {
+            "bind": binds,
+            "certfile": certfile,
+            "keyfile": keyfile,
+            "workers": workers,
+            "worker_class": "gthread",
+            "threads": threads,
+            "timeout": 120,
+            "graceful_timeout": 30,
+            "keepalive": 5,
+            "accesslog": "-",
+            # Paths and status only: our URLs never carry PHI, and query strings are left out.
+            "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms',
+            "forwarded_allow_ips": "",
+            "proxy_allow_ips": "",
+        }
+    ).run()

@@ -1,0 +1,93 @@
+"""Personas and helpers shared by every app's tests (healthchecks' hc/test.py in spirit)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from allauth.mfa.models import Authenticator
+from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_totp_secret, hotp_value
+from django.test import Client
+
+from casebridge.access.roles import Role
+from casebridge.accounts.models import User
+from casebridge.orgs.models import Membership, Organization, OrgKind
+
+PASSWORD = "correct horse battery staple"  # noqa: S105  (test fixture)
+
+
+def make_user(email: str, *, password: str = PASSWORD, mfa: bool = True, full_name: str = "") -> User:
+    user = User.objects.create_user(email, password, full_name=full_name or email.split("@")[0].title())
+    if mfa:
+        TOTP.activate(user, generate_totp_secret())
+    return user
+
+
+def _decrypted_secret(user: User) -> str:
+    from casebridge.accounts.adapters import decrypt_secret
+
+    auth = Authenticator.objects.get(user=user, type=Authenticator.Type.TOTP)
+    return decrypt_secret(auth.data["secret"])
+
+
+def totp_code(user: User, offset: int = 0) -> str:
+    counter = int(time.time()) // 30 + offset
+    return format_hotp_value(hotp_value(_decrypted_secret(user), counter))
+
+
+def make_org(name: str, kind: str = OrgKind.PRACTICE, slug: str = "") -> Organization:
+    from django.utils.text import slugify
+
+    return Organization.objects.create(name=name, kind=kind, slug=slug or slugify(name))
+
+
+def add_member(org: Organization, user: User, role: str = Role.STAFF) -> Membership:
+    return Membership.objects.create(organization=org, user=user, role=role)
+
+
+def signed_in_client(user: User, *, reauthenticated: bool = True) -> Client:
+    """A test client with a session for `user`, as if they had just passed password and MFA."""
+    client = Client()
+    client.force_login(user)
+    if reauthenticated:
+        mark_reauthenticated(client)
+    return client
+
+
+def mark_reauthenticated(client: Client) -> None:
+    session = client.session
+    session["account_authentication_methods"] = [{"method": "password", "at": time.time(), "reauthenticated": True}]
+    session.save()
+
+
+@dataclass
+class Personas:
+    """One practice with a member in every role, an outsider practice and its owner, a lab."""
+
+    practice: Organization
+    other_practice: Organization
+    lab: Organization
+    members: dict[str, User]
+    outsider: User
+    deactivated: User
+    lab_manager: User
+
+
+def build_personas() -> Personas:
+    practice = make_org("Smile Dental", OrgKind.PRACTICE)
+    other = make_org("Other Dental", OrgKind.PRACTICE)
+    lab = make_org("Precision Lab", OrgKind.LAB)
+    members = {}
+    for role in Role.values:
+        user = make_user(f"{role}@smile.test")
+        add_member(practice, user, role)
+        members[role] = user
+    outsider = make_user("owner@other.test")
+    add_member(other, outsider, Role.OWNER)
+    deactivated = make_user("gone@smile.test")
+    membership = add_member(practice, deactivated, Role.CLINICIAN)
+    membership.is_active = False
+    membership.save()
+    lab_manager = make_user("manager@lab.test")
+    add_member(lab, lab_manager, Role.LAB_MANAGER)
+    return Personas(practice, other, lab, members, outsider, deactivated, lab_manager)

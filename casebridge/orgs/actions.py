@@ -1,0 +1,487 @@
+"""Organization actions: every change to orgs, members, invitations, connections and emergency
+access happens here, in one transaction with its audit event; mail goes out after commit."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
+
+from casebridge.access.policy import OrgAccess
+from casebridge.access.roles import OWNER_ONLY_ROLES, Perm, Role
+from casebridge.accounts import actions as account_actions
+from casebridge.accounts.models import User
+from casebridge.audit.api import record
+from casebridge.core import secrets as cb_secrets
+from casebridge.core.mail import absolute_url, queue_mail
+from casebridge.orgs.models import (
+    AgreementBasis,
+    Connection,
+    ConnectionStatus,
+    EmergencyAccess,
+    Invitation,
+    Membership,
+    Organization,
+    OrgKind,
+)
+
+IDLE_MIN_SECONDS = 60
+IDLE_MAX_SECONDS = 60 * 60
+
+
+# --- Organizations ------------------------------------------------------------------------
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:50] or "org"
+    slug, n = base, 1
+    while Organization.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+def create_organization(*, name: str, kind: str, owner: User, actor: Any = None) -> Organization:
+    name = name.strip()
+    if not name:
+        raise ValidationError("An organization needs a name.")
+    if kind not in OrgKind.values:
+        raise ValidationError(f"Kind must be one of: {', '.join(OrgKind.values)}.")
+    with transaction.atomic():
+        org = Organization.objects.create(name=name, kind=kind, slug=_unique_slug(name))
+        Membership.objects.create(organization=org, user=owner, role=Role.OWNER)
+        record("org.created", actor=actor, organization=org, target=org, details={"kind": kind})
+    return org
+
+
+def update_settings(access: OrgAccess, *, idle_timeout_seconds: int, lab_access_grace_days: int) -> None:
+    access.require(Perm.ORG_SETTINGS)
+    if not IDLE_MIN_SECONDS <= idle_timeout_seconds <= IDLE_MAX_SECONDS:
+        raise ValidationError("Automatic logoff must be between 1 and 60 minutes.")
+    if not 0 <= lab_access_grace_days <= 365:
+        raise ValidationError("The lab access grace period must be between 0 and 365 days.")
+    org = access.organization
+    changes = {}
+    if org.idle_timeout_seconds != idle_timeout_seconds:
+        changes["idle_timeout_seconds"] = [org.idle_timeout_seconds, idle_timeout_seconds]
+    if org.lab_access_grace_days != lab_access_grace_days:
+        changes["lab_access_grace_days"] = [org.lab_access_grace_days, lab_access_grace_days]
+    if not changes:
+        return
+    with transaction.atomic():
+        org.idle_timeout_seconds = idle_timeout_seconds
+        org.lab_access_grace_days = lab_access_grace_days
+        org.save(update_fields=["idle_timeout_seconds", "lab_access_grace_days"])
+        record("org.setting.changed", actor=access.actor, organization=org, target=org, details=changes)
+
+
+# --- Invitations --------------------------------------------------------------------------
+def _check_can_assign(access: OrgAccess, role: str) -> None:
+    if role not in Role.values:
+        raise ValidationError(f"Role must be one of: {', '.join(Role.values)}.")
+    if role in OWNER_ONLY_ROLES and access.role != Role.OWNER:
+        raise ValidationError("Only an owner can make someone an owner.")
+
+
+def invite_member(access: OrgAccess, *, email: str, role: str) -> tuple[Invitation, str]:
+    access.require(Perm.MEMBERS_MANAGE)
+    _check_can_assign(access, role)
+    email = email.strip().lower()
+    if not email or "@" not in email:
+        raise ValidationError("Enter the e-mail address of the person to invite.")
+    org = access.organization
+    if Membership.objects.filter(organization=org, user__email__iexact=email).exists():
+        raise ValidationError("That person is already a member of this organization.")
+    raw, digest = cb_secrets.new_secret()
+    with transaction.atomic():
+        Invitation.objects.filter(
+            organization=org, email=email, accepted_at__isnull=True, revoked_at__isnull=True
+        ).update(revoked_at=timezone.now())
+        invitation = Invitation.objects.create(
+            organization=org,
+            email=email,
+            role=role,
+            invited_by=access.actor if isinstance(access.actor, User) else None,
+            digest=digest,
+            expires_at=timezone.now() + timedelta(seconds=settings.INVITATION_TTL_SECONDS),
+        )
+        record(
+            "org.invitation.sent",
+            actor=access.actor,
+            organization=org,
+            target=invitation,
+            details={"role": role},
+        )
+        queue_mail(
+            [email],
+            "invitation",
+            {
+                "organization": org.name,
+                "inviter": getattr(access.actor, "display_name", "An administrator"),
+                "role": Role(role).label,
+                "link": absolute_url(reverse("invitation_accept", args=[raw])),
+                "expires_at": invitation.expires_at,
+            },
+        )
+    return invitation, raw
+
+
+def revoke_invitation(access: OrgAccess, invitation: Invitation) -> None:
+    access.require(Perm.MEMBERS_MANAGE)
+    if not invitation.is_open:
+        return
+    with transaction.atomic():
+        invitation.revoked_at = timezone.now()
+        invitation.save(update_fields=["revoked_at"])
+        record(
+            "org.invitation.revoked",
+            actor=access.actor,
+            organization=invitation.organization_id,
+            target=invitation,
+        )
+
+
+def find_invitation(raw: str) -> Invitation | None:
+    invitation = Invitation.objects.select_related("organization").filter(digest=cb_secrets.digest(raw)).first()
+    return invitation if invitation is not None and invitation.is_open else None
+
+
+def accept_invitation(raw: str, *, user: User | None, password: str = "", full_name: str = "") -> Membership:
+    """Join the organization: an existing signed-in user, or a new person setting a password."""
+    with transaction.atomic():
+        found = find_invitation(raw)
+        if found is None:
+            raise ValidationError("This invitation is invalid, already used, revoked or expired.")
+        invitation = Invitation.objects.select_for_update().get(pk=found.pk)
+        if not invitation.is_open:
+            raise ValidationError("This invitation is invalid, already used, revoked or expired.")
+        if user is None:
+            if User.objects.filter(email__iexact=invitation.email).exists():
+                raise ValidationError("An account with this e-mail exists: sign in first, then open the link again.")
+            user = User(email=invitation.email, full_name=full_name.strip())
+            from django.contrib.auth.password_validation import validate_password
+
+            validate_password(password, user)
+            user.set_password(password)
+            user.save()
+            record("auth.password.set", actor=user, target=user)
+        elif user.email.lower() != invitation.email.lower():
+            raise ValidationError("This invitation was sent to another e-mail address.")
+        membership, created = Membership.objects.get_or_create(
+            organization=invitation.organization, user=user, defaults={"role": invitation.role}
+        )
+        if not created:
+            if membership.is_active:
+                raise ValidationError("You are already a member of this organization.")
+            raise ValidationError("Your membership here was deactivated; ask an administrator.")
+        invitation.accepted_at = timezone.now()
+        invitation.save(update_fields=["accepted_at"])
+        record(
+            "org.invitation.accepted",
+            actor=user,
+            organization=invitation.organization,
+            target=invitation,
+            details={"role": invitation.role},
+        )
+    return membership
+
+
+# --- Members ------------------------------------------------------------------------------
+def _active_owner_count(org: Organization) -> int:
+    return Membership.objects.filter(organization=org, role=Role.OWNER, is_active=True).count()
+
+
+def _guard_owner(access: OrgAccess, membership: Membership) -> None:
+    if membership.role == Role.OWNER:
+        if access.role != Role.OWNER:
+            raise ValidationError("Only an owner can change another owner.")
+        if membership.is_active and _active_owner_count(access.organization) <= 1:
+            raise ValidationError("An organization needs at least one active owner.")
+
+
+def change_role(access: OrgAccess, membership: Membership, role: str) -> None:
+    access.require(Perm.MEMBERS_MANAGE)
+    _check_can_assign(access, role)
+    if membership.role == role:
+        return
+    _guard_owner(access, membership)
+    with transaction.atomic():
+        old = membership.role
+        membership.role = role
+        membership.save(update_fields=["role"])
+        record(
+            "org.member.role_changed",
+            actor=access.actor,
+            organization=access.organization,
+            target=membership,
+            details={"user": str(membership.user_id), "from": old, "to": role},
+        )
+
+
+def _cut_off(access: OrgAccess, membership: Membership, reason: str) -> None:
+    """Sessions and the member's tokens for this organization end now, not at their next login."""
+    account_actions.end_sessions(membership.user, actor=access.actor, reason=reason)
+    account_actions.revoke_tokens_of(membership.user, organization=access.organization, actor=access.actor)
+    EmergencyAccess.objects.filter(
+        organization=access.organization, user=membership.user, ended_at__isnull=True
+    ).update(ended_at=timezone.now())
+
+
+def deactivate_member(access: OrgAccess, membership: Membership) -> None:
+    access.require(Perm.MEMBERS_MANAGE)
+    if membership.user_id == access.actor.pk:
+        raise ValidationError("You cannot deactivate yourself.")
+    if not membership.is_active:
+        return
+    _guard_owner(access, membership)
+    with transaction.atomic():
+        membership.is_active = False
+        membership.save(update_fields=["is_active"])
+        record(
+            "org.member.deactivated",
+            actor=access.actor,
+            organization=access.organization,
+            target=membership,
+            details={"user": str(membership.user_id)},
+        )
+        _cut_off(access, membership, "member deactivated")
+
+
+def reactivate_member(access: OrgAccess, membership: Membership) -> None:
+    access.require(Perm.MEMBERS_MANAGE)
+    if membership.is_active:
+        return
+    with transaction.atomic():
+        membership.is_active = True
+        membership.save(update_fields=["is_active"])
+        record(
+            "org.member.reactivated",
+            actor=access.actor,
+            organization=access.organization,
+            target=membership,
+            details={"user": str(membership.user_id)},
+        )
+
+
+def remove_member(access: OrgAccess, membership: Membership) -> None:
+    access.require(Perm.MEMBERS_MANAGE)
+    if membership.user_id == access.actor.pk:
+        raise ValidationError("You cannot remove yourself.")
+    _guard_owner(access, membership)
+    with transaction.atomic():
+        record(
+            "org.member.removed",
+            actor=access.actor,
+            organization=access.organization,
+            target=membership,
+            details={"user": str(membership.user_id), "role": membership.role},
+        )
+        _cut_off(access, membership, "member removed")
+        membership.delete()
+
+
+# --- Connections --------------------------------------------------------------------------
+def _validate_basis(basis: str, baa_signed_on: date | None) -> None:
+    if basis not in AgreementBasis.values:
+        raise ValidationError(f"Agreement basis must be one of: {', '.join(AgreementBasis.values)}.")
+    if basis == AgreementBasis.BAA and baa_signed_on is None:
+        raise ValidationError("Enter the date the business associate agreement was signed.")
+    if baa_signed_on is not None and baa_signed_on > timezone.now().date():
+        raise ValidationError("The signing date cannot be in the future.")
+
+
+def request_connection(
+    access: OrgAccess,
+    *,
+    other_slug: str,
+    basis: str,
+    baa_signed_on: date | None = None,
+    note: str = "",
+) -> Connection:
+    access.require(Perm.CONNECTIONS_MANAGE)
+    _validate_basis(basis, baa_signed_on)
+    org = access.organization
+    other = Organization.objects.filter(slug=other_slug.strip().lower()).first()
+    if other is None or other.pk == org.pk:
+        raise ValidationError("No organization has that CaseBridge ID. Ask them for it on their Connections page.")
+    kinds = {org.kind, other.kind}
+    if OrgKind.PRACTICE not in kinds and kinds != {OrgKind.LAB, OrgKind.IMAGING}:
+        raise ValidationError("Connections link a practice with a lab or imaging center.")
+    if (
+        Connection.objects.filter(requester=org, recipient=other).exists()
+        or Connection.objects.filter(requester=other, recipient=org).exists()
+    ):
+        raise ValidationError("You are already connected (or a request is pending) with that organization.")
+    try:
+        with transaction.atomic():
+            connection = Connection.objects.create(
+                requester=org,
+                recipient=other,
+                basis=basis,
+                baa_signed_on=baa_signed_on if basis == AgreementBasis.BAA else None,
+                basis_note=note.strip(),
+                requested_by=access.actor if isinstance(access.actor, User) else None,
+            )
+            record(
+                "org.connection.requested",
+                actor=access.actor,
+                organization=org,
+                target=connection,
+                details={"with": str(other.pk), "basis": basis},
+            )
+    except IntegrityError:
+        raise ValidationError("You are already connected with that organization.") from None
+    admins = list(
+        Membership.objects.filter(
+            organization=other, is_active=True, role__in=[Role.OWNER, Role.ADMIN, Role.LAB_MANAGER]
+        ).values_list("user__email", flat=True)
+    )
+    queue_mail(
+        admins,
+        "connection_requested",
+        {"organization": org.name, "link": absolute_url(reverse("connections", args=[other.slug]))},
+    )
+    return connection
+
+
+def accept_connection(access: OrgAccess, connection: Connection) -> None:
+    access.require(Perm.CONNECTIONS_MANAGE)
+    if connection.recipient_id != access.organization.pk:
+        raise ValidationError("Only the invited organization can accept a connection.")
+    if connection.status != ConnectionStatus.PENDING:
+        raise ValidationError("This connection is not awaiting acceptance.")
+    with transaction.atomic():
+        connection.status = ConnectionStatus.ACTIVE
+        connection.accepted_at = timezone.now()
+        connection.save(update_fields=["status", "accepted_at"])
+        record(
+            "org.connection.accepted",
+            actor=access.actor,
+            organization=access.organization,
+            target=connection,
+        )
+
+
+def change_connection_basis(
+    access: OrgAccess,
+    connection: Connection,
+    *,
+    basis: str,
+    baa_signed_on: date | None,
+    note: str = "",
+) -> None:
+    access.require(Perm.CONNECTIONS_MANAGE)
+    _validate_basis(basis, baa_signed_on)
+    if connection.status == ConnectionStatus.ENDED:
+        raise ValidationError("This connection has ended; request a new one.")
+    with transaction.atomic():
+        old = {"basis": connection.basis, "baa_signed_on": str(connection.baa_signed_on or "")}
+        connection.basis = basis
+        connection.baa_signed_on = baa_signed_on if basis == AgreementBasis.BAA else None
+        connection.basis_note = note.strip()
+        connection.save(update_fields=["basis", "baa_signed_on", "basis_note"])
+        record(
+            "org.connection.changed",
+            actor=access.actor,
+            organization=access.organization,
+            target=connection,
+            details={
+                "from": old,
+                "to": {"basis": basis, "baa_signed_on": str(connection.baa_signed_on or "")},
+            },
+        )
+
+
+def end_connection(access: OrgAccess, connection: Connection) -> None:
+    access.require(Perm.CONNECTIONS_MANAGE)
+    if connection.status == ConnectionStatus.ENDED:
+        return
+    with transaction.atomic():
+        connection.status = ConnectionStatus.ENDED
+        connection.ended_at = timezone.now()
+        connection.save(update_fields=["status", "ended_at"])
+        record(
+            "org.connection.ended",
+            actor=access.actor,
+            organization=access.organization,
+            target=connection,
+        )
+
+
+# --- Emergency access ---------------------------------------------------------------------
+def grant_emergency_access(access: OrgAccess, membership: Membership, *, reason: str, hours: int) -> EmergencyAccess:
+    access.require(Perm.EMERGENCY_GRANT)
+    reason = reason.strip()
+    if len(reason) < 20:
+        raise ValidationError("Write the reason for emergency access (at least 20 characters).")
+    if not 1 <= hours <= settings.EMERGENCY_ACCESS_MAX_HOURS:
+        raise ValidationError(f"Emergency access lasts between 1 and {settings.EMERGENCY_ACCESS_MAX_HOURS} hours.")
+    if not membership.is_active or membership.organization_id != access.organization.pk:
+        raise ValidationError("Emergency access can only be granted to an active member.")
+    org = access.organization
+    with transaction.atomic():
+        grant = EmergencyAccess.objects.create(
+            organization=org,
+            user=membership.user,
+            granted_by=access.actor if isinstance(access.actor, User) else None,
+            reason=reason,
+            expires_at=timezone.now() + timedelta(hours=hours),
+        )
+        record(
+            "breakglass.granted",
+            actor=access.actor,
+            organization=org,
+            target=grant,
+            details={"user": str(membership.user_id), "hours": hours, "reason": reason},
+        )
+        watchers = list(
+            Membership.objects.filter(
+                organization=org,
+                is_active=True,
+                role__in=[Role.OWNER, Role.ADMIN, Role.COMPLIANCE_OFFICER],
+            ).values_list("user__email", flat=True)
+        )
+        queue_mail(
+            watchers,
+            "emergency_access",
+            {
+                "organization": org.name,
+                "member": membership.user.display_name,
+                "granted_by": getattr(access.actor, "display_name", "system"),
+                "expires_at": grant.expires_at,
+                "link": absolute_url(reverse("audit_log", args=[org.slug]) + "?action=breakglass"),
+            },
+        )
+    return grant
+
+
+def revoke_emergency_access(access: OrgAccess, grant: EmergencyAccess) -> None:
+    access.require(Perm.EMERGENCY_GRANT)
+    if not grant.is_active:
+        return
+    with transaction.atomic():
+        grant.ended_at = timezone.now()
+        grant.save(update_fields=["ended_at"])
+        record("breakglass.revoked", actor=access.actor, organization=access.organization, target=grant)
+
+
+def record_expired_emergency_grants() -> int:
+    """Write one `breakglass.expired` event per grant that ran out (the grant stops working by
+    itself at expiry: the policy compares times; this only makes the end visible in the log)."""
+    count = 0
+    for grant in EmergencyAccess.objects.filter(expiry_recorded=False, expires_at__lte=timezone.now()):
+        with transaction.atomic():
+            updated = EmergencyAccess.objects.filter(pk=grant.pk, expiry_recorded=False).update(expiry_recorded=True)
+            if updated and grant.ended_at is None:
+                record(
+                    "breakglass.expired",
+                    organization=grant.organization_id,
+                    target=grant,
+                    details={"user": str(grant.user_id)},
+                )
+                count += 1
+    return count

@@ -1,0 +1,77 @@
+"""Forms for organization pages: they parse input; the actions decide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from casebridge.access.roles import Role
+from casebridge.accounts.models import TokenScope
+from casebridge.orgs.models import AgreementBasis
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(label="E-mail address", widget=forms.EmailInput(attrs={"autocomplete": "off"}))
+    role = forms.ChoiceField(label="Role", choices=Role.choices, initial=Role.STAFF)
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(label="Role", choices=Role.choices)
+
+
+class SettingsForm(forms.Form):
+    idle_timeout_minutes = forms.IntegerField(
+        label="Automatic logoff after (minutes without activity)", min_value=1, max_value=60
+    )
+    lab_access_grace_days = forms.IntegerField(
+        label="Labs keep access to a completed case for (days)", min_value=0, max_value=365
+    )
+
+
+class ConnectionRequestForm(forms.Form):
+    other_slug = forms.SlugField(label="Their CaseBridge ID", help_text="Shown on their Connections page.")
+    basis = forms.ChoiceField(label="Agreement basis", choices=AgreementBasis.choices, initial=AgreementBasis.BAA)
+    baa_signed_on = forms.DateField(
+        label="BAA signed on", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    note = forms.CharField(label="Note", required=False, max_length=500)
+
+
+class ConnectionBasisForm(forms.Form):
+    basis = forms.ChoiceField(label="Agreement basis", choices=AgreementBasis.choices)
+    baa_signed_on = forms.DateField(
+        label="BAA signed on", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    note = forms.CharField(label="Note", required=False, max_length=500)
+
+
+class EmergencyGrantForm(forms.Form):
+    member = forms.ChoiceField(label="Member")
+
+    def __init__(self, *args: Any, members: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["member"].choices = members  # type: ignore[attr-defined]
+
+    hours = forms.IntegerField(label="Duration (hours)", min_value=1, max_value=24, initial=4)
+    reason = forms.CharField(
+        label="Reason (required, recorded in the audit log)",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        min_length=20,
+    )
+
+
+class ServiceAccountForm(forms.Form):
+    name = forms.SlugField(label="Name", max_length=80, help_text="Lower-case letters, digits and dashes.")
+    role = forms.ChoiceField(label="Role", choices=[c for c in Role.choices if c[0] != Role.OWNER])
+    scopes = forms.MultipleChoiceField(label="Scopes", choices=TokenScope.choices, widget=forms.CheckboxSelectMultiple)
+    days = forms.IntegerField(label="Token valid for (days)", min_value=1, max_value=365, initial=90)
+
+
+class AcceptInvitationForm(forms.Form):
+    full_name = forms.CharField(label="Your full name", max_length=150)
+    password = forms.CharField(
+        label="Choose a password",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="At least 12 characters. A passphrase of several words is easiest to remember.",
+    )

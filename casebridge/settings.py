@@ -1,0 +1,273 @@
+"""Django settings: every value comes from the environment, with secure embedded defaults."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import dj_database_url
+from csp.constants import NONE, SELF
+
+from casebridge.core.env import (
+    ConfigurationError,
+    ensure_private_dir,
+    env,
+    envbool,
+    envint,
+    envlist,
+    envsecret,
+    read_or_create_secret,
+)
+
+BASE_DIR = Path(__file__).resolve().parent
+HOME = ensure_private_dir(Path(env("CASEBRIDGE_HOME", "var")).resolve())
+TESTING = "pytest" in sys.modules
+
+SECRET_KEY = envsecret("CASEBRIDGE_SECRET_KEY") or read_or_create_secret(HOME / "secret_key")
+DEBUG = envbool("CASEBRIDGE_DEBUG", False)
+ALLOWED_HOSTS = envlist("CASEBRIDGE_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+# The public origin, used in links sent by e-mail and as the WebAuthn relying party.
+PUBLIC_URL = env("CASEBRIDGE_PUBLIC_URL", f"https://localhost:{envint('CASEBRIDGE_PORT', 8443)}")
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "django_tasks",
+    "django_tasks_db",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "allauth.usersessions",
+    "casebridge.core",
+    "casebridge.audit",
+    "casebridge.accounts",
+    "casebridge.orgs",
+    "casebridge.access",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "casebridge.core.middleware.RequestContextMiddleware",
+    "casebridge.core.middleware.PermissionsPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "casebridge.accounts.middleware.ApiTokenMiddleware",
+    "casebridge.accounts.middleware.SessionLifetimeMiddleware",
+    "allauth.usersessions.middleware.UserSessionsMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "casebridge.accounts.middleware.RequireMFAMiddleware",
+]
+
+ROOT_URLCONF = "casebridge.urls"
+WSGI_APPLICATION = "casebridge.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "casebridge.orgs.context.current_organization",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        envsecret("DATABASE_URL") or f"sqlite:///{HOME / 'casebridge.sqlite3'}",
+        conn_max_age=envint("CASEBRIDGE_DB_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # IMMEDIATE takes the write lock at BEGIN: concurrent writers queue instead of failing
+        # with "database is locked" halfway through a transaction.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (rate limits) ------------------------------------------------------------------
+# Shared across app servers: Redis when configured, else the database. Never per-process memory,
+# or throttling would reset with every worker.
+REDIS_URL = envsecret("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "casebridge_cache",
+        }
+    }
+
+# --- Background tasks ---------------------------------------------------------------------
+TASKS = {
+    "default": {
+        # Tests run tasks inline so their effects can be asserted directly.
+        "BACKEND": env(
+            "CASEBRIDGE_TASKS_BACKEND",
+            "django_tasks.backends.immediate.ImmediateBackend" if TESTING else "django_tasks_db.DatabaseBackend",
+        ),
+    }
+}
+
+# --- Identity -----------------------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = ["allauth.account.auth_backends.AuthenticationBackend"]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+# NIST SP 800-63B: length and a breached/common list, no composition rules.
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "home"
+
+ACCOUNT_ADAPTER = "casebridge.accounts.adapters.AccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_EMAIL_VERIFICATION = "none"  # addresses are verified by the invitation link
+ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
+ACCOUNT_SESSION_REMEMBER = False
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
+ACCOUNT_RATE_LIMITS = {
+    "login": "30/m/ip",
+    "login_failed": "10/m/ip,5/5m/key",
+    "reauthenticate": "10/m/user",
+    "reset_password": "20/m/ip,5/m/key",
+    "change_password": "5/m/user",
+}
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[CaseBridge] "
+MFA_ADAPTER = "casebridge.accounts.adapters.MFAAdapter"
+MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
+MFA_PASSKEY_LOGIN_ENABLED = True
+MFA_RECOVERY_CODE_COUNT = 10
+MFA_TOTP_ISSUER = "CaseBridge"
+MFA_TRUST_ENABLED = False
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = TESTING  # the browser tests' live server is http://localhost
+USERSESSIONS_TRACK_ACTIVITY = True
+
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_AGE = envint("CASEBRIDGE_SESSION_ABSOLUTE_SECONDS", 12 * 3600)
+SESSION_ABSOLUTE_SECONDS = SESSION_COOKIE_AGE
+SESSION_IDLE_DEFAULT_SECONDS = envint("CASEBRIDGE_IDLE_SECONDS", 15 * 60)
+SESSION_COOKIE_NAME = "__Host-cb_session"
+CSRF_COOKIE_NAME = "__Host-cb_csrf"
+
+# --- Transport and browser security -------------------------------------------------------
+SECURE_SSL_REDIRECT = envbool("CASEBRIDGE_SSL_REDIRECT", not TESTING)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("CASEBRIDGE_BEHIND_PROXY", False) else None
+SECURE_HSTS_SECONDS = envint("CASEBRIDGE_HSTS_SECONDS", 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+# The preload directive only takes effect once the domain is submitted to the browsers list.
+SECURE_HSTS_PRELOAD = envbool("CASEBRIDGE_HSTS_PRELOAD", True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "no-referrer"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_SECURE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SECURE = True
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_TRUSTED_ORIGINS = envlist("CASEBRIDGE_CSRF_TRUSTED_ORIGINS", PUBLIC_URL)
+X_FRAME_OPTIONS = "DENY"
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+    "microphone=(), payment=(), usb=(), interest-cohort=()"
+)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+# --- Mail ---------------------------------------------------------------------------------
+EMAIL_HOST = env("CASEBRIDGE_SMTP_HOST")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = envint("CASEBRIDGE_SMTP_PORT", 587)
+    EMAIL_HOST_USER = env("CASEBRIDGE_SMTP_USER")
+    EMAIL_HOST_PASSWORD = envsecret("CASEBRIDGE_SMTP_PASSWORD") or ""
+    EMAIL_USE_TLS = envbool("CASEBRIDGE_SMTP_STARTTLS", True)
+else:
+    # Embedded default: messages are written to CASEBRIDGE_HOME/mail for the operator to read.
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(HOME / "mail")
+DEFAULT_FROM_EMAIL = env("CASEBRIDGE_FROM_EMAIL", "CaseBridge <no-reply@localhost>")
+
+# --- Static files -------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = HOME / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+if TESTING:
+    STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    WHITENOISE_USE_FINDERS = True
+    WHITENOISE_AUTOREFRESH = True
+
+# --- CaseBridge ---------------------------------------------------------------------------
+KEYRING_PATH = Path(env("CASEBRIDGE_KEYRING", str(HOME / "keys" / "keyring.json")))
+INVITATION_TTL_SECONDS = envint("CASEBRIDGE_INVITATION_TTL_SECONDS", 7 * 24 * 3600)
+SETUP_LINK_TTL_SECONDS = 3600
+EMERGENCY_ACCESS_MAX_HOURS = envint("CASEBRIDGE_EMERGENCY_ACCESS_MAX_HOURS", 24)
+API_TOKEN_MAX_DAYS = envint("CASEBRIDGE_API_TOKEN_MAX_DAYS", 365)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# Application logs never carry PHI: they name requests by id and objects by internal id only.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("CASEBRIDGE_LOG_LEVEL", "INFO")},
+    "loggers": {"django.security.DisallowedHost": {"level": "ERROR"}},
+}
+
+if not ALLOWED_HOSTS:
+    raise ConfigurationError("CASEBRIDGE_ALLOWED_HOSTS must name at least one host")

@@ -1,0 +1,55 @@
+"""URL map. Every view is declared public, signed-in, token-only or protected by a policy
+permission (see access/guards.py); access/tests/test_url_coverage.py enforces it."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+
+from casebridge.accounts import views as account_views
+from casebridge.audit import views as audit_views
+from casebridge.orgs import views as org_views
+
+org_patterns = [
+    path("", org_views.org_home, name="org_home"),
+    path("members/", org_views.members, name="members"),
+    path("members/invite/", org_views.invite, name="invite"),
+    path("members/<uuid:membership_id>/", org_views.member_update, name="member_update"),
+    path(
+        "invitations/<uuid:invitation_id>/revoke/",
+        org_views.invitation_revoke,
+        name="invitation_revoke",
+    ),
+    path("settings/", org_views.org_settings, name="org_settings"),
+    path("connections/", org_views.connections, name="connections"),
+    path("connections/request/", org_views.connection_request, name="connection_request"),
+    path("connections/<uuid:connection_id>/", org_views.connection_update, name="connection_update"),
+    path("emergency/", org_views.emergency, name="emergency"),
+    path("emergency/<uuid:grant_id>/revoke/", org_views.emergency_revoke, name="emergency_revoke"),
+    path("service-accounts/", org_views.service_accounts, name="service_accounts"),
+    path(
+        "service-accounts/<uuid:account_id>/deactivate/",
+        org_views.service_account_deactivate,
+        name="service_account_deactivate",
+    ),
+    path("audit/", audit_views.audit_log, name="audit_log"),
+    path("audit/export.csv", audit_views.audit_export, name="audit_export"),
+]
+
+urlpatterns = [
+    path("", org_views.home, name="home"),
+    path("healthz", account_views.healthz, name="healthz"),
+    path("o/<slug:org>/", include(org_patterns)),
+    path("invitations/<str:token>/", org_views.invitation_accept, name="invitation_accept"),
+    path("setup/<str:token>/", account_views.setup_password, name="setup_password"),
+    path("account/mfa-required/", account_views.mfa_required, name="mfa_required"),
+    path("account/security/", account_views.security, name="security"),
+    path("account/preferences/", account_views.preferences, name="preferences"),
+    path("account/tokens/", account_views.token_create, name="token_create"),
+    path("account/tokens/<uuid:token_id>/revoke/", account_views.token_revoke, name="token_revoke"),
+    path("account/sessions/<int:session_id>/end/", account_views.session_end, name="session_end"),
+    path("account/logout-everywhere/", account_views.logout_everywhere, name="logout_everywhere"),
+    path("session/status", account_views.session_status, name="session_status"),
+    path("session/keepalive", account_views.session_keepalive, name="session_keepalive"),
+    path("api/v1/me", account_views.api_me, name="api_me"),
+    path("accounts/", include("allauth.urls")),
+]
