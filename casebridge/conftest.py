@@ -34,6 +34,14 @@ def _audit_triggers(request: pytest.FixtureRequest) -> Iterator[None]:
         _state["triggers_removed"] = True
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: pytest.FixtureRequest, request: pytest.FixtureRequest) -> None:
+    """Argon2id is deliberately slow; tests that are not about hashing use a fast hasher.
+    accounts/tests/test_passwords.py checks the real configuration."""
+    if request.node.get_closest_marker("real_password_hashing") is None:
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def personas(db: None) -> Personas:
     return build_personas()

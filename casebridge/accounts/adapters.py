@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
@@ -11,6 +12,7 @@ from allauth.mfa.adapter import DefaultMFAAdapter
 from allauth.mfa.models import Authenticator
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
 from django.http import HttpRequest
 
 from casebridge.vault.keyring import get_keyring
@@ -23,6 +25,17 @@ class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         # People join through an invitation or a setup link, never by signing themselves up.
         return False
+
+    def is_reauthentication_required(self, *, app: str, **kwargs: Any) -> bool:
+        if not super().is_reauthentication_required(app=app, **kwargs):
+            return False
+        # A sign-in moments ago (password and, once enrolled, MFA) is as good as confirming
+        # identity again: asking twice in a row only trains people to type passwords blindly.
+        from casebridge.accounts.middleware import SESSION_AUTH_AT
+
+        session = getattr(self.request, "session", None)
+        signed_in_at = session.get(SESSION_AUTH_AT) if session is not None else None
+        return not (signed_in_at and time.time() - signed_in_at < settings.ACCOUNT_REAUTHENTICATION_TIMEOUT)
 
 
 def encrypt_secret(text: str) -> str:

@@ -56,6 +56,7 @@ def signed_in_client(user: User, *, reauthenticated: bool = True) -> Client:
 
 def mark_reauthenticated(client: Client) -> None:
     session = client.session
+    session["account_authentication_methods_user"] = session["_auth_user_id"]
     session["account_authentication_methods"] = [{"method": "password", "at": time.time(), "reauthenticated": True}]
     session.save()
 

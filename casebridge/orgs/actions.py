@@ -308,9 +308,8 @@ def request_connection(
     other = Organization.objects.filter(slug=other_slug.strip().lower()).first()
     if other is None or other.pk == org.pk:
         raise ValidationError("No organization has that CaseBridge ID. Ask them for it on their Connections page.")
-    kinds = {org.kind, other.kind}
-    if OrgKind.PRACTICE not in kinds and kinds != {OrgKind.LAB, OrgKind.IMAGING}:
-        raise ValidationError("Connections link a practice with a lab or imaging center.")
+    # Any two organizations may connect: practice-lab is the common case, but referrals between
+    # practices and labs outsourcing to other labs (sub-business associates) are real too.
     if (
         Connection.objects.filter(requester=org, recipient=other).exists()
         or Connection.objects.filter(requester=other, recipient=org).exists()

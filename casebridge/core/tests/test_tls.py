@@ -1,0 +1,89 @@
+"""The real `casebridge serve` speaks TLS 1.2 and 1.3 only."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    home = tmp_path_factory.mktemp("home")
+    port = _free_port()
+    env = {**os.environ, "CASEBRIDGE_HOME": str(home), "CASEBRIDGE_WORKERS": "1"}
+    env.pop("DATABASE_URL", None)
+    log = (home / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "casebridge.cli", "serve", "--port", str(port), "--no-worker"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.3)
+    else:
+        proc.kill()
+    if proc.poll() is not None:
+        raise AssertionError("server did not start:\n" + (home / "serve.log").read_text())
+    yield port
+    proc.terminate()
+    proc.wait(timeout=15)
+    assert (Path(home) / "tls" / "key.pem").stat().st_mode & 0o077 == 0
+    assert Path(home).stat().st_mode & 0o077 == 0
+
+
+def _handshake(port: int, version: ssl.TLSVersion) -> str:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if version < ssl.TLSVersion.TLSv1_2:
+        ctx.set_ciphers("ALL:@SECLEVEL=0")  # let the client offer the old protocol at all
+    ctx.minimum_version = version
+    ctx.maximum_version = version
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, ctx.wrap_socket(raw) as tls:
+        tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        reply = tls.recv(200).decode()
+        return f"{tls.version()} {reply.splitlines()[0]}"
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_modern_tls_handshakes_succeed(server: int, version: ssl.TLSVersion) -> None:
+    result = _handshake(server, version)
+    assert result.startswith(version.name.replace("v", "v").replace("_", ".")) and "200 OK" in result
+
+
+def test_tls_1_1_handshake_is_refused(server: int) -> None:
+    with pytest.raises(ssl.SSLError) as excinfo:
+        _handshake(server, ssl.TLSVersion.TLSv1_1)
+    # The server refused the version; the client really offered TLS 1.1 (not a local error).
+    assert "NO_PROTOCOLS_AVAILABLE" not in str(excinfo.value).upper()
+
+
+def test_plain_http_gets_no_answer(server: int) -> None:
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as raw:
+        raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        reply = raw.recv(200)
+    assert b"200 OK" not in reply
