@@ -1,0 +1,1 @@
+"""Tests for the vault core: streaming format, key providers, storage backends."""
