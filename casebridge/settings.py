@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "casebridge.accounts",
     "casebridge.orgs",
     "casebridge.access",
+    "casebridge.vault",
 ]
 
 MIDDLEWARE = [
@@ -253,6 +254,12 @@ if TESTING:
 
 # --- CaseBridge ---------------------------------------------------------------------------
 KEYRING_PATH = Path(env("CASEBRIDGE_KEYRING", str(HOME / "keys" / "keyring.json")))
+# Envelope encryption: the provider holding key-encryption keys, and where ciphertext is stored.
+VAULT_KEY_PROVIDER = env("CASEBRIDGE_KEY_PROVIDER", "local:")
+VAULT_STORAGE_URL = env("CASEBRIDGE_STORAGE_URL", f"file://{HOME / 'blobs'}")
+VAULT_MAX_UPLOAD_BYTES = envint("CASEBRIDGE_MAX_UPLOAD_BYTES", 5 * 1024**3)
+VAULT_UPLOAD_EXPIRY_SECONDS = envint("CASEBRIDGE_UPLOAD_EXPIRY_SECONDS", 24 * 3600)
+VAULT_CLAMD = env("CASEBRIDGE_CLAMD")  # e.g. unix:///run/clamav/clamd.ctl; scanning is off when empty
 INVITATION_TTL_SECONDS = envint("CASEBRIDGE_INVITATION_TTL_SECONDS", 7 * 24 * 3600)
 SETUP_LINK_TTL_SECONDS = 3600
 EMERGENCY_ACCESS_MAX_HOURS = envint("CASEBRIDGE_EMERGENCY_ACCESS_MAX_HOURS", 24)

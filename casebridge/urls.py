@@ -6,6 +6,8 @@ from __future__ import annotations
 from django.urls import include, path
 
 from casebridge.accounts import views as account_views
+from casebridge.api import files as file_api
+from casebridge.api import uploads as upload_api
 from casebridge.audit import views as audit_views
 from casebridge.orgs import views as org_views
 
@@ -51,5 +53,10 @@ urlpatterns = [
     path("session/status", account_views.session_status, name="session_status"),
     path("session/keepalive", account_views.session_keepalive, name="session_keepalive"),
     path("api/v1/me", account_views.api_me, name="api_me"),
+    path("api/v1/uploads/", upload_api.upload_collection, name="tus_collection"),
+    path("api/v1/uploads/<uuid:upload_id>", upload_api.upload_resource, name="tus_upload"),
+    path("api/v1/files/", file_api.file_list, name="file_list"),
+    path("api/v1/files/<uuid:file_id>", file_api.file_detail, name="file_detail"),
+    path("api/v1/files/<uuid:file_id>/content", file_api.file_content, name="file_content"),
     path("accounts/", include("allauth.urls")),
 ]

@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from casebridge.access.roles import EMERGENCY_PERMISSIONS, SCOPE_FOR_PERM, Perm, permissions_for
 from casebridge.accounts.models import ApiToken, ServiceAccount, User
 from casebridge.orgs.models import EmergencyAccess, Membership, Organization
+from casebridge.vault.models import StoredObject
 
 M = TypeVar("M", bound=Model)
 
@@ -117,3 +118,34 @@ def scoped_get(queryset: QuerySet[M], **lookup: Any) -> M:
 
 def organizations_of(user: User) -> QuerySet[Organization]:
     return Organization.objects.filter(memberships__user=user, memberships__is_active=True).order_by("name")
+
+
+def readable_files(actor: Any) -> QuerySet[StoredObject]:
+    """Files an actor may read. Until a file is attached to a case only its uploader sees it
+    (the cases app widens this to the parties of the case)."""
+    live = StoredObject.objects.filter(destroyed_at__isnull=True)
+    if isinstance(actor, ServiceAccount):
+        return (
+            live.filter(created_by_service=actor, organization=actor.organization_id)
+            if actor.is_active
+            else live.none()
+        )
+    if isinstance(actor, User) and actor.is_active:
+        return live.filter(
+            created_by=actor, organization__memberships__user=actor, organization__memberships__is_active=True
+        )
+    return live.none()
+
+
+def destroyable_files(actor: Any) -> QuerySet[StoredObject]:
+    """Files an actor may crypto-shred: their own, or any of an organization they administer."""
+    if not isinstance(actor, User) or not actor.is_active:
+        return StoredObject.objects.none()
+    administered = [
+        m.organization_id
+        for m in Membership.objects.filter(user=actor, is_active=True)
+        if Perm.FILES_DESTROY in permissions_for(m.role)
+    ]
+    return StoredObject.objects.filter(destroyed_at__isnull=True).filter(
+        Q(created_by=actor) | Q(organization_id__in=administered)
+    )

@@ -18,6 +18,8 @@ class Perm(models.TextChoices):
     CASES_VIEW = "cases.view", "See the organization's cases and their files"
     CASES_EDIT = "cases.edit", "Create, edit and submit cases"
     CASES_WORK = "cases.work", "Confirm receipt, update status and deliver (lab side)"
+    FILES_UPLOAD = "files.upload", "Upload files (scans, images, documents)"
+    FILES_DESTROY = "files.destroy", "Destroy files beyond recovery"
 
 
 class Role(models.TextChoices):
@@ -36,9 +38,11 @@ ALL = frozenset(Perm)
 ROLE_PERMISSIONS: dict[str, frozenset[Perm]] = {
     Role.OWNER: ALL,
     Role.ADMIN: ALL,
-    Role.CLINICIAN: frozenset({Perm.ORG_VIEW, Perm.CONNECTIONS_VIEW, Perm.CASES_VIEW, Perm.CASES_EDIT}),
-    Role.STAFF: frozenset({Perm.ORG_VIEW, Perm.CASES_VIEW, Perm.CASES_EDIT}),
-    Role.TECHNICIAN: frozenset({Perm.ORG_VIEW, Perm.CASES_VIEW, Perm.CASES_WORK}),
+    Role.CLINICIAN: frozenset(
+        {Perm.ORG_VIEW, Perm.CONNECTIONS_VIEW, Perm.CASES_VIEW, Perm.CASES_EDIT, Perm.FILES_UPLOAD}
+    ),
+    Role.STAFF: frozenset({Perm.ORG_VIEW, Perm.CASES_VIEW, Perm.CASES_EDIT, Perm.FILES_UPLOAD}),
+    Role.TECHNICIAN: frozenset({Perm.ORG_VIEW, Perm.CASES_VIEW, Perm.CASES_WORK, Perm.FILES_UPLOAD}),
     Role.LAB_MANAGER: frozenset(
         {
             Perm.ORG_VIEW,
@@ -46,6 +50,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Perm]] = {
             Perm.CONNECTIONS_MANAGE,
             Perm.CASES_VIEW,
             Perm.CASES_WORK,
+            Perm.FILES_UPLOAD,
         }
     ),
     Role.COMPLIANCE_OFFICER: frozenset({Perm.ORG_VIEW, Perm.CONNECTIONS_VIEW, Perm.AUDIT_VIEW, Perm.COMPLIANCE_MANAGE}),
@@ -64,6 +69,7 @@ EMERGENCY_PERMISSIONS = frozenset(
         Perm.CASES_VIEW,
         Perm.CASES_EDIT,
         Perm.CASES_WORK,
+        Perm.FILES_UPLOAD,
         Perm.AUDIT_VIEW,
     }
 )
@@ -77,6 +83,7 @@ SCOPE_FOR_PERM: dict[Perm, str] = {
     Perm.CASES_VIEW: "cases:read",
     Perm.CASES_EDIT: "cases:write",
     Perm.CASES_WORK: "cases:write",
+    Perm.FILES_UPLOAD: "cases:write",
 }
 
 

@@ -52,6 +52,12 @@ def problem(status: int, title: str, detail: str) -> JsonResponse:
     )
 
 
+def _duration(seconds: float) -> str:
+    """`8 seconds`, `1 minute`, `15 minutes`: idle limits are whole minutes except in tests."""
+    amount, unit = (int(seconds), "second") if seconds < 60 else (int(seconds // 60), "minute")
+    return f"{amount} {unit}{'' if amount == 1 else 's'}"
+
+
 class ApiTokenMiddleware:
     """`Authorization: Bearer cb_...` authenticates API calls; a bad token is refused outright."""
 
@@ -111,18 +117,24 @@ class SessionLifetimeMiddleware:
             if reason:
                 record("auth.session.expired", actor=user, details={"reason": reason})
                 logout(request)
-                if request.path.startswith("/api/") or request.headers.get("HX-Request"):
+                api = request.path.startswith("/api/")
+                if not api:
+                    # Kept in the message cookie, so the sign-in page says why even when the page's
+                    # own idle timer (a JSON request below) was first to notice.
+                    messages.info(
+                        request,
+                        f"You were signed out after {_duration(idle_limit)} without activity."
+                        if reason == "idle"
+                        else "Your session reached its maximum length; please sign in again.",
+                    )
+                timer_paths = (reverse("session_status"), reverse("session_keepalive"))
+                if api or request.headers.get("HX-Request") or request.path in timer_paths:
                     return problem(401, "Session ended", "Your session ended; sign in again.")
-                minutes = int(idle_limit // 60)
-                messages.info(
-                    request,
-                    f"You were signed out after {minutes} minutes without activity."
-                    if reason == "idle"
-                    else "Your session reached its maximum length; please sign in again.",
-                )
                 return redirect(f"{reverse('account_login')}?next={request.path}")
             passive = request.path == reverse("session_status")
-            if (not passive and now - seen_at >= SEEN_RESOLUTION_SECONDS) or SESSION_SEEN_AT not in session:
+            # Short idle limits need a finer record of activity than the write-saving default.
+            resolution = min(SEEN_RESOLUTION_SECONDS, idle_limit / 4)
+            if (not passive and now - seen_at >= resolution) or SESSION_SEEN_AT not in session:
                 session[SESSION_SEEN_AT] = now
         return self.get_response(request)
 

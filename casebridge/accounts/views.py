@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from allauth.account.decorators import reauthentication_required
 from allauth.mfa.models import Authenticator
 from allauth.usersessions.models import UserSession
@@ -165,7 +167,8 @@ def session_status(request: HttpRequest) -> JsonResponse:
 
     idle = request.session.get(SESSION_IDLE, settings.SESSION_IDLE_DEFAULT_SECONDS)
     seen = request.session.get(SESSION_SEEN_AT, time.time())
-    return JsonResponse({"idle_seconds": idle, "remaining": max(0, int(seen + idle - time.time()))})
+    # Rounded up: 0 only once the session has really run out (it is then ended on the next request).
+    return JsonResponse({"idle_seconds": idle, "remaining": max(0, math.ceil(seen + idle - time.time()))})
 
 
 @require_POST

@@ -15,55 +15,103 @@
     }
   });
 
+  // --- Forms: after a refused submission, put the keyboard on the first field to fix ---------
+  const invalid = document.querySelector(
+    ".field.invalid input:not([type=hidden]), .field.invalid select, .field.invalid textarea, [aria-invalid=true]"
+  );
+  if (invalid) invalid.focus();
+
+  // --- Passkeys: allauth's WebAuthn script reports failures as an event; show them ----------
+  const WEBAUTHN_MESSAGES = {
+    NotAllowedError: "The passkey request was cancelled or timed out. Try again.",
+    InvalidStateError: "This passkey or security key is already registered.",
+    SecurityError: "Passkeys only work on the portal's own address over HTTPS.",
+    NotSupportedError: "This browser or device does not support passkeys.",
+  };
+  document.addEventListener("allauth.error", function (event) {
+    const box = document.getElementById("webauthn-error");
+    if (!box) return;
+    const name = event.detail && event.detail.exception ? event.detail.exception.name : "";
+    box.textContent = WEBAUTHN_MESSAGES[name] || "The passkey could not be used. Try again or use another method.";
+    box.hidden = false;
+    event.preventDefault();
+  });
+
   // --- Idle automatic logoff ----------------------------------------------------------------
-  // The server enforces the timeout; this only warns a minute ahead and offers to stay.
+  // The server enforces the timeout; this warns ahead of it and offers to stay. Before warning or
+  // leaving it asks the server, which knows about activity in other tabs.
   const body = document.body;
   const idleSeconds = parseInt(body.dataset.idleSeconds || "0", 10);
-  if (!idleSeconds) return;
-  const WARN_BEFORE = Math.min(60, Math.floor(idleSeconds / 2));
   const dialog = document.getElementById("idle-warning");
+  if (!idleSeconds || !dialog) return;
+  const WARN_BEFORE = Math.min(60, Math.floor(idleSeconds / 2));
   const countdown = document.getElementById("idle-countdown");
+  const stay = document.getElementById("idle-stay");
   let deadline = Date.now() + idleSeconds * 1000;
+  let asking = false;
   let timer = null;
 
+  function secondsLeft() {
+    return Math.max(0, Math.round((deadline - Date.now()) / 1000));
+  }
+
   function signOutNow() {
+    window.clearInterval(timer);
+    // The server ends the session on this request and says why on the sign-in page.
     window.location.assign(body.dataset.loginUrl + "?next=" + encodeURIComponent(window.location.pathname));
   }
 
-  function reschedule(remainingSeconds) {
-    deadline = Date.now() + remainingSeconds * 1000;
-    if (dialog.open) dialog.close();
+  function warn() {
+    countdown.textContent = String(secondsLeft());
+    if (!dialog.open) {
+      dialog.showModal();
+      stay.focus();
+    }
+  }
+
+  function follow(data) {
+    const remaining = data && typeof data.remaining === "number" ? data.remaining : 0;
+    if (remaining <= 0) {
+      signOutNow();
+      return;
+    }
+    deadline = Date.now() + remaining * 1000;
+    if (remaining > WARN_BEFORE + 1) {
+      if (dialog.open) dialog.close();
+    } else {
+      warn();
+    }
+  }
+
+  function ask(url, options) {
+    asking = true;
+    return fetch(url, Object.assign({ credentials: "same-origin", headers: { Accept: "application/json" } }, options))
+      .then(function (r) { return r.ok ? r.json() : { remaining: 0 }; })
+      .then(follow)
+      .catch(signOutNow)
+      .finally(function () { asking = false; });
   }
 
   function tick() {
-    const left = Math.round((deadline - Date.now()) / 1000);
-    if (left <= 0) {
-      // Another tab may have kept the session alive: ask before leaving.
-      fetch(body.dataset.statusUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(function (r) { return r.ok ? r.json() : { remaining: 0 }; })
-        .then(function (data) { if (data.remaining > 1) { reschedule(data.remaining); } else { signOutNow(); } })
-        .catch(signOutNow);
-      deadline = Date.now() + 5000;
-      return;
-    }
-    if (left <= WARN_BEFORE) {
+    if (asking) return;
+    const left = secondsLeft();
+    if (left <= 0 || (left <= WARN_BEFORE && !dialog.open)) {
+      ask(body.dataset.statusUrl);
+    } else if (dialog.open) {
       countdown.textContent = String(left);
-      if (!dialog.open) {
-        dialog.showModal();
-        document.getElementById("idle-stay").focus();
-      }
     }
   }
 
-  document.getElementById("idle-stay").addEventListener("click", function () {
-    fetch(body.dataset.keepaliveUrl, {
+  stay.addEventListener("click", function () {
+    ask(body.dataset.keepaliveUrl, {
       method: "POST",
-      credentials: "same-origin",
       headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
-    })
-      .then(function (r) { return r.ok ? r.json() : Promise.reject(r); })
-      .then(function (data) { reschedule(data.remaining); })
-      .catch(signOutNow);
+    });
+  });
+  // Escape would hide the warning without telling the server: treat it as "stay".
+  dialog.addEventListener("cancel", function (event) {
+    event.preventDefault();
+    stay.click();
   });
 
   timer = window.setInterval(tick, 1000);

@@ -85,3 +85,21 @@ def moto_endpoint() -> Iterator[str]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture
+def vault_home(tmp_path: Path, settings: pytest.FixtureRequest) -> Iterator[Path]:
+    """A private blob store and KEK file for one test, so tests never share ciphertext."""
+    from casebridge.vault import config, keystore
+
+    settings.VAULT_STORAGE_URL = f"file://{tmp_path / 'blobs'}"  # type: ignore[attr-defined]
+    settings.VAULT_KEY_PROVIDER = f"local:{tmp_path / 'keys' / 'kek.json'}"  # type: ignore[attr-defined]
+    config.reset_caches()
+    keystore.forget_cached_keys()
+    config.key_provider.cache_clear()
+    from casebridge.vault.keys import provider_from_url
+
+    provider_from_url(settings.VAULT_KEY_PROVIDER, create=True)  # type: ignore[attr-defined]
+    yield tmp_path
+    config.reset_caches()
+    keystore.forget_cached_keys()

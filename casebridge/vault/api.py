@@ -1,0 +1,147 @@
+"""The vault's interface for every other app: store, read, list versions, destroy.
+
+Callers get plaintext only as a stream of authenticated segments; every read is decided by the
+access policy first and recorded by the caller's audit event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable, Iterator
+from typing import Any
+from uuid import uuid4
+
+from django.db import transaction
+from django.utils import timezone
+
+from casebridge.accounts.models import ServiceAccount, User
+from casebridge.audit.api import record
+from casebridge.vault import filetypes, keystore
+from casebridge.vault.config import blob_store
+from casebridge.vault.crypto.streaming import EncryptingWriter, associated_data, decrypt_range
+from casebridge.vault.models import ObjectVersion, StoredObject
+
+
+class ObjectUnavailable(LookupError):
+    """Destroyed, or never existed: nothing can be returned."""
+
+
+def put_stream(
+    *, organization: Any, actor: Any, chunks: Iterable[bytes], length: int, stored_object: StoredObject | None = None
+) -> ObjectVersion:
+    """Store content in one go (server-side producers: demo data, SFTP, tests)."""
+    object_id = stored_object.pk if stored_object else uuid4()
+    version_no = stored_object.current_version + 1 if stored_object else 1
+    dek, wrapped, org_key_version = keystore.new_dek(organization.pk, object_id, version_no)
+    blob_name = f"objects/{object_id}/v{version_no}-{secrets.token_hex(6)}"
+    hasher = hashlib.sha256()
+    prefix = bytearray()
+    with blob_store().open_writer(blob_name) as sink:
+        writer = EncryptingWriter(sink, dek, associated_data(object_id, version_no))
+        for chunk in chunks:
+            if len(prefix) < filetypes.SNIFF_BYTES:
+                prefix += chunk[: filetypes.SNIFF_BYTES - len(prefix)]
+            hasher.update(chunk)
+            writer.write(chunk)
+        writer.close()
+        if writer.plaintext_size != length:
+            raise ValueError(f"expected {length} bytes, got {writer.plaintext_size}")
+        kind = filetypes.detect(bytes(prefix), length)
+    with transaction.atomic():
+        if stored_object is None:
+            stored_object = StoredObject.objects.create(
+                id=object_id,
+                organization=organization,
+                created_by=actor if isinstance(actor, User) else None,
+                created_by_service=actor if isinstance(actor, ServiceAccount) else None,
+                file_type=kind.name,
+                mime_type=kind.mime_type,
+                extension=kind.extension,
+                current_version=1,
+            )
+        else:
+            stored_object.current_version = version_no
+            stored_object.save(update_fields=["current_version"])
+        version = ObjectVersion.objects.create(
+            stored_object=stored_object,
+            version=version_no,
+            size=length,
+            ciphertext_size=writer.ciphertext_size,
+            sha256=hasher.hexdigest(),
+            blob_name=blob_name,
+            org_key_version=org_key_version,
+            wrapped_dek=wrapped,
+            created_by=actor if isinstance(actor, User) else None,
+            created_by_label=getattr(actor, "email", "") or getattr(actor, "audit_label", ""),
+        )
+        record(
+            "file.uploaded" if version_no == 1 else "file.version_added",
+            actor=actor,
+            organization=organization,
+            target=stored_object,
+            details={"version": version_no, "size": length, "sha256": version.sha256, "type": kind.name},
+        )
+    return version
+
+
+def get_version(stored_object: StoredObject, version: int | None = None) -> ObjectVersion:
+    if stored_object.is_destroyed:
+        raise ObjectUnavailable("destroyed")
+    number = version or stored_object.current_version
+    found = ObjectVersion.objects.filter(stored_object=stored_object, version=number).first()
+    if found is None or not found.wrapped_dek:
+        raise ObjectUnavailable("no such version")
+    return found
+
+
+def read_version(version: ObjectVersion, start: int = 0, end: int | None = None) -> Iterator[memoryview]:
+    """Authenticated plaintext of [start, end); reads only the segments that range spans.
+
+    The segments are yielded from a reused buffer: consume each before asking for the next.
+    """
+    stored = version.stored_object
+    if stored.is_destroyed or not version.wrapped_dek:
+        raise ObjectUnavailable("destroyed")
+    dek = keystore.version_dek(version, stored.organization_id)
+    store = blob_store()
+    name = version.blob_name
+    return decrypt_range(
+        lambda lo, hi: store.read_range(name, lo, hi),
+        version.ciphertext_size,
+        dek,
+        associated_data(stored.pk, version.version),
+        start,
+        end,
+        reuse_buffer=True,
+    )
+
+
+def destroy_object(stored_object: StoredObject, *, actor: Any, reason: str) -> None:
+    """Crypto-shred: wrapped DEKs first (the content is unrecoverable from then on), then the
+    ciphertext; the destruction record names what was destroyed without any of its content."""
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("a reason is required to destroy a file")
+    with transaction.atomic():
+        locked = StoredObject.objects.select_for_update().get(pk=stored_object.pk)
+        if locked.is_destroyed:
+            return
+        versions = list(locked.versions.order_by("version"))
+        ObjectVersion.objects.filter(stored_object=locked).update(wrapped_dek=None)
+        locked.destroyed_at = timezone.now()
+        locked.save(update_fields=["destroyed_at"])
+        record(
+            "file.destroyed",
+            actor=actor,
+            organization=locked.organization_id,
+            target=locked,
+            details={
+                "reason": reason,
+                "versions": [{"version": v.version, "sha256": v.sha256, "size": v.size} for v in versions],
+            },
+        )
+    store = blob_store()
+    for v in versions:
+        store.delete(v.blob_name)
+    stored_object.destroyed_at = locked.destroyed_at

@@ -1,0 +1,124 @@
+"""Vault records: wrapped organization keys, stored objects and their versions, tus uploads.
+
+Ciphertext lives in the blob store under random names; these rows hold only what is needed to
+find and decrypt it (wrapped keys, sizes, digests). Destroying the wrapped keys destroys the data.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from casebridge.core.models import BaseModel
+
+
+class OrgKey(models.Model):
+    """An organization's data key, wrapped by the key provider's KEK (never stored in clear)."""
+
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.PROTECT, related_name="vault_keys")
+    version = models.PositiveIntegerField()
+    wrapped = models.TextField()  # WrappedKey.to_json()
+    kek_version = models.CharField(max_length=200, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    destroyed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "version"], name="vault_orgkey_unique")]
+
+    def __str__(self) -> str:
+        return f"org key v{self.version} of {self.organization_id}"
+
+
+class StoredObject(BaseModel):
+    """A file: one or more encrypted versions, owned by the uploader's organization."""
+
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.PROTECT, related_name="stored_objects")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_service = models.ForeignKey(
+        "accounts.ServiceAccount", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    file_type = models.CharField(max_length=16)
+    mime_type = models.CharField(max_length=100)
+    extension = models.CharField(max_length=10)
+    current_version = models.PositiveIntegerField(default=0)
+    # Set once the object is attached to a case (cases issue); until then only its uploader sees it.
+    attached_at = models.DateTimeField(null=True, blank=True)
+    destroyed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"], name="vault_object_org_recent")]
+
+    def __str__(self) -> str:
+        return f"object {self.pk}"
+
+    @property
+    def is_destroyed(self) -> bool:
+        return self.destroyed_at is not None
+
+    def neutral_name(self, version: int | None = None) -> str:
+        """A name that carries no patient data: never the uploaded file name."""
+        suffix = f"_v{version}" if version and version > 1 else ""
+        return f"file_{str(self.pk)[:8]}{suffix}.{self.extension}"
+
+
+class ObjectVersion(models.Model):
+    stored_object = models.ForeignKey(StoredObject, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    size = models.BigIntegerField()
+    ciphertext_size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    blob_name = models.CharField(max_length=200)
+    org_key_version = models.PositiveIntegerField()
+    # The DEK wrapped under the organization key; emptied when the object is destroyed.
+    wrapped_dek = models.BinaryField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_label = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["stored_object", "version"], name="vault_version_unique")]
+
+    def __str__(self) -> str:
+        return f"version {self.version} of {self.stored_object_id}"
+
+
+class Upload(BaseModel):
+    """A tus upload in progress: all its state is here and in the blob store, none in a process.
+
+    Full ciphertext segments are appended to a staging blob as they arrive; the plaintext of an
+    unfinished trailing segment is kept encrypted (`tail`) so no plaintext ever reaches a disk.
+    """
+
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="uploads")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    created_by_service = models.ForeignKey(
+        "accounts.ServiceAccount", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    # The object the ciphertext is bound to (associated data); new, or an existing one for a new version.
+    object_id = models.UUIDField()
+    object_version = models.PositiveIntegerField()
+    is_new_object = models.BooleanField(default=True)
+    length = models.BigIntegerField()
+    offset = models.BigIntegerField(default=0)
+    ciphertext_offset = models.BigIntegerField(default=0)
+    header = models.BinaryField()
+    tail = models.BinaryField(default=b"")
+    # Object stores only: [[ciphertext offset, size], ...] of the staged part blobs.
+    staged_parts = models.JSONField(default=list)
+    org_key_version = models.PositiveIntegerField()
+    wrapped_dek = models.BinaryField()
+    file_type = models.CharField(max_length=16, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    # A short lease so that two requests never append to the same upload at once.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+
+    def __str__(self) -> str:
+        return f"upload {self.pk}"
