@@ -22,7 +22,9 @@ def housekeeping() -> None:
     """Idempotent periodic work; safe to run on several workers at once."""
     from casebridge.audit.chain import checkpoint_now, seal_pending
     from casebridge.orgs.actions import record_expired_emergency_grants
+    from casebridge.vault.uploads import expire_uploads
 
     seal_pending()
     record_expired_emergency_grants()
+    expire_uploads()
     checkpoint_now()

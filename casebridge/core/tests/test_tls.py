@@ -87,3 +87,20 @@ def test_plain_http_gets_no_answer(server: int) -> None:
         raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         reply = raw.recv(200)
     assert b"200 OK" not in reply
+
+
+def test_serve_refuses_to_start_with_a_missing_key(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "CASEBRIDGE_HOME": str(tmp_path),
+        "CASEBRIDGE_KEY_PROVIDER": f"local:{tmp_path / 'nowhere' / 'kek.json'}",
+    }
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "casebridge.cli", "serve", "--port", str(_free_port()), "--no-worker"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert b"cannot start" in result.stderr and b"kek.json" in result.stderr

@@ -42,6 +42,14 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("createcachetable", verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
+        from casebridge.vault import config as vault_config
+        from casebridge.vault.backends import StorageError
+        from casebridge.vault.keys import KeyProviderError
+
+        try:
+            vault_config.check()
+        except (KeyProviderError, StorageError) as exc:
+            raise CommandError(f"cannot start: {exc}") from exc
 
         certfile = env("CASEBRIDGE_TLS_CERT")
         keyfile = env("CASEBRIDGE_TLS_KEY")

@@ -1,0 +1,199 @@
+"""A standard tus client (tuspy) against the real `casebridge serve` over TLS: it resumes after a
+connection dropped mid-request and after the server was killed and started again."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from tusclient import client as tus
+
+from casebridge.vault.tests.conftest import free_port
+from casebridge.vault.tests.samples import binary_stl
+
+MiB = 1 << 20
+TIMEOUT = 60
+
+
+@dataclass
+class Server:
+    home: Path
+    port: int
+    token: str
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"https://localhost:{self.port}"
+
+    @property
+    def cert(self) -> str:
+        """The server's self-signed certificate, trusted as its own CA: TLS is verified, not skipped."""
+        return str(self.home / "tls" / "cert.pem")
+
+    def request(self, method: str, url: str, **kwargs: object) -> requests.Response:
+        return requests.request(method, url, verify=self.cert, timeout=TIMEOUT, **kwargs)  # type: ignore[arg-type]
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "CASEBRIDGE_HOME": str(self.home), "CASEBRIDGE_WORKERS": "1"}
+        env.pop("DATABASE_URL", None)
+        return env
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "casebridge.cli", *args],
+            env=self.env(),
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+        return result.stdout.decode()
+
+    def start(self) -> None:
+        log = (self.home / "serve.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "casebridge.cli", "serve", "--port", str(self.port), "--no-worker"],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if requests.get(f"{self.base}/healthz", verify=self.cert, timeout=2).status_code == 200:
+                    return
+            except (requests.RequestException, OSError):
+                time.sleep(0.3)
+        raise AssertionError("server did not start:\n" + (self.home / "serve.log").read_text())
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no graceful shutdown, as in a crash or power loss."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("tus-home")
+    srv = Server(home=home, port=free_port(), token="")
+    srv.cli("migrate", "--noinput")
+    srv.cli("createadmin", "--email", "owner@e2e.test", "--org", "E2E Dental", "--kind", "practice")
+    srv.token = srv.cli(
+        "serviceaccount",
+        "create",
+        "--org",
+        "e2e-dental",
+        "--name",
+        "scanner",
+        "--role",
+        "staff",
+        "--scope",
+        "cases:write",
+        "--scope",
+        "cases:read",
+    ).strip()
+    srv.start()
+    saved = os.environ.get("REQUESTS_CA_BUNDLE")
+    os.environ["REQUESTS_CA_BUNDLE"] = srv.cert
+    yield srv
+    if saved is None:
+        os.environ.pop("REQUESTS_CA_BUNDLE", None)
+    else:
+        os.environ["REQUESTS_CA_BUNDLE"] = saved
+    if srv.process is not None and srv.process.poll() is None:
+        os.killpg(srv.process.pid, signal.SIGTERM)
+        srv.process.wait(timeout=20)
+
+
+def _uploader(server: Server, path: Path, url: str | None = None) -> object:
+    client = tus.TusClient(f"{server.base}/api/v1/uploads/", headers=server.headers())
+    # tuspy only takes a yes/no for verification; requests then trusts REQUESTS_CA_BUNDLE (see the fixture).
+    return client.uploader(file_path=str(path), url=url, chunk_size=MiB, verify_tls_cert=True)
+
+
+def _download(server: Server, file_id: str) -> bytes:
+    response = server.request("GET", f"{server.base}/api/v1/files/{file_id}/content", headers=server.headers())
+    assert response.status_code == 200
+    return response.content
+
+
+def _head(server: Server, url: str) -> requests.Response:
+    return server.request("HEAD", url, headers={**server.headers(), "Tus-Resumable": "1.0.0"})
+
+
+def _file_id(server: Server, url: str) -> str:
+    return str(_head(server, url).headers["CaseBridge-File-Id"])
+
+
+def test_resumes_after_the_connection_drops_mid_request(server: Server, tmp_path: Path) -> None:
+    content = binary_stl(5 * MiB)
+    path = tmp_path / "scan.stl"
+    path.write_bytes(content)
+    created = server.request(
+        "POST",
+        f"{server.base}/api/v1/uploads/",
+        headers={**server.headers(), "Tus-Resumable": "1.0.0", "Upload-Length": str(len(content))},
+    )
+    assert created.status_code == 201
+    url = created.headers["Location"]
+    url = url if url.startswith("http") else server.base + url
+    # A PATCH announcing 4 MiB that dies after 2.5 MiB, like a laptop leaving the Wi-Fi.
+    raw = socket.create_connection(("127.0.0.1", server.port))
+    ctx = ssl.create_default_context(cafile=server.cert)
+    tls = ctx.wrap_socket(raw, server_hostname="localhost")
+    path_only = url.split(str(server.port), 1)[1]
+    tls.sendall(
+        (
+            f"PATCH {path_only} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {server.token}\r\n"
+            "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+            f"Content-Length: {4 * MiB}\r\n\r\n"
+        ).encode()
+        + content[: int(2.5 * MiB)]
+    )
+    time.sleep(0.5)
+    tls.close()
+    offset = 0
+    for _ in range(50):
+        offset = int(_head(server, url).headers["Upload-Offset"])
+        if offset:
+            break
+        time.sleep(0.2)
+    assert 0 < offset <= int(2.5 * MiB)  # what arrived was kept
+    uploader = _uploader(server, path, url=url)
+    uploader.upload()  # type: ignore[attr-defined]
+    file_id = _file_id(server, url)
+    assert hashlib.sha256(_download(server, file_id)).digest() == hashlib.sha256(content).digest()
+
+
+def test_resumes_after_the_server_is_killed_and_restarted(server: Server, tmp_path: Path) -> None:
+    content = binary_stl(6 * MiB + 777)
+    path = tmp_path / "cbct.stl"
+    path.write_bytes(content)
+    uploader = _uploader(server, path)
+    uploader.upload(stop_at=3 * MiB)  # type: ignore[attr-defined]
+    url = uploader.url  # type: ignore[attr-defined]
+    assert int(_head(server, url).headers["Upload-Offset"]) == 3 * MiB
+    server.kill()
+    server.start()
+    resumed = _uploader(server, path, url=url)
+    assert resumed.offset == 3 * MiB  # type: ignore[attr-defined]
+    resumed.upload()  # type: ignore[attr-defined]
+    file_id = _file_id(server, url)
+    body = _download(server, file_id)
+    assert body == content
