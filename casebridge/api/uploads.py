@@ -55,6 +55,7 @@ def _error(status: int, detail: str) -> HttpResponseBase:
         422: "Unprocessable Content",
         423: "Locked",
         460: "Checksum Mismatch",
+        503: "Service Unavailable",
     }
     response = problem(status, titles.get(status, "Error"), detail)
     if status == 412:

@@ -46,6 +46,7 @@ from casebridge.vault.crypto.streaming import (
 )
 from casebridge.vault.hashing import BackgroundHasher
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
+from casebridge.vault.scanning import ScannerUnavailable
 from casebridge.vault.staging import BlobPartStaging, FileStaging, StagingConflict
 
 LEASE_SECONDS = 120
@@ -390,15 +391,23 @@ def _finish(
         staging.promote(uid, parts, blob_name, final)
     total_ciphertext = ciphertext_size + len(final)
     sha256 = hasher.hexdigest()
-    verdict = scanning_gate.scan_blob(
-        upload.organization_id,
-        upload.object_id,
-        upload.object_version,
-        upload.org_key_version,
-        bytes(upload.wrapped_dek),
-        blob_name,
-        total_ciphertext,
-    )
+    try:
+        verdict = scanning_gate.scan_blob(
+            upload.organization_id,
+            upload.object_id,
+            upload.object_version,
+            upload.org_key_version,
+            bytes(upload.wrapped_dek),
+            blob_name,
+            total_ciphertext,
+        )
+    except ScannerUnavailable as exc:
+        # Fail closed: an unscanned file never becomes visible.
+        blob_store().delete(blob_name)
+        terminate(upload, actor=actor, reason="scanner unavailable", outcome=Outcome.FAILURE)
+        raise UploadError(
+            "The malware scanner is unavailable, so the file was not accepted. Try again later.", 503
+        ) from exc
     if verdict is not None:
         blob_store().delete(blob_name)
         terminate(upload, actor=actor, reason="malware", outcome=Outcome.DENIED, details={"signature": verdict})

@@ -2,105 +2,28 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import socket
-import subprocess
 import tempfile
 import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from casebridge.vault.scanning import ClamdScanner, ScannerUnavailable, ScanResult, scan
-from casebridge.vault.tests.conftest import free_port, require
-
-# A made-up marker, matched by a body signature (.ndb) written below: real signature databases
-# never load here (no freshclam, no network), and EICAR would upset scanners on developer laptops.
-MARKER = b"CASEBRIDGE-TEST-MALWARE-MARKER-7f3a9c"
-MARKER_SIGNATURE = "CaseBridge.Test.Marker"
-# A whole-file hash signature (.hdb) for this exact sample.
-HASHED_SAMPLE = b"solid hashed\nendsolid hashed\n" * 7
-HASHED_SIGNATURE = "CaseBridge.Test.HashedSample"
-# Small enough to test the size-limit error quickly, big enough for "a few MiB" streams.
-STREAM_MAX_MIB = 20
-MIB = 1 << 20
-
-
-@dataclass(frozen=True)
-class Clamd:
-    unix_url: str
-    tcp_url: str
-
-
-def clamd_binary() -> str | None:
-    found = shutil.which("clamd")
-    if found:
-        return found
-    return "/usr/sbin/clamd" if Path("/usr/sbin/clamd").is_file() else None
-
-
-@pytest.fixture(scope="session")
-def clamd() -> Iterator[Clamd]:
-    """One clamd for the whole session, on a UNIX socket and a loopback TCP port."""
-    binary = clamd_binary()
-    require(binary is not None, "ClamAV daemon (clamd)", "apt-get install clamav-daemon clamav")
-    assert binary is not None
-    # Not tmp_path_factory: UNIX socket paths are limited to ~107 bytes and pytest's can be longer.
-    home = Path(tempfile.mkdtemp(prefix="cb-clamd-"))
-    database = home / "db"
-    database.mkdir()
-    (database / "casebridge-test.ndb").write_text(f"{MARKER_SIGNATURE}:0:*:{MARKER.hex()}\n")
-    md5 = hashlib.md5(HASHED_SAMPLE).hexdigest()  # noqa: S324 - the .hdb format is MD5
-    (database / "casebridge-test.hdb").write_text(f"{md5}:{len(HASHED_SAMPLE)}:{HASHED_SIGNATURE}\n")
-    port = free_port()
-    config = home / "clamd.conf"
-    config.write_text(
-        f"LocalSocket {home / 'clamd.sock'}\n"
-        f"TCPSocket {port}\n"
-        "TCPAddr 127.0.0.1\n"
-        f"DatabaseDirectory {database}\n"
-        f"LogFile {home / 'clamd.log'}\n"
-        "Foreground yes\n"
-        f"StreamMaxLength {STREAM_MAX_MIB}M\n"
-        "SelfCheck 0\n"
-    )
-    process = subprocess.Popen(
-        [binary, "--config-file", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    daemon = Clamd(unix_url=f"unix://{home / 'clamd.sock'}", tcp_url=f"tcp://127.0.0.1:{port}")
-    try:
-        wait_until_answering(process, daemon, home / "clamd.log")
-        yield daemon
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def wait_until_answering(process: subprocess.Popen[bytes], daemon: Clamd, log: Path) -> None:
-    deadline = time.monotonic() + 60  # loading a database takes seconds; ours is two lines
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            details = log.read_text() if log.exists() else "(no log)"
-            pytest.fail(f"clamd exited with {process.returncode} before answering:\n{details}")
-        try:
-            ClamdScanner(daemon.unix_url, connect_timeout=1).ping()
-            ClamdScanner(daemon.tcp_url, connect_timeout=1).ping()
-            return
-        except ScannerUnavailable:
-            time.sleep(0.1)
-    pytest.fail("clamd did not answer within 60 seconds")
+from casebridge.vault.tests.conftest import (
+    HASHED_SAMPLE,
+    HASHED_SIGNATURE,
+    MARKER,
+    MARKER_SIGNATURE,
+    MIB,
+    STREAM_MAX_MIB,
+    Clamd,
+    free_port,
+)
 
 
 def repeated(chunk: bytes, total: int) -> Iterator[bytes]:

@@ -19,6 +19,7 @@ from casebridge.vault import api as vault
 from casebridge.vault import hashing
 from casebridge.vault.crypto.streaming import CiphertextIntegrityError
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
+from casebridge.vault.tests.conftest import MARKER, MARKER_SIGNATURE, Clamd
 from casebridge.vault.tests.samples import binary_stl
 
 pytestmark = pytest.mark.django_db
@@ -379,3 +380,29 @@ def test_only_the_uploader_or_an_administrator_can_destroy(personas: Personas, v
     assert destroyable_files(personas.members["clinician"]).filter(pk=file_id).count() == 0
     assert destroyable_files(personas.members["admin"]).filter(pk=file_id).count() == 1
     assert destroyable_files(personas.outsider).filter(pk=file_id).count() == 0
+
+
+def test_malware_is_refused_before_anyone_can_see_it(api: Client, clamd: Clamd, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.VAULT_CLAMD = clamd.unix_url
+    clean = binary_stl(2 * MiB)
+    assert _download(api, _upload(api, clean))[1] == clean
+    infected = binary_stl(2 * MiB, header=b"x" * 10 + MARKER)
+    url = _create(api, len(infected))
+    _patch(api, url, 0, infected[:MiB])
+    response = _patch(api, url, MiB, infected[MiB:])
+    assert response.status_code == 422 and MARKER_SIGNATURE in response.json()["detail"]
+    assert StoredObject.objects.count() == 1  # only the clean file
+    assert not Upload.objects.filter(completed_at__isnull=True).exists()
+    event = Event.objects.get(action="file.upload.rejected")
+    assert event.details["reason"] == "malware" and event.details["signature"].startswith(MARKER_SIGNATURE)
+
+
+def test_an_unreachable_scanner_refuses_the_file_rather_than_letting_it_through(
+    api: Client, settings, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    settings.VAULT_CLAMD = f"unix://{tmp_path / 'no-clamd.sock'}"
+    content = binary_stl(100_000)
+    url = _create(api, len(content))
+    response = _patch(api, url, 0, content)
+    assert response.status_code == 503 and "scanner is unavailable" in response.json()["detail"]
+    assert not StoredObject.objects.exists()
