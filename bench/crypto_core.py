@@ -121,6 +121,8 @@ def main() -> None:
     print("ratios (target core >= 0.80)")
     print(f"  encrypt core {core / base:.2f}   writer {full / base:.2f}")
     print(f"  decrypt core {dcore / dbase:.2f}   stream {dstream / dbase:.2f}   range {drange / dbase:.2f}")
+    for label, ratio in (("encrypt", core / base), ("decrypt", dcore / dbase)):
+        print(f"RESULT crypto_core {label} ratio {ratio:.2f} (target >= 0.80) {'PASS' if ratio >= 0.80 else 'MISS'}")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.db import connection
 
 from casebridge.audit import triggers
+from casebridge.core.browser_testing import browser, new_context, page, site  # noqa: F401 (fixtures)
 from casebridge.core.testing import Personas, build_personas
 
 _state = {"triggers_removed": False}
@@ -59,3 +61,21 @@ def browser_executable() -> str:
             pytest.fail("chromium is required for browser tests under CI=true (apt-get install chromium)")
         pytest.skip("browser tests skipped: Debian's chromium is not installed (apt-get install chromium)")
     return path
+
+
+@pytest.fixture
+def vault_home(tmp_path: Path, settings: pytest.FixtureRequest) -> Iterator[Path]:
+    """A private blob store and KEK file for one test, so tests never share ciphertext."""
+    from casebridge.vault import config, keystore
+
+    settings.VAULT_STORAGE_URL = f"file://{tmp_path / 'blobs'}"  # type: ignore[attr-defined]
+    settings.VAULT_KEY_PROVIDER = f"local:{tmp_path / 'keys' / 'kek.json'}"  # type: ignore[attr-defined]
+    config.reset_caches()
+    keystore.forget_cached_keys()
+    config.key_provider.cache_clear()
+    from casebridge.vault.keys import provider_from_url
+
+    provider_from_url(settings.VAULT_KEY_PROVIDER, create=True)  # type: ignore[attr-defined]
+    yield tmp_path
+    config.reset_caches()
+    keystore.forget_cached_keys()

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "casebridge.orgs",
     "casebridge.access",
     "casebridge.vault",
+    "casebridge.cases",
 ]
 
 MIDDLEWARE = [
@@ -215,7 +216,8 @@ CONTENT_SECURITY_POLICY = {
         "default-src": [SELF],
         "script-src": [SELF],
         "style-src": [SELF],
-        "img-src": [SELF, "data:"],
+        # blob: for upload previews the browser makes from a chosen photo; it never leaves the page.
+        "img-src": [SELF, "data:", "blob:"],
         "font-src": [SELF],
         "connect-src": [SELF],
         "object-src": [NONE],
@@ -253,6 +255,9 @@ if TESTING:
     WHITENOISE_AUTOREFRESH = True
 
 # --- CaseBridge ---------------------------------------------------------------------------
+# Chain audit events right after each commit (default), or leave it to the worker's sealer loop
+# (higher write throughput, events chained within a fraction of a second): see docs/audit.md.
+AUDIT_SEAL_ON_COMMIT = envbool("CASEBRIDGE_AUDIT_SEAL_ON_COMMIT", True)
 KEYRING_PATH = Path(env("CASEBRIDGE_KEYRING", str(HOME / "keys" / "keyring.json")))
 # Envelope encryption: the provider holding key-encryption keys, and where ciphertext is stored.
 VAULT_KEY_PROVIDER = env("CASEBRIDGE_KEY_PROVIDER", "local:")

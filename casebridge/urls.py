@@ -9,7 +9,9 @@ from casebridge.accounts import views as account_views
 from casebridge.api import files as file_api
 from casebridge.api import uploads as upload_api
 from casebridge.audit import views as audit_views
+from casebridge.cases import views as case_views
 from casebridge.orgs import views as org_views
+from casebridge.vault import views as vault_views
 
 org_patterns = [
     path("", org_views.org_home, name="org_home"),
@@ -33,6 +35,11 @@ org_patterns = [
         org_views.service_account_deactivate,
         name="service_account_deactivate",
     ),
+    path("files/", vault_views.files, name="files"),
+    path("files/recent/", vault_views.files_recent, name="files_recent"),
+    path("cases/", case_views.case_list, name="case_list"),
+    path("cases/<str:number>/", case_views.case_detail, name="case_detail"),
+    path("cases/<str:number>/action/", case_views.case_action, name="case_action"),
     path("audit/", audit_views.audit_log, name="audit_log"),
     path("audit/export.csv", audit_views.audit_export, name="audit_export"),
 ]

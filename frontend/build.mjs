@@ -8,6 +8,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 const target = join(here, "..", "casebridge", "static", "vendor");
 const files = {
   "htmx.org/dist/htmx.min.js": "htmx.min.js",
+  "uppy/dist/uppy.min.js": "uppy.min.js",
+  // uppy.min.js names its source map; the manifest static storage refuses a missing reference.
+  "uppy/dist/uppy.min.js.map": "uppy.min.js.map",
+  "uppy/dist/uppy.min.css": "uppy.min.css",
 };
 mkdirSync(target, { recursive: true });
 for (const [source, name] of Object.entries(files)) {

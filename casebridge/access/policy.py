@@ -16,7 +16,9 @@ from django.utils import timezone
 
 from casebridge.access.roles import EMERGENCY_PERMISSIONS, SCOPE_FOR_PERM, Perm, permissions_for
 from casebridge.accounts.models import ApiToken, ServiceAccount, User
-from casebridge.orgs.models import EmergencyAccess, Membership, Organization
+from casebridge.cases.models import Case
+from casebridge.cases.models import Status as CaseStatus
+from casebridge.orgs.models import Connection, ConnectionStatus, EmergencyAccess, Membership, Organization
 from casebridge.vault.models import StoredObject
 
 M = TypeVar("M", bound=Model)
@@ -120,20 +122,60 @@ def organizations_of(user: User) -> QuerySet[Organization]:
     return Organization.objects.filter(memberships__user=user, memberships__is_active=True).order_by("name")
 
 
-def readable_files(actor: Any) -> QuerySet[StoredObject]:
-    """Files an actor may read. Until a file is attached to a case only its uploader sees it
-    (the cases app widens this to the parties of the case)."""
+def organization_connection(a: Organization, b: Organization) -> Connection | None:
+    """The live connection between two organizations, whichever side asked for it."""
+    return (
+        Connection.objects.filter(Q(requester=a, recipient=b) | Q(requester=b, recipient=a))
+        .exclude(status=ConnectionStatus.ENDED)
+        .first()
+    )
+
+
+def visible_cases(access: OrgAccess) -> QuerySet[Case]:
+    """Cases this organization's actor may see: the practice's own cases; for a lab, the cases
+    sent to it, until the practice revokes access or the grace period after completion ends."""
+    if not access.has(Perm.CASES_VIEW):
+        return Case.objects.none()
+    org = access.organization
+    lab_side = (
+        Q(lab=org)
+        & ~Q(status=CaseStatus.DRAFT)
+        & Q(lab_access_revoked_at__isnull=True)
+        & (Q(lab_access_until__isnull=True) | Q(lab_access_until__gt=timezone.now()))
+    )
+    return Case.objects.filter(Q(practice=org) | lab_side)
+
+
+def case_for(access: OrgAccess, number: str) -> Case:
+    """One case by its number for this actor, or 404 (the same answer as "no such case")."""
+    return scoped_get(visible_cases(access).select_related("patient", "practice", "lab"), number=number)
+
+
+def _case_file_filter(accesses: list[OrgAccess]) -> Q:
+    condition = Q(pk__in=[])
+    for access in accesses:
+        case_ids = visible_cases(access).values("pk")
+        condition |= Q(attachment__case__in=case_ids)
+    return condition
+
+
+def readable_files(actor: Any, token: ApiToken | None = None) -> QuerySet[StoredObject]:
+    """Files an actor may read: their own uploads not yet attached to a case, and every file of
+    the cases they may see (the parties of the case, within its access window)."""
     live = StoredObject.objects.filter(destroyed_at__isnull=True)
     if isinstance(actor, ServiceAccount):
-        return (
-            live.filter(created_by_service=actor, organization=actor.organization_id)
-            if actor.is_active
-            else live.none()
-        )
+        if not actor.is_active:
+            return live.none()
+        own = Q(created_by_service=actor, organization=actor.organization_id, attached_at__isnull=True)
+        access = resolve(actor, actor.organization, token)
+        return live.filter(own | _case_file_filter([access] if access else []))
     if isinstance(actor, User) and actor.is_active:
-        return live.filter(
-            created_by=actor, organization__memberships__user=actor, organization__memberships__is_active=True
-        )
+        orgs = list(organizations_of(actor))
+        if token is not None:
+            orgs = [o for o in orgs if o.pk == token.organization_id]
+        accesses = [a for a in (resolve(actor, o, token) for o in orgs) if a is not None]
+        own = Q(created_by=actor, organization__in=[a.organization for a in accesses], attached_at__isnull=True)
+        return live.filter(own | _case_file_filter(accesses)).distinct()
     return live.none()
 
 

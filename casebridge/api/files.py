@@ -43,7 +43,7 @@ def _etag(version: ObjectVersion) -> str:
 
 
 def _file(request: HttpRequest, file_id: str) -> StoredObject | None:
-    return policy.readable_files(request.actor).filter(pk=file_id).first()  # type: ignore[attr-defined]
+    return policy.readable_files(request.actor, getattr(request, "api_token", None)).filter(pk=file_id).first()  # type: ignore[attr-defined]
 
 
 def _stream(version: ObjectVersion, start: int, end: int) -> Iterator[bytes]:
@@ -152,7 +152,7 @@ def _destroy(request: HttpRequest, file_id: str) -> HttpResponseBase:
 @api_actor
 def file_list(request: HttpRequest) -> HttpResponseBase:
     """The caller's own files, newest first, cursor-paginated (?before=<created_at ISO>)."""
-    files = policy.readable_files(request.actor).order_by("-created_at", "-pk")  # type: ignore[attr-defined]
+    files = policy.readable_files(request.actor, getattr(request, "api_token", None)).order_by("-created_at", "-pk")  # type: ignore[attr-defined]
     before = request.GET.get("before")
     if before:
         files = files.filter(created_at__lt=before)

@@ -1,11 +1,13 @@
-"""record(): the one way to write an audit event, in the caller's transaction."""
+"""record() and record_many(): the only ways to write audit events, in the caller's transaction."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 
 from casebridge.audit import catalog
 from casebridge.audit.models import ActorType, Event, Outcome, PendingSeal
@@ -45,6 +47,71 @@ def record(
     `actor` is a user, a service account, None for the system, or AnonymousUser (then
     `actor_label` may name what was attempted, e.g. the e-mail typed at sign-in).
     """
+    event = _build_event(
+        action,
+        actor=actor,
+        organization=organization,
+        target=target,
+        target_type=target_type,
+        target_id=target_id,
+        patient_ref=patient_ref,
+        outcome=outcome,
+        details=details,
+        actor_label=actor_label,
+    )
+    # No savepoint: if either insert fails, the caller's whole transaction must roll back,
+    # so a change can never commit without its event (and a savepoint costs two round trips).
+    with transaction.atomic(savepoint=False):
+        event.save(force_insert=True)
+        PendingSeal.objects.create(event=event)
+        _seal_after_commit()
+    return event
+
+
+def record_many(entries: Iterable[Mapping[str, Any]]) -> list[Event]:
+    """Append several events at once (imports, bulk jobs), in the caller's transaction.
+
+    Each entry holds record()'s arguments, `action` included, and is checked the same way
+    before anything is written. Two statements in all, instead of two per event: the batched
+    path that reaches tens of thousands of events per second.
+    """
+    events = [_build_event(**entry) for entry in entries]
+    if not events:
+        return []
+    with transaction.atomic(savepoint=False):
+        if len(events) > 1 and connection.vendor == "postgresql":
+            # Django inserts a batch as one UNNEST statement only when no value is an SQL
+            # expression, and the db_default Now() is one: 14 placeholders instead of 14 per
+            # event (client-side query parsing dominated, measured 4x slower at 5,000). The
+            # database's clock is still the one used, read once as every row would share it.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT STATEMENT_TIMESTAMP()")
+                row = cursor.fetchone()
+            if row is not None:
+                for event in events:
+                    event.occurred_at = row[0]
+        # Both backends return the new ids (PostgreSQL, SQLite >= 3.35): the chain order of
+        # the batch is its insertion order, as with record() called in a loop.
+        Event.objects.bulk_create(events)
+        PendingSeal.objects.bulk_create([PendingSeal(event=event) for event in events])
+        _seal_after_commit()
+    return events
+
+
+def _build_event(
+    action: str,
+    *,
+    actor: Any = None,
+    organization: Any = None,
+    target: Any = None,
+    target_type: str = "",
+    target_id: str = "",
+    patient_ref: str = "",
+    outcome: str = Outcome.SUCCESS,
+    details: dict[str, Any] | None = None,
+    actor_label: str = "",
+) -> Event:
+    """Validate and fill one unsaved event: refusals happen here, before any write."""
     catalog.get(action)  # unknown actions are a programming error, never silently logged
     details = dict(details or {})
     leaked = _PHI_KEYS.intersection(details)
@@ -65,26 +132,35 @@ def record(
     if target is not None:
         target_type = target_type or target._meta.label_lower
         target_id = target_id or str(target.pk)
-    with transaction.atomic():
-        event = Event.objects.create(
-            actor_type=actor_type,
-            actor_id=actor_id,
-            actor_label=label[:254],
-            organization_id=org_id,
-            action=action,
-            target_type=target_type,
-            target_id=target_id,
-            patient_ref=patient_ref,
-            ip=ctx.ip if ctx else None,
-            user_agent=ctx.user_agent if ctx else "",
-            request_id=ctx.request_id if ctx else "",
-            outcome=outcome,
-            emergency_access_id=emergency_id,
-            details=details,
-        )
-        PendingSeal.objects.create(event=event)
+    return Event(
+        actor_type=actor_type,
+        actor_id=actor_id,
+        actor_label=label[:254],
+        organization_id=org_id,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        patient_ref=patient_ref,
+        ip=ctx.ip if ctx else None,
+        user_agent=ctx.user_agent if ctx else "",
+        request_id=ctx.request_id if ctx else "",
+        outcome=outcome,
+        emergency_access_id=emergency_id,
+        details=details,
+    )
+
+
+def _seal_after_commit() -> None:
+    """Seal once per committed transaction, however many events it carries.
+
+    One sealer pass chains everything pending, so a transaction recording 500 events needs one
+    pass, not 500. A hook already queued at this level or an enclosing one covers this event:
+    Django drops a hook only with the savepoint it was queued in, which also drops the event.
+    """
+    if not settings.AUDIT_SEAL_ON_COMMIT:
+        return  # a dedicated sealer (casebridge worker) chains the queue
+    if not any(hook[1] is _seal_soon for hook in transaction.get_connection().run_on_commit):
         transaction.on_commit(_seal_soon)
-    return event
 
 
 def _seal_soon() -> None:

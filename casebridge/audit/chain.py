@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidSignature
 from django.db import connection, transaction
+from django.db.models import Subquery
+from django.db.models.functions import Now
 
 from casebridge.audit.models import Checkpoint, Event, PendingSeal, Seal
 from casebridge.vault.keyring import get_keyring
@@ -75,25 +77,62 @@ def _take_sealer_lock(blocking: bool) -> bool:
 
 def seal_pending(*, blocking: bool = True, batch: int = SEAL_BATCH) -> int:
     """Chain every committed event that has no seal yet; returns how many were sealed."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return _seal_passes(blocking, batch, lock_each_pass=True)
+    # Outside any transaction (the on-commit path): a session-level lock taken in autocommit
+    # costs a sealer that loses the race one round trip instead of three (BEGIN, try, COMMIT),
+    # and most do under load. It conflicts with the transaction-level lock on the same key.
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {'pg_advisory_lock' if blocking else 'pg_try_advisory_lock'}(%s)", [_SEALER_LOCK_KEY])
+        row = cursor.fetchone()
+        if not blocking and not (row and row[0]):
+            return 0
+        try:
+            return _seal_passes(blocking, batch, lock_each_pass=False)
+        finally:
+            # Each pass has committed before this: the next sealer sees its seals.
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_SEALER_LOCK_KEY])
+
+
+def _seal_passes(blocking: bool, batch: int, *, lock_each_pass: bool) -> int:
     total = 0
     while True:
         with transaction.atomic():
-            if not _take_sealer_lock(blocking):
+            if lock_each_pass and not _take_sealer_lock(blocking):
                 return total
-            head = Seal.objects.order_by("-seq").values_list("seq", "hash").first()
-            seq, prev = head if head else (0, GENESIS)
-            pending = list(Event.objects.filter(pendingseal__isnull=False).order_by("id")[:batch])
+            # Driven from the small queue by primary key. A join instead lets PostgreSQL, with
+            # statistics that lag the ever-changing queue, hash-join it against a sequential
+            # scan of the whole event table on every pass (measured: 27 ms at 300k events).
+            queued = PendingSeal.objects.order_by("event_id").values("event_id")[:batch]
+            # The chain head, the last checkpoint and the database's time ride along on the
+            # same query (evaluated once, not per row): this runs after every commit, and each
+            # round trip counts (see docs/audit.md).
+            head = Seal.objects.order_by("-seq")
+            pending = list(
+                Event.objects.filter(pk__in=queued)
+                .annotate(
+                    head_seq=Subquery(head.values("seq")[:1]),
+                    head_hash=Subquery(head.values("hash")[:1]),
+                    last_checkpoint=Subquery(Checkpoint.objects.order_by("-seq").values("seq")[:1]),
+                    now=Now(),
+                )
+                .order_by("id")
+            )
             if not pending:
                 return total
+            first = pending[0]
+            seq, prev = first.head_seq or 0, first.head_hash or GENESIS
+            checkpointed, now = first.last_checkpoint, first.now
             seals = []
             for event in pending:
                 seq += 1
                 prev = link(prev, event, seq)
-                seals.append(Seal(seq=seq, event=event, hash=prev))
+                # A literal time rather than the db_default expression lets PostgreSQL take the
+                # batch as one UNNEST insert.
+                seals.append(Seal(seq=seq, event=event, hash=prev, sealed_at=now))
             Seal.objects.bulk_create(seals)
             PendingSeal.objects.filter(event_id__in=[e.pk for e in pending]).delete()
-            last_checkpoint = Checkpoint.objects.order_by("-seq").values_list("seq", flat=True).first()
-            if seq - (last_checkpoint or 0) >= CHECKPOINT_EVERY:
+            if seq - (checkpointed or 0) >= CHECKPOINT_EVERY:
                 _write_checkpoint(seq, prev)
             total += len(pending)
         if len(pending) < batch:

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import fcntl
 import os
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from casebridge.vault.backends import BlobStore
 from casebridge.vault.backends.filesystem import FileSystemStore
 
 PART_PREFIX = "staging"
+WRITE_BEHIND = 4  # chunks queued for the writer thread (1 MiB segments: a few MiB in flight)
 
 
 class StagingConflict(RuntimeError):
@@ -34,7 +38,12 @@ class FileStaging:
         return self.root / upload_id
 
     def append(self, upload_id: str, at: int, chunks: Iterable[bytes | memoryview]) -> int:
-        """Write ciphertext at byte `at` (truncating anything after it); returns the new size."""
+        """Write ciphertext at byte `at` (truncating anything after it); returns the new size.
+
+        A helper thread writes each chunk while `chunks` produces the next (reading the request
+        and encrypting overlap with the copy into the page cache), so a chunk is owned by the
+        staging from the moment it is yielded: the producer must not change it afterwards.
+        """
         path = self._path(upload_id)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -43,13 +52,12 @@ class FileStaging:
             except BlockingIOError:
                 raise StagingConflict(upload_id) from None
             os.ftruncate(fd, at)
-            position = at
-            for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    written = os.pwrite(fd, view, position)
-                    position += written
-                    view = view[written:]
+            writer = _WriteBehind(fd, at)
+            try:
+                for chunk in chunks:
+                    writer.put(chunk)
+            finally:
+                position = writer.close()
             os.fsync(fd)
             return position
         finally:
@@ -75,6 +83,49 @@ class FileStaging:
 
     def discard(self, upload_id: str, parts: list[list[int]] | None = None) -> None:
         self._path(upload_id).unlink(missing_ok=True)
+
+
+class _WriteBehind:
+    """pwrite()s queued chunks in order from its own thread (os.pwrite releases the GIL)."""
+
+    _STOP: Any = object()
+
+    def __init__(self, fd: int, position: int) -> None:
+        self.fd = fd
+        self.position = position
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=WRITE_BEHIND)
+        self._thread = threading.Thread(target=self._run, name="staging-write", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is self._STOP:
+                return
+            if self.error is not None:
+                continue  # keep draining so the producer never blocks on a dead writer
+            try:
+                view = memoryview(chunk)
+                while view:
+                    written = os.pwrite(self.fd, view, self.position)
+                    self.position += written
+                    view = view[written:]
+            except BaseException as exc:  # surfaced to the producer by put() and close()
+                self.error = exc
+
+    def put(self, chunk: bytes | memoryview) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put(chunk)
+
+    def close(self) -> int:
+        """Wait until everything queued is written; returns the end position."""
+        self._queue.put(self._STOP)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.position
 
 
 class BlobPartStaging:

@@ -274,7 +274,7 @@ def _append_leased(
         if not state["file_type"]:
             state["file_type"] = filetypes.detect(prefix, upload.length).name
 
-    def ciphertext() -> Iterator[memoryview]:
+    def ciphertext() -> Iterator[bytearray]:
         nonlocal filled, renew_at
         body_iter = iter(body)
         while True:
@@ -301,9 +301,10 @@ def _append_leased(
                 if filled == capacity and state["index"] != last_index:
                     if state["index"] == 0:
                         detect(bytes(segment[: filetypes.SNIFF_BYTES]))
-                    sealed = memoryview(out)[: capacity + TAG_SIZE]
-                    written = cipher.encrypt_into(state["index"], False, memoryview(segment)[:capacity], sealed)
-                    yield memoryview(out)[:written]
+                    # A fresh buffer per segment: the staging writes it from another thread.
+                    sealed = bytearray(capacity + TAG_SIZE)
+                    cipher.encrypt_into(state["index"], False, memoryview(segment)[:capacity], sealed)
+                    yield sealed
                     state["index"] += 1
                     filled = 0
             if state["offset"] >= renew_at:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
 from casebridge.audit import chain, triggers
-from casebridge.audit.api import record
+from casebridge.audit.api import record, record_many
 from casebridge.audit.catalog import UnknownAuditAction, register
 from casebridge.audit.models import Checkpoint, Event, PendingSeal, Seal
 
@@ -34,6 +36,21 @@ def test_it_seals_events_in_a_gap_free_chain() -> None:
     assert PendingSeal.objects.count() == 0
     result = chain.verify()
     assert result.ok and result.checked == 5
+
+
+def test_record_many_appends_a_batch_in_order_with_the_same_checks() -> None:
+    first = record("org.created", details={"n": 0})
+    batch = record_many({"action": "org.created", "details": {"n": n}} for n in range(1, 4))
+    assert [e.pk for e in batch] == sorted(e.pk for e in batch)
+    assert all(isinstance(e.occurred_at, datetime) for e in batch)
+    chain.seal_pending()
+    sealed = list(Seal.objects.order_by("seq").values_list("seq", "event_id"))
+    assert sealed == [(1, first.pk)] + [(n + 2, e.pk) for n, e in enumerate(batch)]
+    assert chain.verify().ok
+    assert record_many([]) == []
+    with pytest.raises(ValueError, match="PHI"):
+        record_many([{"action": "org.created"}, {"action": "org.created", "details": {"dob": "1970-01-01"}}])
+    assert Event.objects.count() == 4, "a refused batch writes nothing"
 
 
 def test_it_refuses_unknown_actions() -> None:

@@ -93,24 +93,6 @@ def moto_endpoint() -> Iterator[str]:
             os.environ[key] = value
 
 
-@pytest.fixture
-def vault_home(tmp_path: Path, settings: pytest.FixtureRequest) -> Iterator[Path]:
-    """A private blob store and KEK file for one test, so tests never share ciphertext."""
-    from casebridge.vault import config, keystore
-
-    settings.VAULT_STORAGE_URL = f"file://{tmp_path / 'blobs'}"  # type: ignore[attr-defined]
-    settings.VAULT_KEY_PROVIDER = f"local:{tmp_path / 'keys' / 'kek.json'}"  # type: ignore[attr-defined]
-    config.reset_caches()
-    keystore.forget_cached_keys()
-    config.key_provider.cache_clear()
-    from casebridge.vault.keys import provider_from_url
-
-    provider_from_url(settings.VAULT_KEY_PROVIDER, create=True)  # type: ignore[attr-defined]
-    yield tmp_path
-    config.reset_caches()
-    keystore.forget_cached_keys()
-
-
 # --- clamd: one real daemon per test session, with a signature database made here ---------
 # A made-up marker, matched by a body signature (.ndb) written below: real signature databases
 # never load here (no freshclam, no network), and EICAR would upset scanners on developer laptops.

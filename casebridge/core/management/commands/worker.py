@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
@@ -16,6 +18,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--tick", type=float, default=60.0, help="seconds between housekeeping runs")
+        parser.add_argument(
+            "--seal-interval",
+            type=float,
+            default=0.2,
+            help="seconds between audit sealer passes when CASEBRIDGE_AUDIT_SEAL_ON_COMMIT is off",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from casebridge.core.tasks import housekeeping
@@ -28,5 +36,19 @@ class Command(BaseCommand):
                     close_old_connections()
                 time.sleep(options["tick"])
 
+        def seal() -> None:
+            from casebridge.audit.chain import seal_pending
+
+            while True:
+                try:
+                    seal_pending(blocking=True)
+                except Exception:  # logged; the next pass picks the queue up again
+                    logging.getLogger(__name__).exception("audit sealer pass failed")
+                finally:
+                    close_old_connections()
+                time.sleep(options["seal_interval"])
+
         threading.Thread(target=schedule, name="housekeeping-ticker", daemon=True).start()
+        if not settings.AUDIT_SEAL_ON_COMMIT:
+            threading.Thread(target=seal, name="audit-sealer", daemon=True).start()
         call_command("db_worker", queue_name="*", interval=1)

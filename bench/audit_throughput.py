@@ -1,0 +1,273 @@
+"""Benchmark: durable audited events/s on PostgreSQL, side by side with a plain unchained INSERT.
+
+Usage: .venv/bin/python bench/audit_throughput.py [--rounds 5] [--url postgres://postgres@127.0.0.1:5432]
+
+Creates its own database (casebridge_bench_<pid>), migrates it, runs every scenario with the
+same 4 writer processes, then drops the database. Scenarios:
+
+  single  one event per transaction (the portal's shape: one request, one event)
+  loop    500 events per transaction, record() called for each (a job auditing as it goes)
+  bulk    500 events per transaction through record_many() (imports, bulk jobs)
+
+"ours" is casebridge.audit.api in the writer's transaction, sealed by the on-commit sealer; its
+clock stops only once every event is chained (the parent drains the queue and that time counts),
+so sealing is paid for. "peer" writes the same values into an unchained copy of audit_event
+(same columns and indexes, no queue, no seal) with plain parametrized SQL through the same Django
+connection: one INSERT per event for single/loop, one multi-row INSERT for bulk. Durability is the
+server's own for both (synchronous_commit, fsync at each commit). Rounds alternate ours/peer so
+background load on this shared machine hits both alike; medians and the ratio ours/peer are given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WRITERS = 4
+BATCH_SIZE = 500
+# Events per writer and round, sized so that each scenario takes a second or two here.
+EVENTS_PER_WRITER = {"single": 400, "loop": 1_000, "bulk": 5_000}
+TARGETS = {"single": 900, "loop": 10_000, "bulk": 10_000}
+LABELS = {
+    "single": "1 event/transaction",
+    "loop": f"{BATCH_SIZE}/transaction, record() each",
+    "bulk": f"{BATCH_SIZE}/transaction, record_many()",
+}
+KINDS = ("single", "loop", "bulk")
+ACTION = "org.member.role_changed"
+
+PEER_TABLE = "bench_plain_event"
+PEER_COLUMNS = (
+    "actor_type, actor_id, actor_label, organization_id, action, target_type, target_id, patient_ref, "
+    "ip, user_agent, request_id, outcome, emergency_access_id, details"
+)
+PEER_ROW = "(" + ", ".join(["%s"] * 14) + ")"
+
+
+def _setup_django(database_url: str, home: str) -> None:
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["CASEBRIDGE_HOME"] = home
+    os.environ["DJANGO_SETTINGS_MODULE"] = "casebridge.settings"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def _event_fields(writer: int, n: int) -> dict[str, Any]:
+    """What a typical request's event carries (an org-scoped action on a target, with details)."""
+    return {
+        "organization": "8f14e45f-ceea-467f-a0e6-1c2b3d4e5f60",
+        "target_type": "orgs.membership",
+        "target_id": f"{writer}-{n}",
+        "patient_ref": f"p{n % 97}",
+        "details": {"writer": writer, "n": n, "role": "technician"},
+        "actor_label": "bench@example.org",
+    }
+
+
+def _worker(writer: int, database_url: str, home: str, go: Any, pipe: Connection) -> None:
+    """One writer process: waits for a command, then for the barrier, runs it, reports its times."""
+    _setup_django(database_url, home)
+    import json
+
+    from django.db import connection, transaction
+
+    from casebridge.audit.api import record, record_many
+    from casebridge.core import context
+
+    ctx = context.RequestContext(ip="203.0.113.7", user_agent="bench/1.0")
+    context.activate(ctx)
+
+    def peer_row(n: int) -> list[Any]:
+        """The values record() stores, in the order of PEER_COLUMNS."""
+        f = _event_fields(writer, n)
+        return [
+            "system",
+            "",
+            f["actor_label"],
+            f["organization"],
+            ACTION,
+            f["target_type"],
+            f["target_id"],
+            f["patient_ref"],
+            ctx.ip,
+            ctx.user_agent,
+            ctx.request_id,
+            "success",
+            None,
+            json.dumps(f["details"]),
+        ]
+
+    def ours(kind: str, first: int, count: int) -> None:
+        with transaction.atomic():
+            if kind == "bulk":
+                record_many({"action": ACTION, **_event_fields(writer, n)} for n in range(first, first + count))
+            else:
+                for n in range(first, first + count):
+                    record(ACTION, **_event_fields(writer, n))
+
+    def peer(kind: str, first: int, count: int) -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            if kind == "bulk":  # one multi-row INSERT, as bulk_create issues
+                values = ", ".join([PEER_ROW] * count)
+                params = [v for n in range(first, first + count) for v in peer_row(n)]
+                cursor.execute(f"INSERT INTO {PEER_TABLE} ({PEER_COLUMNS}) VALUES {values}", params)
+            else:
+                for n in range(first, first + count):
+                    cursor.execute(f"INSERT INTO {PEER_TABLE} ({PEER_COLUMNS}) VALUES {PEER_ROW}", peer_row(n))
+
+    while True:
+        command = pipe.recv()
+        if command is None:
+            return
+        kind, side = command
+        per_transaction = 1 if kind == "single" else BATCH_SIZE
+        run = ours if side == "ours" else peer
+        go.wait()
+        start = time.monotonic()
+        for first in range(0, EVENTS_PER_WRITER[kind], per_transaction):
+            run(kind, first, per_transaction)
+        pipe.send((start, time.monotonic()))
+
+
+def _admin_execute(url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{url}/postgres", autocommit=True) as conn:
+        conn.execute(sql.encode())  # DDL on a name built here, not from input
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.sealer == "background":
+        os.environ["CASEBRIDGE_AUDIT_SEAL_ON_COMMIT"] = "false"  # inherited by the spawned writers
+    db_name = f"casebridge_bench_{os.getpid()}"
+    database_url = f"{args.url}/{db_name}"
+    home = tempfile.mkdtemp(prefix="casebridge-bench-")
+    _admin_execute(args.url, f'CREATE DATABASE "{db_name}"')
+    workers: list[Any] = []  # spawn-context processes
+    began = time.monotonic()
+    try:
+        _setup_django(database_url, home)
+        from django.core.management import call_command
+        from django.db import connection
+
+        from casebridge.audit import chain
+        from casebridge.audit.models import PendingSeal
+        from casebridge.vault.keyring import get_keyring
+
+        call_command("migrate", verbosity=0)
+        get_keyring()  # create the checkpoint signing key once, before the writers need it
+        with connection.cursor() as cursor:
+            # LIKE copies columns, defaults, identity and indexes; not the append-only triggers,
+            # which fire only on UPDATE/DELETE anyway.
+            cursor.execute(f"CREATE TABLE {PEER_TABLE} (LIKE audit_event INCLUDING ALL)")
+            cursor.execute("SELECT current_setting('server_version'), current_setting('synchronous_commit')")
+            server_version, sync_commit = cursor.fetchone() or ("?", "?")
+
+        spawn = mp.get_context("spawn")
+        go = spawn.Barrier(WRITERS + 1)  # every writer connected and idle: start together
+        pipes = []
+        for writer in range(WRITERS):
+            parent_end, child_end = spawn.Pipe()
+            proc = spawn.Process(target=_worker, args=(writer, database_url, home, go, child_end))
+            proc.start()
+            workers.append(proc)
+            pipes.append(parent_end)
+
+        def scenario(kind: str, side: str) -> tuple[float, int]:
+            for pipe in pipes:
+                pipe.send((kind, side))
+            go.wait()
+            if side == "ours" and args.sealer == "background":
+                # A dedicated sealer (as `casebridge worker` runs with on-commit sealing off)
+                # chains the queue while the writers write.
+                while not all(pipe.poll() for pipe in pipes):
+                    chain.seal_pending()
+                    time.sleep(0.02)
+            times = [pipe.recv() for pipe in pipes]
+            end = max(t[1] for t in times)
+            left = 0
+            if side == "ours":
+                # Durable *and chained*: drain what the on-commit sealers left for the periodic
+                # sealer, and count that time too.
+                left = PendingSeal.objects.count()
+                chain.seal_pending()
+                end = time.monotonic()
+            start = min(t[0] for t in times)
+            return WRITERS * EVENTS_PER_WRITER[kind] / (end - start), left
+
+        results: dict[tuple[str, str], list[float]] = {}
+        leftovers: dict[str, list[int]] = {kind: [] for kind in KINDS}
+        for kind in KINDS:  # warm-up: connections, caches, plans, the signing key
+            scenario(kind, "ours")
+            scenario(kind, "peer")
+        for round_no in range(args.rounds):
+            for kind in KINDS:
+                for side in ("ours", "peer") if round_no % 2 == 0 else ("peer", "ours"):
+                    rate, left = scenario(kind, side)
+                    results.setdefault((kind, side), []).append(rate)
+                    if side == "ours":
+                        leftovers[kind].append(left)
+            print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+        for pipe in pipes:
+            pipe.send(None)
+        for proc in workers:
+            proc.join(timeout=30)
+
+        verdict = chain.verify()
+        print(
+            f"audit throughput, PostgreSQL {server_version} (synchronous_commit={sync_commit}), "
+            f"{os.cpu_count()} cores, {platform.machine()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        )
+        print(f"{WRITERS} writer processes; medians of {args.rounds} rounds; sealing: {args.sealer}")
+        print(f"{'scenario':<38}{'ours ev/s':>11}{'peer ev/s':>11}{'ours/peer':>11}{'target':>9}")
+        for kind in KINDS:
+            ours = statistics.median(results[(kind, "ours")])
+            peer = statistics.median(results[(kind, "peer")])
+            mark = "ok" if ours >= TARGETS[kind] else "MISSED"
+            print(f"{LABELS[kind]:<38}{ours:>11,.0f}{peer:>11,.0f}{ours / peer:>11.2f}{mark:>9}")
+        for kind in KINDS:
+            spread = ", ".join(f"{r:,.0f}" for r in results[(kind, "ours")])
+            peer_spread = ", ".join(f"{r:,.0f}" for r in results[(kind, "peer")])
+            print(f"  {kind}: ours [{spread}]  peer [{peer_spread}]  left for the drain {leftovers[kind]}")
+        state = "intact" if verdict.ok else f"BROKEN: {verdict.problem}"
+        print(f"chain after the run: {state}, {verdict.checked} events; {time.monotonic() - began:.0f} s in all")
+        connection.close()
+        return 0 if verdict.ok else 1
+    finally:
+        for proc in workers:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        _admin_execute(args.url, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--url", default="postgres://postgres@127.0.0.1:5432", help="server URL, no database")
+    parser.add_argument(
+        "--sealer",
+        choices=["on-commit", "background"],
+        default="on-commit",
+        help="who chains events: each writer after commit (default) or one dedicated sealer",
+    )
+    return _run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,439 @@
+"""Case actions: every change to a case happens here, in one transaction with its audit event,
+whichever door it came through (web page, REST API, SFTP). Notifications carry no PHI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from casebridge.access.policy import OrgAccess, organization_connection
+from casebridge.access.roles import Perm, Role
+from casebridge.accounts.models import User
+from casebridge.audit.api import record
+from casebridge.cases import teeth
+from casebridge.cases.models import (
+    Attachment,
+    AttachmentKind,
+    Case,
+    CaseCounter,
+    CaseEvent,
+    CaseItem,
+    Delivery,
+    Message,
+    MessageRead,
+    Patient,
+    Status,
+)
+from casebridge.cases.templates import TEMPLATES, missing
+from casebridge.core.mail import absolute_url, queue_mail
+from casebridge.orgs.models import Membership, Organization
+from casebridge.vault.models import StoredObject
+
+# Which statuses a lab may move a case to, from which.
+LAB_TRANSITIONS: dict[str, set[str]] = {
+    Status.RECEIVED: {Status.IN_DESIGN, Status.IN_PRODUCTION},
+    Status.IN_DESIGN: {Status.IN_PRODUCTION},
+    Status.DESIGN_APPROVED: {Status.IN_PRODUCTION},
+    Status.DESIGN_REJECTED: {Status.IN_DESIGN},
+    Status.IN_PRODUCTION: {Status.QUALITY_CHECK},
+    Status.QUALITY_CHECK: {Status.IN_PRODUCTION, Status.SHIPPED},
+    Status.SHIPPED: {Status.DELIVERED},
+}
+HOLDABLE = {Status.RECEIVED, Status.IN_DESIGN, Status.DESIGN_REJECTED, Status.IN_PRODUCTION, Status.QUALITY_CHECK}
+CLOSED = {Status.COMPLETED, Status.CANCELLED}
+
+
+@dataclass
+class ItemInput:
+    restoration: str
+    tooth: int | None = None
+    arch: str = ""
+    material: str = ""
+    shade: str = ""
+    stump_shade: str = ""
+
+
+def _patient_ref(case: Case) -> str:
+    return str(case.patient_id)
+
+
+def _audit(action: str, access: OrgAccess, case: Case, **details: Any) -> None:
+    record(
+        action,
+        actor=access.actor,
+        organization=access.organization,
+        target=case,
+        patient_ref=_patient_ref(case),
+        details={"case": case.number, **details},
+    )
+
+
+def _history(case: Case, access: OrgAccess, note: str = "") -> None:
+    actor = access.actor if isinstance(access.actor, User) else None
+    CaseEvent.objects.create(
+        case=case,
+        status=case.status,
+        actor=actor,
+        actor_label=getattr(access.actor, "display_name", "") or getattr(access.actor, "audit_label", ""),
+        note=note,
+    )
+
+
+def _notify(case: Case, org: Organization, event: str) -> None:
+    """E-mail the other side: the case number, what happened and a link. Never a patient name."""
+    recipients = list(
+        Membership.objects.filter(organization=org, is_active=True)
+        .exclude(role__in=[Role.AUDITOR, Role.COMPLIANCE_OFFICER])
+        .values_list("user__email", flat=True)
+    )
+    queue_mail(
+        recipients,
+        "case_event",
+        {
+            "number": case.number,
+            "event": event,
+            "link": absolute_url(reverse("case_detail", args=[org.slug, case.number])),
+        },
+    )
+
+
+def _next_number() -> str:
+    year = timezone.now().year
+    counter, _ = CaseCounter.objects.select_for_update().get_or_create(year=year)
+    counter.last += 1
+    counter.save(update_fields=["last"])
+    return f"CB-{year}-{counter.last:06d}"
+
+
+def _clean_items(items: list[ItemInput], case_type: str) -> list[ItemInput]:
+    template = TEMPLATES.get(case_type)
+    if template is None:
+        raise ValidationError("Choose a case type.")
+    seen: set[tuple[int | None, str]] = set()
+    for item in items:
+        if item.restoration not in template.restorations:
+            raise ValidationError(f"{item.restoration} is not part of a {template.label.lower()} case.")
+        if item.tooth is not None:
+            teeth.check(item.tooth)
+        elif not item.arch:
+            raise ValidationError("Each restoration needs a tooth or an arch.")
+        key = (item.tooth, item.restoration)
+        if key in seen:
+            raise ValidationError(f"Tooth {item.tooth} is listed twice.")
+        seen.add(key)
+    return items
+
+
+# --- drafting -----------------------------------------------------------------------------
+def create_case(
+    access: OrgAccess,
+    *,
+    patient_name: str,
+    case_type: str,
+    patient_dob: date | None = None,
+    chart_number: str = "",
+    lab: Organization | None = None,
+    doctor: User | None = None,
+    due_date: date | None = None,
+    delivery: str = Delivery.SHIP,
+    ship_to: str = "",
+    notes: str = "",
+    items: list[ItemInput] | None = None,
+    remake_of: Case | None = None,
+) -> Case:
+    access.require(Perm.CASES_EDIT)
+    if not patient_name.strip():
+        raise ValidationError("Enter the patient's name (the lab uses it to match the work).")
+    if patient_dob is not None and patient_dob > timezone.now().date():
+        raise ValidationError("The date of birth cannot be in the future.")
+    if delivery not in Delivery.values:
+        raise ValidationError("Choose shipping or local pickup.")
+    items = _clean_items(items or [], case_type)
+    with transaction.atomic():
+        patient = Patient.objects.filter(
+            practice=access.organization,
+            name=patient_name.strip(),
+            date_of_birth=patient_dob,
+            chart_number=chart_number.strip(),
+        ).first() or Patient.objects.create(
+            practice=access.organization,
+            name=patient_name.strip(),
+            date_of_birth=patient_dob,
+            chart_number=chart_number.strip(),
+        )
+        case = Case.objects.create(
+            number=_next_number(),
+            practice=access.organization,
+            lab=lab,
+            patient=patient,
+            doctor=doctor,
+            case_type=case_type,
+            due_date=due_date,
+            delivery=delivery,
+            ship_to=ship_to.strip(),
+            notes=notes.strip(),
+            created_by=access.actor if isinstance(access.actor, User) else None,
+            remake_of=remake_of,
+        )
+        CaseItem.objects.bulk_create(
+            CaseItem(
+                case=case,
+                tooth=i.tooth,
+                arch=i.arch,
+                restoration=i.restoration,
+                material=i.material,
+                shade=i.shade,
+                stump_shade=i.stump_shade,
+            )
+            for i in items
+        )
+        _history(case, access)
+        _audit(
+            "case.remake_created" if remake_of else "case.created",
+            access,
+            case,
+            **({"original": remake_of.number} if remake_of else {}),
+        )
+    return case
+
+
+def attach_file(
+    access: OrgAccess, case: Case, stored_object: StoredObject, *, kind: str, label: str = ""
+) -> Attachment:
+    """Attach an uploaded file: from then on the case's parties see it, and only they."""
+    if kind not in AttachmentKind.values:
+        raise ValidationError("Choose what kind of file this is.")
+    lab_side = case.lab_id == access.organization.pk
+    access.require(Perm.CASES_WORK if lab_side else Perm.CASES_EDIT)
+    if case.status in CLOSED or case.archived_at:
+        raise ValidationError("Files cannot be added to a closed case.")
+    if kind == AttachmentKind.DESIGN and not lab_side:
+        raise ValidationError("Designs are added by the lab.")
+    if stored_object.organization_id != access.organization.pk or stored_object.attached_at is not None:
+        raise ValidationError("That file cannot be attached here.")
+    label = "".join(ch for ch in label.lower() if ch.isalnum() or ch in "-_")[:40]
+    with transaction.atomic():
+        attachment = Attachment.objects.create(
+            case=case,
+            stored_object=stored_object,
+            kind=kind,
+            label=label,
+            added_by=access.actor if isinstance(access.actor, User) else None,
+            added_by_org=access.organization,
+        )
+        StoredObject.objects.filter(pk=stored_object.pk).update(attached_at=timezone.now())
+        _audit("case.attachment.added", access, case, kind=kind, file=str(stored_object.pk))
+    return attachment
+
+
+# --- the workflow -------------------------------------------------------------------------
+def submit_case(access: OrgAccess, case: Case) -> None:
+    access.require(Perm.CASES_EDIT)
+    if case.practice_id != access.organization.pk or case.status != Status.DRAFT:
+        raise ValidationError("Only a draft of your practice can be sent.")
+    problems = missing(case)
+    if problems:
+        raise ValidationError(problems)
+    assert case.lab is not None
+    connection = organization_connection(case.practice, case.lab)
+    if connection is None:
+        raise ValidationError(f"You are not connected with {case.lab.name}. Connect first on the Connections page.")
+    if not connection.can_carry_phi:
+        raise ValidationError(
+            f"No agreement is recorded with {case.lab.name}: record a signed BAA or a treatment relationship "
+            "on the Connections page before sending patient data."
+        )
+    with transaction.atomic():
+        case.status = Status.SUBMITTED
+        case.submitted_at = timezone.now()
+        case.save(update_fields=["status", "submitted_at"])
+        _history(case, access)
+        _audit("case.submitted", access, case, lab=str(case.lab_id), basis=connection.basis)
+        _notify(case, case.lab, "A new case was sent to you")
+
+
+def confirm_receipt(access: OrgAccess, case: Case) -> None:
+    access.require(Perm.CASES_WORK)
+    if case.lab_id != access.organization.pk or case.status != Status.SUBMITTED:
+        raise ValidationError("Only a newly submitted case can be confirmed.")
+    with transaction.atomic():
+        case.status = Status.RECEIVED
+        case.received_at = timezone.now()
+        case.received_by = access.actor if isinstance(access.actor, User) else None
+        case.save(update_fields=["status", "received_at", "received_by"])
+        _history(case, access)
+        _audit("case.received", access, case)
+        _notify(case, case.practice, "The lab confirmed receipt")
+
+
+def change_status(access: OrgAccess, case: Case, status: str, *, note: str = "", tracking_number: str = "") -> None:
+    access.require(Perm.CASES_WORK)
+    if case.lab_id != access.organization.pk:
+        raise ValidationError("Only the lab moves a case through production.")
+    allowed = LAB_TRANSITIONS.get(case.status, set())
+    if status not in allowed:
+        names = ", ".join(Status(s).label for s in sorted(allowed)) or "nothing"
+        raise ValidationError(f"From {Status(case.status).label} the case can move to: {names}.")
+    if status == Status.SHIPPED and case.delivery == Delivery.SHIP and not tracking_number.strip():
+        raise ValidationError("Enter the tracking number.")
+    with transaction.atomic():
+        previous = case.status
+        case.status = status
+        case.tracking_number = tracking_number.strip() or case.tracking_number
+        case.save(update_fields=["status", "tracking_number"])
+        _history(case, access, note)
+        _audit("case.status_changed", access, case, **{"from": previous, "to": status})
+        if status in (Status.SHIPPED, Status.DELIVERED):
+            _notify(case, case.practice, f"Status: {Status(status).label}")
+
+
+def request_design_approval(access: OrgAccess, case: Case, *, note: str = "") -> None:
+    access.require(Perm.CASES_WORK)
+    if case.lab_id != access.organization.pk or case.status not in (Status.IN_DESIGN, Status.DESIGN_REJECTED):
+        raise ValidationError("A design can be sent for approval while the case is in design.")
+    if not case.attachments.filter(kind=AttachmentKind.DESIGN).exists():
+        raise ValidationError("Attach the design file first.")
+    with transaction.atomic():
+        case.status = Status.DESIGN_APPROVAL_REQUESTED
+        case.save(update_fields=["status"])
+        _history(case, access, note)
+        _audit("case.design.approval_requested", access, case)
+        _notify(case, case.practice, "A design is waiting for your approval")
+
+
+def decide_design(access: OrgAccess, case: Case, *, approve: bool, note: str = "") -> None:
+    access.require(Perm.CASES_EDIT)
+    if case.practice_id != access.organization.pk or case.status != Status.DESIGN_APPROVAL_REQUESTED:
+        raise ValidationError("There is no design waiting for approval.")
+    if not approve and not note.strip():
+        raise ValidationError("Say what should change in the design.")
+    with transaction.atomic():
+        case.status = Status.DESIGN_APPROVED if approve else Status.DESIGN_REJECTED
+        case.save(update_fields=["status"])
+        _history(case, access, note)
+        _audit("case.design.approved" if approve else "case.design.rejected", access, case)
+        if case.lab is not None:
+            _notify(case, case.lab, "Design approved" if approve else "Design changes requested")
+
+
+def post_message(access: OrgAccess, case: Case, body: str, *, question: bool = False) -> Message:
+    access.require(Perm.CASES_WORK if case.lab_id == access.organization.pk else Perm.CASES_EDIT)
+    if not body.strip():
+        raise ValidationError("Write a message.")
+    if case.archived_at:
+        raise ValidationError("This case is archived.")
+    with transaction.atomic():
+        message = Message.objects.create(
+            case=case,
+            author=access.actor if isinstance(access.actor, User) else None,
+            author_org=access.organization,
+            body=body.strip(),
+            is_question=question,
+        )
+        if isinstance(access.actor, User):
+            MessageRead.objects.create(message=message, user=access.actor)
+        _audit("case.message.posted", access, case, question=question)
+        other = case.practice if access.organization.pk == case.lab_id else case.lab
+        if other is not None and case.status != Status.DRAFT:
+            _notify(case, other, "New question" if question else "New message")
+    return message
+
+
+def put_on_hold(access: OrgAccess, case: Case, question: str) -> Message:
+    access.require(Perm.CASES_WORK)
+    if case.lab_id != access.organization.pk or case.status not in HOLDABLE:
+        raise ValidationError("This case cannot be put on hold now.")
+    with transaction.atomic():
+        case.status_before_hold = case.status
+        case.status = Status.ON_HOLD
+        case.save(update_fields=["status", "status_before_hold"])
+        _history(case, access, "question to the practice")
+        _audit("case.on_hold", access, case)
+        return post_message(access, case, question, question=True)
+
+
+def answer_hold(access: OrgAccess, case: Case, answer: str) -> Message:
+    access.require(Perm.CASES_EDIT)
+    if case.practice_id != access.organization.pk or case.status != Status.ON_HOLD:
+        raise ValidationError("This case is not waiting for an answer.")
+    with transaction.atomic():
+        message = post_message(access, case, answer)
+        case.status = case.status_before_hold or Status.RECEIVED
+        case.status_before_hold = ""
+        case.save(update_fields=["status", "status_before_hold"])
+        _history(case, access, "answered")
+        _audit("case.status_changed", access, case, **{"from": Status.ON_HOLD, "to": case.status})
+    return message
+
+
+def complete_case(access: OrgAccess, case: Case) -> None:
+    access.require(Perm.CASES_WORK)
+    if case.lab_id != access.organization.pk or case.status != Status.DELIVERED:
+        raise ValidationError("A case is completed once it was delivered.")
+    with transaction.atomic():
+        case.status = Status.COMPLETED
+        case.completed_at = timezone.now()
+        case.lab_access_until = case.completed_at + timedelta(days=case.practice.lab_access_grace_days)
+        case.save(update_fields=["status", "completed_at", "lab_access_until"])
+        _history(case, access)
+        _audit("case.completed", access, case, lab_access_until=case.lab_access_until.isoformat())
+        _notify(case, case.practice, "Case completed")
+
+
+def archive_case(access: OrgAccess, case: Case) -> None:
+    access.require(Perm.CASES_EDIT)
+    if case.practice_id != access.organization.pk or case.status not in CLOSED:
+        raise ValidationError("Only completed or cancelled cases can be archived.")
+    with transaction.atomic():
+        case.archived_at = timezone.now()
+        case.save(update_fields=["archived_at"])
+        _audit("case.archived", access, case)
+
+
+def revoke_lab_access(access: OrgAccess, case: Case) -> None:
+    access.require(Perm.CASES_EDIT)
+    if case.practice_id != access.organization.pk:
+        raise ValidationError("Only the practice can revoke the lab's access.")
+    with transaction.atomic():
+        case.lab_access_revoked_at = timezone.now()
+        case.save(update_fields=["lab_access_revoked_at"])
+        _audit("case.lab_access_revoked", access, case)
+
+
+def create_remake(access: OrgAccess, original: Case, *, reason: str) -> Case:
+    if original.practice_id != access.organization.pk or original.status not in (Status.DELIVERED, Status.COMPLETED):
+        raise ValidationError("A remake is made from a delivered or completed case of your practice.")
+    if not reason.strip():
+        raise ValidationError("Say why the case is remade.")
+    items = [
+        ItemInput(i.restoration, i.tooth, i.arch, i.material, i.shade, i.stump_shade) for i in original.items.all()
+    ]
+    remake = create_case(
+        access,
+        patient_name=original.patient.name,
+        patient_dob=original.patient.date_of_birth,
+        chart_number=original.patient.chart_number,
+        case_type=original.case_type,
+        lab=original.lab,
+        doctor=original.doctor,
+        delivery=original.delivery,
+        ship_to=original.ship_to,
+        notes=f"Remake of {original.number}: {reason.strip()}\n\n{original.notes}".strip(),
+        items=items,
+        remake_of=original,
+    )
+    return remake
+
+
+def mark_read(user: User, case: Case) -> int:
+    unread = case.messages.exclude(reads__user=user)
+    created = MessageRead.objects.bulk_create(
+        [MessageRead(message=m, user=user) for m in unread], ignore_conflicts=True
+    )
+    return len(created)

@@ -1,0 +1,119 @@
+"""Browser-test fixtures and steps shared by every app: Debian's chromium through Playwright,
+pointed at pytest-django's live server on `localhost`, and a person signing in with MFA."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from casebridge.accounts.models import User
+from casebridge.core.testing import PASSWORD, totp_code
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Argon2 hashing on a shared two-core machine is slow; generous, but every wait ends on a condition.
+TIMEOUT_MS = 20_000
+SCREENSHOTS = Path(os.environ.get("CASEBRIDGE_SCREENSHOTS", "/tmp/casebridge-screens"))  # noqa: S108
+TOTP_PERIOD = 30
+
+
+@pytest.fixture(scope="module")
+def browser(browser_executable: str) -> Iterator[Browser]:
+    # Playwright's sync API runs an event loop in this thread; Django would then refuse every ORM
+    # call made by the test itself (fixtures, assertions) as if it came from async code. Only while
+    # the browser lives: left set, it would also fail `check --deploy` in later tests.
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        chromium = playwright.chromium.launch(executable_path=browser_executable, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def site(live_server: object, settings: object) -> str:
+    url: str = live_server.url  # type: ignore[attr-defined]
+    # `localhost` (not 127.0.0.1) is a secure context: WebAuthn and `__Host-` cookies work there.
+    url = url.replace("127.0.0.1", "localhost")
+    assert url.startswith("http://localhost:")
+    settings.PUBLIC_URL = url  # type: ignore[attr-defined]
+    # Rate-limit counters and used TOTP codes live in the database cache, which outlives a test.
+    cache.clear()
+    return url
+
+
+@pytest.fixture
+def new_context(browser: Browser, site: str) -> Iterator[Callable[[], BrowserContext]]:
+    contexts: list[BrowserContext] = []
+
+    def make() -> BrowserContext:
+        context = browser.new_context(base_url=site, viewport={"width": 1100, "height": 850})
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_context: Callable[[], BrowserContext]) -> Page:
+    return new_context().new_page()
+
+
+def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def assert_no_inline_scripts(page: Page) -> None:
+    """CSP forbids inline script; JSON data blocks are data, not script."""
+    inline = page.eval_on_selector_all(
+        "script:not([src])",
+        "els => els.filter(e => e.type !== 'application/json').map(e => e.outerHTML.slice(0, 80))",
+    )
+    assert inline == []
+
+
+def wait_for_room_in_totp_window(after_counter: int | None = None) -> int:
+    """The current 30 s window's counter, after waiting for the next window when this one is about
+    to end (the server must check the code in the same window) or was already used (replayed codes
+    are refused)."""
+    while True:
+        now = time.time()
+        counter = int(now) // TOTP_PERIOD
+        left = TOTP_PERIOD - now % TOTP_PERIOD
+        if left > 5 and (after_counter is None or counter > after_counter):
+            return counter
+        time.sleep(left + 0.05)
+
+
+def sign_in_with_password(page: Page, email: str, password: str = PASSWORD) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def enter_mfa_code(page: Page, code: str) -> None:
+    expect(page.get_by_role("heading", name="Two-factor authentication")).to_be_visible()
+    page.get_by_label("Authenticator code").fill(code)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def sign_in(page: Page, user: User) -> None:
+    sign_in_with_password(page, user.email)
+    wait_for_room_in_totp_window()
+    enter_mfa_code(page, totp_code(user))

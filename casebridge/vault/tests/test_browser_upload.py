@@ -1,0 +1,219 @@
+"""Browser uploads: a staff member uploads a scan from the Files page through Uppy and our tus
+endpoint; the connection drops mid-upload and the upload carries on from where it stopped."""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import ConsoleMessage, Page, Response, Route, expect
+
+from casebridge.access.roles import Role
+from casebridge.accounts.models import User
+from casebridge.core.browser_testing import assert_no_inline_scripts, screenshot, sign_in
+from casebridge.core.testing import add_member, make_org, make_user
+from casebridge.orgs.models import Organization
+from casebridge.vault import api as vault
+from casebridge.vault.filetypes import ACCEPTED_TYPES_MESSAGE
+from casebridge.vault.models import StoredObject, Upload
+from casebridge.vault.tests.samples import binary_stl
+from casebridge.vault.views import UPLOAD_CHUNK_BYTES
+
+pytestmark = pytest.mark.browser
+
+MiB = 1 << 20
+# Identifying names, as real exports often have: they must stay in the browser.
+SCAN_NAME = "Jane Doe 1961-04-02 lower arch.stl"
+LETTER_NAME = "Jane Doe referral.html"
+
+
+@dataclass
+class TusTraffic:
+    """What the page sent to /api/v1/uploads/, and a switch that drops the connection."""
+
+    cut: bool = False
+    dropped: list[int] = field(default_factory=list)
+    answered: list[tuple[str, int | None, int]] = field(default_factory=list)
+    metadata: list[str] = field(default_factory=list)
+
+    def route(self, route: Route) -> None:
+        request = route.request
+        offset = request.headers.get("upload-offset")
+        if self.cut and request.method == "PATCH" and offset not in (None, "0"):
+            # The first slice went through; everything after it meets a dead network.
+            self.dropped.append(int(offset))
+            route.abort("internetdisconnected")
+            return
+        route.continue_()
+
+    def response(self, response: Response) -> None:
+        request = response.request
+        if "/api/v1/uploads/" not in request.url:
+            return
+        offset = request.headers.get("upload-offset")
+        self.answered.append((request.method, int(offset) if offset else None, response.status))
+        if request.method == "POST":
+            self.metadata.append(request.headers.get("upload-metadata", ""))
+
+    def successful_patch_offsets(self) -> list[int | None]:
+        return [offset for method, offset, status in self.answered if method == "PATCH" and status == 204]
+
+
+@pytest.fixture
+def staff_member(transactional_db: None, vault_home: Path) -> tuple[User, Organization]:
+    org = make_org("Smile Dental")
+    staff = make_user("sam@smile.test", full_name="Sam Staff")
+    add_member(org, staff, Role.STAFF)
+    return staff, org
+
+
+@pytest.fixture
+def traffic(page: Page) -> TusTraffic:
+    watched = TusTraffic()
+    page.route("**/api/v1/uploads/**", watched.route)
+    page.on("response", watched.response)
+    return watched
+
+
+@pytest.fixture
+def csp_violations(page: Page) -> list[str]:
+    found: list[str] = []
+
+    def note(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            found.append(message.text)
+
+    page.on("console", note)
+    return found
+
+
+def open_files_page(page: Page, user: User) -> None:
+    sign_in(page, user)
+    page.get_by_role("navigation", name="Organization").get_by_role("link", name="Files").click()
+    expect(page.get_by_role("heading", name="Files", exact=True)).to_be_visible()
+    expect(page.locator("#uploader .uppy-Dashboard")).to_be_visible()
+    assert_no_inline_scripts(page)
+
+
+def choose_file(page: Page, path: Path) -> None:
+    page.locator("#uploader input[type=file]:not([webkitdirectory])").first.set_input_files(path)
+    expect(page.locator("#uploader").get_by_text(path.name)).to_be_visible()
+
+
+def decoded_metadata(header: str) -> dict[str, str]:
+    pairs = (item.strip().partition(" ") for item in header.split(",") if item.strip())
+    return {key: base64.b64decode(value).decode() for key, _, value in pairs}
+
+
+def test_upload_survives_a_dropped_connection_and_resumes_where_it_stopped(
+    page: Page,
+    staff_member: tuple[User, Organization],
+    traffic: TusTraffic,
+    csp_violations: list[str],
+    tmp_path: Path,
+) -> None:
+    staff, org = staff_member
+    content = binary_stl(12 * MiB)
+    scan = tmp_path / SCAN_NAME
+    scan.write_bytes(content)
+    assert len(content) > UPLOAD_CHUNK_BYTES  # at least two PATCH requests
+
+    open_files_page(page, staff)
+    expect(page.get_by_text("No files yet.")).to_be_visible()
+    screenshot(page, "files-01-empty")
+    choose_file(page, scan)
+    screenshot(page, "files-02-chosen")
+
+    # Start; the first 8 MiB slice is stored, then the network goes away before the next one.
+    traffic.cut = True
+    with page.expect_event("requestfailed", predicate=lambda r: r.method == "PATCH"):
+        page.get_by_role("button", name=re.compile(r"^Upload 1 file")).click()
+    page.context.set_offline(True)
+
+    # The page says what happened, and the upload stalls past the first slice instead of failing.
+    expect(page.locator("#upload-status")).to_contain_text("Connection lost")
+    total = page.get_by_label("All files")
+    expect(total).to_have_js_property("value", round(100 * UPLOAD_CHUNK_BYTES / len(content)))  # 67%: past 30%
+    assert traffic.dropped and set(traffic.dropped) == {UPLOAD_CHUNK_BYTES}
+    upload = Upload.objects.get()
+    assert (upload.offset, upload.completed_at) == (UPLOAD_CHUNK_BYTES, None)
+    assert not StoredObject.objects.exists()
+    screenshot(page, "files-03-offline")
+
+    # The connection comes back: the upload carries on by itself, from the server's offset.
+    traffic.cut = False
+    page.context.set_offline(False)
+    expect(page.locator("#upload-status")).to_contain_text("Upload complete", timeout=60_000)
+    expect(total).to_have_js_property("value", 100)
+
+    stored = StoredObject.objects.get()
+    neutral = f"file_{str(stored.pk)[:8]}.stl"
+    recent = page.locator("#recent-files")
+    expect(recent.get_by_role("row", name=re.compile(neutral))).to_be_visible()
+    expect(recent.get_by_role("link", name=f"Download {neutral}")).to_have_attribute(
+        "href", f"/api/v1/files/{stored.pk}/content"
+    )
+    expect(recent).not_to_contain_text("Jane Doe")
+    screenshot(page, "files-04-complete")
+
+    # Byte for byte what was chosen, decrypted from the vault.
+    version = vault.get_version(stored)
+    assert version.size == len(content)
+    assert b"".join(bytes(segment) for segment in vault.read_version(version)) == content
+    assert (stored.file_type, stored.created_by_id) == ("stl", staff.pk)
+
+    # One tus upload, created once, whose offset advanced over two PATCHes: it resumed at 8 MiB.
+    upload = Upload.objects.get()
+    assert upload.object_id == stored.pk
+    assert upload.offset == upload.length == len(content)
+    assert upload.completed_at is not None
+    assert [m for m, _, _ in traffic.answered].count("POST") == 1
+    assert traffic.successful_patch_offsets() == [0, UPLOAD_CHUNK_BYTES]
+
+    # The server never saw the file's name: the organization is the only metadata.
+    assert [decoded_metadata(m) for m in traffic.metadata] == [{"organization": org.slug}]
+    assert csp_violations == []
+
+
+def test_a_file_of_another_type_is_refused_with_the_accepted_types(
+    page: Page,
+    staff_member: tuple[User, Organization],
+    traffic: TusTraffic,
+    csp_violations: list[str],
+    tmp_path: Path,
+) -> None:
+    staff, _ = staff_member
+    open_files_page(page, staff)
+
+    # Dropped onto the dashboard, as from the desktop.
+    page.evaluate(
+        """name => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File(["<!DOCTYPE html><html><body><p>Referral</p></body></html>"], name,
+                                        {type: "text/html"}));
+            const target = document.querySelector("#uploader .uppy-Dashboard-inner");
+            for (const type of ["dragenter", "dragover", "drop"]) {
+                target.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
+            }
+        }""",
+        LETTER_NAME,
+    )
+    expect(page.locator("#uploader").get_by_text(LETTER_NAME)).to_be_visible()
+
+    # Started from the keyboard.
+    page.get_by_role("button", name=re.compile(r"^Upload 1 file")).focus()
+    page.keyboard.press("Enter")
+
+    problem = page.locator("#upload-problem")
+    expect(problem).to_have_text(ACCEPTED_TYPES_MESSAGE)
+    expect(problem).to_have_attribute("role", "alert")
+    screenshot(page, "files-05-refused")
+
+    assert 415 in [status for method, _, status in traffic.answered if method == "PATCH"]
+    assert not StoredObject.objects.exists()
+    assert not Upload.objects.exists()
+    expect(page.get_by_text("No files yet.")).to_be_visible()
+    assert csp_violations == []
