@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "casebridge.access",
     "casebridge.vault",
     "casebridge.cases",
+    "casebridge.sharing",
 ]
 
 MIDDLEWARE = [

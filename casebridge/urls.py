@@ -7,10 +7,13 @@ from django.urls import include, path
 
 from casebridge.accounts import views as account_views
 from casebridge.api import files as file_api
+from casebridge.api import openapi as rest_api
 from casebridge.api import uploads as upload_api
 from casebridge.audit import views as audit_views
 from casebridge.cases import views as case_views
 from casebridge.orgs import views as org_views
+from casebridge.sharing import recipient_views as share_public
+from casebridge.sharing import views as share_views
 from casebridge.vault import views as vault_views
 
 org_patterns = [
@@ -38,8 +41,14 @@ org_patterns = [
     path("files/", vault_views.files, name="files"),
     path("files/recent/", vault_views.files_recent, name="files_recent"),
     path("cases/", case_views.case_list, name="case_list"),
+    path("cases/new/", case_views.case_new, name="case_new"),
     path("cases/<str:number>/", case_views.case_detail, name="case_detail"),
     path("cases/<str:number>/action/", case_views.case_action, name="case_action"),
+    path("cases/<str:number>/files/", case_views.case_files, name="case_files"),
+    path("cases/<str:number>/files/attach/", case_views.case_attach, name="case_attach"),
+    path("cases/<str:number>/share/", share_views.case_share, name="case_share"),
+    path("cases/<str:number>/share/<uuid:link_id>/revoke/", share_views.link_revoke, name="share_revoke"),
+    path("disclosures/", share_views.disclosures, name="disclosures"),
     path("audit/", audit_views.audit_log, name="audit_log"),
     path("audit/export.csv", audit_views.audit_export, name="audit_export"),
 ]
@@ -50,6 +59,11 @@ urlpatterns = [
     path("o/<slug:org>/", include(org_patterns)),
     path("invitations/<str:token>/", org_views.invitation_accept, name="invitation_accept"),
     path("setup/<str:token>/", account_views.setup_password, name="setup_password"),
+    path("s/<str:token>/", share_public.landing, name="share_landing"),
+    path("s/<str:token>/code/", share_public.send_code, name="share_send_code"),
+    path("s/<str:token>/verify/", share_public.verify, name="share_verify"),
+    path("s/<str:token>/files/", share_public.files, name="share_files"),
+    path("s/<str:token>/files/<uuid:file_id>/", share_public.download, name="share_download"),
     path("account/mfa-required/", account_views.mfa_required, name="mfa_required"),
     path("account/security/", account_views.security, name="security"),
     path("account/preferences/", account_views.preferences, name="preferences"),
@@ -65,5 +79,6 @@ urlpatterns = [
     path("api/v1/files/", file_api.file_list, name="file_list"),
     path("api/v1/files/<uuid:file_id>", file_api.file_detail, name="file_detail"),
     path("api/v1/files/<uuid:file_id>/content", file_api.file_content, name="file_content"),
+    path("api/v1/", rest_api.urlpatterns()),
     path("accounts/", include("allauth.urls")),
 ]

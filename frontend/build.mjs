@@ -12,6 +12,10 @@ const files = {
   // uppy.min.js names its source map; the manifest static storage refuses a missing reference.
   "uppy/dist/uppy.min.js.map": "uppy.min.js.map",
   "uppy/dist/uppy.min.css": "uppy.min.css",
+  // The API reference page (/api/v1/docs); the stylesheet names its source map.
+  "swagger-ui-dist/swagger-ui-bundle.js": "swagger-ui-bundle.js",
+  "swagger-ui-dist/swagger-ui.css": "swagger-ui.css",
+  "swagger-ui-dist/swagger-ui.css.map": "swagger-ui.css.map",
 };
 mkdirSync(target, { recursive: true });
 for (const [source, name] of Object.entries(files)) {

@@ -3,55 +3,20 @@
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator
 
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 
 from casebridge.access import policy
 from casebridge.api.auth import api_actor, problem
 from casebridge.audit.api import record
 from casebridge.vault import api as vault
+from casebridge.vault.http import ByteRange, version_response
 from casebridge.vault.models import ObjectVersion, StoredObject
-
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | str | None:
-    """(start, end-exclusive) for one satisfiable range; None to send everything; "bad" for 416."""
-    match = _RANGE.match(header.replace(" ", ""))
-    if match is None:
-        return None  # several ranges or another unit: the whole file is a valid answer
-    first, last = match.groups()
-    if first == "" and last == "":
-        return "bad"
-    if first == "":
-        suffix = int(last)
-        if suffix == 0:
-            return "bad"
-        return max(size - suffix, 0), size
-    start = int(first)
-    end = size if last == "" else min(int(last) + 1, size)
-    if start >= size or end <= start:
-        return "bad"
-    return start, end
-
-
-def _etag(version: ObjectVersion) -> str:
-    return f'"sha256-{version.sha256}"'
 
 
 def _file(request: HttpRequest, file_id: str) -> StoredObject | None:
     return policy.readable_files(request.actor, getattr(request, "api_token", None)).filter(pk=file_id).first()  # type: ignore[attr-defined]
-
-
-def _stream(version: ObjectVersion, start: int, end: int) -> Iterator[bytes]:
-    # WSGI servers need bytes; each segment is copied once out of the decryptor's reused buffer.
-    # An integrity failure raises here, mid-response: the server then drops the connection, so a
-    # client can never mistake a truncated body for the whole file.
-    for segment in vault.read_version(version, start, end):
-        yield bytes(segment)
 
 
 @api_actor
@@ -66,40 +31,21 @@ def file_content(request: HttpRequest, file_id: str) -> HttpResponseBase:
         version = vault.get_version(stored, number)
     except (ValueError, vault.ObjectUnavailable):
         return problem(404, "Not Found", "no such version")
-    size, etag = version.size, _etag(version)
-    start, end, status = 0, size, 200
-    range_header = request.headers.get("Range")
-    if_range = request.headers.get("If-Range")
-    if range_header and size > 0 and (if_range is None or if_range == etag):
-        parsed = _parse_range(range_header, size)
-        if parsed == "bad":
-            response: HttpResponseBase = problem(416, "Range Not Satisfiable", "The range is outside the file.")
-            response["Content-Range"] = f"bytes */{size}"
-            return response
-        if isinstance(parsed, tuple):
-            start, end = parsed
-            status = 206
-    if request.method == "HEAD":
-        response = HttpResponse(status=status)
-    else:
+
+    def audit(byte_range: ByteRange) -> None:
         record(
             "file.downloaded",
             actor=request.actor,  # type: ignore[attr-defined]
             organization=stored.organization_id,
             target=stored,
-            details={"version": version.version, "range": [start, end] if status == 206 else None, "size": size},
+            details={
+                "version": version.version,
+                "range": list(byte_range) if byte_range else None,
+                "size": version.size,
+            },
         )
-        response = StreamingHttpResponse(_stream(version, start, end), status=status, content_type=stored.mime_type)
-    response["Content-Type"] = stored.mime_type
-    response["Content-Length"] = str(end - start)
-    if status == 206:
-        response["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    response["Accept-Ranges"] = "bytes"
-    response["ETag"] = etag
-    response["Cache-Control"] = "no-store"
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Disposition"] = f'attachment; filename="{stored.neutral_name(version.version)}"'
-    return response
+
+    return version_response(request, stored, version, before_body=audit, refuse=problem)
 
 
 def _version_json(version: ObjectVersion) -> dict[str, object]:

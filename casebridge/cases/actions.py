@@ -16,8 +16,9 @@ from casebridge.access.policy import OrgAccess, organization_connection
 from casebridge.access.roles import Perm, Role
 from casebridge.accounts.models import User
 from casebridge.audit.api import record
-from casebridge.cases import teeth
+from casebridge.cases import shades, teeth
 from casebridge.cases.models import (
+    Arch,
     Attachment,
     AttachmentKind,
     Case,
@@ -25,14 +26,19 @@ from casebridge.cases.models import (
     CaseEvent,
     CaseItem,
     Delivery,
+    Material,
     Message,
     MessageRead,
     Patient,
+    Restoration,
     Status,
 )
+from casebridge.cases.queries import clinicians
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.core.mail import absolute_url, queue_mail
-from casebridge.orgs.models import Membership, Organization
+from casebridge.imaging.ingest import clean_on_ingest
+from casebridge.imaging.sanitize import SanitizeError
+from casebridge.orgs.models import ConnectionStatus, Membership, Organization, OrgKind
 from casebridge.vault.models import StoredObject
 
 # Which statuses a lab may move a case to, from which.
@@ -111,23 +117,58 @@ def _next_number() -> str:
     return f"CB-{year}-{counter.last:06d}"
 
 
-def _clean_items(items: list[ItemInput], case_type: str) -> list[ItemInput]:
+def _clean_items(items: list[ItemInput], case_type: str, notation: str = "fdi") -> list[ItemInput]:
+    """Check each restoration against the case type; errors are keyed "items" for the form."""
     template = TEMPLATES.get(case_type)
     if template is None:
-        raise ValidationError("Choose a case type.")
-    seen: set[tuple[int | None, str]] = set()
+        raise ValidationError({"case_type": "Choose a case type."})
+    problems: list[str] = []
+    seen: set[tuple[int | None, str, str]] = set()
     for item in items:
+        if item.tooth is None:
+            where = f"the {item.arch or 'unnamed'} arch"
+        elif item.tooth in teeth.ALL_TEETH:
+            where = f"tooth {teeth.display(item.tooth, notation)}"
+        else:
+            where = f"tooth {item.tooth}"
         if item.restoration not in template.restorations:
-            raise ValidationError(f"{item.restoration} is not part of a {template.label.lower()} case.")
+            known = item.restoration in Restoration.values
+            label = Restoration(item.restoration).label if known else "That restoration"
+            problems.append(f"{label} is not part of a {template.label.lower()} case ({where}).")
         if item.tooth is not None:
-            teeth.check(item.tooth)
-        elif not item.arch:
-            raise ValidationError("Each restoration needs a tooth or an arch.")
-        key = (item.tooth, item.restoration)
+            try:
+                teeth.check(item.tooth)
+            except teeth.ToothError as exc:
+                problems.append(str(exc))
+        elif item.arch not in Arch.values:
+            problems.append("Each restoration needs a tooth or an arch (upper, lower or both).")
+        if item.material and item.material not in Material.values:
+            problems.append(f"Choose a material from the list for {where}.")
+        item.shade = shades.normalize(item.shade)
+        item.stump_shade = shades.normalize(item.stump_shade)
+        if item.shade and item.shade not in shades.TOOTH_SHADES:
+            problems.append(f"{item.shade} is not a VITA classical or 3D-Master shade ({where}).")
+        if item.stump_shade and item.stump_shade not in shades.STUMP_SHADES:
+            problems.append(f"{item.stump_shade} is not a stump shade (ND1-ND9) ({where}).")
+        key = (item.tooth, item.arch, item.restoration)
         if key in seen:
-            raise ValidationError(f"Tooth {item.tooth} is listed twice.")
+            problems.append(f"{where[0].upper()}{where[1:]} is listed twice.")
         seen.add(key)
+    if problems:
+        raise ValidationError({"items": problems})
     return items
+
+
+def _check_parties(access: OrgAccess, lab: Organization | None, doctor: User | None) -> dict[str, str]:
+    """Only a connected lab and one of the practice's clinicians can be named on a case."""
+    errors: dict[str, str] = {}
+    if lab is not None:
+        connection = organization_connection(access.organization, lab)
+        if lab.kind != OrgKind.LAB or connection is None or connection.status != ConnectionStatus.ACTIVE:
+            errors["lab"] = "Choose one of your connected labs."
+    if doctor is not None and doctor.pk not in {u.pk for u in clinicians(access.organization)}:
+        errors["doctor"] = "Choose one of the practice's clinicians."
+    return errors
 
 
 # --- drafting -----------------------------------------------------------------------------
@@ -146,15 +187,28 @@ def create_case(
     notes: str = "",
     items: list[ItemInput] | None = None,
     remake_of: Case | None = None,
+    notation: str = "fdi",
 ) -> Case:
+    """Draft a case. ``notation`` is only how error messages name teeth (items are always FDI)."""
     access.require(Perm.CASES_EDIT)
+    if access.organization.kind != OrgKind.PRACTICE:
+        raise ValidationError("Cases are created by dental practices.")
+    # Every field is checked before anything is written, so the form can show all problems at once.
+    errors: dict[str, Any] = {}
     if not patient_name.strip():
-        raise ValidationError("Enter the patient's name (the lab uses it to match the work).")
+        errors["patient_name"] = "Enter the patient's name (the lab uses it to match the work)."
     if patient_dob is not None and patient_dob > timezone.now().date():
-        raise ValidationError("The date of birth cannot be in the future.")
+        errors["patient_dob"] = "The date of birth cannot be in the future."
     if delivery not in Delivery.values:
-        raise ValidationError("Choose shipping or local pickup.")
-    items = _clean_items(items or [], case_type)
+        errors["delivery"] = "Choose shipping or local pickup."
+    errors.update(_check_parties(access, lab, doctor))
+    cleaned: list[ItemInput] = []
+    try:
+        cleaned = _clean_items(items or [], case_type, notation)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if errors:
+        raise ValidationError(errors)
     with transaction.atomic():
         patient = Patient.objects.filter(
             practice=access.organization,
@@ -191,7 +245,7 @@ def create_case(
                 shade=i.shade,
                 stump_shade=i.stump_shade,
             )
-            for i in items
+            for i in cleaned
         )
         _history(case, access)
         _audit(
@@ -203,52 +257,160 @@ def create_case(
     return case
 
 
+# Neutral words for what a file shows; an optional "_2"-style suffix numbers repeats. Free text
+# is not accepted: it is where a patient's name would end up.
+ATTACHMENT_LABELS = (
+    "upper",
+    "lower",
+    "bite",
+    "prep",
+    "opposing",
+    "scanbody",
+    "shade",
+    "smile",
+    "retracted",
+    "face",
+    "xray",
+    "cbct",
+    "rx",
+    "design",
+    "model",
+    "other",
+)
+
+
+def _neutral_label(label: str) -> str:
+    text = label.strip().lower()
+    base, _, number = text.replace("-", "_").partition("_")
+    if text and (base not in ATTACHMENT_LABELS or (number and not number.isdigit()) or len(text) > 40):
+        raise ValidationError({"label": f"Choose a label from the list ({', '.join(ATTACHMENT_LABELS)})."})
+    return text.replace("-", "_")
+
+
 def attach_file(
     access: OrgAccess, case: Case, stored_object: StoredObject, *, kind: str, label: str = ""
 ) -> Attachment:
-    """Attach an uploaded file: from then on the case's parties see it, and only they."""
+    """Attach an uploaded file: from then on the case's parties see it, and only they.
+
+    Identifying metadata is removed first (imaging.ingest): the cleaned content becomes the
+    current version and the original version is crypto-shredded. What was removed (names and
+    counts, never values) goes into the audit event."""
     if kind not in AttachmentKind.values:
-        raise ValidationError("Choose what kind of file this is.")
+        raise ValidationError({"kind": "Choose what kind of file this is."})
     lab_side = case.lab_id == access.organization.pk
     access.require(Perm.CASES_WORK if lab_side else Perm.CASES_EDIT)
     if case.status in CLOSED or case.archived_at:
         raise ValidationError("Files cannot be added to a closed case.")
     if kind == AttachmentKind.DESIGN and not lab_side:
-        raise ValidationError("Designs are added by the lab.")
-    if stored_object.organization_id != access.organization.pk or stored_object.attached_at is not None:
-        raise ValidationError("That file cannot be attached here.")
-    label = "".join(ch for ch in label.lower() if ch.isalnum() or ch in "-_")[:40]
+        raise ValidationError({"kind": "Designs are added by the lab."})
+    label = _neutral_label(label)
     with transaction.atomic():
+        # Locked, so that two requests cannot attach (and clean) the same upload twice.
+        locked = StoredObject.objects.select_for_update().filter(pk=stored_object.pk).first()
+        if (
+            locked is None
+            or locked.organization_id != access.organization.pk
+            or locked.attached_at is not None
+            or locked.is_destroyed
+        ):
+            raise ValidationError("That file cannot be attached here.")
+        try:
+            cleaning = clean_on_ingest(locked, actor=access.actor)
+        except SanitizeError as exc:
+            raise ValidationError(
+                f"The file could not be checked for hidden patient data ({exc}); it was not attached."
+            ) from exc
         attachment = Attachment.objects.create(
             case=case,
-            stored_object=stored_object,
+            stored_object=locked,
             kind=kind,
             label=label,
             added_by=access.actor if isinstance(access.actor, User) else None,
             added_by_org=access.organization,
         )
-        StoredObject.objects.filter(pk=stored_object.pk).update(attached_at=timezone.now())
-        _audit("case.attachment.added", access, case, kind=kind, file=str(stored_object.pk))
+        StoredObject.objects.filter(pk=locked.pk).update(attached_at=timezone.now())
+        _audit(
+            "case.attachment.added",
+            access,
+            case,
+            kind=kind,
+            file=str(locked.pk),
+            version=locked.current_version,
+            metadata=cleaning.audit_details(),
+        )
+    stored_object.refresh_from_db()
     return attachment
 
 
+_DRAFT_FIELDS = frozenset({"lab", "due_date", "delivery", "ship_to", "notes"})
+
+
+def update_draft(access: OrgAccess, case: Case, *, items: list[ItemInput] | None = None, **changes: Any) -> None:
+    """Change a draft's details (and replace its restorations when `items` is given)."""
+    access.require(Perm.CASES_EDIT)
+    if case.practice_id != access.organization.pk or case.status != Status.DRAFT:
+        raise ValidationError("Only a draft of your practice can be changed.")
+    unknown = set(changes) - _DRAFT_FIELDS
+    if unknown:
+        raise ValueError(f"not draft fields: {sorted(unknown)}")
+    if "delivery" in changes and changes["delivery"] not in Delivery.values:
+        raise ValidationError("Choose shipping or local pickup.")
+    if items is not None:
+        items = _clean_items(items, case.case_type)
+    for name in ("ship_to", "notes"):
+        if name in changes:
+            changes[name] = changes[name].strip()
+    with transaction.atomic():
+        for name, value in changes.items():
+            setattr(case, name, value)
+        if changes:
+            case.save(update_fields=sorted(changes))
+        if items is not None:
+            case.items.all().delete()
+            CaseItem.objects.bulk_create(
+                CaseItem(
+                    case=case,
+                    tooth=i.tooth,
+                    arch=i.arch,
+                    restoration=i.restoration,
+                    material=i.material,
+                    shade=i.shade,
+                    stump_shade=i.stump_shade,
+                )
+                for i in items
+            )
+        changed = sorted(changes) + (["items"] if items is not None else [])
+        _audit("case.updated", access, case, fields=changed)
+
+
 # --- the workflow -------------------------------------------------------------------------
+def submission_problems(case: Case) -> list[str]:
+    """Everything that stops ``case`` from being sent, in plain words: what is missing from it
+    (cases.templates.missing), then whether its lab may receive patient data at all."""
+    problems = missing(case)
+    if case.lab is None:
+        return problems
+    connection = organization_connection(case.practice, case.lab)
+    if connection is None:
+        problems.append(f"You are not connected with {case.lab.name}. Connect first on the Connections page.")
+    elif not connection.can_carry_phi:
+        problems.append(
+            f"No agreement is recorded with {case.lab.name}: record a signed BAA or a treatment relationship "
+            "on the Connections page before sending patient data."
+        )
+    return problems
+
+
 def submit_case(access: OrgAccess, case: Case) -> None:
     access.require(Perm.CASES_EDIT)
     if case.practice_id != access.organization.pk or case.status != Status.DRAFT:
         raise ValidationError("Only a draft of your practice can be sent.")
-    problems = missing(case)
+    problems = submission_problems(case)
     if problems:
         raise ValidationError(problems)
     assert case.lab is not None
     connection = organization_connection(case.practice, case.lab)
-    if connection is None:
-        raise ValidationError(f"You are not connected with {case.lab.name}. Connect first on the Connections page.")
-    if not connection.can_carry_phi:
-        raise ValidationError(
-            f"No agreement is recorded with {case.lab.name}: record a signed BAA or a treatment relationship "
-            "on the Connections page before sending patient data."
-        )
+    assert connection is not None
     with transaction.atomic():
         case.status = Status.SUBMITTED
         case.submitted_at = timezone.now()
@@ -407,6 +569,7 @@ def revoke_lab_access(access: OrgAccess, case: Case) -> None:
 
 
 def create_remake(access: OrgAccess, original: Case, *, reason: str) -> Case:
+    access.require(Perm.CASES_EDIT)  # before any check that would tell a read-only caller more
     if original.practice_id != access.organization.pk or original.status not in (Status.DELIVERED, Status.COMPLETED):
         raise ValidationError("A remake is made from a delivered or completed case of your practice.")
     if not reason.strip():

@@ -103,3 +103,38 @@ def parse(label: str, notation: str) -> int:
         return check(int(label))
     except ValueError:
         raise ToothError(f"{label!r} is not an FDI tooth number (11-48, 51-85)") from None
+
+
+_PERMANENT_NAMES = {
+    1: "central incisor",
+    2: "lateral incisor",
+    3: "canine",
+    4: "first premolar",
+    5: "second premolar",
+    6: "first molar",
+    7: "second molar",
+    8: "third molar",
+}
+_PRIMARY_NAMES = {1: "central incisor", 2: "lateral incisor", 3: "canine", 4: "first molar", 5: "second molar"}
+_SIDES = {1: "upper right", 2: "upper left", 3: "lower left", 4: "lower right"}
+
+
+def name(fdi: int) -> str:
+    """Plain words for screen readers and tooltips: "upper right first molar"."""
+    quadrant, position = divmod(check(fdi), 10)
+    if quadrant <= 4:
+        return f"{_SIDES[quadrant]} {_PERMANENT_NAMES[position]}"
+    return f"{_SIDES[quadrant - 4]} primary {_PRIMARY_NAMES[position]}"
+
+
+def chart_rows(primary: bool = False) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Upper and lower rows as a chart draws them, facing the patient: their right on our left."""
+    if primary:
+        return (
+            tuple(50 + p for p in range(5, 0, -1)) + tuple(60 + p for p in range(1, 6)),
+            tuple(80 + p for p in range(5, 0, -1)) + tuple(70 + p for p in range(1, 6)),
+        )
+    return (
+        tuple(10 + p for p in range(8, 0, -1)) + tuple(20 + p for p in range(1, 9)),
+        tuple(40 + p for p in range(8, 0, -1)) + tuple(30 + p for p in range(1, 9)),
+    )

@@ -3,23 +3,32 @@ actions each side may take. Views parse input and call cases.actions; the policy
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
-from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import F, Q
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from casebridge.access.guards import org_permission
-from casebridge.access.policy import OrgAccess, case_for, visible_cases
+from casebridge.access.policy import Forbidden, OrgAccess, case_for, readable_files, scoped_get, visible_cases
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
-from casebridge.cases import actions, teeth
-from casebridge.cases.models import Status
+from casebridge.cases import actions, queries, shades, teeth
+from casebridge.cases.forms import NewCaseForm
+from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Material, Restoration, Status
 from casebridge.cases.templates import TEMPLATES, missing
+from casebridge.imaging.ingest import metadata_warning
+from casebridge.orgs.models import OrgKind
+from casebridge.vault import filetypes
+from casebridge.vault.views import UPLOAD_CHUNK_BYTES
 
 PAGE = 50
 OPEN = ~Q(status__in=[Status.COMPLETED, Status.CANCELLED]) & Q(archived_at__isnull=True)
@@ -108,6 +117,7 @@ def case_detail(request: HttpRequest, number: str) -> HttpResponse:
             if lab_side
             else [],
             "nav": "cases",
+            **_files_context(access, case),
         },
     )
 
@@ -165,3 +175,279 @@ def case_action(request: HttpRequest, number: str) -> HttpResponse:
         for message in exc.messages:
             messages.error(request, message)
     return redirect("case_detail", access.organization.slug, case.number)
+
+
+# --- New case -------------------------------------------------------------------------------
+LAB_UPLOAD_STATUSES = {
+    Status.RECEIVED,
+    Status.IN_DESIGN,
+    Status.DESIGN_REJECTED,
+    Status.IN_PRODUCTION,
+    Status.QUALITY_CHECK,
+}
+
+
+def _notation(request: HttpRequest) -> str:
+    return getattr(request.user, "tooth_notation", "universal")
+
+
+def _chart(notation: str, selected: set[int]) -> dict[str, list[list[dict[str, Any]]]]:
+    """Both dentitions, row by row as a chart shows them, each tooth labelled in ``notation``."""
+
+    def row(codes: Iterable[int]) -> list[dict[str, Any]]:
+        return [
+            {
+                "fdi": code,
+                "label": teeth.display(code, notation),
+                "name": teeth.name(code),
+                "position": code % 10,
+                "pressed": code in selected,
+                "midline": code % 10 == 1 and code // 10 in (1, 4, 5, 8),
+            }
+            for code in codes
+        ]
+
+    return {
+        "permanent": [row(r) for r in teeth.chart_rows()],
+        "primary": [row(r) for r in teeth.chart_rows(primary=True)],
+    }
+
+
+def _items_from_post(
+    data: QueryDict, notation: str, case_type: str
+) -> tuple[list[actions.ItemInput], list[dict[str, Any]], list[str]]:
+    """The restorations posted by the tooth chart (labels in the user's notation) or the arch
+    choice: what to pass to create_case, the rows to show again, and problems reading them."""
+    template = TEMPLATES.get(case_type)
+    items: list[actions.ItemInput] = []
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    if template is not None and not template.needs_teeth:
+        arch = data.get("arch", "")
+        if arch:
+            items.append(
+                actions.ItemInput(
+                    data.get("arch_restoration", ""),
+                    arch=arch,
+                    material=data.get("arch_material", ""),
+                    shade=data.get("arch_shade", ""),
+                )
+            )
+        return items, rows, problems
+    columns = ("item_tooth", "item_restoration", "item_material", "item_shade", "item_stump_shade")
+    values = [data.getlist(c) for c in columns]
+    for label, restoration, material, shade, stump in zip(*values, strict=False):
+        try:
+            fdi = teeth.parse(label, notation)
+        except teeth.ToothError as exc:
+            problems.append(str(exc))
+            continue
+        items.append(actions.ItemInput(restoration, tooth=fdi, material=material, shade=shade, stump_shade=stump))
+        rows.append(
+            {
+                "fdi": fdi,
+                "label": label,
+                "name": teeth.name(fdi),
+                "restoration": restoration,
+                "material": material,
+                "shade": shade,
+                "stump_shade": stump,
+            }
+        )
+    return items, rows, problems
+
+
+def _choices_context() -> dict[str, Any]:
+    return {
+        "restorations": Restoration.choices,
+        "materials": Material.choices,
+        "arches": Arch.choices,
+        "vita_classical": shades.VITA_CLASSICAL,
+        "vita_3d": shades.VITA_3D_MASTER,
+        "stump_shades": shades.STUMP,
+        "templates": [
+            {
+                "key": t.key,
+                "label": t.label,
+                "needs_teeth": t.needs_teeth,
+                "restorations": sorted(t.restorations),
+                "due_within_days": t.due_within_days,
+                "requirements": [(r.count, AttachmentKind(r.kind).label, r.description) for r in t.requirements],
+            }
+            for t in TEMPLATES.values()
+        ],
+    }
+
+
+@org_permission(Perm.CASES_EDIT)
+def case_new(request: HttpRequest) -> HttpResponse:
+    """Draft a case: patient, case type, lab, doctor, dates and the restorations per tooth."""
+    access = _access(request)
+    if access.organization.kind != OrgKind.PRACTICE:
+        raise PermissionDenied("cases are created by dental practices")
+    notation = _notation(request)
+    labs = queries.connected_labs(access.organization)
+    doctors = queries.clinicians(access.organization)
+    rows: list[dict[str, Any]] = []
+    item_errors: list[str] = []
+    arch_values = {"arch": "", "arch_restoration": "", "arch_material": "", "arch_shade": ""}
+    if request.method == "POST":
+        form = NewCaseForm(request.POST, labs=labs, doctors=doctors)
+        case_type = request.POST.get("case_type", "")
+        items, rows, item_errors = _items_from_post(request.POST, notation, case_type)
+        arch_values = {key: request.POST.get(key, "") for key in arch_values}
+        if form.is_valid() and not item_errors:
+            data = form.cleaned_data
+            try:
+                case = actions.create_case(
+                    access,
+                    patient_name=data["patient_name"],
+                    patient_dob=data["patient_dob"],
+                    chart_number=data["chart_number"],
+                    case_type=data["case_type"],
+                    lab=data["lab"].lab,
+                    doctor=data["doctor"],
+                    due_date=data["due_date"],
+                    delivery=data["delivery"],
+                    ship_to=data["ship_to"],
+                    notes=data["notes"],
+                    items=items,
+                    notation=notation,
+                )
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items() if hasattr(exc, "error_dict") else [("", exc.messages)]:
+                    if field in form.fields:
+                        for error in errors:
+                            form.add_error(field, error)
+                    else:
+                        item_errors.extend(errors)
+            else:
+                messages.success(request, f"{case.number} was created. Add the files, then send it to the lab.")
+                return redirect("case_detail", access.organization.slug, case.number)
+    else:
+        me = request.user if any(d.pk == request.user.pk for d in doctors) else None
+        last = access.organization.cases_sent.exclude(ship_to="").order_by("-created_at").first()
+        form = NewCaseForm(
+            labs=labs,
+            doctors=doctors,
+            initial={
+                "doctor": str(me.pk) if me else "",
+                "ship_to": last.ship_to if last else "",
+                "lab": str(labs[0].lab.pk) if len(labs) == 1 and labs[0].can_receive else "",
+            },
+        )
+    selected = {row["fdi"] for row in rows}
+    return render(
+        request,
+        "cases/new.html",
+        {
+            "form": form,
+            "labs": labs,
+            "rows": rows,
+            "item_errors": item_errors,
+            "arch_values": arch_values,
+            "chart": _chart(notation, selected),
+            "show_primary": any(code >= 50 for code in selected),
+            "notation_label": {"universal": "Universal", "fdi": "FDI", "palmer": "Palmer"}.get(notation, notation),
+            "case_type": form["case_type"].value() or "",
+            "delivery": form["delivery"].value() or Delivery.SHIP,
+            "today": timezone.now().date(),
+            "nav": "cases",
+            **_choices_context(),
+        },
+    )
+
+
+# --- Files on the case page ---------------------------------------------------------------
+def _attachment_rows(case: Case) -> list[dict[str, Any]]:
+    """Each attachment with its neutral name, size and any metadata warning, in two queries."""
+    attachments = list(case.attachments.select_related("stored_object").order_by("kind", "added_at", "pk"))
+    sizes = dict(
+        case.attachments.filter(stored_object__versions__version=F("stored_object__current_version")).values_list(
+            "pk", "stored_object__versions__size"
+        )
+    )
+    seen: dict[tuple[str, str], int] = {}
+    rows: list[dict[str, Any]] = []
+    for a in sorted(attachments, key=lambda a: (a.added_at, a.pk)):
+        key = (a.kind, a.label)
+        seen[key] = seen.get(key, 0) + 1
+        rows.append(
+            {
+                "attachment": a,
+                "name": f"{case.number}_{a.label or a.kind}_{seen[key]}.{a.stored_object.extension}",
+                "size": sizes.get(a.pk),
+                "warning": metadata_warning(a.stored_object.file_type),
+            }
+        )
+    rows.sort(key=lambda r: (r["attachment"].kind, r["attachment"].added_at))
+    return rows
+
+
+def _upload_kinds(lab_side: bool) -> list[tuple[str, str]]:
+    if lab_side:
+        return [
+            (AttachmentKind.DESIGN, AttachmentKind.DESIGN.label),
+            (AttachmentKind.OTHER, AttachmentKind.OTHER.label),
+        ]
+    return [(k, label) for k, label in AttachmentKind.choices if k != AttachmentKind.DESIGN]
+
+
+def _files_context(access: OrgAccess, case: Case) -> dict[str, Any]:
+    lab_side = case.lab_id == access.organization.pk
+    if lab_side:
+        can_upload = access.has(Perm.CASES_WORK) and case.status in LAB_UPLOAD_STATUSES
+    else:
+        can_upload = access.has(Perm.CASES_EDIT) and access.has(Perm.FILES_UPLOAD) and case.status == Status.DRAFT
+    draft = case.status == Status.DRAFT and not lab_side
+    return {
+        "attachment_rows": _attachment_rows(case),
+        "can_upload": can_upload,
+        "upload_kinds": _upload_kinds(lab_side),
+        "upload_labels": actions.ATTACHMENT_LABELS,
+        "accepted_types": filetypes.ACCEPTED_TYPES_MESSAGE,
+        "chunk_size": UPLOAD_CHUNK_BYTES,
+        "max_size": settings.VAULT_MAX_UPLOAD_BYTES,
+        # Parallel tus uploads per page; tests on in-memory SQLite (one shared connection) use 1.
+        "upload_parallel": getattr(settings, "VAULT_BROWSER_PARALLEL_UPLOADS", 2),
+        "show_readiness": draft,
+        "problems": actions.submission_problems(case) if draft else [],
+        "can_submit": draft and access.has(Perm.CASES_EDIT),
+    }
+
+
+@require_GET
+@org_permission(Perm.CASES_VIEW)
+def case_files(request: HttpRequest, number: str) -> HttpResponse:
+    """The files table, and (out of band) what is still missing: swapped in by htmx after an attach."""
+    access = _access(request)
+    case = case_for(access, number)
+    return render(request, "cases/_files.html", {"case": case, "oob": True, **_files_context(access, case)})
+
+
+@require_POST
+@org_permission(Perm.CASES_VIEW)
+def case_attach(request: HttpRequest, number: str) -> HttpResponse:
+    """Attach one finished upload (by its CaseBridge-File-Id) to the case, with kind and label."""
+    access = _access(request)
+    case = case_for(access, number)
+    stored = scoped_get(readable_files(access.actor), pk=_uuid_or_none(request.POST.get("file", "")))
+    try:
+        attachment = actions.attach_file(
+            access, case, stored, kind=request.POST.get("kind", ""), label=request.POST.get("label", "")
+        )
+    except ValidationError as exc:
+        return JsonResponse({"detail": " ".join(exc.messages)}, status=400)
+    except Forbidden as exc:
+        raise PermissionDenied(str(exc)) from exc
+    name = next(r["name"] for r in _attachment_rows(case) if r["attachment"].pk == attachment.pk)
+    return JsonResponse(
+        {"name": name, "kind": attachment.get_kind_display(), "warning": metadata_warning(stored.file_type)}
+    )
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

@@ -35,9 +35,11 @@ class CaseBridgeServer(BaseApplication):
         return application
 
 
-def serve(*, binds: list[str], certfile: str, keyfile: str, workers: int, threads: int) -> None:
+def serve(*, binds: list[str], certfile: str, keyfile: str, workers: int, threads: int, home: str) -> None:
     CaseBridgeServer(
         {
+            # One control socket per installation, not one shared by every gunicorn of the user.
+            "control_socket": f"{home}/gunicorn.ctl",
             "bind": binds,
             "certfile": certfile,
             "keyfile": keyfile,

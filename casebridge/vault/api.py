@@ -145,3 +145,31 @@ def destroy_object(stored_object: StoredObject, *, actor: Any, reason: str) -> N
     for v in versions:
         store.delete(v.blob_name)
     stored_object.destroyed_at = locked.destroyed_at
+
+
+def destroy_version(stored_object: StoredObject, version: int, *, actor: Any, reason: str) -> None:
+    """Crypto-shred one earlier version (e.g. the original of a file cleaned on ingest): its
+    wrapped DEK goes now, its ciphertext once the transaction commits, so a rollback never
+    leaves a live row pointing at a deleted blob. The current version cannot go this way."""
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("a reason is required to destroy a version")
+    with transaction.atomic():
+        locked = StoredObject.objects.select_for_update().get(pk=stored_object.pk)
+        if version == locked.current_version:
+            raise ValueError("the current version is destroyed with the whole object (destroy_object)")
+        target = ObjectVersion.objects.filter(stored_object=locked, version=version).first()
+        if target is None:
+            raise ObjectUnavailable("no such version")
+        if not target.wrapped_dek:
+            return
+        ObjectVersion.objects.filter(pk=target.pk).update(wrapped_dek=None)
+        record(
+            "file.version_destroyed",
+            actor=actor,
+            organization=locked.organization_id,
+            target=locked,
+            details={"version": version, "sha256": target.sha256, "size": target.size, "reason": reason},
+        )
+        blob_name = target.blob_name
+        transaction.on_commit(lambda: blob_store().delete(blob_name))

@@ -13,7 +13,7 @@ import fcntl
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,19 @@ class FileStaging:
     def _path(self, upload_id: str) -> Path:
         return self.root / upload_id
 
-    def append(self, upload_id: str, at: int, chunks: Iterable[bytes | memoryview]) -> int:
+    def append(
+        self,
+        upload_id: str,
+        at: int,
+        chunks: Iterable[bytes | memoryview],
+        release: Callable[[Any], object] | None = None,
+    ) -> int:
         """Write ciphertext at byte `at` (truncating anything after it); returns the new size.
 
         A helper thread writes each chunk while `chunks` produces the next (reading the request
         and encrypting overlap with the copy into the page cache), so a chunk is owned by the
-        staging from the moment it is yielded: the producer must not change it afterwards.
+        staging from the moment it is yielded: the producer must not change it until `release`
+        is called with it (from the writer thread, once written or dropped after an error).
         """
         path = self._path(upload_id)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -52,7 +59,7 @@ class FileStaging:
             except BlockingIOError:
                 raise StagingConflict(upload_id) from None
             os.ftruncate(fd, at)
-            writer = _WriteBehind(fd, at)
+            writer = _WriteBehind(fd, at, release)
             try:
                 for chunk in chunks:
                     writer.put(chunk)
@@ -90,9 +97,10 @@ class _WriteBehind:
 
     _STOP: Any = object()
 
-    def __init__(self, fd: int, position: int) -> None:
+    def __init__(self, fd: int, position: int, release: Callable[[Any], object] | None = None) -> None:
         self.fd = fd
         self.position = position
+        self.release = release
         self.error: BaseException | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=WRITE_BEHIND)
         self._thread = threading.Thread(target=self._run, name="staging-write", daemon=True)
@@ -103,16 +111,18 @@ class _WriteBehind:
             chunk = self._queue.get()
             if chunk is self._STOP:
                 return
-            if self.error is not None:
-                continue  # keep draining so the producer never blocks on a dead writer
             try:
-                view = memoryview(chunk)
+                # After an error keep draining (and releasing) so the producer never blocks.
+                view = memoryview(chunk) if self.error is None else memoryview(b"")
                 while view:
                     written = os.pwrite(self.fd, view, self.position)
                     self.position += written
                     view = view[written:]
             except BaseException as exc:  # surfaced to the producer by put() and close()
                 self.error = exc
+            finally:
+                if self.release is not None:
+                    self.release(chunk)
 
     def put(self, chunk: bytes | memoryview) -> None:
         if self.error is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import queue
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from casebridge.vault.crypto.streaming import (
 from casebridge.vault.hashing import BackgroundHasher
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
 from casebridge.vault.scanning import ScannerUnavailable
-from casebridge.vault.staging import BlobPartStaging, FileStaging, StagingConflict
+from casebridge.vault.staging import WRITE_BEHIND, BlobPartStaging, FileStaging, StagingConflict
 
 LEASE_SECONDS = 120
 LEASE_RENEW_BYTES = 256 << 20
@@ -274,7 +275,7 @@ def _append_leased(
         if not state["file_type"]:
             state["file_type"] = filetypes.detect(prefix, upload.length).name
 
-    def ciphertext() -> Iterator[bytearray]:
+    def ciphertext() -> Iterator[memoryview]:
         nonlocal filled, renew_at
         body_iter = iter(body)
         while True:
@@ -301,10 +302,13 @@ def _append_leased(
                 if filled == capacity and state["index"] != last_index:
                     if state["index"] == 0:
                         detect(bytes(segment[: filetypes.SNIFF_BYTES]))
-                    # A fresh buffer per segment: the staging writes it from another thread.
-                    sealed = bytearray(capacity + TAG_SIZE)
-                    cipher.encrypt_into(state["index"], False, memoryview(segment)[:capacity], sealed)
-                    yield sealed
+                    # File staging writes from its own thread and hands each buffer back once
+                    # written (a fixed pool: memory stays flat); other stagings consume each chunk
+                    # before asking for the next, so one buffer does.
+                    buffer = pool.get() if pool is not None else out
+                    sealed = memoryview(buffer)[: capacity + TAG_SIZE]
+                    written = cipher.encrypt_into(state["index"], False, memoryview(segment)[:capacity], sealed)
+                    yield sealed[:written]
                     state["index"] += 1
                     filled = 0
             if state["offset"] >= renew_at:
@@ -315,9 +319,17 @@ def _append_leased(
 
     staging = _staging()
     uid = str(upload.pk)
+    pool: queue.SimpleQueue[bytearray] | None = None
+    if isinstance(staging, FileStaging):
+        pool = queue.SimpleQueue()
+        for _ in range(WRITE_BEHIND + 2):
+            pool.put(bytearray(SEGMENT_SIZE))
     try:
         if isinstance(staging, FileStaging):
-            new_ct_offset = staging.append(uid, upload.ciphertext_offset, ciphertext())
+            assert pool is not None
+            new_ct_offset = staging.append(
+                uid, upload.ciphertext_offset, ciphertext(), release=lambda chunk: pool.put(chunk.obj)
+            )
             parts = upload.staged_parts
         else:
             new_ct_offset = staging.append_part(uid, upload.ciphertext_offset, ciphertext())

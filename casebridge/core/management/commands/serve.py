@@ -89,6 +89,7 @@ class Command(BaseCommand):
                 keyfile=keyfile,
                 workers=options["workers"],
                 threads=options["threads"],
+                home=str(home),
             )
         finally:
             if worker is not None:

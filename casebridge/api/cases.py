@@ -1,0 +1,641 @@
+"""Cases over REST (/api/v1/cases): typed schemas in, cases.actions to change, the policy to see.
+
+Handlers stay thin: resolve the caller's organization, fetch through the access helpers (404 for
+outsiders), call one action, render. Every read of a case leaves a `case.viewed` event."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from django.core.exceptions import ValidationError
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest
+from django.utils.dateparse import parse_datetime
+from ninja import Field, Path, Query, Router, Schema
+from ninja import Status as Reply
+from ninja.errors import HttpError
+from pydantic import AfterValidator, StringConstraints, field_validator, model_validator
+
+from casebridge.access import policy
+from casebridge.access.policy import OrgAccess, case_for, visible_cases
+from casebridge.access.roles import Perm
+from casebridge.accounts.models import User
+from casebridge.audit.api import record, record_many
+from casebridge.cases import actions, teeth
+from casebridge.cases.models import (
+    Arch,
+    Attachment,
+    AttachmentKind,
+    Case,
+    Delivery,
+    Material,
+    Restoration,
+    Status,
+)
+from casebridge.cases.templates import TEMPLATES, missing
+from casebridge.core import context
+from casebridge.orgs.models import Organization
+
+router = Router(tags=["cases"])
+
+PAGE_MAX = 100
+PAGE_DEFAULT = 50
+# CB-2026-000123: constraining the path keeps odd strings out of the lookup (and the URL space).
+NUMBER = r"^CB-\d{4}-\d{6,9}$"
+CaseNumber = Annotated[str, Path(pattern=NUMBER, description="Case number, e.g. CB-2026-000123")]
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL refuses NUL in text: answer 422 here instead of failing in the database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def Text(max_length: int, min_length: int = 0) -> Any:
+    return Annotated[str, StringConstraints(max_length=max_length, min_length=min_length), AfterValidator(_no_nul)]
+
+
+CaseType = Literal[tuple(TEMPLATES)]  # type: ignore[valid-type]
+Notation = Literal["fdi", "universal", "palmer"]
+
+
+# --- schemas -------------------------------------------------------------------------------
+class OrgRef(Schema):
+    slug: str
+    name: str
+
+
+class PatientIn(Schema):
+    name: Text(150, 1)  # type: ignore[valid-type]
+    date_of_birth: date | None = None
+    chart_number: Text(40) = ""  # type: ignore[valid-type]
+
+
+class PatientOut(Schema):
+    ref: str = Field(description="Internal patient reference, as written in the audit log")
+    name: str
+    date_of_birth: date | None
+    chart_number: str
+
+
+class ItemIn(Schema):
+    """One restoration: on a tooth (FDI by default, or in the named notation) or on an arch."""
+
+    tooth: int | Text(3, 1) | None = Field(  # type: ignore[valid-type]
+        None, description="Tooth in `notation`: FDI 11-48/51-85, Universal 1-32/A-T, Palmer UR6/LLB"
+    )
+    notation: Notation = "fdi"
+    arch: Arch | Literal[""] = ""
+    restoration: Restoration
+    material: Material | Literal[""] = ""
+    shade: Text(10) = ""  # type: ignore[valid-type]
+    stump_shade: Text(10) = ""  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _tooth_in_fdi(self) -> ItemIn:
+        if self.tooth is not None:
+            try:
+                self.tooth = teeth.parse(str(self.tooth), self.notation)
+            except teeth.ToothError as exc:
+                raise ValueError(f"tooth: {exc}") from None
+            self.notation = "fdi"
+        elif not self.arch:
+            raise ValueError("tooth: each restoration needs a tooth or an arch")
+        return self
+
+    def as_action_input(self) -> actions.ItemInput:
+        return actions.ItemInput(
+            restoration=self.restoration,
+            tooth=int(self.tooth) if self.tooth is not None else None,
+            arch=self.arch,
+            material=self.material,
+            shade=self.shade,
+            stump_shade=self.stump_shade,
+        )
+
+
+class ItemOut(Schema):
+    tooth: int | None = Field(description="FDI / ISO 3950 code")
+    tooth_universal: str | None
+    tooth_palmer: str | None
+    arch: str
+    restoration: str
+    material: str
+    shade: str
+    stump_shade: str
+
+
+class CaseCreate(Schema):
+    patient: PatientIn
+    case_type: CaseType  # type: ignore[valid-type]
+    lab: Text(60) | None = Field(None, description="Slug of a connected lab")  # type: ignore[valid-type]
+    due_date: date | None = None
+    delivery: Delivery = Delivery.SHIP
+    ship_to: Text(500) = ""  # type: ignore[valid-type]
+    notes: Text(5000) = ""  # type: ignore[valid-type]
+    items: list[ItemIn] = Field(default_factory=list, max_length=64)
+
+
+class CaseUpdate(Schema):
+    """Draft fields to change; fields left out stay as they are. `items` replaces the list."""
+
+    lab: Text(60) | None = None  # type: ignore[valid-type]
+    due_date: date | None = None
+    delivery: Delivery | None = None
+    ship_to: Text(500) | None = None  # type: ignore[valid-type]
+    notes: Text(5000) | None = None  # type: ignore[valid-type]
+    items: list[ItemIn] | None = Field(None, max_length=64)
+
+
+class HistoryOut(Schema):
+    status: str
+    actor: str
+    note: str
+    at: datetime
+
+
+class CaseSummary(Schema):
+    number: str
+    status: str
+    case_type: str
+    practice: OrgRef
+    lab: OrgRef | None
+    patient: PatientOut
+    due_date: date | None
+    created_at: datetime
+    submitted_at: datetime | None
+    archived_at: datetime | None
+
+
+class CaseDetail(CaseSummary):
+    delivery: str
+    ship_to: str
+    notes: str
+    tracking_number: str
+    doctor: str | None
+    received_at: datetime | None
+    received_by: str | None
+    completed_at: datetime | None
+    lab_access_until: datetime | None
+    lab_access_revoked_at: datetime | None
+    remake_of: str | None
+    items: list[ItemOut]
+    history: list[HistoryOut]
+    missing: list[str] = Field(description="What a draft still needs before it can be submitted")
+    next_statuses: list[str] = Field(description="Statuses the lab may move the case to now")
+
+
+class CasePage(Schema):
+    results: list[CaseSummary]
+    next: str | None = Field(description="URL of the next page, or null on the last one")
+
+
+class StatusChange(Schema):
+    status: Status
+    note: Text(2000) = ""  # type: ignore[valid-type]
+    tracking_number: Text(80) = ""  # type: ignore[valid-type]
+
+
+class Note(Schema):
+    note: Text(2000) = ""  # type: ignore[valid-type]
+
+
+class DesignDecision(Schema):
+    approve: bool
+    note: Text(2000) = ""  # type: ignore[valid-type]
+
+
+class Question(Schema):
+    question: Text(5000, 1)  # type: ignore[valid-type]
+
+
+class Answer(Schema):
+    answer: Text(5000, 1)  # type: ignore[valid-type]
+
+
+class RemakeIn(Schema):
+    reason: Text(2000, 1)  # type: ignore[valid-type]
+
+
+class AttachmentIn(Schema):
+    file_id: uuid.UUID = Field(description="The CaseBridge-File-Id header of the finished tus upload")
+    kind: AttachmentKind
+    label: Text(40) = ""  # type: ignore[valid-type]
+
+
+class AttachmentOut(Schema):
+    file_id: str
+    name: str
+    kind: str
+    label: str
+    mime_type: str
+    current_version: int
+    added_by_org: OrgRef
+    added_at: datetime
+
+
+class MessageIn(Schema):
+    body: Text(10000, 1)  # type: ignore[valid-type]
+    question: bool = False
+
+
+class MessageOut(Schema):
+    id: int
+    author: str
+    author_org: OrgRef
+    body: str
+    is_question: bool
+    created_at: datetime
+
+
+class CaseFilters(Schema):
+    status: Status | None = None
+    q: Text(100) | None = Field(None, description="Part of a case number or patient name")  # type: ignore[valid-type]
+    due_before: date | None = None
+    due_after: date | None = None
+    cursor: Text(200) | None = Field(None, description="Opaque cursor from the `next` link")  # type: ignore[valid-type]
+    limit: int = Field(PAGE_DEFAULT, ge=1, le=PAGE_MAX)
+
+    @field_validator("q")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        return value.strip() if value else None
+
+
+# --- who is asking ------------------------------------------------------------------------
+def caller_access(request: HttpRequest, perm: Perm = Perm.CASES_VIEW) -> OrgAccess:
+    """The caller's access in the token's organization (or the session's), 403 without `perm`."""
+    actor = request.actor  # type: ignore[attr-defined]
+    token = getattr(request, "api_token", None)
+    if token is not None:
+        organization: Organization | None = token.organization
+    else:
+        slug = request.session.get("current_org", "")
+        organization = policy.organizations_of(actor).filter(slug=slug).first() if slug else None
+        if organization is None:
+            mine = list(policy.organizations_of(actor)[:2])
+            organization = mine[0] if len(mine) == 1 else None
+        if organization is None:
+            raise HttpError(400, "Open the organization in CaseBridge first, or use an API token.")
+    access = policy.resolve(actor, organization, token) if organization is not None else None
+    if access is None:
+        raise Http404("no such organization")
+    access.require(perm)
+    ctx = context.current()
+    if ctx is not None:
+        ctx.emergency_access = access.emergency
+    if access.emergency is not None and access.uses_emergency(perm):
+        record(
+            "breakglass.used",
+            actor=actor,
+            organization=access.organization,
+            details={"permission": perm.value, "view": "api"},
+        )
+    return access
+
+
+def _viewed(access: OrgAccess, case: Case, via: str) -> None:
+    record(
+        "case.viewed",
+        actor=access.actor,
+        organization=access.organization,
+        target=case,
+        patient_ref=str(case.patient_id),
+        details={"case": case.number, "via": via},
+    )
+
+
+def _case(request: HttpRequest, number: str) -> tuple[OrgAccess, Case]:
+    access = caller_access(request)
+    return access, case_for(access, number)
+
+
+def _connected_lab(access: OrgAccess, slug: str | None) -> Organization | None:
+    if not slug:
+        return None
+    lab = Organization.objects.filter(slug=slug).first()
+    if lab is None or policy.organization_connection(access.organization, lab) is None:
+        raise ValidationError({"lab": [f"You are not connected with a lab called {slug!r}."]})
+    return lab
+
+
+# --- rendering ----------------------------------------------------------------------------
+def _org(org: Organization) -> dict[str, str]:
+    return {"slug": org.slug, "name": org.name}
+
+
+def _summary(case: Case) -> dict[str, Any]:
+    patient = case.patient
+    return {
+        "number": case.number,
+        "status": case.status,
+        "case_type": case.case_type,
+        "practice": _org(case.practice),
+        "lab": _org(case.lab) if case.lab else None,
+        "patient": {
+            "ref": str(patient.pk),
+            "name": patient.name,
+            "date_of_birth": patient.date_of_birth,
+            "chart_number": patient.chart_number,
+        },
+        "due_date": case.due_date,
+        "created_at": case.created_at,
+        "submitted_at": case.submitted_at,
+        "archived_at": case.archived_at,
+    }
+
+
+def _detail(access: OrgAccess, case: Case) -> dict[str, Any]:
+    case = (
+        Case.objects.select_related("patient", "practice", "lab", "doctor", "received_by", "remake_of")
+        .prefetch_related("items", "events")
+        .get(pk=case.pk)
+    )
+    lab_side = case.lab_id == access.organization.pk
+    return {
+        **_summary(case),
+        "delivery": case.delivery,
+        "ship_to": case.ship_to,
+        "notes": case.notes,
+        "tracking_number": case.tracking_number,
+        "doctor": case.doctor.display_name if case.doctor else None,
+        "received_at": case.received_at,
+        "received_by": case.received_by.display_name if case.received_by else None,
+        "completed_at": case.completed_at,
+        "lab_access_until": case.lab_access_until,
+        "lab_access_revoked_at": case.lab_access_revoked_at,
+        "remake_of": case.remake_of.number if case.remake_of else None,
+        "items": [
+            {
+                "tooth": item.tooth,
+                "tooth_universal": teeth.to_universal(item.tooth) if item.tooth else None,
+                "tooth_palmer": teeth.to_palmer(item.tooth) if item.tooth else None,
+                "arch": item.arch,
+                "restoration": item.restoration,
+                "material": item.material,
+                "shade": item.shade,
+                "stump_shade": item.stump_shade,
+            }
+            for item in case.items.all()
+        ],
+        "history": [
+            {"status": e.status, "actor": e.actor_label, "note": e.note, "at": e.at} for e in case.events.all()
+        ],
+        "missing": missing(case) if case.status == Status.DRAFT and not lab_side else [],
+        "next_statuses": sorted(actions.LAB_TRANSITIONS.get(case.status, set())) if lab_side else [],
+    }
+
+
+def _attachments(case: Case) -> list[dict[str, Any]]:
+    # Attachment.display_name numbers same-labelled files by re-reading the case's attachments;
+    # done here in one pass instead of once per file.
+    seen: dict[tuple[str, str], int] = {}
+    rows = []
+    for a in case.attachments.select_related("stored_object", "added_by_org").order_by("kind", "added_at", "pk"):
+        key = (a.kind, a.label)
+        seen[key] = seen.get(key, 0) + 1
+        stored = a.stored_object
+        rows.append(
+            {
+                "file_id": str(stored.pk),
+                "name": f"{case.number}_{a.label or a.kind}_{seen[key]}.{stored.extension}",
+                "kind": a.kind,
+                "label": a.label,
+                "mime_type": stored.mime_type,
+                "current_version": stored.current_version,
+                "added_by_org": _org(a.added_by_org),
+                "added_at": a.added_at,
+            }
+        )
+    return rows
+
+
+def _message(m: Any) -> dict[str, Any]:
+    return {
+        "id": m.pk,
+        "author": m.author.display_name if m.author else "",
+        "author_org": _org(m.author_org),
+        "body": m.body,
+        "is_question": m.is_question,
+        "created_at": m.created_at,
+    }
+
+
+# --- the list -----------------------------------------------------------------------------
+def _encode_cursor(case: Case) -> str:
+    raw = f"{case.created_at.isoformat()}|{case.pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _after_cursor(cases: QuerySet[Case], cursor: str) -> QuerySet[Case]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, _, pk = raw.partition("|")
+        at = parse_datetime(stamp)
+        if at is None or not pk:
+            raise ValueError(cursor)
+        key = uuid.UUID(pk)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise HttpError(400, "The cursor is not one this API handed out; start from the first page.") from None
+    return cases.filter(Q(created_at__lt=at) | Q(created_at=at, pk__lt=key))
+
+
+@router.get("/cases", response=CasePage, summary="List the cases your organization may see")
+def list_cases(request: HttpRequest, filters: Query[CaseFilters]) -> dict[str, Any]:
+    access = caller_access(request)
+    cases = visible_cases(access).select_related("patient", "practice", "lab")
+    if filters.status:
+        cases = cases.filter(status=filters.status)
+    if filters.q:
+        cases = cases.filter(Q(number__icontains=filters.q) | Q(patient__name__icontains=filters.q))
+    if filters.due_before:
+        cases = cases.filter(due_date__lt=filters.due_before)
+    if filters.due_after:
+        cases = cases.filter(due_date__gt=filters.due_after)
+    if filters.cursor:
+        cases = _after_cursor(cases, filters.cursor)
+    page = list(cases.order_by("-created_at", "-pk")[: filters.limit + 1])
+    shown, more = page[: filters.limit], len(page) > filters.limit
+    # The list shows patient names: one case.viewed per case, written in two statements.
+    record_many(
+        {
+            "action": "case.viewed",
+            "actor": access.actor,
+            "organization": access.organization,
+            "target": case,
+            "patient_ref": str(case.patient_id),
+            "details": {"case": case.number, "via": "api.list"},
+        }
+        for case in shown
+    )
+    next_url = None
+    if more:
+        params = {k: v for k, v in request.GET.items() if k != "cursor"}
+        params["cursor"] = _encode_cursor(shown[-1])
+        next_url = request.build_absolute_uri(f"{request.path}?{urlencode(params)}")
+    return {"results": [_summary(c) for c in shown], "next": next_url}
+
+
+# --- drafting -----------------------------------------------------------------------------
+@router.post("/cases", response={201: CaseDetail}, summary="Create a draft case")
+def create_case(request: HttpRequest, body: CaseCreate) -> Reply:
+    access = caller_access(request, Perm.CASES_EDIT)
+    case = actions.create_case(
+        access,
+        patient_name=body.patient.name,
+        patient_dob=body.patient.date_of_birth,
+        chart_number=body.patient.chart_number,
+        case_type=body.case_type,
+        lab=_connected_lab(access, body.lab),
+        doctor=None,
+        due_date=body.due_date,
+        delivery=body.delivery,
+        ship_to=body.ship_to,
+        notes=body.notes,
+        items=[i.as_action_input() for i in body.items],
+    )
+    return Reply(201, _detail(access, case))
+
+
+@router.get("/cases/{number}", response=CaseDetail, summary="One case by its number")
+def retrieve_case(request: HttpRequest, number: CaseNumber) -> dict[str, Any]:
+    access, case = _case(request, number)
+    _viewed(access, case, "api")
+    return _detail(access, case)
+
+
+@router.patch("/cases/{number}", response=CaseDetail, summary="Change a draft")
+def update_case(request: HttpRequest, number: CaseNumber, body: CaseUpdate) -> dict[str, Any]:
+    access, case = _case(request, number)
+    sent = body.model_dump(exclude_unset=True)
+    changes: dict[str, Any] = {k: v for k, v in sent.items() if k not in ("lab", "items")}
+    if "lab" in sent:
+        changes["lab"] = _connected_lab(access, body.lab)
+    if body.items is not None:
+        changes["items"] = [i.as_action_input() for i in body.items]
+    actions.update_draft(access, case, **changes)
+    return _detail(access, case)
+
+
+# --- the workflow -------------------------------------------------------------------------
+@router.post("/cases/{number}/submit", response=CaseDetail, summary="Send a draft to its lab (practice)")
+def submit_case(request: HttpRequest, number: CaseNumber) -> dict[str, Any]:
+    access, case = _case(request, number)
+    actions.submit_case(access, case)
+    return _detail(access, case)
+
+
+@router.post("/cases/{number}/receive", response=CaseDetail, summary="Confirm receipt (lab)")
+def receive_case(request: HttpRequest, number: CaseNumber) -> dict[str, Any]:
+    access, case = _case(request, number)
+    actions.confirm_receipt(access, case)
+    return _detail(access, case)
+
+
+@router.post("/cases/{number}/status", response=CaseDetail, summary="Move the case through production (lab)")
+def change_status(request: HttpRequest, number: CaseNumber, body: StatusChange) -> dict[str, Any]:
+    access, case = _case(request, number)
+    actions.change_status(access, case, body.status, note=body.note, tracking_number=body.tracking_number)
+    return _detail(access, case)
+
+
+@router.post(
+    "/cases/{number}/design-approval", response=CaseDetail, summary="Ask the practice to approve a design (lab)"
+)
+def request_design_approval(request: HttpRequest, number: CaseNumber, body: Note) -> dict[str, Any]:
+    access, case = _case(request, number)
+    actions.request_design_approval(access, case, note=body.note)
+    return _detail(access, case)
+
+
+@router.post("/cases/{number}/design-decision", response=CaseDetail, summary="Approve or reject a design (practice)")
+def decide_design(request: HttpRequest, number: CaseNumber, body: DesignDecision) -> dict[str, Any]:
+    access, case = _case(request, number)
+    actions.decide_design(access, case, approve=body.approve, note=body.note)
+    return _detail(access, case)
+
+
+@router.post("/cases/{number}/hold", response=CaseDetail, summary="Put on hold with a question (lab)")
+def hold_case(request: HttpRequest, number: CaseNumber, body: Question) -> dict[str, Any]:
+    access, case = _case(request, number)
+    actions.put_on_hold(access, case, body.question)
+    return _detail(access, case)
+
+
+@router.post("/cases/{number}/answer", response=CaseDetail, summary="Answer the lab's question (practice)")
+def answer_hold(request: HttpRequest, number: CaseNumber, body: Answer) -> dict[str, Any]:
+    access, case = _case(request, number)
+    actions.answer_hold(access, case, body.answer)
+    return _detail(access, case)
+
+
+@router.post("/cases/{number}/complete", response=CaseDetail, summary="Complete a delivered case (lab)")
+def complete_case(request: HttpRequest, number: CaseNumber) -> dict[str, Any]:
+    access, case = _case(request, number)
+    actions.complete_case(access, case)
+    return _detail(access, case)
+
+
+@router.post("/cases/{number}/archive", response=CaseDetail, summary="Archive a closed case (practice)")
+def archive_case(request: HttpRequest, number: CaseNumber) -> dict[str, Any]:
+    access, case = _case(request, number)
+    actions.archive_case(access, case)
+    return _detail(access, case)
+
+
+@router.post("/cases/{number}/revoke-lab-access", response=CaseDetail, summary="End the lab's access now (practice)")
+def revoke_lab_access(request: HttpRequest, number: CaseNumber) -> dict[str, Any]:
+    access, case = _case(request, number)
+    actions.revoke_lab_access(access, case)
+    return _detail(access, case)
+
+
+@router.post("/cases/{number}/remake", response={201: CaseDetail}, summary="Start a remake (practice)")
+def remake_case(request: HttpRequest, number: CaseNumber, body: RemakeIn) -> Reply:
+    access, case = _case(request, number)
+    remake = actions.create_remake(access, case, reason=body.reason)
+    return Reply(201, _detail(access, remake))
+
+
+# --- attachments and messages -------------------------------------------------------------
+@router.get("/cases/{number}/attachments", response=list[AttachmentOut], summary="The case's files")
+def list_attachments(request: HttpRequest, number: CaseNumber) -> list[dict[str, Any]]:
+    access, case = _case(request, number)
+    _viewed(access, case, "api.attachments")
+    return _attachments(case)
+
+
+@router.post(
+    "/cases/{number}/attachments", response={201: AttachmentOut}, summary="Attach a finished upload to the case"
+)
+def add_attachment(request: HttpRequest, number: CaseNumber, body: AttachmentIn) -> Reply:
+    access, case = _case(request, number)
+    own_uploads = policy.readable_files(access.actor, access.token).filter(attached_at__isnull=True)
+    stored = own_uploads.filter(pk=body.file_id).first()
+    if stored is None:
+        raise ValidationError({"file_id": ["No finished upload of yours has that id."]})
+    attachment: Attachment = actions.attach_file(access, case, stored, kind=body.kind, label=body.label)
+    return Reply(201, next(a for a in _attachments(case) if a["file_id"] == str(attachment.stored_object_id)))
+
+
+@router.get("/cases/{number}/messages", response=list[MessageOut], summary="The conversation on the case")
+def list_messages(request: HttpRequest, number: CaseNumber) -> list[dict[str, Any]]:
+    access, case = _case(request, number)
+    _viewed(access, case, "api.messages")
+    rows = [_message(m) for m in case.messages.select_related("author", "author_org")]
+    if isinstance(access.actor, User):
+        actions.mark_read(access.actor, case)
+    return rows
+
+
+@router.post("/cases/{number}/messages", response={201: MessageOut}, summary="Post a message")
+def post_message(request: HttpRequest, number: CaseNumber, body: MessageIn) -> Reply:
+    access, case = _case(request, number)
+    message = actions.post_message(access, case, body.body, question=body.question)
+    return Reply(201, _message(message))

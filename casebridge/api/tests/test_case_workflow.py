@@ -1,0 +1,168 @@
+"""The whole case story through the REST API: a practice clinician's token and a lab technician's."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from casebridge.api.tests.conftest import World, draft_body, ready_case
+from casebridge.audit.models import Event
+from casebridge.cases.models import Case
+from casebridge.vault.tests.samples import binary_stl
+
+pytestmark = pytest.mark.django_db
+
+
+def _tus_upload(world: World, raw_token: str, content: bytes) -> str:
+    from django.test import Client
+
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {raw_token}", HTTP_TUS_RESUMABLE="1.0.0")
+    response = client.post(
+        "/api/v1/uploads/",
+        content,
+        content_type="application/offset+octet-stream",
+        HTTP_UPLOAD_LENGTH=str(len(content)),
+    )
+    assert response.status_code == 201, response.content
+    return str(response["CaseBridge-File-Id"])
+
+
+def test_the_whole_story_through_the_api(world: World) -> None:
+    practice, lab = world.api("clinician"), world.api("technician")
+
+    created = practice.post("cases", draft_body(world))
+    assert created.status_code == 201
+    case = created.json()
+    number = case["number"]
+    assert case["status"] == "draft" and case["items"][0]["tooth"] == 36  # Universal 19 is FDI 36
+    assert case["items"][0]["tooth_palmer"] == "LL6" and case["patient"]["name"] == "Jane Roe"
+    assert any("scan" in m for m in case["missing"])
+
+    # Attachments: one through tus (the header the client gets back), the rest already uploaded.
+    file_id = _tus_upload(world, practice.raw, binary_stl(4000))
+    first = practice.post(f"cases/{number}/attachments", {"file_id": file_id, "kind": "scan", "label": "Upper"})
+    assert first.status_code == 201
+    assert first.json()["name"] == f"{number}_upper_1.stl" and first.json()["file_id"] == file_id
+    for kind, label in (("scan", "lower"), ("scan", "bite"), ("photo", "shade"), ("photo", "shade")):
+        added = practice.post(f"cases/{number}/attachments", {"file_id": world.upload(), "kind": kind, "label": label})
+        assert added.status_code == 201
+    names = [a["name"] for a in practice.get(f"cases/{number}/attachments").json()]
+    assert f"{number}_shade_2.stl" in names and len(names) == 5
+
+    # The lab sees nothing of a draft.
+    assert lab.get(f"cases/{number}").status_code == 404
+    assert practice.patch(f"cases/{number}", {"notes": "Light contacts", "delivery": "ship"}).json()["notes"] == (
+        "Light contacts"
+    )
+    submitted = practice.post(f"cases/{number}/submit")
+    assert submitted.status_code == 200 and submitted.json()["status"] == "submitted"
+
+    listed = lab.get("cases", status="submitted").json()
+    assert [c["number"] for c in listed["results"]] == [number]
+    received = lab.post(f"cases/{number}/receive").json()
+    assert received["status"] == "received" and received["received_by"] == world.technician.display_name
+    assert Event.objects.filter(action="case.received", patient_ref=case["patient"]["ref"]).exists()
+
+    held = lab.post(f"cases/{number}/hold", {"question": "A2 or A3?"})
+    assert held.json()["status"] == "on_hold"
+    answered = practice.post(f"cases/{number}/answer", {"answer": "A2, please."})
+    assert answered.json()["status"] == "received"
+    messages = lab.get(f"cases/{number}/messages").json()
+    assert [(m["body"], m["is_question"]) for m in messages] == [("A2 or A3?", True), ("A2, please.", False)]
+    assert lab.post(f"cases/{number}/messages", {"body": "Thanks."}).status_code == 201
+
+    assert lab.post(f"cases/{number}/status", {"status": "in_design"}).json()["next_statuses"] == ["in_production"]
+    refused = lab.post(f"cases/{number}/design-approval", {})
+    assert refused.status_code == 422 and "design file" in refused.json()["detail"]
+    design = lab.post(f"cases/{number}/attachments", {"file_id": world.upload("technician"), "kind": "design"})
+    assert design.status_code == 201
+    assert lab.post(f"cases/{number}/design-approval", {"note": "v1"}).json()["status"] == "design_approval_requested"
+    assert practice.post(f"cases/{number}/design-decision", {"approve": True}).json()["status"] == "design_approved"
+
+    for status in ("in_production", "quality_check"):
+        assert lab.post(f"cases/{number}/status", {"status": status}).status_code == 200
+    no_tracking = lab.post(f"cases/{number}/status", {"status": "shipped"})
+    assert no_tracking.status_code == 422 and "tracking" in no_tracking.json()["detail"]
+    shipped = lab.post(f"cases/{number}/status", {"status": "shipped", "tracking_number": "1Z999"}).json()
+    assert shipped["tracking_number"] == "1Z999"
+    lab.post(f"cases/{number}/status", {"status": "delivered"})
+    completed = lab.post(f"cases/{number}/complete").json()
+    assert completed["status"] == "completed" and completed["lab_access_until"] is not None
+    assert [h["status"] for h in completed["history"]][:3] == ["draft", "submitted", "received"]
+
+    remake = practice.post(f"cases/{number}/remake", {"reason": "open margin distal"})
+    assert remake.status_code == 201 and remake.json()["remake_of"] == number
+    assert remake.json()["items"][0]["tooth"] == 36 and remake.json()["status"] == "draft"
+
+    archived = practice.post(f"cases/{number}/archive").json()
+    assert archived["archived_at"] is not None
+
+    # Every read left a case.viewed event with the patient reference.
+    views = Event.objects.filter(action="case.viewed", patient_ref=case["patient"]["ref"])
+    assert views.filter(details__via="api.list").exists() and views.filter(details__via="api.messages").exists()
+
+
+def test_the_practice_can_revoke_the_labs_access(world: World) -> None:
+    practice, lab = world.api("clinician"), world.api("technician")
+    number = ready_case(world, practice)
+    practice.post(f"cases/{number}/submit")
+    assert lab.get(f"cases/{number}").status_code == 200
+    revoked = practice.post(f"cases/{number}/revoke-lab-access")
+    assert revoked.status_code == 200 and revoked.json()["lab_access_revoked_at"] is not None
+    assert lab.get(f"cases/{number}").status_code == 404
+    assert lab.get("cases").json()["results"] == []
+
+
+def test_design_rejection_needs_a_reason(world: World) -> None:
+    practice, lab = world.api("clinician"), world.api("technician")
+    number = ready_case(world, practice)
+    practice.post(f"cases/{number}/submit")
+    lab.post(f"cases/{number}/receive")
+    lab.post(f"cases/{number}/status", {"status": "in_design"})
+    lab.post(f"cases/{number}/attachments", {"file_id": world.upload("technician"), "kind": "design"})
+    lab.post(f"cases/{number}/design-approval")
+    assert practice.post(f"cases/{number}/design-decision", {"approve": False}).status_code == 422
+    rejected = practice.post(f"cases/{number}/design-decision", {"approve": False, "note": "Thicker margin"})
+    assert rejected.json()["status"] == "design_rejected"
+
+
+def test_the_list_filters_and_pages_by_cursor(world: World) -> None:
+    practice = world.api("clinician")
+    today = timezone.now().date()
+    numbers = []
+    for days in range(5):
+        body = draft_body(world, due_date=(today + timedelta(days=days)).isoformat())
+        numbers.append(practice.post("cases", body).json()["number"])
+    first = practice.get("cases", limit=2).json()
+    assert [c["number"] for c in first["results"]] == numbers[::-1][:2]
+    seen = [c["number"] for c in first["results"]]
+    url = first["next"]
+    while url:
+        page = practice.client.get(url).json()
+        seen += [c["number"] for c in page["results"]]
+        url = page["next"]
+    assert seen == numbers[::-1]
+    window = practice.get("cases", due_after=today.isoformat(), due_before=(today + timedelta(days=3)).isoformat())
+    assert sorted(c["number"] for c in window.json()["results"]) == numbers[1:3]
+    assert [c["number"] for c in practice.get("cases", q=numbers[2]).json()["results"]] == [numbers[2]]
+    assert len(practice.get("cases", q="jane").json()["results"]) == 5
+    assert practice.get("cases", q="nobody").json()["results"] == []
+    assert practice.get("cases", status="submitted").json()["results"] == []
+
+
+def test_teeth_can_be_given_in_any_notation(world: World) -> None:
+    practice = world.api("clinician")
+    items = [
+        {"tooth": 11, "restoration": "crown"},
+        {"tooth": "UL1", "notation": "palmer", "restoration": "crown"},
+        {"tooth": "3", "notation": "universal", "restoration": "crown"},
+    ]
+    case = practice.post("cases", draft_body(world, items=items)).json()
+    assert sorted(i["tooth"] for i in case["items"]) == [11, 16, 21]
+    updated = practice.patch(
+        f"cases/{case['number']}", {"items": [{"tooth": "LR8", "notation": "palmer", "restoration": "crown"}]}
+    )
+    assert [i["tooth"] for i in updated.json()["items"]] == [48]
+    assert Case.objects.get(number=case["number"]).items.count() == 1

@@ -1,0 +1,63 @@
+"""The new-case form: types and formats of the case fields. Whether the case may exist (lab
+connected, doctor a clinician, restorations fit the case type) is decided by cases.actions."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django import forms
+
+from casebridge.accounts.models import User
+from casebridge.cases.models import Delivery
+from casebridge.cases.queries import LabChoice
+from casebridge.cases.templates import TEMPLATES
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+
+class NewCaseForm(forms.Form):
+    patient_name = forms.CharField(label="Patient name", max_length=150)
+    patient_dob = forms.DateField(label="Date of birth", required=False, widget=DateInput(), help_text="Optional.")
+    chart_number = forms.CharField(label="Chart number", max_length=40, required=False)
+    case_type = forms.ChoiceField(label="Case type")
+    lab = forms.ChoiceField(label="Lab")
+    doctor = forms.ChoiceField(label="Doctor", required=False)
+    due_date = forms.DateField(label="Due date", required=False, widget=DateInput())
+    delivery = forms.ChoiceField(
+        label="Delivery", choices=Delivery.choices, initial=Delivery.SHIP, widget=forms.RadioSelect
+    )
+    ship_to = forms.CharField(label="Shipping address", required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    notes = forms.CharField(
+        label="Prescription notes",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="Anything the technician should know: margins, contacts, occlusion, characterization.",
+    )
+
+    def __init__(self, *args: Any, labs: list[LabChoice], doctors: list[User], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.labs = labs
+        self.doctors = doctors
+        choices = {
+            "case_type": [("", "Choose…")] + [(t.key, t.label) for t in TEMPLATES.values()],
+            "lab": [("", "Choose…")] + [(str(c.lab.pk), c.lab.name) for c in labs],
+            "doctor": [("", "—")] + [(str(u.pk), u.display_name) for u in doctors],
+        }
+        for name, options in choices.items():
+            cast(forms.ChoiceField, self.fields[name]).choices = options
+
+    def clean_lab(self) -> LabChoice:
+        value = self.cleaned_data["lab"]
+        choice = next(c for c in self.labs if str(c.lab.pk) == value)  # ChoiceField checked membership
+        if not choice.can_receive:
+            raise forms.ValidationError(
+                f"No agreement is recorded with {choice.lab.name}, so it cannot receive cases yet. "
+                "Record a BAA or treatment relationship on the Connections page."
+            )
+        return choice
+
+    def clean_doctor(self) -> User | None:
+        value = self.cleaned_data.get("doctor")
+        return next((u for u in self.doctors if str(u.pk) == value), None)

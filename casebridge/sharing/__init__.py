@@ -1,0 +1,1 @@
+"""External links: expiring shares with recipient verification, and the accounting of disclosures."""

@@ -1,0 +1,165 @@
+"""The recipient's pages behind an external link (public: the link token is the only key until
+the one-time code is verified). Nothing about the case or patient is shown before that, and a
+dead link gets the same 404 page whatever killed it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from casebridge.access.guards import public
+from casebridge.core.context import client_ip
+from casebridge.sharing import actions
+from casebridge.sharing.models import ExternalLink
+from casebridge.vault import api as vault
+from casebridge.vault.http import ByteRange, version_response
+
+# Session entry: {link id: epoch seconds until which the code check holds}, per browser session.
+SESSION_VERIFIED = "cb_share_verified"
+
+
+def _gone(request: HttpRequest) -> HttpResponse:
+    return render(request, "sharing/gone.html", status=404)
+
+
+def _is_verified(request: HttpRequest, link: ExternalLink) -> bool:
+    until = request.session.get(SESSION_VERIFIED, {}).get(str(link.pk))
+    return until is not None and time.time() < until
+
+
+def _mark_verified(request: HttpRequest, link: ExternalLink) -> None:
+    # A fresh session key at the moment the session gains access (no session fixation).
+    request.session.cycle_key()
+    until = min(time.time() + actions.VERIFICATION_TTL.total_seconds(), link.expires_at.timestamp())
+    verified = {k: v for k, v in request.session.get(SESSION_VERIFIED, {}).items() if v > time.time()}
+    verified[str(link.pk)] = until
+    request.session[SESSION_VERIFIED] = verified
+
+
+def _landing(request: HttpRequest, link: ExternalLink, token: str, status: int = 200, **extra: Any) -> HttpResponse:
+    return render(
+        request,
+        "sharing/landing.html",
+        {"token": token, "masked_email": link.masked_email, **extra},
+        status=status,
+    )
+
+
+def _live_link(token: str, during: str) -> ExternalLink | None:
+    link = actions.link_for_token(token)
+    if link is None:
+        return None
+    reason = actions.dead_reason(link)
+    if reason is not None:
+        actions.refuse(link, reason, during)
+        return None
+    return link
+
+
+@public
+@require_GET
+def landing(request: HttpRequest, token: str) -> HttpResponse:
+    link = actions.link_for_token(token)
+    if link is None:
+        return _gone(request)
+    verified = _is_verified(request, link)
+    try:
+        actions.record_open(link, verified=verified)
+    except actions.LinkUnavailable:
+        return _gone(request)
+    if verified:
+        return redirect("share_files", token=token)
+    return _landing(request, link, token)
+
+
+@public
+@require_POST
+def send_code(request: HttpRequest, token: str) -> HttpResponse:
+    link = actions.link_for_token(token)
+    if link is None:
+        return _gone(request)
+    try:
+        actions.send_code(link, ip=client_ip(request))
+    except actions.LinkUnavailable:
+        return _gone(request)
+    except actions.Throttled:
+        return _landing(request, link, token, 429, error="Too many codes were asked for. Wait a while and try again.")
+    messages.success(request, f"We sent a code to {link.masked_email}. It works for 10 minutes.")
+    return redirect("share_landing", token=token)
+
+
+@public
+@require_POST
+def verify(request: HttpRequest, token: str) -> HttpResponse:
+    link = actions.link_for_token(token)
+    if link is None:
+        return _gone(request)
+    try:
+        actions.verify_code(link, request.POST.get("code", ""), ip=client_ip(request))
+    except actions.LinkUnavailable:
+        return _gone(request)
+    except actions.Throttled:
+        return _landing(request, link, token, 429, error="Too many attempts. Wait a while and try again.")
+    except actions.CodeRejected as exc:
+        return _landing(request, link, token, 400, error=exc.message)
+    _mark_verified(request, link)
+    return redirect("share_files", token=token)
+
+
+@public
+@require_GET
+def files(request: HttpRequest, token: str) -> HttpResponse:
+    link = _live_link(token, "list")
+    if link is None:
+        return _gone(request)
+    if not _is_verified(request, link):
+        return redirect("share_landing", token=token)
+    shared = actions.shared_files(link)
+    actions.record_listing(link, shared)
+    return render(
+        request,
+        "sharing/files.html",
+        {
+            "token": token,
+            "files": [(a, a.display_name, actions.current_size(a)) for a in shared],
+            "link": link,
+            "downloads_left": link.max_downloads - link.downloads_used,
+        },
+    )
+
+
+def _plain(status: int, title: str, detail: str) -> HttpResponseBase:
+    return HttpResponse(f"{title}: {detail}", status=status, content_type="text/plain; charset=utf-8")
+
+
+@public
+@require_http_methods(["GET", "HEAD"])
+def download(request: HttpRequest, token: str, file_id: UUID) -> HttpResponseBase:
+    link = _live_link(token, "download")
+    if link is None:
+        return _gone(request)
+    if not _is_verified(request, link):
+        actions.refuse(link, "not_verified", "download")
+        return redirect("share_landing", token=token)
+    attachment = next((a for a in actions.shared_files(link) if a.stored_object_id == file_id), None)
+    if attachment is None:
+        return _gone(request)
+    try:
+        version = vault.get_version(attachment.stored_object)
+    except vault.ObjectUnavailable:
+        return _gone(request)
+
+    def count(byte_range: ByteRange) -> None:
+        actions.count_download(link, attachment, byte_range)
+
+    try:
+        return version_response(request, attachment.stored_object, version, before_body=count, refuse=_plain)
+    except actions.LinkUnavailable:
+        return _gone(request)

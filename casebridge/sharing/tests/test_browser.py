@@ -1,0 +1,50 @@
+"""A recipient in a real browser: opens the e-mailed link, asks for a code, types the code from
+the second e-mail, sees only the shared files and downloads one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.core import mail
+from playwright.sync_api import Page, expect
+
+from casebridge.core.browser_testing import assert_no_inline_scripts, screenshot
+from casebridge.core.testing import Personas
+from casebridge.sharing import actions
+from casebridge.sharing.models import ExternalLink
+from casebridge.sharing.tests.conftest import PATIENT, RECIPIENT, build_case, last_code, last_token
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_recipient_opens_a_link_and_downloads_a_file(page: Page, site: str, connected: Personas) -> None:
+    shared = build_case(connected)
+    chosen = list(shared.case.attachments.select_related("stored_object")[:2])
+    actions.create_link(
+        shared.access, shared.case, attachments=chosen, recipient_email=RECIPIENT, purpose="Second opinion"
+    )
+    token = last_token()
+
+    page.goto(f"/s/{token}/")
+    expect(page.get_by_role("heading", name="Files shared with you")).to_be_visible()
+    expect(page.get_by_text("j***@example.com")).to_be_visible()
+    assert PATIENT not in page.content() and shared.case.number not in page.content()
+    assert_no_inline_scripts(page)
+
+    sent_before = len(mail.outbox)
+    page.get_by_role("button", name="Send me a code").click()
+    expect(page.get_by_text("We sent a code to j***@example.com")).to_be_visible()
+    assert len(mail.outbox) == sent_before + 1 and mail.outbox[-1].to == [RECIPIENT]
+    page.get_by_label("Code from the e-mail").fill(last_code())
+    page.get_by_role("button", name="Continue").click()
+
+    expect(page.get_by_role("heading", name="Shared files")).to_be_visible()
+    screenshot(page, "sharing-recipient-files")
+    name = chosen[0].display_name
+    with page.expect_download() as info:
+        page.get_by_role("link", name=name).click()
+    downloaded = Path(info.value.path()).read_bytes()
+    assert downloaded == shared.contents[str(chosen[0].stored_object_id)]
+    link = ExternalLink.objects.get()
+    assert link.downloads_used == 1

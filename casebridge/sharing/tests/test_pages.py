@@ -1,0 +1,104 @@
+"""The practice's side: the sharing section on the case page, the share and revoke views, and
+the accounting of disclosures for compliance officers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.core import mail
+
+from casebridge.core.testing import signed_in_client
+from casebridge.sharing.models import Disclosure, ExternalLink
+from casebridge.sharing.tests.conftest import PATIENT, RECIPIENT, SharedCase
+
+pytestmark = pytest.mark.django_db
+
+MakeLink = Callable[..., tuple[ExternalLink, str]]
+
+
+def _share_url(shared: SharedCase) -> str:
+    return f"/o/{shared.personas.practice.slug}/cases/{shared.case.number}/share/"
+
+
+def test_the_case_page_offers_sharing_to_the_practice(shared: SharedCase, make_link: MakeLink) -> None:
+    make_link()
+    client = signed_in_client(shared.personas.members["clinician"])
+    page = client.get(f"/o/{shared.personas.practice.slug}/cases/{shared.case.number}/").content.decode()
+    assert "Share with someone outside CaseBridge" in page and RECIPIENT in page and "Revoke" in page
+
+
+def test_the_lab_sees_no_sharing_section(shared: SharedCase) -> None:
+    client = signed_in_client(shared.personas.lab_manager)
+    page = client.get(f"/o/{shared.personas.lab.slug}/cases/{shared.case.number}/")
+    assert page.status_code == 200 and "Share with someone outside" not in page.content.decode()
+    assert client.get(f"/o/{shared.personas.lab.slug}/cases/{shared.case.number}/share/").status_code == 403
+
+
+def test_sharing_from_the_form(shared: SharedCase) -> None:
+    client = signed_in_client(shared.personas.members["clinician"])
+    files = [str(a.stored_object_id) for a in shared.case.attachments.all()[:3]]
+    response = client.post(
+        _share_url(shared),
+        {
+            "shared_files": files,
+            "recipient_email": RECIPIENT,
+            "purpose": "Referral to an oral surgeon",
+            "expires_in_days": 3,
+            "max_downloads": 2,
+        },
+    )
+    assert response.status_code == 302
+    link = ExternalLink.objects.get()
+    assert link.max_downloads == 2 and link.attachments.count() == 3
+    assert mail.outbox[-1].to == [RECIPIENT]
+    assert Disclosure.objects.get().purpose == "Referral to an oral surgeon"
+
+
+def test_the_form_refuses_too_long_a_link(shared: SharedCase) -> None:
+    client = signed_in_client(shared.personas.members["clinician"])
+    files = [str(shared.case.attachments.first().stored_object_id)]  # type: ignore[union-attr]
+    response = client.post(
+        _share_url(shared),
+        {
+            "shared_files": files,
+            "recipient_email": RECIPIENT,
+            "purpose": "x",
+            "expires_in_days": 31,
+            "max_downloads": 2,
+        },
+    )
+    assert response.status_code == 400 and not ExternalLink.objects.exists()
+
+
+def test_revoking_from_the_page(shared: SharedCase, make_link: MakeLink) -> None:
+    link, token = make_link()
+    client = signed_in_client(shared.personas.members["staff"])
+    response = client.post(f"{_share_url(shared)}{link.pk}/revoke/")
+    assert response.status_code == 302
+    link.refresh_from_db()
+    assert link.revoked_at is not None
+    assert client.get(f"/s/{token}/").status_code == 404
+
+
+def test_outsiders_cannot_reach_the_sharing_pages(shared: SharedCase, make_link: MakeLink) -> None:
+    link, _ = make_link()
+    outsider = signed_in_client(shared.personas.outsider)
+    assert outsider.get(_share_url(shared)).status_code == 404
+    assert outsider.post(f"{_share_url(shared)}{link.pk}/revoke/").status_code == 404
+    other_case_link = f"/o/other-dental/cases/{shared.case.number}/share/{link.pk}/revoke/"
+    assert outsider.post(other_case_link).status_code == 404
+    link.refresh_from_db()
+    assert link.revoked_at is None
+
+
+def test_the_accounting_of_disclosures(shared: SharedCase, make_link: MakeLink) -> None:
+    make_link()
+    url = f"/o/{shared.personas.practice.slug}/disclosures/"
+    officer = signed_in_client(shared.personas.members["compliance_officer"])
+    page = officer.get(url).content.decode()
+    assert PATIENT in page and RECIPIENT in page and "Second opinion requested by the patient" in page
+    assert PATIENT not in officer.get(url, {"patient": "Somebody Else"}).content.decode()
+    assert PATIENT in officer.get(url, {"patient": "roe"}).content.decode()
+    assert signed_in_client(shared.personas.members["clinician"]).get(url).status_code == 403
+    assert signed_in_client(shared.personas.outsider).get(url).status_code == 404

@@ -1,0 +1,145 @@
+"""The practice's sharing pages: share chosen files of a case, list and revoke its links, and the
+accounting of disclosures for compliance officers. Views parse input and call sharing.actions."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from casebridge.access.guards import org_permission
+from casebridge.access.policy import OrgAccess, case_for, scoped_get
+from casebridge.access.roles import Perm
+from casebridge.audit.api import record
+from casebridge.cases.models import Case
+from casebridge.sharing import actions
+from casebridge.sharing.forms import ShareForm
+from casebridge.sharing.models import Disclosure, ExternalLink
+
+PAGE = 50
+LINK_STATES = {
+    None: "Active",
+    "revoked": "Revoked",
+    "locked": "Locked after wrong codes",
+    "case_closed": "Ended with the case",
+    "expired": "Expired",
+    "downloads_exhausted": "Downloads used up",
+}
+
+
+def _access(request: HttpRequest) -> OrgAccess:
+    return request.org_access  # type: ignore[attr-defined]
+
+
+def can_share(access: OrgAccess | None, case: Case) -> bool:
+    return access is not None and access.has(Perm.CASES_EDIT) and case.practice_id == access.organization.pk
+
+
+def section_context(case: Case, form: ShareForm | None = None) -> dict[str, Any]:
+    """What the case page's sharing section shows: the form and the case's links."""
+    files = [(str(a.stored_object_id), a.display_name) for a in actions.shared_files_of_case(case)]
+    links = [
+        (link, LINK_STATES.get(actions.dead_reason(link), "Ended"), link.max_downloads - link.downloads_used)
+        for link in actions.links_of_case(case)
+    ]
+    return {
+        "case": case,
+        "form": form or ShareForm(file_choices=files),
+        "links": links,
+        "shareable": case.status not in actions.SHAREABLE_REFUSED and case.archived_at is None,
+    }
+
+
+@org_permission(Perm.CASES_EDIT)
+def case_share(request: HttpRequest, number: str) -> HttpResponse:
+    access = _access(request)
+    case = case_for(access, number)
+    if case.practice_id != access.organization.pk:
+        return render(request, "sharing/case_share.html", {"case": case, "not_yours": True}, status=403)
+    form: ShareForm | None = None
+    status = 200
+    if request.method == "POST":
+        choices = [(str(a.stored_object_id), a.display_name) for a in actions.shared_files_of_case(case)]
+        form = ShareForm(request.POST, file_choices=choices)
+        if form.is_valid():
+            by_file = {str(a.stored_object_id): a for a in actions.shared_files_of_case(case)}
+            try:
+                link = actions.create_link(
+                    access,
+                    case,
+                    attachments=[by_file[f] for f in form.cleaned_data["shared_files"]],
+                    recipient_email=form.cleaned_data["recipient_email"],
+                    purpose=form.cleaned_data["purpose"],
+                    expires_in_days=form.cleaned_data["expires_in_days"],
+                    max_downloads=form.cleaned_data["max_downloads"],
+                )
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(
+                    request,
+                    f"The link was e-mailed to {link.masked_email}; the code goes separately when they open it.",
+                )
+                return redirect("case_share", org=access.organization.slug, number=case.number)
+        status = 400
+    return render(
+        request,
+        "sharing/case_share.html",
+        {**section_context(case, form), "nav": "cases"},
+        status=status,
+    )
+
+
+@require_POST
+@org_permission(Perm.CASES_EDIT)
+def link_revoke(request: HttpRequest, number: str, link_id: UUID) -> HttpResponse:
+    access = _access(request)
+    case = case_for(access, number)
+    link = scoped_get(ExternalLink.objects.filter(case=case).select_related("case"), pk=link_id)
+    try:
+        actions.revoke_link(access, link)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"The link for {link.masked_email} no longer works.")
+    return redirect("case_share", org=access.organization.slug, number=case.number)
+
+
+@org_permission(Perm.AUDIT_VIEW)
+def disclosures(request: HttpRequest) -> HttpResponse:
+    """The accounting of disclosures (45 CFR 164.528): newest first, filtered by patient name."""
+    access = _access(request)
+    rows = Disclosure.objects.filter(practice=access.organization).select_related(
+        "patient", "case", "link", "disclosed_by"
+    )
+    query = request.GET.get("patient", "").strip()
+    if query:
+        rows = rows.filter(patient__name__icontains=query)
+    before = request.GET.get("before", "")
+    if before:
+        with contextlib.suppress(ValueError):  # a mangled cursor shows the first page
+            rows = rows.filter(disclosed_at__lt=datetime.fromisoformat(before))
+    page = list(rows.order_by("-disclosed_at", "-pk")[: PAGE + 1])
+    record(
+        "share.disclosures.viewed",
+        actor=access.actor,
+        organization=access.organization,
+        details={"filtered": bool(query), "rows": len(page[:PAGE])},
+    )
+    return render(
+        request,
+        "sharing/disclosures.html",
+        {
+            "rows": page[:PAGE],
+            "patient": query,
+            "next_before": page[PAGE - 1].disclosed_at.isoformat() if len(page) > PAGE else None,
+            "nav": "disclosures",
+        },
+    )

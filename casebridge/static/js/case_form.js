@@ -1,0 +1,165 @@
+// New-case form: the tooth chart (buttons with aria-pressed), one prescription row per chosen
+// tooth, restorations limited to the case type, the arch choice for dentures and guards, and the
+// shipping address only when shipping. The server validates everything again.
+(function () {
+  "use strict";
+
+  const form = document.getElementById("case-form");
+  if (!form) return;
+  const caseType = document.getElementById("id_case_type");
+  const chart = document.getElementById("tooth-chart");
+  const rowsBody = document.getElementById("tooth-rows");
+  const table = document.getElementById("tooth-table");
+  const noTeeth = document.getElementById("no-teeth");
+  const template = document.getElementById("tooth-row-template");
+  const status = document.getElementById("chart-status");
+  const teethPart = document.getElementById("teeth-part");
+  const archPart = document.getElementById("arch-part");
+  const primaryToggle = document.getElementById("show-primary");
+  const primaryTeeth = document.getElementById("primary-teeth");
+  const buttons = Array.from(chart.querySelectorAll("button.tooth"));
+  // Chart order (upper right to upper left, lower right to lower left) sorts the rows.
+  const order = new Map(buttons.map(function (b, i) { return [b.dataset.fdi, i]; }));
+
+  function selectedType() {
+    return caseType.options[caseType.selectedIndex];
+  }
+
+  function allowedRestorations() {
+    const option = selectedType();
+    return option && option.dataset.restorations ? option.dataset.restorations.split(" ") : null;
+  }
+
+  // Only the restorations of the chosen case type can be picked; a row that no longer fits
+  // moves to the first one that does.
+  function limitRestorations(select) {
+    const allowed = allowedRestorations();
+    for (const option of select.options) {
+      const ok = !allowed || allowed.includes(option.value);
+      option.hidden = !ok;
+      option.disabled = !ok;
+    }
+    if (allowed && !allowed.includes(select.value)) select.value = allowed[0];
+  }
+
+  function applyCaseType() {
+    const option = selectedType();
+    const key = option ? option.value : "";
+    for (const need of document.querySelectorAll("#case-type-needs .need")) {
+      need.hidden = need.dataset.caseType !== key;
+    }
+    document.querySelector("#case-type-needs .need-none").hidden = Boolean(key);
+    const byArch = Boolean(key) && option.dataset.needsTeeth === "0";
+    teethPart.hidden = byArch;
+    archPart.hidden = !byArch;
+    // Hidden rows would still be posted; the server ignores them for arch cases, but keep the
+    // form honest by disabling what is not shown.
+    for (const field of teethPart.querySelectorAll("input, select")) field.disabled = byArch;
+    for (const field of archPart.querySelectorAll("input, select")) field.disabled = !byArch;
+    for (const select of form.querySelectorAll(".restoration-select")) limitRestorations(select);
+  }
+
+  function announce(text) {
+    status.textContent = text;
+  }
+
+  function refreshEmpty() {
+    const any = rowsBody.children.length > 0;
+    table.hidden = !any;
+    noTeeth.hidden = any;
+  }
+
+  function rowFor(fdi) {
+    return rowsBody.querySelector('tr[data-fdi="' + fdi + '"]');
+  }
+
+  function addRow(button) {
+    const fdi = button.dataset.fdi;
+    const label = button.dataset.label;
+    const row = template.content.firstElementChild.cloneNode(true);
+    row.dataset.fdi = fdi;
+    row.querySelector(".tooth-badge").textContent = label;
+    row.querySelector(".tooth-name").textContent = button.dataset.name;
+    row.querySelector("input[name=item_tooth]").value = label;
+    for (const field of row.querySelectorAll("select")) {
+      field.id = field.id.replace(/^r-/, "r-" + fdi);
+    }
+    for (const lab of row.querySelectorAll("label[for]")) {
+      lab.htmlFor = lab.htmlFor.replace(/^r-/, "r-" + fdi);
+    }
+    row.querySelector(".remove-tooth").setAttribute("aria-label", "Remove tooth " + label);
+    // Most cases use one material and shade throughout: start from the previous row's choice.
+    const previous = rowsBody.lastElementChild;
+    if (previous) {
+      for (const name of ["item_restoration", "item_material", "item_shade", "item_stump_shade"]) {
+        row.querySelector("[name=" + name + "]").value = previous.querySelector("[name=" + name + "]").value;
+      }
+    }
+    limitRestorations(row.querySelector(".restoration-select"));
+    const mine = order.get(fdi);
+    const after = Array.from(rowsBody.children).find(function (r) { return order.get(r.dataset.fdi) > mine; });
+    rowsBody.insertBefore(row, after || null);
+    refreshEmpty();
+  }
+
+  function toggle(button) {
+    const on = button.getAttribute("aria-pressed") !== "true";
+    button.setAttribute("aria-pressed", on ? "true" : "false");
+    if (on) {
+      addRow(button);
+      announce("Tooth " + button.dataset.label + " added to the prescription.");
+    } else {
+      const row = rowFor(button.dataset.fdi);
+      if (row) row.remove();
+      refreshEmpty();
+      announce("Tooth " + button.dataset.label + " removed.");
+    }
+  }
+
+  chart.addEventListener("click", function (event) {
+    const button = event.target.closest("button.tooth");
+    if (button) toggle(button);
+  });
+
+  // Arrow keys move along the visible teeth; Tab still reaches every tooth.
+  chart.addEventListener("keydown", function (event) {
+    const button = event.target.closest("button.tooth");
+    if (!button || !["ArrowLeft", "ArrowRight", "Home", "End"].includes(event.key)) return;
+    const visible = buttons.filter(function (b) { return b.offsetParent !== null; });
+    const at = visible.indexOf(button);
+    let next = at;
+    if (event.key === "ArrowLeft") next = Math.max(0, at - 1);
+    if (event.key === "ArrowRight") next = Math.min(visible.length - 1, at + 1);
+    if (event.key === "Home") next = 0;
+    if (event.key === "End") next = visible.length - 1;
+    visible[next].focus();
+    event.preventDefault();
+  });
+
+  rowsBody.addEventListener("click", function (event) {
+    const remove = event.target.closest(".remove-tooth");
+    if (!remove) return;
+    const row = remove.closest("tr");
+    const button = chart.querySelector('button.tooth[data-fdi="' + row.dataset.fdi + '"]');
+    row.remove();
+    refreshEmpty();
+    if (button) {
+      button.setAttribute("aria-pressed", "false");
+      button.focus();
+      announce("Tooth " + button.dataset.label + " removed.");
+    }
+  });
+
+  primaryToggle.addEventListener("change", function () {
+    primaryTeeth.hidden = !primaryToggle.checked;
+  });
+
+  caseType.addEventListener("change", applyCaseType);
+
+  const shipTo = document.getElementById("ship-to");
+  form.addEventListener("change", function (event) {
+    if (event.target.name === "delivery") shipTo.hidden = event.target.value !== "ship";
+  });
+
+  applyCaseType();
+})();
