@@ -78,6 +78,21 @@ def _link_values(prev_hash: str, row: Mapping[str, Any], seq: int) -> str:
     return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_values(row, seq)).hexdigest()
 
 
+def _insert_seals(seqs: list[int], event_ids: list[int], hashes: list[str], now: datetime) -> None:
+    if connection.vendor == "postgresql":
+        # Typed arrays, one statement: cheaper than compiling a placeholder per value.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO audit_seal (seq, event_id, hash, sealed_at) "
+                "SELECT s, e, h, %s FROM UNNEST(%s::bigint[], %s::bigint[], %s::text[]) AS u(s, e, h)",
+                [now, seqs, event_ids, hashes],
+            )
+        return
+    Seal.objects.bulk_create(
+        Seal(seq=s, event_id=e, hash=h, sealed_at=now) for s, e, h in zip(seqs, event_ids, hashes, strict=True)
+    )
+
+
 def _take_sealer_lock(blocking: bool) -> bool:
     if connection.vendor != "postgresql":
         return True  # SQLite: the IMMEDIATE transaction already holds the only write lock
@@ -142,15 +157,15 @@ def _seal_passes(blocking: bool, batch: int, *, lock_each_pass: bool) -> int:
             first = pending[0]
             seq, prev = first["head_seq"] or 0, first["head_hash"] or GENESIS
             checkpointed, now = first["last_checkpoint"], first["now"]
-            seals = []
+            seqs, event_ids, hashes = [], [], []
             for row in pending:
                 seq += 1
                 prev = _link_values(prev, row, seq)
-                # A literal time rather than the db_default expression lets PostgreSQL take the
-                # batch as one UNNEST insert.
-                seals.append(Seal(seq=seq, event_id=row["id"], hash=prev, sealed_at=now))
-            Seal.objects.bulk_create(seals)
-            PendingSeal.objects.filter(event_id__in=[row["id"] for row in pending]).delete()
+                seqs.append(seq)
+                event_ids.append(row["id"])
+                hashes.append(prev)
+            _insert_seals(seqs, event_ids, hashes, now)
+            PendingSeal.objects.filter(event_id__in=event_ids).delete()
             if seq - (checkpointed or 0) >= CHECKPOINT_EVERY:
                 _write_checkpoint(seq, prev)
             total += len(pending)
