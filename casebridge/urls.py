@@ -10,6 +10,7 @@ from casebridge.api import files as file_api
 from casebridge.api import openapi as rest_api
 from casebridge.api import uploads as upload_api
 from casebridge.audit import views as audit_views
+from casebridge.cases import slip as case_slip
 from casebridge.cases import views as case_views
 from casebridge.orgs import views as org_views
 from casebridge.sharing import recipient_views as share_public
@@ -45,6 +46,7 @@ org_patterns = [
     path("cases/<str:number>/", case_views.case_detail, name="case_detail"),
     path("cases/<str:number>/action/", case_views.case_action, name="case_action"),
     path("cases/<str:number>/files/", case_views.case_files, name="case_files"),
+    path("cases/<str:number>/slip.pdf", case_slip.case_slip, name="case_slip"),
     path("cases/<str:number>/files/attach/", case_views.case_attach, name="case_attach"),
     path("cases/<str:number>/share/", share_views.case_share, name="case_share"),
     path("cases/<str:number>/share/<uuid:link_id>/revoke/", share_views.link_revoke, name="share_revoke"),

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from casebridge.accounts.models import ApiToken, ServiceAccount, SetupLink, TokenScope, User
+from casebridge.accounts.models import ApiToken, NotifyTopic, ServiceAccount, SetupLink, TokenScope, User
 from casebridge.audit.api import record
 from casebridge.core import secrets as cb_secrets
 
@@ -222,3 +222,13 @@ def deactivate_service_account(account: ServiceAccount, *, actor: Any) -> None:
             organization=account.organization_id,
             target=account,
         )
+
+
+def save_preferences(user: User, cleaned: dict[str, Any]) -> None:
+    """Name, tooth numbering and which case events to e-mail; only the person's own display
+    choices, so no audit event (nothing here widens or narrows anyone's access)."""
+    user.full_name = cleaned["full_name"]
+    user.tooth_notation = cleaned["tooth_notation"]
+    for topic in NotifyTopic.values:
+        setattr(user, topic, bool(cleaned.get(topic)))
+    user.save(update_fields=["full_name", "tooth_notation", *NotifyTopic.values])

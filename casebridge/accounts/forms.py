@@ -32,3 +32,8 @@ class ApiTokenForm(forms.Form):
 class PreferencesForm(forms.Form):
     full_name = forms.CharField(label="Full name", max_length=150, required=False)
     tooth_notation = forms.ChoiceField(label="Tooth numbering", choices=Notation.choices)
+    # E-mails carry the case number, the event and a link: never patient details.
+    notify_new_cases = forms.BooleanField(label="E-mail me about new cases", required=False)
+    notify_status = forms.BooleanField(label="E-mail me about status changes", required=False)
+    notify_messages = forms.BooleanField(label="E-mail me about messages and questions", required=False)
+    notify_designs = forms.BooleanField(label="E-mail me about design approvals", required=False)

@@ -37,6 +37,15 @@ class Notation(models.TextChoices):
     PALMER = "palmer", "Palmer"
 
 
+class NotifyTopic(models.TextChoices):
+    """The kinds of case event a person can choose to be e-mailed about: each names a User field."""
+
+    NEW_CASE = "notify_new_cases", "New cases"
+    STATUS = "notify_status", "Status changes"
+    MESSAGES = "notify_messages", "Messages and questions"
+    DESIGNS = "notify_designs", "Design approvals"
+
+
 class User(AbstractBaseUser):
     """One person, one login: shared accounts are not possible (HIPAA unique user id)."""
 
@@ -46,6 +55,11 @@ class User(AbstractBaseUser):
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)
     tooth_notation = models.CharField(max_length=16, choices=Notation.choices, default=Notation.UNIVERSAL)
+    # Which case events this person wants e-mailed (cases.actions._notify); the page always shows all.
+    notify_new_cases = models.BooleanField("E-mail me about new cases", default=True)
+    notify_status = models.BooleanField("E-mail me about status changes", default=True)
+    notify_messages = models.BooleanField("E-mail me about messages and questions", default=True)
+    notify_designs = models.BooleanField("E-mail me about design approvals", default=True)
 
     objects = UserManager()
 

@@ -21,7 +21,7 @@ from casebridge.accounts import actions
 from casebridge.accounts.forms import ApiTokenForm, PreferencesForm, SetPasswordForm
 from casebridge.accounts.mfa import has_second_factor
 from casebridge.accounts.middleware import SESSION_SEEN_AT, problem
-from casebridge.accounts.models import ApiToken, User
+from casebridge.accounts.models import ApiToken, NotifyTopic, User
 from casebridge.audit.api import record
 
 
@@ -75,7 +75,11 @@ def security(request: HttpRequest) -> HttpResponse:
             "token_form": token_form,
             "new_token": request.session.pop("cb_new_token", None),
             "preferences_form": PreferencesForm(
-                initial={"full_name": user.full_name, "tooth_notation": user.tooth_notation}
+                initial={
+                    "full_name": user.full_name,
+                    "tooth_notation": user.tooth_notation,
+                    **{topic: getattr(user, topic) for topic in NotifyTopic.values},
+                }
             ),
         },
     )
@@ -86,10 +90,7 @@ def security(request: HttpRequest) -> HttpResponse:
 def preferences(request: HttpRequest) -> HttpResponse:
     form = PreferencesForm(request.POST)
     if form.is_valid():
-        user = _user(request)
-        user.full_name = form.cleaned_data["full_name"]
-        user.tooth_notation = form.cleaned_data["tooth_notation"]
-        user.save(update_fields=["full_name", "tooth_notation"])
+        actions.save_preferences(_user(request), form.cleaned_data)
         messages.success(request, "Preferences saved.")
     else:
         messages.error(request, "Check the highlighted fields.")

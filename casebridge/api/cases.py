@@ -243,6 +243,7 @@ class AttachmentOut(Schema):
 class MessageIn(Schema):
     body: Text(10000, 1)  # type: ignore[valid-type]
     question: bool = False
+    files: list[uuid.UUID] = Field(default_factory=list, max_length=50, description="Files of this case to refer to")
 
 
 class MessageOut(Schema):
@@ -251,6 +252,7 @@ class MessageOut(Schema):
     author_org: OrgRef
     body: str
     is_question: bool
+    files: list[str]
     created_at: datetime
 
 
@@ -423,6 +425,7 @@ def _message(m: Any) -> dict[str, Any]:
         "author_org": _org(m.author_org),
         "body": m.body,
         "is_question": m.is_question,
+        "files": [str(a.stored_object_id) for a in m.attachments.all()],
         "created_at": m.created_at,
     }
 
@@ -628,7 +631,7 @@ def add_attachment(request: HttpRequest, number: CaseNumber, body: AttachmentIn)
 def list_messages(request: HttpRequest, number: CaseNumber) -> list[dict[str, Any]]:
     access, case = _case(request, number)
     _viewed(access, case, "api.messages")
-    rows = [_message(m) for m in case.messages.select_related("author", "author_org")]
+    rows = [_message(m) for m in case.messages.select_related("author", "author_org").prefetch_related("attachments")]
     if isinstance(access.actor, User):
         actions.mark_read(access.actor, case)
     return rows
@@ -637,5 +640,9 @@ def list_messages(request: HttpRequest, number: CaseNumber) -> list[dict[str, An
 @router.post("/cases/{number}/messages", response={201: MessageOut}, summary="Post a message")
 def post_message(request: HttpRequest, number: CaseNumber, body: MessageIn) -> Reply:
     access, case = _case(request, number)
-    message = actions.post_message(access, case, body.body, question=body.question)
+    wanted = {str(f) for f in body.files}
+    chosen = [a for a in case.attachments.all() if str(a.stored_object_id) in wanted]
+    if len(chosen) != len(wanted):
+        raise ValidationError({"files": ["A message can only refer to files of this case."]})
+    message = actions.post_message(access, case, body.body, question=body.question, attachments=chosen)
     return Reply(201, _message(message))

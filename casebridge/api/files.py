@@ -10,6 +10,7 @@ from django.http.response import HttpResponseBase
 from casebridge.access import policy
 from casebridge.api.auth import api_actor, problem
 from casebridge.audit.api import record
+from casebridge.cases.models import Attachment
 from casebridge.vault import api as vault
 from casebridge.vault.http import ByteRange, version_response
 from casebridge.vault.models import ObjectVersion, StoredObject
@@ -33,15 +34,21 @@ def file_content(request: HttpRequest, file_id: str) -> HttpResponseBase:
         return problem(404, "Not Found", "no such version")
 
     def audit(byte_range: ByteRange) -> None:
+        # A file of a case is PHI: the event names the patient, so the patient's access report
+        # (and the case's) finds every download, whoever made it.
+        attachment = Attachment.objects.filter(stored_object=stored).select_related("case").first()
+        case = attachment.case if attachment is not None else None
         record(
             "file.downloaded",
             actor=request.actor,  # type: ignore[attr-defined]
             organization=stored.organization_id,
             target=stored,
+            patient_ref=str(case.patient_id) if case is not None else "",
             details={
                 "version": version.version,
                 "range": list(byte_range) if byte_range else None,
                 "size": version.size,
+                **({"case": case.number} if case is not None else {}),
             },
         )
 

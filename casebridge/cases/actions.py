@@ -3,6 +3,7 @@ whichever door it came through (web page, REST API, SFTP). Notifications carry n
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from casebridge.access.policy import OrgAccess, organization_connection
 from casebridge.access.roles import Perm, Role
-from casebridge.accounts.models import User
+from casebridge.accounts.models import NotifyTopic, User
 from casebridge.audit.api import record
 from casebridge.cases import shades, teeth
 from casebridge.cases.models import (
@@ -91,10 +92,11 @@ def _history(case: Case, access: OrgAccess, note: str = "") -> None:
     )
 
 
-def _notify(case: Case, org: Organization, event: str) -> None:
-    """E-mail the other side: the case number, what happened and a link. Never a patient name."""
+def _notify(case: Case, org: Organization, event: str, topic: NotifyTopic) -> None:
+    """E-mail the other side: the case number, what happened and a link. Never a patient name.
+    Only to the members who chose to be told about this kind of event (accounts.NotifyTopic)."""
     recipients = list(
-        Membership.objects.filter(organization=org, is_active=True)
+        Membership.objects.filter(organization=org, is_active=True, user__is_active=True, **{f"user__{topic}": True})
         .exclude(role__in=[Role.AUDITOR, Role.COMPLIANCE_OFFICER])
         .values_list("user__email", flat=True)
     )
@@ -417,7 +419,7 @@ def submit_case(access: OrgAccess, case: Case) -> None:
         case.save(update_fields=["status", "submitted_at"])
         _history(case, access)
         _audit("case.submitted", access, case, lab=str(case.lab_id), basis=connection.basis)
-        _notify(case, case.lab, "A new case was sent to you")
+        _notify(case, case.lab, "A new case was sent to you", NotifyTopic.NEW_CASE)
 
 
 def confirm_receipt(access: OrgAccess, case: Case) -> None:
@@ -431,7 +433,7 @@ def confirm_receipt(access: OrgAccess, case: Case) -> None:
         case.save(update_fields=["status", "received_at", "received_by"])
         _history(case, access)
         _audit("case.received", access, case)
-        _notify(case, case.practice, "The lab confirmed receipt")
+        _notify(case, case.practice, "The lab confirmed receipt", NotifyTopic.STATUS)
 
 
 def change_status(access: OrgAccess, case: Case, status: str, *, note: str = "", tracking_number: str = "") -> None:
@@ -452,7 +454,7 @@ def change_status(access: OrgAccess, case: Case, status: str, *, note: str = "",
         _history(case, access, note)
         _audit("case.status_changed", access, case, **{"from": previous, "to": status})
         if status in (Status.SHIPPED, Status.DELIVERED):
-            _notify(case, case.practice, f"Status: {Status(status).label}")
+            _notify(case, case.practice, f"Status: {Status(status).label}", NotifyTopic.STATUS)
 
 
 def request_design_approval(access: OrgAccess, case: Case, *, note: str = "") -> None:
@@ -466,7 +468,7 @@ def request_design_approval(access: OrgAccess, case: Case, *, note: str = "") ->
         case.save(update_fields=["status"])
         _history(case, access, note)
         _audit("case.design.approval_requested", access, case)
-        _notify(case, case.practice, "A design is waiting for your approval")
+        _notify(case, case.practice, "A design is waiting for your approval", NotifyTopic.DESIGNS)
 
 
 def decide_design(access: OrgAccess, case: Case, *, approve: bool, note: str = "") -> None:
@@ -481,15 +483,28 @@ def decide_design(access: OrgAccess, case: Case, *, approve: bool, note: str = "
         _history(case, access, note)
         _audit("case.design.approved" if approve else "case.design.rejected", access, case)
         if case.lab is not None:
-            _notify(case, case.lab, "Design approved" if approve else "Design changes requested")
+            _notify(case, case.lab, "Design approved" if approve else "Design changes requested", NotifyTopic.DESIGNS)
 
 
-def post_message(access: OrgAccess, case: Case, body: str, *, question: bool = False) -> Message:
+def post_message(
+    access: OrgAccess,
+    case: Case,
+    body: str,
+    *,
+    question: bool = False,
+    attachments: Iterable[Attachment | int | str] = (),
+) -> Message:
+    """A message on the case thread, optionally pointing at files already attached to the case
+    (upload into the case first): a message never carries a file of its own."""
     access.require(Perm.CASES_WORK if case.lab_id == access.organization.pk else Perm.CASES_EDIT)
     if not body.strip():
         raise ValidationError("Write a message.")
     if case.archived_at:
         raise ValidationError("This case is archived.")
+    wanted = {str(a.pk) if isinstance(a, Attachment) else str(a) for a in attachments}
+    referenced = [a for a in case.attachments.all() if str(a.pk) in wanted]
+    if len(referenced) != len(wanted):
+        raise ValidationError({"attachments": "A message can only refer to files of this case."})
     with transaction.atomic():
         message = Message.objects.create(
             case=case,
@@ -498,12 +513,20 @@ def post_message(access: OrgAccess, case: Case, body: str, *, question: bool = F
             body=body.strip(),
             is_question=question,
         )
+        if referenced:
+            message.attachments.set(referenced)
         if isinstance(access.actor, User):
             MessageRead.objects.create(message=message, user=access.actor)
-        _audit("case.message.posted", access, case, question=question)
+        _audit(
+            "case.message.posted",
+            access,
+            case,
+            question=question,
+            files=[str(a.stored_object_id) for a in referenced],
+        )
         other = case.practice if access.organization.pk == case.lab_id else case.lab
         if other is not None and case.status != Status.DRAFT:
-            _notify(case, other, "New question" if question else "New message")
+            _notify(case, other, "New question" if question else "New message", NotifyTopic.MESSAGES)
     return message
 
 
@@ -545,7 +568,7 @@ def complete_case(access: OrgAccess, case: Case) -> None:
         case.save(update_fields=["status", "completed_at", "lab_access_until"])
         _history(case, access)
         _audit("case.completed", access, case, lab_access_until=case.lab_access_until.isoformat())
-        _notify(case, case.practice, "Case completed")
+        _notify(case, case.practice, "Case completed", NotifyTopic.STATUS)
 
 
 def archive_case(access: OrgAccess, case: Case) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import F, Q
+from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -23,7 +24,7 @@ from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.cases import actions, queries, shades, teeth
 from casebridge.cases.forms import NewCaseForm
-from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Material, Restoration, Status
+from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Material, Message, Restoration, Status
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.imaging.ingest import metadata_warning
 from casebridge.orgs.models import OrgKind
@@ -65,6 +66,16 @@ def case_list(request: HttpRequest) -> HttpResponse:
     before = request.GET.get("before", "")
     if before:
         cases = cases.filter(number__lt=before)
+    # Messages the signed-in person has not opened yet, per case: one subquery, no N+1.
+    unread = (
+        Message.objects.filter(case=OuterRef("pk"))
+        .exclude(reads__user=request.user.pk)
+        .order_by()
+        .values("case")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    cases = cases.annotate(unread=Coalesce(Subquery(unread, output_field=IntegerField()), 0))
     page = list(cases.order_by("-number")[: PAGE + 1])
     return render(
         request,
@@ -99,8 +110,20 @@ def case_detail(request: HttpRequest, number: str) -> HttpResponse:
         (item, teeth.display(item.tooth, notation) if item.tooth else item.get_arch_display())
         for item in case.items.all()
     ]
+    # What was new to this person is shown as such once, then it counts as read.
+    unread_ids = set(case.messages.exclude(reads__user=request.user.pk).values_list("pk", flat=True))
     actions.mark_read(request.user, case)  # type: ignore[arg-type]
     lab_side = case.lab_id == access.organization.pk
+    files = _files_context(access, case)
+    names = {r["attachment"].pk: r["name"] for r in files["attachment_rows"]}
+    conversation = [
+        {
+            "message": m,
+            "new": m.pk in unread_ids,
+            "files": [(a.stored_object_id, names.get(a.pk, "")) for a in m.attachments.all()],
+        }
+        for m in case.messages.select_related("author", "author_org").prefetch_related("attachments")
+    ]
     return render(
         request,
         "cases/detail.html",
@@ -111,13 +134,13 @@ def case_detail(request: HttpRequest, number: str) -> HttpResponse:
             "missing": missing(case) if case.status == Status.DRAFT else [],
             "attachments": case.attachments.select_related("stored_object").all(),
             "events": case.events.all(),
-            "messages_list": case.messages.select_related("author", "author_org").all(),
+            "conversation": conversation,
             "lab_side": lab_side,
             "next_statuses": [(s, Status(s).label) for s in sorted(actions.LAB_TRANSITIONS.get(case.status, set()))]
             if lab_side
             else [],
             "nav": "cases",
-            **_files_context(access, case),
+            **files,
         },
     )
 
@@ -158,7 +181,7 @@ def case_action(request: HttpRequest, number: str) -> HttpResponse:
             actions.answer_hold(access, case, text)
             messages.success(request, "Answer sent; the lab continues.")
         elif operation == "message":
-            actions.post_message(access, case, text)
+            actions.post_message(access, case, text, attachments=request.POST.getlist("attachments"))
             messages.success(request, "Message sent.")
         elif operation == "complete":
             actions.complete_case(access, case)

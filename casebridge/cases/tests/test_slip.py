@@ -1,0 +1,135 @@
+"""The printable lab slip: what it shows, what it leaves out, who may print it."""
+
+from __future__ import annotations
+
+import io
+from datetime import date, timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+from pypdf import PdfReader
+
+from casebridge.access.roles import Role
+from casebridge.audit.models import Event
+from casebridge.cases import actions
+from casebridge.cases.actions import ItemInput
+from casebridge.cases.models import Case
+from casebridge.cases.tests import test_workflow
+from casebridge.cases.tests.test_workflow import _access, _file, _lab
+from casebridge.core.testing import Personas, signed_in_client
+
+pytestmark = pytest.mark.django_db
+world = test_workflow.world  # the fixture: a practice connected to its lab under a BAA
+
+
+def _sent_bridge(p: Personas) -> Case:
+    access = _access(p)
+    case = actions.create_case(
+        access,
+        patient_name="Jane Roe",
+        patient_dob=date(1961, 4, 2),
+        chart_number="CHART-7731",
+        case_type="bridge",
+        lab=p.lab,
+        doctor=p.members["clinician"],
+        due_date=timezone.now().date() + timedelta(days=7),
+        ship_to="1 Main St, Springfield",
+        notes="Light occlusal contact, please.",
+        items=[
+            ItemInput("bridge_abutment", tooth=14, material="zirconia_full", shade="A2"),
+            ItemInput("bridge_pontic", tooth=15, material="zirconia_full", shade="A2"),
+            ItemInput("bridge_abutment", tooth=16, material="emax", shade="2M2", stump_shade="ND3"),
+        ],
+    )
+    for label in ("upper", "lower", "bite"):
+        actions.attach_file(access, case, _file(access), kind="scan", label=label)
+    for _ in range(2):
+        actions.attach_file(access, case, _file(access), kind="photo", label="shade")
+    actions.submit_case(access, case)
+    return case
+
+
+def _url(p: Personas, case: Case, org_slug: str | None = None) -> str:
+    return reverse("case_slip", args=[org_slug or p.practice.slug, case.number])
+
+
+def _text(content: bytes) -> str:
+    reader = PdfReader(io.BytesIO(content))
+    return "\n".join(page.extract_text() for page in reader.pages)
+
+
+def test_it_prints_what_the_lab_needs_and_no_more(world: Personas) -> None:
+    case = _sent_bridge(world)
+    manager = world.lab_manager
+    manager.tooth_notation = "universal"
+    manager.save()
+    response = signed_in_client(manager).get(_url(world, case, world.lab.slug))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/pdf"
+    assert response["Content-Disposition"] == f'attachment; filename="{case.number}_slip.pdf"'
+    assert response["Cache-Control"] == "no-store"
+    content = response.content
+    assert content.startswith(b"%PDF-")
+    text = _text(content)
+    assert case.number in text
+    assert "Jane Roe" in text and "Smile Dental" in text and "1 Main St, Springfield" in text
+    # Tooth 16 (FDI) is 3 in Universal, with its material and both shades.
+    assert "16" in text and "Universal" in text and "Lithium disilicate (e.max)" in text
+    assert "2M2" in text and "ND3" in text and "Zirconia, full-contour" in text and "A2" in text
+    assert "Light occlusal contact" in text
+    assert f"{case.number}_upper_1.stl" in text and f"{case.number}_shade_2.stl" in text
+    # Minimum necessary: neither the date of birth nor the chart number, in the text or the bytes.
+    for secret in ("1961", "04-02", "CHART-7731", "7731"):
+        assert secret not in text
+    assert b"Jane" not in PdfReader(io.BytesIO(content)).metadata.title.encode()
+    assert Event.objects.filter(
+        action="case.slip.printed", patient_ref=str(case.patient_id), organization_id=world.lab.pk
+    ).exists()
+
+
+def test_the_reader_sees_their_own_notation_beside_fdi(world: Personas) -> None:
+    case = _sent_bridge(world)
+    clinician = world.members["clinician"]
+    clinician.tooth_notation = "palmer"
+    clinician.save()
+    text = _text(signed_in_client(clinician).get(_url(world, case)).content)
+    assert "Tooth (Palmer)" in text and "UR6" in text and "Tooth (FDI)" in text
+
+
+def test_it_answers_outsiders_with_404(world: Personas) -> None:
+    case = _sent_bridge(world)
+    response = signed_in_client(world.outsider).get(_url(world, case))
+    assert response.status_code == 404
+    # Their own organization's URL for someone else's case: the same answer.
+    response = signed_in_client(world.outsider).get(_url(world, case, world.other_practice.slug))
+    assert response.status_code == 404
+    assert not Event.objects.filter(action="case.slip.printed").exists()
+
+
+def test_it_refuses_members_without_case_access(world: Personas) -> None:
+    case = _sent_bridge(world)
+    response = signed_in_client(world.members[Role.AUDITOR]).get(_url(world, case))
+    assert response.status_code == 403
+
+
+def test_the_lab_cannot_print_after_its_access_window(world: Personas) -> None:
+    case = _sent_bridge(world)
+    Case.objects.filter(pk=case.pk).update(lab_access_until=timezone.now() - timedelta(seconds=1))
+    response = signed_in_client(world.lab_manager).get(_url(world, case, world.lab.slug))
+    assert response.status_code == 404
+    assert _lab(world) is not None
+
+
+def test_the_case_page_links_to_the_slip(world: Personas) -> None:
+    case = _sent_bridge(world)
+    page = signed_in_client(world.members["clinician"]).get(
+        reverse("case_detail", args=[world.practice.slug, case.number])
+    )
+    assert _url(world, case).encode() in page.content
+
+
+def test_names_outside_latin_1_still_print() -> None:
+    from casebridge.cases.slip import _pdf_text
+
+    assert _pdf_text("Zoë Dvořák 王") == "Zoë Dvorák ?"

@@ -1,0 +1,142 @@
+"""Synthetic but valid clinical files for demo data: binary STL meshes, DICOM Part 10 images and
+photos. Each is built from a seed, so two files never look alike, and none holds real patient data."""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+import struct
+import uuid
+
+from PIL import Image, ImageDraw
+
+# --- STL ------------------------------------------------------------------------------------
+
+
+def _vertex(rng_params: tuple[float, ...], theta: float, phi: float) -> tuple[float, float, float]:
+    """A point on a tooth-like crown: an ellipsoid with cusps on top and a flattened base."""
+    a, b, c, cusps, cusp_depth, twist = rng_params
+    bulge = 1 + cusp_depth * math.cos(cusps * phi + twist) * max(0.0, math.cos(theta)) ** 2
+    x = a * math.sin(theta) * math.cos(phi) * bulge
+    y = b * math.sin(theta) * math.sin(phi) * bulge
+    z = c * math.cos(theta)
+    if z < -0.4 * c:  # the preparation margin: a flat base instead of the lower cap
+        z = -0.4 * c
+    return x, y, z
+
+
+def stl_mesh(seed: str, rings: int = 14, segments: int = 28) -> bytes:
+    """A closed binary STL of a crown-like shape (2 * rings * segments triangles, ~40 KB)."""
+    rng = random.Random(seed)
+    params = (
+        rng.uniform(4.0, 6.0),  # mesio-distal half-width, mm
+        rng.uniform(4.0, 5.5),  # bucco-lingual half-width
+        rng.uniform(3.5, 5.0),  # half-height
+        float(rng.choice((3, 4, 5))),  # cusps
+        rng.uniform(0.04, 0.12),
+        rng.uniform(0, math.pi),
+    )
+    grid = [
+        [_vertex(params, math.pi * i / rings, 2 * math.pi * j / segments) for j in range(segments)]
+        for i in range(rings + 1)
+    ]
+    facets = bytearray()
+    count = 0
+    for i in range(rings):
+        for j in range(segments):
+            p00, p01 = grid[i][j], grid[i][(j + 1) % segments]
+            p10, p11 = grid[i + 1][j], grid[i + 1][(j + 1) % segments]
+            for tri in ((p00, p10, p11), (p00, p11, p01)):
+                facets += _facet(*tri)
+                count += 1
+    header = b"CaseBridge demo scan".ljust(80, b" ")
+    return header + struct.pack("<I", count) + bytes(facets)
+
+
+def _facet(p: tuple[float, ...], q: tuple[float, ...], r: tuple[float, ...]) -> bytes:
+    u = (q[0] - p[0], q[1] - p[1], q[2] - p[2])
+    v = (r[0] - p[0], r[1] - p[1], r[2] - p[2])
+    n = (u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0])
+    length = math.sqrt(sum(c * c for c in n)) or 1.0
+    return struct.pack("<12fH", *(c / length for c in n), *p, *q, *r, 0)
+
+
+# --- DICOM ----------------------------------------------------------------------------------
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+_IMPLEMENTATION_UID = "2.25.229185470237457424185011365441540591271"
+_LONG_VRS = {"OB", "OW", "OF", "SQ", "UT", "UN"}
+
+
+def _uid(seed: str) -> str:
+    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, seed).int}"
+
+
+def _element(group: int, element: int, vr: str, value: bytes) -> bytes:
+    if len(value) % 2:
+        value += b"\0" if vr in {"UI", "OB"} else b" "
+    if vr in _LONG_VRS:
+        return struct.pack("<HH2sHI", group, element, vr.encode(), 0, len(value)) + value
+    return struct.pack("<HH2sH", group, element, vr.encode(), len(value)) + value
+
+
+def dicom_image(seed: str, *, size: int = 32, patient_name: str = "DEMO^PATIENT") -> bytes:
+    """A DICOM Part 10 file (explicit VR little endian) holding one 16-bit CT-like slice."""
+    rng = random.Random(seed)
+    sop_instance = _uid(f"{seed}/instance")
+    meta_body = b"".join(
+        (
+            _element(0x0002, 0x0001, "OB", b"\x00\x01"),
+            _element(0x0002, 0x0002, "UI", CT_IMAGE_STORAGE.encode()),
+            _element(0x0002, 0x0003, "UI", sop_instance.encode()),
+            _element(0x0002, 0x0010, "UI", EXPLICIT_VR_LITTLE_ENDIAN.encode()),
+            _element(0x0002, 0x0012, "UI", _IMPLEMENTATION_UID.encode()),
+        )
+    )
+    meta = _element(0x0002, 0x0000, "UL", struct.pack("<I", len(meta_body))) + meta_body
+    cx, cy, radius = rng.uniform(0.4, 0.6) * size, rng.uniform(0.4, 0.6) * size, rng.uniform(0.2, 0.35) * size
+    pixels = bytearray()
+    for y in range(size):
+        for x in range(size):
+            inside = (x - cx) ** 2 + (y - cy) ** 2 < radius**2
+            pixels += struct.pack("<H", (1800 if inside else 200) + rng.randrange(60))
+    us = lambda v: struct.pack("<H", v)  # noqa: E731
+    dataset = b"".join(
+        (
+            _element(0x0008, 0x0016, "UI", CT_IMAGE_STORAGE.encode()),
+            _element(0x0008, 0x0018, "UI", sop_instance.encode()),
+            _element(0x0008, 0x0060, "CS", b"CT"),
+            _element(0x0010, 0x0010, "PN", patient_name.encode()),
+            _element(0x0010, 0x0020, "LO", b"DEMO"),
+            _element(0x0020, 0x000D, "UI", _uid(f"{seed}/study").encode()),
+            _element(0x0020, 0x000E, "UI", _uid(f"{seed}/series").encode()),
+            _element(0x0028, 0x0002, "US", us(1)),
+            _element(0x0028, 0x0004, "CS", b"MONOCHROME2"),
+            _element(0x0028, 0x0010, "US", us(size)),
+            _element(0x0028, 0x0011, "US", us(size)),
+            _element(0x0028, 0x0100, "US", us(16)),
+            _element(0x0028, 0x0101, "US", us(12)),
+            _element(0x0028, 0x0102, "US", us(11)),
+            _element(0x0028, 0x0103, "US", us(0)),
+            _element(0x7FE0, 0x0010, "OW", bytes(pixels)),
+        )
+    )
+    return b"\0" * 128 + b"DICM" + meta + dataset
+
+
+# --- Photos ---------------------------------------------------------------------------------
+def photo(seed: str, *, fmt: str = "JPEG", width: int = 320, height: int = 240) -> bytes:
+    """An intraoral-style photo: pink gum, an ivory tooth and a shade tab; no EXIF at all."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", (width, height), (rng.randrange(150, 190), 70, 80))
+    draw = ImageDraw.Draw(image)
+    for x in range(rng.randrange(2, 4)):
+        left = 30 + x * 90 + rng.randrange(10)
+        tone = rng.randrange(215, 245)
+        draw.ellipse((left, 50, left + 70, 200), fill=(tone, tone - 8, tone - 35))
+    tab = rng.randrange(190, 230)
+    draw.rectangle((width - 60, 20, width - 30, 110), fill=(tab, tab - 10, tab - 40), outline=(40, 40, 40))
+    out = io.BytesIO()
+    image.save(out, format=fmt, **({"quality": 85} if fmt == "JPEG" else {}))
+    return out.getvalue()
