@@ -646,3 +646,93 @@ def post_message(request: HttpRequest, number: CaseNumber, body: MessageIn) -> R
         raise ValidationError({"files": ["A message can only refer to files of this case."]})
     message = actions.post_message(access, case, body.body, question=body.question, attachments=chosen)
     return Reply(201, _message(message))
+
+
+# --- external links (the practice shares chosen files with an outside recipient) ----------
+class LinkIn(Schema):
+    files: list[uuid.UUID] = Field(min_length=1, description="file ids of this case's attachments")
+    recipient_email: Text(254, 3)  # type: ignore[valid-type]
+    purpose: Text(500, 3)  # type: ignore[valid-type]
+    expires_in_days: int = Field(7, ge=1, le=30)
+    max_downloads: int = Field(5, ge=1, le=50)
+
+
+class LinkOut(Schema):
+    id: uuid.UUID
+    recipient_email: str
+    created_at: datetime
+    expires_at: datetime
+    max_downloads: int
+    downloads_used: int
+    state: str = Field(description="active, or why the link no longer works")
+    files: list[str]
+
+
+def _link(link: Any) -> dict[str, Any]:
+    from casebridge.sharing.actions import dead_reason, shared_files
+
+    return {
+        "id": link.pk,
+        "recipient_email": link.recipient_email,
+        "created_at": link.created_at,
+        "expires_at": link.expires_at,
+        "max_downloads": link.max_downloads,
+        "downloads_used": link.downloads_used,
+        "state": dead_reason(link) or "active",
+        "files": [a.display_name for a in shared_files(link)],
+    }
+
+
+def _practice_case(request: HttpRequest, number: str) -> tuple[OrgAccess, Case]:
+    access = caller_access(request, Perm.CASES_EDIT)
+    case = case_for(access, number)
+    if case.practice_id != access.organization.pk:
+        raise HttpError(403, "Only the practice that owns the case shares its files.")
+    return access, case
+
+
+@router.get("/cases/{number}/links", response=list[LinkOut], summary="External links of the case (practice)")
+def list_links(request: HttpRequest, number: CaseNumber) -> list[dict[str, Any]]:
+    from casebridge.sharing.actions import links_of_case
+
+    _access, case = _practice_case(request, number)
+    return [_link(link) for link in links_of_case(case)]
+
+
+@router.post(
+    "/cases/{number}/links",
+    response={201: LinkOut},
+    summary="Share files with an outside recipient: the link and, separately, a one-time code are e-mailed",
+)
+def create_link(request: HttpRequest, number: CaseNumber, body: LinkIn) -> Reply:
+    from casebridge.sharing.actions import create_link as share
+
+    access, case = _practice_case(request, number)
+    wanted = {str(f) for f in body.files}
+    chosen = [a for a in case.attachments.all() if str(a.stored_object_id) in wanted]
+    if len(chosen) != len(wanted):
+        raise ValidationError({"files": ["Only files of this case can be shared."]})
+    link = share(
+        access,
+        case,
+        attachments=chosen,
+        recipient_email=body.recipient_email,
+        purpose=body.purpose,
+        expires_in_days=body.expires_in_days,
+        max_downloads=body.max_downloads,
+    )
+    return Reply(201, _link(link))
+
+
+@router.post("/cases/{number}/links/{link_id}/revoke", response=LinkOut, summary="Revoke an external link now")
+def revoke_link(request: HttpRequest, number: CaseNumber, link_id: uuid.UUID) -> dict[str, Any]:
+    from casebridge.sharing.actions import links_of_case
+    from casebridge.sharing.actions import revoke_link as revoke
+
+    access, case = _practice_case(request, number)
+    link = links_of_case(case).filter(pk=link_id).first()
+    if link is None:
+        raise Http404("no such link")
+    revoke(access, link)
+    link.refresh_from_db()
+    return _link(link)
