@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from casebridge.audit import catalog
-from casebridge.audit.models import ActorType, Event, Outcome, PendingSeal
+from casebridge.audit.models import RECORDED_COLUMNS, ActorType, Event, Outcome, PendingSeal
 from casebridge.core import context
 
 logger = logging.getLogger(__name__)
@@ -72,22 +72,7 @@ def record(
     return event
 
 
-_EVENT_COLUMNS = (
-    "actor_type",
-    "actor_id",
-    "actor_label",
-    "organization_id",
-    "action",
-    "target_type",
-    "target_id",
-    "patient_ref",
-    "ip",
-    "user_agent",
-    "request_id",
-    "outcome",
-    "emergency_access_id",
-    "details",
-)
+_EVENT_COLUMNS = RECORDED_COLUMNS
 _CASTS = {"ip": "::inet", "details": "::jsonb"}
 # One statement for the event and its queue row: on the single-event path every round trip is a
 # measurable share of the cost (docs/audit.md). The time is the database's, as db_default gives.

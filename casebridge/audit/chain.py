@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Subquery
 from django.db.models.functions import Now
 
-from casebridge.audit.models import Checkpoint, Event, PendingSeal, Seal
+from casebridge.audit.models import RECORDED_COLUMNS, Checkpoint, Event, PendingSeal, Seal
 from casebridge.vault.keyring import get_keyring
 
 GENESIS = "0" * 64
@@ -36,24 +36,7 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-_FIELDS = (
-    "id",
-    "occurred_at",
-    "actor_type",
-    "actor_id",
-    "actor_label",
-    "organization_id",
-    "action",
-    "target_type",
-    "target_id",
-    "patient_ref",
-    "ip",
-    "user_agent",
-    "request_id",
-    "outcome",
-    "emergency_access_id",
-    "details",
-)
+_FIELDS = ("id", "occurred_at", *RECORDED_COLUMNS)
 
 
 def canonical_values(row: Mapping[str, Any], seq: int) -> bytes:

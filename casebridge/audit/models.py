@@ -56,6 +56,26 @@ class Event(models.Model):
         return f"{self.action} #{self.pk}"
 
 
+# The columns an event is written with (besides its id and time): the single-statement inserts
+# in api.py write exactly these, and the chain hashes them with the id and time (chain.py).
+RECORDED_COLUMNS = (
+    "actor_type",
+    "actor_id",
+    "actor_label",
+    "organization_id",
+    "action",
+    "target_type",
+    "target_id",
+    "patient_ref",
+    "ip",
+    "user_agent",
+    "request_id",
+    "outcome",
+    "emergency_access_id",
+    "details",
+)
+
+
 class PendingSeal(models.Model):
     """Queue of committed events that the sealer has not chained yet (not itself audit data)."""
 

@@ -173,6 +173,21 @@ def _check_parties(access: OrgAccess, lab: Organization | None, doctor: User | N
     return errors
 
 
+def _save_items(case: Case, items: list[ItemInput]) -> None:
+    CaseItem.objects.bulk_create(
+        CaseItem(
+            case=case,
+            tooth=i.tooth,
+            arch=i.arch,
+            restoration=i.restoration,
+            material=i.material,
+            shade=i.shade,
+            stump_shade=i.stump_shade,
+        )
+        for i in items
+    )
+
+
 # --- drafting -----------------------------------------------------------------------------
 def create_case(
     access: OrgAccess,
@@ -237,18 +252,7 @@ def create_case(
             created_by=access.actor if isinstance(access.actor, User) else None,
             remake_of=remake_of,
         )
-        CaseItem.objects.bulk_create(
-            CaseItem(
-                case=case,
-                tooth=i.tooth,
-                arch=i.arch,
-                restoration=i.restoration,
-                material=i.material,
-                shade=i.shade,
-                stump_shade=i.stump_shade,
-            )
-            for i in cleaned
-        )
+        _save_items(case, cleaned)
         _history(case, access)
         _audit(
             "case.remake_created" if remake_of else "case.created",
@@ -369,18 +373,7 @@ def update_draft(access: OrgAccess, case: Case, *, items: list[ItemInput] | None
             case.save(update_fields=sorted(changes))
         if items is not None:
             case.items.all().delete()
-            CaseItem.objects.bulk_create(
-                CaseItem(
-                    case=case,
-                    tooth=i.tooth,
-                    arch=i.arch,
-                    restoration=i.restoration,
-                    material=i.material,
-                    shade=i.shade,
-                    stump_shade=i.stump_shade,
-                )
-                for i in items
-            )
+            _save_items(case, items)
         changed = sorted(changes) + (["items"] if items is not None else [])
         _audit("case.updated", access, case, fields=changed)
 
