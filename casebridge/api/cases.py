@@ -57,8 +57,23 @@ def _no_nul(value: str) -> str:
     return value
 
 
-def Text(max_length: int, min_length: int = 0) -> Any:
-    return Annotated[str, StringConstraints(max_length=max_length, min_length=min_length), AfterValidator(_no_nul)]
+# Bounded text fields, NUL bytes refused (PostgreSQL text cannot hold them).
+Text3Min1 = Annotated[str, StringConstraints(max_length=3, min_length=1), AfterValidator(_no_nul)]
+Text10 = Annotated[str, StringConstraints(max_length=10), AfterValidator(_no_nul)]
+Text40 = Annotated[str, StringConstraints(max_length=40), AfterValidator(_no_nul)]
+Text60 = Annotated[str, StringConstraints(max_length=60), AfterValidator(_no_nul)]
+Text80 = Annotated[str, StringConstraints(max_length=80), AfterValidator(_no_nul)]
+Text100 = Annotated[str, StringConstraints(max_length=100), AfterValidator(_no_nul)]
+Text150Min1 = Annotated[str, StringConstraints(max_length=150, min_length=1), AfterValidator(_no_nul)]
+Text200 = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_nul)]
+Text254Min3 = Annotated[str, StringConstraints(max_length=254, min_length=3), AfterValidator(_no_nul)]
+Text500 = Annotated[str, StringConstraints(max_length=500), AfterValidator(_no_nul)]
+Text500Min3 = Annotated[str, StringConstraints(max_length=500, min_length=3), AfterValidator(_no_nul)]
+Text2000 = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_nul)]
+Text2000Min1 = Annotated[str, StringConstraints(max_length=2000, min_length=1), AfterValidator(_no_nul)]
+Text5000 = Annotated[str, StringConstraints(max_length=5000), AfterValidator(_no_nul)]
+Text5000Min1 = Annotated[str, StringConstraints(max_length=5000, min_length=1), AfterValidator(_no_nul)]
+Text10000Min1 = Annotated[str, StringConstraints(max_length=10000, min_length=1), AfterValidator(_no_nul)]
 
 
 CaseType = Literal[tuple(TEMPLATES)]  # type: ignore[valid-type]
@@ -72,9 +87,9 @@ class OrgRef(Schema):
 
 
 class PatientIn(Schema):
-    name: Text(150, 1)  # type: ignore[valid-type]
+    name: Text150Min1
     date_of_birth: date | None = None
-    chart_number: Text(40) = ""  # type: ignore[valid-type]
+    chart_number: Text40 = ""
 
 
 class PatientOut(Schema):
@@ -87,15 +102,15 @@ class PatientOut(Schema):
 class ItemIn(Schema):
     """One restoration: on a tooth (FDI by default, or in the named notation) or on an arch."""
 
-    tooth: int | Text(3, 1) | None = Field(  # type: ignore[valid-type]
+    tooth: int | Text3Min1 | None = Field(
         None, description="Tooth in `notation`: FDI 11-48/51-85, Universal 1-32/A-T, Palmer UR6/LLB"
     )
     notation: Notation = "fdi"
     arch: Arch | Literal[""] = ""
     restoration: Restoration
     material: Material | Literal[""] = ""
-    shade: Text(10) = ""  # type: ignore[valid-type]
-    stump_shade: Text(10) = ""  # type: ignore[valid-type]
+    shade: Text10 = ""
+    stump_shade: Text10 = ""
 
     @model_validator(mode="after")
     def _tooth_in_fdi(self) -> ItemIn:
@@ -134,22 +149,22 @@ class ItemOut(Schema):
 class CaseCreate(Schema):
     patient: PatientIn
     case_type: CaseType  # type: ignore[valid-type]
-    lab: Text(60) | None = Field(None, description="Slug of a connected lab")  # type: ignore[valid-type]
+    lab: Text60 | None = Field(None, description="Slug of a connected lab")
     due_date: date | None = None
     delivery: Delivery = Delivery.SHIP
-    ship_to: Text(500) = ""  # type: ignore[valid-type]
-    notes: Text(5000) = ""  # type: ignore[valid-type]
+    ship_to: Text500 = ""
+    notes: Text5000 = ""
     items: list[ItemIn] = Field(default_factory=list, max_length=64)
 
 
 class CaseUpdate(Schema):
     """Draft fields to change; fields left out stay as they are. `items` replaces the list."""
 
-    lab: Text(60) | None = None  # type: ignore[valid-type]
+    lab: Text60 | None = None
     due_date: date | None = None
     delivery: Delivery | None = None
-    ship_to: Text(500) | None = None  # type: ignore[valid-type]
-    notes: Text(5000) | None = None  # type: ignore[valid-type]
+    ship_to: Text500 | None = None
+    notes: Text5000 | None = None
     items: list[ItemIn] | None = Field(None, max_length=64)
 
 
@@ -198,35 +213,35 @@ class CasePage(Schema):
 
 class StatusChange(Schema):
     status: Status
-    note: Text(2000) = ""  # type: ignore[valid-type]
-    tracking_number: Text(80) = ""  # type: ignore[valid-type]
+    note: Text2000 = ""
+    tracking_number: Text80 = ""
 
 
 class Note(Schema):
-    note: Text(2000) = ""  # type: ignore[valid-type]
+    note: Text2000 = ""
 
 
 class DesignDecision(Schema):
     approve: bool
-    note: Text(2000) = ""  # type: ignore[valid-type]
+    note: Text2000 = ""
 
 
 class Question(Schema):
-    question: Text(5000, 1)  # type: ignore[valid-type]
+    question: Text5000Min1
 
 
 class Answer(Schema):
-    answer: Text(5000, 1)  # type: ignore[valid-type]
+    answer: Text5000Min1
 
 
 class RemakeIn(Schema):
-    reason: Text(2000, 1)  # type: ignore[valid-type]
+    reason: Text2000Min1
 
 
 class AttachmentIn(Schema):
     file_id: uuid.UUID = Field(description="The CaseBridge-File-Id header of the finished tus upload")
     kind: AttachmentKind
-    label: Text(40) = ""  # type: ignore[valid-type]
+    label: Text40 = ""
 
 
 class AttachmentOut(Schema):
@@ -241,7 +256,7 @@ class AttachmentOut(Schema):
 
 
 class MessageIn(Schema):
-    body: Text(10000, 1)  # type: ignore[valid-type]
+    body: Text10000Min1
     question: bool = False
     files: list[uuid.UUID] = Field(default_factory=list, max_length=50, description="Files of this case to refer to")
 
@@ -258,10 +273,10 @@ class MessageOut(Schema):
 
 class CaseFilters(Schema):
     status: Status | None = None
-    q: Text(100) | None = Field(None, description="Part of a case number or patient name")  # type: ignore[valid-type]
+    q: Text100 | None = Field(None, description="Part of a case number or patient name")
     due_before: date | None = None
     due_after: date | None = None
-    cursor: Text(200) | None = Field(None, description="Opaque cursor from the `next` link")  # type: ignore[valid-type]
+    cursor: Text200 | None = Field(None, description="Opaque cursor from the `next` link")
     limit: int = Field(PAGE_DEFAULT, ge=1, le=PAGE_MAX)
 
     @field_validator("q")
@@ -651,8 +666,8 @@ def post_message(request: HttpRequest, number: CaseNumber, body: MessageIn) -> R
 # --- external links (the practice shares chosen files with an outside recipient) ----------
 class LinkIn(Schema):
     files: list[uuid.UUID] = Field(min_length=1, description="file ids of this case's attachments")
-    recipient_email: Text(254, 3)  # type: ignore[valid-type]
-    purpose: Text(500, 3)  # type: ignore[valid-type]
+    recipient_email: Text254Min3
+    purpose: Text500Min3
     expires_in_days: int = Field(7, ge=1, le=30)
     max_downloads: int = Field(5, ge=1, le=50)
 
