@@ -44,6 +44,7 @@ org_patterns = [
     path("cases/", case_views.case_list, name="case_list"),
     path("cases/new/", case_views.case_new, name="case_new"),
     path("cases/<str:number>/", case_views.case_detail, name="case_detail"),
+    path("cases/<str:number>/edit/", case_views.case_edit, name="case_edit"),
     path("cases/<str:number>/action/", case_views.case_action, name="case_action"),
     path("cases/<str:number>/files/", case_views.case_files, name="case_files"),
     path("cases/<str:number>/slip.pdf", case_slip.case_slip, name="case_slip"),

@@ -3,6 +3,7 @@ whichever door it came through (web page, REST API, SFTP). Notifications carry n
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -348,34 +349,72 @@ def attach_file(
     return attachment
 
 
-_DRAFT_FIELDS = frozenset({"lab", "due_date", "delivery", "ship_to", "notes"})
+_DRAFT_FIELDS = frozenset({"case_type", "lab", "doctor", "due_date", "delivery", "ship_to", "notes"})
 
 
-def update_draft(access: OrgAccess, case: Case, *, items: list[ItemInput] | None = None, **changes: Any) -> None:
-    """Change a draft's details (and replace its restorations when `items` is given)."""
+def _item_key(item: ItemInput | CaseItem) -> tuple[Any, ...]:
+    return (item.tooth, item.arch, item.restoration, item.material, item.shade, item.stump_shade)
+
+
+def update_draft(
+    access: OrgAccess,
+    case: Case,
+    *,
+    items: list[ItemInput] | None = None,
+    notation: str = "fdi",
+    **changes: Any,
+) -> list[str]:
+    """Change a draft's details (and replace its restorations when `items` is given).
+
+    Every field is checked before anything is written (errors keyed by field, like create_case).
+    Only what actually differs is saved and named in the audit event: field names, never values.
+    Returns those names (empty when nothing changed: then nothing is written or audited)."""
     access.require(Perm.CASES_EDIT)
     if case.practice_id != access.organization.pk or case.status != Status.DRAFT:
         raise ValidationError("Only a draft of your practice can be changed.")
     unknown = set(changes) - _DRAFT_FIELDS
     if unknown:
         raise ValueError(f"not draft fields: {sorted(unknown)}")
+    errors: dict[str, Any] = {}
     if "delivery" in changes and changes["delivery"] not in Delivery.values:
-        raise ValidationError("Choose shipping or local pickup.")
-    if items is not None:
-        items = _clean_items(items, case.case_type)
+        errors["delivery"] = "Choose shipping or local pickup."
+    errors.update(_check_parties(access, changes.get("lab"), changes.get("doctor")))
+    case_type = changes.get("case_type", case.case_type)
+    current = list(case.items.all())
+    cleaned: list[ItemInput] | None = None
+    if items is not None or case_type != case.case_type:
+        # A new case type must fit the restorations, the new ones or those already on the draft.
+        to_check = items
+        if to_check is None:
+            to_check = [ItemInput(i.restoration, i.tooth, i.arch, i.material, i.shade, i.stump_shade) for i in current]
+        try:
+            cleaned = _clean_items(to_check, case_type, notation)
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+    if errors:
+        raise ValidationError(errors)
     for name in ("ship_to", "notes"):
         if name in changes:
             changes[name] = changes[name].strip()
+    changed = sorted(name for name, value in changes.items() if getattr(case, name) != value)
+    items_changed = (
+        items is not None
+        and cleaned is not None
+        and Counter(map(_item_key, cleaned)) != Counter(map(_item_key, current))
+    )
+    fields = changed + (["items"] if items_changed else [])
+    if not fields:
+        return []
     with transaction.atomic():
-        for name, value in changes.items():
-            setattr(case, name, value)
-        if changes:
-            case.save(update_fields=sorted(changes))
-        if items is not None:
+        for name in changed:
+            setattr(case, name, changes[name])
+        if changed:
+            case.save(update_fields=changed)
+        if items_changed and cleaned is not None:
             case.items.all().delete()
-            _save_items(case, items)
-        changed = sorted(changes) + (["items"] if items is not None else [])
-        _audit("case.updated", access, case, fields=changed)
+            _save_items(case, cleaned)
+        _audit("case.updated", access, case, fields=fields)
+    return fields
 
 
 # --- the workflow -------------------------------------------------------------------------

@@ -61,3 +61,18 @@ class NewCaseForm(forms.Form):
     def clean_doctor(self) -> User | None:
         value = self.cleaned_data.get("doctor")
         return next((u for u in self.doctors if str(u.pk) == value), None)
+
+
+PATIENT_FIELDS = ("patient_name", "patient_dob", "chart_number")
+
+
+class DraftForm(NewCaseForm):
+    """The new-case form for changing a draft. The patient is shown but cannot be changed here
+    (cases.actions.update_draft keeps the patient): disabled fields keep their initial values
+    whatever is posted."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in PATIENT_FIELDS:
+            self.fields[name].disabled = True
+        self.fields["patient_dob"].help_text = ""

@@ -15,6 +15,7 @@ from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
@@ -23,7 +24,7 @@ from casebridge.access.policy import Forbidden, OrgAccess, case_for, readable_fi
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.cases import actions, queries, shades, teeth
-from casebridge.cases.forms import NewCaseForm
+from casebridge.cases.forms import DraftForm, NewCaseForm
 from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Material, Message, Restoration, Status
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.imaging.ingest import metadata_warning
@@ -365,6 +366,149 @@ def case_new(request: HttpRequest) -> HttpResponse:
         "cases/new.html",
         {
             "form": form,
+            "labs": labs,
+            "rows": rows,
+            "item_errors": item_errors,
+            "arch_values": arch_values,
+            "chart": _chart(notation, selected),
+            "show_primary": any(code >= 50 for code in selected),
+            "notation_label": {"universal": "Universal", "fdi": "FDI", "palmer": "Palmer"}.get(notation, notation),
+            "case_type": form["case_type"].value() or "",
+            "delivery": form["delivery"].value() or Delivery.SHIP,
+            "today": timezone.now().date(),
+            "nav": "cases",
+            **_choices_context(),
+        },
+    )
+
+
+# --- Editing a draft ------------------------------------------------------------------------
+ARCH_FIELDS = ("arch", "arch_restoration", "arch_material", "arch_shade")
+
+
+def _draft_initial(case: Case) -> dict[str, Any]:
+    return {
+        "patient_name": case.patient.name,
+        "patient_dob": case.patient.date_of_birth,
+        "chart_number": case.patient.chart_number,
+        "case_type": case.case_type,
+        "lab": str(case.lab_id) if case.lab_id else "",
+        "doctor": str(case.doctor_id) if case.doctor_id else "",
+        "due_date": case.due_date,
+        "delivery": case.delivery,
+        "ship_to": case.ship_to,
+        "notes": case.notes,
+    }
+
+
+def _draft_items(case: Case, notation: str) -> tuple[list[dict[str, Any]], dict[str, str], int]:
+    """The draft's restorations as the form shows them: tooth rows in chart order, or the arch
+    choice for arch case types; and how many restorations the form cannot show (made through the
+    API, e.g. two arch restorations), which saving the form would replace."""
+    template = TEMPLATES.get(case.case_type)
+    by_arch = template is not None and not template.needs_teeth
+    order = {code: i for i, code in enumerate(c for r in (*teeth.chart_rows(), *teeth.chart_rows(True)) for c in r)}
+    rows: list[dict[str, Any]] = []
+    arch_values = dict.fromkeys(ARCH_FIELDS, "")
+    hidden = 0
+    for item in case.items.all():
+        if by_arch and item.tooth is None and not arch_values["arch"]:
+            arch_values = dict(zip(ARCH_FIELDS, (item.arch, item.restoration, item.material, item.shade), strict=True))
+        elif not by_arch and item.tooth is not None:
+            rows.append(
+                {
+                    "fdi": item.tooth,
+                    "label": teeth.display(item.tooth, notation),
+                    "name": teeth.name(item.tooth),
+                    "restoration": item.restoration,
+                    "material": item.material,
+                    "shade": item.shade,
+                    "stump_shade": item.stump_shade,
+                }
+            )
+        else:
+            hidden += 1
+    rows.sort(key=lambda row: order.get(row["fdi"], len(order)))
+    return rows, arch_values, hidden
+
+
+@org_permission(Perm.CASES_EDIT)
+def case_edit(request: HttpRequest, number: str) -> HttpResponse:
+    """Change a draft of the practice: the new-case form filled in from the case, saved through
+    cases.actions.update_draft. The patient is shown read-only (a draft keeps its patient)."""
+    access = _access(request)
+    if access.organization.kind != OrgKind.PRACTICE:
+        raise PermissionDenied("drafts are edited by the practice that made them")
+    case = case_for(access, number)
+    if case.practice_id != access.organization.pk or case.status != Status.DRAFT:
+        messages.error(
+            request,
+            f"{case.number} was already sent to the lab ({case.get_status_display()}), so it can no longer be edited."
+            if case.practice_id == access.organization.pk
+            else "Only drafts of your practice can be edited.",
+        )
+        return redirect("case_detail", access.organization.slug, case.number)
+    notation = _notation(request)
+    labs = queries.connected_labs(access.organization)
+    doctors = queries.clinicians(access.organization)
+    initial = _draft_initial(case)
+    item_errors: list[str] = []
+    if request.method == "POST":
+        form = DraftForm(request.POST, labs=labs, doctors=doctors, initial=initial)
+        items, rows, item_errors = _items_from_post(request.POST, notation, request.POST.get("case_type", ""))
+        arch_values = {key: request.POST.get(key, "") for key in ARCH_FIELDS}
+        if form.is_valid() and not item_errors:
+            data = form.cleaned_data
+            try:
+                changed = actions.update_draft(
+                    access,
+                    case,
+                    items=items,
+                    notation=notation,
+                    case_type=data["case_type"],
+                    lab=data["lab"].lab,
+                    doctor=data["doctor"],
+                    due_date=data["due_date"],
+                    delivery=data["delivery"],
+                    ship_to=data["ship_to"],
+                    notes=data["notes"],
+                )
+            except ValidationError as exc:
+                if not hasattr(exc, "error_dict"):  # not a draft any more (sent meanwhile)
+                    for message in exc.messages:
+                        messages.error(request, message)
+                    return redirect("case_detail", access.organization.slug, case.number)
+                for field, errors in exc.message_dict.items():
+                    if field in form.fields:
+                        for error in errors:
+                            form.add_error(field, error)
+                    else:
+                        item_errors.extend(errors)
+            else:
+                messages.success(request, f"{case.number} was saved." if changed else "Nothing was changed.")
+                return redirect("case_detail", access.organization.slug, case.number)
+    else:
+        form = DraftForm(labs=labs, doctors=doctors, initial=initial)
+        rows, arch_values, hidden = _draft_items(case, notation)
+        if hidden:
+            messages.warning(
+                request,
+                f"{hidden} restoration(s) of this draft cannot be shown on this form; saving it replaces them "
+                "with the restorations shown here.",
+            )
+    selected = {row["fdi"] for row in rows}
+    detail_url = reverse("case_detail", args=[access.organization.slug, case.number])
+    return render(
+        request,
+        "cases/new.html",
+        {
+            "form": form,
+            "case": case,
+            "editing": True,
+            "page_title": f"Edit draft {case.number}",
+            "submit_label": "Save draft",
+            "form_action": reverse("case_edit", args=[access.organization.slug, case.number]),
+            "cancel_url": detail_url,
             "labs": labs,
             "rows": rows,
             "item_errors": item_errors,
