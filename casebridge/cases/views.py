@@ -26,6 +26,7 @@ from casebridge.audit.api import record
 from casebridge.cases import actions, queries, shades, teeth
 from casebridge.cases.forms import DraftForm, NewCaseForm
 from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Material, Message, Restoration, Status
+from casebridge.cases.slip import NOTATION_LABELS
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.imaging.ingest import metadata_warning
 from casebridge.orgs.models import OrgKind
@@ -303,6 +304,27 @@ def _choices_context() -> dict[str, Any]:
     }
 
 
+def _form_page_context(
+    form: Any, labs: Any, rows: Any, item_errors: Any, arch_values: Any, notation: str
+) -> dict[str, Any]:
+    """What the case form page needs besides the form: shared by new case and edit draft."""
+    selected = {row["fdi"] for row in rows}
+    return {
+        "labs": labs,
+        "rows": rows,
+        "item_errors": item_errors,
+        "arch_values": arch_values,
+        "chart": _chart(notation, selected),
+        "show_primary": any(code >= 50 for code in selected),
+        "notation_label": NOTATION_LABELS.get(notation, notation),
+        "case_type": form["case_type"].value() or "",
+        "delivery": form["delivery"].value() or Delivery.SHIP,
+        "today": timezone.now().date(),
+        "nav": "cases",
+        **_choices_context(),
+    }
+
+
 @org_permission(Perm.CASES_EDIT)
 def case_new(request: HttpRequest) -> HttpResponse:
     """Draft a case: patient, case type, lab, doctor, dates and the restorations per tooth."""
@@ -360,24 +382,12 @@ def case_new(request: HttpRequest) -> HttpResponse:
                 "lab": str(labs[0].lab.pk) if len(labs) == 1 and labs[0].can_receive else "",
             },
         )
-    selected = {row["fdi"] for row in rows}
     return render(
         request,
         "cases/new.html",
         {
             "form": form,
-            "labs": labs,
-            "rows": rows,
-            "item_errors": item_errors,
-            "arch_values": arch_values,
-            "chart": _chart(notation, selected),
-            "show_primary": any(code >= 50 for code in selected),
-            "notation_label": {"universal": "Universal", "fdi": "FDI", "palmer": "Palmer"}.get(notation, notation),
-            "case_type": form["case_type"].value() or "",
-            "delivery": form["delivery"].value() or Delivery.SHIP,
-            "today": timezone.now().date(),
-            "nav": "cases",
-            **_choices_context(),
+            **_form_page_context(form, labs, rows, item_errors, arch_values, notation),
         },
     )
 
@@ -496,7 +506,6 @@ def case_edit(request: HttpRequest, number: str) -> HttpResponse:
                 f"{hidden} restoration(s) of this draft cannot be shown on this form; saving it replaces them "
                 "with the restorations shown here.",
             )
-    selected = {row["fdi"] for row in rows}
     detail_url = reverse("case_detail", args=[access.organization.slug, case.number])
     return render(
         request,
@@ -509,18 +518,7 @@ def case_edit(request: HttpRequest, number: str) -> HttpResponse:
             "submit_label": "Save draft",
             "form_action": reverse("case_edit", args=[access.organization.slug, case.number]),
             "cancel_url": detail_url,
-            "labs": labs,
-            "rows": rows,
-            "item_errors": item_errors,
-            "arch_values": arch_values,
-            "chart": _chart(notation, selected),
-            "show_primary": any(code >= 50 for code in selected),
-            "notation_label": {"universal": "Universal", "fdi": "FDI", "palmer": "Palmer"}.get(notation, notation),
-            "case_type": form["case_type"].value() or "",
-            "delivery": form["delivery"].value() or Delivery.SHIP,
-            "today": timezone.now().date(),
-            "nav": "cases",
-            **_choices_context(),
+            **_form_page_context(form, labs, rows, item_errors, arch_values, notation),
         },
     )
 
