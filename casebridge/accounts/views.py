@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from casebridge.access.guards import SESSION_IDLE, public, signed_in, token_required
 from casebridge.access.policy import organizations_of, resolve, scoped_get
+from casebridge.access.requests import api_token_of
 from casebridge.accounts import actions
 from casebridge.accounts.forms import ApiTokenForm, PreferencesForm, SetPasswordForm
 from casebridge.accounts.mfa import has_second_factor
@@ -185,7 +186,8 @@ def session_keepalive(request: HttpRequest) -> JsonResponse:
 @token_required
 def api_me(request: HttpRequest) -> HttpResponse:
     """Who the bearer token acts as: the smallest useful call for integrations to test with."""
-    token: ApiToken = request.api_token  # type: ignore[attr-defined]
+    token = api_token_of(request)
+    assert token is not None  # token_required guarantees it
     access = resolve(token.principal, token.organization, token)
     if access is None:
         return problem(403, "Forbidden", "This token's owner no longer has access to its organization.")

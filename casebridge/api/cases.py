@@ -23,6 +23,7 @@ from pydantic import AfterValidator, StringConstraints, field_validator, model_v
 
 from casebridge.access import policy
 from casebridge.access.policy import OrgAccess, case_for, visible_cases
+from casebridge.access.requests import actor_of, api_token_of
 from casebridge.access.roles import Perm
 from casebridge.accounts.models import User
 from casebridge.audit.api import record, record_many
@@ -288,8 +289,8 @@ class CaseFilters(Schema):
 # --- who is asking ------------------------------------------------------------------------
 def caller_access(request: HttpRequest, perm: Perm = Perm.CASES_VIEW) -> OrgAccess:
     """The caller's access in the token's organization (or the session's), 403 without `perm`."""
-    actor = request.actor  # type: ignore[attr-defined]
-    token = getattr(request, "api_token", None)
+    actor = actor_of(request)
+    token = api_token_of(request)
     if token is not None:
         organization: Organization | None = token.organization
     else:

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 
 from casebridge.access import policy
+from casebridge.access.requests import actor_of, api_token_of
 from casebridge.api.auth import api_actor, problem
 from casebridge.audit.api import record
 from casebridge.cases.models import Attachment
@@ -17,7 +18,7 @@ from casebridge.vault.models import ObjectVersion, StoredObject
 
 
 def _file(request: HttpRequest, file_id: str) -> StoredObject | None:
-    return policy.readable_files(request.actor, getattr(request, "api_token", None)).filter(pk=file_id).first()  # type: ignore[attr-defined]
+    return policy.readable_files(actor_of(request), api_token_of(request)).filter(pk=file_id).first()
 
 
 @api_actor
@@ -40,7 +41,7 @@ def file_content(request: HttpRequest, file_id: str) -> HttpResponseBase:
         case = attachment.case if attachment is not None else None
         record(
             "file.downloaded",
-            actor=request.actor,  # type: ignore[attr-defined]
+            actor=actor_of(request),
             organization=stored.organization_id,
             target=stored,
             patient_ref=str(case.patient_id) if case is not None else "",
@@ -87,7 +88,7 @@ def file_detail(request: HttpRequest, file_id: str) -> HttpResponseBase:
 
 
 def _destroy(request: HttpRequest, file_id: str) -> HttpResponseBase:
-    stored = policy.destroyable_files(request.actor).filter(pk=file_id).first()  # type: ignore[attr-defined]
+    stored = policy.destroyable_files(actor_of(request)).filter(pk=file_id).first()
     if stored is None:
         if _file(request, file_id) is not None:
             return problem(403, "Forbidden", "Only the uploader or an administrator can destroy a file.")
@@ -98,14 +99,14 @@ def _destroy(request: HttpRequest, file_id: str) -> HttpResponseBase:
         reason = ""
     if len(reason.strip()) < 5:
         return problem(400, "Bad Request", 'Give a reason (JSON body {"reason": "..."}); it is kept in the audit log.')
-    vault.destroy_object(stored, actor=request.actor, reason=reason)  # type: ignore[attr-defined]
+    vault.destroy_object(stored, actor=actor_of(request), reason=reason)
     return HttpResponse(status=204)
 
 
 @api_actor
 def file_list(request: HttpRequest) -> HttpResponseBase:
     """The caller's own files, newest first, cursor-paginated (?before=<created_at ISO>)."""
-    files = policy.readable_files(request.actor, getattr(request, "api_token", None)).order_by("-created_at", "-pk")  # type: ignore[attr-defined]
+    files = policy.readable_files(actor_of(request), api_token_of(request)).order_by("-created_at", "-pk")
     before = request.GET.get("before")
     if before:
         files = files.filter(created_at__lt=before)

@@ -16,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from casebridge.access import policy
 from casebridge.access.guards import public
+from casebridge.access.requests import actor_of, api_token_of
 from casebridge.access.roles import Perm
 from casebridge.api.auth import answers_options, api_actor, problem
 from casebridge.orgs.models import Organization
@@ -98,7 +99,7 @@ def _content_length(request: HttpRequest) -> int:
 
 
 def _organization(request: HttpRequest, actor: Any, meta: dict[str, str]) -> Organization:
-    token = getattr(request, "api_token", None)
+    token = api_token_of(request)
     if token is not None:
         organization = token.organization
     else:
@@ -161,7 +162,7 @@ def upload_collection(request: HttpRequest) -> HttpResponseBase:
     bad = _check_version(request)
     if bad:
         return bad
-    actor = request.actor  # type: ignore[attr-defined]
+    actor = actor_of(request)
     try:
         if "Upload-Defer-Length" in request.headers:
             raise uploads.UploadError("Upload-Defer-Length is not supported: send Upload-Length.")
@@ -207,7 +208,7 @@ def upload_resource(request: HttpRequest, upload_id: str) -> HttpResponseBase:
     bad = _check_version(request)
     if bad and request.method != "HEAD":
         return bad
-    actor = request.actor  # type: ignore[attr-defined]
+    actor = actor_of(request)
     upload = uploads.owned_uploads(actor).filter(pk=upload_id).first()
     if upload is None:
         return _error(404, "no such upload")

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 
 from casebridge.access.guards import org_permission
+from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit import catalog
 from casebridge.audit.api import record
@@ -35,7 +36,7 @@ def _filtered(request: HttpRequest, org_id: Any) -> Any:
 
 @org_permission(Perm.AUDIT_VIEW)
 def audit_log(request: HttpRequest) -> HttpResponse:
-    access = request.org_access  # type: ignore[attr-defined]
+    access = org_access_of(request)
     events = _filtered(request, access.organization.pk)
     # Cursor pagination on the primary key: constant cost however deep the log is.
     before = request.GET.get("before", "")
@@ -73,7 +74,7 @@ class _Echo:
 
 @org_permission(Perm.AUDIT_VIEW)
 def audit_export(request: HttpRequest) -> StreamingHttpResponse:
-    access = request.org_access  # type: ignore[attr-defined]
+    access = org_access_of(request)
     events = _filtered(request, access.organization.pk).order_by("id")
     record(
         "audit.exported",

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET
 
 from casebridge.access.guards import org_permission
 from casebridge.access.policy import OrgAccess, case_for
+from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.cases import teeth
@@ -90,7 +91,7 @@ def case_slip(request: HttpRequest, number: str) -> HttpResponse:
     from casebridge.cases.slip_pdf import render_slip
 
     """Download the lab slip; printing is an audited disclosure of the patient reference."""
-    access: OrgAccess = request.org_access  # type: ignore[attr-defined]
+    access: OrgAccess = org_access_of(request)
     case = case_for(access, number)
     content = render_slip(case, notation=getattr(request.user, "tooth_notation", "universal"))
     record(

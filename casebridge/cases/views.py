@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from casebridge.access.guards import org_permission
 from casebridge.access.policy import Forbidden, OrgAccess, case_for, readable_files, scoped_get, visible_cases
+from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.cases import actions, queries, shades, teeth
@@ -38,7 +39,7 @@ OPEN = ~Q(status__in=[Status.COMPLETED, Status.CANCELLED]) & Q(archived_at__isnu
 
 
 def _access(request: HttpRequest) -> OrgAccess:
-    return request.org_access  # type: ignore[attr-defined]
+    return org_access_of(request)
 
 
 @org_permission(Perm.CASES_VIEW)

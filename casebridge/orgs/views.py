@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from casebridge.access.guards import org_permission, public, signed_in
 from casebridge.access.policy import OrgAccess, organizations_of, scoped_get
+from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm, Role
 from casebridge.accounts import actions as account_actions
 from casebridge.accounts.models import ServiceAccount
@@ -38,7 +39,7 @@ from casebridge.orgs.models import (
 
 
 def _access(request: HttpRequest) -> OrgAccess:
-    return request.org_access  # type: ignore[attr-defined]
+    return org_access_of(request)
 
 
 def _errors(request: HttpRequest, exc: ValidationError) -> None:

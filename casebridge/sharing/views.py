@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from casebridge.access.guards import org_permission
 from casebridge.access.policy import OrgAccess, case_for, scoped_get
+from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.cases.models import Case
@@ -35,7 +36,7 @@ LINK_STATES = {
 
 
 def _access(request: HttpRequest) -> OrgAccess:
-    return request.org_access  # type: ignore[attr-defined]
+    return org_access_of(request)
 
 
 def can_share(access: OrgAccess | None, case: Case) -> bool:

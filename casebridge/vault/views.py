@@ -9,6 +9,7 @@ from django.shortcuts import render
 
 from casebridge.access.guards import org_permission
 from casebridge.access.policy import OrgAccess
+from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.vault import filetypes
 from casebridge.vault.queries import recent_files
@@ -19,7 +20,7 @@ UPLOAD_CHUNK_BYTES = 8 << 20
 
 
 def _recent(request: HttpRequest) -> dict[str, object]:
-    access: OrgAccess = request.org_access  # type: ignore[attr-defined]
+    access: OrgAccess = org_access_of(request)
     return {"files": recent_files(access.actor, access.organization)}
 
 

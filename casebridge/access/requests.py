@@ -1,0 +1,28 @@
+"""Typed access to what the middleware and guards attach to a request (actor, token, org access)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.http import HttpRequest
+
+if TYPE_CHECKING:
+    from casebridge.access.policy import OrgAccess
+    from casebridge.accounts.models import ApiToken
+
+
+def actor_of(request: HttpRequest) -> Any:
+    """The signed-in person (after MFA), the token's user or service account, or None."""
+    return getattr(request, "actor", None)
+
+
+def api_token_of(request: HttpRequest) -> ApiToken | None:
+    return getattr(request, "api_token", None)
+
+
+def org_access_of(request: HttpRequest) -> OrgAccess:
+    """What the actor may do in the organization of this URL (set by access.guards.org_permission)."""
+    access = getattr(request, "org_access", None)
+    if access is None:
+        raise LookupError("org_access_of() outside an org_permission-guarded view")
+    return access
