@@ -1,0 +1,58 @@
+"""The upload body reader takes bytes straight from gunicorn's socket: exactly the body, what
+gunicorn already read ahead first, a pipelined next request left in place, a drop kept short."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from types import SimpleNamespace
+
+from gunicorn.http.body import Body, LengthReader
+from gunicorn.http.unreader import SocketUnreader
+
+from casebridge.api.uploads import _body, _gunicorn_socket_body
+
+
+def _request_over(data: bytes, length: int, read_ahead: bytes = b"", close: bool = True) -> tuple[object, object]:
+    server, client = socket.socketpair()
+
+    def send() -> None:
+        client.sendall(data)
+        if close:
+            client.close()
+
+    threading.Thread(target=send, daemon=True).start()
+    unreader = SocketUnreader(server)
+    if read_ahead:
+        unreader.unread(read_ahead)  # what gunicorn buffered while parsing the headers
+    body = Body(LengthReader(unreader, length))
+    return SimpleNamespace(META={"wsgi.input": body}, read=body.read), unreader
+
+
+def test_it_reads_exactly_the_body_taking_read_ahead_first() -> None:
+    payload = bytes(range(256)) * 12_000  # ~3 MiB, several 1 MiB pieces
+    head, rest = payload[:5000], payload[5000:]
+    request, _ = _request_over(rest, len(payload), read_ahead=head)
+    assert _gunicorn_socket_body(request, len(payload)) is not None  # the direct path is taken
+    assert b"".join(_body(request, len(payload))) == payload  # type: ignore[arg-type]
+
+
+def test_a_pipelined_next_request_stays_for_gunicorn() -> None:
+    payload, following = b"x" * 1000, b"GET /healthz HTTP/1.1\r\n\r\n"
+    request, unreader = _request_over(b"", len(payload), read_ahead=payload + following, close=False)
+    assert b"".join(_body(request, len(payload))) == payload  # type: ignore[arg-type]
+    assert unreader.take_buffered() == following  # type: ignore[attr-defined]
+
+
+def test_a_dropped_connection_keeps_what_arrived() -> None:
+    request, _ = _request_over(b"y" * 300_000, 1_000_000)
+    assert b"".join(_body(request, 1_000_000)) == b"y" * 300_000  # type: ignore[arg-type]
+
+
+def test_other_servers_use_the_plain_reader() -> None:
+    class Stream:
+        def read(self, size: int) -> bytes:
+            return b""
+
+    request = SimpleNamespace(META={"wsgi.input": Stream()})
+    assert _gunicorn_socket_body(request, 10) is None  # type: ignore[arg-type]
