@@ -38,18 +38,18 @@ READ = 1 * MiB
 def ours(source: Path, store: FileSystemStore, name: str, *, threaded: bool) -> str:
     key, aad = os.urandom(32), associated_data("00000000-0000-0000-0000-000000000000", 1)
     background = BackgroundHasher() if threaded else None
-    inline = None if threaded else hashlib.sha256()
+    inline = hashlib.sha256()
     with open(source, "rb", buffering=0) as src, store.open_writer(name) as sink:
         writer = EncryptingWriter(sink, key, aad)
         while chunk := src.read(READ):
             if background is not None:
                 background.update(chunk)
             else:
-                inline.update(chunk)  # type: ignore[union-attr]
+                inline.update(chunk)
             writer.write(chunk)
         writer.close()
     hasher = background.finish() if background is not None else inline
-    return str(hasher.hexdigest())  # type: ignore[union-attr]
+    return str(hasher.hexdigest())
 
 
 def fio(binary: str, target: Path, nbytes: int) -> tuple[float, float]:

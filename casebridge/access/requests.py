@@ -8,12 +8,22 @@ from django.http import HttpRequest
 
 if TYPE_CHECKING:
     from casebridge.access.policy import OrgAccess
-    from casebridge.accounts.models import ApiToken
+    from casebridge.accounts.models import ApiToken, User
 
 
 def actor_of(request: HttpRequest) -> Any:
     """The signed-in person (after MFA), the token's user or service account, or None."""
     return getattr(request, "actor", None)
+
+
+def user_of(request: HttpRequest) -> User:
+    """The signed-in person, in views the guards already limited to signed-in people."""
+    from casebridge.accounts.models import User
+
+    user = request.user
+    if not isinstance(user, User):
+        raise LookupError("user_of() outside a signed-in view")
+    return user
 
 
 def api_token_of(request: HttpRequest) -> ApiToken | None:

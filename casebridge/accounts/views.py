@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from casebridge.access.guards import SESSION_IDLE, public, signed_in, token_required
 from casebridge.access.policy import organizations_of, resolve, scoped_get
-from casebridge.access.requests import api_token_of
+from casebridge.access.requests import api_token_of, user_of
 from casebridge.accounts import actions
 from casebridge.accounts.forms import ApiTokenForm, PreferencesForm, SetPasswordForm
 from casebridge.accounts.mfa import has_second_factor
@@ -57,7 +57,7 @@ def mfa_required(request: HttpRequest) -> HttpResponse:
 
 
 def _user(request: HttpRequest) -> User:
-    return request.user  # type: ignore[return-value]
+    return user_of(request)
 
 
 @signed_in

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from casebridge.access.guards import org_permission
 from casebridge.access.policy import Forbidden, OrgAccess, case_for, readable_files, scoped_get, visible_cases
-from casebridge.access.requests import org_access_of
+from casebridge.access.requests import org_access_of, user_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.cases import actions, queries, shades, teeth
@@ -115,7 +115,7 @@ def case_detail(request: HttpRequest, number: str) -> HttpResponse:
     ]
     # What was new to this person is shown as such once, then it counts as read.
     unread_ids = set(case.messages.exclude(reads__user=request.user.pk).values_list("pk", flat=True))
-    actions.mark_read(request.user, case)  # type: ignore[arg-type]
+    actions.mark_read(user_of(request), case)
     lab_side = case.lab_id == access.organization.pk
     files = _files_context(access, case)
     names = {r["attachment"].pk: r["name"] for r in files["attachment_rows"]}

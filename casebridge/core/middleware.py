@@ -16,7 +16,6 @@ class RequestContextMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         ctx = context.from_request(request)
-        request.casebridge = ctx  # type: ignore[attr-defined]
         token = context.activate(ctx)
         try:
             response = self.get_response(request)

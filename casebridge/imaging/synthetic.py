@@ -101,7 +101,10 @@ def dicom_image(seed: str, *, size: int = 32, patient_name: str = "DEMO^PATIENT"
         for x in range(size):
             inside = (x - cx) ** 2 + (y - cy) ** 2 < radius**2
             pixels += struct.pack("<H", (1800 if inside else 200) + rng.randrange(60))
-    us = lambda v: struct.pack("<H", v)  # noqa: E731
+
+    def us(value: int) -> bytes:
+        return struct.pack("<H", value)
+
     dataset = b"".join(
         (
             _element(0x0008, 0x0016, "UI", CT_IMAGE_STORAGE.encode()),

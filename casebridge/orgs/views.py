@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from casebridge.access.guards import org_permission, public, signed_in
 from casebridge.access.policy import OrgAccess, organizations_of, scoped_get
-from casebridge.access.requests import org_access_of
+from casebridge.access.requests import org_access_of, user_of
 from casebridge.access.roles import Perm, Role
 from casebridge.accounts import actions as account_actions
 from casebridge.accounts.models import ServiceAccount
@@ -49,7 +49,7 @@ def _errors(request: HttpRequest, exc: ValidationError) -> None:
 
 @signed_in
 def home(request: HttpRequest) -> HttpResponse:
-    orgs = list(organizations_of(request.user))  # type: ignore[arg-type]
+    orgs = list(organizations_of(user_of(request)))
     current = request.session.get("current_org")
     for org in orgs:
         if org.slug == current:

@@ -16,11 +16,11 @@ register = template.Library()
 def case_sharing(context: template.Context, case: Case) -> dict[str, Any]:
     request = context["request"]
     access = getattr(request, "org_access", None)
-    if not can_share(access, case):
+    if access is None or not can_share(access, case):
         return {"allowed": False}
     return {
         "allowed": True,
         "csrf_token": context.get("csrf_token"),
-        "current_org": access.organization,  # type: ignore[union-attr]
+        "current_org": access.organization,
         **section_context(case),
     }
