@@ -4,7 +4,6 @@ expiration. The protocol lives here; the vault's upload service does the work.""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
@@ -57,6 +56,7 @@ def _error(status: int, detail: str) -> HttpResponseBase:
         423: "Locked",
         460: "Checksum Mismatch",
         503: "Service Unavailable",
+        507: "Insufficient Storage",
     }
     response = problem(status, titles.get(status, "Error"), detail)
     if status == 412:
@@ -81,28 +81,33 @@ def _metadata(header: str) -> dict[str, str]:
     return values
 
 
-def _body(request: HttpRequest, length: int) -> Iterator[bytes]:
+def body_reader(request: HttpRequest, length: int) -> uploads.Readinto:
+    """readinto() over a request body of `length` bytes: 0 at its end or when the client left."""
     direct = _gunicorn_socket_body(request, length)
     if direct is not None:
-        yield from direct
-        return
+        return direct
     remaining = length
-    while remaining > 0:
-        chunk = request.read(min(uploads.READ_CHUNK, remaining))
-        if not chunk:
-            return
+
+    def readinto(view: memoryview) -> int:
+        nonlocal remaining
+        if not remaining:
+            return 0
+        chunk = request.read(min(len(view), remaining))
+        view[: len(chunk)] = chunk
         remaining -= len(chunk)
-        yield chunk
+        return len(chunk)
+
+    return readinto
 
 
-def _gunicorn_socket_body(request: HttpRequest, length: int) -> Iterator[bytes] | None:
-    """Read a known-length body straight from gunicorn's socket into 1 MiB pieces.
+def _gunicorn_socket_body(request: HttpRequest, length: int) -> uploads.Readinto | None:
+    """Read a known-length body straight from gunicorn's socket into the caller's buffer.
 
     Over TLS every recv() returns one 16 KiB record; gunicorn's reader appends each to a BytesIO
-    and copies the result out again. Filling one reused buffer with recv_into() and copying once
-    per MiB is cheaper (docs/performance.md). Anything gunicorn already read ahead is taken first;
-    with another server, or a body someone already started reading, this returns None and
-    request.read() is used.
+    and copies the result out again. recv_into() the vault's segment buffer decrypts each record
+    where it will be hashed and encrypted: no copy at all (docs/performance.md). Anything gunicorn
+    already read ahead is taken first; with another server, or a body someone already started
+    reading, this returns None and request.read() is used.
     """
     from gunicorn.http.body import LengthReader
     from gunicorn.http.unreader import SocketUnreader
@@ -113,38 +118,34 @@ def _gunicorn_socket_body(request: HttpRequest, length: int) -> Iterator[bytes] 
     buffered = getattr(stream, "buf", None)
     if not isinstance(reader, LengthReader) or not isinstance(unreader, SocketUnreader) or buffered is None:
         return None
-    sock = unreader.sock
     if buffered.tell() or reader.length != length:
         return None
+    sock = unreader.sock
+    pending: memoryview | None = None  # what gunicorn read ahead, taken on the first read
+    remaining = length
 
-    def pieces() -> Iterator[bytes]:
-        remaining = length
-        ahead = unreader.take_buffered()
-        if len(ahead) > remaining:  # a pipelined next request: give it back
-            unreader.unread(ahead[remaining:])
-            ahead = ahead[:remaining]
-        if ahead:
-            remaining -= len(ahead)
-            reader.length -= len(ahead)
-            yield ahead
-        buffer = bytearray(uploads.READ_CHUNK)
-        view = memoryview(buffer)
-        while remaining:
-            want = min(len(buffer), remaining)
-            filled = 0
-            while filled < want:
-                got = sock.recv_into(view[filled:want])
-                if not got:
-                    break
-                filled += got
-            remaining -= filled
-            reader.length -= filled  # gunicorn must not wait for bytes we consumed
-            if filled:
-                yield bytes(view[:filled])
-            if filled < want:
-                return  # the client went away: keep what arrived
+    def readinto(view: memoryview) -> int:
+        nonlocal pending, remaining
+        if pending is None:
+            ahead = unreader.take_buffered()
+            if len(ahead) > length:  # a pipelined next request: give it back
+                unreader.unread(ahead[length:])
+                ahead = ahead[:length]
+            pending = memoryview(ahead)
+        want = min(len(view), remaining)
+        if not want:
+            return 0
+        if pending:
+            got = min(want, len(pending))
+            view[:got] = pending[:got]
+            pending = pending[got:]
+        else:
+            got = sock.recv_into(view, want)  # 0: the client went away, keep what arrived
+        remaining -= got
+        reader.length -= got  # gunicorn must not wait for bytes we consumed
+        return got
 
-    return pieces()
+    return readinto
 
 
 def _content_length(request: HttpRequest) -> int:
@@ -191,7 +192,7 @@ def _patch(
         upload,
         actor=actor,
         client_offset=client_offset,
-        body=_body(request, length),
+        body=body_reader(request, length),
         content_length=length,
         checksum=checksum,
     )
@@ -237,7 +238,7 @@ def upload_collection(request: HttpRequest) -> HttpResponseBase:
         location = reverse("tus_upload", args=[upload.pk])
         if request.content_type == OFFSET_CONTENT_TYPE or length == 0:
             if length == 0:
-                result = uploads.append(upload, actor=actor, client_offset=0, body=iter(()), content_length=0)
+                result = uploads.append(upload, actor=actor, client_offset=0, body=lambda view: 0, content_length=0)
                 response = _upload_headers(HttpResponse(status=201), result.upload)
             else:
                 response = _patch(request, upload, actor, status=201, offset=0)

@@ -6,7 +6,6 @@ access policy first and recorded by the caller's audit event.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -17,10 +16,11 @@ from django.utils import timezone
 
 from casebridge.accounts.models import ServiceAccount, User
 from casebridge.audit.api import record
-from casebridge.vault import filetypes, keystore
+from casebridge.vault import keystore
 from casebridge.vault.config import blob_store
-from casebridge.vault.crypto.streaming import EncryptingWriter, associated_data, decrypt_range
+from casebridge.vault.crypto.streaming import associated_data, decrypt_range
 from casebridge.vault.models import ObjectVersion, StoredObject
+from casebridge.vault.pipeline import ChunkReader, seal_to_blob
 
 
 class ObjectUnavailable(LookupError):
@@ -35,19 +35,9 @@ def put_stream(
     version_no = stored_object.current_version + 1 if stored_object else 1
     dek, wrapped, org_key_version = keystore.new_dek(organization.pk, object_id, version_no)
     blob_name = f"objects/{object_id}/v{version_no}-{secrets.token_hex(6)}"
-    hasher = hashlib.sha256()
-    prefix = bytearray()
-    with blob_store().open_writer(blob_name) as sink:
-        writer = EncryptingWriter(sink, dek, associated_data(object_id, version_no))
-        for chunk in chunks:
-            if len(prefix) < filetypes.SNIFF_BYTES:
-                prefix += chunk[: filetypes.SNIFF_BYTES - len(prefix)]
-            hasher.update(chunk)
-            writer.write(chunk)
-        writer.close()
-        if writer.plaintext_size != length:
-            raise ValueError(f"expected {length} bytes, got {writer.plaintext_size}")
-        kind = filetypes.detect(bytes(prefix), length)
+    source = ChunkReader(chunks).readinto
+    sealed = seal_to_blob(blob_store(), blob_name, dek, associated_data(object_id, version_no), source, length)
+    kind = sealed.file_type
     with transaction.atomic():
         if stored_object is None:
             stored_object = StoredObject.objects.create(
@@ -67,8 +57,8 @@ def put_stream(
             stored_object=stored_object,
             version=version_no,
             size=length,
-            ciphertext_size=writer.ciphertext_size,
-            sha256=hasher.hexdigest(),
+            ciphertext_size=sealed.ciphertext_size,
+            sha256=sealed.sha256,
             blob_name=blob_name,
             org_key_version=org_key_version,
             wrapped_dek=wrapped,

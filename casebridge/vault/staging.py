@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import fcntl
 import os
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from casebridge.vault.backends import BlobStore
-from casebridge.vault.backends.filesystem import FileSystemStore
+from casebridge.vault.backends.filesystem import FileSystemStore, Writeback, preallocate
+from casebridge.vault.pipeline import WriteBehind
 
 PART_PREFIX = "staging"
-WRITE_BEHIND = 4  # chunks queued for the writer thread (1 MiB segments: a few MiB in flight)
 
 
 class StagingConflict(RuntimeError):
@@ -36,6 +34,14 @@ class FileStaging:
 
     def _path(self, upload_id: str) -> Path:
         return self.root / upload_id
+
+    def reserve(self, upload_id: str, size: int) -> None:
+        """Allocate the disk space the finished blob will take (see backends.filesystem.preallocate)."""
+        fd = os.open(self._path(upload_id), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            preallocate(fd, size)
+        finally:
+            os.close(fd)
 
     def append(
         self,
@@ -58,13 +64,25 @@ class FileStaging:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise StagingConflict(upload_id) from None
-            os.ftruncate(fd, at)
-            writer = _WriteBehind(fd, at, release)
+            if os.fstat(fd).st_size > at:  # cut what a crashed request wrote past the committed end
+                os.ftruncate(fd, at)
+            position = at
+            writeback = Writeback(fd, at)
+
+            def pwrite(view: memoryview) -> None:
+                nonlocal position
+                while view:
+                    written = os.pwrite(fd, view, position)
+                    position += written
+                    view = view[written:]
+                writeback.advance(position)
+
+            writer = WriteBehind(pwrite, release)
             try:
                 for chunk in chunks:
                     writer.put(chunk)
             finally:
-                position = writer.close()
+                writer.close()
             os.fsync(fd)
             return position
         finally:
@@ -90,52 +108,6 @@ class FileStaging:
 
     def discard(self, upload_id: str, parts: list[list[int]] | None = None) -> None:
         self._path(upload_id).unlink(missing_ok=True)
-
-
-class _WriteBehind:
-    """pwrite()s queued chunks in order from its own thread (os.pwrite releases the GIL)."""
-
-    _STOP: Any = object()
-
-    def __init__(self, fd: int, position: int, release: Callable[[Any], object] | None = None) -> None:
-        self.fd = fd
-        self.position = position
-        self.release = release
-        self.error: BaseException | None = None
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=WRITE_BEHIND)
-        self._thread = threading.Thread(target=self._run, name="staging-write", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            chunk = self._queue.get()
-            if chunk is self._STOP:
-                return
-            try:
-                # After an error keep draining (and releasing) so the producer never blocks.
-                view = memoryview(chunk) if self.error is None else memoryview(b"")
-                while view:
-                    written = os.pwrite(self.fd, view, self.position)
-                    self.position += written
-                    view = view[written:]
-            except BaseException as exc:  # surfaced to the producer by put() and close()
-                self.error = exc
-            finally:
-                if self.release is not None:
-                    self.release(chunk)
-
-    def put(self, chunk: bytes | memoryview) -> None:
-        if self.error is not None:
-            raise self.error
-        self._queue.put(chunk)
-
-    def close(self) -> int:
-        """Wait until everything queued is written; returns the end position."""
-        self._queue.put(self._STOP)
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.position
 
 
 class BlobPartStaging:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import queue
 import secrets
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -34,6 +32,7 @@ from casebridge.accounts.models import ServiceAccount, User
 from casebridge.audit.api import record
 from casebridge.audit.models import Outcome
 from casebridge.vault import filetypes, hashing, keystore
+from casebridge.vault.backends import StorageError
 from casebridge.vault.config import blob_store
 from casebridge.vault.crypto.streaming import (
     DEFAULT_LAYOUT,
@@ -45,14 +44,13 @@ from casebridge.vault.crypto.streaming import (
     new_stream,
     open_stream,
 )
-from casebridge.vault.hashing import BackgroundHasher
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
+from casebridge.vault.pipeline import Readinto, SealingPipeline
 from casebridge.vault.scanning import ScannerUnavailable
-from casebridge.vault.staging import WRITE_BEHIND, BlobPartStaging, FileStaging, StagingConflict
+from casebridge.vault.staging import BlobPartStaging, FileStaging, StagingConflict
 
 LEASE_SECONDS = 120
 LEASE_RENEW_BYTES = 256 << 20
-READ_CHUNK = 1 << 20
 LAYOUT = DEFAULT_LAYOUT
 
 
@@ -165,6 +163,11 @@ def create_upload(*, organization: Any, actor: Any, length: int, stored_object: 
         )
         staging = _staging()
         if isinstance(staging, FileStaging):
+            try:
+                staging.reserve(str(upload.pk), LAYOUT.ciphertext_size(length))
+            except StorageError:
+                staging.discard(str(upload.pk))
+                raise UploadError("The server has no room for a file this large right now; try later.", 507) from None
             staging.append(str(upload.pk), 0, [header])
         else:
             staging.append_part(str(upload.pk), 0, [header])
@@ -223,7 +226,7 @@ def append(
     *,
     actor: Any,
     client_offset: int,
-    body: Iterable[bytes],
+    body: Readinto,
     content_length: int,
     checksum: tuple[str, bytes] | None = None,
 ) -> AppendResult:
@@ -238,7 +241,7 @@ def append(
         raise UploadError("Only sha256 checksums are supported.", 400)
     token = _take_lease(upload, client_offset)
     try:
-        return _append_leased(upload, token, actor, client_offset, body, checksum)
+        return _append_leased(upload, token, actor, client_offset, body, content_length, checksum)
     finally:
         Upload.objects.filter(pk=upload.pk, lease_token=token).update(lease_until=None, lease_token="")
 
@@ -248,138 +251,95 @@ def _append_leased(
     token: str,
     actor: Any,
     client_offset: int,
-    body: Iterable[bytes],
+    body: Readinto,
+    content_length: int,
     checksum: tuple[str, bytes] | None,
 ) -> AppendResult:
     dek = keystore.upload_dek(upload)
     cipher = open_stream(dek, associated_data(upload.object_id, upload.object_version), bytes(upload.header))
     tail = _open_tail(dek, upload)
     hasher = hashing.recall(str(upload.pk), client_offset) or _rebuild_hasher(upload, dek, cipher, tail)
-    background = BackgroundHasher(hasher)
-    chunk_hasher = hashlib.sha256() if checksum else None
-    last_index = LAYOUT.segment_count(upload.length) - 1
-    state: dict[str, Any] = {
-        "index": _segments_staged(upload.ciphertext_offset),
-        "offset": client_offset,
-        "interrupted": False,
-        "file_type": upload.file_type,
-        "final": b"",
-    }
-    segment = bytearray(LAYOUT.plaintext_segment_size)
-    segment[: len(tail)] = tail
-    filled = len(tail)
-    out = bytearray(SEGMENT_SIZE)
+    body_hasher = hashlib.sha256() if checksum else None
+    file_type = upload.file_type
     renew_at = client_offset + LEASE_RENEW_BYTES
 
-    def detect(prefix: bytes) -> None:
-        if not state["file_type"]:
-            state["file_type"] = filetypes.detect(prefix, upload.length).name
+    def detect(prefix: memoryview) -> None:
+        nonlocal file_type
+        if not file_type:
+            file_type = filetypes.detect(bytes(prefix[: filetypes.SNIFF_BYTES]), upload.length).name
 
-    def ciphertext() -> Iterator[memoryview]:
-        nonlocal filled, renew_at
-        body_iter = iter(body)
-        while True:
-            try:
-                chunk = next(body_iter)
-            except StopIteration:
-                break
-            except OSError:  # the client went away: keep what arrived
-                state["interrupted"] = True
-                break
-            if not chunk:
-                break
-            background.update(chunk)
-            if chunk_hasher is not None:
-                chunk_hasher.update(chunk)
-            state["offset"] += len(chunk)
-            view = memoryview(chunk)
-            while view:
-                capacity = _capacity(state["index"])
-                take = min(capacity - filled, len(view))
-                segment[filled : filled + take] = view[:take]
-                filled += take
-                view = view[take:]
-                if filled == capacity and state["index"] != last_index:
-                    if state["index"] == 0:
-                        detect(bytes(segment[: filetypes.SNIFF_BYTES]))
-                    # File staging writes from its own thread and hands each buffer back once
-                    # written (a fixed pool: memory stays flat); other stagings consume each chunk
-                    # before asking for the next, so one buffer does.
-                    buffer = pool.get() if pool is not None else out
-                    sealed = memoryview(buffer)[: capacity + TAG_SIZE]
-                    written = cipher.encrypt_into(state["index"], False, memoryview(segment)[:capacity], sealed)
-                    yield sealed[:written]
-                    state["index"] += 1
-                    filled = 0
-            if state["offset"] >= renew_at:
-                renew_at += LEASE_RENEW_BYTES
-                Upload.objects.filter(pk=upload.pk, lease_token=token).update(
-                    lease_until=timezone.now() + timedelta(seconds=LEASE_SECONDS)
-                )
+    def read(view: memoryview) -> int:
+        nonlocal renew_at
+        got = body(view)
+        if client_offset + pipeline.received + got >= renew_at:  # a long request keeps its lease
+            renew_at += LEASE_RENEW_BYTES
+            Upload.objects.filter(pk=upload.pk, lease_token=token).update(
+                lease_until=timezone.now() + timedelta(seconds=LEASE_SECONDS)
+            )
+        return got
 
     staging = _staging()
     uid = str(upload.pk)
-    pool: queue.SimpleQueue[bytearray] | None = None
-    if isinstance(staging, FileStaging):
-        pool = queue.SimpleQueue()
-        for _ in range(WRITE_BEHIND + 2):
-            pool.put(bytearray(SEGMENT_SIZE))
-    try:
-        if isinstance(staging, FileStaging):
-            assert pool is not None
-            new_ct_offset = staging.append(
-                uid, upload.ciphertext_offset, ciphertext(), release=lambda chunk: pool.put(chunk.obj)
-            )
-            parts = upload.staged_parts
-        else:
-            new_ct_offset = staging.append_part(uid, upload.ciphertext_offset, ciphertext())
-            parts = [p for p in upload.staged_parts if p[0] < upload.ciphertext_offset]
-            if new_ct_offset > upload.ciphertext_offset:
-                parts.append([upload.ciphertext_offset, new_ct_offset - upload.ciphertext_offset])
-    except StagingConflict:
-        background.finish()
-        raise UploadError("Another request is writing to this upload; retry shortly.", 423) from None
-    except filetypes.UnsupportedFileType as exc:
-        background.finish()
-        terminate(upload, actor=actor, reason="unsupported type", outcome=Outcome.DENIED)
-        raise UploadError(str(exc), 415) from None
-    hasher = background.finish()
-    offset = state["offset"]
-
-    # tus checksum extension: a mismatching (or incomplete) body is discarded whole.
-    if checksum is not None and (state["interrupted"] or chunk_hasher is None or chunk_hasher.digest() != checksum[1]):
-        raise UploadError("The body does not match its Upload-Checksum; it was discarded.", 460)
-
-    complete = offset == upload.length
-    if not state["file_type"] and (complete or offset >= filetypes.SNIFF_BYTES):
+    with SealingPipeline(
+        cipher,
+        index=_segments_staged(upload.ciphertext_offset),
+        last_index=LAYOUT.segment_count(upload.length) - 1,
+        hashers=[hasher, body_hasher] if body_hasher else [hasher],
+        tail=tail,
+        inspect_first=detect,
+    ) as pipeline:
         try:
-            detect(bytes(segment[: min(filled, filetypes.SNIFF_BYTES)]))
+            if isinstance(staging, FileStaging):
+                # The staging's writer thread hands each buffer back once written.
+                chunks = pipeline.seal(read, content_length)
+                new_ct_offset = staging.append(uid, upload.ciphertext_offset, chunks, release=pipeline.release)
+                parts = upload.staged_parts
+            else:
+                chunks = pipeline.seal(read, content_length, release_on_resume=True)
+                new_ct_offset = staging.append_part(uid, upload.ciphertext_offset, chunks)
+                parts = [p for p in upload.staged_parts if p[0] < upload.ciphertext_offset]
+                if new_ct_offset > upload.ciphertext_offset:
+                    parts.append([upload.ciphertext_offset, new_ct_offset - upload.ciphertext_offset])
+        except StagingConflict:
+            raise UploadError("Another request is writing to this upload; retry shortly.", 423) from None
         except filetypes.UnsupportedFileType as exc:
             terminate(upload, actor=actor, reason="unsupported type", outcome=Outcome.DENIED)
             raise UploadError(str(exc), 415) from None
+        pipeline.finish()
+        offset = client_offset + pipeline.received
+        interrupted = pipeline.interrupted
 
-    if complete:
-        written = cipher.encrypt_into(
-            state["index"], True, memoryview(segment)[:filled], memoryview(out)[: filled + TAG_SIZE]
-        )
-        final = bytes(out[:written])
-        version = _finish(upload, token, actor, staging, parts, new_ct_offset, final, hasher, state["file_type"])
-        return AppendResult(upload, completed=version, interrupted=state["interrupted"])
+        # tus checksum extension: a mismatching (or incomplete) body is discarded whole.
+        if checksum is not None and (interrupted or body_hasher is None or body_hasher.digest() != checksum[1]):
+            raise UploadError("The body does not match its Upload-Checksum; it was discarded.", 460)
 
-    new_tail = _seal_tail(dek, upload.pk, offset, memoryview(segment)[:filled])
+        complete = offset == upload.length
+        if not file_type and (complete or offset >= filetypes.SNIFF_BYTES):
+            try:
+                detect(pipeline.partial)
+            except filetypes.UnsupportedFileType as exc:
+                terminate(upload, actor=actor, reason="unsupported type", outcome=Outcome.DENIED)
+                raise UploadError(str(exc), 415) from None
+
+        if complete:
+            final = bytes(pipeline.seal_last())
+            version = _finish(upload, token, actor, staging, parts, new_ct_offset, final, hasher, file_type)
+            return AppendResult(upload, completed=version, interrupted=interrupted)
+        new_tail = _seal_tail(dek, upload.pk, offset, pipeline.partial)
+
     updated = Upload.objects.filter(pk=upload.pk, lease_token=token).update(
         offset=offset,
         ciphertext_offset=new_ct_offset,
         tail=new_tail,
         staged_parts=parts,
-        file_type=state["file_type"],
+        file_type=file_type,
         expires_at=timezone.now() + timedelta(seconds=settings.VAULT_UPLOAD_EXPIRY_SECONDS),
     )
     if not updated:
         raise UploadError("The upload changed underneath this request; check its offset and retry.", 409)
     hashing.remember(uid, offset, hasher)
     upload.refresh_from_db()
-    return AppendResult(upload, interrupted=state["interrupted"])
+    return AppendResult(upload, interrupted=interrupted)
 
 
 def _finish(

@@ -10,7 +10,17 @@ from types import SimpleNamespace
 from gunicorn.http.body import Body, LengthReader
 from gunicorn.http.unreader import SocketUnreader
 
-from casebridge.api.uploads import _body, _gunicorn_socket_body
+from casebridge.api.uploads import _gunicorn_socket_body, body_reader
+
+
+def _drain(request: object, length: int) -> bytes:
+    """Everything the body reader gives, read in odd-sized pieces as the pipeline's buffers would."""
+    readinto = body_reader(request, length)  # type: ignore[arg-type]
+    buffer = bytearray(700_001)
+    out = bytearray()
+    while got := readinto(memoryview(buffer)):
+        out += buffer[:got]
+    return bytes(out)
 
 
 def _request_over(data: bytes, length: int, read_ahead: bytes = b"", close: bool = True) -> tuple[object, object]:
@@ -37,19 +47,19 @@ def test_it_reads_exactly_the_body_taking_read_ahead_first() -> None:
     head, rest = payload[:5000], payload[5000:]
     request, _ = _request_over(rest, len(payload), read_ahead=head)
     assert _gunicorn_socket_body(request, len(payload)) is not None  # the direct path is taken
-    assert b"".join(_body(request, len(payload))) == payload  # type: ignore[arg-type]
+    assert _drain(request, len(payload)) == payload
 
 
 def test_a_pipelined_next_request_stays_for_gunicorn() -> None:
     payload, following = b"x" * 1000, b"GET /healthz HTTP/1.1\r\n\r\n"
     request, unreader = _request_over(b"", len(payload), read_ahead=payload + following, close=False)
-    assert b"".join(_body(request, len(payload))) == payload  # type: ignore[arg-type]
+    assert _drain(request, len(payload)) == payload
     assert unreader.take_buffered() == following  # type: ignore[attr-defined]
 
 
 def test_a_dropped_connection_keeps_what_arrived() -> None:
     request, _ = _request_over(b"y" * 300_000, 1_000_000)
-    assert b"".join(_body(request, 1_000_000)) == b"y" * 300_000  # type: ignore[arg-type]
+    assert _drain(request, 1_000_000) == b"y" * 300_000
 
 
 def test_other_servers_use_the_plain_reader() -> None:

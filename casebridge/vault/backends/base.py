@@ -56,7 +56,8 @@ class BlobStore(ABC):
     """Where ciphertext lives. Blobs are immutable: a new version is a new name."""
 
     @abstractmethod
-    def open_writer(self, name: str) -> BlobWriter: ...
+    def open_writer(self, name: str, size_hint: int = 0) -> BlobWriter:
+        """A writer for a new blob; `size_hint` (when known) lets the store reserve space up front."""
 
     def put(self, name: str, chunks: Iterable[bytes | bytearray | memoryview]) -> int:
         """Store a stream of chunks under `name`, visible only once complete; returns the size."""

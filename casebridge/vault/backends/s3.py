@@ -56,7 +56,7 @@ class S3Store(BlobStore):
     def key_for(self, name: str) -> str:
         return self.prefix + check_name(name)
 
-    def open_writer(self, name: str) -> BlobWriter:
+    def open_writer(self, name: str, size_hint: int = 0) -> BlobWriter:
         return _MultipartWriter(self, self.key_for(name))
 
     def read_range(self, name: str, start: int, end: int) -> bytes:
