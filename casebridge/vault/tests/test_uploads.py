@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import ctypes
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -17,6 +19,7 @@ from casebridge.audit.models import Event
 from casebridge.core.testing import Personas
 from casebridge.vault import api as vault
 from casebridge.vault import hashing
+from casebridge.vault.backends import filesystem
 from casebridge.vault.crypto.streaming import CiphertextIntegrityError
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
 from casebridge.vault.tests.conftest import MARKER, MARKER_SIGNATURE, Clamd
@@ -177,6 +180,20 @@ def test_oversized_uploads_are_refused_up_front(api: Client, settings) -> None: 
     settings.VAULT_MAX_UPLOAD_BYTES = 1000
     response = api.post(reverse("tus_collection"), HTTP_UPLOAD_LENGTH="1001")
     assert response.status_code == 413 and not Upload.objects.exists()
+
+
+def test_a_disk_without_room_for_the_upload_refuses_it_at_creation(
+    api: Client, vault_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_space(fd: int, mode: int, offset: int, length: int) -> int:
+        ctypes.set_errno(errno.ENOSPC)
+        return -1
+
+    monkeypatch.setattr(filesystem, "_fallocate", no_space)
+    response = api.post(reverse("tus_collection"), HTTP_UPLOAD_LENGTH=str(3 * MiB))
+    assert response.status_code == 507 and "no room" in response.json()["detail"]
+    assert not Upload.objects.exists()
+    assert list((vault_home / "blobs" / ".staging").iterdir()) == []
 
 
 def test_more_data_than_declared_is_refused(api: Client) -> None:
