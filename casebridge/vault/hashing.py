@@ -1,8 +1,8 @@
 """SHA-256 of upload plaintext carried across requests (the pipeline computes it in its own thread).
 
-hashlib state cannot be stored, so each process remembers
-the hasher of the uploads it served; an upload resumed on another process (or after a restart)
-rebuilds it once by decrypting what was already staged.
+hashlib state cannot be stored, so each process remembers the hasher of the uploads it served; an
+upload resumed on another process (or after a restart) rebuilds it once by decrypting what was
+already staged.
 """
 
 from __future__ import annotations

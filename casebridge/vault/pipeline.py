@@ -108,16 +108,12 @@ class SealingPipeline:
         self.received = 0  # new plaintext bytes read from the source
         self.interrupted = False  # the source raised OSError (a dropped connection)
         self._current = self._acquire(index)
-        if len(tail) > self._capacity(index):
+        if len(tail) > self._layout.plaintext_capacity(index):
             raise ValueError("the tail is longer than its segment")
         self._current.buffer[self._current.start : self._current.start + len(tail)] = tail
         self._current.filled = self._current.hash_from = len(tail)
 
     # -- buffers ----------------------------------------------------------------------------
-    def _capacity(self, index: int) -> int:
-        layout = self._layout
-        return layout.first_plaintext_size if index == 0 else layout.plaintext_segment_size
-
     def _acquire(self, index: int) -> _Segment:
         try:
             segment = self._free.get_nowait()
@@ -133,6 +129,11 @@ class SealingPipeline:
         segment.filled = segment.hash_from = 0
         segment.hashed.clear()
         return segment
+
+    @property
+    def buffer_count(self) -> int:
+        """Segment buffers allocated so far (never more than MAX_BUFFERS)."""
+        return len(self._buffers)
 
     def release(self, chunk: object) -> None:
         """Give a yielded ciphertext chunk's buffer back (from any thread) once it is written.
@@ -178,7 +179,7 @@ class SealingPipeline:
         """
         while True:
             segment = self._current
-            capacity = self._capacity(segment.index)
+            capacity = self._layout.plaintext_capacity(segment.index)
             if segment.filled == capacity and segment.index != self._last_index:
                 if segment.index == 0 and self._inspect_first is not None:
                     self._inspect_first(segment.plaintext())

@@ -122,10 +122,6 @@ def _open_tail(dek: bytes, upload: Upload) -> bytes:
 
 
 # --- layout arithmetic --------------------------------------------------------------------
-def _capacity(index: int) -> int:
-    return LAYOUT.first_plaintext_size if index == 0 else LAYOUT.plaintext_segment_size
-
-
 def _segments_staged(ciphertext_offset: int) -> int:
     # The header and segment 0 fill exactly one segment size, every later segment another.
     return ciphertext_offset // SEGMENT_SIZE

@@ -17,21 +17,21 @@ _FALLOC_FL_KEEP_SIZE = 0x01
 _SYNC_FILE_RANGE_WRITE = 0x02
 
 
-def _libc(name: str) -> Any:
+def _libc(name: str, *argtypes: Any) -> Any:
     """A Linux system call Python does not wrap, from libc; None elsewhere (nothing to gain)."""
     try:
         function = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    if name == "fallocate":
-        function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    function.argtypes = list(argtypes)
     function.restype = ctypes.c_int
     return function
 
 
-_fallocate = _libc("fallocate")
-_sync_file_range = _libc("sync_file_range")
+# int fallocate(int fd, int mode, off_t offset, off_t len)
+_fallocate = _libc("fallocate", ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+# int sync_file_range(int fd, off64_t offset, off64_t nbytes, unsigned int flags)
+_sync_file_range = _libc("sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
 WRITEBACK_WINDOW = 8 << 20
 
 

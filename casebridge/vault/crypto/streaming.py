@@ -85,6 +85,10 @@ class Layout:
     def plaintext_segment_size(self) -> int:
         return self.segment_size - TAG_SIZE
 
+    def plaintext_capacity(self, index: int) -> int:
+        """Plaintext bytes segment `index` holds when full (the first shares its room with the header)."""
+        return self.first_plaintext_size if index == 0 else self.plaintext_segment_size
+
     def segment_count(self, plaintext_size: int) -> int:
         if plaintext_size <= self.first_plaintext_size:
             return 1
@@ -214,9 +218,6 @@ class EncryptingWriter:
         self.ciphertext_size = 0
         self._emit(header)
 
-    def _capacity(self) -> int:
-        return self._layout.first_plaintext_size if self._index == 0 else self._layout.plaintext_segment_size
-
     def _emit(self, data: bytes | memoryview) -> None:
         self._sink.write(memoryview(data))
         self.ciphertext_size += len(data)
@@ -234,7 +235,7 @@ class EncryptingWriter:
         total = len(view)
         self.plaintext_size += total
         while view:
-            capacity = self._capacity()
+            capacity = self._layout.plaintext_capacity(self._index)
             if self._pending == capacity:
                 # More plaintext follows, so the buffered segment is not the last one.
                 self._seal(memoryview(self._plain)[:capacity], last=False)

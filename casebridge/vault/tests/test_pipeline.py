@@ -25,17 +25,12 @@ from casebridge.vault.crypto.streaming import (
     new_stream,
 )
 from casebridge.vault.pipeline import ChunkReader, SealingPipeline, seal_to_blob
+from casebridge.vault.tests.samples import binary_stl
 
 KEY = bytes(range(32))
 AAD = associated_data("00000000-0000-0000-0000-0000000000aa", 1)
 FIRST = DEFAULT_LAYOUT.first_plaintext_size
 FULL = DEFAULT_LAYOUT.plaintext_segment_size
-
-
-def _stl(size: int) -> bytes:
-    """A binary STL of exactly `size` bytes (size = 84 + 50 n), so the vault accepts it."""
-    body = os.urandom(size - 84)
-    return b"pipeline test".ljust(80, b" ") + ((size - 84) // 50).to_bytes(4, "little") + body
 
 
 def _odd_reads(data: bytes, piece: int = 70_001) -> pipeline.Readinto:
@@ -136,14 +131,14 @@ def test_memory_is_a_few_buffers_however_large_the_content_and_slow_the_writer()
         for chunk in p.seal(_odd_reads(data, 1 << 20), len(data)):
             writer.put(chunk)
         writer.close()
-        assert len(p._buffers) <= pipeline.MAX_BUFFERS
+        assert p.buffer_count <= pipeline.MAX_BUFFERS
     # Every segment but the last (held back for seal_last) went through the writer.
     assert sum(written) == DEFAULT_LAYOUT.ciphertext_size(len(data)) - HEADER_SIZE - (FULL + 16)
 
 
 def test_seal_to_blob_stores_a_durable_blob_with_hash_and_type(tmp_path: Path) -> None:
     store = FileSystemStore(tmp_path)
-    data = _stl(84 + 50 * 60_000)  # ~3 MiB
+    data = binary_stl(84 + 50 * 60_000)  # ~3 MiB
     sealed = seal_to_blob(store, "objects/a", KEY, AAD, ChunkReader([data[:1000], data[1000:]]).readinto, len(data))
     assert sealed.sha256 == hashlib.sha256(data).hexdigest() and sealed.file_type.name == "stl"
     assert store.size("objects/a") == sealed.ciphertext_size == DEFAULT_LAYOUT.ciphertext_size(len(data))
@@ -154,7 +149,7 @@ def test_seal_to_blob_stores_a_durable_blob_with_hash_and_type(tmp_path: Path) -
 @pytest.mark.parametrize("given", ["short", "long", "refused"])
 def test_seal_to_blob_leaves_nothing_behind_when_the_content_is_wrong(tmp_path: Path, given: str) -> None:
     store = FileSystemStore(tmp_path)
-    data = _stl(84 + 50 * 30_000)
+    data = binary_stl(84 + 50 * 30_000)
     content = {"short": data[:-1], "long": data + b"x", "refused": os.urandom(len(data))}[given]
     with pytest.raises((ValueError, filetypes.UnsupportedFileType)):
         seal_to_blob(store, "objects/b", KEY, AAD, ChunkReader([content]).readinto, len(data))
