@@ -237,8 +237,18 @@ class Server:
         return f"https://127.0.0.1:{self.port}"
 
     def workers(self) -> list[int]:
-        """The gunicorn worker pids: children of the master (itself the serve process)."""
-        return children(self.proc.pid)
+        """The application's gunicorn workers: children of the master (the serve process)."""
+        return [pid for pid in children(self.proc.pid) if not _is_transfer_server(pid)]
+
+    def transfer_workers(self) -> list[int]:
+        """The transfer server's worker: the process that streams download bytes."""
+        return [w for pid in children(self.proc.pid) if _is_transfer_server(pid) for w in children(pid)]
+
+
+def _is_transfer_server(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return b"casebridge.transfer" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return False
 
 
 def _cli(home: Path, *args: str, timeout: float = 120) -> str:
@@ -277,11 +287,13 @@ def start_casebridge(home: Path, *, workers: int | None = None, threads: int | N
         .strip()
         .splitlines()[-1]
     )
-    port = free_port()
+    port, transfer_port = free_port(), free_port()
     env = {**os.environ, "CASEBRIDGE_HOME": str(home), "DJANGO_SETTINGS_MODULE": "casebridge.settings"}
     env.pop("DATABASE_URL", None)
     env.pop("CASEBRIDGE_STORAGE_URL", None)
+    env["CASEBRIDGE_TRANSFER_URL"] = f"https://127.0.0.1:{transfer_port}"
     cmd = [CASEBRIDGE, "serve", "--port", str(port), "--bind", "127.0.0.1", "--no-worker"]
+    cmd += ["--transfer-port", str(transfer_port)]
     if workers:
         cmd += ["--workers", str(workers)]
     if threads:
@@ -291,7 +303,7 @@ def start_casebridge(home: Path, *, workers: int | None = None, threads: int | N
     wait_port(port, proc, timeout=90)
     server = Server(proc, port, home, token, home / "tls" / "cert.pem")
     deadline = time.monotonic() + 30
-    while len(server.workers()) < (workers or 2) and time.monotonic() < deadline:
+    while (len(server.workers()) < (workers or 2) or not server.transfer_workers()) and time.monotonic() < deadline:
         time.sleep(0.2)
     return server
 

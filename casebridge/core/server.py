@@ -19,9 +19,14 @@ def _ssl_context(config: Any, default_factory: Callable[[], ssl.SSLContext]) -> 
     return harden(default_factory())
 
 
-class CaseBridgeServer(BaseApplication):
-    def __init__(self, options: dict[str, Any]) -> None:
+class HardenedServer(BaseApplication):
+    """gunicorn with `options` and CaseBridge's TLS settings, serving what `load()` returns.
+
+    Also the transfer server's (casebridge/transfer/server.py): this module imports no Django."""
+
+    def __init__(self, options: dict[str, Any], load: Callable[[], Any]) -> None:
         self.options = options
+        self._load = load
         super().__init__()
 
     def load_config(self) -> None:
@@ -30,13 +35,17 @@ class CaseBridgeServer(BaseApplication):
         self.cfg.set("ssl_context", _ssl_context)
 
     def load(self) -> Any:
-        from casebridge.wsgi import application
+        return self._load()
 
-        return application
+
+def _application() -> Any:
+    from casebridge.wsgi import application
+
+    return application
 
 
 def serve(*, binds: list[str], certfile: str, keyfile: str, workers: int, threads: int, home: str) -> None:
-    CaseBridgeServer(
+    HardenedServer(
         {
             # One control socket per installation, not one shared by every gunicorn of the user.
             "control_socket": f"{home}/gunicorn.ctl",
@@ -54,5 +63,6 @@ def serve(*, binds: list[str], certfile: str, keyfile: str, workers: int, thread
             "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms',
             "forwarded_allow_ips": "",
             "proxy_allow_ips": "",
-        }
+        },
+        _application,
     ).run()

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
 from casebridge.vault import api as vault
+from casebridge.vault import transfer
 from casebridge.vault.models import ObjectVersion, StoredObject
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -38,10 +39,6 @@ def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
     return start, end
 
 
-def version_etag(version: ObjectVersion) -> str:
-    return f'"sha256-{version.sha256}"'
-
-
 def stream_plaintext(version: ObjectVersion, start: int, end: int) -> Iterator[bytes]:
     # WSGI servers need bytes; each segment is copied once out of the decryptor's reused buffer.
     # An integrity failure raises here, mid-response: the server then drops the connection, so a
@@ -62,10 +59,12 @@ def version_response(
 
     `before_body` runs only when content is about to be sent (GET, satisfiable range), so the
     caller can write its audit event or count the download first; an exception it raises
-    aborts the response before a single byte leaves. `refuse(status, title, detail)` shapes the
-    416 answer the way the caller's clients expect (problem+json for the API).
+    aborts the response before a single byte leaves. The bytes are then streamed from here, or,
+    under `casebridge serve`, by the transfer server this answers 307 to (vault/transfer.py).
+    `refuse(status, title, detail)` shapes the 416 answer the way the caller's clients expect
+    (problem+json for the API).
     """
-    size, etag = version.size, version_etag(version)
+    size, etag = version.size, transfer.etag(version)
     start, end, status = 0, size, 200
     range_header = request.headers.get("Range")
     if_range = request.headers.get("If-Range")
@@ -82,6 +81,10 @@ def version_response(
         response = HttpResponse(status=status)
     else:
         before_body((start, end) if status == 206 else None)
+        handed_over = transfer.redirect(stored, version, start, end, partial=status == 206)
+        if handed_over is not None:
+            handed_over["Cache-Control"] = "no-store"
+            return handed_over
         response = StreamingHttpResponse(
             stream_plaintext(version, start, end), status=status, content_type=stored.mime_type
         )

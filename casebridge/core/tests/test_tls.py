@@ -23,14 +23,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
+    """`casebridge serve`: the application's port and its transfer server's."""
     home = tmp_path_factory.mktemp("home")
-    port = _free_port()
+    port, transfer_port = _free_port(), _free_port()
     env = {**os.environ, "CASEBRIDGE_HOME": str(home), "CASEBRIDGE_WORKERS": "1"}
     env.pop("DATABASE_URL", None)
     log = (home / "serve.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "casebridge.cli", "serve", "--port", str(port), "--no-worker"],
+        [
+            *(sys.executable, "-m", "casebridge.cli", "serve", "--port", str(port), "--no-worker"),
+            *("--transfer-port", str(transfer_port)),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -48,11 +52,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         proc.kill()
     if proc.poll() is not None:
         raise AssertionError("server did not start:\n" + (home / "serve.log").read_text())
-    yield port
+    yield port, transfer_port
     proc.terminate()
     proc.wait(timeout=15)
     assert (Path(home) / "tls" / "key.pem").stat().st_mode & 0o077 == 0
     assert Path(home).stat().st_mode & 0o077 == 0
+
+
+@pytest.fixture(params=["application", "transfer server"])
+def server(request: pytest.FixtureRequest, ports: tuple[int, int]) -> int:
+    """Each listener `serve` opens; both must hold to the same TLS rules."""
+    return ports[0] if request.param == "application" else ports[1]
 
 
 def _handshake(port: int, version: ssl.TLSVersion) -> str:

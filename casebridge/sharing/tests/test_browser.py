@@ -4,16 +4,20 @@ the second e-mail, sees only the shared files and downloads one."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core import mail
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from casebridge.core.browser_testing import assert_no_inline_scripts, screenshot
 from casebridge.core.testing import Personas
 from casebridge.sharing import actions
 from casebridge.sharing.models import ExternalLink
 from casebridge.sharing.tests.conftest import PATIENT, RECIPIENT, build_case, last_code, last_token
+from casebridge.transfer import testing
+from casebridge.transfer.tickets import ticket_key
+from casebridge.vault import transfer
 
 pytestmark = pytest.mark.browser
 
@@ -48,3 +52,37 @@ def test_a_recipient_opens_a_link_and_downloads_a_file(page: Page, site: str, co
     assert downloaded == shared.contents[str(chosen[0].stored_object_id)]
     link = ExternalLink.objects.get()
     assert link.downloads_used == 1
+
+
+def test_a_download_reaches_the_browser_from_the_transfer_server(
+    browser: Browser, site: str, connected: Personas, tmp_path: Path, settings: Any
+) -> None:
+    """The whole hand-over in a real browser: the link's 307, the ticket, TLS on the transfer
+    server's own port, the attachment saved as a download."""
+    shared = build_case(connected)
+    chosen = list(shared.case.attachments.select_related("stored_object")[:1])
+    actions.create_link(
+        shared.access, shared.case, attachments=chosen, recipient_email=RECIPIENT, purpose="Second opinion"
+    )
+    token = last_token()
+    server = testing.start(tmp_path / "transfer", ticket_key(settings.SECRET_KEY), settings.VAULT_STORAGE_URL)
+    transfer.use_transfer_server(server.url)
+    # The transfer server's certificate is self-signed, as `casebridge serve` makes it.
+    context = browser.new_context(base_url=site, ignore_https_errors=True)
+    try:
+        page = context.new_page()
+        page.goto(f"/s/{token}/")
+        page.get_by_role("button", name="Send me a code").click()
+        page.get_by_label("Code from the e-mail").fill(last_code())
+        page.get_by_role("button", name="Continue").click()
+        expect(page.get_by_role("heading", name="Shared files")).to_be_visible()
+        with page.expect_download() as info:
+            page.get_by_role("link", name=chosen[0].display_name).click()
+        assert info.value.url.startswith(f"{server.url}/d/")
+        assert Path(info.value.path()).read_bytes() == shared.contents[str(chosen[0].stored_object_id)]
+        name = info.value.suggested_filename  # neutral: no patient, no case number
+        assert name.startswith(f"file_{str(chosen[0].stored_object_id)[:8]}") and PATIENT not in name
+    finally:
+        context.close()
+        transfer.use_transfer_server(None)
+        server.stop()

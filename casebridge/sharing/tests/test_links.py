@@ -18,6 +18,11 @@ from casebridge.cases.models import Case, Status
 from casebridge.sharing import actions
 from casebridge.sharing.models import Disclosure, ExternalLink, OneTimeCode
 from casebridge.sharing.tests.conftest import PATIENT, RECIPIENT, SharedCase, last_code
+from casebridge.transfer.app import TransferApp
+from casebridge.transfer.tests.client import call
+from casebridge.transfer.tickets import ticket_key
+from casebridge.vault import transfer
+from casebridge.vault.config import blob_store
 
 pytestmark = pytest.mark.django_db
 
@@ -224,6 +229,26 @@ def test_it_stops_when_the_downloads_are_used_up(shared: SharedCase, make_link: 
     link.refresh_from_db()
     assert link.downloads_used == 1
     assert len(_events(link, "share.file.downloaded")) == 1
+
+
+def test_a_recipient_download_is_counted_then_handed_to_the_transfer_server(
+    shared: SharedCase, make_link: MakeLink, settings
+) -> None:  # type: ignore[no-untyped-def]
+    link, token = make_link(max_downloads=1)
+    client = Client()
+    _verified(client, token)
+    file_id = str(link.attachments.first().stored_object_id)  # type: ignore[union-attr]
+    transfer.use_transfer_server("https://transfer.test:8444")
+    try:
+        response = _download(client, token, file_id)
+        assert response.status_code == 307  # type: ignore[attr-defined]
+        link.refresh_from_db()
+        assert link.downloads_used == 1 and len(_events(link, "share.file.downloaded")) == 1
+        server = TransferApp(ticket_key(settings.SECRET_KEY), blob_store())
+        assert call(server, response["Location"]).body() == shared.contents[file_id]  # type: ignore[index]
+        assert _is_gone(_download(client, token, file_id))
+    finally:
+        transfer.use_transfer_server(None)
 
 
 def test_a_download_url_needs_verification_first(make_link: MakeLink) -> None:

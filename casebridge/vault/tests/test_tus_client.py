@@ -31,6 +31,7 @@ class Server:
     home: Path
     port: int
     token: str
+    transfer_port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,7 +64,10 @@ class Server:
     def start(self) -> None:
         log = (self.home / "serve.log").open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "casebridge.cli", "serve", "--port", str(self.port), "--no-worker"],
+            [
+                *(sys.executable, "-m", "casebridge.cli", "serve", "--port", str(self.port), "--no-worker"),
+                *("--transfer-port", str(self.transfer_port)),
+            ],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -91,7 +95,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("tus-home")
-    srv = Server(home=home, port=free_port(), token="")
+    srv = Server(home=home, port=free_port(), token="", transfer_port=free_port())
     srv.cli("migrate", "--noinput")
     srv.cli("createadmin", "--email", "owner@e2e.test", "--org", "E2E Dental", "--kind", "practice")
     srv.token = srv.cli(
@@ -130,6 +134,9 @@ def _uploader(server: Server, path: Path, url: str | None = None) -> object:
 def _download(server: Server, file_id: str) -> bytes:
     response = server.request("GET", f"{server.base}/api/v1/files/{file_id}/content", headers=server.headers())
     assert response.status_code == 200
+    # The application decided and handed the bytes to its transfer server.
+    assert [r.status_code for r in response.history] == [307]
+    assert response.url.startswith(f"https://localhost:{server.transfer_port}/d/")
     return response.content
 
 

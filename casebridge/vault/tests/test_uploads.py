@@ -7,7 +7,9 @@ import ctypes
 import errno
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -17,9 +19,13 @@ from django.utils import timezone
 from casebridge.accounts.actions import create_api_token
 from casebridge.audit.models import Event
 from casebridge.core.testing import Personas
+from casebridge.transfer.app import TransferApp
+from casebridge.transfer.tests.client import call
+from casebridge.transfer.tickets import ticket_key
 from casebridge.vault import api as vault
-from casebridge.vault import hashing
+from casebridge.vault import hashing, transfer
 from casebridge.vault.backends import filesystem
+from casebridge.vault.config import blob_store
 from casebridge.vault.crypto.streaming import CiphertextIntegrityError
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
 from casebridge.vault.tests.conftest import MARKER, MARKER_SIGNATURE, Clamd
@@ -77,8 +83,25 @@ def _upload(client: Client, content: bytes, chunk: int = 700_000, **meta: str) -
     return str(response["CaseBridge-File-Id"])
 
 
-def _download(client: Client, file_id: str, **headers: str) -> tuple[int, bytes, object]:
-    response = client.get(reverse("file_content", args=[file_id]), **headers)
+@pytest.fixture(params=["by the application", "by the transfer server"])
+def handover(request: pytest.FixtureRequest, vault_home: Path, settings) -> Iterator[TransferApp | None]:  # type: ignore[no-untyped-def]
+    """Downloads streamed by the application itself, or handed to a transfer server (307)."""
+    if request.param == "by the application":
+        yield None
+        return
+    transfer.use_transfer_server("https://transfer.test:8444")
+    yield TransferApp(ticket_key(settings.SECRET_KEY), blob_store())
+    transfer.use_transfer_server(None)
+
+
+def _download(
+    client: Client, file_id: str, handover: TransferApp | None = None, query: str = "", **headers: str
+) -> tuple[int, bytes, Any]:
+    response = client.get(reverse("file_content", args=[file_id]) + query, **headers)
+    if response.status_code == 307:
+        assert handover is not None and response["Location"].startswith("https://transfer.test:8444/d/")
+        answer = call(handover, response["Location"], **headers)
+        return answer.status, answer.body(), answer
     body = b"".join(response.streaming_content) if hasattr(response, "streaming_content") else response.content
     return response.status_code, body, response
 
@@ -283,65 +306,100 @@ def test_anonymous_callers_get_401(vault_home: Path, db: None) -> None:
         (f"bytes={2 * MiB}-", None),  # open end
     ],
 )
-def test_single_range_requests(api: Client, header: str, expected: tuple[int, int] | None) -> None:
+def test_single_range_requests(
+    api: Client, handover: TransferApp | None, header: str, expected: tuple[int, int] | None
+) -> None:
     content = binary_stl(3 * MiB)
     file_id = _upload(api, content)
-    status, body, response = _download(api, file_id, HTTP_RANGE=header)
+    status, body, response = _download(api, file_id, handover, HTTP_RANGE=header)
     assert status == 206
     start, end = expected or ((len(content) - 500, len(content)) if "-500" in header else (2 * MiB, len(content)))
     assert body == content[start:end]
-    assert response["Content-Range"] == f"bytes {start}-{end - 1}/{len(content)}"  # type: ignore[index]
+    assert response["Content-Range"] == f"bytes {start}-{end - 1}/{len(content)}"
     event = Event.objects.filter(action="file.downloaded").latest("id")
     assert event.details["range"] == [start, end]
 
 
-def test_unsatisfiable_ranges_get_416(api: Client) -> None:
-    content = binary_stl(10_000)
+def test_a_handed_over_download_is_audited_first_and_its_link_works_once(api: Client, settings) -> None:  # type: ignore[no-untyped-def]
+    content = binary_stl(2 * MiB)
     file_id = _upload(api, content)
-    status, _body, response = _download(api, file_id, HTTP_RANGE="bytes=20000-")
-    assert status == 416 and response["Content-Range"] == f"bytes */{len(content)}"  # type: ignore[index]
+    transfer.use_transfer_server("https://transfer.test:8444")
+    try:
+        response = api.get(reverse("file_content", args=[file_id]), HTTP_RANGE="bytes=100-199")
+        assert response.status_code == 307 and response["Cache-Control"] == "no-store"
+        event = Event.objects.get(action="file.downloaded", target_id=file_id)
+        assert event.details["range"] == [100, 200]
+        assert file_id not in response["Location"]  # the ticket is sealed: no ids, keys or names
+        server = TransferApp(ticket_key(settings.SECRET_KEY), blob_store())
+        assert call(server, response["Location"]).body() == content[100:200]
+        assert call(server, response["Location"]).status == 410
+        head = api.head(reverse("file_content", args=[file_id]))
+        assert head.status_code == 200 and head["Content-Length"] == str(len(content))  # no body, no hand-over
+    finally:
+        transfer.use_transfer_server(None)
 
 
-def test_a_stale_if_range_gets_the_whole_file(api: Client) -> None:
+def test_no_ticket_for_anyone_who_may_not_see_the_file(personas: Personas, vault_home: Path) -> None:
+    file_id = _upload(_client(personas, "staff"), binary_stl(5000))
+    transfer.use_transfer_server("https://transfer.test:8444")
+    try:
+        outsider = _client(personas, "staff", org="other")
+        response = outsider.get(reverse("file_content", args=[file_id]))
+        assert response.status_code == 404 and "Location" not in response
+        assert Client().get(reverse("file_content", args=[file_id])).status_code == 401
+    finally:
+        transfer.use_transfer_server(None)
+
+
+def test_unsatisfiable_ranges_get_416(api: Client, handover: TransferApp | None) -> None:
     content = binary_stl(10_000)
     file_id = _upload(api, content)
-    status, body, _ = _download(api, file_id, HTTP_RANGE="bytes=0-9", HTTP_IF_RANGE='"sha256-stale"')
+    status, _body, response = _download(api, file_id, handover, HTTP_RANGE="bytes=20000-")
+    assert status == 416 and response["Content-Range"] == f"bytes */{len(content)}"
+    assert not Event.objects.filter(action="file.downloaded").exists()
+
+
+def test_a_stale_if_range_gets_the_whole_file(api: Client, handover: TransferApp | None) -> None:
+    content = binary_stl(10_000)
+    file_id = _upload(api, content)
+    status, body, _ = _download(api, file_id, handover, HTTP_RANGE="bytes=0-9", HTTP_IF_RANGE='"sha256-stale"')
     assert status == 200 and body == content
 
 
-def test_a_tampered_byte_fails_the_download_instead_of_returning_wrong_data(api: Client, vault_home: Path) -> None:
+def test_a_tampered_byte_fails_the_download_instead_of_returning_wrong_data(
+    api: Client, handover: TransferApp | None
+) -> None:
     content = binary_stl(3 * MiB)
     file_id = _upload(api, content)
     version = ObjectVersion.objects.get(stored_object_id=file_id)
-    from casebridge.vault.config import blob_store
-
     path = blob_store().path_for(version.blob_name)  # type: ignore[attr-defined]
     data = bytearray(path.read_bytes())
     data[2 * MiB + 17] ^= 0x01
     path.write_bytes(bytes(data))
-    response = api.get(reverse("file_content", args=[file_id]))
     with pytest.raises(CiphertextIntegrityError):
-        b"".join(response.streaming_content)
+        _download(api, file_id, handover)
 
 
-def test_ciphertext_moved_to_another_record_does_not_decrypt(api: Client) -> None:
+def test_ciphertext_moved_to_another_record_does_not_decrypt(api: Client, handover: TransferApp | None) -> None:
     first = _upload(api, binary_stl(20_000))
     second = _upload(api, binary_stl(20_000))
     a = ObjectVersion.objects.get(stored_object_id=first)
     b = ObjectVersion.objects.get(stored_object_id=second)
     ObjectVersion.objects.filter(pk=a.pk).update(blob_name=b.blob_name, ciphertext_size=b.ciphertext_size)
-    with pytest.raises(CiphertextIntegrityError):
-        b"".join(api.get(reverse("file_content", args=[first])).streaming_content)
+    if handover is None:
+        with pytest.raises(CiphertextIntegrityError):
+            _download(api, first)
+    else:  # the transfer server checks the first segment before it sends a status line
+        assert _download(api, first, handover)[:2] == (500, b"The stored file failed its integrity check.\n")
 
 
 # --- versions and destruction -------------------------------------------------------------
-def test_writing_to_an_existing_file_makes_a_new_version(api: Client) -> None:
+def test_writing_to_an_existing_file_makes_a_new_version(api: Client, handover: TransferApp | None) -> None:
     v1, v2 = binary_stl(20_000), binary_stl(30_000)
     file_id = _upload(api, v1)
     assert _upload(api, v2, file=file_id) == file_id
-    assert _download(api, file_id)[1] == v2
-    old = api.get(reverse("file_content", args=[file_id]) + "?version=1")
-    assert b"".join(old.streaming_content) == v1
+    assert _download(api, file_id, handover)[1] == v2
+    assert _download(api, file_id, handover, query="?version=1")[1] == v1
     history = api.get(reverse("file_detail", args=[file_id])).json()
     assert [v["version"] for v in history["versions"]] == [2, 1]
     assert history["versions"][1]["sha256"] == hashlib.sha256(v1).hexdigest()
@@ -349,10 +407,12 @@ def test_writing_to_an_existing_file_makes_a_new_version(api: Client) -> None:
     assert Event.objects.filter(action="file.version_added", target_id=file_id).exists()
 
 
-def test_destroying_a_file_leaves_no_path_to_its_content(api: Client, vault_home: Path) -> None:
+def test_destroying_a_file_leaves_no_path_to_its_content(api: Client, handover: TransferApp | None) -> None:
     content = binary_stl(2 * MiB)
     file_id = _upload(api, content)
     _upload(api, binary_stl(3000), file=file_id)
+    # A download the application handed over just before the destruction, not yet started:
+    issued = api.get(reverse("file_content", args=[file_id]) + "?version=1")
     versions = list(ObjectVersion.objects.filter(stored_object_id=file_id))
     refused = api.generic("DELETE", reverse("file_detail", args=[file_id]), b"{}", content_type="application/json")
     assert refused.status_code == 400  # a reason is required
@@ -364,7 +424,9 @@ def test_destroying_a_file_leaves_no_path_to_its_content(api: Client, vault_home
     )
     assert response.status_code == 204
     # Every way content could come back:
-    assert _download(api, file_id)[0] == 404
+    if handover is not None:
+        assert call(handover, issued["Location"]).status == 404  # its ciphertext is gone
+    assert _download(api, file_id, handover)[0] == 404
     assert api.get(reverse("file_content", args=[file_id]) + "?version=1").status_code == 404
     assert api.get(reverse("file_content", args=[file_id]), HTTP_RANGE="bytes=0-9").status_code == 404
     assert api.get(reverse("file_detail", args=[file_id])).status_code == 404
@@ -375,8 +437,6 @@ def test_destroying_a_file_leaves_no_path_to_its_content(api: Client, vault_home
             vault.read_version(version)
     with pytest.raises(vault.ObjectUnavailable):
         vault.get_version(stored)
-    from casebridge.vault.config import blob_store
-
     assert not any(blob_store().exists(v.blob_name) for v in versions)
     new_version = api.post(
         reverse("tus_collection"),

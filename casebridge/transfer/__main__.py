@@ -1,0 +1,3 @@
+from casebridge.transfer.server import main
+
+main()

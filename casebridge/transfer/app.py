@@ -1,0 +1,119 @@
+"""The transfer server's WSGI application: GET /d/<ticket> streams the range the ticket names.
+
+Every answer carries the same protective headers as the application's own downloads. An expired
+or already used ticket gets 410 (start the download again from CaseBridge); anything that is not a
+ticket this installation sealed gets 404, with no hint of why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from casebridge.transfer.tickets import DownloadTicket, SpentTickets, TicketRefused, unseal
+from casebridge.vault.backends import BlobNotFound, BlobStore
+from casebridge.vault.crypto.streaming import CiphertextIntegrityError, decrypt_range
+
+log = logging.getLogger("casebridge.transfer")
+
+StartResponse = Callable[..., Any]
+
+PROTECTIVE_HEADERS = [
+    ("Cache-Control", "no-store"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),
+]
+
+
+class TransferApp:
+    def __init__(self, key: bytes, store: BlobStore, spent: SpentTickets | None = None) -> None:
+        self.key = key
+        self.store = store
+        self.spent = spent or SpentTickets()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/healthz":
+            return _plain(start_response, "200 OK", "ok")
+        if not path.startswith("/d/"):
+            return _plain(start_response, "404 Not Found", "Nothing here.")
+        if method != "GET":
+            return _plain(start_response, "405 Method Not Allowed", "Use GET.", [("Allow", "GET")])
+        try:
+            ticket = unseal(self.key, path[3:])
+        except TicketRefused as exc:
+            if exc.expired:
+                return _plain(start_response, "410 Gone", _START_AGAIN)
+            return _plain(start_response, "404 Not Found", "No such download.")
+        if not self.spent.spend(ticket):
+            return _plain(start_response, "410 Gone", _START_AGAIN)
+        return self._stream(ticket, start_response)
+
+    def _stream(self, ticket: DownloadTicket, start_response: StartResponse) -> Iterable[bytes]:
+        headers = [
+            ("Content-Type", ticket.content_type),
+            ("Content-Length", str(ticket.end - ticket.start)),
+            ("Accept-Ranges", "bytes"),
+            ("ETag", ticket.etag),
+            ("Content-Disposition", f'attachment; filename="{ticket.filename}"'),
+            *PROTECTIVE_HEADERS,
+        ]
+        if ticket.partial:
+            headers.append(("Content-Range", f"bytes {ticket.start}-{ticket.end - 1}/{ticket.size}"))
+        segments = decrypt_range(
+            lambda lo, hi: self.store.read_range(ticket.blob, lo, hi),
+            ticket.ciphertext_size,
+            ticket.dek,
+            ticket.associated,
+            ticket.start,
+            ticket.end,
+            reuse_buffer=True,
+        )
+        # The first segment is read and authenticated before the status line goes out, so a
+        # missing blob or a broken header is a 500, not a 200 with a body that stops short.
+        body = _bytes(segments)
+        try:
+            first = next(body, b"")
+        except BlobNotFound:
+            return _plain(start_response, "404 Not Found", "No such download.")
+        except CiphertextIntegrityError:
+            log.error("ticket %s: blob failed its integrity check before any byte was sent", ticket.id)
+            return _plain(start_response, "500 Internal Server Error", "The stored file failed its integrity check.")
+        start_response("206 Partial Content" if ticket.partial else "200 OK", headers)
+        return _chain(first, body)
+
+
+_START_AGAIN = "This download link has expired or was already used. Start the download again from CaseBridge."
+
+
+def _bytes(segments: Iterator[memoryview]) -> Iterator[bytes]:
+    # WSGI wants bytes; each segment is copied once out of the decryptor's reused buffer. An
+    # integrity failure raises mid-body and the server drops the connection: a client never
+    # mistakes a cut-off body for the whole file (Content-Length tells it so).
+    for segment in segments:
+        yield bytes(segment)
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest
+
+
+def _plain(
+    start_response: StartResponse, status: str, text: str, extra: list[tuple[str, str]] | None = None
+) -> list[bytes]:
+    body = (text + "\n").encode()
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        *PROTECTIVE_HEADERS,
+        *(extra or []),
+    ]
+    start_response(status, headers)
+    return [body]

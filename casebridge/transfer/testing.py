@@ -1,0 +1,67 @@
+"""A real transfer server process for tests: the same command `casebridge serve` runs."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from casebridge.core.tls import ensure_self_signed
+
+
+@dataclass
+class RunningTransferServer:
+    proc: subprocess.Popen[bytes]
+    port: int
+    cert: Path
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=35)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def launch(tmp: Path, key_line: bytes, storage_url: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """Start `python -m casebridge.transfer` with `key_line` on its standard input."""
+    cert, key = tmp / "tls" / "cert.pem", tmp / "tls" / "key.pem"
+    ensure_self_signed(cert, key, ["localhost", "127.0.0.1"])
+    port = free_port()
+    command = [sys.executable, "-m", "casebridge.transfer", "--bind", f"127.0.0.1:{port}"]
+    command += ["--certfile", str(cert), "--keyfile", str(key), "--storage-url", storage_url, "--threads", "4"]
+    log = (tmp / "transfer.log").open("wb")  # a file, not a pipe nobody reads while it runs
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - our own module
+    log.close()
+    assert proc.stdin is not None
+    proc.stdin.write(key_line)
+    proc.stdin.close()
+    return proc, port, cert
+
+
+def start(tmp: Path, key: bytes, storage_url: str) -> RunningTransferServer:
+    """A transfer server that listens and has its worker up, or AssertionError with its output."""
+    proc, port, cert = launch(tmp, key.hex().encode() + b"\n", storage_url)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.time() + 30
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            if children.read_text().strip():
+                return RunningTransferServer(proc, port, cert, tmp / "transfer.log")
+        except OSError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"the transfer server did not start:\n{(tmp / 'transfer.log').read_text()}")

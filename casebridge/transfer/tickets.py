@@ -1,0 +1,102 @@
+"""Download tickets: the application's decision, sealed for the transfer server.
+
+A ticket names one byte range of one stored version and carries what decrypting it takes (the
+blob, its size, the data key). It is sealed with AES-256-GCM under a key derived from the
+installation's SECRET_KEY, so it can be neither read nor altered outside the servers; it expires
+`TICKET_TTL_SECONDS` after it is made and the transfer server accepts it once. It travels in the
+URL of a 307 redirect: it holds no PHI (file names are neutral, see StoredObject.neutral_name),
+and the transfer server's access log leaves it out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+TICKET_TTL_SECONDS = 60
+_AAD = b"casebridge/download-ticket/v1"
+_NONCE = 12
+
+
+class TicketRefused(Exception):
+    """The ticket cannot be honoured; `expired` tells a stale ticket from a forged one."""
+
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        super().__init__(message)
+        self.expired = expired
+
+
+@dataclass(frozen=True)
+class DownloadTicket:
+    blob: str
+    ciphertext_size: int
+    dek: bytes
+    associated: bytes  # the stream's associated data: object id and version
+    start: int
+    end: int  # exclusive
+    size: int  # of the whole plaintext
+    partial: bool  # a 206 answer to a Range request
+    content_type: str
+    filename: str
+    etag: str
+    expires: float = field(default_factory=lambda: time.time() + TICKET_TTL_SECONDS)
+    id: str = field(default_factory=lambda: os.urandom(12).hex())  # lets a second use be refused
+
+
+def ticket_key(secret_key: str) -> bytes:
+    """The sealing key both servers derive from SECRET_KEY (the same on every host)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_AAD).derive(secret_key.encode())
+
+
+def seal(key: bytes, ticket: DownloadTicket) -> str:
+    fields = asdict(ticket)
+    fields["dek"] = base64.b64encode(ticket.dek).decode()
+    fields["associated"] = base64.b64encode(ticket.associated).decode()
+    nonce = os.urandom(_NONCE)
+    sealed = nonce + AESGCM(key).encrypt(nonce, json.dumps(fields, separators=(",", ":")).encode(), _AAD)
+    return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
+
+
+def unseal(key: bytes, token: str, now: float | None = None) -> DownloadTicket:
+    """The ticket in `token`; TicketRefused if it was altered, made with another key or expired."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        plain = AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], _AAD)
+    except (ValueError, binascii.Error, InvalidTag):
+        raise TicketRefused("not a ticket this server issued") from None
+    fields = json.loads(plain)
+    fields["dek"] = base64.b64decode(fields["dek"])
+    fields["associated"] = base64.b64decode(fields["associated"])
+    ticket = DownloadTicket(**fields)
+    if ticket.expires <= (time.time() if now is None else now):
+        raise TicketRefused("the ticket expired", expired=True)
+    return ticket
+
+
+class SpentTickets:
+    """Ticket ids already used, remembered until they would have expired anyway."""
+
+    def __init__(self) -> None:
+        self._spent: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def spend(self, ticket: DownloadTicket, now: float | None = None) -> bool:
+        """True the first time a ticket is presented, False on every later attempt."""
+        now = time.time() if now is None else now
+        with self._lock:
+            if ticket.id in self._spent:
+                return False
+            if len(self._spent) > 1024:
+                self._spent = {k: exp for k, exp in self._spent.items() if exp > now}
+            self._spent[ticket.id] = ticket.expires
+            return True
