@@ -1,17 +1,16 @@
 """Resumable uploads (the tus 1.0 model), encrypting as bytes arrive; no plaintext touches disk.
 
-An upload knows its total length from the start, so whether a segment is the stream's last one is
-arithmetic: every full segment that is not the last is encrypted and staged the moment it fills.
-The plaintext of the unfinished segment at the end of a request is kept encrypted in the Upload
-row (`tail`, AES-GCM under a key derived from the upload's DEK) and picked up by the next request,
-on any server. The final segment is sealed when the last byte arrives, and the staged ciphertext
-becomes the object's blob in one atomic step.
+The bytes of a request go through `appending.append_body` (no Django: the transfer server runs
+the same function for uploads handed to it). Around it, here: the lease that makes one request at
+a time the writer, the upload's state in its row (offset, staged ciphertext, and the plaintext of
+the unfinished segment as `tail`, AES-GCM under a key derived from the upload's DEK, so the next
+request continues on any server), and the commit, which on the last byte promotes the staged
+ciphertext to the object's blob in one atomic step.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import secrets
 from dataclasses import dataclass
@@ -32,41 +31,26 @@ from casebridge.accounts.models import ServiceAccount, User
 from casebridge.audit.api import record
 from casebridge.audit.models import Outcome
 from casebridge.vault import filetypes, hashing, keystore
+from casebridge.vault.appending import (
+    LAYOUT,
+    Appended,
+    Continuation,
+    TypeRefused,
+    UploadError,
+    UploadGone,
+    append_body,
+)
 from casebridge.vault.backends import StorageError
 from casebridge.vault.config import blob_store
-from casebridge.vault.crypto.streaming import (
-    DEFAULT_LAYOUT,
-    HEADER_SIZE,
-    SEGMENT_SIZE,
-    TAG_SIZE,
-    SegmentCipher,
-    associated_data,
-    new_stream,
-    open_stream,
-)
+from casebridge.vault.crypto.streaming import HEADER_SIZE, associated_data, new_stream
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
-from casebridge.vault.pipeline import Readinto, SealingPipeline
+from casebridge.vault.pipeline import Readinto
 from casebridge.vault.scanning import ScannerUnavailable
 from casebridge.vault.staging import BlobPartStaging, FileStaging, StagingConflict
 
 LEASE_SECONDS = 120
-LEASE_RENEW_BYTES = 256 << 20
-LAYOUT = DEFAULT_LAYOUT
 
-
-class UploadError(Exception):
-    """A refused upload request; `status` is the HTTP status the tus endpoint answers with."""
-
-    status = 400
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        if status is not None:
-            self.status = status
-
-
-class UploadGone(UploadError):
-    status = 404
+__all__ = ["AppendResult", "Continuation", "UploadError", "UploadGone", "append", "create_upload", "terminate"]
 
 
 @dataclass
@@ -119,12 +103,6 @@ def _open_tail(dek: bytes, upload: Upload) -> bytes:
         return AESGCM(_tail_key(dek)).decrypt(sealed[:12], sealed[12:], f"{upload.pk}:{upload.offset}".encode())
     except InvalidTag:
         raise UploadError("the stored upload state failed its integrity check", 500) from None
-
-
-# --- layout arithmetic --------------------------------------------------------------------
-def _segments_staged(ciphertext_offset: int) -> int:
-    # The header and segment 0 fill exactly one segment size, every later segment another.
-    return ciphertext_offset // SEGMENT_SIZE
 
 
 # --- creating -----------------------------------------------------------------------------
@@ -198,23 +176,53 @@ def _take_lease(upload: Upload, client_offset: int) -> str:
     raise UploadError("Another request is writing to this upload; retry shortly.", 423)
 
 
-def _rebuild_hasher(upload: Upload, dek: bytes, cipher: SegmentCipher, tail: bytes) -> Any:
-    """Recompute the SHA-256 of what was already uploaded, from the staged ciphertext."""
-    hasher = hashlib.sha256()
-    staging = _staging()
-    uid = str(upload.pk)
-    out = bytearray(SEGMENT_SIZE)
-    for index in range(_segments_staged(upload.ciphertext_offset)):
-        start = HEADER_SIZE if index == 0 else index * SEGMENT_SIZE
-        end = (index + 1) * SEGMENT_SIZE
-        if isinstance(staging, FileStaging):
-            data = staging.read_range(uid, start, end)
-        else:
-            data = staging.read_range(uid, upload.staged_parts, start, end)
-        written = cipher.decrypt_into(index, False, data, memoryview(out)[: len(data) - TAG_SIZE])
-        hasher.update(memoryview(out)[:written])
-    hasher.update(tail)
-    return hasher
+def _check_request(upload: Upload, client_offset: int, content_length: int, checksum: tuple[str, bytes] | None) -> None:
+    if upload.completed_at is not None:
+        raise UploadError("This upload is already complete.", 409)
+    if upload.expires_at <= timezone.now():
+        raise UploadGone("This upload expired; start it again.", 410)
+    if client_offset + content_length > upload.length:
+        raise UploadError("The request carries more data than the upload's declared length.", 413)
+    if checksum is not None and checksum[0] != "sha256":
+        raise UploadError("Only sha256 checksums are supported.", 400)
+
+
+def lease(
+    upload: Upload, *, client_offset: int, content_length: int, checksum: tuple[str, bytes] | None = None
+) -> tuple[str, Continuation]:
+    """Make the calling request the upload's only writer; what it needs to continue the upload.
+
+    The lease lasts LEASE_SECONDS unless `renew`ed; `commit` (or `release`) ends it."""
+    _check_request(upload, client_offset, content_length, checksum)
+    token = _take_lease(upload, client_offset)
+    try:
+        upload.refresh_from_db()  # the state as of the lease, not as of when the row was read
+        dek = keystore.upload_dek(upload)
+        continuation = Continuation(
+            upload_id=str(upload.pk),
+            dek=dek,
+            associated=associated_data(upload.object_id, upload.object_version),
+            header=bytes(upload.header),
+            length=upload.length,
+            offset=upload.offset,
+            ciphertext_offset=upload.ciphertext_offset,
+            tail=_open_tail(dek, upload),
+            file_type=upload.file_type,
+        )
+    except BaseException:
+        release(upload, token)
+        raise
+    return token, continuation
+
+
+def renew(upload: Upload, token: str) -> None:
+    Upload.objects.filter(pk=upload.pk, lease_token=token).update(
+        lease_until=timezone.now() + timedelta(seconds=LEASE_SECONDS)
+    )
+
+
+def release(upload: Upload, token: str) -> None:
+    Upload.objects.filter(pk=upload.pk, lease_token=token).update(lease_until=None, lease_token="")
 
 
 def append(
@@ -227,126 +235,96 @@ def append(
     checksum: tuple[str, bytes] | None = None,
 ) -> AppendResult:
     """Append one request body; commits whatever arrived even if the connection drops."""
-    if upload.completed_at is not None:
-        raise UploadError("This upload is already complete.", 409)
-    if upload.expires_at <= timezone.now():
-        raise UploadGone("This upload expired; start it again.", 410)
-    if client_offset + content_length > upload.length:
-        raise UploadError("The request carries more data than the upload's declared length.", 413)
-    if checksum is not None and checksum[0] != "sha256":
-        raise UploadError("Only sha256 checksums are supported.", 400)
-    token = _take_lease(upload, client_offset)
+    token, continuation = lease(upload, client_offset=client_offset, content_length=content_length, checksum=checksum)
     try:
-        return _append_leased(upload, token, actor, client_offset, body, content_length, checksum)
-    finally:
-        Upload.objects.filter(pk=upload.pk, lease_token=token).update(lease_until=None, lease_token="")
+        staging = _staging()
+        uid = str(upload.pk)
+        parts = upload.staged_parts
+        if isinstance(staging, FileStaging):
 
-
-def _append_leased(
-    upload: Upload,
-    token: str,
-    actor: Any,
-    client_offset: int,
-    body: Readinto,
-    content_length: int,
-    checksum: tuple[str, bytes] | None,
-) -> AppendResult:
-    dek = keystore.upload_dek(upload)
-    cipher = open_stream(dek, associated_data(upload.object_id, upload.object_version), bytes(upload.header))
-    tail = _open_tail(dek, upload)
-    hasher = hashing.recall(str(upload.pk), client_offset) or _rebuild_hasher(upload, dek, cipher, tail)
-    body_hasher = hashlib.sha256() if checksum else None
-    file_type = upload.file_type
-    renew_at = client_offset + LEASE_RENEW_BYTES
-
-    def detect(prefix: memoryview) -> None:
-        nonlocal file_type
-        if not file_type:
-            file_type = filetypes.detect(bytes(prefix[: filetypes.SNIFF_BYTES]), upload.length).name
-
-    def read(view: memoryview) -> int:
-        nonlocal renew_at
-        got = body(view)
-        if client_offset + pipeline.received + got >= renew_at:  # a long request keeps its lease
-            renew_at += LEASE_RENEW_BYTES
-            Upload.objects.filter(pk=upload.pk, lease_token=token).update(
-                lease_until=timezone.now() + timedelta(seconds=LEASE_SECONDS)
-            )
-        return got
-
-    staging = _staging()
-    uid = str(upload.pk)
-    with SealingPipeline(
-        cipher,
-        index=_segments_staged(upload.ciphertext_offset),
-        last_index=LAYOUT.segment_count(upload.length) - 1,
-        hashers=[hasher, body_hasher] if body_hasher else [hasher],
-        tail=tail,
-        inspect_first=detect,
-    ) as pipeline:
-        try:
-            if isinstance(staging, FileStaging):
+            def stage(chunks: Any, release_chunk: Any) -> int:
                 # The staging's writer thread hands each buffer back once written.
-                chunks = pipeline.seal(read, content_length)
-                new_ct_offset = staging.append(uid, upload.ciphertext_offset, chunks, release=pipeline.release)
-                parts = upload.staged_parts
-            else:
-                chunks = pipeline.seal(read, content_length, release_on_resume=True)
-                new_ct_offset = staging.append_part(uid, upload.ciphertext_offset, chunks)
+                return staging.append(uid, upload.ciphertext_offset, chunks, release=release_chunk)
+
+            def read_staged(start: int, end: int) -> bytes:
+                return staging.read_range(uid, start, end)
+
+        else:
+
+            def stage(chunks: Any, release_chunk: Any) -> int:
+                nonlocal parts
+                end = staging.append_part(uid, upload.ciphertext_offset, chunks)
                 parts = [p for p in upload.staged_parts if p[0] < upload.ciphertext_offset]
-                if new_ct_offset > upload.ciphertext_offset:
-                    parts.append([upload.ciphertext_offset, new_ct_offset - upload.ciphertext_offset])
+                if end > upload.ciphertext_offset:
+                    parts.append([upload.ciphertext_offset, end - upload.ciphertext_offset])
+                return end
+
+            def read_staged(start: int, end: int) -> bytes:
+                return staging.read_range(uid, upload.staged_parts, start, end)
+
+        try:
+            appended = append_body(
+                continuation,
+                stage=stage,
+                read_staged=read_staged,
+                body=body,
+                content_length=content_length,
+                checksum=checksum,
+                renew=lambda: renew(upload, token),
+                release_on_resume=not isinstance(staging, FileStaging),
+            )
         except StagingConflict:
             raise UploadError("Another request is writing to this upload; retry shortly.", 423) from None
-        except filetypes.UnsupportedFileType as exc:
+        except TypeRefused:
             terminate(upload, actor=actor, reason="unsupported type", outcome=Outcome.DENIED)
-            raise UploadError(str(exc), 415) from None
-        pipeline.finish()
-        offset = client_offset + pipeline.received
-        interrupted = pipeline.interrupted
+            raise
+        return commit(upload, token, actor, appended, parts=parts)
+    finally:
+        release(upload, token)
 
-        # tus checksum extension: a mismatching (or incomplete) body is discarded whole.
-        if checksum is not None and (interrupted or body_hasher is None or body_hasher.digest() != checksum[1]):
-            raise UploadError("The body does not match its Upload-Checksum; it was discarded.", 460)
 
-        complete = offset == upload.length
-        if not file_type and (complete or offset >= filetypes.SNIFF_BYTES):
-            try:
-                detect(pipeline.partial)
-            except filetypes.UnsupportedFileType as exc:
-                terminate(upload, actor=actor, reason="unsupported type", outcome=Outcome.DENIED)
-                raise UploadError(str(exc), 415) from None
-
-        if complete:
-            final = bytes(pipeline.seal_last())
-            version = _finish(upload, token, actor, staging, parts, new_ct_offset, final, hasher, file_type)
-            return AppendResult(upload, completed=version, interrupted=interrupted)
-        new_tail = _seal_tail(dek, upload.pk, offset, pipeline.partial)
-
+def commit(
+    upload: Upload, token: str, actor: Any, appended: Appended, *, parts: list[list[int]] | None = None
+) -> AppendResult:
+    """Record what a request appended (its lease still held): the new state, or the new version."""
+    dek = keystore.upload_dek(upload)
+    parts = upload.staged_parts if parts is None else parts
+    if appended.complete:
+        assert appended.final is not None
+        version = _finish(
+            upload,
+            actor,
+            _staging(),
+            parts,
+            appended.ciphertext_offset,
+            appended.final,
+            appended.hasher.hexdigest(),
+            appended.file_type,
+        )
+        return AppendResult(upload, completed=version, interrupted=appended.interrupted)
     updated = Upload.objects.filter(pk=upload.pk, lease_token=token).update(
-        offset=offset,
-        ciphertext_offset=new_ct_offset,
-        tail=new_tail,
+        offset=appended.offset,
+        ciphertext_offset=appended.ciphertext_offset,
+        tail=_seal_tail(dek, upload.pk, appended.offset, appended.tail),
         staged_parts=parts,
-        file_type=file_type,
+        file_type=appended.file_type,
         expires_at=timezone.now() + timedelta(seconds=settings.VAULT_UPLOAD_EXPIRY_SECONDS),
     )
     if not updated:
         raise UploadError("The upload changed underneath this request; check its offset and retry.", 409)
-    hashing.remember(uid, offset, hasher)
+    hashing.remember(str(upload.pk), appended.offset, appended.hasher)
     upload.refresh_from_db()
-    return AppendResult(upload, interrupted=interrupted)
+    return AppendResult(upload, interrupted=appended.interrupted)
 
 
 def _finish(
     upload: Upload,
-    token: str,
     actor: Any,
     staging: FileStaging | BlobPartStaging,
     parts: list[list[int]],
     ciphertext_size: int,
     final: bytes,
-    hasher: Any,
+    sha256: str,
     file_type: str,
 ) -> ObjectVersion:
     from casebridge.vault import scanning_gate
@@ -359,7 +337,6 @@ def _finish(
     else:
         staging.promote(uid, parts, blob_name, final)
     total_ciphertext = ciphertext_size + len(final)
-    sha256 = hasher.hexdigest()
     try:
         verdict = scanning_gate.scan_blob(
             upload.organization_id,

@@ -1,0 +1,166 @@
+"""One tus request body into staging: the part of an upload request that moves bytes.
+
+No Django here. The application runs it for uploads it serves itself (vault/uploads.py), the
+transfer server for uploads handed to it (transfer/uploads.py); either way the database work
+around it (the lease before, the commit after) stays in the application.
+
+An upload knows its total length from the start, so whether a segment is the stream's last one is
+arithmetic: every full segment that is not the last is encrypted and staged the moment it fills.
+The plaintext of the unfinished segment at the end of a request (`tail`) goes back to the
+application, which keeps it encrypted with the upload's state for the next request, on any server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from casebridge.vault import filetypes, hashing
+from casebridge.vault.crypto.streaming import DEFAULT_LAYOUT, HEADER_SIZE, SEGMENT_SIZE, TAG_SIZE, open_stream
+from casebridge.vault.pipeline import Readinto, SealingPipeline
+
+LEASE_RENEW_BYTES = 256 << 20
+LAYOUT = DEFAULT_LAYOUT
+
+
+class UploadError(Exception):
+    """A refused upload request; `status` is the HTTP status the tus endpoint answers with."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class UploadGone(UploadError):
+    status = 404
+
+
+class TypeRefused(UploadError):
+    """The content is not a file type CaseBridge accepts: the upload is to be terminated."""
+
+    status = 415
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """Where an upload stands and what it takes to add to it (the application hands this out
+    only to the request holding the upload's lease)."""
+
+    upload_id: str
+    dek: bytes
+    associated: bytes
+    header: bytes
+    length: int
+    offset: int
+    ciphertext_offset: int
+    tail: bytes  # plaintext of the unfinished segment an earlier request delivered
+    file_type: str
+
+
+@dataclass
+class Appended:
+    offset: int
+    ciphertext_offset: int  # of the staged ciphertext, without the final segment
+    interrupted: bool  # the client went away before its Content-Length
+    file_type: str
+    tail: bytes  # plaintext of the unfinished segment ("" once complete)
+    final: bytes | None  # the sealed last segment, once complete
+    hasher: Any  # SHA-256 of the plaintext so far
+
+    @property
+    def complete(self) -> bool:
+        return self.final is not None
+
+
+Stage = Callable[[Iterator[memoryview], Callable[[Any], None]], int]
+"""stage(sealed segments, release) -> the staged ciphertext's end after writing them."""
+
+
+def segments_staged(ciphertext_offset: int) -> int:
+    # The header and segment 0 fill exactly one segment size, every later segment another.
+    return ciphertext_offset // SEGMENT_SIZE
+
+
+def rebuild_hasher(cont: Continuation, read_staged: Callable[[int, int], bytes]) -> Any:
+    """Recompute the SHA-256 of what was already uploaded, from the staged ciphertext."""
+    cipher = open_stream(cont.dek, cont.associated, cont.header)
+    hasher = hashlib.sha256()
+    out = bytearray(SEGMENT_SIZE)
+    for index in range(segments_staged(cont.ciphertext_offset)):
+        start = HEADER_SIZE if index == 0 else index * SEGMENT_SIZE
+        data = read_staged(start, (index + 1) * SEGMENT_SIZE)
+        written = cipher.decrypt_into(index, False, data, memoryview(out)[: len(data) - TAG_SIZE])
+        hasher.update(memoryview(out)[:written])
+    hasher.update(cont.tail)
+    return hasher
+
+
+def append_body(
+    cont: Continuation,
+    *,
+    stage: Stage,
+    read_staged: Callable[[int, int], bytes],
+    body: Readinto,
+    content_length: int,
+    checksum: tuple[str, bytes] | None = None,
+    renew: Callable[[], object] = lambda: None,
+    release_on_resume: bool = False,
+) -> Appended:
+    """Hash, seal and stage one request body; keeps whatever arrived if the client goes away.
+
+    Raises TypeRefused when the first bytes are not an accepted type, UploadError(460) when the
+    body does not match its Upload-Checksum (nothing of it then counts). `renew` is called every
+    LEASE_RENEW_BYTES so a long request keeps its lease.
+    """
+    cipher = open_stream(cont.dek, cont.associated, cont.header)
+    hasher = hashing.recall(cont.upload_id, cont.offset) or rebuild_hasher(cont, read_staged)
+    body_hasher = hashlib.sha256() if checksum else None
+    file_type = cont.file_type
+    renew_at = cont.offset + LEASE_RENEW_BYTES
+
+    def detect(prefix: memoryview) -> None:
+        nonlocal file_type
+        if not file_type:
+            try:
+                file_type = filetypes.detect(bytes(prefix[: filetypes.SNIFF_BYTES]), cont.length).name
+            except filetypes.UnsupportedFileType as exc:
+                raise TypeRefused(str(exc)) from None
+
+    def read(view: memoryview) -> int:
+        nonlocal renew_at
+        got = body(view)
+        if cont.offset + pipeline.received + got >= renew_at:
+            renew_at += LEASE_RENEW_BYTES
+            renew()
+        return got
+
+    with SealingPipeline(
+        cipher,
+        index=segments_staged(cont.ciphertext_offset),
+        last_index=LAYOUT.segment_count(cont.length) - 1,
+        hashers=[hasher, body_hasher] if body_hasher else [hasher],
+        tail=cont.tail,
+        inspect_first=detect,
+    ) as pipeline:
+        sealed = pipeline.seal(read, content_length, release_on_resume=release_on_resume)
+        ciphertext_offset = stage(sealed, pipeline.release)
+        pipeline.finish()
+        offset = cont.offset + pipeline.received
+        interrupted = pipeline.interrupted
+
+        # tus checksum extension: a mismatching (or incomplete) body is discarded whole.
+        if checksum is not None and (interrupted or body_hasher is None or body_hasher.digest() != checksum[1]):
+            raise UploadError("The body does not match its Upload-Checksum; it was discarded.", 460)
+
+        complete = offset == cont.length
+        if not file_type and (complete or offset >= filetypes.SNIFF_BYTES):
+            detect(pipeline.partial)
+        if complete:
+            final = bytes(pipeline.seal_last())
+            return Appended(offset, ciphertext_offset, interrupted, file_type, b"", final, hasher)
+        return Appended(offset, ciphertext_offset, interrupted, file_type, bytes(pipeline.partial), None, hasher)
