@@ -263,8 +263,11 @@ def _cli(home: Path, *args: str, timeout: float = 120) -> str:
     return done.stdout
 
 
-def start_casebridge(home: Path, *, workers: int | None = None, threads: int | None = None) -> Server:
-    """`casebridge serve --no-worker` on its own port and home, with an org and a service token."""
+def start_casebridge(
+    home: Path, *, workers: int | None = None, threads: int | None = None, transfer_server: bool = True
+) -> Server:
+    """`casebridge serve --no-worker` on its own port and home, with an org and a service token;
+    `transfer_server=False`: the application moves the bytes itself (`--transfer-port 0`)."""
     home.mkdir(parents=True, exist_ok=True)
     _cli(home, "migrate", "--verbosity", "0")
     _cli(home, "createadmin", "--email", "bench@example.com", "--org", "Bench Practice", "--kind", "practice")
@@ -287,7 +290,7 @@ def start_casebridge(home: Path, *, workers: int | None = None, threads: int | N
         .strip()
         .splitlines()[-1]
     )
-    port, transfer_port = free_port(), free_port()
+    port, transfer_port = free_port(), free_port() if transfer_server else 0
     env = {**os.environ, "CASEBRIDGE_HOME": str(home), "DJANGO_SETTINGS_MODULE": "casebridge.settings"}
     env.pop("DATABASE_URL", None)
     env.pop("CASEBRIDGE_STORAGE_URL", None)
@@ -303,7 +306,11 @@ def start_casebridge(home: Path, *, workers: int | None = None, threads: int | N
     wait_port(port, proc, timeout=90)
     server = Server(proc, port, home, token, home / "tls" / "cert.pem")
     deadline = time.monotonic() + 30
-    while (len(server.workers()) < (workers or 2) or not server.transfer_workers()) and time.monotonic() < deadline:
+
+    def ready() -> bool:
+        return len(server.workers()) >= (workers or 2) and (not transfer_server or bool(server.transfer_workers()))
+
+    while not ready() and time.monotonic() < deadline:
         time.sleep(0.2)
     return server
 

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from casebridge.audit import triggers
-from casebridge.core.browser_testing import browser, new_context, page, site  # noqa: F401 (fixtures)
+from casebridge.core.browser_testing import browser, https_site, new_context, page, site  # noqa: F401 (fixtures)
 from casebridge.core.testing import Personas, build_personas
 
 _state = {"triggers_removed": False}

@@ -55,10 +55,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "casebridge.vault.transfer.TransferServerMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "casebridge.core.middleware.RequestContextMiddleware",
     "casebridge.core.middleware.PermissionsPolicyMiddleware",
     "csp.middleware.CSPMiddleware",
+    "casebridge.vault.transfer.TransferOriginCSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "casebridge.core.csrf.FetchMetadataOriginMiddleware",

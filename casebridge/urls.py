@@ -79,6 +79,11 @@ urlpatterns = [
     path("api/v1/me", account_views.api_me, name="api_me"),
     path("api/v1/uploads/", upload_api.upload_collection, name="tus_collection"),
     path("api/v1/uploads/<uuid:upload_id>", upload_api.upload_resource, name="tus_upload"),
+    path(
+        "api/v1/uploads/<uuid:upload_id>/handover/<slug:step>",
+        upload_api.upload_handover,
+        name="tus_upload_handover",
+    ),
     path("api/v1/files/", file_api.file_list, name="file_list"),
     path("api/v1/files/<uuid:file_id>", file_api.file_detail, name="file_detail"),
     path("api/v1/files/<uuid:file_id>/content", file_api.file_content, name="file_content"),

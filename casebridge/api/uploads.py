@@ -4,10 +4,11 @@ expiration. The protocol lives here; the vault's upload service does the work.""
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.urls import reverse
 from django.utils.http import http_date
@@ -18,8 +19,11 @@ from casebridge.access.guards import public
 from casebridge.access.requests import actor_of, api_token_of
 from casebridge.access.roles import Perm
 from casebridge.api.auth import answers_options, api_actor, problem
+from casebridge.audit.models import Outcome
+from casebridge.core import request_body
 from casebridge.orgs.models import Organization
-from casebridge.vault import uploads
+from casebridge.vault import transfer, uploads
+from casebridge.vault.appending import Appended
 from casebridge.vault.models import Upload
 
 TUS_VERSION = "1.0.0"
@@ -83,69 +87,7 @@ def _metadata(header: str) -> dict[str, str]:
 
 def body_reader(request: HttpRequest, length: int) -> uploads.Readinto:
     """readinto() over a request body of `length` bytes: 0 at its end or when the client left."""
-    direct = _gunicorn_socket_body(request, length)
-    if direct is not None:
-        return direct
-    remaining = length
-
-    def readinto(view: memoryview) -> int:
-        nonlocal remaining
-        if not remaining:
-            return 0
-        chunk = request.read(min(len(view), remaining))
-        view[: len(chunk)] = chunk
-        remaining -= len(chunk)
-        return len(chunk)
-
-    return readinto
-
-
-def _gunicorn_socket_body(request: HttpRequest, length: int) -> uploads.Readinto | None:
-    """Read a known-length body straight from gunicorn's socket into the caller's buffer.
-
-    Over TLS every recv() returns one 16 KiB record; gunicorn's reader appends each to a BytesIO
-    and copies the result out again. recv_into() the vault's segment buffer decrypts each record
-    where it will be hashed and encrypted: no copy at all (docs/performance.md). Anything gunicorn
-    already read ahead is taken first; with another server, or a body someone already started
-    reading, this returns None and request.read() is used.
-    """
-    from gunicorn.http.body import LengthReader
-    from gunicorn.http.unreader import SocketUnreader
-
-    stream = request.META.get("wsgi.input")
-    reader = getattr(stream, "reader", None)
-    unreader = getattr(reader, "unreader", None)
-    buffered = getattr(stream, "buf", None)
-    if not isinstance(reader, LengthReader) or not isinstance(unreader, SocketUnreader) or buffered is None:
-        return None
-    if buffered.tell() or reader.length != length:
-        return None
-    sock = unreader.sock
-    pending: memoryview | None = None  # what gunicorn read ahead, taken on the first read
-    remaining = length
-
-    def readinto(view: memoryview) -> int:
-        nonlocal pending, remaining
-        if pending is None:
-            ahead = unreader.take_buffered()
-            if len(ahead) > length:  # a pipelined next request: give it back
-                unreader.unread(ahead[length:])
-                ahead = ahead[:length]
-            pending = memoryview(ahead)
-        want = min(len(view), remaining)
-        if not want:
-            return 0
-        if pending:
-            got = min(want, len(pending))
-            view[:got] = pending[:got]
-            pending = pending[got:]
-        else:
-            got = sock.recv_into(view, want)  # 0: the client went away, keep what arrived
-        remaining -= got
-        reader.length -= got  # gunicorn must not wait for bytes we consumed
-        return got
-
-    return readinto
+    return request_body.body_reader(request.META, length, request.read)
 
 
 def _content_length(request: HttpRequest) -> int:
@@ -235,7 +177,7 @@ def upload_collection(request: HttpRequest) -> HttpResponseBase:
             if stored is None:
                 raise uploads.UploadGone("no such file")
         upload = uploads.create_upload(organization=organization, actor=actor, length=length, stored_object=stored)
-        location = reverse("tus_upload", args=[upload.pk])
+        location = transfer.upload_location(upload.pk) or reverse("tus_upload", args=[upload.pk])
         if request.content_type == OFFSET_CONTENT_TYPE or length == 0:
             if length == 0:
                 result = uploads.append(upload, actor=actor, client_offset=0, body=lambda view: 0, content_length=0)
@@ -282,3 +224,95 @@ def upload_resource(request: HttpRequest, upload_id: str) -> HttpResponseBase:
     except uploads.UploadError as exc:
         return _error(exc.status, str(exc))
     return _error(400, "Use HEAD, PATCH or DELETE.")
+
+
+# --- hand-over to the transfer server -----------------------------------------------------------
+# The transfer server receives PATCH bodies for uploads whose Location points at it. Around each
+# body it asks here, with the client's own credentials and headers (so sign-in, MFA, CSRF, roles
+# and ownership are checked exactly as for a PATCH sent here) and the internal key:
+#   lease   the checks a PATCH gets, the lease, and what continuing the upload takes (its DEK);
+#   renew   the lease, every 256 MiB of a long body;
+#   commit  what the body appended (or why it was refused), answered as the PATCH is answered.
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@api_actor
+def upload_handover(request: HttpRequest, upload_id: str, step: str) -> HttpResponseBase:
+    if not request.META.get(transfer.FROM_TRANSFER_SERVER) or request.method != "POST":
+        return problem(404, "Not Found", "no such upload")
+    upload = uploads.owned_uploads(actor_of(request)).filter(pk=upload_id).first()
+    if upload is None:
+        return _error(404, "no such upload")
+    try:
+        if step == "lease":
+            return _lease(request, upload)
+        data = json.loads(request.body or b"{}")
+        token = str(data.get("token", ""))
+        if step == "renew":
+            uploads.renew(upload, token)
+            return HttpResponse(status=204)
+        if step == "commit":
+            try:
+                return _commit(request, upload, token, data)
+            finally:
+                uploads.release(upload, token)
+    except uploads.UploadError as exc:
+        return _error(exc.status, str(exc))
+    return problem(404, "Not Found", "no such step")
+
+
+def _lease(request: HttpRequest, upload: Upload) -> HttpResponseBase:
+    bad = _check_version(request)
+    if bad:
+        return bad
+    if request.headers.get("CaseBridge-Body-Type", "").split(";")[0].strip() != OFFSET_CONTENT_TYPE:
+        return _error(415, f"PATCH bodies must be '{OFFSET_CONTENT_TYPE}'.")
+    try:
+        client_offset = int(request.headers["Upload-Offset"])
+        length = int(request.headers.get("CaseBridge-Body-Length") or 0)
+    except (KeyError, ValueError):
+        return _error(400, "Send the Upload-Offset header.")
+    checksum_header = request.headers.get("Upload-Checksum")
+    checksum = uploads.parse_checksum(checksum_header) if checksum_header else None
+    token, cont = uploads.lease(upload, client_offset=client_offset, content_length=length, checksum=checksum)
+    return JsonResponse(
+        {
+            "token": token,
+            "upload_id": cont.upload_id,
+            "dek": _b64(cont.dek),
+            "associated": _b64(cont.associated),
+            "header": _b64(cont.header),
+            "length": cont.length,
+            "offset": cont.offset,
+            "ciphertext_offset": cont.ciphertext_offset,
+            "tail": _b64(cont.tail),
+            "file_type": cont.file_type,
+        }
+    )
+
+
+def _commit(request: HttpRequest, upload: Upload, token: str, data: dict[str, Any]) -> HttpResponseBase:
+    actor = actor_of(request)
+    outcome = data.get("outcome")
+    if outcome == "type_refused":
+        uploads.terminate(upload, actor=actor, reason="unsupported type", outcome=Outcome.DENIED)
+        return _error(415, str(data.get("message", "This file type is not accepted.")))
+    if outcome == "checksum_mismatch":
+        return _error(460, "The body does not match its Upload-Checksum; it was discarded.")
+    if outcome == "conflict":
+        return _error(423, "Another request is writing to this upload; retry shortly.")
+    if outcome != "appended":
+        return _error(500, "The transfer failed; ask for the upload's offset and resume.")
+    final = data.get("final")
+    appended = Appended(
+        offset=int(data["offset"]),
+        ciphertext_offset=int(data["ciphertext_offset"]),
+        interrupted=bool(data["interrupted"]),
+        file_type=str(data["file_type"]),
+        tail=base64.b64decode(data["tail"]),
+        final=base64.b64decode(final) if final is not None else None,
+        sha256=str(data.get("sha256", "")),
+    )
+    result = uploads.commit(upload, token, actor, appended)
+    return _upload_headers(HttpResponse(status=204), result.upload)

@@ -4,12 +4,17 @@ pointed at pytest-django's live server on `localhost`, and a person signing in w
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.cache import cache
+from django.core.servers.basehttp import ThreadedWSGIServer
+from django.test.testcases import LiveServerThread
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from casebridge.accounts.models import User
@@ -51,6 +56,46 @@ def site(live_server: object, settings: object) -> str:
     # Rate-limit counters and used TOTP codes live in the database cache, which outlives a test.
     cache.clear()
     return url
+
+
+class _TLSServer(ThreadedWSGIServer):
+    """Django's live server, speaking TLS: pages on an https origin, as under serve."""
+
+    tls: ssl.SSLContext
+
+    def server_bind(self) -> None:
+        super().server_bind()
+        self.socket = self.tls.wrap_socket(self.socket, server_side=True)
+
+
+class _HTTPSStaticFilesHandler(StaticFilesHandler):
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        environ["wsgi.url_scheme"] = "https"  # the TLS is this thread's, not a proxy's
+        return super().__call__(environ, start_response)
+
+
+@pytest.fixture
+def https_site(transactional_db: None, settings: Any, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The application over TLS on https://localhost:<port>, in this process (the test database),
+    with the self-signed certificate from `transfer.testing.certificate(tmp_path)`: (url, tmp)."""
+    from pytest_django.live_server_helper import LiveServer
+
+    from casebridge.transfer.testing import certificate
+
+    cert, key = certificate(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server = LiveServer("localhost:0", start=False)
+    thread = type("TLSLiveServerThread", (LiveServerThread,), {"server_class": type("S", (_TLSServer,), {"tls": tls})})
+    server.thread = thread("localhost", _HTTPSStaticFilesHandler, server.thread.connections_override, 0)
+    server.thread.daemon = True
+    server.start()
+    url = f"https://localhost:{server.thread.port}"
+    settings.PUBLIC_URL = url
+    settings.CSRF_TRUSTED_ORIGINS = [url]
+    cache.clear()
+    yield url, tmp_path
+    server.stop()
 
 
 @pytest.fixture

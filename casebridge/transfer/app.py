@@ -1,4 +1,5 @@
-"""The transfer server's WSGI application: GET /d/<ticket> streams the range the ticket names.
+"""The transfer server's WSGI application: GET /d/<ticket> streams the range the ticket names;
+/u/<upload id> takes tus request bodies (transfer/uploads.py).
 
 Every answer carries the same protective headers as the application's own downloads. An expired
 or already used ticket gets 410 (start the download again from CaseBridge); anything that is not a
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from casebridge.transfer.tickets import DownloadTicket, SpentTickets, TicketRefused, unseal
+from casebridge.transfer.uploads import UPLOAD_PATH, UploadDoor
 from casebridge.vault.backends import BlobNotFound, BlobStore
 from casebridge.vault.crypto.streaming import CiphertextIntegrityError, decrypt_range
 
@@ -30,16 +32,22 @@ PROTECTIVE_HEADERS = [
 
 
 class TransferApp:
-    def __init__(self, key: bytes, store: BlobStore, spent: SpentTickets | None = None) -> None:
+    def __init__(
+        self, key: bytes, store: BlobStore, spent: SpentTickets | None = None, uploads: UploadDoor | None = None
+    ) -> None:
         self.key = key
         self.store = store
         self.spent = spent or SpentTickets()
+        self.uploads = uploads
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/healthz":
             return _plain(start_response, "200 OK", "ok")
+        upload = UPLOAD_PATH.match(path)
+        if upload is not None and self.uploads is not None:
+            return self.uploads(environ, start_response, upload.group(1))
         if not path.startswith("/d/"):
             return _plain(start_response, "404 Not Found", "Nothing here.")
         if method != "GET":

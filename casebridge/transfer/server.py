@@ -8,41 +8,71 @@ the command line or the environment, where other processes could read it.
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 from casebridge.core.server import HardenedServer
 from casebridge.transfer.app import TransferApp
+from casebridge.transfer.appclient import AppClient
+from casebridge.transfer.uploads import UploadDoor
 from casebridge.vault.backends import StorageError, store_from_url
+from casebridge.vault.backends.filesystem import FileSystemStore
+from casebridge.vault.staging import FileStaging
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m casebridge.transfer",
-        description="Serve file downloads that CaseBridge has authorized, from sealed tickets. "
-        "Reads the 32-byte ticket key, hex-encoded, as the first line of standard input.",
+        description="Move file bytes for CaseBridge: downloads it authorized (sealed tickets) and tus "
+        "upload bodies it leases (--app-url). Reads the 32-byte ticket key and, for uploads, the "
+        "internal key, hex-encoded, one per line, from standard input.",
     )
     parser.add_argument("--bind", required=True, help="host:port to listen on")
     parser.add_argument("--certfile", required=True)
     parser.add_argument("--keyfile", required=True)
     parser.add_argument("--storage-url", required=True, help="where the ciphertext is (CASEBRIDGE_STORAGE_URL)")
     parser.add_argument("--threads", type=int, default=16, help="concurrent transfers (default 16)")
+    parser.add_argument(
+        "--app-url",
+        default="",
+        help="the application on this host (https://127.0.0.1:8443), asked about uploads; none: downloads only",
+    )
+    parser.add_argument("--app-host", default="", help="Host header for the application (its public host:port)")
+    parser.add_argument("--app-origin", default="", help="the application's origin, allowed to upload from a browser")
     parser.add_argument("--control-socket", default="", help="gunicorn's control socket path (default: none)")
     return parser.parse_args(argv)
 
 
+def _key(line: str) -> bytes | None:
+    try:
+        key = bytes.fromhex(line.strip())
+    except ValueError:
+        return None
+    return key if len(key) == 32 else None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        key = bytes.fromhex(sys.stdin.readline().strip())
-    except ValueError:
-        key = b""
-    if len(key) != 32:
-        sys.exit("transfer server: standard input must start with the 32-byte ticket key in hex")
+    key, internal = _key(sys.stdin.readline()), _key(sys.stdin.readline())
+    if key is None or (args.app_url and internal is None):
+        sys.exit(
+            "transfer server: standard input must hold the 32-byte ticket key in hex, then (with "
+            "--app-url) the 32-byte internal key, one per line"
+        )
     try:
         store = store_from_url(args.storage_url)
     except StorageError as exc:
         sys.exit(f"transfer server: {exc}")
+    uploads = None
+    if args.app_url and internal is not None:
+        if not isinstance(store, FileSystemStore):
+            sys.exit("transfer server: uploads need file: storage; leave out --app-url for downloads only")
+        with open(args.certfile) as handle:
+            pinned = ssl.PEM_cert_to_DER_cert(handle.read())
+        client = AppClient(args.app_url, args.app_host or urlsplit(args.app_url).netloc, internal, pinned)
+        uploads = UploadDoor(client, FileStaging(store), args.app_origin)
     options: dict[str, Any] = {
         "bind": [args.bind],
         "certfile": args.certfile,
@@ -64,5 +94,5 @@ def main(argv: list[str] | None = None) -> None:
         options["control_socket"] = args.control_socket
     else:  # gunicorn's default is one path per user, shared by every server it runs
         options["control_socket_disable"] = True
-    app = TransferApp(key, store)
+    app = TransferApp(key, store, uploads=uploads)
     HardenedServer(options, lambda: app).run()

@@ -34,13 +34,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def launch(tmp: Path, key_line: bytes, storage_url: str) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """Start `python -m casebridge.transfer` with `key_line` on its standard input."""
+def certificate(tmp: Path) -> tuple[Path, Path]:
+    """The self-signed certificate and key under `tmp` that test servers share, as under serve."""
     cert, key = tmp / "tls" / "cert.pem", tmp / "tls" / "key.pem"
     ensure_self_signed(cert, key, ["localhost", "127.0.0.1"])
+    return cert, key
+
+
+def launch(
+    tmp: Path, key_line: bytes, storage_url: str, app: list[str] | None = None
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """Start `python -m casebridge.transfer` with `key_line` on its standard input; `app`: the
+    --app-url/--app-host/--app-origin arguments that turn uploads on."""
+    cert, key = certificate(tmp)
     port = free_port()
     command = [sys.executable, "-m", "casebridge.transfer", "--bind", f"127.0.0.1:{port}"]
     command += ["--certfile", str(cert), "--keyfile", str(key), "--storage-url", storage_url, "--threads", "4"]
+    command += app or []
     log = (tmp / "transfer.log").open("wb")  # a file, not a pipe nobody reads while it runs
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - our own module
     log.close()
@@ -50,9 +60,14 @@ def launch(tmp: Path, key_line: bytes, storage_url: str) -> tuple[subprocess.Pop
     return proc, port, cert
 
 
-def start(tmp: Path, key: bytes, storage_url: str) -> RunningTransferServer:
-    """A transfer server that listens and has its worker up, or AssertionError with its output."""
-    proc, port, cert = launch(tmp, key.hex().encode() + b"\n", storage_url)
+def start(
+    tmp: Path, key: bytes, storage_url: str, *, internal: bytes | None = None, app_url: str = "", app_origin: str = ""
+) -> RunningTransferServer:
+    """A transfer server that listens and has its worker up, or AssertionError with its output.
+    With `internal` and `app_url` it also takes upload bodies for the application there."""
+    keys = key.hex().encode() + b"\n" + (internal.hex().encode() + b"\n" if internal else b"")
+    app = ["--app-url", app_url, "--app-origin", app_origin] if app_url else None
+    proc, port, cert = launch(tmp, keys, storage_url, app)
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
     deadline = time.time() + 30
     while time.time() < deadline and proc.poll() is None:

@@ -58,6 +58,12 @@ def ticket_key(secret_key: str) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_AAD).derive(secret_key.encode())
 
 
+def internal_key(secret_key: str) -> bytes:
+    """What the transfer server shows the application when it asks on a client's behalf."""
+    info = b"casebridge/transfer-internal/v1"
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret_key.encode())
+
+
 def seal(key: bytes, ticket: DownloadTicket) -> str:
     fields = asdict(ticket)
     fields["dek"] = base64.b64encode(ticket.dek).decode()

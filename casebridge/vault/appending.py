@@ -12,6 +12,7 @@ application, which keeps it encrypted with the upload's state for the next reque
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -70,7 +71,8 @@ class Appended:
     file_type: str
     tail: bytes  # plaintext of the unfinished segment ("" once complete)
     final: bytes | None  # the sealed last segment, once complete
-    hasher: Any  # SHA-256 of the plaintext so far
+    sha256: str  # hex digest of the whole plaintext, once complete
+    hasher: Any = None  # SHA-256 of the plaintext so far (where the request ran)
 
     @property
     def complete(self) -> bool:
@@ -79,6 +81,15 @@ class Appended:
 
 Stage = Callable[[Iterator[memoryview], Callable[[Any], None]], int]
 """stage(sealed segments, release) -> the staged ciphertext's end after writing them."""
+
+
+def parse_checksum(header: str) -> tuple[str, bytes]:
+    """tus checksum extension: 'Upload-Checksum: <algorithm> <base64 digest>'."""
+    algorithm, _, value = header.strip().partition(" ")
+    try:
+        return algorithm.lower(), base64.b64decode(value, validate=True)
+    except ValueError:
+        raise UploadError("Upload-Checksum must be '<algorithm> <base64 digest>'.") from None
 
 
 def segments_staged(ciphertext_offset: int) -> int:
@@ -162,5 +173,6 @@ def append_body(
             detect(pipeline.partial)
         if complete:
             final = bytes(pipeline.seal_last())
-            return Appended(offset, ciphertext_offset, interrupted, file_type, b"", final, hasher)
-        return Appended(offset, ciphertext_offset, interrupted, file_type, bytes(pipeline.partial), None, hasher)
+            return Appended(offset, ciphertext_offset, interrupted, file_type, b"", final, hasher.hexdigest(), hasher)
+        tail = bytes(pipeline.partial)
+        return Appended(offset, ciphertext_offset, interrupted, file_type, tail, None, "", hasher)

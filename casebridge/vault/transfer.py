@@ -1,17 +1,23 @@
-"""Handing downloads to the transfer server (casebridge/transfer/).
+"""The application's side of the transfer server (casebridge/transfer/).
 
-When `casebridge serve` runs a transfer server, a download the application has authorized and
-audited is answered with a 307 to that server, carrying a sealed single-use ticket for exactly
-the range decided here. Without one (tests, `serve --no-transfer-server`), the application
-streams the content itself.
+Downloads: when `casebridge serve` runs a transfer server, a download the application has
+authorized and audited is answered with a 307 to that server, carrying a sealed single-use ticket
+for exactly the range decided here. Uploads: the tus `Location` points at the transfer server,
+which asks the application (the handover endpoints in api/uploads.py, with the client's own
+credentials and the internal key) for a lease before each body and commits after it. Without a
+transfer server (tests, `serve --transfer-port 0`), the application moves the bytes itself.
 """
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.http import HttpResponse
+import hmac
+from collections.abc import Callable
+from urllib.parse import urlsplit
 
-from casebridge.transfer.tickets import DownloadTicket, seal, ticket_key
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
+
+from casebridge.transfer.tickets import DownloadTicket, internal_key, seal, ticket_key
 from casebridge.vault import keystore
 from casebridge.vault.crypto.streaming import associated_data
 from casebridge.vault.models import ObjectVersion, StoredObject
@@ -54,3 +60,59 @@ def redirect(stored: StoredObject, version: ObjectVersion, start: int, end: int,
     response = HttpResponse(status=307)
     response["Location"] = f"{url}/d/{seal(key, ticket)}"
     return response
+
+
+def upload_location(upload_id: object) -> str | None:
+    """Where a tus client sends this upload's bodies: the transfer server, when there is one
+    and uploads are staged on a filesystem it shares (S3 staging stays in the application)."""
+    from casebridge.vault.backends.filesystem import FileSystemStore
+    from casebridge.vault.config import blob_store
+
+    if _endpoint is None or not isinstance(blob_store(), FileSystemStore):
+        return None
+    return f"{_endpoint[0]}/u/{upload_id}"
+
+
+FROM_TRANSFER_SERVER = "casebridge.from_transfer_server"
+
+
+class TransferServerMiddleware:
+    """Requests the transfer server makes on a client's behalf.
+
+    They prove themselves with the internal key (derived from SECRET_KEY) and carry the client's
+    own address, which is what audit events then record. A request with a wrong key is refused
+    before anything else runs; without the header a request is an ordinary one.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.key = internal_key(settings.SECRET_KEY).hex().encode()
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        presented = request.META.get("HTTP_CASEBRIDGE_TRANSFER_KEY")
+        request.META[FROM_TRANSFER_SERVER] = False
+        if presented is not None:
+            if not hmac.compare_digest(presented.encode(), self.key):
+                return HttpResponseNotFound()
+            request.META[FROM_TRANSFER_SERVER] = True
+            client = request.META.get("HTTP_CASEBRIDGE_CLIENT_ADDRESS")
+            if client:
+                request.META["REMOTE_ADDR"] = client
+        return self.get_response(request)
+
+
+class TransferOriginCSPMiddleware:
+    """Pages may send upload bodies to the transfer server: its origin joins `connect-src`.
+
+    Listed just inside django-csp's middleware, so the addition is there when that writes the
+    header (the same mechanism as django-csp's own `csp_update` decorator)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if _endpoint is not None:
+            parts = urlsplit(_endpoint[0])
+            response._csp_update = {"connect-src": [f"{parts.scheme}://{parts.netloc}"]}  # type: ignore[attr-defined]
+        return response

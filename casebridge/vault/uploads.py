@@ -10,7 +10,6 @@ ciphertext to the object's blob in one atomic step.
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from casebridge.vault.appending import (
     UploadError,
     UploadGone,
     append_body,
+    parse_checksum,
 )
 from casebridge.vault.backends import StorageError
 from casebridge.vault.config import blob_store
@@ -50,7 +50,16 @@ from casebridge.vault.staging import BlobPartStaging, FileStaging, StagingConfli
 
 LEASE_SECONDS = 120
 
-__all__ = ["AppendResult", "Continuation", "UploadError", "UploadGone", "append", "create_upload", "terminate"]
+__all__ = [
+    "AppendResult",
+    "Continuation",
+    "UploadError",
+    "UploadGone",
+    "append",
+    "create_upload",
+    "parse_checksum",
+    "terminate",
+]
 
 
 @dataclass
@@ -278,7 +287,10 @@ def append(
         except TypeRefused:
             terminate(upload, actor=actor, reason="unsupported type", outcome=Outcome.DENIED)
             raise
-        return commit(upload, token, actor, appended, parts=parts)
+        result = commit(upload, token, actor, appended, parts=parts)
+        if not appended.complete:  # the next request here continues the hash instead of redoing it
+            hashing.remember(str(upload.pk), appended.offset, appended.hasher)
+        return result
     finally:
         release(upload, token)
 
@@ -298,7 +310,7 @@ def commit(
             parts,
             appended.ciphertext_offset,
             appended.final,
-            appended.hasher.hexdigest(),
+            appended.sha256,
             appended.file_type,
         )
         return AppendResult(upload, completed=version, interrupted=appended.interrupted)
@@ -312,7 +324,6 @@ def commit(
     )
     if not updated:
         raise UploadError("The upload changed underneath this request; check its offset and retry.", 409)
-    hashing.remember(str(upload.pk), appended.offset, appended.hasher)
     upload.refresh_from_db()
     return AppendResult(upload, interrupted=appended.interrupted)
 
@@ -443,11 +454,3 @@ def expire_uploads() -> int:
             Upload.objects.filter(pk=upload.pk).delete()
         count += 1
     return count
-
-
-def parse_checksum(header: str) -> tuple[str, bytes]:
-    algorithm, _, value = header.strip().partition(" ")
-    try:
-        return algorithm.lower(), base64.b64decode(value, validate=True)
-    except ValueError:
-        raise UploadError("Upload-Checksum must be '<algorithm> <base64 digest>'.") from None

@@ -87,6 +87,9 @@
       retryDelays: [0, 1000, 3000, 5000, 10000, 20000, 30000],
       allowedMetaFields: ["organization"],
       headers: { "X-CSRFToken": csrfToken() },
+      // Bodies may go to CaseBridge's transfer server (another port of this host): the session
+      // cookie goes with them, and the server accepts it from this page's origin only (CORS).
+      withCredentials: true,
       // tus-js-client would otherwise keep a fingerprint derived from the file name in localStorage.
       storeFingerprintForResuming: false,
       removeFingerprintOnSuccess: true,

@@ -7,16 +7,20 @@ import base64
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import ConsoleMessage, Page, Response, Route, expect
+from playwright.sync_api import Browser, ConsoleMessage, Page, Response, Route, expect
 
 from casebridge.access.roles import Role
 from casebridge.accounts.models import User
-from casebridge.core.browser_testing import assert_no_inline_scripts, screenshot, sign_in
+from casebridge.core.browser_testing import TIMEOUT_MS, assert_no_inline_scripts, screenshot, sign_in
 from casebridge.core.testing import add_member, make_org, make_user
 from casebridge.orgs.models import Organization
+from casebridge.transfer import testing as transfer_testing
+from casebridge.transfer.tickets import internal_key, ticket_key
 from casebridge.vault import api as vault
+from casebridge.vault import transfer
 from casebridge.vault.filetypes import ACCEPTED_TYPES_MESSAGE
 from casebridge.vault.models import StoredObject, Upload
 from casebridge.vault.tests.samples import binary_stl
@@ -217,3 +221,54 @@ def test_a_file_of_another_type_is_refused_with_the_accepted_types(
     assert not Upload.objects.exists()
     expect(page.get_by_text("No files yet.")).to_be_visible()
     assert csp_violations == []
+
+
+def test_an_upload_from_an_https_page_goes_through_the_transfer_server(
+    browser: Browser, https_site: tuple[str, Path], staff_member: tuple[User, Organization], settings: Any
+) -> None:
+    """As under `casebridge serve`: the page on the application's origin, the tus Location on the
+    transfer server's (another port), CORS with the session cookie, the lease and commit over
+    TLS back to the application, then the download handed over with a ticket."""
+    staff, _org = staff_member
+    site, tmp = https_site
+    server = transfer_testing.start(
+        tmp,
+        ticket_key(settings.SECRET_KEY),
+        settings.VAULT_STORAGE_URL,
+        internal=internal_key(settings.SECRET_KEY),
+        app_url=site,
+        app_origin=site,
+    )
+    transfer.use_transfer_server(server.url)
+    context = browser.new_context(base_url=site, ignore_https_errors=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        violations: list[str] = []
+        page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+        bodies: list[tuple[str, int]] = []
+        page.on("response", lambda r: bodies.append((r.url, r.status)) if r.request.method == "PATCH" else None)
+        content = binary_stl(10 * MiB)
+        scan = tmp / SCAN_NAME
+        scan.write_bytes(content)
+
+        open_files_page(page, staff)
+        choose_file(page, scan)
+        page.get_by_role("button", name=re.compile(r"^Upload 1 file")).click()
+        expect(page.locator("#upload-status")).to_contain_text("Upload complete", timeout=60_000)
+
+        stored = StoredObject.objects.get()
+        assert b"".join(bytes(s) for s in vault.read_version(vault.get_version(stored))) == content
+        assert [status for _, status in bodies] == [204, 204]  # two 8 MiB slices
+        assert all(url.startswith(f"{server.url}/u/") for url, _ in bodies)
+        assert violations == []
+
+        neutral = f"file_{str(stored.pk)[:8]}.stl"
+        with page.expect_download() as info:
+            page.locator("#recent-files").get_by_role("link", name=f"Download {neutral}").click()
+        assert info.value.url.startswith(f"{server.url}/d/")
+        assert Path(info.value.path()).read_bytes() == content
+    finally:
+        context.close()
+        transfer.use_transfer_server(None)
+        server.stop()

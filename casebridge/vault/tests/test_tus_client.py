@@ -1,5 +1,6 @@
 """A standard tus client (tuspy) against the real `casebridge serve` over TLS: it resumes after a
-connection dropped mid-request and after the server was killed and started again."""
+connection dropped mid-request and after the server was killed and started again. The bodies go
+to the transfer server `serve` starts (the tus Location points there), downloads come from it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -159,12 +161,13 @@ def test_resumes_after_the_connection_drops_mid_request(server: Server, tmp_path
     )
     assert created.status_code == 201
     url = created.headers["Location"]
-    url = url if url.startswith("http") else server.base + url
+    # The application created it; its bodies go to the transfer server.
+    assert url.startswith(f"https://localhost:{server.transfer_port}/u/")
     # A PATCH announcing 4 MiB that dies after 2.5 MiB, like a laptop leaving the Wi-Fi.
-    raw = socket.create_connection(("127.0.0.1", server.port))
+    raw = socket.create_connection(("127.0.0.1", server.transfer_port))
     ctx = ssl.create_default_context(cafile=server.cert)
     tls = ctx.wrap_socket(raw, server_hostname="localhost")
-    path_only = url.split(str(server.port), 1)[1]
+    path_only = urlsplit(url).path
     tls.sendall(
         (
             f"PATCH {path_only} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {server.token}\r\n"

@@ -20,14 +20,16 @@ from casebridge.accounts.actions import create_api_token
 from casebridge.audit.models import Event
 from casebridge.core.testing import Personas
 from casebridge.transfer.app import TransferApp
-from casebridge.transfer.tests.client import call
+from casebridge.transfer.tests.client import TRANSFER_URL, TransferAwareClient, application_call, call
 from casebridge.transfer.tickets import ticket_key
+from casebridge.transfer.uploads import UploadDoor
 from casebridge.vault import api as vault
 from casebridge.vault import hashing, transfer
 from casebridge.vault.backends import filesystem
 from casebridge.vault.config import blob_store
 from casebridge.vault.crypto.streaming import CiphertextIntegrityError
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
+from casebridge.vault.staging import FileStaging
 from casebridge.vault.tests.conftest import MARKER, MARKER_SIGNATURE, Clamd
 from casebridge.vault.tests.samples import binary_stl
 
@@ -51,7 +53,7 @@ def _client(personas: Personas, role: str, scopes: list[str] | None = None, org:
         actor=user,
         user=user,
     )
-    return Client(HTTP_AUTHORIZATION=f"Bearer {raw}", HTTP_TUS_RESUMABLE="1.0.0")
+    return TransferAwareClient(HTTP_AUTHORIZATION=f"Bearer {raw}", HTTP_TUS_RESUMABLE="1.0.0")
 
 
 def _create(client: Client, length: int, **meta: str) -> str:
@@ -62,6 +64,8 @@ def _create(client: Client, length: int, **meta: str) -> str:
         )
     response = client.post(reverse("tus_collection"), **headers)
     assert response.status_code == 201, response.content
+    # With a transfer server the bodies go there; the creation itself stays with the application.
+    assert response["Location"].startswith(f"{TRANSFER_URL}/u/" if TransferAwareClient.transfer else "/api/v1/")
     return str(response["Location"])
 
 
@@ -83,25 +87,29 @@ def _upload(client: Client, content: bytes, chunk: int = 700_000, **meta: str) -
     return str(response["CaseBridge-File-Id"])
 
 
-@pytest.fixture(params=["by the application", "by the transfer server"])
+@pytest.fixture(params=["by the application", "by the transfer server"], autouse=True)
 def handover(request: pytest.FixtureRequest, vault_home: Path, settings) -> Iterator[TransferApp | None]:  # type: ignore[no-untyped-def]
-    """Downloads streamed by the application itself, or handed to a transfer server (307)."""
+    """Every test here runs twice: the application moves the bytes itself, or hands them to a
+    transfer server (downloads: 307 and a ticket; uploads: tus Location on the transfer server,
+    which leases and commits through the application with the client's own headers)."""
     if request.param == "by the application":
         yield None
         return
-    transfer.use_transfer_server("https://transfer.test:8444")
-    yield TransferApp(ticket_key(settings.SECRET_KEY), blob_store())
+    transfer.use_transfer_server(TRANSFER_URL)
+    door = UploadDoor(application_call(), FileStaging(blob_store()), "https://app.test")  # type: ignore[arg-type]
+    server = TransferApp(ticket_key(settings.SECRET_KEY), blob_store(), uploads=door)
+    TransferAwareClient.transfer = server
+    yield server
+    TransferAwareClient.transfer = None
     transfer.use_transfer_server(None)
 
 
-def _download(
-    client: Client, file_id: str, handover: TransferApp | None = None, query: str = "", **headers: str
-) -> tuple[int, bytes, Any]:
+def _download(client: Client, file_id: str, query: str = "", **headers: str) -> tuple[int, bytes, Any]:
     response = client.get(reverse("file_content", args=[file_id]) + query, **headers)
-    if response.status_code == 307:
-        assert handover is not None and response["Location"].startswith("https://transfer.test:8444/d/")
-        answer = call(handover, response["Location"], **headers)
-        return answer.status, answer.body(), answer
+    if response.status_code == 307:  # handed over: the client follows, Range and all
+        assert response["Location"].startswith(f"{TRANSFER_URL}/d/")
+        answer = client.get(response["Location"], **headers)
+        return answer.status_code, answer.body(), answer
     body = b"".join(response.streaming_content) if hasattr(response, "streaming_content") else response.content
     return response.status_code, body, response
 
@@ -311,7 +319,7 @@ def test_single_range_requests(
 ) -> None:
     content = binary_stl(3 * MiB)
     file_id = _upload(api, content)
-    status, body, response = _download(api, file_id, handover, HTTP_RANGE=header)
+    status, body, response = _download(api, file_id, HTTP_RANGE=header)
     assert status == 206
     start, end = expected or ((len(content) - 500, len(content)) if "-500" in header else (2 * MiB, len(content)))
     assert body == content[start:end]
@@ -354,7 +362,7 @@ def test_no_ticket_for_anyone_who_may_not_see_the_file(personas: Personas, vault
 def test_unsatisfiable_ranges_get_416(api: Client, handover: TransferApp | None) -> None:
     content = binary_stl(10_000)
     file_id = _upload(api, content)
-    status, _body, response = _download(api, file_id, handover, HTTP_RANGE="bytes=20000-")
+    status, _body, response = _download(api, file_id, HTTP_RANGE="bytes=20000-")
     assert status == 416 and response["Content-Range"] == f"bytes */{len(content)}"
     assert not Event.objects.filter(action="file.downloaded").exists()
 
@@ -362,7 +370,7 @@ def test_unsatisfiable_ranges_get_416(api: Client, handover: TransferApp | None)
 def test_a_stale_if_range_gets_the_whole_file(api: Client, handover: TransferApp | None) -> None:
     content = binary_stl(10_000)
     file_id = _upload(api, content)
-    status, body, _ = _download(api, file_id, handover, HTTP_RANGE="bytes=0-9", HTTP_IF_RANGE='"sha256-stale"')
+    status, body, _ = _download(api, file_id, HTTP_RANGE="bytes=0-9", HTTP_IF_RANGE='"sha256-stale"')
     assert status == 200 and body == content
 
 
@@ -377,7 +385,7 @@ def test_a_tampered_byte_fails_the_download_instead_of_returning_wrong_data(
     data[2 * MiB + 17] ^= 0x01
     path.write_bytes(bytes(data))
     with pytest.raises(CiphertextIntegrityError):
-        _download(api, file_id, handover)
+        _download(api, file_id)
 
 
 def test_ciphertext_moved_to_another_record_does_not_decrypt(api: Client, handover: TransferApp | None) -> None:
@@ -390,7 +398,7 @@ def test_ciphertext_moved_to_another_record_does_not_decrypt(api: Client, handov
         with pytest.raises(CiphertextIntegrityError):
             _download(api, first)
     else:  # the transfer server checks the first segment before it sends a status line
-        assert _download(api, first, handover)[:2] == (500, b"The stored file failed its integrity check.\n")
+        assert _download(api, first)[:2] == (500, b"The stored file failed its integrity check.\n")
 
 
 # --- versions and destruction -------------------------------------------------------------
@@ -398,8 +406,8 @@ def test_writing_to_an_existing_file_makes_a_new_version(api: Client, handover: 
     v1, v2 = binary_stl(20_000), binary_stl(30_000)
     file_id = _upload(api, v1)
     assert _upload(api, v2, file=file_id) == file_id
-    assert _download(api, file_id, handover)[1] == v2
-    assert _download(api, file_id, handover, query="?version=1")[1] == v1
+    assert _download(api, file_id)[1] == v2
+    assert _download(api, file_id, query="?version=1")[1] == v1
     history = api.get(reverse("file_detail", args=[file_id])).json()
     assert [v["version"] for v in history["versions"]] == [2, 1]
     assert history["versions"][1]["sha256"] == hashlib.sha256(v1).hexdigest()
@@ -426,7 +434,7 @@ def test_destroying_a_file_leaves_no_path_to_its_content(api: Client, handover: 
     # Every way content could come back:
     if handover is not None:
         assert call(handover, issued["Location"]).status == 404  # its ciphertext is gone
-    assert _download(api, file_id, handover)[0] == 404
+    assert _download(api, file_id)[0] == 404
     assert api.get(reverse("file_content", args=[file_id]) + "?version=1").status_code == 404
     assert api.get(reverse("file_content", args=[file_id]), HTTP_RANGE="bytes=0-9").status_code == 404
     assert api.get(reverse("file_detail", args=[file_id])).status_code == 404

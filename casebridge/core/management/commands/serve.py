@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from casebridge.core.env import env, envint
 from casebridge.core.tls import ensure_self_signed
-from casebridge.transfer.tickets import ticket_key
+from casebridge.transfer.tickets import internal_key, ticket_key
 from casebridge.vault.keyring import KeyringError, get_keyring
 from casebridge.vault.transfer import use_transfer_server
 
@@ -94,8 +95,10 @@ class Command(BaseCommand):
         transfer_port = port + 1 if options["transfer_port"] < 0 else options["transfer_port"]
         transfer = None
         if transfer_port:
+            public = (env("CASEBRIDGE_PUBLIC_URL") and settings.PUBLIC_URL) or f"https://localhost:{port}"
+            app_url = f"https://{_loopback(options['bind'])}:{port}"
             transfer = start_transfer_server(
-                options["bind"], transfer_port, certfile, keyfile, options["threads"], home
+                options["bind"], transfer_port, certfile, keyfile, options["threads"], home, app_url, public
             )
             url = settings.TRANSFER_URL or f"https://{_public_host()}:{transfer_port}"
             use_transfer_server(url)
@@ -124,11 +127,28 @@ def _public_host() -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _loopback(bind: str) -> str:
+    """How a process on this host reaches a listener bound to `bind`."""
+    try:
+        address = ipaddress.ip_address(bind.strip("[]"))
+    except ValueError:
+        return bind  # a host name
+    if address.is_unspecified:  # listening on every address: loopback is one of them
+        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
 def start_transfer_server(
-    bind: str, port: int, certfile: str, keyfile: str, threads: int, home: Path
+    bind: str, port: int, certfile: str, keyfile: str, threads: int, home: Path, app_url: str, public: str
 ) -> subprocess.Popen[bytes]:
     """Start `python -m casebridge.transfer` (a fresh interpreter: no Django in its memory) and
-    wait until it listens; the ticket key goes to it over a pipe."""
+    wait until it listens. It serves downloads from tickets and takes tus bodies for uploads
+    staged on a filesystem, asking the application at `app_url` (Host and CORS origin: `public`);
+    the ticket and internal keys go to it over a pipe."""
+    uploads: list[str] = []
+    if settings.VAULT_STORAGE_URL.startswith("file:"):
+        host = urlsplit(public).netloc
+        uploads = ["--app-url", app_url, "--app-host", host, "--app-origin", f"{urlsplit(public).scheme}://{host}"]
     proc = subprocess.Popen(  # noqa: S603 - our interpreter and module; arguments from our own settings
         [
             sys.executable,
@@ -146,11 +166,13 @@ def start_transfer_server(
             str(threads),
             "--control-socket",
             str(home / "transfer.ctl"),
+            *uploads,
         ],
         stdin=subprocess.PIPE,
     )
     assert proc.stdin is not None
-    proc.stdin.write(ticket_key(settings.SECRET_KEY).hex().encode() + b"\n")
+    keys = (ticket_key(settings.SECRET_KEY), internal_key(settings.SECRET_KEY))
+    proc.stdin.write(b"".join(key.hex().encode() + b"\n" for key in keys))
     proc.stdin.close()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -10,12 +10,12 @@ from types import SimpleNamespace
 from gunicorn.http.body import Body, LengthReader
 from gunicorn.http.unreader import SocketUnreader
 
-from casebridge.api.uploads import _gunicorn_socket_body, body_reader
+from casebridge.core.request_body import body_reader, gunicorn_socket_body
 
 
-def _drain(request: object, length: int) -> bytes:
+def _drain(request: SimpleNamespace, length: int) -> bytes:
     """Everything the body reader gives, read in odd-sized pieces as the pipeline's buffers would."""
-    readinto = body_reader(request, length)  # type: ignore[arg-type]
+    readinto = body_reader(request.META, length, request.read)
     buffer = bytearray(700_001)
     out = bytearray()
     while got := readinto(memoryview(buffer)):
@@ -23,7 +23,9 @@ def _drain(request: object, length: int) -> bytes:
     return bytes(out)
 
 
-def _request_over(data: bytes, length: int, read_ahead: bytes = b"", close: bool = True) -> tuple[object, object]:
+def _request_over(
+    data: bytes, length: int, read_ahead: bytes = b"", close: bool = True
+) -> tuple[SimpleNamespace, object]:
     server, client = socket.socketpair()
 
     def send() -> None:
@@ -46,7 +48,7 @@ def test_it_reads_exactly_the_body_taking_read_ahead_first() -> None:
     payload = bytes(range(256)) * 12_000  # ~3 MiB, several 1 MiB pieces
     head, rest = payload[:5000], payload[5000:]
     request, _ = _request_over(rest, len(payload), read_ahead=head)
-    assert _gunicorn_socket_body(request, len(payload)) is not None  # the direct path is taken
+    assert gunicorn_socket_body(request.META, len(payload)) is not None  # the direct path is taken
     assert _drain(request, len(payload)) == payload
 
 
@@ -67,5 +69,4 @@ def test_other_servers_use_the_plain_reader() -> None:
         def read(self, size: int) -> bytes:
             return b""
 
-    request = SimpleNamespace(META={"wsgi.input": Stream()})
-    assert _gunicorn_socket_body(request, 10) is None  # type: ignore[arg-type]
+    assert gunicorn_socket_body({"wsgi.input": Stream()}, 10) is None

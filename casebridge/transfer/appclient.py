@@ -1,0 +1,72 @@
+"""How the transfer server asks the application, on a client's behalf.
+
+Over HTTPS to the application's own listener on this host. The application's certificate is
+pinned (the exact certificate `casebridge serve` gave both servers), so nothing else listening on
+that port could receive the client's credentials; the internal key proves to the application that
+the request comes from its transfer server.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+INTERNAL_KEY_HEADER = "CaseBridge-Transfer-Key"
+CLIENT_ADDRESS_HEADER = "CaseBridge-Client-Address"
+TIMEOUT_SECONDS = 120  # a commit that completes an upload scans it first
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+
+Call = Callable[[str, str, Mapping[str, str], bytes], Reply]
+"""call(method, path, headers, body) -> the application's reply."""
+
+
+class AppClient:
+    def __init__(self, url: str, host: str, key: bytes, pinned_der: bytes | None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"the application URL must be https://host:port, not {url!r}")
+        if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("plain http to the application is only for loopback")
+        self.scheme = parts.scheme
+        self.address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        self.host = host
+        self.key = key.hex()
+        self.pinned_der = pinned_der
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.scheme == "http":
+            return http.client.HTTPConnection(*self.address, timeout=TIMEOUT_SECONDS)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # replaced by the pin below: the exact certificate
+        connection = http.client.HTTPSConnection(*self.address, timeout=TIMEOUT_SECONDS, context=context)
+        connection.connect()
+        assert isinstance(connection.sock, ssl.SSLSocket)
+        if self.pinned_der is None or connection.sock.getpeercert(binary_form=True) != self.pinned_der:
+            connection.close()
+            raise ssl.SSLError("the application answered with another certificate than the pinned one")
+        return connection
+
+    def __call__(self, method: str, path: str, headers: Mapping[str, str], body: bytes = b"") -> Reply:
+        connection = self._connect()
+        try:
+            connection.request(
+                method, path, body=body, headers={**headers, "Host": self.host, INTERNAL_KEY_HEADER: self.key}
+            )
+            response = connection.getresponse()
+            return Reply(response.status, response.getheaders(), response.read())
+        finally:
+            connection.close()

@@ -1,0 +1,161 @@
+"""Uploads through the transfer server: the application still decides everything, the internal
+key is required, and a browser on the application's origin (and only there) may send bodies."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from casebridge.accounts.actions import create_api_token
+from casebridge.audit.models import Event
+from casebridge.core.testing import Personas
+from casebridge.transfer.app import TransferApp
+from casebridge.transfer.tests.client import TRANSFER_URL, TransferAwareClient, application_call, call
+from casebridge.transfer.tickets import ticket_key
+from casebridge.transfer.uploads import UploadDoor
+from casebridge.vault import transfer
+from casebridge.vault.config import blob_store
+from casebridge.vault.models import Upload
+from casebridge.vault.staging import FileStaging
+from casebridge.vault.tests.samples import binary_stl
+
+pytestmark = pytest.mark.django_db
+APP_ORIGIN = "https://app.test"
+
+
+@pytest.fixture
+def server(vault_home: Path, settings) -> Iterator[TransferApp]:  # type: ignore[no-untyped-def]
+    transfer.use_transfer_server(TRANSFER_URL)
+    door = UploadDoor(application_call(), FileStaging(blob_store()), APP_ORIGIN)  # type: ignore[arg-type]
+    app = TransferApp(ticket_key(settings.SECRET_KEY), blob_store(), uploads=door)
+    TransferAwareClient.transfer = app
+    yield app
+    TransferAwareClient.transfer = None
+    transfer.use_transfer_server(None)
+
+
+def _token(personas: Personas, org: str = "practice") -> str:
+    user = personas.members["staff"] if org == "practice" else personas.outsider
+    organization = personas.practice if org == "practice" else personas.other_practice
+    _t, raw = create_api_token(
+        organization=organization, name="t", scopes=["cases:read", "cases:write"], days=1, actor=user, user=user
+    )
+    return raw
+
+
+def _created(client: Client, length: int) -> str:
+    response = client.post(reverse("tus_collection"), HTTP_UPLOAD_LENGTH=str(length))
+    assert response.status_code == 201
+    return str(response["Location"])
+
+
+def test_an_upload_through_the_transfer_server_is_audited_with_the_clients_address(
+    server: TransferApp, personas: Personas
+) -> None:
+    api = TransferAwareClient(HTTP_AUTHORIZATION=f"Bearer {_token(personas)}", HTTP_TUS_RESUMABLE="1.0.0")
+    content = binary_stl(2 * 1024 * 1024 + 99)
+    url = _created(api, len(content))
+    response = api.generic(
+        "PATCH", url, content, content_type="application/offset+octet-stream", HTTP_UPLOAD_OFFSET="0"
+    )
+    assert response.status_code == 204 and response["Upload-Offset"] == str(len(content))
+    event = Event.objects.get(action="file.uploaded", target_id=response["CaseBridge-File-Id"])
+    assert event.ip == "192.0.2.10"  # the client the transfer server served, not the loopback hop
+
+
+@pytest.mark.parametrize("key", [None, "00" * 32, "not even hex"])
+def test_the_handover_endpoints_answer_only_the_transfer_server(
+    server: TransferApp, personas: Personas, key: str | None
+) -> None:
+    raw = _token(personas)
+    api = TransferAwareClient(HTTP_AUTHORIZATION=f"Bearer {raw}", HTTP_TUS_RESUMABLE="1.0.0")
+    upload_id = _created(api, 5000).rsplit("/", 1)[1]
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}", "HTTP_TUS_RESUMABLE": "1.0.0", "HTTP_UPLOAD_OFFSET": "0"}
+    if key is not None:
+        headers["HTTP_CASEBRIDGE_TRANSFER_KEY"] = key
+    lease = Client().post(
+        reverse("tus_upload_handover", args=[upload_id, "lease"]),
+        HTTP_CASEBRIDGE_BODY_TYPE="application/offset+octet-stream",
+        HTTP_CASEBRIDGE_BODY_LENGTH="5000",
+        **headers,
+    )
+    assert lease.status_code == 404 and b"dek" not in lease.content
+    assert Upload.objects.get(pk=upload_id).lease_token == ""
+
+
+def test_another_tenant_cannot_write_to_an_upload_through_the_transfer_server(
+    server: TransferApp, personas: Personas
+) -> None:
+    owner = TransferAwareClient(HTTP_AUTHORIZATION=f"Bearer {_token(personas)}", HTTP_TUS_RESUMABLE="1.0.0")
+    url = _created(owner, 5000)
+    outsider = f"Bearer {_token(personas, org='other')}"
+    answer = call(
+        server,
+        url,
+        method="PATCH",
+        body=binary_stl(5000),
+        CONTENT_TYPE="application/offset+octet-stream",
+        HTTP_AUTHORIZATION=outsider,
+        HTTP_TUS_RESUMABLE="1.0.0",
+        HTTP_UPLOAD_OFFSET="0",
+    )
+    assert answer.status == 404
+    assert Upload.objects.get().offset == 0
+    assert call(server, url, method="HEAD", HTTP_AUTHORIZATION=outsider, HTTP_TUS_RESUMABLE="1.0.0").status == 404
+    assert call(server, url, method="PATCH", body=b"x", CONTENT_TYPE="application/offset+octet-stream").status == 401
+
+
+def test_a_browser_on_the_applications_origin_may_upload_with_its_cookies(server: TransferApp) -> None:
+    url = f"{TRANSFER_URL}/u/2b5f8a8e-0000-4000-8000-000000000000"
+    preflight = call(
+        server,
+        url,
+        method="OPTIONS",
+        HTTP_ORIGIN=APP_ORIGIN,
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="PATCH",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="tus-resumable,upload-offset,x-csrftoken,content-type",
+    )
+    assert preflight.status == 204
+    assert preflight["Access-Control-Allow-Origin"] == APP_ORIGIN
+    assert preflight["Access-Control-Allow-Credentials"] == "true"
+    assert "PATCH" in preflight["Access-Control-Allow-Methods"]
+    assert "X-CSRFToken" in preflight["Access-Control-Allow-Headers"]
+    answer = call(server, url, method="HEAD", HTTP_ORIGIN=APP_ORIGIN, HTTP_TUS_RESUMABLE="1.0.0")
+    assert answer["Access-Control-Allow-Origin"] == APP_ORIGIN
+    assert "Upload-Offset" in answer["Access-Control-Expose-Headers"]
+
+
+@pytest.mark.parametrize("origin", ["https://evil.test", "https://app.test.evil.test", "null"])
+def test_no_other_origin_is_allowed(server: TransferApp, origin: str) -> None:
+    url = f"{TRANSFER_URL}/u/2b5f8a8e-0000-4000-8000-000000000000"
+    preflight = call(server, url, method="OPTIONS", HTTP_ORIGIN=origin, HTTP_ACCESS_CONTROL_REQUEST_METHOD="PATCH")
+    assert "Access-Control-Allow-Origin" not in preflight
+    assert "Access-Control-Allow-Origin" not in call(server, url, method="HEAD", HTTP_ORIGIN=origin)
+
+
+def test_creation_with_upload_stays_with_the_application_and_continues_on_the_transfer_server(
+    server: TransferApp, personas: Personas
+) -> None:
+    api = TransferAwareClient(HTTP_AUTHORIZATION=f"Bearer {_token(personas)}", HTTP_TUS_RESUMABLE="1.0.0")
+    content = binary_stl(3000)
+    created = api.post(
+        reverse("tus_collection"),
+        content[:1000],
+        content_type="application/offset+octet-stream",
+        HTTP_UPLOAD_LENGTH=str(len(content)),
+        HTTP_UPLOAD_METADATA=f"organization {base64.b64encode(b'smile-dental').decode()}",
+    )
+    assert created.status_code == 201 and created["Upload-Offset"] == "1000"
+    rest = api.generic(
+        "PATCH",
+        created["Location"],
+        content[1000:],
+        content_type="application/offset+octet-stream",
+        HTTP_UPLOAD_OFFSET="1000",
+    )
+    assert rest.status_code == 204 and "CaseBridge-File-Id" in rest

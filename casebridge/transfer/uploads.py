@@ -1,0 +1,180 @@
+"""tus request bodies for uploads whose Location points here: /u/<upload id>.
+
+PATCH: the application leases the upload to this request (checking the client's own credentials,
+CSRF, role, ownership, offset and headers exactly as for a PATCH sent to it) and hands over what
+continuing the upload takes; the body is hashed, sealed and staged here by the same function the
+application would run (vault/appending.py); the application then commits it and its answer is
+the client's answer. HEAD and DELETE are passed to the application as they are. The browser's
+uploader runs on the application's origin, so answers carry CORS headers for that origin only,
+with credentials (its session cookie) allowed.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from casebridge.core.request_body import body_reader
+from casebridge.transfer.appclient import CLIENT_ADDRESS_HEADER, Call, Reply
+from casebridge.vault import hashing
+from casebridge.vault.appending import Continuation, TypeRefused, UploadError, append_body, parse_checksum
+from casebridge.vault.staging import FileStaging, StagingConflict
+
+log = logging.getLogger("casebridge.transfer")
+
+UPLOAD_PATH = re.compile(r"^/u/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+
+# What the client says that the application must hear (credentials, CSRF, tus headers).
+FORWARDED = (
+    "Authorization",
+    "Cookie",
+    "X-CSRFToken",
+    "Origin",
+    "Sec-Fetch-Site",
+    "Tus-Resumable",
+    "Upload-Offset",
+    "Upload-Checksum",
+    "User-Agent",
+)
+REASONS = {**http.client.responses, 460: "Checksum Mismatch"}
+NOT_RELAYED = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
+TUS_HEADERS = "Upload-Offset, Upload-Length, Upload-Expires, Tus-Resumable, Tus-Version, CaseBridge-File-Id"
+ALLOWED_HEADERS = (
+    "Content-Type, Tus-Resumable, Upload-Offset, Upload-Checksum, Upload-Length, Upload-Metadata, "
+    "X-CSRFToken, X-Requested-With, Authorization"
+)
+
+
+class UploadDoor:
+    def __init__(self, call: Call, staging: FileStaging, origin: str) -> None:
+        self.call = call
+        self.staging = staging
+        self.origin = origin.rstrip("/")
+
+    def __call__(self, environ: dict[str, Any], start_response: Any, upload_id: str) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "")
+        if method == "OPTIONS":
+            return self._preflight(environ, start_response)
+        forwarded = self._forwarded(environ)
+        if method in ("HEAD", "DELETE"):
+            reply = self.call(method, f"/api/v1/uploads/{upload_id}", forwarded, b"")
+            return self._relay(environ, start_response, reply)
+        if method == "PATCH":
+            return self._patch(environ, start_response, upload_id, forwarded)
+        reply = Reply(405, [("Allow", "HEAD, PATCH, DELETE, OPTIONS")], b"")
+        return self._relay(environ, start_response, reply)
+
+    # --- PATCH ------------------------------------------------------------------------------
+    def _patch(
+        self, environ: dict[str, Any], start_response: Any, upload_id: str, forwarded: dict[str, str]
+    ) -> Iterable[bytes]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            reply = Reply(400, [("Content-Type", "text/plain")], b"Content-Length must be a number.\n")
+            return self._relay(environ, start_response, reply)
+        base = f"/api/v1/uploads/{upload_id}/handover"
+        lease = self.call(
+            "POST",
+            f"{base}/lease",
+            {
+                **forwarded,
+                "CaseBridge-Body-Type": environ.get("CONTENT_TYPE", ""),
+                "CaseBridge-Body-Length": str(length),
+            },
+            b"",
+        )
+        if lease.status != 200:  # refused before a byte of the body was read
+            return self._relay(environ, start_response, lease)
+        state = json.loads(lease.body)
+        token = state.pop("token")
+        for name in ("dek", "associated", "header", "tail"):
+            state[name] = base64.b64decode(state[name])
+        cont = Continuation(**state)
+        checksum_header = environ.get("HTTP_UPLOAD_CHECKSUM")
+        outcome: dict[str, Any]
+        appended = None
+        try:
+            appended = append_body(
+                cont,
+                stage=lambda chunks, release: self.staging.append(
+                    cont.upload_id, cont.ciphertext_offset, chunks, release=release
+                ),
+                read_staged=lambda start, end: self.staging.read_range(cont.upload_id, start, end),
+                body=body_reader(environ, length, environ["wsgi.input"].read),
+                content_length=length,
+                checksum=parse_checksum(checksum_header) if checksum_header else None,
+                renew=lambda: self.call("POST", f"{base}/renew", forwarded, json.dumps({"token": token}).encode()),
+            )
+            outcome = {
+                "outcome": "appended",
+                "offset": appended.offset,
+                "ciphertext_offset": appended.ciphertext_offset,
+                "interrupted": appended.interrupted,
+                "file_type": appended.file_type,
+                "tail": base64.b64encode(appended.tail).decode(),
+                "final": base64.b64encode(appended.final).decode() if appended.final is not None else None,
+                "sha256": appended.sha256,
+            }
+        except TypeRefused as exc:
+            outcome = {"outcome": "type_refused", "message": str(exc)}
+        except StagingConflict:
+            outcome = {"outcome": "conflict"}
+        except UploadError:
+            outcome = {"outcome": "checksum_mismatch"}
+        except Exception:
+            log.exception("upload %s: the body could not be staged", cont.upload_id)
+            outcome = {"outcome": "failed"}
+        reply = self.call("POST", f"{base}/commit", forwarded, json.dumps({"token": token, **outcome}).encode())
+        if appended is not None and not appended.complete and reply.status == 204:
+            hashing.remember(cont.upload_id, appended.offset, appended.hasher)
+        if appended is not None and appended.complete:
+            hashing.forget(cont.upload_id)
+        # A body not read to its end is drained by gunicorn before the next request.
+        return self._relay(environ, start_response, reply)
+
+    # --- answers ------------------------------------------------------------------------------
+    def _forwarded(self, environ: dict[str, Any]) -> dict[str, str]:
+        headers = {}
+        for name in FORWARDED:
+            value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+            if value is not None:
+                headers[name] = value
+        headers[CLIENT_ADDRESS_HEADER] = environ.get("REMOTE_ADDR", "")
+        return headers
+
+    def _cors(self, environ: dict[str, Any]) -> list[tuple[str, str]]:
+        if environ.get("HTTP_ORIGIN", "").rstrip("/") != self.origin:
+            return []
+        return [
+            ("Access-Control-Allow-Origin", self.origin),
+            ("Access-Control-Allow-Credentials", "true"),
+            ("Access-Control-Expose-Headers", TUS_HEADERS),
+            ("Vary", "Origin"),
+        ]
+
+    def _preflight(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        headers = [("Content-Length", "0"), ("Cache-Control", "no-store"), *self._cors(environ)]
+        if len(headers) > 2:
+            headers += [
+                ("Access-Control-Allow-Methods", "PATCH, HEAD, DELETE, OPTIONS"),
+                ("Access-Control-Allow-Headers", ALLOWED_HEADERS),
+                ("Access-Control-Max-Age", "600"),
+            ]
+        start_response("204 No Content", headers)
+        return []
+
+    def _relay(self, environ: dict[str, Any], start_response: Any, reply: Reply) -> list[bytes]:
+        headers = [(k, v) for k, v in reply.headers if k.lower() not in NOT_RELAYED]
+        headers += self._cors(environ)
+        body = b"" if environ.get("REQUEST_METHOD") == "HEAD" else reply.body
+        headers.append(("Content-Length", str(len(body))))
+        start_response(f"{reply.status} {REASONS.get(reply.status, 'Status')}", headers)
+        return [body]
