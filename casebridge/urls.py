@@ -79,10 +79,11 @@ urlpatterns = [
     path("api/v1/me", account_views.api_me, name="api_me"),
     path("api/v1/uploads/", upload_api.upload_collection, name="tus_collection"),
     path("api/v1/uploads/<uuid:upload_id>", upload_api.upload_resource, name="tus_upload"),
+    path("api/v1/uploads/<uuid:upload_id>/handover/lease", upload_api.upload_lease, name="tus_upload_lease"),
     path(
         "api/v1/uploads/<uuid:upload_id>/handover/<slug:step>",
-        upload_api.upload_handover,
-        name="tus_upload_handover",
+        upload_api.upload_lease_step,
+        name="tus_upload_lease_step",
     ),
     path("api/v1/files/", file_api.file_list, name="file_list"),
     path("api/v1/files/<uuid:file_id>", file_api.file_detail, name="file_detail"),

@@ -29,6 +29,26 @@ def public(view: View) -> View:
     return view
 
 
+FROM_TRANSFER_SERVER = "casebridge.from_transfer_server"  # request.META key, set by middleware
+
+
+def transfer_server_only(view: View) -> View:
+    """Reachable only by CaseBridge's transfer server, proven by the internal key (checked by
+    vault.transfer.TransferServerMiddleware); everyone else gets 404. The view checks what the
+    request names (an upload's lease), as no person or token is behind it."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not request.META.get(FROM_TRANSFER_SERVER):
+            from django.http import HttpResponseNotFound
+
+            return HttpResponseNotFound()
+        return view(request, *args, **kwargs)
+
+    setattr(wrapper, ACCESS_ATTR, "transfer_server")
+    return wrapper  # type: ignore[return-value]
+
+
 def signed_in(view: View) -> View:
     """The person's own account pages: signed in (and, through middleware, MFA-enrolled)."""
 

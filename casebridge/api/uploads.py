@@ -15,7 +15,7 @@ from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
 
 from casebridge.access import policy
-from casebridge.access.guards import public
+from casebridge.access.guards import FROM_TRANSFER_SERVER, public, transfer_server_only
 from casebridge.access.requests import actor_of, api_token_of
 from casebridge.access.roles import Perm
 from casebridge.api.auth import answers_options, api_actor, problem
@@ -228,41 +228,25 @@ def upload_resource(request: HttpRequest, upload_id: str) -> HttpResponseBase:
 
 # --- hand-over to the transfer server -----------------------------------------------------------
 # The transfer server receives PATCH bodies for uploads whose Location points at it. Around each
-# body it asks here, with the client's own credentials and headers (so sign-in, MFA, CSRF, roles
-# and ownership are checked exactly as for a PATCH sent here) and the internal key:
-#   lease   the checks a PATCH gets, the lease, and what continuing the upload takes (its DEK);
+# body it asks here, with the internal key:
+#   lease   with the client's own credentials and headers, so sign-in, MFA, CSRF, roles and
+#           ownership are checked exactly as for a PATCH sent here: the checks a PATCH gets, the
+#           lease, and what continuing the upload takes (its DEK);
 #   renew   the lease, every 256 MiB of a long body;
 #   commit  what the body appended (or why it was refused), answered as the PATCH is answered.
+# renew and commit name the lease token that only the lease's answer carried: the client's
+# request was authorized once, for the lease, as a PATCH sent here is.
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
 @api_actor
-def upload_handover(request: HttpRequest, upload_id: str, step: str) -> HttpResponseBase:
-    if not request.META.get(transfer.FROM_TRANSFER_SERVER) or request.method != "POST":
+def upload_lease(request: HttpRequest, upload_id: str) -> HttpResponseBase:
+    if not request.META.get(FROM_TRANSFER_SERVER) or request.method != "POST":
         return problem(404, "Not Found", "no such upload")
     upload = uploads.owned_uploads(actor_of(request)).filter(pk=upload_id).first()
     if upload is None:
         return _error(404, "no such upload")
-    try:
-        if step == "lease":
-            return _lease(request, upload)
-        data = json.loads(request.body or b"{}")
-        token = str(data.get("token", ""))
-        if step == "renew":
-            uploads.renew(upload, token)
-            return HttpResponse(status=204)
-        if step == "commit":
-            try:
-                return _commit(request, upload, token, data)
-            finally:
-                uploads.release(upload, token)
-    except uploads.UploadError as exc:
-        return _error(exc.status, str(exc))
-    return problem(404, "Not Found", "no such step")
-
-
-def _lease(request: HttpRequest, upload: Upload) -> HttpResponseBase:
     bad = _check_version(request)
     if bad:
         return bad
@@ -273,9 +257,12 @@ def _lease(request: HttpRequest, upload: Upload) -> HttpResponseBase:
         length = int(request.headers.get("CaseBridge-Body-Length") or 0)
     except (KeyError, ValueError):
         return _error(400, "Send the Upload-Offset header.")
-    checksum_header = request.headers.get("Upload-Checksum")
-    checksum = uploads.parse_checksum(checksum_header) if checksum_header else None
-    token, cont = uploads.lease(upload, client_offset=client_offset, content_length=length, checksum=checksum)
+    try:
+        checksum_header = request.headers.get("Upload-Checksum")
+        checksum = uploads.parse_checksum(checksum_header) if checksum_header else None
+        token, cont = uploads.lease(upload, client_offset=client_offset, content_length=length, checksum=checksum)
+    except uploads.UploadError as exc:
+        return _error(exc.status, str(exc))
     return JsonResponse(
         {
             "token": token,
@@ -292,8 +279,33 @@ def _lease(request: HttpRequest, upload: Upload) -> HttpResponseBase:
     )
 
 
-def _commit(request: HttpRequest, upload: Upload, token: str, data: dict[str, Any]) -> HttpResponseBase:
-    actor = actor_of(request)
+@csrf_exempt  # no ambient credentials: the internal key and a lease token, both sent explicitly
+@transfer_server_only
+def upload_lease_step(request: HttpRequest, upload_id: str, step: str) -> HttpResponseBase:
+    try:
+        data = json.loads(request.body or b"{}")
+    except ValueError:
+        data = {}
+    token = str(data.get("token", ""))
+    upload = uploads.leased_upload(upload_id, token) if request.method == "POST" and token else None
+    if upload is None:
+        return _error(409, "This request no longer holds the upload; ask for its offset and resume.")
+    try:
+        if step == "renew":
+            uploads.renew(upload, token)
+            return HttpResponse(status=204)
+        if step == "commit":
+            try:
+                return _commit(upload, token, data)
+            finally:
+                uploads.release(upload, token)
+    except uploads.UploadError as exc:
+        return _error(exc.status, str(exc))
+    return problem(404, "Not Found", "no such step")
+
+
+def _commit(upload: Upload, token: str, data: dict[str, Any]) -> HttpResponseBase:
+    actor = upload.created_by or upload.created_by_service  # the lease was granted to its owner
     outcome = data.get("outcome")
     if outcome == "type_refused":
         uploads.terminate(upload, actor=actor, reason="unsupported type", outcome=Outcome.DENIED)

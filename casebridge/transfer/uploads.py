@@ -3,8 +3,8 @@
 PATCH: the application leases the upload to this request (checking the client's own credentials,
 CSRF, role, ownership, offset and headers exactly as for a PATCH sent to it) and hands over what
 continuing the upload takes; the body is hashed, sealed and staged here by the same function the
-application would run (vault/appending.py); the application then commits it and its answer is
-the client's answer. HEAD and DELETE are passed to the application as they are. The browser's
+application would run (vault/appending.py); the application then commits it, on the lease token
+alone, and its answer is the client's answer. HEAD and DELETE are passed to the application as they are. The browser's
 uploader runs on the application's origin, so answers carry CORS headers for that origin only,
 with credentials (its session cookie) allowed.
 """
@@ -98,6 +98,8 @@ class UploadDoor:
         for name in ("dek", "associated", "header", "tail"):
             state[name] = base64.b64decode(state[name])
         cont = Continuation(**state)
+        # After the lease, the lease token speaks for this request: no client credentials again.
+        leased = {CLIENT_ADDRESS_HEADER: forwarded[CLIENT_ADDRESS_HEADER]}
         checksum_header = environ.get("HTTP_UPLOAD_CHECKSUM")
         outcome: dict[str, Any]
         appended = None
@@ -111,7 +113,7 @@ class UploadDoor:
                 body=body_reader(environ, length, environ["wsgi.input"].read),
                 content_length=length,
                 checksum=parse_checksum(checksum_header) if checksum_header else None,
-                renew=lambda: self.call("POST", f"{base}/renew", forwarded, json.dumps({"token": token}).encode()),
+                renew=lambda: self.call("POST", f"{base}/renew", leased, json.dumps({"token": token}).encode()),
             )
             outcome = {
                 "outcome": "appended",
@@ -132,7 +134,7 @@ class UploadDoor:
         except Exception:
             log.exception("upload %s: the body could not be staged", cont.upload_id)
             outcome = {"outcome": "failed"}
-        reply = self.call("POST", f"{base}/commit", forwarded, json.dumps({"token": token, **outcome}).encode())
+        reply = self.call("POST", f"{base}/commit", leased, json.dumps({"token": token, **outcome}).encode())
         if appended is not None and not appended.complete and reply.status == 204:
             hashing.remember(cont.upload_id, appended.offset, appended.hasher)
         if appended is not None and appended.complete:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
 
+from casebridge.access.guards import FROM_TRANSFER_SERVER
 from casebridge.transfer.tickets import DownloadTicket, internal_key, seal, ticket_key
 from casebridge.vault import keystore
 from casebridge.vault.crypto.streaming import associated_data
@@ -71,9 +72,6 @@ def upload_location(upload_id: object) -> str | None:
     if _endpoint is None or not isinstance(blob_store(), FileSystemStore):
         return None
     return f"{_endpoint[0]}/u/{upload_id}"
-
-
-FROM_TRANSFER_SERVER = "casebridge.from_transfer_server"
 
 
 class TransferServerMiddleware:

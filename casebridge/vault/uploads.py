@@ -224,6 +224,13 @@ def lease(
     return token, continuation
 
 
+def leased_upload(upload_id: str, token: str) -> Upload | None:
+    """The upload whose live lease `token` is, or None."""
+    return Upload.objects.filter(
+        pk=upload_id, lease_token=token, lease_until__gt=timezone.now(), completed_at__isnull=True
+    ).first()
+
+
 def renew(upload: Upload, token: str) -> None:
     Upload.objects.filter(pk=upload.pk, lease_token=token).update(
         lease_until=timezone.now() + timedelta(seconds=LEASE_SECONDS)

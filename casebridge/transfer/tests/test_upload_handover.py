@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from casebridge.accounts.actions import create_api_token
 from casebridge.audit.models import Event
@@ -79,7 +80,7 @@ def test_the_handover_endpoints_answer_only_the_transfer_server(
     if key is not None:
         headers["HTTP_CASEBRIDGE_TRANSFER_KEY"] = key
     lease = Client().post(
-        reverse("tus_upload_handover", args=[upload_id, "lease"]),
+        reverse("tus_upload_lease", args=[upload_id]),
         HTTP_CASEBRIDGE_BODY_TYPE="application/offset+octet-stream",
         HTTP_CASEBRIDGE_BODY_LENGTH="5000",
         **headers,
@@ -159,3 +160,31 @@ def test_creation_with_upload_stays_with_the_application_and_continues_on_the_tr
         HTTP_UPLOAD_OFFSET="1000",
     )
     assert rest.status_code == 204 and "CaseBridge-File-Id" in rest
+
+
+@pytest.mark.parametrize("step", ["renew", "commit"])
+def test_renew_and_commit_need_the_internal_key_and_the_live_lease_token(
+    server: TransferApp,
+    personas: Personas,
+    settings,
+    step: str,  # type: ignore[no-untyped-def]
+) -> None:
+    from casebridge.transfer.tickets import internal_key
+    from casebridge.vault import uploads
+
+    api = TransferAwareClient(HTTP_AUTHORIZATION=f"Bearer {_token(personas)}", HTTP_TUS_RESUMABLE="1.0.0")
+    upload = Upload.objects.get(pk=_created(api, 5000).rsplit("/", 1)[1])
+    token, _cont = uploads.lease(upload, client_offset=0, content_length=5000)
+    url = reverse("tus_upload_lease_step", args=[upload.pk, step])
+    body = f'{{"token": "{token}", "outcome": "appended", "offset": 5000}}'
+    key = internal_key(settings.SECRET_KEY).hex()
+    assert Client().post(url, body, content_type="application/json").status_code == 404  # no key
+    wrong = Client().post(
+        url, body.replace(token, "0" * 16), content_type="application/json", HTTP_CASEBRIDGE_TRANSFER_KEY=key
+    )
+    assert wrong.status_code == 409  # a token that is not the lease's
+    Upload.objects.filter(pk=upload.pk).update(lease_until=timezone.now())
+    stale = Client().post(url, body, content_type="application/json", HTTP_CASEBRIDGE_TRANSFER_KEY=key)
+    assert stale.status_code == 409  # the lease ran out
+    upload.refresh_from_db()
+    assert upload.offset == 0
