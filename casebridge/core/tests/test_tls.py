@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -23,8 +24,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
-    """`casebridge serve`: the application's port and its transfer server's."""
+def ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int, subprocess.Popen[bytes]]]:
+    """`casebridge serve`: the application's port, its transfer server's, the serve process."""
     home = tmp_path_factory.mktemp("home")
     port, transfer_port = _free_port(), _free_port()
     env = {**os.environ, "CASEBRIDGE_HOME": str(home), "CASEBRIDGE_WORKERS": "1"}
@@ -52,7 +53,7 @@ def ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]
         proc.kill()
     if proc.poll() is not None:
         raise AssertionError("server did not start:\n" + (home / "serve.log").read_text())
-    yield port, transfer_port
+    yield port, transfer_port, proc
     proc.terminate()
     proc.wait(timeout=15)
     assert (Path(home) / "tls" / "key.pem").stat().st_mode & 0o077 == 0
@@ -60,7 +61,7 @@ def ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]
 
 
 @pytest.fixture(params=["application", "transfer server"])
-def server(request: pytest.FixtureRequest, ports: tuple[int, int]) -> int:
+def server(request: pytest.FixtureRequest, ports: tuple[int, int, subprocess.Popen[bytes]]) -> int:
     """Each listener `serve` opens; both must hold to the same TLS rules."""
     return ports[0] if request.param == "application" else ports[1]
 
@@ -114,3 +115,34 @@ def test_serve_refuses_to_start_with_a_missing_key(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert b"cannot start" in result.stderr and b"kek.json" in result.stderr
+
+
+def _transfer_server_of(serve: subprocess.Popen[bytes]) -> int | None:
+    # Children of every thread: serve starts the transfer server again from a watching thread.
+    tasks = Path(f"/proc/{serve.pid}/task").iterdir()
+    children = [child for task in tasks for child in (task / "children").read_text().split()]
+    for child in children:
+        try:
+            if b"casebridge.transfer" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+        except OSError:
+            continue
+    return None
+
+
+def test_a_transfer_server_that_dies_is_started_again(ports: tuple[int, int, subprocess.Popen[bytes]]) -> None:
+    _port, transfer_port, serve = ports
+    first = _transfer_server_of(serve)
+    assert first is not None
+    os.kill(first, signal.SIGKILL)  # as a crash would
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        again = _transfer_server_of(serve)
+        if again not in (None, first):
+            try:
+                if "200 OK" in _handshake(transfer_port, ssl.TLSVersion.TLSv1_3):
+                    return
+            except OSError:
+                pass
+        time.sleep(0.3)
+    raise AssertionError("the transfer server was not started again within 60 s")

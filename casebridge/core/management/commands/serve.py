@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,9 +25,11 @@ from casebridge.transfer.tickets import internal_key, ticket_key
 from casebridge.vault.keyring import KeyringError, get_keyring
 from casebridge.vault.transfer import use_transfer_server
 
+log = logging.getLogger("casebridge.serve")
+
 
 class Command(BaseCommand):
-    help = "Serve CaseBridge over HTTPS (TLS 1.2+) with a background task worker."
+    help = "Serve CaseBridge over HTTPS (TLS 1.2+) with a background task worker and the transfer server."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=envint("CASEBRIDGE_PORT", 8443))
@@ -40,8 +45,8 @@ class Command(BaseCommand):
             "--transfer-port",
             type=int,
             default=envint("CASEBRIDGE_TRANSFER_PORT", -1),
-            help="port of the transfer server that streams downloads (default: --port + 1; 0: the "
-            "application streams them itself, at ~90 MiB per worker instead of ~40)",
+            help="port of the transfer server that moves download and upload bytes (default: --port + 1; "
+            "0: the application moves them itself, at ~100 MiB per worker instead of ~45)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -97,12 +102,15 @@ class Command(BaseCommand):
         if transfer_port:
             public = (env("CASEBRIDGE_PUBLIC_URL") and settings.PUBLIC_URL) or f"https://localhost:{port}"
             app_url = f"https://{_loopback(options['bind'])}:{port}"
-            transfer = start_transfer_server(
-                options["bind"], transfer_port, certfile, keyfile, options["threads"], home, app_url, public
+            transfer = Supervised(
+                lambda: start_transfer_server(
+                    options["bind"], transfer_port, certfile, keyfile, options["threads"], home, app_url, public
+                ),
+                "the transfer server",
             )
             url = settings.TRANSFER_URL or f"https://{_public_host()}:{transfer_port}"
             use_transfer_server(url)
-            self.stdout.write(f"Downloads are streamed by the transfer server on {url}")
+            self.stdout.write(f"File bytes (downloads, upload bodies) go through the transfer server on {url}")
         worker = None
         if not options["no_worker"]:
             worker = subprocess.Popen([sys.executable, "-m", "casebridge.cli", "worker"])
@@ -116,10 +124,43 @@ class Command(BaseCommand):
                 home=str(home),
             )
         finally:
-            for child in (worker, transfer):
-                if child is not None:
-                    child.terminate()
-                    child.wait(timeout=35)
+            if transfer is not None:
+                transfer.stop()
+            if worker is not None:
+                worker.terminate()
+                worker.wait(timeout=35)
+
+
+class Supervised:
+    """A child process started again whenever it exits while `serve` runs (after a crash, or an
+    operator's kill): downloads and uploads depend on the transfer server being there."""
+
+    def __init__(self, start: Callable[[], subprocess.Popen[bytes]], name: str) -> None:
+        self._start = start
+        self.name = name
+        self.proc = start()
+        self._stopping = threading.Event()
+        threading.Thread(target=self._watch, name=f"watch {name}", daemon=True).start()
+
+    def _watch(self) -> None:
+        # Polled, not waited for: a thread blocked in waitpid() kept gunicorn's arbiter from
+        # reaping its own workers at shutdown (it waited out graceful_timeout).
+        while not self._stopping.wait(1):
+            code = self.proc.poll()
+            if code is None:
+                continue
+            log.error("%s exited (status %s); starting it again", self.name, code)
+            while not self._stopping.wait(1):
+                try:
+                    self.proc = self._start()
+                    break
+                except CommandError as exc:
+                    log.error("%s", exc)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.proc.terminate()
+        self.proc.wait(timeout=35)
 
 
 def _public_host() -> str:
