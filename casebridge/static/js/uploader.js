@@ -81,7 +81,7 @@
       endpoint: root.dataset.endpoint,
       // The browser reads one slice of the file per request, so a 2 GB CBCT never sits in memory,
       // and a dropped connection costs at most one slice.
-      chunkSize: parseInt(root.dataset.chunkSize, 10) || 8 * 1024 * 1024,
+      chunkSize: parseInt(root.dataset.chunkSize, 10) || 32 * 1024 * 1024,
       // Network errors are retried after these pauses; while the browser is offline the plugin
       // holds the retry until it is back online.
       retryDelays: [0, 1000, 3000, 5000, 10000, 20000, 30000],

@@ -120,7 +120,7 @@ def test_upload_survives_a_dropped_connection_and_resumes_where_it_stopped(
     tmp_path: Path,
 ) -> None:
     staff, org = staff_member
-    content = binary_stl(12 * MiB)
+    content = binary_stl(UPLOAD_CHUNK_BYTES * 3 // 2)
     scan = tmp_path / SCAN_NAME
     scan.write_bytes(content)
     assert len(content) > UPLOAD_CHUNK_BYTES  # at least two PATCH requests
@@ -131,7 +131,7 @@ def test_upload_survives_a_dropped_connection_and_resumes_where_it_stopped(
     choose_file(page, scan)
     screenshot(page, "files-02-chosen")
 
-    # Start; the first 8 MiB slice is stored, then the network goes away before the next one.
+    # Start; the first slice is stored, then the network goes away before the next one.
     traffic.cut = True
     with page.expect_event("requestfailed", predicate=lambda r: r.method == "PATCH"):
         page.get_by_role("button", name=re.compile(r"^Upload 1 file")).click()
@@ -140,7 +140,7 @@ def test_upload_survives_a_dropped_connection_and_resumes_where_it_stopped(
     # The page says what happened, and the upload stalls past the first slice instead of failing.
     expect(page.locator("#upload-status")).to_contain_text("Connection lost")
     total = page.get_by_label("All files")
-    expect(total).to_have_js_property("value", round(100 * UPLOAD_CHUNK_BYTES / len(content)))  # 67%: past 30%
+    expect(total).to_have_js_property("value", round(100 * UPLOAD_CHUNK_BYTES / len(content)))  # 67%
     assert traffic.dropped and set(traffic.dropped) == {UPLOAD_CHUNK_BYTES}
     upload = Upload.objects.get()
     assert (upload.offset, upload.completed_at) == (UPLOAD_CHUNK_BYTES, None)
@@ -169,7 +169,7 @@ def test_upload_survives_a_dropped_connection_and_resumes_where_it_stopped(
     assert b"".join(bytes(segment) for segment in vault.read_version(version)) == content
     assert (stored.file_type, stored.created_by_id) == ("stl", staff.pk)
 
-    # One tus upload, created once, whose offset advanced over two PATCHes: it resumed at 8 MiB.
+    # One tus upload, created once, whose offset advanced over two PATCHes: it resumed at one slice.
     upload = Upload.objects.get()
     assert upload.object_id == stored.pk
     assert upload.offset == upload.length == len(content)
@@ -248,7 +248,7 @@ def test_an_upload_from_an_https_page_goes_through_the_transfer_server(
         page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
         bodies: list[tuple[str, int]] = []
         page.on("response", lambda r: bodies.append((r.url, r.status)) if r.request.method == "PATCH" else None)
-        content = binary_stl(10 * MiB)
+        content = binary_stl(UPLOAD_CHUNK_BYTES * 3 // 2)
         scan = tmp / SCAN_NAME
         scan.write_bytes(content)
 
@@ -259,7 +259,7 @@ def test_an_upload_from_an_https_page_goes_through_the_transfer_server(
 
         stored = StoredObject.objects.get()
         assert b"".join(bytes(s) for s in vault.read_version(vault.get_version(stored))) == content
-        assert [status for _, status in bodies] == [204, 204]  # two 8 MiB slices
+        assert [status for _, status in bodies] == [204, 204]  # two slices
         assert all(url.startswith(f"{server.url}/u/") for url, _ in bodies)
         assert violations == []
 
