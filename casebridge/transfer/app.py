@@ -12,9 +12,10 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from casebridge.transfer.remote import RemoteBlob
 from casebridge.transfer.tickets import DownloadTicket, SpentTickets, TicketRefused, unseal
 from casebridge.transfer.uploads import UPLOAD_PATH, UploadDoor
-from casebridge.vault.backends import BlobNotFound, BlobStore
+from casebridge.vault.backends import BlobNotFound, BlobStore, StorageError
 from casebridge.vault.crypto.streaming import CiphertextIntegrityError, decrypt_range
 
 log = logging.getLogger("casebridge.transfer")
@@ -33,8 +34,14 @@ PROTECTIVE_HEADERS = [
 
 class TransferApp:
     def __init__(
-        self, key: bytes, store: BlobStore, spent: SpentTickets | None = None, uploads: UploadDoor | None = None
+        self,
+        key: bytes,
+        store: BlobStore | None,
+        spent: SpentTickets | None = None,
+        uploads: UploadDoor | None = None,
     ) -> None:
+        """`store`: where the ciphertext is, when this process can read it directly (a
+        filesystem); None: tickets carry a presigned URL of their blob."""
         self.key = key
         self.store = store
         self.spent = spent or SpentTickets()
@@ -73,8 +80,19 @@ class TransferApp:
         ]
         if ticket.partial:
             headers.append(("Content-Range", f"bytes {ticket.start}-{ticket.end - 1}/{ticket.size}"))
+        remote = RemoteBlob(ticket.source) if ticket.source else None
+        store = self.store
+        if remote is None and store is None:
+            return _plain(start_response, "404 Not Found", "No such download.")
+
+        def read_range(lo: int, hi: int) -> bytes:
+            if remote is not None:
+                return remote.read_range(lo, hi)
+            assert store is not None
+            return store.read_range(ticket.blob, lo, hi)
+
         segments = decrypt_range(
-            lambda lo, hi: self.store.read_range(ticket.blob, lo, hi),
+            read_range,
             ticket.ciphertext_size,
             ticket.dek,
             ticket.associated,
@@ -84,10 +102,10 @@ class TransferApp:
         )
         # The first segment is read and authenticated before the status line goes out, so a
         # missing blob or a broken header is a 500, not a 200 with a body that stops short.
-        body = _bytes(segments)
+        body = _bytes(segments, remote)
         try:
             first = next(body, b"")
-        except BlobNotFound:
+        except (BlobNotFound, StorageError):
             return _plain(start_response, "404 Not Found", "No such download.")
         except CiphertextIntegrityError:
             log.error("ticket %s: blob failed its integrity check before any byte was sent", ticket.id)
@@ -99,12 +117,16 @@ class TransferApp:
 _START_AGAIN = "This download link has expired or was already used. Start the download again from CaseBridge."
 
 
-def _bytes(segments: Iterator[memoryview]) -> Iterator[bytes]:
+def _bytes(segments: Iterator[memoryview], remote: RemoteBlob | None) -> Iterator[bytes]:
     # WSGI wants bytes; each segment is copied once out of the decryptor's reused buffer. An
     # integrity failure raises mid-body and the server drops the connection: a client never
     # mistakes a cut-off body for the whole file (Content-Length tells it so).
-    for segment in segments:
-        yield bytes(segment)
+    try:
+        for segment in segments:
+            yield bytes(segment)
+    finally:
+        if remote is not None:
+            remote.close()
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

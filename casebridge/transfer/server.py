@@ -32,7 +32,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bind", required=True, help="host:port to listen on")
     parser.add_argument("--certfile", required=True)
     parser.add_argument("--keyfile", required=True)
-    parser.add_argument("--storage-url", required=True, help="where the ciphertext is (CASEBRIDGE_STORAGE_URL)")
+    parser.add_argument(
+        "--storage-url",
+        required=True,
+        help="where the ciphertext is (CASEBRIDGE_STORAGE_URL); for s3: stores the tickets carry presigned URLs",
+    )
     parser.add_argument("--threads", type=int, default=16, help="concurrent transfers (default 16)")
     parser.add_argument(
         "--app-url",
@@ -61,10 +65,12 @@ def main(argv: list[str] | None = None) -> None:
             "transfer server: standard input must hold the 32-byte ticket key in hex, then (with "
             "--app-url) the 32-byte internal key, one per line"
         )
-    try:
-        store = store_from_url(args.storage_url)
-    except StorageError as exc:
-        sys.exit(f"transfer server: {exc}")
+    store = None
+    if args.storage_url.startswith("file:"):  # other stores: tickets carry presigned URLs
+        try:
+            store = store_from_url(args.storage_url)
+        except StorageError as exc:
+            sys.exit(f"transfer server: {exc}")
     uploads = None
     if args.app_url and internal is not None:
         if not isinstance(store, FileSystemStore):

@@ -49,6 +49,7 @@ class DownloadTicket:
     content_type: str
     filename: str
     etag: str
+    source: str = ""  # a presigned URL of the blob, where the transfer server holds no store for it
     expires: float = field(default_factory=lambda: time.time() + TICKET_TTL_SECONDS)
     id: str = field(default_factory=lambda: os.urandom(12).hex())  # lets a second use be refused
 

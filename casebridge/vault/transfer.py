@@ -24,6 +24,7 @@ from casebridge.vault.crypto.streaming import associated_data
 from casebridge.vault.models import ObjectVersion, StoredObject
 
 _endpoint: tuple[str, bytes] | None = None
+SOURCE_URL_SECONDS = 300  # the transfer server opens its GETs as the download starts (tickets live 60 s)
 
 
 def use_transfer_server(url: str | None) -> None:
@@ -44,6 +45,17 @@ def redirect(stored: StoredObject, version: ObjectVersion, start: int, end: int,
     """A 307 to the transfer server for [start, end) of `version`, or None to stream it here."""
     if _endpoint is None:
         return None
+    from casebridge.vault.backends.filesystem import FileSystemStore
+    from casebridge.vault.config import blob_store
+
+    store = blob_store()
+    source = ""
+    if not isinstance(store, FileSystemStore):
+        # The transfer server reads other stores through a presigned URL: it needs no client
+        # library and no credentials of its own.
+        source = store.download_url(version.blob_name, SOURCE_URL_SECONDS) or ""
+        if not source:
+            return None
     url, key = _endpoint
     ticket = DownloadTicket(
         blob=version.blob_name,
@@ -57,6 +69,7 @@ def redirect(stored: StoredObject, version: ObjectVersion, start: int, end: int,
         content_type=stored.mime_type,
         filename=stored.neutral_name(version.version),
         etag=etag(version),
+        source=source,
     )
     response = HttpResponse(status=307)
     response["Location"] = f"{url}/d/{seal(key, ticket)}"

@@ -66,6 +66,11 @@ class BlobStore(ABC):
                 writer.write(chunk)
         return self.size(name)
 
+    def download_url(self, name: str, expires_in: int) -> str | None:
+        """A URL that lets a process without this store's credentials GET the blob (ranges
+        included) for `expires_in` seconds, or None where the store has no such thing."""
+        return None
+
     @abstractmethod
     def read_range(self, name: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of a blob (fewer only if the blob is shorter)."""

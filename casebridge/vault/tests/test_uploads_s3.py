@@ -14,7 +14,10 @@ from django.test import Client
 from django.urls import reverse
 
 from casebridge.core.testing import Personas
-from casebridge.vault import config, hashing, keystore
+from casebridge.transfer.app import TransferApp
+from casebridge.transfer.tests.client import TRANSFER_URL, TransferAwareClient
+from casebridge.transfer.tickets import ticket_key
+from casebridge.vault import config, hashing, keystore, transfer
 from casebridge.vault.models import ObjectVersion, Upload
 from casebridge.vault.tests.samples import binary_stl
 from casebridge.vault.tests.test_uploads import _client, _create, _download, _patch
@@ -81,3 +84,30 @@ def test_s3_moto_server_http_loopback_termination_removes_staged_parts(
     assert any("staging" in key for key in _keys(s3_vault, moto_endpoint))
     assert api.delete(url).status_code == 204
     assert _keys(s3_vault, moto_endpoint) == []
+
+
+def test_s3_moto_server_http_loopback_downloads_through_the_transfer_server_by_presigned_url(
+    personas: Personas, s3_vault: str, settings: pytest.FixtureRequest
+) -> None:
+    """The transfer server holds no S3 client and no credentials: the ticket carries a presigned
+    GET, and ranges of it are read over HTTP. Uploads to S3 stay with the application."""
+    api = _client(personas, "staff")
+    transfer.use_transfer_server(TRANSFER_URL)
+    TransferAwareClient.transfer = TransferApp(ticket_key(settings.SECRET_KEY), None)  # type: ignore[attr-defined]
+    try:
+        content = binary_stl(3 * MiB + 99)
+        url = _create(api, len(content))
+        assert url.startswith("/api/v1/uploads/")  # S3 staging: the bodies come here
+        file_id = _patch(api, url, 0, content)["CaseBridge-File-Id"]
+        handed = api.get(reverse("file_content", args=[file_id]))
+        assert handed.status_code == 307 and "X-Amz" not in handed["Location"]  # sealed inside
+        assert _download(api, file_id)[1] == content
+        status, body, _ = _download(api, file_id, HTTP_RANGE=f"bytes={2 * MiB - 3}-{2 * MiB + 3}")
+        assert status == 206 and body == content[2 * MiB - 3 : 2 * MiB + 4]
+        issued = api.get(reverse("file_content", args=[file_id]))["Location"]
+        version = ObjectVersion.objects.get(stored_object_id=file_id)
+        config.blob_store().delete(version.blob_name)
+        assert api.get(issued).status_code == 404  # the presigned GET finds nothing any more
+    finally:
+        TransferAwareClient.transfer = None
+        transfer.use_transfer_server(None)
