@@ -60,6 +60,20 @@ class UploadDoor:
         method = environ.get("REQUEST_METHOD", "")
         if method == "OPTIONS":
             return self._preflight(environ, start_response)
+        try:
+            return self._serve(environ, start_response, upload_id, method)
+        except (OSError, http.client.HTTPException):
+            # The application did not answer (restarting, overloaded). tus clients retry a 503
+            # and ask for the offset first; what this request staged past it is overwritten.
+            log.warning("upload %s: the application did not answer", upload_id)
+            reply = Reply(
+                503,
+                [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "5"), ("Tus-Resumable", "1.0.0")],
+                b"CaseBridge is not answering right now; the upload will resume.\n",
+            )
+            return self._relay(environ, start_response, reply)
+
+    def _serve(self, environ: dict[str, Any], start_response: Any, upload_id: str, method: str) -> Iterable[bytes]:
         forwarded = self._forwarded(environ)
         if method in ("HEAD", "DELETE"):
             reply = self.call(method, f"/api/v1/uploads/{upload_id}", forwarded, b"")

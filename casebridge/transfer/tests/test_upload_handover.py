@@ -188,3 +188,19 @@ def test_renew_and_commit_need_the_internal_key_and_the_live_lease_token(
     assert stale.status_code == 409  # the lease ran out
     upload.refresh_from_db()
     assert upload.offset == 0
+
+
+def test_an_application_that_does_not_answer_gets_a_retryable_503(tmp_path: Path) -> None:
+    from casebridge.transfer.appclient import Reply
+    from casebridge.vault.backends.filesystem import FileSystemStore
+
+    def refused(method: str, path: str, headers: object, body: bytes = b"") -> Reply:
+        raise ConnectionRefusedError("the application is restarting")
+
+    store = FileSystemStore(tmp_path / "blobs")
+    app = TransferApp(ticket_key("k"), store, uploads=UploadDoor(refused, FileStaging(store), APP_ORIGIN))
+    url = f"{TRANSFER_URL}/u/2b5f8a8e-0000-4000-8000-000000000000"
+    for method in ("PATCH", "HEAD", "DELETE"):
+        answer = call(app, url, method=method, body=b"x" if method == "PATCH" else b"", HTTP_ORIGIN=APP_ORIGIN)
+        assert answer.status == 503 and answer["Retry-After"] == "5"
+        assert answer["Access-Control-Allow-Origin"] == APP_ORIGIN  # the browser may read it and retry
