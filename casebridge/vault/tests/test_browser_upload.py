@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Response, Route, expect
@@ -55,7 +57,7 @@ class TusTraffic:
 
     def response(self, response: Response) -> None:
         request = response.request
-        if "/api/v1/uploads/" not in request.url:
+        if "/api/v1/uploads/" not in request.url and not urlsplit(request.url).path.startswith("/u/"):
             return
         offset = request.headers.get("upload-offset")
         self.answered.append((request.method, int(offset) if offset else None, response.status))
@@ -74,23 +76,53 @@ def staff_member(transactional_db: None, vault_home: Path) -> tuple[User, Organi
     return staff, org
 
 
+@pytest.fixture(params=["by the application", "by the transfer server"])
+def upload_page(request: pytest.FixtureRequest, browser: Browser, settings: Any) -> Iterator[Page]:
+    """The Files page's uploads sent to the application itself (pytest-django's live server), or,
+    as under `casebridge serve`, from an https page to a real transfer server on another port."""
+    if request.param == "by the application":
+        yield request.getfixturevalue("page")
+        return
+    request.getfixturevalue("vault_home")  # the store the transfer server is pointed at
+    site, tmp = request.getfixturevalue("https_site")
+    server = transfer_testing.start(
+        tmp,
+        ticket_key(settings.SECRET_KEY),
+        settings.VAULT_STORAGE_URL,
+        internal=internal_key(settings.SECRET_KEY),
+        app_url=site,
+        app_origin=site,
+    )
+    transfer.use_transfer_server(server.url)
+    # The transfer server's certificate is self-signed, as `casebridge serve` makes it.
+    context = browser.new_context(base_url=site, ignore_https_errors=True, viewport={"width": 1100, "height": 850})
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+        transfer.use_transfer_server(None)
+        server.stop()
+
+
 @pytest.fixture
-def traffic(page: Page) -> TusTraffic:
+def traffic(upload_page: Page) -> TusTraffic:
     watched = TusTraffic()
-    page.route("**/api/v1/uploads/**", watched.route)
-    page.on("response", watched.response)
+    upload_page.route("**/api/v1/uploads/**", watched.route)
+    upload_page.route("**/u/**", watched.route)  # the transfer server's upload URLs
+    upload_page.on("response", watched.response)
     return watched
 
 
 @pytest.fixture
-def csp_violations(page: Page) -> list[str]:
+def csp_violations(upload_page: Page) -> list[str]:
     found: list[str] = []
 
     def note(message: ConsoleMessage) -> None:
         if "Content Security Policy" in message.text:
             found.append(message.text)
 
-    page.on("console", note)
+    upload_page.on("console", note)
     return found
 
 
@@ -113,13 +145,13 @@ def decoded_metadata(header: str) -> dict[str, str]:
 
 
 def test_upload_survives_a_dropped_connection_and_resumes_where_it_stopped(
-    page: Page,
+    upload_page: Page,
     staff_member: tuple[User, Organization],
     traffic: TusTraffic,
     csp_violations: list[str],
     tmp_path: Path,
 ) -> None:
-    staff, org = staff_member
+    page, (staff, org) = upload_page, staff_member
     content = binary_stl(UPLOAD_CHUNK_BYTES * 3 // 2)
     scan = tmp_path / SCAN_NAME
     scan.write_bytes(content)
@@ -183,13 +215,13 @@ def test_upload_survives_a_dropped_connection_and_resumes_where_it_stopped(
 
 
 def test_a_file_of_another_type_is_refused_with_the_accepted_types(
-    page: Page,
+    upload_page: Page,
     staff_member: tuple[User, Organization],
     traffic: TusTraffic,
     csp_violations: list[str],
     tmp_path: Path,
 ) -> None:
-    staff, _ = staff_member
+    page, (staff, _) = upload_page, staff_member
     open_files_page(page, staff)
 
     # Dropped onto the dashboard, as from the desktop.
@@ -223,52 +255,34 @@ def test_a_file_of_another_type_is_refused_with_the_accepted_types(
     assert csp_violations == []
 
 
-def test_an_upload_from_an_https_page_goes_through_the_transfer_server(
-    browser: Browser, https_site: tuple[str, Path], staff_member: tuple[User, Organization], settings: Any
+@pytest.mark.parametrize("upload_page", ["by the transfer server"], indirect=True)
+def test_an_upload_from_an_https_page_goes_through_the_transfer_server_and_comes_back(
+    upload_page: Page, staff_member: tuple[User, Organization], csp_violations: list[str], tmp_path: Path
 ) -> None:
     """As under `casebridge serve`: the page on the application's origin, the tus Location on the
     transfer server's (another port), CORS with the session cookie, the lease and commit over
     TLS back to the application, then the download handed over with a ticket."""
-    staff, _org = staff_member
-    site, tmp = https_site
-    server = transfer_testing.start(
-        tmp,
-        ticket_key(settings.SECRET_KEY),
-        settings.VAULT_STORAGE_URL,
-        internal=internal_key(settings.SECRET_KEY),
-        app_url=site,
-        app_origin=site,
-    )
-    transfer.use_transfer_server(server.url)
-    context = browser.new_context(base_url=site, ignore_https_errors=True)
-    context.set_default_timeout(TIMEOUT_MS)
-    try:
-        page = context.new_page()
-        violations: list[str] = []
-        page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
-        bodies: list[tuple[str, int]] = []
-        page.on("response", lambda r: bodies.append((r.url, r.status)) if r.request.method == "PATCH" else None)
-        content = binary_stl(UPLOAD_CHUNK_BYTES * 3 // 2)
-        scan = tmp / SCAN_NAME
-        scan.write_bytes(content)
+    page, (staff, _org) = upload_page, staff_member
+    server_url = transfer.transfer_server()
+    bodies: list[tuple[str, int]] = []
+    page.on("response", lambda r: bodies.append((r.url, r.status)) if r.request.method == "PATCH" else None)
+    content = binary_stl(UPLOAD_CHUNK_BYTES * 3 // 2)
+    scan = tmp_path / SCAN_NAME
+    scan.write_bytes(content)
 
-        open_files_page(page, staff)
-        choose_file(page, scan)
-        page.get_by_role("button", name=re.compile(r"^Upload 1 file")).click()
-        expect(page.locator("#upload-status")).to_contain_text("Upload complete", timeout=60_000)
+    open_files_page(page, staff)
+    choose_file(page, scan)
+    page.get_by_role("button", name=re.compile(r"^Upload 1 file")).click()
+    expect(page.locator("#upload-status")).to_contain_text("Upload complete", timeout=60_000)
 
-        stored = StoredObject.objects.get()
-        assert b"".join(bytes(s) for s in vault.read_version(vault.get_version(stored))) == content
-        assert [status for _, status in bodies] == [204, 204]  # two slices
-        assert all(url.startswith(f"{server.url}/u/") for url, _ in bodies)
-        assert violations == []
+    stored = StoredObject.objects.get()
+    assert b"".join(bytes(s) for s in vault.read_version(vault.get_version(stored))) == content
+    assert [status for _, status in bodies] == [204, 204]  # two slices
+    assert all(url.startswith(f"{server_url}/u/") for url, _ in bodies)
+    assert csp_violations == []
 
-        neutral = f"file_{str(stored.pk)[:8]}.stl"
-        with page.expect_download() as info:
-            page.locator("#recent-files").get_by_role("link", name=f"Download {neutral}").click()
-        assert info.value.url.startswith(f"{server.url}/d/")
-        assert Path(info.value.path()).read_bytes() == content
-    finally:
-        context.close()
-        transfer.use_transfer_server(None)
-        server.stop()
+    neutral = f"file_{str(stored.pk)[:8]}.stl"
+    with page.expect_download() as info:
+        page.locator("#recent-files").get_by_role("link", name=f"Download {neutral}").click()
+    assert info.value.url.startswith(f"{server_url}/d/")
+    assert Path(info.value.path()).read_bytes() == content
