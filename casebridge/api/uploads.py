@@ -1,5 +1,7 @@
 """tus 1.0.0 at /api/v1/uploads/: core, creation, creation-with-upload, termination, checksum,
-expiration. The protocol lives here; the vault's upload service does the work."""
+expiration. The protocol lives here; the vault's upload service does the work. Under `casebridge
+serve` an upload's Location is on the transfer server, which takes the PATCH bodies and asks the
+hand-over endpoints at the end of this module before and after each one."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from casebridge.audit.models import Outcome
 from casebridge.core import request_body
 from casebridge.orgs.models import Organization
 from casebridge.vault import transfer, uploads
-from casebridge.vault.appending import Appended
+from casebridge.vault.appending import Appended, parse_checksum
 from casebridge.vault.models import Upload
 
 TUS_VERSION = "1.0.0"
@@ -85,7 +87,7 @@ def _metadata(header: str) -> dict[str, str]:
     return values
 
 
-def body_reader(request: HttpRequest, length: int) -> uploads.Readinto:
+def body_reader(request: HttpRequest, length: int) -> request_body.Readinto:
     """readinto() over a request body of `length` bytes: 0 at its end or when the client left."""
     return request_body.body_reader(request.META, length, request.read)
 
@@ -128,7 +130,7 @@ def _patch(
     except (KeyError, ValueError):
         return _error(400, "Send the Upload-Offset header.")
     checksum_header = request.headers.get("Upload-Checksum")
-    checksum = uploads.parse_checksum(checksum_header) if checksum_header else None
+    checksum = parse_checksum(checksum_header) if checksum_header else None
     length = _content_length(request)
     result = uploads.append(
         upload,
@@ -259,7 +261,7 @@ def upload_lease(request: HttpRequest, upload_id: str) -> HttpResponseBase:
         return _error(400, "Send the Upload-Offset header.")
     try:
         checksum_header = request.headers.get("Upload-Checksum")
-        checksum = uploads.parse_checksum(checksum_header) if checksum_header else None
+        checksum = parse_checksum(checksum_header) if checksum_header else None
         token, cont = uploads.lease(upload, client_offset=client_offset, content_length=length, checksum=checksum)
     except uploads.UploadError as exc:
         return _error(exc.status, str(exc))

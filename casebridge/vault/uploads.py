@@ -38,7 +38,6 @@ from casebridge.vault.appending import (
     UploadError,
     UploadGone,
     append_body,
-    parse_checksum,
 )
 from casebridge.vault.backends import StorageError
 from casebridge.vault.config import blob_store
@@ -49,17 +48,6 @@ from casebridge.vault.scanning import ScannerUnavailable
 from casebridge.vault.staging import BlobPartStaging, FileStaging, StagingConflict
 
 LEASE_SECONDS = 120
-
-__all__ = [
-    "AppendResult",
-    "Continuation",
-    "UploadError",
-    "UploadGone",
-    "append",
-    "create_upload",
-    "parse_checksum",
-    "terminate",
-]
 
 
 @dataclass
