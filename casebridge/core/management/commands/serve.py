@@ -135,9 +135,10 @@ class Supervised:
     """A child process started again whenever it exits while `serve` runs (after a crash, or an
     operator's kill): downloads and uploads depend on the transfer server being there."""
 
-    def __init__(self, start: Callable[[], subprocess.Popen[bytes]], name: str) -> None:
+    def __init__(self, start: Callable[[], subprocess.Popen[bytes]], name: str, pause: float = 1.0) -> None:
         self._start = start
         self.name = name
+        self.pause = pause  # seconds between checks, and before the first new attempt
         self.proc = start()
         self._stopping = threading.Event()
         threading.Thread(target=self._watch, name=f"watch {name}", daemon=True).start()
@@ -145,17 +146,19 @@ class Supervised:
     def _watch(self) -> None:
         # Polled, not waited for: a thread blocked in waitpid() kept gunicorn's arbiter from
         # reaping its own workers at shutdown (it waited out graceful_timeout).
-        while not self._stopping.wait(1):
+        while not self._stopping.wait(self.pause):
             code = self.proc.poll()
             if code is None:
                 continue
             log.error("%s exited (status %s); starting it again", self.name, code)
-            while not self._stopping.wait(1):
+            pause = self.pause
+            while not self._stopping.wait(pause):
                 try:
                     self.proc = self._start()
                     break
                 except CommandError as exc:
-                    log.error("%s", exc)
+                    pause = min(pause * 2, 30 * self.pause)  # e.g. a port someone else took: no log flood
+                    log.error("%s; next attempt in %.0f s", exc, pause)
 
     def stop(self) -> None:
         self._stopping.set()
