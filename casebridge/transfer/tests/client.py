@@ -16,6 +16,9 @@ from django.test import Client
 from casebridge.transfer.app import TransferApp
 from casebridge.transfer.appclient import INTERNAL_KEY_HEADER, Call, Reply
 from casebridge.transfer.tickets import internal_key
+from casebridge.vault.backends.filesystem import FileSystemStore
+from casebridge.vault.config import blob_store
+from casebridge.vault.staging import FileStaging
 
 TRANSFER_URL = "https://transfer.test:8444"
 
@@ -71,6 +74,13 @@ def call(app: TransferApp, url: str, method: str = "GET", body: bytes = b"", **e
     chunks = iter(app(wsgi, start_response))
     status, response_headers = started
     return Answer(int(status.split()[0]), {k.lower(): v for k, v in response_headers}, chunks)
+
+
+def file_staging() -> FileStaging:
+    """Staging in the test's own blob store (a filesystem one, as the transfer server needs)."""
+    store = blob_store()
+    assert isinstance(store, FileSystemStore)
+    return FileStaging(store)
 
 
 def application_call() -> Call:

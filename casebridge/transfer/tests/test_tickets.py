@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ KEY = ticket_key("a secret key of the installation")
 
 
 def _ticket(**overrides: object) -> DownloadTicket:
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {
         "blob": "objects/x/v1-abc",
         "ciphertext_size": 1000,
         "dek": bytes(range(32)),
@@ -27,7 +28,7 @@ def _ticket(**overrides: object) -> DownloadTicket:
         "etag": '"sha256-00"',
         **overrides,
     }
-    return DownloadTicket(**fields)  # type: ignore[arg-type]
+    return DownloadTicket(**fields)
 
 
 def test_a_sealed_ticket_opens_to_exactly_what_was_sealed() -> None:

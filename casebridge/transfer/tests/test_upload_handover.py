@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -16,7 +17,7 @@ from casebridge.accounts.actions import create_api_token
 from casebridge.audit.models import Event
 from casebridge.core.testing import Personas
 from casebridge.transfer.app import TransferApp
-from casebridge.transfer.tests.client import TRANSFER_URL, TransferAwareClient, application_call, call
+from casebridge.transfer.tests.client import TRANSFER_URL, TransferAwareClient, application_call, call, file_staging
 from casebridge.transfer.tickets import ticket_key
 from casebridge.transfer.uploads import UploadDoor
 from casebridge.vault import transfer
@@ -30,9 +31,9 @@ APP_ORIGIN = "https://app.test"
 
 
 @pytest.fixture
-def server(vault_home: Path, settings) -> Iterator[TransferApp]:  # type: ignore[no-untyped-def]
+def server(vault_home: Path, settings: Any) -> Iterator[TransferApp]:
     transfer.use_transfer_server(TRANSFER_URL)
-    door = UploadDoor(application_call(), FileStaging(blob_store()), APP_ORIGIN)  # type: ignore[arg-type]
+    door = UploadDoor(application_call(), file_staging(), APP_ORIGIN)
     app = TransferApp(ticket_key(settings.SECRET_KEY), blob_store(), uploads=door)
     TransferAwareClient.transfer = app
     yield app

@@ -20,7 +20,7 @@ from casebridge.accounts.actions import create_api_token
 from casebridge.audit.models import Event
 from casebridge.core.testing import Personas
 from casebridge.transfer.app import TransferApp
-from casebridge.transfer.tests.client import TRANSFER_URL, TransferAwareClient, application_call, call
+from casebridge.transfer.tests.client import TRANSFER_URL, TransferAwareClient, application_call, call, file_staging
 from casebridge.transfer.tickets import ticket_key
 from casebridge.transfer.uploads import UploadDoor
 from casebridge.vault import api as vault
@@ -29,7 +29,6 @@ from casebridge.vault.backends import filesystem
 from casebridge.vault.config import blob_store
 from casebridge.vault.crypto.streaming import CiphertextIntegrityError
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
-from casebridge.vault.staging import FileStaging
 from casebridge.vault.tests.conftest import MARKER, MARKER_SIGNATURE, Clamd
 from casebridge.vault.tests.samples import binary_stl
 
@@ -89,7 +88,7 @@ def _upload(client: Client, content: bytes, chunk: int = 700_000, **meta: str) -
 
 
 @pytest.fixture(params=["by the application", "by the transfer server"], autouse=True)
-def handover(request: pytest.FixtureRequest, vault_home: Path, settings) -> Iterator[TransferApp | None]:  # type: ignore[no-untyped-def]
+def handover(request: pytest.FixtureRequest, vault_home: Path, settings: Any) -> Iterator[TransferApp | None]:
     """Every test here runs twice: the application moves the bytes itself, or hands them to a
     transfer server (downloads: 307 and a ticket; uploads: tus Location on the transfer server,
     which leases and commits through the application with the client's own headers)."""
@@ -97,7 +96,7 @@ def handover(request: pytest.FixtureRequest, vault_home: Path, settings) -> Iter
         yield None
         return
     transfer.use_transfer_server(TRANSFER_URL)
-    door = UploadDoor(application_call(), FileStaging(blob_store()), "https://app.test")  # type: ignore[arg-type]
+    door = UploadDoor(application_call(), file_staging(), "https://app.test")
     server = TransferApp(ticket_key(settings.SECRET_KEY), blob_store(), uploads=door)
     TransferAwareClient.transfer = server
     yield server
@@ -329,7 +328,7 @@ def test_single_range_requests(
     assert event.details["range"] == [start, end]
 
 
-def test_a_handed_over_download_is_audited_first_and_its_link_works_once(api: Client, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_handed_over_download_is_audited_first_and_its_link_works_once(api: Client, settings: Any) -> None:
     content = binary_stl(2 * MiB)
     file_id = _upload(api, content)
     transfer.use_transfer_server("https://transfer.test:8444")

@@ -7,6 +7,7 @@ import hashlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -87,13 +88,13 @@ def test_s3_moto_server_http_loopback_termination_removes_staged_parts(
 
 
 def test_s3_moto_server_http_loopback_downloads_through_the_transfer_server_by_presigned_url(
-    personas: Personas, s3_vault: str, settings: pytest.FixtureRequest
+    personas: Personas, s3_vault: str, settings: Any
 ) -> None:
     """The transfer server holds no S3 client and no credentials: the ticket carries a presigned
     GET, and ranges of it are read over HTTP. Uploads to S3 stay with the application."""
     api = _client(personas, "staff")
     transfer.use_transfer_server(TRANSFER_URL)
-    TransferAwareClient.transfer = TransferApp(ticket_key(settings.SECRET_KEY), None)  # type: ignore[attr-defined]
+    TransferAwareClient.transfer = TransferApp(ticket_key(settings.SECRET_KEY), None)
     try:
         content = binary_stl(3 * MiB + 99)
         url = _create(api, len(content))
