@@ -238,10 +238,6 @@ def upload_resource(request: HttpRequest, upload_id: str) -> HttpResponseBase:
 #   commit  what the body appended (or why it was refused), answered as the PATCH is answered.
 # renew and commit name the lease token that only the lease's answer carried: the client's
 # request was authorized once, for the lease, as a PATCH sent here is.
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 @api_actor
 def upload_lease(request: HttpRequest, upload_id: str) -> HttpResponseBase:
     if not request.META.get(FROM_TRANSFER_SERVER) or request.method != "POST":
@@ -265,20 +261,7 @@ def upload_lease(request: HttpRequest, upload_id: str) -> HttpResponseBase:
         token, cont = uploads.lease(upload, client_offset=client_offset, content_length=length, checksum=checksum)
     except uploads.UploadError as exc:
         return _error(exc.status, str(exc))
-    return JsonResponse(
-        {
-            "token": token,
-            "upload_id": cont.upload_id,
-            "dek": _b64(cont.dek),
-            "associated": _b64(cont.associated),
-            "header": _b64(cont.header),
-            "length": cont.length,
-            "offset": cont.offset,
-            "ciphertext_offset": cont.ciphertext_offset,
-            "tail": _b64(cont.tail),
-            "file_type": cont.file_type,
-        }
-    )
+    return JsonResponse({"token": token, **cont.to_wire()})
 
 
 @csrf_exempt  # no ambient credentials: the internal key and a lease token, both sent explicitly
@@ -318,15 +301,5 @@ def _commit(upload: Upload, token: str, data: dict[str, Any]) -> HttpResponseBas
         return _error(423, "Another request is writing to this upload; retry shortly.")
     if outcome != "appended":
         return _error(500, "The transfer failed; ask for the upload's offset and resume.")
-    final = data.get("final")
-    appended = Appended(
-        offset=int(data["offset"]),
-        ciphertext_offset=int(data["ciphertext_offset"]),
-        interrupted=bool(data["interrupted"]),
-        file_type=str(data["file_type"]),
-        tail=base64.b64decode(data["tail"]),
-        final=base64.b64decode(final) if final is not None else None,
-        sha256=str(data.get("sha256", "")),
-    )
-    result = uploads.commit(upload, token, actor, appended)
+    result = uploads.commit(upload, token, actor, Appended.from_wire(data))
     return _upload_headers(HttpResponse(status=204), result.upload)

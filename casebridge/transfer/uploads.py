@@ -11,7 +11,6 @@ with credentials (its session cookie) allowed.
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import logging
@@ -109,9 +108,7 @@ class UploadDoor:
             return self._relay(environ, start_response, lease)
         state = json.loads(lease.body)
         token = state.pop("token")
-        for name in ("dek", "associated", "header", "tail"):
-            state[name] = base64.b64decode(state[name])
-        cont = Continuation(**state)
+        cont = Continuation.from_wire(state)
         # After the lease, the lease token speaks for this request: no client credentials again.
         leased = {CLIENT_ADDRESS_HEADER: forwarded[CLIENT_ADDRESS_HEADER]}
         checksum_header = environ.get("HTTP_UPLOAD_CHECKSUM")
@@ -129,16 +126,7 @@ class UploadDoor:
                 checksum=parse_checksum(checksum_header) if checksum_header else None,
                 renew=lambda: self.call("POST", f"{base}/renew", leased, json.dumps({"token": token}).encode()),
             )
-            outcome = {
-                "outcome": "appended",
-                "offset": appended.offset,
-                "ciphertext_offset": appended.ciphertext_offset,
-                "interrupted": appended.interrupted,
-                "file_type": appended.file_type,
-                "tail": base64.b64encode(appended.tail).decode(),
-                "final": base64.b64encode(appended.final).decode() if appended.final is not None else None,
-                "sha256": appended.sha256,
-            }
+            outcome = {"outcome": "appended", **appended.to_wire()}
         except TypeRefused as exc:
             outcome = {"outcome": "type_refused", "message": str(exc)}
         except StagingConflict:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
 
 from casebridge.vault import filetypes, hashing
 from casebridge.vault.crypto.streaming import DEFAULT_LAYOUT, HEADER_SIZE, SEGMENT_SIZE, TAG_SIZE, open_stream
@@ -62,6 +62,18 @@ class Continuation:
     tail: bytes  # plaintext of the unfinished segment an earlier request delivered
     file_type: str
 
+    _BINARY: ClassVar[tuple[str, ...]] = ("dek", "associated", "header", "tail")
+
+    def to_wire(self) -> dict[str, Any]:
+        """JSON-ready, for the application's answer to the transfer server's lease request."""
+        fields = asdict(self)
+        return {k: base64.b64encode(v).decode() if k in self._BINARY else v for k, v in fields.items()}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Continuation:
+        fields: dict[str, Any] = {k: base64.b64decode(v) if k in cls._BINARY else v for k, v in data.items()}
+        return cls(**fields)
+
 
 @dataclass
 class Appended:
@@ -77,6 +89,31 @@ class Appended:
     @property
     def complete(self) -> bool:
         return self.final is not None
+
+    def to_wire(self) -> dict[str, Any]:
+        """JSON-ready, for the transfer server's commit request (the hasher stays where it ran)."""
+        return {
+            "offset": self.offset,
+            "ciphertext_offset": self.ciphertext_offset,
+            "interrupted": self.interrupted,
+            "file_type": self.file_type,
+            "tail": base64.b64encode(self.tail).decode(),
+            "final": base64.b64encode(self.final).decode() if self.final is not None else None,
+            "sha256": self.sha256,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Appended:
+        final = data.get("final")
+        return cls(
+            offset=int(data["offset"]),
+            ciphertext_offset=int(data["ciphertext_offset"]),
+            interrupted=bool(data["interrupted"]),
+            file_type=str(data["file_type"]),
+            tail=base64.b64decode(data["tail"]),
+            final=base64.b64decode(final) if final is not None else None,
+            sha256=str(data.get("sha256", "")),
+        )
 
 
 Stage = Callable[[Iterator[memoryview], Callable[[Any], None]], int]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -232,8 +233,8 @@ def test_it_stops_when_the_downloads_are_used_up(shared: SharedCase, make_link: 
 
 
 def test_a_recipient_download_is_counted_then_handed_to_the_transfer_server(
-    shared: SharedCase, make_link: MakeLink, settings
-) -> None:  # type: ignore[no-untyped-def]
+    shared: SharedCase, make_link: MakeLink, settings: Any
+) -> None:
     link, token = make_link(max_downloads=1)
     client = Client()
     _verified(client, token)

@@ -167,8 +167,8 @@ def test_creation_with_upload_stays_with_the_application_and_continues_on_the_tr
 def test_renew_and_commit_need_the_internal_key_and_the_live_lease_token(
     server: TransferApp,
     personas: Personas,
-    settings,
-    step: str,  # type: ignore[no-untyped-def]
+    settings: Any,
+    step: str,
 ) -> None:
     from casebridge.transfer.tickets import internal_key
     from casebridge.vault import uploads
