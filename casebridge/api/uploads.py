@@ -120,17 +120,28 @@ def _organization(request: HttpRequest, actor: Any, meta: dict[str, str]) -> Org
     return organization
 
 
-def _patch(
-    request: HttpRequest, upload: Upload, actor: Any, status: int = 204, offset: int | None = None
-) -> HttpResponseBase:
-    if request.content_type != OFFSET_CONTENT_TYPE:
+def _patch_terms(
+    request: HttpRequest, content_type: str, offset: int | None = None
+) -> tuple[int, tuple[str, bytes] | None] | HttpResponseBase:
+    """A PATCH's offset and checksum from its headers, or the tus error that refuses it; for a
+    body sent here and for one the transfer server takes alike."""
+    if content_type.split(";")[0].strip() != OFFSET_CONTENT_TYPE:
         return _error(415, f"PATCH bodies must be '{OFFSET_CONTENT_TYPE}'.")
     try:
         client_offset = int(request.headers["Upload-Offset"]) if offset is None else offset
     except (KeyError, ValueError):
         return _error(400, "Send the Upload-Offset header.")
     checksum_header = request.headers.get("Upload-Checksum")
-    checksum = parse_checksum(checksum_header) if checksum_header else None
+    return client_offset, parse_checksum(checksum_header) if checksum_header else None
+
+
+def _patch(
+    request: HttpRequest, upload: Upload, actor: Any, status: int = 204, offset: int | None = None
+) -> HttpResponseBase:
+    terms = _patch_terms(request, request.content_type or "", offset)
+    if isinstance(terms, HttpResponseBase):
+        return terms
+    client_offset, checksum = terms
     length = _content_length(request)
     result = uploads.append(
         upload,
@@ -248,16 +259,15 @@ def upload_lease(request: HttpRequest, upload_id: str) -> HttpResponseBase:
     bad = _check_version(request)
     if bad:
         return bad
-    if request.headers.get("CaseBridge-Body-Type", "").split(";")[0].strip() != OFFSET_CONTENT_TYPE:
-        return _error(415, f"PATCH bodies must be '{OFFSET_CONTENT_TYPE}'.")
     try:
-        client_offset = int(request.headers["Upload-Offset"])
-        length = int(request.headers.get("CaseBridge-Body-Length") or 0)
-    except (KeyError, ValueError):
-        return _error(400, "Send the Upload-Offset header.")
+        length = int(request.headers.get("CaseBridge-Body-Length") or 0)  # set by the transfer server
+    except ValueError:
+        return _error(400, "Content-Length must be a number.")
     try:
-        checksum_header = request.headers.get("Upload-Checksum")
-        checksum = parse_checksum(checksum_header) if checksum_header else None
+        terms = _patch_terms(request, request.headers.get("CaseBridge-Body-Type", ""))
+        if isinstance(terms, HttpResponseBase):
+            return terms
+        client_offset, checksum = terms
         token, cont = uploads.lease(upload, client_offset=client_offset, content_length=length, checksum=checksum)
     except uploads.UploadError as exc:
         return _error(exc.status, str(exc))
