@@ -83,7 +83,6 @@ def version_response(
         before_body((start, end) if status == 206 else None)
         handed_over = transfer.redirect(stored, version, start, end, partial=status == 206)
         if handed_over is not None:
-            handed_over["Cache-Control"] = "no-store"
             return handed_over
         response = StreamingHttpResponse(
             stream_plaintext(version, start, end), status=status, content_type=stored.mime_type

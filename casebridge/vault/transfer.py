@@ -73,6 +73,7 @@ def redirect(stored: StoredObject, version: ObjectVersion, start: int, end: int,
     )
     response = HttpResponse(status=307)
     response["Location"] = f"{url}/d/{seal(key, ticket)}"
+    response["Cache-Control"] = "no-store"  # the ticket is for this request only
     return response
 
 

@@ -294,7 +294,6 @@ def commit(
     upload: Upload, token: str, actor: Any, appended: Appended, *, parts: list[list[int]] | None = None
 ) -> AppendResult:
     """Record what a request appended (its lease still held): the new state, or the new version."""
-    dek = keystore.upload_dek(upload)
     parts = upload.staged_parts if parts is None else parts
     if appended.complete:
         assert appended.final is not None
@@ -312,7 +311,7 @@ def commit(
     updated = Upload.objects.filter(pk=upload.pk, lease_token=token).update(
         offset=appended.offset,
         ciphertext_offset=appended.ciphertext_offset,
-        tail=_seal_tail(dek, upload.pk, appended.offset, appended.tail),
+        tail=_seal_tail(keystore.upload_dek(upload), upload.pk, appended.offset, appended.tail),
         staged_parts=parts,
         file_type=appended.file_type,
         expires_at=timezone.now() + timedelta(seconds=settings.VAULT_UPLOAD_EXPIRY_SECONDS),

@@ -104,7 +104,7 @@ class TransferAwareClient(Client):
 
     transfer: TransferApp | None = None
 
-    def generic(  # type: ignore[override]
+    def generic(  # type: ignore[override]  # forwards Django's keyword-only headers/query_params in **extra
         self, method: str, path: str, data: Any = "", content_type: str = "application/octet-stream", **extra: Any
     ) -> Any:
         if self.transfer is not None and str(path).startswith(TRANSFER_URL):
