@@ -271,7 +271,9 @@ def upload_lease(request: HttpRequest, upload_id: str) -> HttpResponseBase:
         token, cont = uploads.lease(upload, client_offset=client_offset, content_length=length, checksum=checksum)
     except uploads.UploadError as exc:
         return _error(exc.status, str(exc))
-    return JsonResponse({"token": token, **cont.to_wire()})
+    held = request.headers.get("CaseBridge-Hasher-Offset")  # the transfer server has the hash that far
+    parts = transfer.part_urls(upload, cont, length, rebuild=held != str(cont.offset))
+    return JsonResponse({"token": token, **cont.to_wire(), **({"parts": parts} if parts else {})})
 
 
 @csrf_exempt  # no ambient credentials: the internal key and a lease token, both sent explicitly
@@ -309,6 +311,9 @@ def _commit(upload: Upload, token: str, data: dict[str, Any]) -> HttpResponseBas
         return _error(460, "The body does not match its Upload-Checksum; it was discarded.")
     if outcome == "conflict":
         return _error(423, "Another request is writing to this upload; retry shortly.")
+    if outcome == "staging_lost":
+        uploads.terminate(upload, actor=actor, reason="staging lost", outcome=Outcome.FAILURE)
+        return _error(410, uploads.STAGING_LOST)
     if outcome != "appended":
         return _error(500, "The transfer failed; ask for the upload's offset and resume.")
     result = uploads.commit(upload, token, actor, Appended.from_wire(data))

@@ -1,7 +1,9 @@
-"""Ranges of a blob read over HTTP(S) from a presigned URL (S3 and compatible stores).
+"""Blobs of S3 and compatible stores over HTTP(S), through URLs the application presigned: the
+transfer server holds neither a client library nor credentials.
 
-decrypt_range asks for the header, then for every segment in order: one streaming GET serves a
-contiguous run of requests, and a new one starts only where a request does not continue the last.
+RemoteBlob reads ranges: decrypt_range asks for the header, then for every segment in order; one
+streaming GET serves a contiguous run of requests, and a new one starts only where a request does
+not continue the last. PresignedParts stores and reads an upload's staged parts (vault/staging.py).
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 import http.client
 import ssl
 from functools import cache
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 from casebridge.vault.backends import BlobNotFound, StorageError
 
@@ -34,11 +37,7 @@ class RemoteBlob:
 
     def _open(self, start: int) -> http.client.HTTPResponse:
         self.close()
-        host, port = self.parts.hostname or "", self.parts.port
-        if self.parts.scheme == "https":
-            self._connection = http.client.HTTPSConnection(host, port, timeout=TIMEOUT_SECONDS, context=_tls())
-        else:
-            self._connection = http.client.HTTPConnection(host, port, timeout=TIMEOUT_SECONDS)
+        self._connection = _connect(self.parts)
         self._connection.request("GET", self.target, headers={"Range": f"bytes={start}-"})
         response = self._connection.getresponse()
         if response.status in (403, 404):  # expired or wrong signature look the same to a client
@@ -64,3 +63,60 @@ class RemoteBlob:
         if self._connection is not None:
             self._connection.close()
         self._connection, self._response, self._position = None, None, -1
+
+
+def _connect(parts: SplitResult) -> http.client.HTTPConnection:
+    host, port = parts.hostname or "", parts.port
+    if parts.scheme == "https":
+        return http.client.HTTPSConnection(host, port, timeout=TIMEOUT_SECONDS, context=_tls())
+    return http.client.HTTPConnection(host, port, timeout=TIMEOUT_SECONDS)
+
+
+class PresignedParts:
+    """One upload's staged parts through the URLs its lease carried: a PUT URL for every part the
+    request may write, a GET URL for every part it may have to read back (vault/staging.PartSink).
+    The PUTs share one keep-alive connection."""
+
+    def __init__(self, plan: dict[str, Any]) -> None:
+        self.write_urls = {int(index): str(url) for index, url in plan.get("write", {}).items()}
+        self.read_urls = {int(index): str(url) for index, url in plan.get("read", {}).items()}
+        self._connection: http.client.HTTPConnection | None = None
+        self._netloc = ""
+        self._reading: tuple[int, RemoteBlob] | None = None  # reads in order continue one GET
+
+    def put(self, index: int, data: memoryview, /) -> None:
+        url = self.write_urls.get(index)
+        if url is None:
+            raise StorageError(f"the lease carried no URL to store part {index}")
+        parts = urlsplit(url)
+        if self._connection is None or self._netloc != parts.netloc:
+            self.close()
+            self._connection, self._netloc = _connect(parts), parts.netloc
+        try:
+            self._connection.request("PUT", parts.path + f"?{parts.query}", body=data)
+            response = self._connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise StorageError(f"storing part {index} failed: {exc}") from None
+        if response.status != 200:
+            raise StorageError(f"storing part {index} answered {response.status}")
+
+    def read(self, index: int, start: int, end: int, /) -> bytes:
+        url = self.read_urls.get(index)
+        if url is None:
+            raise StorageError(f"the lease carried no URL to read part {index}")
+        if end <= start:
+            return b""
+        if self._reading is None or self._reading[0] != index:
+            if self._reading is not None:
+                self._reading[1].close()
+            self._reading = (index, RemoteBlob(url))
+        return self._reading[1].read_range(start, end)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        if self._reading is not None:
+            self._reading[1].close()
+        self._connection, self._reading = None, None

@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--storage-url",
         required=True,
-        help="where the ciphertext is (CASEBRIDGE_STORAGE_URL); for s3: stores the tickets carry presigned URLs",
+        help="where the ciphertext is (CASEBRIDGE_STORAGE_URL); for s3: stores, tickets and upload leases "
+        "carry presigned URLs",
     )
     parser.add_argument("--threads", type=int, default=16, help="concurrent transfers (default 16)")
     parser.add_argument(
@@ -73,12 +74,11 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"transfer server: {exc}")
     uploads = None
     if args.app_url and internal is not None:
-        if not isinstance(store, FileSystemStore):
-            sys.exit("transfer server: uploads need file: storage; leave out --app-url for downloads only")
         with open(args.certfile) as handle:
             pinned = ssl.PEM_cert_to_DER_cert(handle.read())
         client = AppClient(args.app_url, args.app_host or urlsplit(args.app_url).netloc, internal, pinned)
-        uploads = UploadDoor(client, FileStaging(store), args.app_origin)
+        staging = FileStaging(store) if isinstance(store, FileSystemStore) else None
+        uploads = UploadDoor(client, staging, args.app_origin)
     options: dict[str, Any] = {
         "bind": [args.bind],
         "certfile": args.certfile,

@@ -3,10 +3,12 @@
 PATCH: the application leases the upload to this request (checking the client's own credentials,
 CSRF, role, ownership, offset and headers exactly as for a PATCH sent to it) and hands over what
 continuing the upload takes; the body is hashed, sealed and staged here by the same function the
-application would run (vault/appending.py); the application then commits it, on the lease token
-alone, and its answer is the client's answer. HEAD and DELETE are passed to the application as they are. The browser's
-uploader runs on the application's origin, so answers carry CORS headers for that origin only,
-with credentials (its session cookie) allowed.
+application would run (vault/appending.py), into the staging file on a shared filesystem or, on
+an object store, into parts through the presigned URLs the lease carried; the application then
+commits it, on the lease token alone, and its answer is the client's answer. HEAD and DELETE
+are passed to the application as they are. The browser's uploader runs on the application's
+origin, so answers carry CORS headers for that origin only, with credentials (its session
+cookie) allowed.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from typing import Any
 
 from casebridge.core.request_body import body_reader
 from casebridge.transfer.appclient import CLIENT_ADDRESS_HEADER, Call, Reply
+from casebridge.transfer.remote import PresignedParts
 from casebridge.vault import hashing
 from casebridge.vault.appending import Continuation, TypeRefused, UploadError, append_body, parse_checksum
-from casebridge.vault.staging import FileStaging, StagingConflict
+from casebridge.vault.backends import StorageError
+from casebridge.vault.staging import FileStaging, PartStaging, StagedFile, StagingConflict, StagingLost
 
 log = logging.getLogger("casebridge.transfer")
 
@@ -50,7 +54,8 @@ ALLOWED_HEADERS = (
 
 
 class UploadDoor:
-    def __init__(self, call: Call, staging: FileStaging, origin: str) -> None:
+    def __init__(self, call: Call, staging: FileStaging | None, origin: str) -> None:
+        """`staging`: the staging files, when the blobs are on a filesystem this process shares."""
         self.call = call
         self.staging = staging
         self.origin = origin.rstrip("/")
@@ -94,33 +99,35 @@ class UploadDoor:
             reply = Reply(400, [("Content-Type", "text/plain")], b"Content-Length must be a number.\n")
             return self._relay(environ, start_response, reply)
         base = f"/api/v1/uploads/{upload_id}/handover"
-        lease = self.call(
-            "POST",
-            f"{base}/lease",
-            {
-                **forwarded,
-                "CaseBridge-Body-Type": environ.get("CONTENT_TYPE", ""),
-                "CaseBridge-Body-Length": str(length),
-            },
-            b"",
-        )
+        terms = {"CaseBridge-Body-Type": environ.get("CONTENT_TYPE", ""), "CaseBridge-Body-Length": str(length)}
+        held = hashing.held_offset(upload_id)
+        if held is not None:  # else an object store's lease lets this request read back what was staged
+            terms["CaseBridge-Hasher-Offset"] = str(held)
+        lease = self.call("POST", f"{base}/lease", {**forwarded, **terms}, b"")
         if lease.status != 200:  # refused before a byte of the body was read
             return self._relay(environ, start_response, lease)
         state = json.loads(lease.body)
         token = state.pop("token")
+        plan = state.pop("parts", None)
         cont = Continuation.from_wire(state)
+        remote = PresignedParts(plan) if plan else None
+        staging: PartStaging | StagedFile | None = None
+        if remote is not None:
+            staging = PartStaging(remote, int(plan["size"]))
+        elif self.staging is not None:
+            staging = StagedFile(self.staging, cont.upload_id)
         # After the lease, the lease token speaks for this request: no client credentials again.
         leased = {CLIENT_ADDRESS_HEADER: forwarded[CLIENT_ADDRESS_HEADER]}
         checksum_header = environ.get("HTTP_UPLOAD_CHECKSUM")
         outcome: dict[str, Any]
         appended = None
         try:
+            if staging is None:
+                raise StorageError("this transfer server cannot reach the upload's staging")
             appended = append_body(
                 cont,
-                stage=lambda chunks, release: self.staging.append(
-                    cont.upload_id, cont.ciphertext_offset, chunks, release=release
-                ),
-                read_staged=lambda start, end: self.staging.read_range(cont.upload_id, start, end),
+                stage=lambda chunks, release: staging.append(cont.ciphertext_offset, chunks, release),
+                read_staged=staging.read_range,
                 body=body_reader(environ, length, environ["wsgi.input"].read),
                 content_length=length,
                 checksum=parse_checksum(checksum_header) if checksum_header else None,
@@ -131,11 +138,19 @@ class UploadDoor:
             outcome = {"outcome": "type_refused", "message": str(exc)}
         except StagingConflict:
             outcome = {"outcome": "conflict"}
+        except StagingLost:
+            outcome = {"outcome": "staging_lost"}
         except UploadError:
             outcome = {"outcome": "checksum_mismatch"}
+        except StorageError as exc:
+            log.warning("upload %s: the staging refused the body: %s", cont.upload_id, exc)
+            outcome = {"outcome": "failed"}
         except Exception:
             log.exception("upload %s: the body could not be staged", cont.upload_id)
             outcome = {"outcome": "failed"}
+        finally:
+            if remote is not None:
+                remote.close()
         reply = self.call("POST", f"{base}/commit", leased, json.dumps({"token": token, **outcome}).encode())
         if appended is not None and not appended.complete and reply.status == 204:
             hashing.remember(cont.upload_id, appended.offset, appended.hasher)

@@ -78,17 +78,13 @@ class Continuation:
 @dataclass
 class Appended:
     offset: int
-    ciphertext_offset: int  # of the staged ciphertext, without the final segment
+    ciphertext_offset: int  # where the staged ciphertext ends (the final segment's end, once complete)
     interrupted: bool  # the client went away before its Content-Length
     file_type: str
     tail: bytes  # plaintext of the unfinished segment ("" once complete)
-    final: bytes | None  # the sealed last segment, once complete
+    complete: bool  # the last byte arrived: the final segment is staged too
     sha256: str  # hex digest of the whole plaintext, once complete
     hasher: Any = None  # SHA-256 of the plaintext so far (where the request ran)
-
-    @property
-    def complete(self) -> bool:
-        return self.final is not None
 
     def to_wire(self) -> dict[str, Any]:
         """JSON-ready, for the transfer server's commit request (the hasher stays where it ran)."""
@@ -98,26 +94,28 @@ class Appended:
             "interrupted": self.interrupted,
             "file_type": self.file_type,
             "tail": base64.b64encode(self.tail).decode(),
-            "final": base64.b64encode(self.final).decode() if self.final is not None else None,
+            "complete": self.complete,
             "sha256": self.sha256,
         }
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Appended:
-        final = data.get("final")
         return cls(
             offset=int(data["offset"]),
             ciphertext_offset=int(data["ciphertext_offset"]),
             interrupted=bool(data["interrupted"]),
             file_type=str(data["file_type"]),
             tail=base64.b64decode(data["tail"]),
-            final=base64.b64decode(final) if final is not None else None,
+            complete=bool(data["complete"]),
             sha256=str(data.get("sha256", "")),
         )
 
 
 Stage = Callable[[Iterator[memoryview], Callable[[Any], None]], int]
-"""stage(sealed segments, release) -> the staged ciphertext's end after writing them."""
+"""stage(sealed segments, release) -> the staged ciphertext's end after writing them.
+
+The segments are an iterator that may raise (a checksum mismatch, a refused type): the staging
+then lets the exception through; whatever it wrote is past the committed end and never counts."""
 
 
 def parse_checksum(header: str) -> tuple[str, bytes]:
@@ -187,6 +185,8 @@ def append_body(
             renew()
         return got
 
+    complete = False
+
     with SealingPipeline(
         cipher,
         index=segments_staged(cont.ciphertext_offset),
@@ -195,21 +195,30 @@ def append_body(
         tail=cont.tail,
         inspect_first=detect,
     ) as pipeline:
-        sealed = pipeline.seal(read, content_length, release_on_resume=release_on_resume)
-        ciphertext_offset = stage(sealed, pipeline.release)
-        pipeline.finish()
+
+        def sealed() -> Iterator[memoryview]:
+            # Everything the request staged, in order: full segments as they fill, then, once
+            # the body is known to be whole, right and complete, the final segment. Raising here
+            # stops the staging before it keeps anything (a staging keeps a run only once it ends).
+            nonlocal complete
+            yield from pipeline.seal(read, content_length, release_on_resume=release_on_resume)
+            pipeline.finish()
+            # tus checksum extension: a mismatching (or incomplete) body is discarded whole.
+            if checksum is not None and (
+                pipeline.interrupted or body_hasher is None or body_hasher.digest() != checksum[1]
+            ):
+                raise UploadError("The body does not match its Upload-Checksum; it was discarded.", 460)
+            complete = cont.offset + pipeline.received == cont.length
+            if not file_type and (complete or cont.offset + pipeline.received >= filetypes.SNIFF_BYTES):
+                detect(pipeline.partial)
+            if complete:
+                yield pipeline.seal_last()
+
+        ciphertext_offset = stage(sealed(), pipeline.release)
         offset = cont.offset + pipeline.received
-        interrupted = pipeline.interrupted
-
-        # tus checksum extension: a mismatching (or incomplete) body is discarded whole.
-        if checksum is not None and (interrupted or body_hasher is None or body_hasher.digest() != checksum[1]):
-            raise UploadError("The body does not match its Upload-Checksum; it was discarded.", 460)
-
-        complete = offset == cont.length
-        if not file_type and (complete or offset >= filetypes.SNIFF_BYTES):
-            detect(pipeline.partial)
         if complete:
-            final = bytes(pipeline.seal_last())
-            return Appended(offset, ciphertext_offset, interrupted, file_type, b"", final, hasher.hexdigest(), hasher)
+            return Appended(
+                offset, ciphertext_offset, pipeline.interrupted, file_type, b"", True, hasher.hexdigest(), hasher
+            )
         tail = bytes(pipeline.partial)
-        return Appended(offset, ciphertext_offset, interrupted, file_type, tail, None, "", hasher)
+        return Appended(offset, ciphertext_offset, pipeline.interrupted, file_type, tail, False, "", hasher)

@@ -32,6 +32,13 @@ def recall(upload_id: str, offset: int) -> Any | None:
     return hit[1].copy()
 
 
+def held_offset(upload_id: str) -> int | None:
+    """The offset this process holds the hash of `upload_id` up to, if it does."""
+    with _lock:
+        hit = _remembered.get(upload_id)
+    return None if hit is None else hit[0]
+
+
 def forget(upload_id: str) -> None:
     with _lock:
         _remembered.pop(upload_id, None)

@@ -89,7 +89,7 @@ class ObjectVersion(models.Model):
 class Upload(BaseModel):
     """A tus upload in progress: all its state is here and in the blob store, none in a process.
 
-    Full ciphertext segments are appended to a staging blob as they arrive; the plaintext of an
+    Full ciphertext segments are staged as they arrive (vault/staging.py); the plaintext of an
     unfinished trailing segment is kept encrypted (`tail`) so no plaintext ever reaches a disk.
     """
 
@@ -109,8 +109,8 @@ class Upload(BaseModel):
     ciphertext_offset = models.BigIntegerField(default=0)
     header = models.BinaryField()
     tail = models.BinaryField(default=b"")
-    # Object stores only: [[ciphertext offset, size], ...] of the staged part blobs.
-    staged_parts = models.JSONField(default=list)
+    # Object stores only: the size of the parts the ciphertext is staged in (0: a staging file).
+    part_size = models.PositiveIntegerField(default=0)
     org_key_version = models.PositiveIntegerField()
     wrapped_dek = models.BinaryField()
     file_type = models.CharField(max_length=16, blank=True)

@@ -1,21 +1,28 @@
 """Where an unfinished upload's ciphertext accumulates until it becomes a blob.
 
 On the filesystem store, one staging file per upload on the same filesystem as the blobs:
-appends are fsynced, and finishing is a rename (no copy). On other stores (S3), each PATCH's
-ciphertext is its own blob and finishing streams them into the final multipart upload. Either
-way only ciphertext is staged, and the committed length lives in the Upload row: anything a
-crashed request wrote past it is cut off by the next append.
+appends are fsynced, and finishing is a rename (no copy). On object stores (S3), the ciphertext
+is cut into fixed-size parts, each its own object (`PartStaging`): a request rewrites only the
+part it starts in and adds whole parts after it, and finishing composes the parts into the blob
+inside the store (S3's UploadPartCopy: no byte comes back through CaseBridge). Either way only
+ciphertext is staged, and the committed length lives in the Upload row: anything a crashed
+request wrote past it is cut off (or ignored) by the next append.
+
+The request that completes an upload stages its final segment too, so finishing moves bytes that
+are all in place already.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import mmap
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from casebridge.vault.backends import BlobStore
+from casebridge.vault.backends.base import BlobNotFound, BlobStore, StorageError
 from casebridge.vault.backends.filesystem import FileSystemStore, Writeback, preallocate
 from casebridge.vault.pipeline import WriteBehind
 
@@ -24,6 +31,10 @@ PART_PREFIX = "staging"
 
 class StagingConflict(RuntimeError):
     """Another request is writing this upload right now."""
+
+
+class StagingLost(StorageError):
+    """Ciphertext the upload's committed state counts on is no longer staged: it cannot go on."""
 
 
 class FileStaging:
@@ -64,7 +75,10 @@ class FileStaging:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise StagingConflict(upload_id) from None
-            if os.fstat(fd).st_size > at:  # cut what a crashed request wrote past the committed end
+            staged = os.fstat(fd).st_size
+            if staged < at:
+                raise StagingLost(f"the staging file holds {staged} bytes, not the {at} committed")
+            if staged > at:  # cut what a crashed request wrote past the committed end
                 os.ftruncate(fd, at)
             position = at
             writeback = Writeback(fd, at)
@@ -92,9 +106,15 @@ class FileStaging:
         with open(self._path(upload_id), "rb", buffering=0) as handle:
             return os.pread(handle.fileno(), end - start, start)
 
-    def promote(self, upload_id: str, blob_name: str, size: int, tail: bytes) -> None:
-        """Append the final ciphertext and move the staged file under its blob name atomically."""
-        self.append(upload_id, size, [tail])
+    def promote(self, upload_id: str, blob_name: str, size: int) -> None:
+        """Move the staged file (cut to the committed `size`) under its blob name atomically."""
+        fd = os.open(self._path(upload_id), os.O_RDWR)
+        try:
+            if os.fstat(fd).st_size != size:
+                os.ftruncate(fd, size)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         final = self.store.path_for(blob_name)
         for directory in (final.parent.parent, final.parent):
             directory.mkdir(mode=0o700, exist_ok=True)
@@ -106,46 +126,121 @@ class FileStaging:
             finally:
                 os.close(fd)
 
-    def discard(self, upload_id: str, parts: list[list[int]] | None = None) -> None:
+    def discard(self, upload_id: str) -> None:
         self._path(upload_id).unlink(missing_ok=True)
 
 
-class BlobPartStaging:
-    """Staging for object stores: one blob per appended run of ciphertext."""
+class StagedFile:
+    """One upload's staging file, spoken to as a PartStaging is."""
 
-    def __init__(self, store: BlobStore) -> None:
-        self.store = store
+    def __init__(self, staging: FileStaging, upload_id: str) -> None:
+        self.staging = staging
+        self.upload_id = upload_id
 
-    @staticmethod
-    def part_name(upload_id: str, at: int) -> str:
-        return f"{PART_PREFIX}/{upload_id}/{at:016d}"
+    def append(
+        self, at: int, chunks: Iterable[bytes | memoryview], release: Callable[[Any], object] | None = None
+    ) -> int:
+        return self.staging.append(self.upload_id, at, chunks, release=release)
 
-    def append_part(self, upload_id: str, at: int, chunks: Iterable[bytes | memoryview]) -> int:
-        size = self.store.put(self.part_name(upload_id, at), chunks)
-        return at + size
+    def read_range(self, start: int, end: int) -> bytes:
+        return self.staging.read_range(self.upload_id, start, end)
 
-    def read_range(self, upload_id: str, parts: list[list[int]], start: int, end: int) -> bytes:
+
+class PartSink(Protocol):
+    """Where one upload's staged parts are kept: whole parts by index, read back by range."""
+
+    def put(self, index: int, data: memoryview, /) -> None: ...
+
+    def read(self, index: int, start: int, end: int, /) -> bytes: ...
+
+
+class PartStaging:
+    """One upload's ciphertext in parts of `part_size` bytes (the last part of a run shorter).
+
+    Part k holds ciphertext [k * part_size, (k + 1) * part_size). A request starting at `at` reads
+    back the part `at` falls in (up to `at`: beyond it is uncommitted), then fills one part-sized
+    buffer and stores each part as it fills; when its chunks end it stores the partial last
+    part. Memory is that one buffer, whatever the size of the upload. No Django, no client library
+    of its own: the application gives it its store (`StoreParts`), the transfer server presigned
+    URLs (transfer/remote.py).
+    """
+
+    def __init__(self, sink: PartSink, part_size: int) -> None:
+        self.sink = sink
+        self.part_size = part_size
+
+    def append(
+        self, at: int, chunks: Iterable[bytes | memoryview], release: Callable[[Any], object] | None = None
+    ) -> int:
+        """Stage chunks from byte `at` on (see FileStaging.append for `release`); returns the end."""
+        size = self.part_size
+        first = index = at // size
+        kept = at - index * size
+        buffer = mmap.mmap(-1, size)
+        try:
+            if kept:
+                try:
+                    committed = self.sink.read(index, 0, kept)
+                except BlobNotFound:
+                    committed = b""
+                if len(committed) != kept:
+                    raise StagingLost(f"staged part {index} holds {len(committed)} bytes, not the {kept} committed")
+                buffer[:kept] = committed
+            fill, position = kept, at
+
+            def write(view: memoryview) -> None:
+                nonlocal fill, index, position
+                while view:
+                    n = min(size - fill, len(view))
+                    buffer[fill : fill + n] = view[:n]
+                    fill, position, view = fill + n, position + n, view[n:]
+                    if fill == size:
+                        with memoryview(buffer) as whole:
+                            self.sink.put(index, whole)
+                        index, fill = index + 1, 0
+
+            writer = WriteBehind(write, release)
+            try:
+                for chunk in chunks:
+                    writer.put(chunk)
+            finally:
+                writer.close()
+            if fill and not (index == first and fill == kept):  # nothing new: the part is as it was
+                with memoryview(buffer) as view:
+                    self.sink.put(index, view[:fill])
+            return position
+        finally:
+            with contextlib.suppress(BufferError):  # a traceback still holds a view: unmapped when it goes
+                buffer.close()
+
+    def read_range(self, start: int, end: int) -> bytes:
         out = bytearray()
-        for at, size in parts:
-            lo, hi = max(start, at), min(end, at + size)
-            if lo < hi:
-                out += self.store.read_range(self.part_name(upload_id, at), lo - at, hi - at)
+        size = self.part_size
+        if end <= start:
+            return b""
+        for index in range(start // size, (end - 1) // size + 1):
+            lo, hi = max(start, index * size), min(end, (index + 1) * size)
+            out += self.sink.read(index, lo - index * size, hi - index * size)
         return bytes(out)
 
-    def _stream(self, upload_id: str, parts: list[list[int]]) -> Iterator[bytes]:
-        step = 8 << 20
-        for at, size in parts:
-            for offset in range(0, size, step):
-                yield self.store.read_range(self.part_name(upload_id, at), offset, min(size, offset + step))
+    def part_count(self, ciphertext_size: int) -> int:
+        return -(-ciphertext_size // self.part_size)
 
-    def promote(self, upload_id: str, parts: list[list[int]], blob_name: str, tail: bytes) -> None:
-        def everything() -> Iterator[bytes]:
-            yield from self._stream(upload_id, parts)
-            yield tail
 
-        self.store.put(blob_name, everything())
-        self.discard(upload_id, parts)
+def part_name(upload_id: str, index: int) -> str:
+    return f"{PART_PREFIX}/{upload_id}/{index:05d}"
 
-    def discard(self, upload_id: str, parts: list[list[int]] | None = None) -> None:
-        for at, _size in parts or []:
-            self.store.delete(self.part_name(upload_id, at))
+
+class StoreParts:
+    """An upload's staged parts as blobs of the application's own store."""
+
+    def __init__(self, store: BlobStore, upload_id: str) -> None:
+        self.store = store
+        self.upload_id = upload_id
+
+    def put(self, index: int, data: memoryview, /) -> None:
+        with self.store.open_writer(part_name(self.upload_id, index)) as writer:
+            writer.write(data)
+
+    def read(self, index: int, start: int, end: int, /) -> bytes:
+        return self.store.read_range(part_name(self.upload_id, index), start, end)

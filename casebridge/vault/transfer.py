@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -20,11 +21,16 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
 from casebridge.access.guards import FROM_TRANSFER_SERVER
 from casebridge.transfer.tickets import DownloadTicket, internal_key, seal, ticket_key
 from casebridge.vault import keystore
+from casebridge.vault.appending import LAYOUT, Continuation
 from casebridge.vault.crypto.streaming import associated_data
-from casebridge.vault.models import ObjectVersion, StoredObject
+from casebridge.vault.models import ObjectVersion, StoredObject, Upload
+from casebridge.vault.staging import part_name
 
 _endpoint: tuple[str, bytes] | None = None
 SOURCE_URL_SECONDS = 300  # the transfer server opens its GETs as the download starts (tickets live 60 s)
+# A request's part URLs must outlive the request: an hour is a 5 GiB body at 1.5 MB/s. They
+# name one upload's staging parts only, and the transfer server keeps them in memory.
+PART_URL_SECONDS = 3600
 
 
 def use_transfer_server(url: str | None) -> None:
@@ -78,14 +84,36 @@ def redirect(stored: StoredObject, version: ObjectVersion, start: int, end: int,
 
 
 def upload_location(upload_id: object) -> str | None:
-    """Where a tus client sends this upload's bodies: the transfer server, when there is one
-    and uploads are staged on a filesystem it shares (S3 staging stays in the application)."""
-    from casebridge.vault.backends.filesystem import FileSystemStore
-    from casebridge.vault.config import blob_store
-
-    if _endpoint is None or not isinstance(blob_store(), FileSystemStore):
+    """Where a tus client sends this upload's bodies: the transfer server, when there is one."""
+    if _endpoint is None:
         return None
     return f"{_endpoint[0]}/u/{upload_id}"
+
+
+def part_urls(upload: Upload, cont: Continuation, content_length: int, *, rebuild: bool) -> dict[str, Any] | None:
+    """For an upload staged in an object store's parts: presigned URLs for what the request the
+    lease is for may do. PUT: every part from the one it starts in to the one its last byte (or
+    the final segment) reaches; GET: the part it starts in, and when the transfer server does not
+    hold the upload's hash (`rebuild`), every part before it, to recompute that from."""
+    if not upload.part_size:
+        return None
+    from casebridge.vault.config import blob_store
+
+    store = blob_store()
+    size = upload.part_size
+    first = cont.ciphertext_offset // size
+    reach = min(LAYOUT.ciphertext_size(upload.length), LAYOUT.ciphertext_size(cont.offset + content_length))
+    last = max(first, (reach - 1) // size)
+    write, read = {}, {}
+    for index in range(first, last + 1):
+        url = store.upload_url(part_name(str(upload.pk), index), PART_URL_SECONDS)
+        if url is None:
+            return None
+        write[str(index)] = url
+    for index in range(0 if rebuild else first, first + 1):
+        if index < first or cont.ciphertext_offset % size:
+            read[str(index)] = store.download_url(part_name(str(upload.pk), index), PART_URL_SECONDS) or ""
+    return {"size": size, "write": write, "read": read}
 
 
 class TransferServerMiddleware:

@@ -40,14 +40,25 @@ from casebridge.vault.appending import (
     append_body,
 )
 from casebridge.vault.backends import StorageError
+from casebridge.vault.backends.filesystem import FileSystemStore
 from casebridge.vault.config import blob_store
 from casebridge.vault.crypto.streaming import HEADER_SIZE, associated_data, new_stream
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
 from casebridge.vault.pipeline import Readinto
 from casebridge.vault.scanning import ScannerUnavailable
-from casebridge.vault.staging import BlobPartStaging, FileStaging, StagingConflict
+from casebridge.vault.staging import (
+    FileStaging,
+    PartStaging,
+    StagedFile,
+    StagingConflict,
+    StagingLost,
+    StoreParts,
+    part_name,
+)
 
 LEASE_SECONDS = 120
+STAGING_PART_SIZE = 8 << 20  # object stores: S3's parts must be 5 MiB or more (all but the last)
+STAGING_LOST = "What was uploaded so far is no longer stored, so the upload cannot go on; start it again."
 
 
 @dataclass
@@ -57,11 +68,24 @@ class AppendResult:
     interrupted: bool = False
 
 
-def _staging() -> FileStaging | BlobPartStaging:
-    from casebridge.vault.backends.filesystem import FileSystemStore
-
+def staged(upload: Upload) -> StagedFile | PartStaging:
+    """Where this upload's ciphertext is staged, as this process reaches it."""
     store = blob_store()
-    return FileStaging(store) if isinstance(store, FileSystemStore) else BlobPartStaging(store)
+    if upload.part_size:
+        return PartStaging(StoreParts(store, str(upload.pk)), upload.part_size)
+    if not isinstance(store, FileSystemStore):
+        raise UploadError("This upload was staged in storage CaseBridge no longer uses; start it again.", 410)
+    return StagedFile(FileStaging(store), str(upload.pk))
+
+
+def _discard_staged(upload: Upload) -> None:
+    store = blob_store()
+    if upload.part_size:
+        # Every part the upload could have: a request that crashed may have written past its offset.
+        count = -(-LAYOUT.ciphertext_size(upload.length) // upload.part_size)
+        store.delete_many(part_name(str(upload.pk), index) for index in range(count))
+    elif isinstance(store, FileSystemStore):
+        FileStaging(store).discard(str(upload.pk))
 
 
 def _owner_fields(actor: Any) -> dict[str, Any]:
@@ -118,6 +142,7 @@ def create_upload(*, organization: Any, actor: Any, length: int, stored_object: 
         object_id, version, is_new = uuid4(), 1, True
     dek, wrapped, org_key_version = keystore.new_dek(organization.pk, object_id, version)
     header, _cipher = new_stream(dek, associated_data(object_id, version))
+    store = blob_store()
     with transaction.atomic():
         upload = Upload.objects.create(
             organization=organization,
@@ -129,21 +154,17 @@ def create_upload(*, organization: Any, actor: Any, length: int, stored_object: 
             ciphertext_offset=HEADER_SIZE,
             org_key_version=org_key_version,
             wrapped_dek=wrapped,
+            part_size=0 if isinstance(store, FileSystemStore) else STAGING_PART_SIZE,
             expires_at=timezone.now() + timedelta(seconds=settings.VAULT_UPLOAD_EXPIRY_SECONDS),
             **_owner_fields(actor),
         )
-        staging = _staging()
-        if isinstance(staging, FileStaging):
+        if isinstance(store, FileSystemStore):
             try:
-                staging.reserve(str(upload.pk), LAYOUT.ciphertext_size(length))
+                FileStaging(store).reserve(str(upload.pk), LAYOUT.ciphertext_size(length))
             except StorageError:
-                staging.discard(str(upload.pk))
+                FileStaging(store).discard(str(upload.pk))
                 raise UploadError("The server has no room for a file this large right now; try later.", 507) from None
-            staging.append(str(upload.pk), 0, [header])
-        else:
-            staging.append_part(str(upload.pk), 0, [header])
-            upload.staged_parts = [[0, HEADER_SIZE]]
-            upload.save(update_fields=["staged_parts"])
+        staged(upload).append(0, [header])
         record(
             "file.upload.started",
             actor=actor,
@@ -241,48 +262,28 @@ def append(
     """Append one request body; commits whatever arrived even if the connection drops."""
     token, continuation = lease(upload, client_offset=client_offset, content_length=content_length, checksum=checksum)
     try:
-        staging = _staging()
-        uid = str(upload.pk)
-        parts = upload.staged_parts
-        if isinstance(staging, FileStaging):
-
-            def stage(chunks: Any, release_chunk: Any) -> int:
-                # The staging's writer thread hands each buffer back once written.
-                return staging.append(uid, upload.ciphertext_offset, chunks, release=release_chunk)
-
-            def read_staged(start: int, end: int) -> bytes:
-                return staging.read_range(uid, start, end)
-
-        else:
-
-            def stage(chunks: Any, release_chunk: Any) -> int:
-                nonlocal parts
-                end = staging.append_part(uid, upload.ciphertext_offset, chunks)
-                parts = [p for p in upload.staged_parts if p[0] < upload.ciphertext_offset]
-                if end > upload.ciphertext_offset:
-                    parts.append([upload.ciphertext_offset, end - upload.ciphertext_offset])
-                return end
-
-            def read_staged(start: int, end: int) -> bytes:
-                return staging.read_range(uid, upload.staged_parts, start, end)
-
+        staging = staged(upload)
         try:
             appended = append_body(
                 continuation,
-                stage=stage,
-                read_staged=read_staged,
+                stage=lambda chunks, release: staging.append(continuation.ciphertext_offset, chunks, release),
+                read_staged=staging.read_range,
                 body=body,
                 content_length=content_length,
                 checksum=checksum,
                 renew=lambda: renew(upload, token),
-                release_on_resume=not isinstance(staging, FileStaging),
             )
         except StagingConflict:
             raise UploadError("Another request is writing to this upload; retry shortly.", 423) from None
+        except StagingLost:
+            terminate(upload, actor=actor, reason="staging lost", outcome=Outcome.FAILURE)
+            raise UploadGone(STAGING_LOST, 410) from None
+        except StorageError:
+            raise UploadError("The file store did not take the data; ask for the offset and resume.", 503) from None
         except TypeRefused:
             terminate(upload, actor=actor, reason="unsupported type", outcome=Outcome.DENIED)
             raise
-        result = commit(upload, token, actor, appended, parts=parts)
+        result = commit(upload, token, actor, appended)
         if not appended.complete:  # the next request here continues the hash instead of redoing it
             hashing.remember(str(upload.pk), appended.offset, appended.hasher)
         return result
@@ -290,29 +291,15 @@ def append(
         release(upload, token)
 
 
-def commit(
-    upload: Upload, token: str, actor: Any, appended: Appended, *, parts: list[list[int]] | None = None
-) -> AppendResult:
+def commit(upload: Upload, token: str, actor: Any, appended: Appended) -> AppendResult:
     """Record what a request appended (its lease still held): the new state, or the new version."""
-    parts = upload.staged_parts if parts is None else parts
     if appended.complete:
-        assert appended.final is not None
-        version = _finish(
-            upload,
-            actor,
-            _staging(),
-            parts,
-            appended.ciphertext_offset,
-            appended.final,
-            appended.sha256,
-            appended.file_type,
-        )
+        version = _finish(upload, actor, appended.ciphertext_offset, appended.sha256, appended.file_type)
         return AppendResult(upload, completed=version, interrupted=appended.interrupted)
     updated = Upload.objects.filter(pk=upload.pk, lease_token=token).update(
         offset=appended.offset,
         ciphertext_offset=appended.ciphertext_offset,
         tail=_seal_tail(keystore.upload_dek(upload), upload.pk, appended.offset, appended.tail),
-        staged_parts=parts,
         file_type=appended.file_type,
         expires_at=timezone.now() + timedelta(seconds=settings.VAULT_UPLOAD_EXPIRY_SECONDS),
     )
@@ -322,26 +309,33 @@ def commit(
     return AppendResult(upload, interrupted=appended.interrupted)
 
 
-def _finish(
-    upload: Upload,
-    actor: Any,
-    staging: FileStaging | BlobPartStaging,
-    parts: list[list[int]],
-    ciphertext_size: int,
-    final: bytes,
-    sha256: str,
-    file_type: str,
-) -> ObjectVersion:
+def _promote(upload: Upload, blob_name: str, ciphertext_size: int) -> None:
+    """The staged ciphertext, now complete, becomes the blob `blob_name`."""
+    store = blob_store()
+    uid = str(upload.pk)
+    if not upload.part_size:
+        assert isinstance(store, FileSystemStore)
+        FileStaging(store).promote(uid, blob_name, ciphertext_size)
+        return
+    count = -(-ciphertext_size // upload.part_size)
+    try:
+        composed = store.compose(blob_name, [part_name(uid, index) for index in range(count)])
+    except StorageError:
+        raise UploadError("The file store could not assemble the upload; try the last request again.", 503) from None
+    if composed != ciphertext_size:  # a staged part is not what the commits recorded
+        store.delete(blob_name)
+        terminate(upload, actor=None, reason="staging inconsistent", outcome=Outcome.FAILURE)
+        raise UploadError("The upload's staged data was inconsistent, so it was not kept; upload the file again.", 500)
+
+
+def _finish(upload: Upload, actor: Any, ciphertext_size: int, sha256: str, file_type: str) -> ObjectVersion:
     from casebridge.vault import scanning_gate
 
     kind = filetypes.FILE_TYPES_BY_NAME[file_type]
     uid = str(upload.pk)
     blob_name = f"objects/{upload.object_id}/v{upload.object_version}-{secrets.token_hex(6)}"
-    if isinstance(staging, FileStaging):
-        staging.promote(uid, blob_name, ciphertext_size, final)
-    else:
-        staging.promote(uid, parts, blob_name, final)
-    total_ciphertext = ciphertext_size + len(final)
+    _promote(upload, blob_name, ciphertext_size)
+    total_ciphertext = ciphertext_size
     try:
         verdict = scanning_gate.scan_blob(
             upload.organization_id,
@@ -408,6 +402,8 @@ def _finish(
         blob_store().delete(blob_name)
         raise
     hashing.forget(uid)
+    if upload.part_size:
+        _discard_staged(upload)
     upload.refresh_from_db()
     return version
 
@@ -422,7 +418,7 @@ def terminate(
     details: dict | None = None,
 ) -> None:
     """Throw an unfinished upload away: its staged ciphertext and state are deleted."""
-    _staging().discard(str(upload.pk), upload.staged_parts)
+    _discard_staged(upload)
     hashing.forget(str(upload.pk))
     with transaction.atomic():
         Upload.objects.filter(pk=upload.pk).delete()

@@ -71,6 +71,30 @@ class BlobStore(ABC):
         included) for `expires_in` seconds, or None where the store has no such thing."""
         return None
 
+    def upload_url(self, name: str, expires_in: int) -> str | None:
+        """A URL that lets a process without this store's credentials PUT the blob whole for
+        `expires_in` seconds, or None where the store has no such thing."""
+        return None
+
+    def compose(self, name: str, sources: list[str]) -> int:
+        """A new blob, the concatenation of `sources` (which stay); returns its size.
+
+        Streams through this process; stores that can concatenate inside themselves do that."""
+        step = 8 << 20
+
+        def chunks() -> Iterable[bytes]:
+            for source in sources:
+                size = self.size(source)
+                for offset in range(0, size, step):
+                    yield self.read_range(source, offset, min(size, offset + step))
+
+        return self.put(name, chunks())
+
+    def delete_many(self, names: Iterable[str]) -> None:
+        """Remove blobs that may or may not exist."""
+        for name in names:
+            self.delete(name)
+
     @abstractmethod
     def read_range(self, name: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of a blob (fewer only if the blob is shorter)."""

@@ -18,6 +18,7 @@ from casebridge.vault.backends.s3 import MIN_PART_SIZE, S3Store
 from casebridge.vault.crypto.streaming import EncryptingWriter, associated_data, decrypt_range
 
 S3_ID = "s3_moto_server_http_loopback"
+MiB = 1 << 20
 
 
 def make_bucket(endpoint: str) -> str:
@@ -146,3 +147,23 @@ def test_s3_moto_server_http_loopback_aborted_multipart_leaves_no_upload(moto_en
 def test_s3_moto_server_http_loopback_missing_bucket_fails_at_construction(moto_endpoint: str) -> None:
     with pytest.raises(StorageError, match="not usable"):
         store_from_url(f"s3://no-such-bucket?endpoint={moto_endpoint}&region=us-east-1")
+
+
+def test_compose_concatenates_blobs_and_delete_many_removes_them(store: BlobStore) -> None:
+    # S3 composes inside the store (UploadPartCopy): every source but the last is >= 5 MiB.
+    parts = [os.urandom(5 * MiB), os.urandom(5 * MiB + 7), os.urandom(1234)]
+    for index, data in enumerate(parts):
+        store.put(f"staging/u/{index}", [data])
+    assert store.compose("objects/whole", [f"staging/u/{i}" for i in range(3)]) == sum(map(len, parts))
+    assert store.read_range("objects/whole", 5 * MiB - 2, 5 * MiB + 2) == parts[0][-2:] + parts[1][:2]
+    assert store.read_range("objects/whole", 10 * MiB + 5, 10 * MiB + 9) == parts[1][-2:] + parts[2][:2]
+    store.delete_many([f"staging/u/{i}" for i in range(5)])  # missing names are no error
+    assert not any(store.exists(f"staging/u/{i}") for i in range(3))
+    assert store.exists("objects/whole")
+
+
+def test_compose_of_a_missing_source_makes_nothing(store: BlobStore) -> None:
+    store.put("staging/v/0", [os.urandom(5 * MiB)])
+    with pytest.raises(StorageError):
+        store.compose("objects/never", ["staging/v/0", "staging/v/1"])
+    assert not store.exists("objects/never")

@@ -1,6 +1,8 @@
 """A standard tus client (tuspy) against the real `casebridge serve` over TLS: it resumes after a
 connection dropped mid-request and after the server was killed and started again. The bodies go
-to the transfer server `serve` starts (the tus Location points there), downloads come from it."""
+to the transfer server `serve` starts (the tus Location points there), downloads come from it.
+Every test runs with the blobs on the filesystem and in S3 (moto's server over HTTP on loopback),
+where the transfer server stages parts through the URLs the application presigns."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import boto3
 import pytest
 import requests
 from tusclient import client as tus
@@ -34,6 +38,7 @@ class Server:
     port: int
     token: str
     transfer_port: int = 0
+    storage_url: str = ""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,6 +56,8 @@ class Server:
     def env(self) -> dict[str, str]:
         env = {**os.environ, "CASEBRIDGE_HOME": str(self.home), "CASEBRIDGE_WORKERS": "1"}
         env.pop("DATABASE_URL", None)
+        if self.storage_url:
+            env["CASEBRIDGE_STORAGE_URL"] = self.storage_url
         return env
 
     def cli(self, *args: str) -> str:
@@ -94,10 +101,16 @@ class Server:
         return {"Authorization": f"Bearer {self.token}"}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["file storage", "s3 on moto server over http loopback"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("tus-home")
-    srv = Server(home=home, port=free_port(), token="", transfer_port=free_port())
+    storage_url = ""
+    if request.param.startswith("s3"):
+        endpoint = request.getfixturevalue("moto_endpoint")  # its AWS_* variables reach serve too
+        bucket = f"cb-{uuid.uuid4().hex[:12]}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+        storage_url = f"s3://{bucket}/vault?endpoint={endpoint}&region=us-east-1"
+    srv = Server(home=home, port=free_port(), token="", transfer_port=free_port(), storage_url=storage_url)
     srv.cli("migrate", "--noinput")
     srv.cli("createadmin", "--email", "owner@e2e.test", "--org", "E2E Dental", "--kind", "practice")
     srv.token = srv.cli(
@@ -207,3 +220,36 @@ def test_resumes_after_the_server_is_killed_and_restarted(server: Server, tmp_pa
     file_id = _file_id(server, url)
     body = _download(server, file_id)
     assert body == content
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        found += [int(child), *_descendants(int(child))]
+    return found
+
+
+def test_the_transfer_worker_taking_a_large_body_stays_small(server: Server, tmp_path: Path) -> None:
+    """24 MiB in one PATCH: the worker holds a few segment buffers (and, on S3, one part), never the body."""
+    content = binary_stl(24 * MiB)
+    path = tmp_path / "arch.stl"
+    path.write_bytes(content)
+    client = tus.TusClient(f"{server.base}/api/v1/uploads/", headers=server.headers())
+    uploader = client.uploader(file_path=str(path), chunk_size=len(content), verify_tls_cert=True)
+    uploader.upload()  # type: ignore[attr-defined]
+    assert _download(server, _file_id(server, uploader.url)) == content  # type: ignore[attr-defined]
+    assert server.process is not None
+    transfer = [p for p in _descendants(server.process.pid) if b"casebridge.transfer" in _cmdline(p)]
+    workers = [w for p in transfer for w in _descendants(p)]
+    assert workers, "no transfer server worker found"
+    for worker in workers:
+        status = Path(f"/proc/{worker}/status").read_text()
+        peak_kib = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
+        assert peak_kib < 64 * 1024, f"transfer worker peaked at {peak_kib / 1024:.1f} MiB"
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

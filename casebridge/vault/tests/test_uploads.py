@@ -259,6 +259,17 @@ def test_termination_removes_everything(api: Client, vault_home: Path) -> None:
     assert staged == []
 
 
+def test_an_upload_whose_staging_file_is_gone_ends_with_410(api: Client, vault_home: Path) -> None:
+    content = binary_stl(3 * MiB)
+    url = _create(api, len(content))
+    assert _patch(api, url, 0, content[:MiB]).status_code == 204
+    (vault_home / "blobs" / ".staging" / str(Upload.objects.get().pk)).unlink()  # a disk lost, a bad restore
+    response = _patch(api, url, MiB, content[MiB:])
+    assert response.status_code == 410  # never a blob with a hole where the first MiB was
+    assert not Upload.objects.exists() and not StoredObject.objects.exists()
+    assert Event.objects.filter(action="file.upload.rejected", details__reason="staging lost").exists()
+
+
 def test_expired_uploads_are_refused_and_cleaned_up(api: Client) -> None:
     from casebridge.vault.uploads import expire_uploads
 

@@ -186,13 +186,11 @@ def start_transfer_server(
     bind: str, port: int, certfile: str, keyfile: str, threads: int, home: Path, app_url: str, public: str
 ) -> subprocess.Popen[bytes]:
     """Start `python -m casebridge.transfer` (a fresh interpreter: no Django in its memory) and
-    wait until it listens. It serves downloads from tickets and takes tus bodies for uploads
-    staged on a filesystem, asking the application at `app_url` (Host and CORS origin: `public`);
-    the ticket and internal keys go to it over a pipe."""
-    uploads: list[str] = []
-    if settings.VAULT_STORAGE_URL.startswith("file:"):
-        host = urlsplit(public).netloc
-        uploads = ["--app-url", app_url, "--app-host", host, "--app-origin", f"{urlsplit(public).scheme}://{host}"]
+    wait until it listens. It serves downloads from tickets and takes tus bodies, asking the
+    application at `app_url` (Host and CORS origin: `public`); the ticket and internal keys go to
+    it over a pipe."""
+    host = urlsplit(public).netloc
+    uploads = ["--app-url", app_url, "--app-host", host, "--app-origin", f"{urlsplit(public).scheme}://{host}"]
     proc = subprocess.Popen(  # noqa: S603 - our interpreter and module; arguments from our own settings
         [
             sys.executable,

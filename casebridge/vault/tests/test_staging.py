@@ -1,0 +1,72 @@
+"""Staging in parts (object stores), spoken to through a real store: a filesystem one here, S3 in
+test_uploads_s3.py. What a run of appends leaves is exactly the ciphertext its commits counted."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from casebridge.vault.backends import store_from_url
+from casebridge.vault.staging import PartStaging, StagingLost, StoreParts, part_name
+
+PART = 64 * 1024  # small parts: the arithmetic is the same as with S3's 8 MiB
+
+
+@pytest.fixture
+def staging(tmp_path: Path) -> PartStaging:
+    return PartStaging(StoreParts(store_from_url(f"file://{tmp_path}"), "u1"), PART)
+
+
+def _chunks(data: bytes, size: int = 10_000) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def test_appends_that_start_and_end_inside_parts_read_back_whole(staging: PartStaging) -> None:
+    data = os.urandom(5 * PART + 123)
+    cuts = [0, 17, PART - 1, PART, 2 * PART + 5, 4 * PART + 9, len(data)]
+    for start, end in itertools.pairwise(cuts):
+        assert staging.append(start, _chunks(data[start:end])) == end
+    assert staging.read_range(0, len(data)) == data
+    assert staging.read_range(PART - 3, PART + 3) == data[PART - 3 : PART + 3]
+    store = staging.sink.store  # type: ignore[attr-defined]
+    sizes = [store.size(part_name("u1", i)) for i in range(6)]
+    assert sizes == [PART] * 5 + [123]
+
+
+def test_a_run_that_fails_keeps_its_start_part_as_committed(staging: PartStaging) -> None:
+    data = os.urandom(PART + 500)
+    staging.append(0, [data[:300]])
+
+    def failing() -> Iterator[bytes]:
+        yield data[300:PART]  # fills part 0: stored as it fills
+        yield data[PART : PART + 100]
+        raise ValueError("checksum mismatch")
+
+    with pytest.raises(ValueError):
+        staging.append(300, failing())
+    # Part 0 now holds more than the 300 committed bytes; the next append reads only those back.
+    assert staging.append(300, _chunks(data[300:])) == len(data)
+    assert staging.read_range(0, len(data)) == data
+
+
+def test_bytes_past_the_committed_end_are_cut_by_the_next_append(staging: PartStaging) -> None:
+    data = os.urandom(2 * PART)
+    staging.append(0, [data[:1000]])
+    staging.append(1000, [os.urandom(PART)])  # a request that never committed
+    staging.append(1000, _chunks(data[1000:]))
+    assert staging.read_range(0, len(data)) == data
+
+
+def test_a_missing_or_short_committed_part_is_lost_staging(staging: PartStaging) -> None:
+    staging.append(0, [os.urandom(1000)])
+    with pytest.raises(StagingLost):
+        staging.append(2000, [b"more"])  # the commits say 2000 bytes are staged; 1000 are
+    store = staging.sink.store  # type: ignore[attr-defined]
+    store.delete(part_name("u1", 0))
+    with pytest.raises(StagingLost):
+        staging.append(1000, [b"more"])
