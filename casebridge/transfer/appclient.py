@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import http.client
 import ssl
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -17,6 +19,9 @@ from urllib.parse import urlsplit
 INTERNAL_KEY_HEADER = "CaseBridge-Transfer-Key"
 CLIENT_ADDRESS_HEADER = "CaseBridge-Client-Address"
 TIMEOUT_SECONDS = 120  # a commit that completes an upload scans it first
+# A connection is used again only while it is this fresh: well inside the application's 5 s
+# keep-alive, so a request never lands on a connection the application is closing.
+REUSE_SECONDS = 2.0
 
 
 @dataclass
@@ -31,6 +36,15 @@ class Reply:
 
 Call = Callable[[str, str, Mapping[str, str], bytes], Reply]
 """call(method, path, headers, body) -> the application's reply."""
+
+
+_CLOSED_BY_PEER = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+)
 
 
 class AppClient:
@@ -51,6 +65,9 @@ class AppClient:
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.context.check_hostname = False
         self.context.verify_mode = ssl.CERT_NONE
+        # One kept-alive connection per server thread: a body's lease and commit (and the next
+        # body's lease) share a TLS handshake and the pin check.
+        self._local = threading.local()
 
     def _connect(self) -> http.client.HTTPConnection:
         if self.scheme == "http":
@@ -64,12 +81,31 @@ class AppClient:
         return connection
 
     def __call__(self, method: str, path: str, headers: Mapping[str, str], body: bytes = b"") -> Reply:
-        connection = self._connect()
+        kept: tuple[http.client.HTTPConnection, float] | None = getattr(self._local, "kept", None)
+        self._local.kept = None
+        if kept is not None and time.monotonic() - kept[1] < REUSE_SECONDS:
+            try:
+                return self._exchange(kept[0], method, path, headers, body)
+            except _CLOSED_BY_PEER:
+                pass  # closed before it answered (the application restarted): once more, anew
+        elif kept is not None:
+            kept[0].close()
+        return self._exchange(self._connect(), method, path, headers, body)
+
+    def _exchange(
+        self, connection: http.client.HTTPConnection, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> Reply:
         try:
             connection.request(
                 method, path, body=body, headers={**headers, "Host": self.host, INTERNAL_KEY_HEADER: self.key}
             )
             response = connection.getresponse()
-            return Reply(response.status, response.getheaders(), response.read())
-        finally:
+            reply = Reply(response.status, response.getheaders(), response.read())
+        except BaseException:
             connection.close()
+            raise
+        if response.will_close:
+            connection.close()
+        else:
+            self._local.kept = (connection, time.monotonic())
+        return reply
