@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import mmap
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -296,6 +297,19 @@ class WriteBehind:
             raise self.error
 
 
+def write_behind(
+    write: Callable[[memoryview], object], chunks: Iterable[Any], release: Callable[[Any], object] | None = None
+) -> None:
+    """Write every chunk with `write` from a helper thread while `chunks` produces the next; raises
+    what `chunks` or a write raised, once everything queued is written or dropped."""
+    writer = WriteBehind(write, release)
+    try:
+        for chunk in chunks:
+            writer.put(chunk)
+    finally:
+        writer.close()
+
+
 class ChunkReader:
     """readinto() over an iterable of byte chunks (server-side producers hand content over so)."""
 
@@ -342,13 +356,7 @@ def seal_to_blob(
         store.open_writer(blob_name, ciphertext_size) as sink,
         SealingPipeline(cipher, index=0, last_index=last_index, hashers=[hasher], inspect_first=sniff) as pipeline,
     ):
-        writer = WriteBehind(sink.write, pipeline.release)
-        try:
-            writer.put(header)
-            for chunk in pipeline.seal(source, length):
-                writer.put(chunk)
-        finally:
-            writer.close()
+        write_behind(sink.write, itertools.chain([header], pipeline.seal(source, length)), pipeline.release)
         pipeline.finish()
         if pipeline.received != length or source(memoryview(bytearray(1))):
             raise ValueError(f"expected {length} bytes, got {pipeline.received} or more")

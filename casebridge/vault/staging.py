@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from casebridge.vault.backends.base import BlobNotFound, BlobStore, StorageError
-from casebridge.vault.backends.filesystem import FileSystemStore, Writeback, preallocate
-from casebridge.vault.pipeline import WriteBehind
+from casebridge.vault.backends.filesystem import FileSystemStore, SequentialWriter, preallocate
+from casebridge.vault.pipeline import write_behind
 
 PART_PREFIX = "staging"
 
@@ -81,22 +81,16 @@ class FileStaging:
             if staged > at:  # cut what a crashed request wrote past the committed end
                 os.ftruncate(fd, at)
             position = at
-            writeback = Writeback(fd, at)
+            sequential = SequentialWriter(path, fd, at)
 
             def pwrite(view: memoryview) -> None:
                 nonlocal position
-                while view:
-                    written = os.pwrite(fd, view, position)
-                    position += written
-                    view = view[written:]
-                writeback.advance(position)
+                position = sequential.write_at(view, position)
 
-            writer = WriteBehind(pwrite, release)
             try:
-                for chunk in chunks:
-                    writer.put(chunk)
+                write_behind(pwrite, chunks, release)
             finally:
-                writer.close()
+                sequential.close_direct()
             os.fsync(fd)
             return position
         finally:
@@ -199,12 +193,7 @@ class PartStaging:
                             self.sink.put(index, whole)
                         index, fill = index + 1, 0
 
-            writer = WriteBehind(write, release)
-            try:
-                for chunk in chunks:
-                    writer.put(chunk)
-            finally:
-                writer.close()
+            write_behind(write, chunks, release)
             if fill and not (index == first and fill == kept):  # nothing new: the part is as it was
                 with memoryview(buffer) as view:
                     self.sink.put(index, view[:fill])

@@ -33,6 +33,8 @@ _fallocate = _libc("fallocate", ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctyp
 # int sync_file_range(int fd, off64_t offset, off64_t nbytes, unsigned int flags)
 _sync_file_range = _libc("sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
 WRITEBACK_WINDOW = 8 << 20
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+DIRECT_ALIGNMENT = 4096  # file offset, length and buffer address of a direct write (covers 512e/4Kn disks)
 
 
 class Writeback:
@@ -55,6 +57,68 @@ class Writeback:
         if target - self.started >= WRITEBACK_WINDOW and _sync_file_range is not None:
             _sync_file_range(self.fd, self.started, target - self.started, _SYNC_FILE_RANGE_WRITE)
             self.started = target
+
+
+def _address(view: memoryview) -> int | None:
+    """Where a writable buffer's bytes are in memory (read-only ones: None)."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(view))
+    except (TypeError, ValueError):
+        return None
+
+
+class SequentialWriter:
+    """Writes one file front to back for a durable fsync at the end: whole blocks of page-aligned
+    buffers with O_DIRECT, the rest (a header, the first and last segments) through the page cache.
+
+    The vault writes ciphertext nobody will read for a while, sequentially, from page-aligned
+    pooled segment buffers: copying it into the page cache costs CPU and, on virtual machines
+    whose free memory the host reclaims, a host fault per new page. Measured on this project's VM
+    (dd, 1 GiB + fsync): 350-360 MB/s through the page cache into new pages, 2.0 GB/s with 1 MiB
+    O_DIRECT writes. Where O_DIRECT is refused (tmpfs, some network filesystems) every write goes
+    through the page cache, with writeback started as it goes (Writeback). The caller fsyncs.
+    """
+
+    def __init__(self, path: Path, fd: int, position: int = 0) -> None:
+        self.fd = fd
+        self.writeback = Writeback(fd, position)
+        self.direct = -1
+        if _O_DIRECT:
+            try:
+                self.direct = os.open(path, os.O_WRONLY | _O_DIRECT)
+            except OSError:
+                self.direct = -1
+
+    def write_at(self, view: memoryview, position: int) -> int:
+        """Write all of `view` at `position`; returns the position after it."""
+        if self.direct >= 0 and position % DIRECT_ALIGNMENT == 0 and len(view) >= DIRECT_ALIGNMENT:
+            address = _address(view)
+            if address is not None and address % DIRECT_ALIGNMENT == 0:
+                whole = len(view) - len(view) % DIRECT_ALIGNMENT
+                try:
+                    position = self._write_all(self.direct, view[:whole], position)
+                    view = view[whole:]
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    self.close_direct()  # the filesystem wants another alignment: cached from now on
+        if view:
+            position = self._write_all(self.fd, view, position)
+            self.writeback.advance(position)
+        return position
+
+    @staticmethod
+    def _write_all(fd: int, view: memoryview, position: int) -> int:
+        while view:
+            written = os.pwrite(fd, view, position)
+            position += written
+            view = view[written:]
+        return position
+
+    def close_direct(self) -> None:
+        if self.direct >= 0:
+            os.close(self.direct)
+            self.direct = -1
 
 
 def preallocate(fd: int, size: int) -> None:
@@ -144,7 +208,7 @@ class _FileWriter(BlobWriter):
         os.fchmod(self._file.fileno(), 0o600)
         self._size = 0
         self._done = False
-        self._writeback = Writeback(self._file.fileno())
+        self._writer = SequentialWriter(self._temp, self._file.fileno())
         try:
             preallocate(self._file.fileno(), size_hint)
         except BaseException:
@@ -163,15 +227,14 @@ class _FileWriter(BlobWriter):
         return created
 
     def write(self, data: bytes | bytearray | memoryview, /) -> int:
-        written = self._file.write(data)
-        self._size += written
-        self._writeback.advance(self._size)
-        return written
+        with memoryview(data) as view:
+            self._size = self._writer.write_at(view.cast("B"), self._size)
+            return view.nbytes
 
     def commit(self) -> int:
         if self._done:
             return self._size
-        self._file.flush()
+        self._writer.close_direct()
         os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self._temp, self._final)
@@ -186,5 +249,6 @@ class _FileWriter(BlobWriter):
         if self._done:
             return
         self._done = True
+        self._writer.close_direct()
         self._file.close()
         self._temp.unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import stat
 import uuid
@@ -13,7 +14,7 @@ import boto3
 import pytest
 
 from casebridge.vault.backends import BlobNotFound, BlobStore, StorageError, store_from_url
-from casebridge.vault.backends.filesystem import PARTIAL_PREFIX, FileSystemStore
+from casebridge.vault.backends.filesystem import PARTIAL_PREFIX, FileSystemStore, SequentialWriter
 from casebridge.vault.backends.s3 import MIN_PART_SIZE, S3Store
 from casebridge.vault.crypto.streaming import EncryptingWriter, associated_data, decrypt_range
 
@@ -167,3 +168,49 @@ def test_compose_of_a_missing_source_makes_nothing(store: BlobStore) -> None:
     with pytest.raises(StorageError):
         store.compose("objects/never", ["staging/v/0", "staging/v/1"])
     assert not store.exists("objects/never")
+
+
+def test_sequential_writes_mix_direct_and_cached_io_and_read_back_exactly(tmp_path: Path) -> None:
+    """Whole 4 KiB blocks of page-aligned buffers go around the page cache (O_DIRECT), the rest
+    through it; what is read back is exactly what was written, in any mix."""
+    path = tmp_path / "staged"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        writer = SequentialWriter(path, fd)
+        assert writer.direct >= 0 or not hasattr(os, "O_DIRECT")  # pytest's tmp_path: a disk filesystem
+        header = os.urandom(40)  # bytes: read-only, so cached
+        first = mmap.mmap(-1, MiB)  # the pipeline's segment buffers are anonymous mmaps
+        first[:] = os.urandom(MiB)
+        aligned = mmap.mmap(-1, MiB)
+        aligned[:] = os.urandom(MiB)
+        last = mmap.mmap(-1, MiB)
+        last[:] = os.urandom(MiB)
+        position = writer.write_at(memoryview(header), 0)
+        position = writer.write_at(memoryview(first)[40:], position)  # misaligned address and offset
+        position = writer.write_at(memoryview(aligned), position)  # direct
+        position = writer.write_at(memoryview(last)[: 5000 + 4096], position)  # one block direct, the rest cached
+        writer.close_direct()
+        os.fsync(fd)
+        expected = header + bytes(first[40:]) + bytes(aligned) + bytes(last[: 5000 + 4096])
+        assert position == len(expected)
+        assert path.read_bytes() == expected
+        for buffer in (first, aligned, last):
+            buffer.close()  # no view of them is left behind
+    finally:
+        os.close(fd)
+
+
+def test_sequential_writes_without_direct_io_are_all_cached(tmp_path: Path) -> None:
+    path = tmp_path / "staged"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        writer = SequentialWriter(path, fd)
+        writer.close_direct()  # as on a filesystem that refuses O_DIRECT
+        data = mmap.mmap(-1, 2 * MiB)
+        data[:] = os.urandom(2 * MiB)
+        assert writer.write_at(memoryview(data), 0) == 2 * MiB
+        os.fsync(fd)
+        assert path.read_bytes() == bytes(data)
+        data.close()
+    finally:
+        os.close(fd)
