@@ -98,7 +98,7 @@ class PresignedParts:
             response.read()
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            raise StorageError(f"storing part {index} failed: {exc}") from None
+            raise StorageError(f"storing part {index} failed: {type(exc).__name__}") from None  # no URL in logs
         if response.status != 200:
             raise StorageError(f"storing part {index} answered {response.status}")
 

@@ -155,17 +155,23 @@ def test_s3_moto_server_http_loopback_a_lost_part_ends_the_upload_with_410(
 
 
 def test_s3_moto_server_http_loopback_a_store_that_refuses_a_part_leaves_the_offset_where_it_was(
-    personas: Personas, handover: TransferApp | None, s3_vault: str, monkeypatch: pytest.MonkeyPatch
+    personas: Personas,
+    handover: TransferApp | None,
+    s3_vault: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     api = _client(personas, "staff")
     content = binary_stl(3 * MiB)
     url = _create(api, len(content))
     upload = Upload.objects.get()
     store = config.blob_store()
+    refused = "http://127.0.0.1:9/refused?X-Amz-Signature=presigned-secret"
     monkeypatch.setattr(type(store), "open_writer", _refusing_writer)
-    monkeypatch.setattr(type(store), "upload_url", lambda self, name, expires: "http://127.0.0.1:9/refused")
+    monkeypatch.setattr(type(store), "upload_url", lambda self, name, expires: refused)
     response = _patch(api, url, 0, content)
     assert response.status_code in (500, 503)  # tus clients retry both, after asking for the offset
+    assert "presigned-secret" not in caplog.text  # a URL that writes to the bucket never reaches a log
     upload.refresh_from_db()
     assert upload.offset == 0 and upload.completed_at is None
     monkeypatch.undo()
