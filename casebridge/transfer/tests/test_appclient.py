@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -27,7 +28,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.app: _Application = self.server  # type: ignore[assignment]
+        self.app = cast(_Application, self.server)
         self.app.connections.append(self.connection)
         self.number = len(self.app.connections)
 

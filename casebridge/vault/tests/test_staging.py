@@ -10,15 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from casebridge.vault.backends import store_from_url
+from casebridge.vault.backends import BlobStore, store_from_url
 from casebridge.vault.staging import PartStaging, StagingLost, StoreParts, part_name
 
 PART = 64 * 1024  # small parts: the arithmetic is the same as with S3's 8 MiB
 
 
 @pytest.fixture
-def staging(tmp_path: Path) -> PartStaging:
-    return PartStaging(StoreParts(store_from_url(f"file://{tmp_path}"), "u1"), PART)
+def store(tmp_path: Path) -> BlobStore:
+    return store_from_url(f"file://{tmp_path}")
+
+
+@pytest.fixture
+def staging(store: BlobStore) -> PartStaging:
+    return PartStaging(StoreParts(store, "u1"), PART)
 
 
 def _chunks(data: bytes, size: int = 10_000) -> Iterator[bytes]:
@@ -26,14 +31,13 @@ def _chunks(data: bytes, size: int = 10_000) -> Iterator[bytes]:
         yield data[start : start + size]
 
 
-def test_appends_that_start_and_end_inside_parts_read_back_whole(staging: PartStaging) -> None:
+def test_appends_that_start_and_end_inside_parts_read_back_whole(staging: PartStaging, store: BlobStore) -> None:
     data = os.urandom(5 * PART + 123)
     cuts = [0, 17, PART - 1, PART, 2 * PART + 5, 4 * PART + 9, len(data)]
     for start, end in itertools.pairwise(cuts):
         assert staging.append(start, _chunks(data[start:end])) == end
     assert staging.read_range(0, len(data)) == data
     assert staging.read_range(PART - 3, PART + 3) == data[PART - 3 : PART + 3]
-    store = staging.sink.store  # type: ignore[attr-defined]
     sizes = [store.size(part_name("u1", i)) for i in range(6)]
     assert sizes == [PART] * 5 + [123]
 
@@ -62,11 +66,10 @@ def test_bytes_past_the_committed_end_are_cut_by_the_next_append(staging: PartSt
     assert staging.read_range(0, len(data)) == data
 
 
-def test_a_missing_or_short_committed_part_is_lost_staging(staging: PartStaging) -> None:
+def test_a_missing_or_short_committed_part_is_lost_staging(staging: PartStaging, store: BlobStore) -> None:
     staging.append(0, [os.urandom(1000)])
     with pytest.raises(StagingLost):
         staging.append(2000, [b"more"])  # the commits say 2000 bytes are staged; 1000 are
-    store = staging.sink.store  # type: ignore[attr-defined]
     store.delete(part_name("u1", 0))
     with pytest.raises(StagingLost):
         staging.append(1000, [b"more"])

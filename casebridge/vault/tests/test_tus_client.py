@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -235,9 +236,9 @@ def test_the_transfer_worker_taking_a_large_body_stays_small(server: Server, tmp
     path = tmp_path / "arch.stl"
     path.write_bytes(content)
     client = tus.TusClient(f"{server.base}/api/v1/uploads/", headers=server.headers())
-    uploader = client.uploader(file_path=str(path), chunk_size=len(content), verify_tls_cert=True)
-    uploader.upload()  # type: ignore[attr-defined]
-    assert _download(server, _file_id(server, uploader.url)) == content  # type: ignore[attr-defined]
+    uploader: Any = client.uploader(file_path=str(path), chunk_size=len(content), verify_tls_cert=True)
+    uploader.upload()
+    assert _download(server, _file_id(server, uploader.url)) == content
     assert server.process is not None
     transfer = [p for p in _descendants(server.process.pid) if b"casebridge.transfer" in _cmdline(p)]
     workers = [w for p in transfer for w in _descendants(p)]
