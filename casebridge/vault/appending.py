@@ -155,7 +155,6 @@ def append_body(
     content_length: int,
     checksum: tuple[str, bytes] | None = None,
     renew: Callable[[], object] = lambda: None,
-    release_on_resume: bool = False,
 ) -> Appended:
     """Hash, seal and stage one request body; keeps whatever arrived if the client goes away.
 
@@ -201,7 +200,7 @@ def append_body(
             # the body is known to be whole, right and complete, the final segment. Raising here
             # stops the staging before it keeps anything (a staging keeps a run only once it ends).
             nonlocal complete
-            yield from pipeline.seal(read, content_length, release_on_resume=release_on_resume)
+            yield from pipeline.seal(read, content_length)
             pipeline.finish()
             # tus checksum extension: a mismatching (or incomplete) body is discarded whole.
             if checksum is not None and (

@@ -170,13 +170,12 @@ class SealingPipeline:
         written = self._cipher.encrypt_into(segment.index, last, view[: segment.filled], view)
         return view[:written]
 
-    def seal(self, readinto: Readinto, limit: int, *, release_on_resume: bool = False) -> Iterator[memoryview]:
+    def seal(self, readinto: Readinto, limit: int) -> Iterator[memoryview]:
         """Read up to `limit` new bytes; yield the ciphertext of every full segment but the last.
 
-        Each yielded chunk lives in a pooled buffer: hand it back with release() once written,
-        or pass release_on_resume=True when the consumer is done with a chunk by the time it asks
-        for the next one. What is left when the source ends (the unfinished or last segment) is
-        in `partial`.
+        Each yielded chunk lives in a pooled buffer: hand it back with release() once written (the
+        pool is small: a consumer that keeps chunks stops the pipeline). What is left when the
+        source ends (the unfinished or last segment) is in `partial`.
         """
         while True:
             segment = self._current
@@ -187,7 +186,7 @@ class SealingPipeline:
                 self._hash(segment)
                 self._pending.append(segment)
                 while self._pending and (len(self._pending) > HASH_AHEAD or self._pending[0].hashed.is_set()):
-                    yield from self._emit(self._pending.popleft(), release_on_resume)
+                    yield self._encrypt(self._pending.popleft(), last=False)
                 self._current = self._acquire(segment.index + 1)
                 continue
             if self.received >= limit:
@@ -204,13 +203,7 @@ class SealingPipeline:
             segment.filled += got
             self.received += got
         while self._pending:
-            yield from self._emit(self._pending.popleft(), release_on_resume)
-
-    def _emit(self, segment: _Segment, release_on_resume: bool) -> Iterator[memoryview]:
-        chunk = self._encrypt(segment, last=False)
-        yield chunk
-        if release_on_resume:
-            self.release(chunk)
+            yield self._encrypt(self._pending.popleft(), last=False)
 
     @property
     def index(self) -> int:

@@ -212,8 +212,10 @@ class PartStaging:
             out += self.sink.read(index, lo - index * size, hi - index * size)
         return bytes(out)
 
-    def part_count(self, ciphertext_size: int) -> int:
-        return -(-ciphertext_size // self.part_size)
+
+def part_count(ciphertext_size: int, part_size: int) -> int:
+    """How many parts `ciphertext_size` bytes of staged ciphertext take."""
+    return -(-ciphertext_size // part_size)
 
 
 def part_name(upload_id: str, index: int) -> str:

@@ -53,6 +53,7 @@ from casebridge.vault.staging import (
     StagingConflict,
     StagingLost,
     StoreParts,
+    part_count,
     part_name,
 )
 
@@ -82,7 +83,7 @@ def _discard_staged(upload: Upload) -> None:
     store = blob_store()
     if upload.part_size:
         # Every part the upload could have: a request that crashed may have written past its offset.
-        count = -(-LAYOUT.ciphertext_size(upload.length) // upload.part_size)
+        count = part_count(LAYOUT.ciphertext_size(upload.length), upload.part_size)
         store.delete_many(part_name(str(upload.pk), index) for index in range(count))
     elif isinstance(store, FileSystemStore):
         FileStaging(store).discard(str(upload.pk))
@@ -317,7 +318,7 @@ def _promote(upload: Upload, blob_name: str, ciphertext_size: int) -> None:
         assert isinstance(store, FileSystemStore)
         FileStaging(store).promote(uid, blob_name, ciphertext_size)
         return
-    count = -(-ciphertext_size // upload.part_size)
+    count = part_count(ciphertext_size, upload.part_size)
     try:
         composed = store.compose(blob_name, [part_name(uid, index) for index in range(count)])
     except StorageError:
@@ -335,7 +336,6 @@ def _finish(upload: Upload, actor: Any, ciphertext_size: int, sha256: str, file_
     uid = str(upload.pk)
     blob_name = f"objects/{upload.object_id}/v{upload.object_version}-{secrets.token_hex(6)}"
     _promote(upload, blob_name, ciphertext_size)
-    total_ciphertext = ciphertext_size
     try:
         verdict = scanning_gate.scan_blob(
             upload.organization_id,
@@ -344,7 +344,7 @@ def _finish(upload: Upload, actor: Any, ciphertext_size: int, sha256: str, file_
             upload.org_key_version,
             bytes(upload.wrapped_dek),
             blob_name,
-            total_ciphertext,
+            ciphertext_size,
         )
     except ScannerUnavailable as exc:
         # Fail closed: an unscanned file never becomes visible.
@@ -380,7 +380,7 @@ def _finish(upload: Upload, actor: Any, ciphertext_size: int, sha256: str, file_
                 stored_object=stored,
                 version=upload.object_version,
                 size=upload.length,
-                ciphertext_size=total_ciphertext,
+                ciphertext_size=ciphertext_size,
                 sha256=sha256,
                 blob_name=blob_name,
                 org_key_version=upload.org_key_version,
@@ -389,7 +389,7 @@ def _finish(upload: Upload, actor: Any, ciphertext_size: int, sha256: str, file_
                 created_by_label=getattr(actor, "email", "") or getattr(actor, "audit_label", ""),
             )
             Upload.objects.filter(pk=upload.pk).update(
-                offset=upload.length, ciphertext_offset=total_ciphertext, tail=b"", completed_at=timezone.now()
+                offset=upload.length, ciphertext_offset=ciphertext_size, tail=b"", completed_at=timezone.now()
             )
             record(
                 "file.uploaded" if upload.is_new_object else "file.version_added",

@@ -55,8 +55,9 @@ def _seal_all(data: bytes, tail_split: int | None = None) -> tuple[bytes, str]:
     index = 0
     for start, end in itertools.pairwise(splits):
         with SealingPipeline(cipher, index=index, last_index=last_index, hashers=[hasher], tail=tail) as p:
-            for chunk in p.seal(_odd_reads(data[start:end]), end - start, release_on_resume=True):
+            for chunk in p.seal(_odd_reads(data[start:end]), end - start):
                 out += chunk
+                p.release(chunk)
             p.finish()
             assert p.received == end - start
             if end == len(data):
@@ -99,7 +100,10 @@ def test_a_dropped_source_ends_the_request_with_what_arrived() -> None:
 
     _header, cipher = new_stream(KEY, AAD)
     with SealingPipeline(cipher, index=0, last_index=2, hashers=[hashlib.sha256()]) as p:
-        sealed = [bytes(c) for c in p.seal(readinto, len(data), release_on_resume=True)]
+        sealed = []
+        for chunk in p.seal(readinto, len(data)):
+            sealed.append(bytes(chunk))
+            p.release(chunk)
         p.finish()
         assert p.interrupted and p.received == FIRST + 500
         assert len(sealed) == 1 and p.index == 1 and bytes(p.partial) == data[FIRST : FIRST + 500]
@@ -112,7 +116,7 @@ def test_inspection_of_the_first_segment_stops_refused_content_before_it_is_seal
     _header, cipher = new_stream(KEY, AAD)
     data = os.urandom(FIRST + 10)
     with SealingPipeline(cipher, index=0, last_index=1, hashers=[], inspect_first=refuse) as p:
-        chunks = p.seal(_odd_reads(data), len(data), release_on_resume=True)
+        chunks = p.seal(_odd_reads(data), len(data))
         with pytest.raises(filetypes.UnsupportedFileType):
             next(chunks)
 
