@@ -294,6 +294,10 @@ def append(
 
 def commit(upload: Upload, token: str, actor: Any, appended: Appended) -> AppendResult:
     """Record what a request appended (its lease still held): the new state, or the new version."""
+    if appended.complete and (
+        appended.offset != upload.length or appended.ciphertext_offset != LAYOUT.ciphertext_size(upload.length)
+    ):  # a staging that claims more or less than the whole stream never becomes a file
+        raise UploadError("The upload's staged data does not add up; ask for its offset and resume.", 409)
     if appended.complete:
         version = _finish(upload, actor, appended.ciphertext_offset, appended.sha256, appended.file_type)
         return AppendResult(upload, completed=version, interrupted=appended.interrupted)

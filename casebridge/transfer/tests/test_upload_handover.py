@@ -4,6 +4,7 @@ key is required, and a browser on the application's origin (and only there) may 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from casebridge.transfer.tickets import ticket_key
 from casebridge.transfer.uploads import UploadDoor
 from casebridge.vault import transfer
 from casebridge.vault.config import blob_store
-from casebridge.vault.models import Upload
+from casebridge.vault.models import StoredObject, Upload
 from casebridge.vault.staging import FileStaging
 from casebridge.vault.tests.samples import binary_stl
 
@@ -189,6 +190,29 @@ def test_renew_and_commit_need_the_internal_key_and_the_live_lease_token(
     assert stale.status_code == 409  # the lease ran out
     upload.refresh_from_db()
     assert upload.offset == 0
+
+
+def test_a_commit_claiming_a_complete_upload_that_does_not_add_up_makes_no_file(
+    server: TransferApp, personas: Personas, settings: Any
+) -> None:
+    from casebridge.transfer.tickets import internal_key
+    from casebridge.vault import uploads
+
+    api = TransferAwareClient(HTTP_AUTHORIZATION=f"Bearer {_token(personas)}", HTTP_TUS_RESUMABLE="1.0.0")
+    upload = Upload.objects.get(pk=_created(api, 5000).rsplit("/", 1)[1])
+    token, _cont = uploads.lease(upload, client_offset=0, content_length=5000)
+    claim = {"token": token, "outcome": "appended", "offset": 5000, "ciphertext_offset": 4000, "interrupted": False}
+    claim |= {"file_type": "stl", "tail": "", "complete": True, "sha256": "0" * 64}
+    response = Client().post(
+        reverse("tus_upload_lease_step", args=[upload.pk, "commit"]),
+        json.dumps(claim),
+        content_type="application/json",
+        HTTP_CASEBRIDGE_TRANSFER_KEY=internal_key(settings.SECRET_KEY).hex(),
+    )
+    assert response.status_code == 409
+    assert not StoredObject.objects.exists()
+    upload.refresh_from_db()
+    assert upload.offset == 0 and upload.completed_at is None
 
 
 def test_an_application_that_does_not_answer_gets_a_retryable_503(tmp_path: Path) -> None:
