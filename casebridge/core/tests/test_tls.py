@@ -14,20 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from casebridge.transfer.testing import free_port
+
 pytestmark = pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int, subprocess.Popen[bytes]]]:
     """`casebridge serve`: the application's port, its transfer server's, the serve process."""
     home = tmp_path_factory.mktemp("home")
-    port, transfer_port = _free_port(), _free_port()
+    port, transfer_port = free_port(), free_port()
     env = {**os.environ, "CASEBRIDGE_HOME": str(home), "CASEBRIDGE_WORKERS": "1"}
     env.pop("DATABASE_URL", None)
     log = (home / "serve.log").open("w")
@@ -108,7 +104,7 @@ def test_serve_refuses_to_start_with_a_missing_key(tmp_path: Path) -> None:
     }
     env.pop("DATABASE_URL", None)
     result = subprocess.run(
-        [sys.executable, "-m", "casebridge.cli", "serve", "--port", str(_free_port()), "--no-worker"],
+        [sys.executable, "-m", "casebridge.cli", "serve", "--port", str(free_port()), "--no-worker"],
         env=env,
         capture_output=True,
         timeout=120,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from casebridge.transfer.testing import free_port
 from casebridge.vault.scanning import ClamdScanner, ScannerUnavailable
 
 SOFTHSM_MODULES = [
@@ -33,12 +33,6 @@ def require(available: bool, what: str, install: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{what} is required under CI=true ({install})")
     pytest.skip(f"{what} tests skipped: not installed here ({install})")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

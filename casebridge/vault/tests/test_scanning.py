@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from casebridge.transfer.testing import free_port
 from casebridge.vault.scanning import ClamdScanner, ScannerUnavailable, ScanResult, scan
 from casebridge.vault.tests.conftest import (
     HASHED_SAMPLE,
@@ -22,7 +23,6 @@ from casebridge.vault.tests.conftest import (
     MIB,
     STREAM_MAX_MIB,
     Clamd,
-    free_port,
 )
 
 

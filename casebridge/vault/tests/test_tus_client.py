@@ -26,7 +26,7 @@ import pytest
 import requests
 from tusclient import client as tus
 
-from casebridge.vault.tests.conftest import free_port
+from casebridge.transfer.testing import free_port
 from casebridge.vault.tests.samples import binary_stl
 
 MiB = 1 << 20
