@@ -223,15 +223,22 @@ def part_name(upload_id: str, index: int) -> str:
 
 
 class StoreParts:
-    """An upload's staged parts as blobs of the application's own store."""
+    """An upload's staged parts as blobs of the application's own store, for one request (made
+    anew by uploads.staged). A part is read whole and kept while reads stay in it: rebuilding the
+    hash reads one segment at a time, which would otherwise be a store request per segment."""
 
-    def __init__(self, store: BlobStore, upload_id: str) -> None:
+    def __init__(self, store: BlobStore, upload_id: str, part_size: int) -> None:
         self.store = store
         self.upload_id = upload_id
+        self.part_size = part_size
+        self._read: tuple[int, bytes] | None = None
 
     def put(self, index: int, data: memoryview, /) -> None:
+        self._read = None
         with self.store.open_writer(part_name(self.upload_id, index)) as writer:
             writer.write(data)
 
     def read(self, index: int, start: int, end: int, /) -> bytes:
-        return self.store.read_range(part_name(self.upload_id, index), start, end)
+        if self._read is None or self._read[0] != index:
+            self._read = (index, self.store.read_range(part_name(self.upload_id, index), 0, self.part_size))
+        return self._read[1][start:end]

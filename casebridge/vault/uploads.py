@@ -73,7 +73,7 @@ def staged(upload: Upload) -> StagedFile | PartStaging:
     """Where this upload's ciphertext is staged, as this process reaches it."""
     store = blob_store()
     if upload.part_size:
-        return PartStaging(StoreParts(store, str(upload.pk)), upload.part_size)
+        return PartStaging(StoreParts(store, str(upload.pk), upload.part_size), upload.part_size)
     if not isinstance(store, FileSystemStore):
         raise UploadError("This upload was staged in storage CaseBridge no longer uses; start it again.", 410)
     return StagedFile(FileStaging(store), str(upload.pk))

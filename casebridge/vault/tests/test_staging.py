@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from casebridge.vault.backends import BlobStore, store_from_url
+from casebridge.vault.backends.filesystem import FileSystemStore
 from casebridge.vault.staging import PartStaging, StagingLost, StoreParts, part_name
 
 PART = 64 * 1024  # small parts: the arithmetic is the same as with S3's 8 MiB
@@ -23,7 +24,7 @@ def store(tmp_path: Path) -> BlobStore:
 
 @pytest.fixture
 def staging(store: BlobStore) -> PartStaging:
-    return PartStaging(StoreParts(store, "u1"), PART)
+    return PartStaging(StoreParts(store, "u1", PART), PART)
 
 
 def _chunks(data: bytes, size: int = 10_000) -> Iterator[bytes]:
@@ -71,5 +72,23 @@ def test_a_missing_or_short_committed_part_is_lost_staging(staging: PartStaging,
     with pytest.raises(StagingLost):
         staging.append(2000, [b"more"])  # the commits say 2000 bytes are staged; 1000 are
     store.delete(part_name("u1", 0))
-    with pytest.raises(StagingLost):
-        staging.append(1000, [b"more"])
+    with pytest.raises(StagingLost):  # the next request (each has its own staging) finds nothing
+        PartStaging(StoreParts(store, "u1", PART), PART).append(1000, [b"more"])
+
+
+def test_reading_back_segment_by_segment_fetches_each_part_once(tmp_path: Path) -> None:
+    """Rebuilding an upload's hash reads its staged ciphertext a segment at a time: from an object
+    store that must not be one request per segment."""
+    reads: list[str] = []
+
+    class CountingStore(FileSystemStore):
+        def read_range(self, name: str, start: int, end: int) -> bytes:
+            reads.append(name)
+            return super().read_range(name, start, end)
+
+    staging = PartStaging(StoreParts(CountingStore(tmp_path), "u2", PART), PART)
+    data = os.urandom(3 * PART + 10)
+    staging.append(0, _chunks(data))
+    step = PART // 8
+    assert b"".join(staging.read_range(i, min(i + step, len(data))) for i in range(0, len(data), step)) == data
+    assert reads == [part_name("u2", i) for i in range(4)]
