@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
@@ -46,7 +46,7 @@ def transfer_server_only(view: View) -> View:
         return view(request, *args, **kwargs)
 
     setattr(wrapper, ACCESS_ATTR, "transfer_server")
-    return wrapper  # type: ignore[return-value]
+    return cast(View, wrapper)
 
 
 def signed_in(view: View) -> View:
@@ -59,7 +59,7 @@ def signed_in(view: View) -> View:
         return view(request, *args, **kwargs)
 
     setattr(wrapper, ACCESS_ATTR, "signed_in")
-    return wrapper  # type: ignore[return-value]
+    return cast(View, wrapper)
 
 
 def token_required(view: View) -> View:
@@ -76,7 +76,7 @@ def token_required(view: View) -> View:
         return view(request, *args, **kwargs)
 
     setattr(wrapper, ACCESS_ATTR, "token")
-    return wrapper  # type: ignore[return-value]
+    return cast(View, wrapper)
 
 
 def org_permission(perm: Perm, *, allow_token: bool = False) -> Callable[[View], View]:
@@ -114,6 +114,6 @@ def org_permission(perm: Perm, *, allow_token: bool = False) -> Callable[[View],
             return view(request, *args, **kwargs)
 
         setattr(wrapper, ACCESS_ATTR, perm.value)
-        return wrapper  # type: ignore[return-value]
+        return cast(View, wrapper)
 
     return decorator
