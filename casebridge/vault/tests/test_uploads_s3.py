@@ -35,10 +35,15 @@ pytestmark = pytest.mark.django_db
 MiB = 1 << 20
 
 
+def _s3(endpoint: str) -> Any:
+    """A boto3 client of the test's moto server: what the tests look at S3 with, beside the vault."""
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+
+
 @pytest.fixture
 def s3_vault(moto_endpoint: str, vault_home: Path, settings: pytest.FixtureRequest) -> Iterator[str]:
     bucket = f"cb-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    _s3(moto_endpoint).create_bucket(Bucket=bucket)
     settings.VAULT_STORAGE_URL = f"s3://{bucket}/vault?endpoint={moto_endpoint}&region=us-east-1"  # type: ignore[attr-defined]
     config.reset_caches()
     keystore.forget_cached_keys()
@@ -60,7 +65,7 @@ def handover(request: pytest.FixtureRequest, s3_vault: str, settings: Any) -> It
 
 
 def _objects(bucket: str, endpoint: str) -> dict[str, int]:
-    listing = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").list_objects_v2(Bucket=bucket)
+    listing = _s3(endpoint).list_objects_v2(Bucket=bucket)
     return {item["Key"]: item["Size"] for item in listing.get("Contents", [])}
 
 
@@ -126,7 +131,7 @@ def test_s3_moto_server_http_loopback_what_a_crashed_request_staged_past_the_off
     url = _create(api, len(content))
     assert _patch(api, url, 0, content[: 3 * MiB]).status_code == 204
     upload = Upload.objects.get()
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    s3 = _s3(moto_endpoint)
     key = f"vault/{part_name(str(upload.pk), 0)}"
     committed = s3.get_object(Bucket=s3_vault, Key=key)["Body"].read()
     assert len(committed) == upload.ciphertext_offset
@@ -145,7 +150,7 @@ def test_s3_moto_server_http_loopback_a_lost_part_ends_the_upload_with_410(
     url = _create(api, len(content))
     assert _patch(api, url, 0, content[:MiB]).status_code == 204
     upload = Upload.objects.get()
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    s3 = _s3(moto_endpoint)
     s3.delete_object(Bucket=s3_vault, Key=f"vault/{part_name(str(upload.pk), 0)}")
     response = _patch(api, url, MiB, content[MiB:])
     assert response.status_code == 410
