@@ -267,7 +267,7 @@ VAULT_KEY_PROVIDER = env("CASEBRIDGE_KEY_PROVIDER", "local:")
 VAULT_STORAGE_URL = env("CASEBRIDGE_STORAGE_URL", f"file://{HOME / 'blobs'}")
 VAULT_MAX_UPLOAD_BYTES = envint("CASEBRIDGE_MAX_UPLOAD_BYTES", 5 * 1024**3)
 VAULT_UPLOAD_EXPIRY_SECONDS = envint("CASEBRIDGE_UPLOAD_EXPIRY_SECONDS", 24 * 3600)
-# Where clients reach the transfer server that streams downloads (casebridge/transfer/); empty:
+# Where clients reach the transfer server that moves download and upload bytes (casebridge/transfer/); empty:
 # https://<PUBLIC_URL's host>:<its port>, as `casebridge serve` starts it. Set it behind a proxy.
 TRANSFER_URL = env("CASEBRIDGE_TRANSFER_URL")
 VAULT_CLAMD = env("CASEBRIDGE_CLAMD")  # e.g. unix:///run/clamav/clamd.ctl; scanning is off when empty
