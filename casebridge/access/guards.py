@@ -15,8 +15,9 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from casebridge.access import policy
+from casebridge.access.requests import principal_of
 from casebridge.access.roles import Perm
-from casebridge.core import context
+from casebridge.orgs.models import Organization
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 ACCESS_ATTR = "casebridge_access"
@@ -88,29 +89,18 @@ def org_permission(perm: Perm, *, allow_token: bool = False) -> Callable[[View],
             token = getattr(request, "api_token", None)
             if token is not None and not allow_token:
                 raise PermissionDenied("this page is not available to API tokens")
-            actor = getattr(request, "actor", None)
-            if actor is None:
+            principal = principal_of(request)
+            if principal is None:
                 return redirect_to_login(request.get_full_path())
+            organization = Organization.objects.filter(slug=org).first()
             try:
-                access = policy.organization_for(actor, org, perm, token)
+                access = principal.enter(organization, perm, via=view.__name__)
             except policy.Forbidden as exc:
                 raise PermissionDenied(str(exc)) from exc
             request.org_access = access  # type: ignore[attr-defined]
-            ctx = context.current()
-            if ctx is not None:
-                ctx.emergency_access = access.emergency
             if token is None:
                 request.session["current_org"] = access.organization.slug
                 request.session[SESSION_IDLE] = access.organization.idle_timeout_seconds
-            if access.emergency is not None and access.uses_emergency(perm):
-                from casebridge.audit.api import record
-
-                record(
-                    "breakglass.used",
-                    actor=actor,
-                    organization=access.organization,
-                    details={"permission": perm.value, "view": view.__name__},
-                )
             return view(request, *args, **kwargs)
 
         setattr(wrapper, ACCESS_ATTR, perm.value)

@@ -14,12 +14,13 @@ from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
+from casebridge.access.principal import Principal
 from casebridge.access.roles import EMERGENCY_PERMISSIONS, SCOPE_FOR_PERM, Perm, permissions_for
 from casebridge.accounts.models import ApiToken, ServiceAccount, User
 from casebridge.cases.models import Case
 from casebridge.cases.models import Status as CaseStatus
 from casebridge.orgs.models import Connection, ConnectionStatus, EmergencyAccess, Membership, Organization
-from casebridge.vault.models import StoredObject
+from casebridge.vault.models import StoredObject, Upload
 
 M = TypeVar("M", bound=Model)
 
@@ -100,16 +101,6 @@ def resolve(actor: Any, organization: Organization, token: ApiToken | None = Non
     return access
 
 
-def organization_for(actor: Any, slug: str, perm: Perm, token: ApiToken | None = None) -> OrgAccess:
-    """Load the organization named in a URL for this actor, or 404; 403 if the role lacks perm."""
-    organization = Organization.objects.filter(slug=slug).first()
-    access = resolve(actor, organization, token) if organization is not None else None
-    if access is None:
-        raise Http404("no such organization")
-    access.require(perm)
-    return access
-
-
 def scoped_get(queryset: QuerySet[M], **lookup: Any) -> M:
     """Fetch one object from a queryset already limited to what the actor may see, or 404."""
     obj = queryset.filter(**lookup).first()
@@ -159,35 +150,45 @@ def _case_file_filter(accesses: list[OrgAccess]) -> Q:
     return condition
 
 
-def readable_files(actor: Any, token: ApiToken | None = None) -> QuerySet[StoredObject]:
-    """Files an actor may read: their own uploads not yet attached to a case, and every file of
-    the cases they may see (the parties of the case, within its access window)."""
-    live = StoredObject.objects.filter(destroyed_at__isnull=True)
-    if isinstance(actor, ServiceAccount):
-        if not actor.is_active:
-            return live.none()
-        own = Q(created_by_service=actor, organization=actor.organization_id, attached_at__isnull=True)
-        access = resolve(actor, actor.organization, token)
-        return live.filter(own | _case_file_filter([access] if access else []))
-    if isinstance(actor, User) and actor.is_active:
-        orgs = list(organizations_of(actor))
-        if token is not None:
-            orgs = [o for o in orgs if o.pk == token.organization_id]
-        accesses = [a for a in (resolve(actor, o, token) for o in orgs) if a is not None]
-        own = Q(created_by=actor, organization__in=[a.organization for a in accesses], attached_at__isnull=True)
-        return live.filter(own | _case_file_filter(accesses)).distinct()
-    return live.none()
-
-
-def destroyable_files(actor: Any) -> QuerySet[StoredObject]:
-    """Files an actor may crypto-shred: their own, or any of an organization they administer."""
-    if not isinstance(actor, User) or not actor.is_active:
-        return StoredObject.objects.none()
-    administered = [
-        m.organization_id
-        for m in Membership.objects.filter(user=actor, is_active=True)
-        if Perm.FILES_DESTROY in permissions_for(m.role)
+def readable_files(principal: Principal, organization: Organization | None = None) -> QuerySet[StoredObject]:
+    """Files a principal may read (in `organization`, or in any it acts for): its own uploads not
+    yet attached to a case, and every file of the cases it may see (the parties of the case,
+    within its access window). A credential that may neither see cases nor upload reads none."""
+    accesses = [
+        a
+        for a in principal.accesses()
+        if (organization is None or a.organization.pk == organization.pk)
+        and (a.has(Perm.CASES_VIEW) or a.has(Perm.FILES_UPLOAD))
     ]
-    return StoredObject.objects.filter(destroyed_at__isnull=True).filter(
-        Q(created_by=actor) | Q(organization_id__in=administered)
-    )
+    own = principal.owns() & Q(organization__in=[a.organization for a in accesses], attached_at__isnull=True)
+    return StoredObject.objects.filter(destroyed_at__isnull=True).filter(own | _case_file_filter(accesses)).distinct()
+
+
+def destroyable_files(principal: Principal) -> QuerySet[StoredObject]:
+    """Files a principal may crypto-shred.
+
+    - An upload not yet attached to a case: its uploader, while they may upload in its
+      organization (a token needs `cases:write`), or an owner/admin of that organization.
+    - A file attached to a case is part of the patient's record, which the practice keeps: only
+      an owner/admin of the practice that owns the case (in person: destroying needs a permission
+      no token scope grants), and only while the case is theirs to see. Retention rules and legal
+      holds will add when it must or must not go.
+    """
+    condition = Q(pk__in=[])
+    for access in principal.accesses():
+        org = access.organization
+        unattached = Q(organization=org, attached_at__isnull=True)
+        if access.has(Perm.FILES_UPLOAD):
+            condition |= principal.owns() & unattached
+        if access.has(Perm.FILES_DESTROY):
+            condition |= unattached
+            condition |= Q(attachment__case__in=visible_cases(access).filter(practice=org).values("pk"))
+    return StoredObject.objects.filter(destroyed_at__isnull=True).filter(condition)
+
+
+def owned_uploads(principal: Principal) -> QuerySet[Upload]:
+    """Uploads in progress a principal may go on with (HEAD, PATCH, lease, DELETE): the ones it
+    started, in an organization where its credential may still upload. A token of another
+    organization, a missing scope or an ended membership leaves nothing."""
+    organizations = [a.organization for a in principal.accesses(Perm.FILES_UPLOAD)]
+    return Upload.objects.filter(principal.owns(), organization__in=organizations)

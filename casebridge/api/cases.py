@@ -23,7 +23,8 @@ from pydantic import AfterValidator, StringConstraints, field_validator, model_v
 
 from casebridge.access import policy
 from casebridge.access.policy import OrgAccess, case_for, visible_cases
-from casebridge.access.requests import actor_of, api_token_of
+from casebridge.access.principal import Principal
+from casebridge.access.requests import principal_of
 from casebridge.access.roles import Perm
 from casebridge.accounts.models import User
 from casebridge.audit.api import record, record_many
@@ -39,7 +40,6 @@ from casebridge.cases.models import (
     Status,
 )
 from casebridge.cases.templates import TEMPLATES, missing
-from casebridge.core import context
 from casebridge.orgs.models import Organization
 
 router = Router(tags=["cases"])
@@ -289,32 +289,15 @@ class CaseFilters(Schema):
 # --- who is asking ------------------------------------------------------------------------
 def caller_access(request: HttpRequest, perm: Perm = Perm.CASES_VIEW) -> OrgAccess:
     """The caller's access in the token's organization (or the session's), 403 without `perm`."""
-    actor = actor_of(request)
-    token = api_token_of(request)
-    if token is not None:
-        organization: Organization | None = token.organization
-    else:
-        slug = request.session.get("current_org", "")
-        organization = policy.organizations_of(actor).filter(slug=slug).first() if slug else None
-        if organization is None:
-            mine = list(policy.organizations_of(actor)[:2])
-            organization = mine[0] if len(mine) == 1 else None
-        if organization is None:
-            raise HttpError(400, "Open the organization in CaseBridge first, or use an API token.")
-    access = policy.resolve(actor, organization, token) if organization is not None else None
-    if access is None:
+    principal = principal_of(request)
+    if principal is None:
         raise Http404("no such organization")
-    access.require(perm)
-    ctx = context.current()
-    if ctx is not None:
-        ctx.emergency_access = access.emergency
-    if access.emergency is not None and access.uses_emergency(perm):
-        record(
-            "breakglass.used",
-            actor=actor,
-            organization=access.organization,
-            details={"permission": perm.value, "view": "api"},
-        )
+    organization = principal.default_organization(
+        "" if principal.token is not None else request.session.get("current_org", "")
+    )
+    if organization is None and principal.token is None:
+        raise HttpError(400, "Open the organization in CaseBridge first, or use an API token.")
+    access: OrgAccess = principal.enter(organization, perm, via="api")
     return access
 
 
@@ -635,7 +618,9 @@ def list_attachments(request: HttpRequest, number: CaseNumber) -> list[dict[str,
 )
 def add_attachment(request: HttpRequest, number: CaseNumber, body: AttachmentIn) -> Reply:
     access, case = _case(request, number)
-    own_uploads = policy.readable_files(access.actor, access.token).filter(attached_at__isnull=True)
+    own_uploads = policy.readable_files(Principal(access.actor, access.token), access.organization).filter(
+        attached_at__isnull=True
+    )
     stored = own_uploads.filter(pk=body.file_id).first()
     if stored is None:
         raise ValidationError({"file_id": ["No finished upload of yours has that id."]})

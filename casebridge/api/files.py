@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import json
 
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 
 from casebridge.access import policy
-from casebridge.access.requests import actor_of, api_token_of
+from casebridge.access.principal import Principal
+from casebridge.access.requests import actor_of, principal_of
 from casebridge.api.auth import api_actor, problem
 from casebridge.audit.api import record
+from casebridge.cases import actions as case_actions
 from casebridge.cases.models import Attachment
 from casebridge.vault import api as vault
 from casebridge.vault.http import ByteRange, version_response
 from casebridge.vault.models import ObjectVersion, StoredObject
 
 
+def _principal(request: HttpRequest) -> Principal:
+    principal = principal_of(request)
+    assert principal is not None  # api_actor: someone is signed in or sent a token
+    return principal
+
+
 def _file(request: HttpRequest, file_id: str) -> StoredObject | None:
-    return policy.readable_files(actor_of(request), api_token_of(request)).filter(pk=file_id).first()
+    return policy.readable_files(_principal(request)).filter(pk=file_id).first()
 
 
 @api_actor
@@ -88,25 +97,32 @@ def file_detail(request: HttpRequest, file_id: str) -> HttpResponseBase:
 
 
 def _destroy(request: HttpRequest, file_id: str) -> HttpResponseBase:
-    stored = policy.destroyable_files(actor_of(request)).filter(pk=file_id).first()
+    principal = _principal(request)
+    stored = policy.destroyable_files(principal).filter(pk=file_id).first()
     if stored is None:
         if _file(request, file_id) is not None:
-            return problem(403, "Forbidden", "Only the uploader or an administrator can destroy a file.")
+            return problem(
+                403,
+                "Forbidden",
+                "Only its uploader or an owner/administrator can destroy an upload; a file attached to a case "
+                "only an owner or administrator of the practice, signed in.",
+            )
         return problem(404, "Not Found", "no such file")
     try:
         reason = str(json.loads(request.body or b"{}").get("reason", ""))
     except (ValueError, AttributeError):
         reason = ""
-    if len(reason.strip()) < 5:
+    try:
+        case_actions.destroy_file(principal, stored, reason=reason)
+    except ValidationError:
         return problem(400, "Bad Request", 'Give a reason (JSON body {"reason": "..."}); it is kept in the audit log.')
-    vault.destroy_object(stored, actor=actor_of(request), reason=reason)
     return HttpResponse(status=204)
 
 
 @api_actor
 def file_list(request: HttpRequest) -> HttpResponseBase:
     """The caller's own files, newest first, cursor-paginated (?before=<created_at ISO>)."""
-    files = policy.readable_files(actor_of(request), api_token_of(request)).order_by("-created_at", "-pk")
+    files = policy.readable_files(_principal(request)).order_by("-created_at", "-pk")
     before = request.GET.get("before")
     if before:
         files = files.filter(created_at__lt=before)

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.urls import reverse
 from django.utils.http import http_date
@@ -18,7 +18,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from casebridge.access import policy
 from casebridge.access.guards import FROM_TRANSFER_SERVER, public, transfer_server_only
-from casebridge.access.requests import actor_of, api_token_of
+from casebridge.access.principal import Principal
+from casebridge.access.requests import principal_of
 from casebridge.access.roles import Perm
 from casebridge.api.auth import answers_options, api_actor, problem
 from casebridge.audit.models import Outcome
@@ -99,25 +100,24 @@ def _content_length(request: HttpRequest) -> int:
         raise uploads.UploadError("Content-Length must be a number.") from None
 
 
-def _organization(request: HttpRequest, actor: Any, meta: dict[str, str]) -> Organization:
-    token = api_token_of(request)
-    if token is not None:
-        organization = token.organization
+def _organization(request: HttpRequest, principal: Principal, meta: dict[str, str]) -> Organization:
+    """The organization an upload is created in: the token's own, else the one named in the
+    metadata (or the session's current one, or the person's only one); entered like any other
+    request, so scope, membership and emergency bookkeeping are those of every sibling."""
+    if principal.token is not None:
+        organization = principal.default_organization()
     else:
-        slug = meta.get("organization") or request.session.get("current_org", "")
-        found = Organization.objects.filter(slug=slug).first() if slug else None
-        if found is None:
-            orgs = list(policy.organizations_of(actor)[:2])
-            found = orgs[0] if len(orgs) == 1 else None
-        if found is None:
+        named = meta.get("organization") or request.session.get("current_org", "")
+        organization = principal.default_organization(named)
+        if organization is None and not meta.get("organization"):
             raise uploads.UploadError("Name the organization in the 'organization' metadata.", 400)
-        organization = found
-    access = policy.resolve(actor, organization, token)
-    if access is None:
-        raise uploads.UploadError("no such organization", 404)
-    if not access.has(Perm.FILES_UPLOAD):
-        raise uploads.UploadError("Your role (or token scope) does not allow uploading files.", 403)
-    return organization
+    try:
+        access = principal.enter(organization, Perm.FILES_UPLOAD, via="upload")
+    except Http404:
+        raise uploads.UploadError("no such organization", 404) from None
+    except policy.Forbidden:
+        raise uploads.UploadError("Your role (or token scope) does not allow uploading files.", 403) from None
+    return access.organization
 
 
 def _patch_terms(
@@ -174,7 +174,9 @@ def upload_collection(request: HttpRequest) -> HttpResponseBase:
     bad = _check_version(request)
     if bad:
         return bad
-    actor = actor_of(request)
+    principal = principal_of(request)
+    assert principal is not None  # api_actor: someone is signed in or sent a token
+    actor = principal.actor
     try:
         if "Upload-Defer-Length" in request.headers:
             raise uploads.UploadError("Upload-Defer-Length is not supported: send Upload-Length.")
@@ -183,10 +185,10 @@ def upload_collection(request: HttpRequest) -> HttpResponseBase:
         except (KeyError, ValueError):
             raise uploads.UploadError("Send the Upload-Length header (total bytes).") from None
         meta = _metadata(request.headers.get("Upload-Metadata", ""))
-        organization = _organization(request, actor, meta)
+        organization = _organization(request, principal, meta)
         stored = None
         if meta.get("file"):
-            stored = policy.readable_files(actor).filter(pk=_uuid(meta["file"]), organization=organization).first()
+            stored = policy.readable_files(principal, organization).filter(pk=_uuid(meta["file"])).first()
             if stored is None:
                 raise uploads.UploadGone("no such file")
         upload = uploads.create_upload(organization=organization, actor=actor, length=length, stored_object=stored)
@@ -220,8 +222,10 @@ def upload_resource(request: HttpRequest, upload_id: str) -> HttpResponseBase:
     bad = _check_version(request)
     if bad and request.method != "HEAD":
         return bad
-    actor = actor_of(request)
-    upload = uploads.owned_uploads(actor).filter(pk=upload_id).first()
+    principal = principal_of(request)
+    assert principal is not None  # api_actor: someone is signed in or sent a token
+    actor = principal.actor
+    upload = policy.owned_uploads(principal).filter(pk=upload_id).first()
     if upload is None:
         return _error(404, "no such upload")
     try:
@@ -253,7 +257,8 @@ def upload_resource(request: HttpRequest, upload_id: str) -> HttpResponseBase:
 def upload_lease(request: HttpRequest, upload_id: str) -> HttpResponseBase:
     if not request.META.get(FROM_TRANSFER_SERVER) or request.method != "POST":
         return problem(404, "Not Found", "no such upload")
-    upload = uploads.owned_uploads(actor_of(request)).filter(pk=upload_id).first()
+    principal = principal_of(request)
+    upload = policy.owned_uploads(principal).filter(pk=upload_id).first() if principal is not None else None
     if upload is None:
         return _error(404, "no such upload")
     bad = _check_version(request)
@@ -316,5 +321,9 @@ def _commit(upload: Upload, token: str, data: dict[str, Any]) -> HttpResponseBas
         return _error(410, uploads.STAGING_LOST)
     if outcome != "appended":
         return _error(500, "The transfer failed; ask for the upload's offset and resume.")
+    if actor is None or not policy.owned_uploads(Principal(actor)).filter(pk=upload.pk).exists():
+        # The membership ended while the body was in flight: nothing it carried becomes a file.
+        uploads.terminate(upload, actor=actor, reason="membership ended", outcome=Outcome.DENIED)
+        return _error(403, "Your membership of this organization has ended.")
     result = uploads.commit(upload, token, actor, Appended.from_wire(data))
     return _upload_headers(HttpResponse(status=204), result.upload)

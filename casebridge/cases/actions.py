@@ -14,7 +14,8 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from casebridge.access.policy import OrgAccess, organization_connection
+from casebridge.access.policy import Forbidden, OrgAccess, destroyable_files, organization_connection
+from casebridge.access.principal import Principal
 from casebridge.access.roles import Perm, Role
 from casebridge.accounts.models import NotifyTopic, User
 from casebridge.audit.api import record
@@ -41,6 +42,7 @@ from casebridge.core.mail import absolute_url, queue_mail
 from casebridge.imaging.ingest import clean_on_ingest
 from casebridge.imaging.sanitize import SanitizeError
 from casebridge.orgs.models import ConnectionStatus, Membership, Organization, OrgKind
+from casebridge.vault import api as vault
 from casebridge.vault.models import StoredObject
 
 # Which statuses a lab may move a case to, from which.
@@ -655,3 +657,27 @@ def mark_read(user: User, case: Case) -> int:
         [MessageRead(message=m, user=user) for m in unread], ignore_conflicts=True
     )
     return len(created)
+
+
+def destroy_file(principal: Principal, stored: StoredObject, *, reason: str) -> None:
+    """Crypto-shred a file the principal may destroy (`policy.destroyable_files`: the uploader or
+    an administrator for an upload not yet attached; the practice's owners and admins for a file
+    of a case). A file of a case is part of the patient's record: the destruction is recorded in
+    the practice's log with the patient reference, whichever side uploaded it."""
+    if not destroyable_files(principal).filter(pk=stored.pk).exists():
+        raise Forbidden(Perm.FILES_DESTROY)
+    if len(reason.strip()) < 5:
+        raise ValidationError("Give a reason of a few words; it is kept in the audit log.")
+    attachment = Attachment.objects.filter(stored_object=stored).select_related("case").first()
+    if attachment is None:
+        vault.destroy_object(stored, actor=principal.actor, reason=reason)
+        return
+    case = attachment.case
+    vault.destroy_object(
+        stored,
+        actor=principal.actor,
+        reason=reason,
+        record_in=case.practice_id,
+        patient_ref=_patient_ref(case),
+        details={"case": case.number, "uploaded_in": str(stored.organization_id)},
+    )

@@ -21,7 +21,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from casebridge.access.guards import org_permission
 from casebridge.access.policy import Forbidden, OrgAccess, case_for, readable_files, scoped_get, visible_cases
-from casebridge.access.requests import org_access_of, user_of
+from casebridge.access.principal import Principal
+from casebridge.access.requests import org_access_of, principal_of, user_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.cases import actions, queries, shades, teeth
@@ -591,13 +592,21 @@ def case_files(request: HttpRequest, number: str) -> HttpResponse:
     return render(request, "cases/_files.html", {"case": case, "oob": True, **_files_context(access, case)})
 
 
+def _principal(request: HttpRequest) -> Principal:
+    principal = principal_of(request)
+    assert principal is not None  # org_permission: someone signed in
+    return principal
+
+
 @require_POST
 @org_permission(Perm.CASES_VIEW)
 def case_attach(request: HttpRequest, number: str) -> HttpResponse:
     """Attach one finished upload (by its CaseBridge-File-Id) to the case, with kind and label."""
     access = _access(request)
     case = case_for(access, number)
-    stored = scoped_get(readable_files(access.actor), pk=_uuid_or_none(request.POST.get("file", "")))
+    stored = scoped_get(
+        readable_files(_principal(request), access.organization), pk=_uuid_or_none(request.POST.get("file", ""))
+    )
     try:
         attachment = actions.attach_file(
             access, case, stored, kind=request.POST.get("kind", ""), label=request.POST.get("label", "")

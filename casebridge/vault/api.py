@@ -107,9 +107,19 @@ def read_version(version: ObjectVersion, start: int = 0, end: int | None = None)
     )
 
 
-def destroy_object(stored_object: StoredObject, *, actor: Any, reason: str) -> None:
+def destroy_object(
+    stored_object: StoredObject,
+    *,
+    actor: Any,
+    reason: str,
+    record_in: Any = None,
+    patient_ref: str = "",
+    details: dict[str, Any] | None = None,
+) -> None:
     """Crypto-shred: wrapped DEKs first (the content is unrecoverable from then on), then the
-    ciphertext; the destruction record names what was destroyed without any of its content."""
+    ciphertext; the destruction record names what was destroyed without any of its content. The
+    caller says whose record the file was part of (`record_in`, `patient_ref`): the vault does
+    not know cases. Who may destroy what is `access.policy.destroyable_files`."""
     reason = reason.strip()
     if not reason:
         raise ValueError("a reason is required to destroy a file")
@@ -124,11 +134,13 @@ def destroy_object(stored_object: StoredObject, *, actor: Any, reason: str) -> N
         record(
             "file.destroyed",
             actor=actor,
-            organization=locked.organization_id,
+            organization=record_in or locked.organization_id,
             target=locked,
+            patient_ref=patient_ref,
             details={
                 "reason": reason,
                 "versions": [{"version": v.version, "sha256": v.sha256, "size": v.size} for v in versions],
+                **(details or {}),
             },
         )
     store = blob_store()

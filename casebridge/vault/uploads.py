@@ -95,15 +95,6 @@ def _owner_fields(actor: Any) -> dict[str, Any]:
     return {"created_by": actor, "created_by_service": None}
 
 
-def owned_uploads(actor: Any) -> Any:
-    """Uploads are private to whoever started them (person or service account)."""
-    if isinstance(actor, ServiceAccount):
-        return Upload.objects.filter(created_by_service=actor)
-    if isinstance(actor, User):
-        return Upload.objects.filter(created_by=actor)
-    return Upload.objects.none()
-
-
 # --- tail encryption ----------------------------------------------------------------------
 def _tail_key(dek: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"casebridge/upload-tail").derive(dek)

@@ -23,7 +23,7 @@ UPLOAD_CHUNK_BYTES = 32 << 20
 
 def _recent(request: HttpRequest) -> dict[str, object]:
     access: OrgAccess = org_access_of(request)
-    return {"files": recent_files(access.actor, access.organization)}
+    return {"files": recent_files(access)}
 
 
 @org_permission(Perm.FILES_UPLOAD)

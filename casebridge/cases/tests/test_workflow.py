@@ -12,6 +12,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from casebridge.access.policy import OrgAccess, case_for, readable_files, resolve
+from casebridge.access.principal import Principal
 from casebridge.audit.models import Event
 from casebridge.cases import actions
 from casebridge.cases.actions import ItemInput
@@ -149,8 +150,8 @@ def test_the_whole_story(world: Personas, django_capture_on_commit_callbacks) ->
     Case.objects.filter(pk=case.pk).update(lab_access_until=timezone.now() - timedelta(seconds=1))
     with pytest.raises(Http404):
         case_for(lab, case.number)
-    assert not readable_files(world.lab_manager).filter(attachment__case=case).exists()
-    assert readable_files(world.members["clinician"]).filter(attachment__case=case).count() == 6
+    assert not readable_files(Principal(world.lab_manager)).filter(attachment__case=case).exists()
+    assert readable_files(Principal(world.members["clinician"])).filter(attachment__case=case).count() == 6
 
 
 def test_labs_never_see_drafts_or_other_labs_cases(world: Personas) -> None:
@@ -165,7 +166,7 @@ def test_labs_never_see_drafts_or_other_labs_cases(world: Personas) -> None:
     assert access is not None
     with pytest.raises(Http404):
         case_for(access, case.number)
-    assert not readable_files(stranger).filter(attachment__case=case).exists()
+    assert not readable_files(Principal(stranger)).filter(attachment__case=case).exists()
 
 
 def test_the_practice_can_revoke_the_labs_access_at_any_time(world: Personas) -> None:

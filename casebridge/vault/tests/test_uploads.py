@@ -472,10 +472,11 @@ def test_only_the_uploader_or_an_administrator_can_destroy(personas: Personas, v
     staff = _client(personas, "staff")
     file_id = _upload(staff, binary_stl(5000))
     from casebridge.access.policy import destroyable_files
+    from casebridge.access.principal import Principal
 
-    assert destroyable_files(personas.members["clinician"]).filter(pk=file_id).count() == 0
-    assert destroyable_files(personas.members["admin"]).filter(pk=file_id).count() == 1
-    assert destroyable_files(personas.outsider).filter(pk=file_id).count() == 0
+    assert destroyable_files(Principal(personas.members["clinician"])).filter(pk=file_id).count() == 0
+    assert destroyable_files(Principal(personas.members["admin"])).filter(pk=file_id).count() == 1
+    assert destroyable_files(Principal(personas.outsider)).filter(pk=file_id).count() == 0
 
 
 def test_malware_is_refused_before_anyone_can_see_it(api: Client, clamd: Clamd, settings) -> None:  # type: ignore[no-untyped-def]
