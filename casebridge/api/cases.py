@@ -295,7 +295,7 @@ def caller_access(request: HttpRequest, perm: Perm = Perm.CASES_VIEW) -> OrgAcce
     organization = principal.default_organization(
         "" if principal.token is not None else request.session.get("current_org", "")
     )
-    if organization is None and principal.token is None:
+    if organization is None and len(principal.organizations()) > 1:
         raise HttpError(400, "Open the organization in CaseBridge first, or use an API token.")
     access: OrgAccess = principal.enter(organization, perm, via="api")
     return access

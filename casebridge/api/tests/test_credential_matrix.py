@@ -1,0 +1,591 @@
+"""Every state-changing operation against every kind of wrong credential.
+
+Each row of OPERATIONS is one operation a person or an integration can perform (REST API, tus,
+the transfer server's lease, the organization's web pages). Each is tried
+
+- with the right credential, which must succeed: it proves the request itself is well formed, so
+  a refusal below comes from the credential and nothing else;
+- and with each kind of wrong one: nobody, a token whose scopes do not reach it, a token made for
+  another organization the same person belongs to, a member whose membership was deactivated and
+  who signed in again, the lab after the practice revoked its access, a member of another
+  organization, and a perfectly good token where only a person signed in with MFA may act. Every
+  wrong one must be refused (401/403/404, or sent to sign in) and change nothing.
+
+The coverage tests at the end fail when a URL or an OpenAPI operation has no row here (or no
+stated reason for having none): a new operation cannot ship untested against credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pytest
+from django.apps import apps
+from django.conf import settings
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
+
+from casebridge.accounts.actions import create_api_token
+from casebridge.accounts.models import ServiceAccount, User
+from casebridge.api.tests.conftest import World, draft_body, ready_case
+from casebridge.core.testing import add_member, make_org, signed_in_client
+from casebridge.orgs.models import Connection, EmergencyAccess, Invitation, Membership
+from casebridge.transfer.tickets import internal_key
+from casebridge.vault.tests.samples import binary_stl
+
+pytestmark = pytest.mark.django_db
+
+ALL_SCOPES = ["org:read", "audit:read", "cases:read", "cases:write"]
+READ_SCOPES = ["org:read", "audit:read", "cases:read"]
+TUS = {"HTTP_TUS_RESUMABLE": "1.0.0"}
+UPLOAD_BYTES = binary_stl(4000)
+
+
+# --- the world each row starts from -----------------------------------------------------------
+@dataclass
+class Ctx:
+    world: World
+    number: str = ""
+    attached_file: str = ""  # a file of the case
+    own_file: str = ""  # a finished upload of the practice's owner, not attached
+    upload: str = ""  # an upload of the owner in progress
+    link: str = ""  # an external link of the case
+    ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def practice(self) -> str:
+        return self.world.practice.slug
+
+    @property
+    def lab(self) -> str:
+        return self.world.lab.slug
+
+
+# The case's life, step by step: (stage reached, side acting, operation, body).
+LIFE: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("submitted", "practice", "submit", {}),
+    ("received", "lab", "receive", {}),
+    ("on_hold", "lab", "hold", {"question": "A2 or A3?"}),
+    ("answered", "practice", "answer", {"answer": "A2, please."}),
+    ("in_design", "lab", "status", {"status": "in_design"}),
+    ("design_attached", "lab", "attachments", {"kind": "design"}),
+    ("design_requested", "lab", "design-approval", {"note": "v1"}),
+    ("design_approved", "practice", "design-decision", {"approve": True}),
+    ("in_production", "lab", "status", {"status": "in_production"}),
+    ("quality_check", "lab", "status", {"status": "quality_check"}),
+    ("shipped", "lab", "status", {"status": "shipped", "tracking_number": "1Z999"}),
+    ("delivered", "lab", "status", {"status": "delivered"}),
+    ("completed", "lab", "complete", {}),
+]
+
+
+def _world_at(world: World, stage: str | None) -> Ctx:
+    ctx = Ctx(world)
+    owner = world.api("owner")
+    ctx.own_file = world.upload("owner")
+    created = Client(HTTP_AUTHORIZATION=f"Bearer {world.token('owner', ALL_SCOPES)}", **TUS).post(
+        "/api/v1/uploads/", HTTP_UPLOAD_LENGTH=str(len(UPLOAD_BYTES))
+    )
+    assert created.status_code == 201, created.content
+    ctx.upload = created["Location"].rstrip("/").rsplit("/", 1)[1]
+    if stage is None:
+        return ctx
+    ctx.number = ready_case(world)  # by a clinician, with their uploads
+    ctx.attached_file = owner.get(f"cases/{ctx.number}/attachments").json()[0]["file_id"]
+    lab = world.api("technician")
+    for reached, side, operation, body in LIFE:
+        if stage == "draft":
+            break
+        api = owner if side == "practice" else lab
+        if operation == "attachments":
+            body = {**body, "file_id": world.upload("technician")}
+        response = api.post(f"cases/{ctx.number}/{operation}", body)
+        assert response.status_code in (200, 201), (reached, response.content)
+        if reached == "submitted":
+            link = owner.post(
+                f"cases/{ctx.number}/links",
+                {"files": [ctx.attached_file], "recipient_email": "dr.who@referral.test", "purpose": "second opinion"},
+            )
+            assert link.status_code == 201, link.content
+            ctx.link = link.json()["id"]
+        if reached == stage:
+            break
+    return ctx
+
+
+# --- operations -----------------------------------------------------------------------------
+@dataclass
+class Op:
+    """One operation: where it is, what the right credential sends, and what success is."""
+
+    name: str  # the URL pattern's name
+    method: str
+    path: Callable[[Ctx], str]
+    stage: str | None = None  # the case's stage before the request (None: no case needed)
+    body: Callable[[Ctx], Any] = lambda ctx: {}
+    ok: tuple[int, ...] = (200,)
+    side: str = "practice"  # whose person acts: the practice's owner or the lab's technician
+    session_only: bool = False  # only a person signed in with MFA may do it: tokens are refused
+    kind: str = "api"  # api (JSON), tus, lease, web (form)
+    headers: Callable[[Ctx], dict[str, str]] = lambda ctx: {}
+    # Creates something new in the caller's own organization and touches nothing existing: a
+    # credential of another organization rightly creates it there, so only the kinds that have no
+    # organization to act for apply.
+    creates: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}:{self.method}:{self.stage or '-'}"
+
+
+def _case(suffix: str = "") -> Callable[[Ctx], str]:
+    return lambda ctx: f"/api/v1/cases/{ctx.number}{suffix}"
+
+
+def _org(suffix: str, side: str = "practice") -> Callable[[Ctx], str]:
+    return lambda ctx: f"/o/{ctx.practice if side == 'practice' else ctx.lab}/{suffix.format(ctx=ctx)}"
+
+
+def _meta(**values: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
+
+
+def _patch_headers(ctx: Ctx) -> dict[str, str]:
+    return {"HTTP_UPLOAD_OFFSET": "0", "CONTENT_TYPE": "application/offset+octet-stream"}
+
+
+def _lease_headers(ctx: Ctx) -> dict[str, str]:
+    return {
+        "HTTP_CASEBRIDGE_TRANSFER_KEY": internal_key(settings.SECRET_KEY).hex(),
+        "HTTP_CASEBRIDGE_BODY_TYPE": "application/offset+octet-stream",
+        "HTTP_CASEBRIDGE_BODY_LENGTH": str(len(UPLOAD_BYTES)),
+        "HTTP_UPLOAD_OFFSET": "0",
+    }
+
+
+OPERATIONS: list[Op] = [
+    # cases, REST API
+    Op(
+        "create_case",
+        "POST",
+        lambda ctx: "/api/v1/cases",
+        body=lambda ctx: draft_body(ctx.world),
+        ok=(201,),
+        creates=True,
+    ),
+    Op("update_case", "PATCH", _case(), "draft", body=lambda ctx: {"notes": "Light contacts"}),
+    Op("submit_case", "POST", _case("/submit"), "draft"),
+    Op("receive_case", "POST", _case("/receive"), "submitted", side="lab"),
+    Op("change_status", "POST", _case("/status"), "received", body=lambda ctx: {"status": "in_design"}, side="lab"),
+    Op("request_design_approval", "POST", _case("/design-approval"), "design_attached", side="lab"),
+    Op("decide_design", "POST", _case("/design-decision"), "design_requested", body=lambda ctx: {"approve": True}),
+    Op("hold_case", "POST", _case("/hold"), "received", body=lambda ctx: {"question": "Which shade?"}, side="lab"),
+    Op("answer_hold", "POST", _case("/answer"), "on_hold", body=lambda ctx: {"answer": "A2."}),
+    Op("complete_case", "POST", _case("/complete"), "delivered", side="lab"),
+    Op("archive_case", "POST", _case("/archive"), "completed"),
+    Op("revoke_lab_access", "POST", _case("/revoke-lab-access"), "submitted"),
+    Op("remake_case", "POST", _case("/remake"), "completed", body=lambda ctx: {"reason": "open margin"}, ok=(201,)),
+    Op(
+        "add_attachment",
+        "POST",
+        _case("/attachments"),
+        "draft",
+        body=lambda ctx: {"file_id": ctx.own_file, "kind": "scan", "label": "upper"},
+        ok=(201,),
+    ),
+    Op("post_message", "POST", _case("/messages"), "submitted", body=lambda ctx: {"body": "hello"}, ok=(201,)),
+    Op(
+        "create_link",
+        "POST",
+        _case("/links"),
+        "submitted",
+        body=lambda ctx: {"files": [ctx.attached_file], "recipient_email": "pt@example.test", "purpose": "copy"},
+        ok=(201,),
+    ),
+    Op("revoke_link", "POST", lambda ctx: f"/api/v1/cases/{ctx.number}/links/{ctx.link}/revoke", "submitted"),
+    # files
+    Op(
+        "file_detail",
+        "DELETE",
+        lambda ctx: f"/api/v1/files/{ctx.own_file}",
+        body=lambda ctx: {"reason": "uploaded by mistake"},
+        ok=(204,),
+    ),
+    Op(
+        "file_detail",
+        "DELETE",
+        lambda ctx: f"/api/v1/files/{ctx.attached_file}",
+        "draft",
+        body=lambda ctx: {"reason": "wrong patient's scan"},
+        ok=(204,),
+        session_only=True,
+    ),
+    # tus: creation, a new version of a case's file, and an upload's life
+    Op(
+        "tus_collection",
+        "POST",
+        lambda ctx: "/api/v1/uploads/",
+        kind="tus",
+        ok=(201,),
+        creates=True,
+        headers=lambda ctx: {"HTTP_UPLOAD_LENGTH": "100", "HTTP_UPLOAD_METADATA": _meta(organization=ctx.practice)},
+    ),
+    Op(
+        "tus_collection",
+        "POST",
+        lambda ctx: "/api/v1/uploads/",
+        "draft",
+        kind="tus",
+        ok=(201,),
+        headers=lambda ctx: {
+            "HTTP_UPLOAD_LENGTH": str(len(UPLOAD_BYTES)),
+            "HTTP_UPLOAD_METADATA": _meta(organization=ctx.practice, file=ctx.attached_file),
+        },
+    ),
+    Op("tus_upload", "HEAD", lambda ctx: f"/api/v1/uploads/{ctx.upload}", kind="tus"),
+    Op(
+        "tus_upload",
+        "PATCH",
+        lambda ctx: f"/api/v1/uploads/{ctx.upload}",
+        kind="tus",
+        body=lambda ctx: UPLOAD_BYTES,
+        ok=(204,),
+        headers=_patch_headers,
+    ),
+    Op("tus_upload", "DELETE", lambda ctx: f"/api/v1/uploads/{ctx.upload}", kind="tus", ok=(204,)),
+    Op(
+        "tus_upload_lease",
+        "POST",
+        lambda ctx: f"/api/v1/uploads/{ctx.upload}/handover/lease",
+        kind="lease",
+        headers=_lease_headers,
+    ),
+    # the organization's pages (a person signed in with MFA; tokens are never let in)
+    Op(
+        "invite",
+        "POST",
+        _org("members/invite/"),
+        kind="web",
+        body=lambda ctx: {"email": "n@smile.test", "role": "staff"},
+    ),
+    Op("member_update", "POST", _org("members/{ctx.ids[staff]}/"), kind="web", body=lambda ctx: {"role": "clinician"}),
+    Op("invitation_revoke", "POST", _org("invitations/{ctx.ids[invitation]}/revoke/"), kind="web"),
+    Op("org_settings", "POST", _org("settings/"), kind="web"),
+    Op("connection_request", "POST", _org("connections/request/"), kind="web"),
+    Op("connection_update", "POST", _org("connections/{ctx.ids[connection]}/"), kind="web"),
+    Op("emergency", "POST", _org("emergency/"), kind="web"),
+    Op("emergency_revoke", "POST", _org("emergency/{ctx.ids[grant]}/revoke/"), kind="web"),
+    Op("service_accounts", "POST", _org("service-accounts/"), kind="web"),
+    Op("service_account_deactivate", "POST", _org("service-accounts/{ctx.ids[account]}/deactivate/"), kind="web"),
+    Op("case_new", "POST", _org("cases/new/"), kind="web"),
+    Op("case_edit", "POST", _org("cases/{ctx.number}/edit/"), "draft", kind="web"),
+    Op(
+        "case_action",
+        "POST",
+        _org("cases/{ctx.number}/action/"),
+        "draft",
+        kind="web",
+        body=lambda c: {"operation": "submit"},
+    ),
+    Op(
+        "case_action",
+        "POST",
+        _org("cases/{ctx.number}/action/", "lab"),
+        "submitted",
+        kind="web",
+        side="lab",
+        body=lambda ctx: {"operation": "receive"},
+    ),
+    Op(
+        "case_attach",
+        "POST",
+        _org("cases/{ctx.number}/files/attach/"),
+        "draft",
+        kind="web",
+        body=lambda ctx: {"file": ctx.own_file, "kind": "scan", "label": "upper"},
+    ),
+    Op("case_share", "POST", _org("cases/{ctx.number}/share/"), "submitted", kind="web"),
+    Op("share_revoke", "POST", _org("cases/{ctx.number}/share/{ctx.link}/revoke/"), "submitted", kind="web"),
+]
+for _op in OPERATIONS:
+    if _op.kind == "web":
+        # A form the guard let through answers with the page, its redirect, or its validation
+        # (these rows send only what reaching the action takes; the views' own tests fill forms).
+        _op.session_only = True
+        _op.ok = (200, 302, 400)
+
+# URL patterns with no state-changing operation of their own, or whose credential is not an
+# organization's member at all, each with where its access rules are tested instead.
+NOT_IN_THE_MATRIX = {
+    "home": "read-only",
+    "healthz": "public, read-only",
+    "org_home": "read-only",
+    "members": "read-only list",
+    "connections": "read-only list",
+    "files": "read-only page (uploads go through tus)",
+    "files_recent": "read-only partial",
+    "case_list": "read-only",
+    "case_detail": "read-only",
+    "case_files": "read-only partial",
+    "case_slip": "read-only PDF",
+    "disclosures": "read-only",
+    "audit_log": "read-only",
+    "audit_export": "read-only",
+    "invitation_accept": "the invitation's token is the credential: orgs/tests/test_members.py",
+    "setup_password": "the setup link is the credential: accounts tests",
+    "share_landing": "the link and its one-time code are the credential: sharing/tests/test_links.py",
+    "share_send_code": "sharing/tests/test_links.py",
+    "share_verify": "sharing/tests/test_links.py",
+    "share_files": "sharing/tests/test_links.py",
+    "share_download": "sharing/tests/test_links.py",
+    "mfa_required": "the person's own account: accounts tests",
+    "security": "the person's own account: accounts tests",
+    "preferences": "the person's own account: accounts tests",
+    "token_create": "the person's own account: accounts/tests/test_tokens.py",
+    "token_revoke": "the person's own account: accounts/tests/test_tokens.py",
+    "session_end": "the person's own account: accounts/tests/test_sessions.py",
+    "logout_everywhere": "the person's own account: accounts/tests/test_sessions.py",
+    "session_status": "the person's own session",
+    "session_keepalive": "the person's own session",
+    "api_me": "read-only",
+    "tus_upload_lease_step": "the lease token and the internal key: transfer/tests/test_upload_handover.py",
+    "file_list": "read-only",
+    "file_content": "read-only (downloads)",
+    "openapi_json": "public document",
+    "api_docs": "public page",
+    "api-root": "public index",
+    "list_cases": "read-only",
+    "retrieve_case": "read-only",
+    "list_attachments": "read-only",
+    "list_messages": "read-only",
+    "list_links": "read-only",
+}
+
+
+def _prepare(world: World, op: Op) -> Ctx:
+    ctx = _world_at(world, op.stage)
+    owner = world.personas.members["owner"]
+    staff = Membership.objects.get(organization=world.practice, user=world.personas.members["staff"])
+    ctx.ids["staff"] = str(staff.pk)
+    ctx.ids["connection"] = str(Connection.objects.get(requester=world.practice).pk)
+    ctx.ids["invitation"] = str(
+        Invitation.objects.create(
+            organization=world.practice,
+            email="invitee@smile.test",
+            role="staff",
+            digest="0" * 64,
+            expires_at=timezone.now() + timezone.timedelta(days=1),
+            invited_by=owner,
+        ).pk
+    )
+    ctx.ids["grant"] = str(
+        EmergencyAccess.objects.create(
+            organization=world.practice,
+            user=world.personas.members["clinician"],
+            granted_by=owner,
+            reason="covering the front desk",
+            expires_at=timezone.now() + timezone.timedelta(hours=1),
+        ).pk
+    )
+    ctx.ids["account"] = str(ServiceAccount.objects.create(organization=world.practice, name="pms", role="staff").pk)
+    return ctx
+
+
+# --- credentials ----------------------------------------------------------------------------
+def _actor(world: World, op: Op) -> tuple[User, Any]:
+    if op.side == "lab":
+        return world.technician, world.lab
+    return world.personas.members["owner"], world.practice
+
+
+def _token_client(world: World, user: User, organization: Any, scopes: list[str]) -> Client:
+    _token, raw = create_api_token(
+        organization=organization, name="matrix", scopes=scopes, days=1, actor=user, user=user
+    )
+    return Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+
+def right_credential(world: World, op: Op, ctx: Ctx) -> Client:
+    user, organization = _actor(world, op)
+    if op.session_only:
+        return signed_in_client(user)
+    return _token_client(world, user, organization, ALL_SCOPES)
+
+
+def _anonymous(world: World, op: Op, ctx: Ctx) -> Client:
+    return Client()
+
+
+def _read_only_token(world: World, op: Op, ctx: Ctx) -> Client:
+    user, organization = _actor(world, op)
+    return _token_client(world, user, organization, READ_SCOPES)
+
+
+def _full_token(world: World, op: Op, ctx: Ctx) -> Client:
+    user, organization = _actor(world, op)
+    return _token_client(world, user, organization, ALL_SCOPES)
+
+
+def _other_organization_token(world: World, op: Op, ctx: Ctx) -> Client:
+    """The same person also owns another organization: a token made there reaches nothing here."""
+    user, _organization = _actor(world, op)
+    elsewhere = make_org(f"Elsewhere {op.side}", kind=_organization.kind)
+    add_member(elsewhere, user, "owner")
+    return _token_client(world, user, elsewhere, ALL_SCOPES)
+
+
+def _deactivated_member(world: World, op: Op, ctx: Ctx) -> Client:
+    """Deactivated in the organization, the account itself still active, signed in again."""
+    user, organization = _actor(world, op)
+    Membership.objects.filter(organization=organization, user=user).update(is_active=False)
+    return signed_in_client(user)
+
+
+def _revoked_lab(world: World, op: Op, ctx: Ctx) -> Client:
+    """The lab, with a full token, after the practice revoked its access to the case."""
+    if ctx.number:
+        response = world.api("owner").post(f"cases/{ctx.number}/revoke-lab-access")
+        assert response.status_code in (200, 422), response.content  # 422: a draft was never the lab's
+    return _token_client(world, world.personas.lab_manager, world.lab, ALL_SCOPES)
+
+
+def _outsider(world: World, op: Op, ctx: Ctx) -> Client:
+    return signed_in_client(world.personas.outsider)
+
+
+WRONG_CREDENTIALS: dict[str, Callable[[World, Op, Ctx], Client]] = {
+    "anonymous": _anonymous,
+    "read-only token": _read_only_token,
+    "token of another organization": _other_organization_token,
+    "deactivated member": _deactivated_member,
+    "lab after revocation": _revoked_lab,
+    "member of another organization": _outsider,
+    "token where a person must act": _full_token,
+}
+
+
+CROSS_ORGANIZATION = {"token of another organization", "lab after revocation", "member of another organization"}
+
+
+# --- what changed ---------------------------------------------------------------------------
+VOLATILE = {"last_used_at", "last_login", "updated_at"}
+WATCHED = [
+    "cases.Case",
+    "cases.CaseItem",
+    "cases.Attachment",
+    "cases.Message",
+    "cases.CaseEvent",
+    "vault.StoredObject",
+    "vault.ObjectVersion",
+    "vault.Upload",
+    "sharing.ExternalLink",
+    "orgs.Membership",
+    "orgs.Invitation",
+    "orgs.Connection",
+    "orgs.EmergencyAccess",
+    "orgs.Organization",
+    "accounts.ServiceAccount",
+    "accounts.ApiToken",
+]
+
+
+def snapshot() -> dict[str, list[dict[str, Any]]]:
+    state = {}
+    for label in WATCHED:
+        model = apps.get_model(label)
+        rows = model.objects.order_by("pk").values()
+        state[label] = [{k: v for k, v in row.items() if k not in VOLATILE} for row in rows]
+    return state
+
+
+def send(client: Client, op: Op, ctx: Ctx) -> Any:
+    body = op.body(ctx)
+    headers = op.headers(ctx)
+    if op.kind in ("tus", "lease"):
+        headers = {**TUS, **headers}
+    path = op.path(ctx)
+    if op.kind == "web":
+        return client.post(path, body, **headers)
+    if isinstance(body, bytes):
+        content_type = headers.pop("CONTENT_TYPE")
+        return client.generic(op.method, path, body, content_type=content_type, **headers)
+    if op.method == "HEAD":
+        return client.head(path, **headers)
+    return client.generic(op.method, path, json.dumps(body), content_type="application/json", **headers)
+
+
+def refused(response: Any, op: Op) -> bool:
+    if response.status_code in (401, 403, 404):
+        return True
+    # A web page sends whoever is not signed in to sign in.
+    return op.kind == "web" and response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+# --- the matrix -----------------------------------------------------------------------------
+@pytest.mark.parametrize("op", OPERATIONS, ids=lambda op: op.id)
+def test_the_right_credential_succeeds(world: World, op: Op) -> None:
+    ctx = _prepare(world, op)
+    response = send(right_credential(world, op, ctx), op, ctx)
+    assert response.status_code in op.ok, response.content[:500]
+    assert not refused(response, op)
+
+
+@pytest.mark.parametrize("credential", list(WRONG_CREDENTIALS))
+@pytest.mark.parametrize("op", OPERATIONS, ids=lambda op: op.id)
+def test_every_wrong_credential_is_refused_and_changes_nothing(world: World, op: Op, credential: str) -> None:
+    if credential == "token where a person must act" and not op.session_only:
+        pytest.skip("a token is the right credential here")  # the positive control covers it
+    if op.creates and credential in CROSS_ORGANIZATION:
+        pytest.skip("it creates in the credential's own organization, which it may")
+    ctx = _prepare(world, op)
+    client = WRONG_CREDENTIALS[credential](world, op, ctx)
+    before = snapshot()
+
+    response = send(client, op, ctx)
+
+    assert refused(response, op), (response.status_code, response.content[:500])
+    assert snapshot() == before
+
+
+# --- coverage: no operation without its row ------------------------------------------------
+def _routes(patterns: list[Any]) -> list[URLPattern]:
+    found: list[URLPattern] = []
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            found.extend(_routes(entry.url_patterns))
+        else:
+            found.append(entry)
+    return found
+
+
+def test_every_url_has_a_row_or_a_reason() -> None:
+    covered = {op.name for op in OPERATIONS} | set(NOT_IN_THE_MATRIX)
+    missing = []
+    for pattern in _routes(get_resolver().url_patterns):
+        module = getattr(pattern.callback, "__module__", "")
+        if module.startswith(("allauth.", "django.contrib.staticfiles")):
+            continue  # test_url_coverage declares each of them
+        if pattern.name not in covered:
+            missing.append(pattern.name)
+    assert missing == [], f"operations without a row in the credential matrix: {missing}"
+
+
+def test_every_state_changing_api_operation_has_a_row(client: Client) -> None:
+    document = client.get("/api/v1/openapi.json").json()
+    placeholder = Ctx(world=cast(World, None), number="CB-1", attached_file="f1", own_file="f2", upload="u1", link="l1")
+    rows = {(op.method, op.path(placeholder)) for op in OPERATIONS if op.kind != "web"}
+    missing = []
+    for route, item in document["paths"].items():
+        pattern = re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", route) + "$")  # paths hold no other specials
+        for method in item:
+            if method.upper() in ("POST", "PUT", "PATCH", "DELETE") and not any(
+                m == method.upper() and pattern.match(path) for m, path in rows
+            ):
+                missing.append(f"{method.upper()} {route}")
+    assert missing == [], f"state-changing API operations without a row in the credential matrix: {missing}"
