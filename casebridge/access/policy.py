@@ -8,7 +8,7 @@ thing". A member lacking a permission gets 403.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404
@@ -20,6 +20,9 @@ from casebridge.cases.models import Case
 from casebridge.cases.models import Status as CaseStatus
 from casebridge.orgs.models import Connection, ConnectionStatus, EmergencyAccess, Membership, Organization
 from casebridge.vault.models import StoredObject
+
+if TYPE_CHECKING:
+    from casebridge.access.operator import Operator
 
 M = TypeVar("M", bound=Model)
 
@@ -37,7 +40,7 @@ class OrgAccess:
     """What one actor may do in one organization, resolved once per request."""
 
     organization: Organization
-    actor: User | ServiceAccount
+    actor: User | ServiceAccount | Operator  # Operator: a server command (access/operator.py)
     role: str
     permissions: frozenset[Perm]
     membership: Membership | None = None

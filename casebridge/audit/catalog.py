@@ -58,6 +58,7 @@ register("auth.session.revoked", "Ended a session")
 register("auth.session.expired", "Session ended by idle or absolute timeout")
 register("auth.reauthenticated", "Confirmed identity before a sensitive action")
 register("auth.setup_link.created", "Created a first-administrator setup link", sensitive=True)
+register("auth.user.created", "Account created by the server operator (casebridge createadmin)", sensitive=True)
 # --- Organizations ------------------------------------------------------------------------
 register("org.created", "Organization created")
 register("org.setting.changed", "Organization setting changed", sensitive=True)
@@ -95,6 +96,7 @@ register("file.destroyed", "File destroyed beyond recovery (crypto-shredded)", s
 register("file.version_destroyed", "One version of a file crypto-shredded", sensitive=True)
 register("keys.rotated", "Key-encryption key rotated, organization keys re-wrapped", sensitive=True)
 register("keys.retired", "Old key-encryption key version retired", sensitive=True)
+register("keys.organization_destroyed", "Organization keys destroyed: all its files unreadable", sensitive=True)
 # --- Cases ------------------------------------------------------------------------------
 register("case.created", "Case created")
 register("case.updated", "Case details changed")
