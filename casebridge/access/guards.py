@@ -79,29 +79,28 @@ def token_required(view: View) -> View:
     return cast(View, wrapper)
 
 
-def org_permission(perm: Perm, *, allow_token: bool = False) -> Callable[[View], View]:
-    """Resolve the `org` URL argument for the actor; 404 for outsiders, 403 without `perm`."""
+def org_permission(perm: Perm) -> Callable[[View], View]:
+    """Resolve the `org` URL argument for the actor; 404 for outsiders, 403 without `perm`.
+    These are browser pages: API tokens are refused here and use the REST API (api/)."""
 
     def decorator(view: View) -> View:
         @wraps(view)
         def wrapper(request: HttpRequest, org: str, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            token = getattr(request, "api_token", None)
-            if token is not None and not allow_token:
+            if getattr(request, "api_token", None) is not None:
                 raise PermissionDenied("this page is not available to API tokens")
             actor = getattr(request, "actor", None)
             if actor is None:
                 return redirect_to_login(request.get_full_path())
             try:
-                access = policy.organization_for(actor, org, perm, token)
+                access = policy.organization_for(actor, org, perm)
             except policy.Forbidden as exc:
                 raise PermissionDenied(str(exc)) from exc
             request.org_access = access  # type: ignore[attr-defined]
             ctx = context.current()
             if ctx is not None:
                 ctx.emergency_access = access.emergency
-            if token is None:
-                request.session["current_org"] = access.organization.slug
-                request.session[SESSION_IDLE] = access.organization.idle_timeout_seconds
+            request.session["current_org"] = access.organization.slug
+            request.session[SESSION_IDLE] = access.organization.idle_timeout_seconds
             if access.emergency is not None and access.uses_emergency(perm):
                 from casebridge.audit.api import record
 
