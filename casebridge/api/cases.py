@@ -239,6 +239,10 @@ class RemakeIn(Schema):
     reason: Text2000Min1
 
 
+class CancelIn(Schema):
+    reason: Text2000Min1 = Field(description="Why; kept in the case history (not in the audit log)")
+
+
 class AttachmentIn(Schema):
     file_id: uuid.UUID = Field(description="The CaseBridge-File-Id header of the finished tus upload")
     kind: AttachmentKind
@@ -605,6 +609,17 @@ def complete_case(request: HttpRequest, number: CaseNumber) -> dict[str, Any]:
 def archive_case(request: HttpRequest, number: CaseNumber) -> dict[str, Any]:
     access, case = _case(request, number)
     actions.archive_case(access, case)
+    return _detail(access, case)
+
+
+@router.post(
+    "/cases/{number}/cancel",
+    response=CaseDetail,
+    summary="Cancel a draft, or a case the lab has not yet received (practice); the lab's access ends",
+)
+def cancel_case(request: HttpRequest, number: CaseNumber, body: CancelIn) -> dict[str, Any]:
+    access, case = _case(request, number)
+    actions.cancel_case(access, case, reason=body.reason)
     return _detail(access, case)
 
 
