@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import dj_database_url
@@ -21,7 +20,6 @@ from casebridge.core.env import (
 
 BASE_DIR = Path(__file__).resolve().parent
 HOME = ensure_private_dir(Path(env("CASEBRIDGE_HOME", "var")).resolve())
-TESTING = "pytest" in sys.modules
 
 SECRET_KEY = envsecret("CASEBRIDGE_SECRET_KEY") or read_or_create_secret(HOME / "secret_key")
 DEBUG = envbool("CASEBRIDGE_DEBUG", False)
@@ -130,11 +128,8 @@ else:
 # --- Background tasks ---------------------------------------------------------------------
 TASKS = {
     "default": {
-        # Tests run tasks inline so their effects can be asserted directly.
-        "BACKEND": env(
-            "CASEBRIDGE_TASKS_BACKEND",
-            "django_tasks.backends.immediate.ImmediateBackend" if TESTING else "django_tasks_db.DatabaseBackend",
-        ),
+        # Tasks outlive the request that queued them; settings_test.py runs them inline instead.
+        "BACKEND": env("CASEBRIDGE_TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
     }
 }
 
@@ -185,7 +180,8 @@ MFA_PASSKEY_LOGIN_ENABLED = True
 MFA_RECOVERY_CODE_COUNT = 10
 MFA_TOTP_ISSUER = "CaseBridge"
 MFA_TRUST_ENABLED = False
-MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = TESTING  # the browser tests' live server is http://localhost
+# Passkeys only over HTTPS (settings_test.py allows the browser tests' http://localhost live server).
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = False
 USERSESSIONS_TRACK_ACTIVITY = True
 
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
@@ -196,7 +192,7 @@ SESSION_COOKIE_NAME = "__Host-cb_session"
 CSRF_COOKIE_NAME = "__Host-cb_csrf"
 
 # --- Transport and browser security -------------------------------------------------------
-SECURE_SSL_REDIRECT = envbool("CASEBRIDGE_SSL_REDIRECT", not TESTING)
+SECURE_SSL_REDIRECT = envbool("CASEBRIDGE_SSL_REDIRECT", True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("CASEBRIDGE_BEHIND_PROXY", False) else None
 SECURE_HSTS_SECONDS = envint("CASEBRIDGE_HSTS_SECONDS", 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
@@ -257,10 +253,6 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-if TESTING:
-    STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
-    WHITENOISE_USE_FINDERS = True
-    WHITENOISE_AUTOREFRESH = True
 
 # --- CaseBridge ---------------------------------------------------------------------------
 # Chain audit events right after each commit (default), or leave it to the worker's sealer loop

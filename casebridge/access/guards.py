@@ -80,14 +80,14 @@ def token_required(view: View) -> View:
     return cast(View, wrapper)
 
 
-def org_permission(perm: Perm, *, allow_token: bool = False) -> Callable[[View], View]:
-    """Resolve the `org` URL argument for the actor; 404 for outsiders, 403 without `perm`."""
+def org_permission(perm: Perm) -> Callable[[View], View]:
+    """Resolve the `org` URL argument for the actor; 404 for outsiders, 403 without `perm`.
+    These are browser pages: API tokens are refused here and use the REST API (api/)."""
 
     def decorator(view: View) -> View:
         @wraps(view)
         def wrapper(request: HttpRequest, org: str, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            token = getattr(request, "api_token", None)
-            if token is not None and not allow_token:
+            if getattr(request, "api_token", None) is not None:
                 raise PermissionDenied("this page is not available to API tokens")
             principal = principal_of(request)
             if principal is None:
@@ -98,9 +98,8 @@ def org_permission(perm: Perm, *, allow_token: bool = False) -> Callable[[View],
             except policy.Forbidden as exc:
                 raise PermissionDenied(str(exc)) from exc
             request.org_access = access  # type: ignore[attr-defined]
-            if token is None:
-                request.session["current_org"] = access.organization.slug
-                request.session[SESSION_IDLE] = access.organization.idle_timeout_seconds
+            request.session["current_org"] = access.organization.slug
+            request.session[SESSION_IDLE] = access.organization.idle_timeout_seconds
             return view(request, *args, **kwargs)
 
         setattr(wrapper, ACCESS_ATTR, perm.value)

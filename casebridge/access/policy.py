@@ -8,7 +8,7 @@ thing". A member lacking a permission gets 403.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404
@@ -21,6 +21,9 @@ from casebridge.cases.models import Case
 from casebridge.cases.models import Status as CaseStatus
 from casebridge.orgs.models import Connection, ConnectionStatus, EmergencyAccess, Membership, Organization
 from casebridge.vault.models import StoredObject, Upload
+
+if TYPE_CHECKING:
+    from casebridge.access.operator import Operator
 
 M = TypeVar("M", bound=Model)
 
@@ -38,13 +41,20 @@ class OrgAccess:
     """What one actor may do in one organization, resolved once per request."""
 
     organization: Organization
-    actor: User | ServiceAccount
+    actor: User | ServiceAccount | Operator  # Operator: a server command (access/operator.py)
     role: str
     permissions: frozenset[Perm]
     membership: Membership | None = None
     emergency: EmergencyAccess | None = None
     token: ApiToken | None = None
     emergency_only: frozenset[Perm] = field(default_factory=frozenset)
+
+    @property
+    def principal(self) -> Principal:
+        """The person or service account behind this access, with its credential."""
+        if not isinstance(self.actor, User | ServiceAccount):
+            raise TypeError("an operator acts through its access alone, never as a principal")
+        return Principal(self.actor, self.token)
 
     def has(self, perm: Perm) -> bool:
         return perm in self.permissions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from allauth.usersessions.models import UserSession
 from django.conf import settings
@@ -13,9 +13,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from casebridge.access.roles import Perm
 from casebridge.accounts.models import ApiToken, NotifyTopic, ServiceAccount, SetupLink, TokenScope, User
 from casebridge.audit.api import record
 from casebridge.core import secrets as cb_secrets
+
+if TYPE_CHECKING:
+    from casebridge.access.policy import OrgAccess
 
 TOKEN_PREFIX = "cb_"  # noqa: S105  (a public marker, not a secret)
 
@@ -67,19 +71,29 @@ def use_setup_link(raw: str, password: str) -> User:
 def end_sessions(user: User, *, actor: Any, reason: str, keep_session_key: str | None = None) -> int:
     """End every session of `user` (except one, optionally): their next request is refused."""
     ended = 0
-    for usersession in UserSession.objects.filter(user=user):
-        if keep_session_key and usersession.session_key == keep_session_key:
-            continue
-        usersession.end()
-        ended += 1
-    if ended:
-        record(
-            "auth.session.revoked",
-            actor=actor,
-            target=user,
-            details={"count": ended, "reason": reason},
-        )
+    with transaction.atomic():
+        for usersession in UserSession.objects.filter(user=user):
+            if keep_session_key and usersession.session_key == keep_session_key:
+                continue
+            usersession.end()
+            ended += 1
+        if ended:
+            record(
+                "auth.session.revoked",
+                actor=actor,
+                target=user,
+                details={"count": ended, "reason": reason},
+            )
     return ended
+
+
+def end_session(usersession: UserSession, *, actor: User, reason: str) -> None:
+    """End one session of the person's own (the security page's "sign out" on another device)."""
+    if usersession.user_id != actor.pk:
+        raise ValidationError("You can only end your own sessions.")
+    with transaction.atomic():
+        usersession.end()
+        record("auth.session.revoked", actor=actor, target=actor, details={"count": 1, "reason": reason})
 
 
 # --- API tokens ---------------------------------------------------------------------------
@@ -92,6 +106,21 @@ def _validate_scopes(scopes: list[str]) -> list[str]:
 
 
 def create_api_token(
+    *, organization: Any, name: str, scopes: list[str], days: int, actor: Any, user: User
+) -> tuple[ApiToken, str]:
+    """A personal token of `user` for one organization, returned with its secret (shown once,
+    never stored). People create only their own tokens, and only where they are active members;
+    the token can never do more than their role there (access.policy.resolve)."""
+    from casebridge.access.policy import resolve
+
+    if not isinstance(actor, User) or actor.pk != user.pk:
+        raise ValidationError("A personal API token can only be created by the person it belongs to.")
+    if resolve(user, organization) is None:
+        raise ValidationError("You are not an active member of that organization.")
+    return _issue_token(organization=organization, name=name, scopes=scopes, days=days, actor=actor, user=user)
+
+
+def _issue_token(
     *,
     organization: Any,
     name: str,
@@ -101,7 +130,7 @@ def create_api_token(
     user: User | None = None,
     service_account: ServiceAccount | None = None,
 ) -> tuple[ApiToken, str]:
-    """Create a token and return it with its secret, which is shown once and never stored."""
+    """Create the token row and its event; callers have checked who may hold it."""
     if not 1 <= days <= settings.API_TOKEN_MAX_DAYS:
         raise ValidationError(f"A token lives between 1 and {settings.API_TOKEN_MAX_DAYS} days.")
     if not name.strip():
@@ -132,7 +161,15 @@ def create_api_token(
     return token, raw
 
 
-def revoke_api_token(token: ApiToken, *, actor: Any) -> None:
+def revoke_api_token(token: ApiToken, *, actor: User) -> None:
+    """A person revokes one of their own personal tokens (administrators revoke a member's
+    tokens by deactivating or removing the member, a service account's by deactivating it)."""
+    if token.user_id is None or token.user_id != actor.pk:
+        raise ValidationError("You can only revoke your own tokens.")
+    _revoke(token, actor=actor)
+
+
+def _revoke(token: ApiToken, *, actor: Any) -> None:
     if token.revoked_at is not None:
         return
     with transaction.atomic():
@@ -141,10 +178,13 @@ def revoke_api_token(token: ApiToken, *, actor: Any) -> None:
         record("token.revoked", actor=actor, organization=token.organization_id, target=token)
 
 
-def revoke_tokens_of(user: User, *, organization: Any, actor: Any) -> int:
+def revoke_tokens_of(access: OrgAccess, user: User) -> int:
+    """Revoke every token `user` holds for the organization of `access` (members management)."""
+    access.require(Perm.MEMBERS_MANAGE)
     count = 0
-    for token in ApiToken.objects.filter(user=user, organization=organization, revoked_at__isnull=True):
-        revoke_api_token(token, actor=actor)
+    tokens = ApiToken.objects.filter(user=user, organization=access.organization, revoked_at__isnull=True)
+    for token in tokens:
+        _revoke(token, actor=access.actor)
         count += 1
     return count
 
@@ -177,10 +217,16 @@ def mark_token_used(token: ApiToken, *, method: str, path_name: str) -> None:
 
 # --- Service accounts ---------------------------------------------------------------------
 def create_service_account(
-    *, organization: Any, name: str, role: str, scopes: list[str], days: int, actor: Any
+    access: OrgAccess, *, name: str, role: str, scopes: list[str], days: int
 ) -> tuple[ServiceAccount, str]:
+    """A service account in the organization of `access`, with its first token (returned once)."""
     from casebridge.access.roles import Role
 
+    access.require(Perm.SERVICE_ACCOUNTS_MANAGE)
+    organization = access.organization
+    name = name.strip()
+    if not name:
+        raise ValidationError("Give the service account a name that says what it is for.")
     if role not in Role.values or role == Role.OWNER:
         raise ValidationError(f"Role must be one of: {', '.join(r for r in Role.values if r != Role.OWNER)}.")
     if ServiceAccount.objects.filter(organization=organization, name=name).exists():
@@ -190,35 +236,41 @@ def create_service_account(
             organization=organization,
             name=name,
             role=role,
-            created_by=actor if isinstance(actor, User) else None,
+            created_by=access.actor if isinstance(access.actor, User) else None,
         )
         record(
             "service_account.created",
-            actor=actor,
+            actor=access.actor,
             organization=organization,
             target=account,
             details={"role": role},
         )
-        _token, raw = create_api_token(
+        _token, raw = _issue_token(
             organization=organization,
             name=f"{name} token",
             scopes=scopes,
             days=days,
-            actor=actor,
+            actor=access.actor,
             service_account=account,
         )
     return account, raw
 
 
-def deactivate_service_account(account: ServiceAccount, *, actor: Any) -> None:
+def deactivate_service_account(access: OrgAccess, account: ServiceAccount) -> None:
+    """Deactivate a service account of the organization of `access` and revoke its tokens."""
+    access.require(Perm.SERVICE_ACCOUNTS_MANAGE)
+    if account.organization_id != access.organization.pk:
+        raise ValidationError("That service account belongs to another organization.")
+    if not account.is_active:
+        return
     with transaction.atomic():
         account.is_active = False
         account.save(update_fields=["is_active"])
         for token in account.tokens.filter(revoked_at__isnull=True):
-            revoke_api_token(token, actor=actor)
+            _revoke(token, actor=access.actor)
         record(
             "service_account.deactivated",
-            actor=actor,
+            actor=access.actor,
             organization=account.organization_id,
             target=account,
         )

@@ -23,7 +23,6 @@ from casebridge.accounts.forms import ApiTokenForm, PreferencesForm, SetPassword
 from casebridge.accounts.mfa import has_second_factor
 from casebridge.accounts.middleware import SESSION_SEEN_AT, problem
 from casebridge.accounts.models import ApiToken, NotifyTopic, User
-from casebridge.audit.api import record
 
 
 @public
@@ -133,7 +132,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
 @signed_in
 def token_revoke(request: HttpRequest, token_id: str) -> HttpResponse:
     token = scoped_get(ApiToken.objects.filter(user=_user(request)), pk=token_id)
-    actions.revoke_api_token(token, actor=request.user)
+    actions.revoke_api_token(token, actor=_user(request))
     messages.success(request, f"Token {token.name} revoked.")
     return redirect("security")
 
@@ -145,8 +144,7 @@ def session_end(request: HttpRequest, session_id: str) -> HttpResponse:
     if usersession.is_current():
         logout(request)
         return redirect("account_login")
-    usersession.end()
-    record("auth.session.revoked", actor=request.user, details={"count": 1, "reason": "ended by user"})
+    actions.end_session(usersession, actor=_user(request), reason="ended by user")
     messages.success(request, "That session was signed out.")
     return redirect("security")
 

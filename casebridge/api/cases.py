@@ -23,7 +23,6 @@ from pydantic import AfterValidator, StringConstraints, field_validator, model_v
 
 from casebridge.access import policy
 from casebridge.access.policy import OrgAccess, case_for, visible_cases
-from casebridge.access.principal import Principal
 from casebridge.access.requests import principal_of
 from casebridge.access.roles import Perm
 from casebridge.accounts.models import User
@@ -237,6 +236,10 @@ class Answer(Schema):
 
 class RemakeIn(Schema):
     reason: Text2000Min1
+
+
+class CancelIn(Schema):
+    reason: Text2000Min1 = Field(description="Why; kept in the case history (not in the audit log)")
 
 
 class AttachmentIn(Schema):
@@ -591,6 +594,17 @@ def archive_case(request: HttpRequest, number: CaseNumber) -> dict[str, Any]:
     return _detail(access, case)
 
 
+@router.post(
+    "/cases/{number}/cancel",
+    response=CaseDetail,
+    summary="Cancel a draft, or a case the lab has not yet received (practice); the lab's access ends",
+)
+def cancel_case(request: HttpRequest, number: CaseNumber, body: CancelIn) -> dict[str, Any]:
+    access, case = _case(request, number)
+    actions.cancel_case(access, case, reason=body.reason)
+    return _detail(access, case)
+
+
 @router.post("/cases/{number}/revoke-lab-access", response=CaseDetail, summary="End the lab's access now (practice)")
 def revoke_lab_access(request: HttpRequest, number: CaseNumber) -> dict[str, Any]:
     access, case = _case(request, number)
@@ -618,9 +632,7 @@ def list_attachments(request: HttpRequest, number: CaseNumber) -> list[dict[str,
 )
 def add_attachment(request: HttpRequest, number: CaseNumber, body: AttachmentIn) -> Reply:
     access, case = _case(request, number)
-    own_uploads = policy.readable_files(Principal(access.actor, access.token), access.organization).filter(
-        attached_at__isnull=True
-    )
+    own_uploads = policy.readable_files(access.principal, access.organization).filter(attached_at__isnull=True)
     stored = own_uploads.filter(pk=body.file_id).first()
     if stored is None:
         raise ValidationError({"file_id": ["No finished upload of yours has that id."]})

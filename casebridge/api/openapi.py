@@ -24,7 +24,7 @@ from ninja.utils import check_csrf
 
 from casebridge.access.guards import ACCESS_ATTR, public
 from casebridge.access.policy import Forbidden
-from casebridge.api import cases
+from casebridge.api import cases, organization
 from casebridge.api.auth import problem
 from casebridge.cases.teeth import ToothError
 
@@ -78,6 +78,7 @@ api = NinjaAPI(
     urls_namespace="api-v1",
 )
 api.add_router("/", cases.router)
+api.add_router("/", organization.router)
 
 
 # --- errors: RFC 9457 everywhere -----------------------------------------------------------
@@ -397,6 +398,8 @@ def build_document() -> dict[str, Any]:
         {"name": "uploads", "description": "Resumable uploads (tus 1.0.0)"},
         {"name": "files", "description": "Downloads, versions, destruction"},
         {"name": "account", "description": "The calling token"},
+        {"name": "organization", "description": "Your organization and its members (scope org:read)"},
+        {"name": "audit", "description": "Your organization's audit log, read-only (scope audit:read)"},
     ]
     return document
 

@@ -5,3 +5,10 @@ class AuditConfig(AppConfig):
     name = "casebridge.audit"
     label = "audit"
     verbose_name = "Audit log"
+
+    def ready(self) -> None:
+        from casebridge.audit.chain import checkpoint_now, seal_pending
+        from casebridge.core.tasks import FIRST, LAST, register_periodic
+
+        register_periodic("audit.seal", seal_pending, phase=FIRST)
+        register_periodic("audit.checkpoint", checkpoint_now, phase=LAST)

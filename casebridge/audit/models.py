@@ -24,6 +24,8 @@ class ActorType(models.TextChoices):
     SYSTEM = "system"
     ANONYMOUS = "anonymous"
     RECIPIENT = "recipient"
+    # Whoever runs a `casebridge` command on the server (access/operator.py).
+    OPERATOR = "operator"
 
 
 class Event(models.Model):

@@ -95,7 +95,7 @@ def _history(case: Case, access: OrgAccess, note: str = "") -> None:
     )
 
 
-def _notify(case: Case, org: Organization, event: str, topic: NotifyTopic) -> None:
+def _notify(case: Case, org: Organization, event: str, topic: NotifyTopic, *, template: str = "case_event") -> None:
     """E-mail the other side: the case number, what happened and a link. Never a patient name.
     Only to the members who chose to be told about this kind of event (accounts.NotifyTopic)."""
     recipients = list(
@@ -105,7 +105,7 @@ def _notify(case: Case, org: Organization, event: str, topic: NotifyTopic) -> No
     )
     queue_mail(
         recipients,
-        "case_event",
+        template,
         {
             "number": case.number,
             "event": event,
@@ -461,6 +461,9 @@ def confirm_receipt(access: OrgAccess, case: Case) -> None:
     if case.lab_id != access.organization.pk or case.status != Status.SUBMITTED:
         raise ValidationError("Only a newly submitted case can be confirmed.")
     with transaction.atomic():
+        # The practice may cancel a submitted case at the same moment: whoever locks first wins.
+        if Case.objects.select_for_update().filter(pk=case.pk).values_list("status", flat=True).get() != case.status:
+            raise ValidationError("The case changed meanwhile (the practice may have cancelled it); reload it.")
         case.status = Status.RECEIVED
         case.received_at = timezone.now()
         case.received_by = access.actor if isinstance(access.actor, User) else None
@@ -613,6 +616,41 @@ def archive_case(access: OrgAccess, case: Case) -> None:
         case.archived_at = timezone.now()
         case.save(update_fields=["archived_at"])
         _audit("case.archived", access, case)
+
+
+CANCELLABLE = {Status.DRAFT, Status.SUBMITTED}
+
+
+def cancel_case(access: OrgAccess, case: Case, *, reason: str) -> None:
+    """The practice withdraws a case the lab has not started on: a draft, or a submitted case
+    before the lab confirmed receipt. Once received, the lab has work in hand; the practice then
+    talks to the lab (messages, hold) and can still revoke its access. The lab's access ends at
+    once and its members who follow status changes are told, with the case number only."""
+    access.require(Perm.CASES_EDIT)
+    if case.practice_id != access.organization.pk:
+        raise ValidationError("Only the practice that owns the case can cancel it.")
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError("Say why the case is cancelled; the reason is kept in the case history.")
+    if len(reason) > 2000:
+        raise ValidationError("Keep the reason under 2,000 characters.")
+    with transaction.atomic():
+        # Locked and read again: the lab may be confirming receipt at this very moment.
+        current = Case.objects.select_for_update().filter(pk=case.pk).values_list("status", flat=True).get()
+        if current not in CANCELLABLE:
+            raise ValidationError("Only a draft, or a case the lab has not yet received, can be cancelled.")
+        was_sent = current == Status.SUBMITTED
+        case.status = Status.CANCELLED
+        fields = ["status"]
+        if was_sent:
+            case.lab_access_revoked_at = timezone.now()
+            fields.append("lab_access_revoked_at")
+        case.save(update_fields=fields)
+        _history(case, access, note=reason)
+        # The reason is free text that may name the patient: it stays in the case, not in the log.
+        _audit("case.cancelled", access, case, previous_status=current, lab_access_ended=was_sent)
+        if was_sent and case.lab is not None:
+            _notify(case, case.lab, "The practice cancelled this case", NotifyTopic.STATUS, template="case_cancelled")
 
 
 def revoke_lab_access(access: OrgAccess, case: Case) -> None:

@@ -193,6 +193,9 @@ def case_action(request: HttpRequest, number: str) -> HttpResponse:
         elif operation == "archive":
             actions.archive_case(access, case)
             messages.success(request, "Case archived.")
+        elif operation == "cancel":
+            actions.cancel_case(access, case, reason=text)
+            messages.success(request, f"{case.number} was cancelled.")
         elif operation == "revoke_lab":
             actions.revoke_lab_access(access, case)
             messages.success(request, "The lab can no longer open this case.")

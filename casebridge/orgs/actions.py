@@ -223,12 +223,23 @@ def change_role(access: OrgAccess, membership: Membership, role: str) -> None:
 
 
 def _cut_off(access: OrgAccess, membership: Membership, reason: str) -> None:
-    """Sessions and the member's tokens for this organization end now, not at their next login."""
+    """Sessions, the member's tokens and emergency grants for this organization end now, not at
+    their next login; each ended grant gets its event, as when an administrator revokes it."""
     account_actions.end_sessions(membership.user, actor=access.actor, reason=reason)
-    account_actions.revoke_tokens_of(membership.user, organization=access.organization, actor=access.actor)
-    EmergencyAccess.objects.filter(
+    account_actions.revoke_tokens_of(access, membership.user)
+    grants = EmergencyAccess.objects.select_for_update().filter(
         organization=access.organization, user=membership.user, ended_at__isnull=True
-    ).update(ended_at=timezone.now())
+    )
+    for grant in grants:
+        grant.ended_at = timezone.now()
+        grant.save(update_fields=["ended_at"])
+        record(
+            "breakglass.revoked",
+            actor=access.actor,
+            organization=access.organization,
+            target=grant,
+            details={"user": str(membership.user_id), "reason": reason},
+        )
 
 
 def deactivate_member(access: OrgAccess, membership: Membership) -> None:

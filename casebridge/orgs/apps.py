@@ -5,3 +5,9 @@ class OrgsConfig(AppConfig):
     name = "casebridge.orgs"
     label = "orgs"
     verbose_name = "Organizations"
+
+    def ready(self) -> None:
+        from casebridge.core.tasks import register_periodic
+        from casebridge.orgs.actions import record_expired_emergency_grants
+
+        register_periodic("orgs.emergency_expiry", record_expired_emergency_grants)

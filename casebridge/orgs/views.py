@@ -359,12 +359,11 @@ def service_accounts(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             _account, new_token = account_actions.create_service_account(
-                organization=org,
+                access,
                 name=form.cleaned_data["name"],
                 role=form.cleaned_data["role"],
                 scopes=form.cleaned_data["scopes"],
                 days=form.cleaned_data["days"],
-                actor=access.actor,
             )
             form = ServiceAccountForm()
         except ValidationError as exc:
@@ -382,6 +381,6 @@ def service_accounts(request: HttpRequest) -> HttpResponse:
 def service_account_deactivate(request: HttpRequest, account_id: str) -> HttpResponse:
     access = _access(request)
     account = scoped_get(ServiceAccount.objects.filter(organization=access.organization), pk=account_id)
-    account_actions.deactivate_service_account(account, actor=access.actor)
+    account_actions.deactivate_service_account(access, account)
     messages.success(request, f"Service account {account.name} deactivated; its tokens no longer work.")
     return redirect("service_accounts", access.organization.slug)

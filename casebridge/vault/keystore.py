@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from casebridge.audit.api import record
 from casebridge.vault.config import key_provider
 from casebridge.vault.keys import WrappedKey
 from casebridge.vault.keys.hierarchy import create_org_key, generate_dek, open_org_key, unwrap_dek, wrap_dek
@@ -125,10 +127,24 @@ def rewrap_all(progress: object = None) -> int:
     return done
 
 
-def destroy_org_keys(org_id: UUID) -> int:
-    """BAA "return or destroy": every file of the organization becomes unreadable at once."""
-    count = OrgKey.objects.filter(organization_id=org_id, destroyed_at__isnull=True).update(
-        wrapped="", destroyed_at=timezone.now()
-    )
+def destroy_org_keys(org_id: UUID, *, actor: Any, reason: str) -> int:
+    """BAA "return or destroy": every file of the organization becomes unreadable at once.
+
+    The keys and the event that says who destroyed them, and why, commit together. Whoever calls
+    this (retention, the end of a relationship) has decided that it may happen; `actor` is who
+    decided (None: the system, e.g. an enforced retention rule)."""
+    if not reason.strip():
+        raise ValueError("say why the organization's keys are destroyed")
+    with transaction.atomic():
+        count = OrgKey.objects.filter(organization_id=org_id, destroyed_at__isnull=True).update(
+            wrapped="", destroyed_at=timezone.now()
+        )
+        if count:
+            record(
+                "keys.organization_destroyed",
+                actor=actor,
+                organization=org_id,
+                details={"org_keys": count, "reason": reason.strip()},
+            )
     forget_cached_keys()
     return count

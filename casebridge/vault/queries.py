@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from casebridge.access import policy
-from casebridge.access.principal import Principal
 from casebridge.vault.models import ObjectVersion, StoredObject
 
 RECENT_FILES = 20
@@ -15,7 +14,7 @@ def recent_files(access: policy.OrgAccess, limit: int = RECENT_FILES) -> QuerySe
     """Files the actor uploaded in the access's organization (and may still read), newest first, each with
     `size` (bytes of its current version). One query, on the (organization, -created_at) index.
     Files others attached to shared cases are readable too, but belong to those cases' pages."""
-    principal = Principal(access.actor, access.token)
+    principal = access.principal
     current_size = ObjectVersion.objects.filter(
         stored_object=OuterRef("pk"), version=OuterRef("current_version")
     ).values("size")[:1]

@@ -24,7 +24,9 @@ def ports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int, 
     """`casebridge serve`: the application's port, its transfer server's, the serve process."""
     home = tmp_path_factory.mktemp("home")
     port, transfer_port = free_port(), free_port()
+    # The real server runs the production settings, not the suite's (settings_test.py).
     env = {**os.environ, "CASEBRIDGE_HOME": str(home), "CASEBRIDGE_WORKERS": "1"}
+    env["DJANGO_SETTINGS_MODULE"] = "casebridge.settings"
     env.pop("DATABASE_URL", None)
     log = (home / "serve.log").open("w")
     proc = subprocess.Popen(

@@ -83,6 +83,6 @@ def test_status_lists_versions(personas: Personas, vault_home: Path) -> None:
 
 def test_destroying_an_organizations_keys_destroys_all_its_files(personas: Personas, vault_home: Path) -> None:
     version, _content = _store(personas)
-    keystore.destroy_org_keys(personas.practice.pk)
+    keystore.destroy_org_keys(personas.practice.pk, actor=None, reason="BAA ended: destroy")
     with pytest.raises(keystore.KeyDestroyed):
         _read(version)

@@ -55,7 +55,9 @@ class Server:
         return requests.request(method, url, verify=self.cert, timeout=TIMEOUT, **kwargs)  # type: ignore[arg-type]
 
     def env(self) -> dict[str, str]:
+        # The real server runs the production settings, not the suite's (settings_test.py).
         env = {**os.environ, "CASEBRIDGE_HOME": str(self.home), "CASEBRIDGE_WORKERS": "1"}
+        env["DJANGO_SETTINGS_MODULE"] = "casebridge.settings"
         env.pop("DATABASE_URL", None)
         if self.storage_url:
             env["CASEBRIDGE_STORAGE_URL"] = self.storage_url

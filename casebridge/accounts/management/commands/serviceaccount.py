@@ -1,4 +1,8 @@
-"""casebridge serviceaccount create|list|deactivate: integration identities, managed on the server."""
+"""casebridge serviceaccount create|list|deactivate: integration identities, managed on the server.
+
+The command acts as the server operator (access/operator.py): the actions check the operator's
+SERVICE_ACCOUNTS_MANAGE like anyone else's, and every change is audited as the operator's.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from casebridge.access.operator import Operator, operator_access
+from casebridge.access.roles import Perm
 from casebridge.accounts import actions
 from casebridge.accounts.models import ServiceAccount, TokenScope
 from casebridge.orgs.models import Organization
@@ -43,22 +49,23 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         org = self._org(options["org"])
-        if options["operation"] == "create":
+        operation = options["operation"]
+        access = operator_access(Operator.running(f"serviceaccount {operation}"), org, Perm.SERVICE_ACCOUNTS_MANAGE)
+        if operation == "create":
             try:
                 account, raw = actions.create_service_account(
-                    organization=org,
+                    access,
                     name=options["name"],
                     role=options["role"],
                     scopes=options["scopes"] or [TokenScope.ORG_READ],
                     days=options["days"],
-                    actor=None,
                 )
             except ValidationError as exc:
                 raise CommandError("; ".join(exc.messages)) from exc
             self.stderr.write(f"Service account {account.name} ({account.role}) created in {org.name}.")
             self.stderr.write("Its token follows; it is shown only this once:")
             self.stdout.write(raw)
-        elif options["operation"] == "list":
+        elif operation == "list":
             for account in ServiceAccount.objects.filter(organization=org).order_by("name"):
                 state = "active" if account.is_active else "deactivated"
                 self.stdout.write(f"{account.name}\t{account.role}\t{state}")
@@ -66,5 +73,5 @@ class Command(BaseCommand):
             found = ServiceAccount.objects.filter(organization=org, name=options["name"]).first()
             if found is None:
                 raise CommandError(f"no service account {options['name']!r} in {org.name}")
-            actions.deactivate_service_account(found, actor=None)
+            actions.deactivate_service_account(access, found)
             self.stdout.write(f"Service account {found.name} deactivated; its tokens no longer work.")

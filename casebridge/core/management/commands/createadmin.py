@@ -1,4 +1,8 @@
-"""casebridge createadmin: first administrator and organization, with a one-hour setup link."""
+"""casebridge createadmin: first administrator and organization, with a one-hour setup link.
+
+Run by the server operator (access/operator.py): the account, the organization and the link are
+each audited as the operator's, in the transaction that creates them.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.urls import reverse
 
+from casebridge.access.operator import Operator
 from casebridge.accounts.actions import create_setup_link
 from casebridge.accounts.models import User
+from casebridge.audit.api import record
 from casebridge.core.mail import absolute_url
 from casebridge.orgs.actions import create_organization
 from casebridge.orgs.models import Membership, Organization, OrgKind
@@ -31,14 +37,16 @@ class Command(BaseCommand):
             validate_email(email)
         except ValidationError:
             raise CommandError(f"{email!r} is not an e-mail address") from None
+        operator = Operator.running("createadmin")
         with transaction.atomic():
             user = User.objects.filter(email__iexact=email).first()
             if user is None:
                 user = User.objects.create_user(email)
+                record("auth.user.created", actor=operator, target=user)
             org = Organization.objects.filter(name__iexact=options["org"].strip()).first()
             if org is None:
                 try:
-                    org = create_organization(name=options["org"], kind=options["kind"], owner=user)
+                    org = create_organization(name=options["org"], kind=options["kind"], owner=user, actor=operator)
                 except ValidationError as exc:
                     raise CommandError("; ".join(exc.messages)) from exc
             elif not Membership.objects.filter(organization=org, user=user, role="owner").exists():
@@ -48,7 +56,7 @@ class Command(BaseCommand):
                     f"{email} already has a password; sign in at {absolute_url(reverse('account_login'))}"
                 )
                 return
-            raw = create_setup_link(user)
+            raw = create_setup_link(user, actor=operator)
         self.stdout.write(self.style.SUCCESS(f"Organization: {org.name} ({org.get_kind_display()}), owner {email}"))
         self.stdout.write("Open this link within 1 hour to set the password (it works once):")
         self.stdout.write(f"  {absolute_url(reverse('setup_password', args=[raw]))}")
