@@ -26,7 +26,8 @@ from casebridge.access.policy import OrgAccess, case_for, visible_cases
 from casebridge.access.requests import actor_of, api_token_of
 from casebridge.access.roles import Perm
 from casebridge.accounts.models import User
-from casebridge.audit.api import record, record_many
+from casebridge.audit.api import record
+from casebridge.audit.exposure import record_patients_shown
 from casebridge.cases import actions, teeth
 from casebridge.cases.models import (
     Arch,
@@ -481,17 +482,14 @@ def list_cases(request: HttpRequest, filters: Query[CaseFilters]) -> dict[str, A
         cases = _after_cursor(cases, filters.cursor)
     page = list(cases.order_by("-created_at", "-pk")[: filters.limit + 1])
     shown, more = page[: filters.limit], len(page) > filters.limit
-    # The list shows patient names: one case.viewed per case, written in two statements.
-    record_many(
-        {
-            "action": "case.viewed",
-            "actor": access.actor,
-            "organization": access.organization,
-            "target": case,
-            "patient_ref": str(case.patient_id),
-            "details": {"case": case.number, "via": "api.list"},
-        }
-        for case in shown
+    # The page shows patient names: one event naming every patient on it (not one per case).
+    record_patients_shown(
+        actor=access.actor,
+        organization=access.organization,
+        cases=shown,
+        via="api.list",
+        searched=bool(filters.q),
+        status=str(filters.status) if filters.status else "",
     )
     next_url = None
     if more:

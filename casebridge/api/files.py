@@ -34,13 +34,13 @@ def file_content(request: HttpRequest, file_id: str) -> HttpResponseBase:
     except (ValueError, vault.ObjectUnavailable):
         return problem(404, "Not Found", "no such version")
 
-    def audit(byte_range: ByteRange) -> None:
+    def audit(byte_range: ByteRange, action: str = "file.downloaded") -> None:
         # A file of a case is PHI: the event names the patient, so the patient's access report
         # (and the case's) finds every download, whoever made it.
         attachment = Attachment.objects.filter(stored_object=stored).select_related("case").first()
         case = attachment.case if attachment is not None else None
         record(
-            "file.downloaded",
+            action,
             actor=actor_of(request),
             organization=stored.organization_id,
             target=stored,
@@ -53,6 +53,9 @@ def file_content(request: HttpRequest, file_id: str) -> HttpResponseBase:
             },
         )
 
+    if request.method == "HEAD":
+        # No bytes, but the size, checksum, type and the case's file name of a patient's file.
+        audit(None, "file.inspected")
     return version_response(request, stored, version, before_body=audit, refuse=problem)
 
 

@@ -24,6 +24,7 @@ from casebridge.access.policy import Forbidden, OrgAccess, case_for, readable_fi
 from casebridge.access.requests import org_access_of, user_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
+from casebridge.audit.exposure import record_patients_shown
 from casebridge.cases import actions, queries, shades, teeth
 from casebridge.cases.forms import DraftForm, NewCaseForm
 from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Material, Message, Restoration, Status
@@ -35,6 +36,7 @@ from casebridge.vault import filetypes
 from casebridge.vault.views import UPLOAD_CHUNK_BYTES
 
 PAGE = 50
+LIST_VIEWS = frozenset({"open", "today", "week", "overdue", "archived", "all"})
 OPEN = ~Q(status__in=[Status.COMPLETED, Status.CANCELLED]) & Q(archived_at__isnull=True)
 
 
@@ -80,6 +82,16 @@ def case_list(request: HttpRequest) -> HttpResponse:
     )
     cases = cases.annotate(unread=Coalesce(Subquery(unread, output_field=IntegerField()), 0))
     page = list(cases.order_by("-number")[: PAGE + 1])
+    # The rows show patient names: one event naming every patient on this page.
+    record_patients_shown(
+        actor=access.actor,
+        organization=access.organization,
+        cases=page[:PAGE],
+        via="web.case_list",
+        view=view if view in LIST_VIEWS else "open",  # the raw parameter is the caller's text
+        searched=bool(query),
+        status=status if status in Status.values else "",
+    )
     return render(
         request,
         "cases/list.html",
