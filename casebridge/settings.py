@@ -74,6 +74,9 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "casebridge.accounts.middleware.RequireMFAMiddleware",
+    # Problem documents for whatever a view under /api/ raises (after the one below mapped
+    # policy.Forbidden): never Django's HTML error pages for API clients.
+    "casebridge.api.errors.ApiErrorMiddleware",
     # Innermost, so it sees the actor the middleware above resolved and every view's refusal.
     "casebridge.access.middleware.AccessRefusalMiddleware",
 ]
@@ -215,6 +218,8 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SECURE = True
 CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
+# A problem document under /api/, Django's page elsewhere.
+CSRF_FAILURE_VIEW = "casebridge.api.errors.csrf_failure"
 CSRF_TRUSTED_ORIGINS = envlist("CASEBRIDGE_CSRF_TRUSTED_ORIGINS", PUBLIC_URL)
 X_FRAME_OPTIONS = "DENY"
 PERMISSIONS_POLICY = (

@@ -20,6 +20,7 @@ from ninja import Field, Path, Query, Router, Schema
 from ninja import Status as Reply
 from ninja.errors import HttpError
 from pydantic import AfterValidator, StringConstraints, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from casebridge.access import policy
 from casebridge.access.policy import OrgAccess, case_for, visible_cases
@@ -160,14 +161,26 @@ class CaseCreate(Schema):
 
 
 class CaseUpdate(Schema):
-    """Draft fields to change; fields left out stay as they are. `items` replaces the list."""
+    """Draft fields to change; fields left out stay as they are. `items` replaces the list.
+    `lab` and `due_date` may be null (no lab yet, no due date); `delivery`, `ship_to` and
+    `notes` may not."""
 
     lab: Text60 | None = None
     due_date: date | None = None
-    delivery: Delivery | None = None
-    ship_to: Text500 | None = None
-    notes: Text5000 | None = None
+    # None only as "not sent": the document says string, and an explicit null is refused below.
+    delivery: Delivery | SkipJsonSchema[None] = None
+    ship_to: Text500 | SkipJsonSchema[None] = None
+    notes: Text5000 | SkipJsonSchema[None] = None
     items: list[ItemIn] | None = Field(None, max_length=64)
+
+    @field_validator("delivery", "ship_to", "notes", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Runs only for values sent (defaults are not validated): null used to reach the draft
+        # action as None and fail there with a 500.
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep its value")
+        return value
 
 
 class HistoryOut(Schema):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
+from django.utils.dateparse import parse_datetime
 
 from casebridge.access import policy
 from casebridge.access.requests import actor_of, api_token_of
@@ -28,10 +30,16 @@ def file_content(request: HttpRequest, file_id: str) -> HttpResponseBase:
     stored = _file(request, file_id)
     if stored is None:
         return problem(404, "Not Found", "no such file")
+    raw_version = request.GET.get("version")
+    number = None
+    if raw_version is not None:
+        # 1, 2, ...: `0` used to fall through to the current version, a huge number to the database.
+        if not (raw_version.isascii() and raw_version.isdigit() and len(raw_version) <= 9 and int(raw_version) >= 1):
+            return problem(400, "Bad Request", "`version` must be a version number: 1, 2, ...")
+        number = int(raw_version)
     try:
-        number = int(request.GET["version"]) if "version" in request.GET else None
         version = vault.get_version(stored, number)
-    except (ValueError, vault.ObjectUnavailable):
+    except vault.ObjectUnavailable:
         return problem(404, "Not Found", "no such version")
 
     def audit(byte_range: ByteRange, action: str = "file.downloaded") -> None:
@@ -111,8 +119,14 @@ def file_list(request: HttpRequest) -> HttpResponseBase:
     """The caller's own files, newest first, cursor-paginated (?before=<created_at ISO>)."""
     files = policy.readable_files(actor_of(request), api_token_of(request)).order_by("-created_at", "-pk")
     before = request.GET.get("before")
-    if before:
-        files = files.filter(created_at__lt=before)
+    if before is not None:
+        at = _parse_before(before)
+        if at is None:
+            # The value is not echoed: whatever a client sent does not belong in a response or log.
+            return problem(
+                400, "Bad Request", "`before` must be an ISO 8601 date-time with a time zone, as `next_before` gives."
+            )
+        files = files.filter(created_at__lt=at)
     page = list(files[:51])
     data = [
         {
@@ -125,3 +139,12 @@ def file_list(request: HttpRequest) -> HttpResponseBase:
         for f in page[:50]
     ]
     return JsonResponse({"results": data, "next_before": page[49].created_at.isoformat() if len(page) > 50 else None})
+
+
+def _parse_before(value: str) -> datetime | None:
+    """The list's cursor, a time-zone-aware ISO 8601 date-time, or None for anything else."""
+    try:
+        at = parse_datetime(value)
+    except ValueError:  # well formed but impossible, e.g. a 25th hour
+        return None
+    return at if at is not None and at.tzinfo is not None else None
