@@ -520,6 +520,15 @@ def case_edit(request: HttpRequest, number: str) -> HttpResponse:
                 "with the restorations shown here.",
             )
     detail_url = reverse("case_detail", args=[access.organization.slug, case.number])
+    # The form shows the patient (read-only): an opened case like the case page.
+    record(
+        "case.viewed",
+        actor=access.actor,
+        organization=access.organization,
+        target=case,
+        patient_ref=str(case.patient_id),
+        details={"case": case.number, "via": "web.edit"},
+    )
     return render(
         request,
         "cases/new.html",
