@@ -1,7 +1,8 @@
 """Cases over REST (/api/v1/cases): typed schemas in, cases.actions to change, the policy to see.
 
 Handlers stay thin: resolve the caller's organization, fetch through the access helpers (404 for
-outsiders), call one action, render. Every read of a case leaves a `case.viewed` event."""
+outsiders), call one action, render. Every read of a case leaves a `case.viewed` event, every
+page of the list one `patient.viewed` naming the patients on it."""
 
 from __future__ import annotations
 
