@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from casebridge.access.guards import org_permission
-from casebridge.access.policy import Forbidden, OrgAccess, case_for, readable_files, scoped_get, visible_cases
+from casebridge.access.policy import OrgAccess, case_for, readable_files, scoped_get, visible_cases
 from casebridge.access.requests import org_access_of, user_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
@@ -625,8 +625,6 @@ def case_attach(request: HttpRequest, number: str) -> HttpResponse:
         )
     except ValidationError as exc:
         return JsonResponse({"detail": " ".join(exc.messages)}, status=400)
-    except Forbidden as exc:
-        raise PermissionDenied(str(exc)) from exc
     name = next(r["name"] for r in _attachment_rows(case) if r["attachment"].pk == attachment.pk)
     return JsonResponse(
         {"name": name, "kind": attachment.get_kind_display(), "warning": metadata_warning(stored.file_type)}

@@ -65,6 +65,19 @@ def test_an_action_the_role_may_not_take_is_a_403_on_the_case_page(personas: Per
     assert event.details["number"] == case.number
 
 
+def test_attaching_without_the_permission_is_a_403_from_the_same_place(personas: Personas, vault_home: Path) -> None:
+    _connect(personas, personas.lab)
+    case = _draft(personas)
+    technician = personas.members["technician"]
+    access = resolve(technician, personas.practice)
+    assert access is not None
+    upload = _file(access)  # technicians may upload, but attaching to a draft is the practice's edit
+    response = signed_in_client(technician).post(
+        reverse("case_attach", args=[personas.practice.slug, case.number]), {"file": str(upload.pk), "kind": "scan"}
+    )
+    assert response.status_code == 403 and not case.attachments.exists()
+
+
 # --- item 9: refusals are audited ------------------------------------------------------------
 def test_a_front_desk_member_opening_the_audit_log_is_recorded(personas: Personas) -> None:
     staff = personas.members["staff"]
