@@ -72,6 +72,11 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "casebridge.accounts.middleware.RequireMFAMiddleware",
+    # Problem documents for whatever a view under /api/ raises (after the one below mapped
+    # policy.Forbidden): never Django's HTML error pages for API clients.
+    "casebridge.api.errors.ApiErrorMiddleware",
+    # Innermost, so it sees the actor the middleware above resolved and every view's refusal.
+    "casebridge.access.middleware.AccessRefusalMiddleware",
 ]
 
 ROOT_URLCONF = "casebridge.urls"
@@ -209,6 +214,8 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SECURE = True
 CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
+# A problem document under /api/, Django's page elsewhere.
+CSRF_FAILURE_VIEW = "casebridge.api.errors.csrf_failure"
 CSRF_TRUSTED_ORIGINS = envlist("CASEBRIDGE_CSRF_TRUSTED_ORIGINS", PUBLIC_URL)
 X_FRAME_OPTIONS = "DENY"
 PERMISSIONS_POLICY = (
@@ -258,6 +265,9 @@ STORAGES = {
 # Chain audit events right after each commit (default), or leave it to the worker's sealer loop
 # (higher write throughput, events chained within a fraction of a second): see docs/audit.md.
 AUDIT_SEAL_ON_COMMIT = envbool("CASEBRIDGE_AUDIT_SEAL_ON_COMMIT", True)
+# Refused requests (403/404) are recorded once per actor and reason in this window; the repeats
+# are counted into the next event instead of each writing one (access/refusals.py).
+AUDIT_REFUSAL_WINDOW_SECONDS = envint("CASEBRIDGE_AUDIT_REFUSAL_WINDOW_SECONDS", 60)
 KEYRING_PATH = Path(env("CASEBRIDGE_KEYRING", str(HOME / "keys" / "keyring.json")))
 # Envelope encryption: the provider holding key-encryption keys, and where ciphertext is stored.
 VAULT_KEY_PROVIDER = env("CASEBRIDGE_KEY_PROVIDER", "local:")

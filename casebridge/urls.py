@@ -56,6 +56,10 @@ org_patterns = [
     path("audit/export.csv", audit_views.audit_export, name="audit_export"),
 ]
 
+# Under /api/ a problem document, elsewhere Django's page (api/errors.py).
+handler404 = "casebridge.api.errors.not_found"
+handler500 = "casebridge.api.errors.server_error"
+
 urlpatterns = [
     path("", org_views.home, name="home"),
     path("healthz", account_views.healthz, name="healthz"),

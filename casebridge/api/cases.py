@@ -1,7 +1,8 @@
 """Cases over REST (/api/v1/cases): typed schemas in, cases.actions to change, the policy to see.
 
 Handlers stay thin: resolve the caller's organization, fetch through the access helpers (404 for
-outsiders), call one action, render. Every read of a case leaves a `case.viewed` event."""
+outsiders), call one action, render. Every read of a case leaves a `case.viewed` event, every
+page of the list one `patient.viewed` naming the patients on it."""
 
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ from ninja import Field, Path, Query, Router, Schema
 from ninja import Status as Reply
 from ninja.errors import HttpError
 from pydantic import AfterValidator, StringConstraints, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from casebridge.access import policy
 from casebridge.access.policy import OrgAccess, case_for, visible_cases
 from casebridge.access.requests import principal_of
 from casebridge.access.roles import Perm
 from casebridge.accounts.models import User
-from casebridge.audit.api import record, record_many
+from casebridge.audit.api import record
+from casebridge.audit.exposure import record_patients_shown
 from casebridge.cases import actions, teeth
 from casebridge.cases.models import (
     Arch,
@@ -158,14 +161,26 @@ class CaseCreate(Schema):
 
 
 class CaseUpdate(Schema):
-    """Draft fields to change; fields left out stay as they are. `items` replaces the list."""
+    """Draft fields to change; fields left out stay as they are. `items` replaces the list.
+    `lab` and `due_date` may be null (no lab yet, no due date); `delivery`, `ship_to` and
+    `notes` may not."""
 
     lab: Text60 | None = None
     due_date: date | None = None
-    delivery: Delivery | None = None
-    ship_to: Text500 | None = None
-    notes: Text5000 | None = None
+    # None only as "not sent": the document says string, and an explicit null is refused below.
+    delivery: Delivery | SkipJsonSchema[None] = None
+    ship_to: Text500 | SkipJsonSchema[None] = None
+    notes: Text5000 | SkipJsonSchema[None] = None
     items: list[ItemIn] | None = Field(None, max_length=64)
+
+    @field_validator("delivery", "ship_to", "notes", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Runs only for values sent (defaults are not validated): null used to reach the draft
+        # action as None and fail there with a 500.
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep its value")
+        return value
 
 
 class HistoryOut(Schema):
@@ -467,17 +482,14 @@ def list_cases(request: HttpRequest, filters: Query[CaseFilters]) -> dict[str, A
         cases = _after_cursor(cases, filters.cursor)
     page = list(cases.order_by("-created_at", "-pk")[: filters.limit + 1])
     shown, more = page[: filters.limit], len(page) > filters.limit
-    # The list shows patient names: one case.viewed per case, written in two statements.
-    record_many(
-        {
-            "action": "case.viewed",
-            "actor": access.actor,
-            "organization": access.organization,
-            "target": case,
-            "patient_ref": str(case.patient_id),
-            "details": {"case": case.number, "via": "api.list"},
-        }
-        for case in shown
+    # The page shows patient names: one event naming every patient on it (not one per case).
+    record_patients_shown(
+        actor=access.actor,
+        organization=access.organization,
+        cases=shown,
+        via="api.list",
+        searched=bool(filters.q),
+        status=str(filters.status) if filters.status else "",
     )
     next_url = None
     if more:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
+from django.utils.dateparse import parse_datetime
 
 from casebridge.access import policy
 from casebridge.access.principal import Principal
@@ -37,19 +39,25 @@ def file_content(request: HttpRequest, file_id: str) -> HttpResponseBase:
     stored = _file(request, file_id)
     if stored is None:
         return problem(404, "Not Found", "no such file")
+    raw_version = request.GET.get("version")
+    number = None
+    if raw_version is not None:
+        # 1, 2, ...: `0` used to fall through to the current version, a huge number to the database.
+        if not (raw_version.isascii() and raw_version.isdigit() and len(raw_version) <= 9 and int(raw_version) >= 1):
+            return problem(400, "Bad Request", "`version` must be a version number: 1, 2, ...")
+        number = int(raw_version)
     try:
-        number = int(request.GET["version"]) if "version" in request.GET else None
         version = vault.get_version(stored, number)
-    except (ValueError, vault.ObjectUnavailable):
+    except vault.ObjectUnavailable:
         return problem(404, "Not Found", "no such version")
 
-    def audit(byte_range: ByteRange) -> None:
+    def audit(byte_range: ByteRange, action: str = "file.downloaded") -> None:
         # A file of a case is PHI: the event names the patient, so the patient's access report
         # (and the case's) finds every download, whoever made it.
         attachment = Attachment.objects.filter(stored_object=stored).select_related("case").first()
         case = attachment.case if attachment is not None else None
         record(
-            "file.downloaded",
+            action,
             actor=actor_of(request),
             organization=stored.organization_id,
             target=stored,
@@ -62,6 +70,9 @@ def file_content(request: HttpRequest, file_id: str) -> HttpResponseBase:
             },
         )
 
+    if request.method == "HEAD":
+        # No bytes, but the size, checksum, type and the case's file name of a patient's file.
+        audit(None, "file.inspected")
     return version_response(request, stored, version, before_body=audit, refuse=problem)
 
 
@@ -124,8 +135,14 @@ def file_list(request: HttpRequest) -> HttpResponseBase:
     """The caller's own files, newest first, cursor-paginated (?before=<created_at ISO>)."""
     files = policy.readable_files(_principal(request)).order_by("-created_at", "-pk")
     before = request.GET.get("before")
-    if before:
-        files = files.filter(created_at__lt=before)
+    if before is not None:
+        at = _parse_before(before)
+        if at is None:
+            # The value is not echoed: whatever a client sent does not belong in a response or log.
+            return problem(
+                400, "Bad Request", "`before` must be an ISO 8601 date-time with a time zone, as `next_before` gives."
+            )
+        files = files.filter(created_at__lt=at)
     page = list(files[:51])
     data = [
         {
@@ -138,3 +155,12 @@ def file_list(request: HttpRequest) -> HttpResponseBase:
         for f in page[:50]
     ]
     return JsonResponse({"results": data, "next_before": page[49].created_at.isoformat() if len(page) > 50 else None})
+
+
+def _parse_before(value: str) -> datetime | None:
+    """The list's cursor, a time-zone-aware ISO 8601 date-time, or None for anything else."""
+    try:
+        at = parse_datetime(value)
+    except ValueError:  # well formed but impossible, e.g. a 25th hour
+        return None
+    return at if at is not None and at.tzinfo is not None else None

@@ -6,7 +6,6 @@ Handlers live per domain (api/cases.py); everything here is shared plumbing."""
 from __future__ import annotations
 
 import copy
-import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -26,9 +25,8 @@ from casebridge.access.guards import ACCESS_ATTR, public
 from casebridge.access.policy import Forbidden
 from casebridge.api import cases, organization
 from casebridge.api.auth import problem
+from casebridge.api.errors import log_unexpected, server_error_problem
 from casebridge.cases.teeth import ToothError
-
-logger = logging.getLogger(__name__)
 
 PREFIX = "/api/v1/"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -131,8 +129,8 @@ def _http_error(request: HttpRequest, exc: Any) -> HttpResponse:
 
 
 def _unexpected(request: HttpRequest, exc: Any) -> HttpResponse:
-    logger.exception("API error on %s %s", request.method, request.resolver_match and request.resolver_match.route)
-    return _problem(500, "Something went wrong on our side; nothing was changed.")
+    log_unexpected(request, exc)
+    return server_error_problem()
 
 
 api.add_exception_handler(SchemaError, _schema_error)
@@ -170,10 +168,11 @@ _PROBLEM = {
 _ERROR_RESPONSES = {
     "400": "Malformed request (unparsable JSON, a foreign cursor)",
     "401": "No, unknown, expired or revoked credentials",
-    "403": "Your role or the token's scopes do not allow this",
+    "403": "Your role or the token's scopes do not allow this (or a session write without its CSRF token)",
     "404": "No such object, or not visible to your organization",
     "405": "Method not allowed",
     "422": "Invalid input; `errors` lists the fields; nothing was changed",
+    "412": "tus: the Tus-Resumable header is missing or names another protocol version",
 }
 
 
@@ -265,7 +264,10 @@ _HAND_WRITTEN_PATHS: dict[str, Any] = {
             "summary": "Current offset of an upload (resume point)",
             "security": _SECURITY,
             "parameters": [_UPLOAD_ID],
-            "responses": {"200": {"description": "Upload-Offset, Upload-Length, Upload-Expires headers"}},
+            "responses": {
+                "200": {"description": "Upload-Offset, Upload-Length, Upload-Expires headers"},
+                **_problems("401", "403", "404"),
+            },
         },
         "patch": {
             "operationId": "tus_append",
@@ -291,7 +293,7 @@ _HAND_WRITTEN_PATHS: dict[str, Any] = {
             "summary": "Cancel an unfinished upload (tus termination)",
             "security": _SECURITY,
             "parameters": [_UPLOAD_ID, _TUS_RESUMABLE],
-            "responses": {"204": {"description": "Cancelled"}, **_problems("401", "404")},
+            "responses": {"204": {"description": "Cancelled"}, **_problems("401", "403", "404", "412")},
         },
     },
     "/api/v1/files/": {
@@ -300,12 +302,20 @@ _HAND_WRITTEN_PATHS: dict[str, Any] = {
             "tags": ["files"],
             "summary": "Files you may read: your unattached uploads and the files of visible cases",
             "security": _SECURITY,
+            "parameters": [
+                {
+                    "name": "before",
+                    "in": "query",
+                    "description": "The previous page's `next_before`: files created before this time",
+                    "schema": {"type": "string", "format": "date-time"},
+                }
+            ],
             "responses": {
                 "200": {
                     "description": "A page of files",
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 },
-                **_problems("401"),
+                **_problems("400", "401"),
             },
         }
     },
@@ -353,15 +363,16 @@ _HAND_WRITTEN_PATHS: dict[str, Any] = {
                 {"name": "Range", "in": "header", "schema": {"type": "string"}},
             ],
             "responses": {
+                # The file's own type (model/stl, application/dicom, image/jpeg, ...).
                 "200": {
                     "description": "The whole file",
-                    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
                 },
                 "206": {
                     "description": "The requested range",
-                    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
                 },
-                **_problems("401", "404"),
+                **_problems("400", "401", "404"),
                 "416": {
                     "description": "Range outside the file",
                     "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},

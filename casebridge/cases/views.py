@@ -20,11 +20,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from casebridge.access.guards import org_permission
-from casebridge.access.policy import Forbidden, OrgAccess, case_for, readable_files, scoped_get, visible_cases
+from casebridge.access.policy import OrgAccess, case_for, readable_files, scoped_get, visible_cases
 from casebridge.access.principal import Principal
 from casebridge.access.requests import org_access_of, principal_of, user_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
+from casebridge.audit.exposure import record_patients_shown
 from casebridge.cases import actions, queries, shades, teeth
 from casebridge.cases.forms import DraftForm, NewCaseForm
 from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Material, Message, Restoration, Status
@@ -36,6 +37,7 @@ from casebridge.vault import filetypes
 from casebridge.vault.views import UPLOAD_CHUNK_BYTES
 
 PAGE = 50
+LIST_VIEWS = frozenset({"open", "today", "week", "overdue", "archived", "all"})
 OPEN = ~Q(status__in=[Status.COMPLETED, Status.CANCELLED]) & Q(archived_at__isnull=True)
 
 
@@ -81,6 +83,16 @@ def case_list(request: HttpRequest) -> HttpResponse:
     )
     cases = cases.annotate(unread=Coalesce(Subquery(unread, output_field=IntegerField()), 0))
     page = list(cases.order_by("-number")[: PAGE + 1])
+    # The rows show patient names: one event naming every patient on this page.
+    record_patients_shown(
+        actor=access.actor,
+        organization=access.organization,
+        cases=page[:PAGE],
+        via="web.case_list",
+        view=view if view in LIST_VIEWS else "open",  # the raw parameter is the caller's text
+        searched=bool(query),
+        status=status if status in Status.values else "",
+    )
     return render(
         request,
         "cases/list.html",
@@ -512,6 +524,15 @@ def case_edit(request: HttpRequest, number: str) -> HttpResponse:
                 "with the restorations shown here.",
             )
     detail_url = reverse("case_detail", args=[access.organization.slug, case.number])
+    # The form shows the patient (read-only): an opened case like the case page.
+    record(
+        "case.viewed",
+        actor=access.actor,
+        organization=access.organization,
+        target=case,
+        patient_ref=str(case.patient_id),
+        details={"case": case.number, "via": "web.edit"},
+    )
     return render(
         request,
         "cases/new.html",
@@ -616,8 +637,6 @@ def case_attach(request: HttpRequest, number: str) -> HttpResponse:
         )
     except ValidationError as exc:
         return JsonResponse({"detail": " ".join(exc.messages)}, status=400)
-    except Forbidden as exc:
-        raise PermissionDenied(str(exc)) from exc
     name = next(r["name"] for r in _attachment_rows(case) if r["attachment"].pk == attachment.pk)
     return JsonResponse(
         {"name": name, "kind": attachment.get_kind_display(), "warning": metadata_warning(stored.file_type)}

@@ -132,7 +132,12 @@ def disclosures(request: HttpRequest) -> HttpResponse:
         "share.disclosures.viewed",
         actor=access.actor,
         organization=access.organization,
-        details={"filtered": bool(query), "rows": len(page[:PAGE])},
+        # Which patients' disclosures were shown (internal references, never the search text).
+        details={
+            "filtered": bool(query),
+            "rows": len(page[:PAGE]),
+            "patients": list(dict.fromkeys(str(row.patient_id) for row in page[:PAGE])),
+        },
     )
     return render(
         request,

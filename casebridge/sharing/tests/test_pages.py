@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from django.core import mail
 
+from casebridge.audit.models import Event
 from casebridge.core.testing import signed_in_client
 from casebridge.sharing.models import Disclosure, ExternalLink
 from casebridge.sharing.tests.conftest import PATIENT, RECIPIENT, SharedCase
@@ -100,5 +101,9 @@ def test_the_accounting_of_disclosures(shared: SharedCase, make_link: MakeLink) 
     assert PATIENT in page and RECIPIENT in page and "Second opinion requested by the patient" in page
     assert PATIENT not in officer.get(url, {"patient": "Somebody Else"}).content.decode()
     assert PATIENT in officer.get(url, {"patient": "roe"}).content.decode()
+    # Each view names the patients it showed (references only, never the search text).
+    viewed = list(Event.objects.filter(action="share.disclosures.viewed").order_by("id"))
+    assert [e.details["patients"] for e in viewed] == [[str(shared.case.patient_id)], [], [str(shared.case.patient_id)]]
+    assert "roe" not in str(viewed[-1].details).lower()
     assert signed_in_client(shared.personas.members["clinician"]).get(url).status_code == 403
     assert signed_in_client(shared.personas.outsider).get(url).status_code == 404
