@@ -14,7 +14,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from casebridge.access.policy import OrgAccess, organization_connection
+from casebridge.access.policy import Forbidden, OrgAccess, organization_connection
 from casebridge.access.roles import Perm, Role
 from casebridge.accounts.models import NotifyTopic, User
 from casebridge.audit.api import record
@@ -53,6 +53,11 @@ LAB_TRANSITIONS: dict[str, set[str]] = {
     Status.QUALITY_CHECK: {Status.IN_PRODUCTION, Status.SHIPPED},
     Status.SHIPPED: {Status.DELIVERED},
 }
+# While the lab works on a case it adds files to it (designs, photos of the work in progress);
+# before receipt the case is the practice's, after the quality check the work is done.
+LAB_UPLOAD_STATUSES = frozenset(
+    {Status.RECEIVED, Status.IN_DESIGN, Status.DESIGN_REJECTED, Status.IN_PRODUCTION, Status.QUALITY_CHECK}
+)
 HOLDABLE = {Status.RECEIVED, Status.IN_DESIGN, Status.DESIGN_REJECTED, Status.IN_PRODUCTION, Status.QUALITY_CHECK}
 CLOSED = {Status.COMPLETED, Status.CANCELLED}
 
@@ -294,6 +299,42 @@ def _neutral_label(label: str) -> str:
     return text.replace("-", "_")
 
 
+def attach_refusal(access: OrgAccess, case: Case) -> Forbidden | ValidationError | None:
+    """Why ``access`` may not add files to ``case`` now, or None when it may: the one answer for
+    attaching an upload, adding a version of an attached file and showing the drop zone.
+
+    The practice adds files while the case is its draft; the lab while it works on the case
+    (LAB_UPLOAD_STATUSES) and until the practice revokes its access. Both need their side's case
+    permission and the upload permission (a token: ``cases:write``)."""
+    org = access.organization.pk
+    lab_side = case.lab_id == org and case.status != Status.DRAFT
+    if not lab_side and case.practice_id != org:
+        return ValidationError("That case is not one of yours.")
+    for perm in (Perm.CASES_WORK if lab_side else Perm.CASES_EDIT, Perm.FILES_UPLOAD):
+        if not access.has(perm):
+            return Forbidden(perm)
+    if case.status in CLOSED or case.archived_at:
+        return ValidationError("Files cannot be added to a closed case.")
+    if lab_side:
+        if case.lab_access_revoked_at is not None or case.status not in LAB_UPLOAD_STATUSES:
+            return ValidationError(
+                "The lab adds files while it works on the case (from receipt until the quality check)."
+            )
+    elif case.status != Status.DRAFT:
+        return ValidationError("Files are added to a case while it is a draft; this one was already sent to the lab.")
+    return None
+
+
+def may_attach(access: OrgAccess, case: Case) -> bool:
+    return attach_refusal(access, case) is None
+
+
+def require_attach(access: OrgAccess, case: Case) -> None:
+    refusal = attach_refusal(access, case)
+    if refusal is not None:
+        raise refusal
+
+
 def attach_file(
     access: OrgAccess, case: Case, stored_object: StoredObject, *, kind: str, label: str = ""
 ) -> Attachment:
@@ -304,10 +345,8 @@ def attach_file(
     counts, never values) goes into the audit event."""
     if kind not in AttachmentKind.values:
         raise ValidationError({"kind": "Choose what kind of file this is."})
+    require_attach(access, case)
     lab_side = case.lab_id == access.organization.pk
-    access.require(Perm.CASES_WORK if lab_side else Perm.CASES_EDIT)
-    if case.status in CLOSED or case.archived_at:
-        raise ValidationError("Files cannot be added to a closed case.")
     if kind == AttachmentKind.DESIGN and not lab_side:
         raise ValidationError({"kind": "Designs are added by the lab."})
     label = _neutral_label(label)

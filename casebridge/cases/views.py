@@ -204,15 +204,6 @@ def case_action(request: HttpRequest, number: str) -> HttpResponse:
 
 
 # --- New case -------------------------------------------------------------------------------
-LAB_UPLOAD_STATUSES = {
-    Status.RECEIVED,
-    Status.IN_DESIGN,
-    Status.DESIGN_REJECTED,
-    Status.IN_PRODUCTION,
-    Status.QUALITY_CHECK,
-}
-
-
 def _notation(request: HttpRequest) -> str:
     return getattr(request.user, "tooth_notation", "universal")
 
@@ -561,10 +552,7 @@ def _upload_kinds(lab_side: bool) -> list[tuple[str, str]]:
 
 def _files_context(access: OrgAccess, case: Case) -> dict[str, Any]:
     lab_side = case.lab_id == access.organization.pk
-    if lab_side:
-        can_upload = access.has(Perm.CASES_WORK) and case.status in LAB_UPLOAD_STATUSES
-    else:
-        can_upload = access.has(Perm.CASES_EDIT) and access.has(Perm.FILES_UPLOAD) and case.status == Status.DRAFT
+    can_upload = actions.may_attach(access, case)  # the action enforces the same answer
     draft = case.status == Status.DRAFT and not lab_side
     return {
         "attachment_rows": _attachment_rows(case),
