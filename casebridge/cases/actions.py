@@ -14,7 +14,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from casebridge.access.policy import Forbidden, OrgAccess, organization_connection
+from casebridge.access.policy import Forbidden, OrgAccess, organization_connection, require_practice
 from casebridge.access.roles import Perm, Role
 from casebridge.accounts.models import NotifyTopic, User
 from casebridge.audit.api import record
@@ -213,9 +213,7 @@ def create_case(
     notation: str = "fdi",
 ) -> Case:
     """Draft a case. ``notation`` is only how error messages name teeth (items are always FDI)."""
-    access.require(Perm.CASES_EDIT)
-    if access.organization.kind != OrgKind.PRACTICE:
-        raise ValidationError("Cases are created by dental practices.")
+    require_practice(access)
     # Every field is checked before anything is written, so the form can show all problems at once.
     errors: dict[str, Any] = {}
     if not patient_name.strip():

@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from casebridge.access.guards import org_permission
-from casebridge.access.policy import OrgAccess, case_for, scoped_get
+from casebridge.access.policy import OrgAccess, acts_for_practice, case_for, scoped_get
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
@@ -40,7 +40,7 @@ def _access(request: HttpRequest) -> OrgAccess:
 
 
 def can_share(access: OrgAccess | None, case: Case) -> bool:
-    return access is not None and access.has(Perm.CASES_EDIT) and case.practice_id == access.organization.pk
+    return access is not None and access.has(Perm.CASES_EDIT) and acts_for_practice(access, case)
 
 
 def section_context(case: Case, form: ShareForm | None = None) -> dict[str, Any]:
@@ -62,7 +62,7 @@ def section_context(case: Case, form: ShareForm | None = None) -> dict[str, Any]
 def case_share(request: HttpRequest, number: str) -> HttpResponse:
     access = _access(request)
     case = case_for(access, number)
-    if case.practice_id != access.organization.pk:
+    if not acts_for_practice(access, case):
         return render(request, "sharing/case_share.html", {"case": case, "not_yours": True}, status=403)
     form: ShareForm | None = None
     status = 200
