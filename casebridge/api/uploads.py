@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.urls import reverse
@@ -20,13 +21,16 @@ from casebridge.access import policy
 from casebridge.access.guards import FROM_TRANSFER_SERVER, public, transfer_server_only
 from casebridge.access.requests import actor_of, api_token_of
 from casebridge.access.roles import Perm
+from casebridge.accounts.models import ApiToken
 from casebridge.api.auth import answers_options, api_actor, problem
 from casebridge.audit.models import Outcome
+from casebridge.cases import actions as case_actions
 from casebridge.core import request_body
 from casebridge.orgs.models import Organization
 from casebridge.vault import transfer, uploads
+from casebridge.vault.api import PendingVersion
 from casebridge.vault.appending import Appended, parse_checksum
-from casebridge.vault.models import Upload
+from casebridge.vault.models import ObjectVersion, StoredObject, Upload
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
@@ -150,8 +154,30 @@ def _patch(
         body=body_reader(request, length),
         content_length=length,
         checksum=checksum,
+        add_version=version_gate(upload, actor, api_token_of(request)),
     )
     return _upload_headers(HttpResponse(status=status), result.upload)
+
+
+def version_gate(upload: Upload, actor: Any, token: ApiToken | None = None) -> uploads.AddVersion:
+    """What the finished content of a new version goes through: cases.actions.add_version, under
+    the uploader's access as of now (asked again: the case may have moved on since the upload
+    began). Its refusals become the tus answer: 403, 409 for the case's state, 415 for a type."""
+
+    def add(content: PendingVersion) -> ObjectVersion:
+        access = policy.resolve(actor, upload.organization, token)
+        stored = StoredObject.objects.filter(pk=upload.object_id).first()
+        if access is None or stored is None:
+            raise uploads.UploadError("no such file", 404)
+        try:
+            return case_actions.add_version(access, stored, content)
+        except policy.Forbidden as exc:
+            raise uploads.UploadError(str(exc), 403) from None
+        except ValidationError as exc:
+            status = 415 if getattr(exc, "code", None) == "file_type" else 409
+            raise uploads.UploadError(" ".join(exc.messages), status) from None
+
+    return add
 
 
 @public
@@ -186,14 +212,26 @@ def upload_collection(request: HttpRequest) -> HttpResponseBase:
         organization = _organization(request, actor, meta)
         stored = None
         if meta.get("file"):
-            stored = policy.readable_files(actor).filter(pk=_uuid(meta["file"]), organization=organization).first()
-            if stored is None:
+            token = api_token_of(request)
+            stored = (
+                policy.readable_files(actor, token).filter(pk=_uuid(meta["file"]), organization=organization).first()
+            )
+            access = policy.resolve(actor, organization, token)
+            if stored is None or access is None:
                 raise uploads.UploadGone("no such file")
+            _refuse_version_early(access, stored)
         upload = uploads.create_upload(organization=organization, actor=actor, length=length, stored_object=stored)
         location = transfer.upload_location(upload.pk) or reverse("tus_upload", args=[upload.pk])
         if request.content_type == OFFSET_CONTENT_TYPE or length == 0:
             if length == 0:
-                result = uploads.append(upload, actor=actor, client_offset=0, body=lambda view: 0, content_length=0)
+                result = uploads.append(
+                    upload,
+                    actor=actor,
+                    client_offset=0,
+                    body=lambda view: 0,
+                    content_length=0,
+                    add_version=version_gate(upload, actor, api_token_of(request)),
+                )
                 response = _upload_headers(HttpResponse(status=201), result.upload)
             else:
                 response = _patch(request, upload, actor, status=201, offset=0)
@@ -203,6 +241,16 @@ def upload_collection(request: HttpRequest) -> HttpResponseBase:
         return response
     except uploads.UploadError as exc:
         return _error(exc.status, str(exc))
+
+
+def _refuse_version_early(access: policy.OrgAccess, stored: StoredObject) -> None:
+    """Who may add a version is decided before any byte flows (and again at the end)."""
+    try:
+        case_actions.require_version(access, stored)
+    except policy.Forbidden as exc:
+        raise uploads.UploadError(str(exc), 403) from None
+    except ValidationError as exc:
+        raise uploads.UploadError(" ".join(exc.messages), 409) from None
 
 
 def _uuid(value: str) -> Any:
@@ -316,5 +364,7 @@ def _commit(upload: Upload, token: str, data: dict[str, Any]) -> HttpResponseBas
         return _error(410, uploads.STAGING_LOST)
     if outcome != "appended":
         return _error(500, "The transfer failed; ask for the upload's offset and resume.")
-    result = uploads.commit(upload, token, actor, Appended.from_wire(data))
+    # The client's credentials were checked at this body's lease; its membership, role and the
+    # case's state are asked again by the version gate as the content is linked.
+    result = uploads.commit(upload, token, actor, Appended.from_wire(data), version_gate(upload, actor))
     return _upload_headers(HttpResponse(status=204), result.upload)

@@ -4,10 +4,10 @@ whichever door it came through (web page, REST API, SFTP). Notifications carry n
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from casebridge.access.policy import Forbidden, OrgAccess, organization_connection, require_practice
 from casebridge.access.roles import Perm, Role
-from casebridge.accounts.models import NotifyTopic, User
+from casebridge.accounts.models import NotifyTopic, ServiceAccount, User
 from casebridge.audit.api import record
 from casebridge.cases import shades, teeth
 from casebridge.cases.models import (
@@ -38,10 +38,13 @@ from casebridge.cases.models import (
 from casebridge.cases.queries import clinicians
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.core.mail import absolute_url, queue_mail
-from casebridge.imaging.ingest import clean_on_ingest
-from casebridge.imaging.sanitize import SanitizeError
+from casebridge.imaging.ingest import SHRED_REASON, clean_content
+from casebridge.imaging.sanitize import SanitizeError, SanitizeResult
 from casebridge.orgs.models import ConnectionStatus, Membership, Organization, OrgKind
-from casebridge.vault.models import StoredObject
+from casebridge.vault import api as vault
+from casebridge.vault.api import PendingVersion
+from casebridge.vault.filetypes import version_type_refusal
+from casebridge.vault.models import ObjectVersion, StoredObject
 
 # Which statuses a lab may move a case to, from which.
 LAB_TRANSITIONS: dict[str, set[str]] = {
@@ -60,6 +63,7 @@ LAB_UPLOAD_STATUSES = frozenset(
 )
 HOLDABLE = {Status.RECEIVED, Status.IN_DESIGN, Status.DESIGN_REJECTED, Status.IN_PRODUCTION, Status.QUALITY_CHECK}
 CLOSED = {Status.COMPLETED, Status.CANCELLED}
+T = TypeVar("T")
 
 
 @dataclass
@@ -339,8 +343,8 @@ def attach_file(
     """Attach an uploaded file: from then on the case's parties see it, and only they.
 
     Identifying metadata is removed first (imaging.ingest): the cleaned content becomes the
-    current version and the original version is crypto-shredded. What was removed (names and
-    counts, never values) goes into the audit event."""
+    current version and every earlier version (the uploader's, never cleaned) is crypto-shredded.
+    What was removed (names and counts, never values) goes into the audit event."""
     if kind not in AttachmentKind.values:
         raise ValidationError({"kind": "Choose what kind of file this is."})
     require_attach(access, case)
@@ -348,22 +352,21 @@ def attach_file(
     if kind == AttachmentKind.DESIGN and not lab_side:
         raise ValidationError({"kind": "Designs are added by the lab."})
     label = _neutral_label(label)
-    with transaction.atomic():
-        # Locked, so that two requests cannot attach (and clean) the same upload twice.
+    if not _attachable(access, stored_object):
+        raise ValidationError("That file cannot be attached here.")
+    current = vault.get_version(stored_object)
+
+    def link(cleaned: PendingVersion | None, cleaning: SanitizeResult) -> Attachment:
+        # Locked, so that two requests cannot attach the same upload twice; and re-checked,
+        # because the file and the case may have changed while the content was being cleaned.
         locked = StoredObject.objects.select_for_update().filter(pk=stored_object.pk).first()
-        if (
-            locked is None
-            or locked.organization_id != access.organization.pk
-            or locked.attached_at is not None
-            or locked.is_destroyed
-        ):
+        if locked is None or not _attachable(access, locked) or locked.current_version != current.version:
             raise ValidationError("That file cannot be attached here.")
-        try:
-            cleaning = clean_on_ingest(locked, actor=access.actor)
-        except SanitizeError as exc:
-            raise ValidationError(
-                f"The file could not be checked for hidden patient data ({exc}); it was not attached."
-            ) from exc
+        if cleaned is not None:
+            vault.link_version(cleaned, actor=access.actor)
+        vault.destroy_versions_before(
+            locked, cleaned.version if cleaned else current.version, actor=access.actor, reason=SHRED_REASON
+        )
         attachment = Attachment.objects.create(
             case=case,
             stored_object=locked,
@@ -379,11 +382,117 @@ def attach_file(
             case,
             kind=kind,
             file=str(locked.pk),
-            version=locked.current_version,
+            version=cleaned.version if cleaned else current.version,
             metadata=cleaning.audit_details(),
         )
+        return attachment
+
+    attachment = _ingest(access, case, current, stored_object.file_type, current.version + 1, link)
     stored_object.refresh_from_db()
     return attachment
+
+
+def _attachable(access: OrgAccess, stored: StoredObject) -> bool:
+    return stored.organization_id == access.organization.pk and stored.attached_at is None and not stored.is_destroyed
+
+
+def _ingest(
+    access: OrgAccess,
+    case: Case,
+    source: ObjectVersion | PendingVersion,
+    file_type: str,
+    version: int,
+    link: Callable[[PendingVersion | None, SanitizeResult], T],
+) -> T:
+    """The one pipeline content takes into a case, for attaching an upload and for a new version
+    of an attached file alike. The heavy part runs outside any transaction and holds no lock
+    (a 2 GB file is read twice and written once): metadata removal into a pending version, which
+    is scanned. Then one short transaction re-checks that this access may still add files to
+    the case and `link`s the result. If anything refuses, nothing is left behind."""
+    try:
+        cleaning, cleaned = clean_content(source, file_type=file_type, version=version)
+    except SanitizeError as exc:
+        raise ValidationError(
+            f"The file could not be checked for hidden patient data ({exc}); it was not added."
+        ) from exc
+    try:
+        with transaction.atomic():
+            locked_case = Case.objects.select_for_update().get(pk=case.pk)
+            require_attach(access, locked_case)
+            return link(cleaned, cleaning)
+    except BaseException:
+        if cleaned is not None:
+            vault.discard(cleaned)
+        raise
+
+
+def version_refusal(access: OrgAccess, stored: StoredObject) -> Forbidden | ValidationError | None:
+    """Why `access` may not add a new version to `stored` now (None: it may). Asked when the
+    upload is created, before any byte flows, and again when its content is linked.
+
+    A file of a case takes new versions from the organization that added it, under the rule for
+    adding files to that case (attach_refusal); a file not yet on a case, from its uploader."""
+    if stored.is_destroyed or stored.organization_id != access.organization.pk:
+        return ValidationError("Only the organization that added a file adds versions of it.")
+    attachment = Attachment.objects.filter(stored_object=stored).select_related("case").first()
+    if attachment is not None:
+        return attach_refusal(access, attachment.case)
+    if not access.has(Perm.FILES_UPLOAD):
+        return Forbidden(Perm.FILES_UPLOAD)
+    mine = stored.created_by_id == access.actor.pk if isinstance(access.actor, User) else False
+    if isinstance(access.actor, ServiceAccount):
+        mine = stored.created_by_service_id == access.actor.pk
+    if not mine:
+        return ValidationError("Until a file is on a case, only its uploader adds versions of it.")
+    return None
+
+
+def require_version(access: OrgAccess, stored: StoredObject) -> None:
+    refusal = version_refusal(access, stored)
+    if refusal is not None:
+        raise refusal
+
+
+def add_version(access: OrgAccess, stored: StoredObject, content: PendingVersion) -> ObjectVersion:
+    """Make `content` (an upload's, sealed and scanned) the next version of `stored`, or refuse.
+
+    A file of a case takes exactly the attach pipeline (_ingest): who may add files to the case
+    now, the file's type, metadata removal before anyone sees the version, and an audit event
+    with the patient reference. A file not yet on a case is its uploader's own: its versions are
+    linked as they come and cleaned when it is attached. `content` is this action's: whatever
+    the outcome, nothing of it is left that is not a version."""
+    try:
+        require_version(access, stored)
+        refusal = version_type_refusal(stored.file_type, content.file_type)
+        if refusal:
+            raise ValidationError(refusal, code="file_type")
+        attachment = Attachment.objects.filter(stored_object=stored).select_related("case").first()
+        if attachment is None:
+            with transaction.atomic():
+                return vault.link_version(content, actor=access.actor)
+        case = attachment.case
+
+        def link(cleaned: PendingVersion | None, cleaning: SanitizeResult) -> ObjectVersion:
+            # Only the cleaned content ever becomes the version: the uncleaned never does.
+            version = vault.link_version(cleaned or content, actor=access.actor)
+            _audit(
+                "case.attachment.version_added",
+                access,
+                case,
+                kind=attachment.kind,
+                file=str(stored.pk),
+                version=version.version,
+                metadata=cleaning.audit_details(),
+            )
+            return version
+
+        version = _ingest(access, case, content, stored.file_type, content.version, link)
+    finally:
+        # The uploaded content stays only as the version it became (when nothing was removed).
+        if not ObjectVersion.objects.filter(blob_name=content.blob_name).exists():
+            vault.discard(content)
+    stored.refresh_from_db()
+    return version
 
 
 _DRAFT_FIELDS = frozenset({"case_type", "lab", "doctor", "due_date", "delivery", "ship_to", "notes"})
