@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -154,28 +156,36 @@ def _patch(
         body=body_reader(request, length),
         content_length=length,
         checksum=checksum,
-        add_version=version_gate(upload, actor, api_token_of(request)),
+        add_version=_version_gate(upload, actor, api_token_of(request)),
     )
     return _upload_headers(HttpResponse(status=status), result.upload)
 
 
-def version_gate(upload: Upload, actor: Any, token: ApiToken | None = None) -> uploads.AddVersion:
+@contextmanager
+def _case_rules_as_tus_errors() -> Iterator[None]:
+    """cases.actions' refusals as tus answers: 403 for a permission, 415 for a file's type, 409
+    for the state of the case (sent, closed) or of the file."""
+    try:
+        yield
+    except policy.Forbidden as exc:
+        raise uploads.UploadError(str(exc), 403) from None
+    except ValidationError as exc:
+        status = 415 if getattr(exc, "code", None) == "file_type" else 409
+        raise uploads.UploadError(" ".join(exc.messages), status) from None
+
+
+def _version_gate(upload: Upload, actor: Any, token: ApiToken | None = None) -> uploads.AddVersion:
     """What the finished content of a new version goes through: cases.actions.add_version, under
     the uploader's access as of now (asked again: the case may have moved on since the upload
-    began). Its refusals become the tus answer: 403, 409 for the case's state, 415 for a type."""
+    began)."""
 
     def add(content: PendingVersion) -> ObjectVersion:
         access = policy.resolve(actor, upload.organization, token)
         stored = StoredObject.objects.filter(pk=upload.object_id).first()
         if access is None or stored is None:
             raise uploads.UploadError("no such file", 404)
-        try:
+        with _case_rules_as_tus_errors():
             return case_actions.add_version(access, stored, content)
-        except policy.Forbidden as exc:
-            raise uploads.UploadError(str(exc), 403) from None
-        except ValidationError as exc:
-            status = 415 if getattr(exc, "code", None) == "file_type" else 409
-            raise uploads.UploadError(" ".join(exc.messages), status) from None
 
     return add
 
@@ -219,7 +229,8 @@ def upload_collection(request: HttpRequest) -> HttpResponseBase:
             access = policy.resolve(actor, organization, token)
             if stored is None or access is None:
                 raise uploads.UploadGone("no such file")
-            _refuse_version_early(access, stored)
+            with _case_rules_as_tus_errors():  # decided before any byte flows, and again at the end
+                case_actions.require_version(access, stored)
         upload = uploads.create_upload(organization=organization, actor=actor, length=length, stored_object=stored)
         location = transfer.upload_location(upload.pk) or reverse("tus_upload", args=[upload.pk])
         if request.content_type == OFFSET_CONTENT_TYPE or length == 0:
@@ -230,7 +241,7 @@ def upload_collection(request: HttpRequest) -> HttpResponseBase:
                     client_offset=0,
                     body=lambda view: 0,
                     content_length=0,
-                    add_version=version_gate(upload, actor, api_token_of(request)),
+                    add_version=_version_gate(upload, actor, api_token_of(request)),
                 )
                 response = _upload_headers(HttpResponse(status=201), result.upload)
             else:
@@ -241,16 +252,6 @@ def upload_collection(request: HttpRequest) -> HttpResponseBase:
         return response
     except uploads.UploadError as exc:
         return _error(exc.status, str(exc))
-
-
-def _refuse_version_early(access: policy.OrgAccess, stored: StoredObject) -> None:
-    """Who may add a version is decided before any byte flows (and again at the end)."""
-    try:
-        case_actions.require_version(access, stored)
-    except policy.Forbidden as exc:
-        raise uploads.UploadError(str(exc), 403) from None
-    except ValidationError as exc:
-        raise uploads.UploadError(" ".join(exc.messages), 409) from None
 
 
 def _uuid(value: str) -> Any:
@@ -366,5 +367,5 @@ def _commit(upload: Upload, token: str, data: dict[str, Any]) -> HttpResponseBas
         return _error(500, "The transfer failed; ask for the upload's offset and resume.")
     # The client's credentials were checked at this body's lease; its membership, role and the
     # case's state are asked again by the version gate as the content is linked.
-    result = uploads.commit(upload, token, actor, Appended.from_wire(data), version_gate(upload, actor))
+    result = uploads.commit(upload, token, actor, Appended.from_wire(data), _version_gate(upload, actor))
     return _upload_headers(HttpResponse(status=204), result.upload)

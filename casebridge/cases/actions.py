@@ -469,6 +469,9 @@ def add_version(access: OrgAccess, stored: StoredObject, content: PendingVersion
         attachment = Attachment.objects.filter(stored_object=stored).select_related("case").first()
         if attachment is None:
             with transaction.atomic():
+                # Locked and re-read: attached meanwhile, it must take the case's pipeline instead.
+                if StoredObject.objects.select_for_update().get(pk=stored.pk).attached_at is not None:
+                    raise ValidationError("The file was attached to a case meanwhile; upload the version again.")
                 return vault.link_version(content, actor=access.actor)
         case = attachment.case
 
