@@ -432,17 +432,18 @@ def version_refusal(access: OrgAccess, stored: StoredObject) -> Forbidden | Vali
 
     A file of a case takes new versions from the organization that added it, under the rule for
     adding files to that case (attach_refusal); a file not yet on a case, from its uploader."""
-    if stored.is_destroyed or stored.organization_id != access.organization.pk:
+    if stored.is_destroyed:
+        return ValidationError("This file was destroyed; upload a new one.")
+    if stored.organization_id != access.organization.pk:
         return ValidationError("Only the organization that added a file adds versions of it.")
     attachment = Attachment.objects.filter(stored_object=stored).select_related("case").first()
     if attachment is not None:
         return attach_refusal(access, attachment.case)
     if not access.has(Perm.FILES_UPLOAD):
         return Forbidden(Perm.FILES_UPLOAD)
-    mine = stored.created_by_id == access.actor.pk if isinstance(access.actor, User) else False
-    if isinstance(access.actor, ServiceAccount):
-        mine = stored.created_by_service_id == access.actor.pk
-    if not mine:
+    actor = access.actor
+    uploader = stored.created_by_service_id if isinstance(actor, ServiceAccount) else stored.created_by_id
+    if uploader != actor.pk:
         return ValidationError("Until a file is on a case, only its uploader adds versions of it.")
     return None
 

@@ -239,3 +239,13 @@ def test_the_practices_work_is_refused_to_a_lab_owner_at_every_door(world: World
     assert web.get(f"/o/{lab}/cases/{number}/edit/").status_code == 403
     assert web.get(f"/o/{lab}/cases/{number}/share/").status_code == 403
     assert not ExternalLink.objects.exists()
+
+
+def test_the_practice_attaches_nothing_over_the_api_once_the_case_was_sent(world: World) -> None:
+    number = _submitted(world)
+    api = world.api()
+    count = len(api.get(f"cases/{number}/attachments").json())
+    file_id = world.upload()
+    body = _is_problem(api.post(f"cases/{number}/attachments", {"file_id": file_id, "kind": "photo"}), 422)
+    assert "already sent to the lab" in body["detail"]
+    assert len(api.get(f"cases/{number}/attachments").json()) == count
