@@ -394,15 +394,18 @@ def _finish(
             vault.discard(pending)
             raise
     else:
+        # The staging became `pending`: whatever add_version answers, this upload cannot go on.
         try:
             version = add_version(pending)  # links it, or refuses it and discards it
-        except vault.VersionRefused as exc:
+        except (vault.VersionRefused, UploadError) as exc:
             vault.discard(pending)
             terminate(upload, actor=actor, reason="version refused", outcome=Outcome.DENIED)
-            raise UploadError(str(exc), exc.status) from None
+            if isinstance(exc, vault.VersionRefused):
+                raise UploadError(str(exc), exc.status) from None
+            raise
         except BaseException:
             vault.discard(pending)
-            terminate(upload, actor=actor, reason="version refused", outcome=Outcome.DENIED)
+            terminate(upload, actor=actor, reason="version not added", outcome=Outcome.FAILURE)
             raise
         # The version is the file's from here; a crash before this leaves a stale upload row,
         # which expires: the client's retry finds its staging gone and is told so.
