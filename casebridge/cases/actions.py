@@ -14,7 +14,13 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from casebridge.access.policy import Forbidden, OrgAccess, organization_connection, require_practice
+from casebridge.access.policy import (
+    Forbidden,
+    OrgAccess,
+    acts_for_practice,
+    organization_connection,
+    require_practice,
+)
 from casebridge.access.roles import Perm, Role
 from casebridge.accounts.models import NotifyTopic, ServiceAccount, User
 from casebridge.audit.api import record
@@ -520,7 +526,7 @@ def update_draft(
     Only what actually differs is saved and named in the audit event: field names, never values.
     Returns those names (empty when nothing changed: then nothing is written or audited)."""
     access.require(Perm.CASES_EDIT)
-    if case.practice_id != access.organization.pk or case.status != Status.DRAFT:
+    if not acts_for_practice(access, case) or case.status != Status.DRAFT:
         raise ValidationError("Only a draft of your practice can be changed.")
     unknown = set(changes) - _DRAFT_FIELDS
     if unknown:
@@ -587,7 +593,7 @@ def submission_problems(case: Case) -> list[str]:
 
 def submit_case(access: OrgAccess, case: Case) -> None:
     access.require(Perm.CASES_EDIT)
-    if case.practice_id != access.organization.pk or case.status != Status.DRAFT:
+    if not acts_for_practice(access, case) or case.status != Status.DRAFT:
         raise ValidationError("Only a draft of your practice can be sent.")
     problems = submission_problems(case)
     if problems:
@@ -655,7 +661,7 @@ def request_design_approval(access: OrgAccess, case: Case, *, note: str = "") ->
 
 def decide_design(access: OrgAccess, case: Case, *, approve: bool, note: str = "") -> None:
     access.require(Perm.CASES_EDIT)
-    if case.practice_id != access.organization.pk or case.status != Status.DESIGN_APPROVAL_REQUESTED:
+    if not acts_for_practice(access, case) or case.status != Status.DESIGN_APPROVAL_REQUESTED:
         raise ValidationError("There is no design waiting for approval.")
     if not approve and not note.strip():
         raise ValidationError("Say what should change in the design.")
@@ -727,7 +733,7 @@ def put_on_hold(access: OrgAccess, case: Case, question: str) -> Message:
 
 def answer_hold(access: OrgAccess, case: Case, answer: str) -> Message:
     access.require(Perm.CASES_EDIT)
-    if case.practice_id != access.organization.pk or case.status != Status.ON_HOLD:
+    if not acts_for_practice(access, case) or case.status != Status.ON_HOLD:
         raise ValidationError("This case is not waiting for an answer.")
     with transaction.atomic():
         message = post_message(access, case, answer)
@@ -755,7 +761,7 @@ def complete_case(access: OrgAccess, case: Case) -> None:
 
 def archive_case(access: OrgAccess, case: Case) -> None:
     access.require(Perm.CASES_EDIT)
-    if case.practice_id != access.organization.pk or case.status not in CLOSED:
+    if not acts_for_practice(access, case) or case.status not in CLOSED:
         raise ValidationError("Only completed or cancelled cases can be archived.")
     with transaction.atomic():
         case.archived_at = timezone.now()
@@ -765,7 +771,7 @@ def archive_case(access: OrgAccess, case: Case) -> None:
 
 def revoke_lab_access(access: OrgAccess, case: Case) -> None:
     access.require(Perm.CASES_EDIT)
-    if case.practice_id != access.organization.pk:
+    if not acts_for_practice(access, case):
         raise ValidationError("Only the practice can revoke the lab's access.")
     with transaction.atomic():
         case.lab_access_revoked_at = timezone.now()
@@ -775,7 +781,7 @@ def revoke_lab_access(access: OrgAccess, case: Case) -> None:
 
 def create_remake(access: OrgAccess, original: Case, *, reason: str) -> Case:
     access.require(Perm.CASES_EDIT)  # before any check that would tell a read-only caller more
-    if original.practice_id != access.organization.pk or original.status not in (Status.DELIVERED, Status.COMPLETED):
+    if not acts_for_practice(access, original) or original.status not in (Status.DELIVERED, Status.COMPLETED):
         raise ValidationError("A remake is made from a delivered or completed case of your practice.")
     if not reason.strip():
         raise ValidationError("Say why the case is remade.")

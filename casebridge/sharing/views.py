@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -103,6 +103,8 @@ def case_share(request: HttpRequest, number: str) -> HttpResponse:
 def link_revoke(request: HttpRequest, number: str, link_id: UUID) -> HttpResponse:
     access = _access(request)
     case = case_for(access, number)
+    if not acts_for_practice(access, case):
+        raise PermissionDenied("only the practice that owns the case revokes its links")
     link = scoped_get(ExternalLink.objects.filter(case=case).select_related("case"), pk=link_id)
     try:
         actions.revoke_link(access, link)

@@ -239,6 +239,10 @@ def test_the_practices_work_is_refused_to_a_lab_owner_at_every_door(world: World
     assert web.get(f"/o/{lab}/cases/{number}/edit/").status_code == 403
     assert web.get(f"/o/{lab}/cases/{number}/share/").status_code == 403
     assert not ExternalLink.objects.exists()
+    link_id = world.api().post(f"cases/{number}/links", share).json()["id"]
+    assert web.post(f"/o/{lab}/cases/{number}/share/{link_id}/revoke/").status_code == 403
+    _is_problem(api.post(f"cases/{number}/links/{link_id}/revoke"), 403)
+    assert ExternalLink.objects.get(pk=link_id).revoked_at is None
 
 
 def test_the_practice_attaches_nothing_over_the_api_once_the_case_was_sent(world: World) -> None:
