@@ -19,7 +19,7 @@ from casebridge.access.roles import EMERGENCY_PERMISSIONS, SCOPE_FOR_PERM, Perm,
 from casebridge.accounts.models import ApiToken, ServiceAccount, User
 from casebridge.cases.models import Case
 from casebridge.cases.models import Status as CaseStatus
-from casebridge.orgs.models import Connection, ConnectionStatus, EmergencyAccess, Membership, Organization
+from casebridge.orgs.models import Connection, ConnectionStatus, EmergencyAccess, Membership, Organization, OrgKind
 from casebridge.vault.models import StoredObject, Upload
 
 if TYPE_CHECKING:
@@ -29,11 +29,13 @@ M = TypeVar("M", bound=Model)
 
 
 class Forbidden(Exception):
-    """A member of the organization asked for something their role does not allow."""
+    """A member of the organization asked for something their role does not allow (or, with a
+    `reason`, something their side of a case does not do)."""
 
-    def __init__(self, perm: Perm) -> None:
-        super().__init__(f"your role does not allow: {perm.label}")
+    def __init__(self, perm: Perm, reason: str = "") -> None:
+        super().__init__(reason or f"your role does not allow: {perm.label}")
         self.perm = perm
+        self.reason = reason
 
 
 @dataclass
@@ -130,6 +132,23 @@ def organization_connection(a: Organization, b: Organization) -> Connection | No
         .exclude(status=ConnectionStatus.ENDED)
         .first()
     )
+
+
+def acts_for_practice(access: OrgAccess, case: Case | None = None) -> bool:
+    """Whether `access` acts for a dental practice and, given a case, for the practice that owns
+    it. Creating cases, editing drafts and sharing a case's files with outsiders are the
+    practice's alone: every page, API handler and action asks here instead of comparing kinds
+    and ids itself."""
+    org = access.organization
+    return org.kind == OrgKind.PRACTICE and (case is None or case.practice_id == org.pk)
+
+
+def require_practice(access: OrgAccess, case: Case | None = None, perm: Perm = Perm.CASES_EDIT) -> None:
+    """Forbidden unless `access` has `perm` and acts for the practice (of `case`, when given)."""
+    access.require(perm)
+    if not acts_for_practice(access, case):
+        reason = "Only the practice that owns the case may do this." if case is not None else ""
+        raise Forbidden(perm, reason or "Cases are created by dental practices.")
 
 
 def visible_cases(access: OrgAccess) -> QuerySet[Case]:

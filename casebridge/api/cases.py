@@ -711,8 +711,7 @@ def _link(link: Any) -> dict[str, Any]:
 def _practice_case(request: HttpRequest, number: str) -> tuple[OrgAccess, Case]:
     access = caller_access(request, Perm.CASES_EDIT)
     case = case_for(access, number)
-    if case.practice_id != access.organization.pk:
-        raise HttpError(403, "Only the practice that owns the case shares its files.")
+    policy.require_practice(access, case)
     return access, case
 
 

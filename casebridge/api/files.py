@@ -120,8 +120,10 @@ def _destroy(request: HttpRequest, file_id: str) -> HttpResponseBase:
             )
         return problem(404, "Not Found", "no such file")
     try:
-        reason = str(json.loads(request.body or b"{}").get("reason", ""))
+        reason = json.loads(request.body or b"{}").get("reason", "")
     except (ValueError, AttributeError):
+        reason = ""
+    if not isinstance(reason, str):  # {"reason": false} is no reason, not the text "False"
         reason = ""
     try:
         case_actions.destroy_file(principal, stored, reason=reason)

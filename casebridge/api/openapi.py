@@ -115,6 +115,8 @@ def _unauthenticated(request: HttpRequest, exc: Any) -> HttpResponse:
 
 
 def _forbidden(request: HttpRequest, exc: Any) -> HttpResponse:
+    if exc.reason:  # not the role: the caller's side of the case does not do this
+        return _problem(403, exc.reason, permission=exc.perm.value)
     scope = getattr(request, "api_token", None) is not None
     why = "Your role (or this token's scopes) does not allow" if scope else "Your role does not allow"
     return _problem(403, f"{why}: {exc.perm.label}.", permission=exc.perm.value)

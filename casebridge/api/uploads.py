@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.urls import reverse
@@ -21,13 +24,16 @@ from casebridge.access.guards import FROM_TRANSFER_SERVER, public, transfer_serv
 from casebridge.access.principal import Principal
 from casebridge.access.requests import principal_of
 from casebridge.access.roles import Perm
+from casebridge.accounts.models import ApiToken
 from casebridge.api.auth import answers_options, api_actor, problem
 from casebridge.audit.models import Outcome
+from casebridge.cases import actions as case_actions
 from casebridge.core import request_body
 from casebridge.orgs.models import Organization
 from casebridge.vault import transfer, uploads
+from casebridge.vault.api import PendingVersion
 from casebridge.vault.appending import Appended, parse_checksum
-from casebridge.vault.models import Upload
+from casebridge.vault.models import ObjectVersion, StoredObject, Upload
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
@@ -150,8 +156,43 @@ def _patch(
         body=body_reader(request, length),
         content_length=length,
         checksum=checksum,
+        add_version=_version_gate(upload, actor, _token(request)),
     )
     return _upload_headers(HttpResponse(status=status), result.upload)
+
+
+def _token(request: HttpRequest) -> ApiToken | None:
+    principal = principal_of(request)
+    return principal.token if principal is not None else None
+
+
+@contextmanager
+def _case_rules_as_tus_errors() -> Iterator[None]:
+    """cases.actions' refusals as tus answers: 403 for a permission, 415 for a file's type, 409
+    for the state of the case (sent, closed) or of the file."""
+    try:
+        yield
+    except policy.Forbidden as exc:
+        raise uploads.UploadError(str(exc), 403) from None
+    except ValidationError as exc:
+        status = 415 if getattr(exc, "code", None) == "file_type" else 409
+        raise uploads.UploadError(" ".join(exc.messages), status) from None
+
+
+def _version_gate(upload: Upload, actor: Any, token: ApiToken | None = None) -> uploads.AddVersion:
+    """What the finished content of a new version goes through: cases.actions.add_version, under
+    the uploader's access as of now (asked again: the case may have moved on since the upload
+    began)."""
+
+    def add(content: PendingVersion) -> ObjectVersion:
+        access = policy.resolve(actor, upload.organization, token)
+        stored = StoredObject.objects.filter(pk=upload.object_id).first()
+        if access is None or stored is None:
+            raise uploads.UploadError("no such file", 404)
+        with _case_rules_as_tus_errors():
+            return case_actions.add_version(access, stored, content)
+
+    return add
 
 
 @public
@@ -189,13 +230,23 @@ def upload_collection(request: HttpRequest) -> HttpResponseBase:
         stored = None
         if meta.get("file"):
             stored = policy.readable_files(principal, organization).filter(pk=_uuid(meta["file"])).first()
-            if stored is None:
+            access = principal.access(organization)
+            if stored is None or access is None:
                 raise uploads.UploadGone("no such file")
+            with _case_rules_as_tus_errors():  # decided before any byte flows, and again at the end
+                case_actions.require_version(access, stored)
         upload = uploads.create_upload(organization=organization, actor=actor, length=length, stored_object=stored)
         location = transfer.upload_location(upload.pk) or reverse("tus_upload", args=[upload.pk])
         if request.content_type == OFFSET_CONTENT_TYPE or length == 0:
             if length == 0:
-                result = uploads.append(upload, actor=actor, client_offset=0, body=lambda view: 0, content_length=0)
+                result = uploads.append(
+                    upload,
+                    actor=actor,
+                    client_offset=0,
+                    body=lambda view: 0,
+                    content_length=0,
+                    add_version=_version_gate(upload, actor, _token(request)),
+                )
                 response = _upload_headers(HttpResponse(status=201), result.upload)
             else:
                 response = _patch(request, upload, actor, status=201, offset=0)
@@ -325,5 +376,7 @@ def _commit(upload: Upload, token: str, data: dict[str, Any]) -> HttpResponseBas
         # The membership ended while the body was in flight: nothing it carried becomes a file.
         uploads.terminate(upload, actor=actor, reason="membership ended", outcome=Outcome.DENIED)
         return _error(403, "Your membership of this organization has ended.")
-    result = uploads.commit(upload, token, actor, Appended.from_wire(data))
+    # The client's credentials were checked at this body's lease; its membership, role and the
+    # case's state are asked again by the version gate as the content is linked.
+    result = uploads.commit(upload, token, actor, Appended.from_wire(data), _version_gate(upload, actor))
     return _upload_headers(HttpResponse(status=204), result.upload)

@@ -116,6 +116,7 @@ register("case.cancelled", "Case cancelled by the practice (draft, or before the
 register("case.lab_access_revoked", "Practice revoked the lab's access", sensitive=True)
 register("case.remake_created", "Remake created")
 register("case.attachment.added", "File attached to a case")
+register("case.attachment.version_added", "New version of a file of a case (metadata removed first)")
 register("case.message.posted", "Message posted on a case")
 register("patient.viewed", "Patient reference shown")
 # --- External links (sharing) -------------------------------------------------------------

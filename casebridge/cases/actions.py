@@ -4,20 +4,27 @@ whichever door it came through (web page, REST API, SFTP). Notifications carry n
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from casebridge.access.policy import Forbidden, OrgAccess, destroyable_files, organization_connection
+from casebridge.access.policy import (
+    Forbidden,
+    OrgAccess,
+    acts_for_practice,
+    destroyable_files,
+    organization_connection,
+    require_practice,
+)
 from casebridge.access.principal import Principal
 from casebridge.access.roles import Perm, Role
-from casebridge.accounts.models import NotifyTopic, User
+from casebridge.accounts.models import NotifyTopic, ServiceAccount, User
 from casebridge.audit.api import record
 from casebridge.cases import shades, teeth
 from casebridge.cases.models import (
@@ -39,11 +46,13 @@ from casebridge.cases.models import (
 from casebridge.cases.queries import clinicians
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.core.mail import absolute_url, queue_mail
-from casebridge.imaging.ingest import clean_on_ingest
-from casebridge.imaging.sanitize import SanitizeError
+from casebridge.imaging.ingest import SHRED_REASON, clean_content
+from casebridge.imaging.sanitize import SanitizeError, SanitizeResult
 from casebridge.orgs.models import ConnectionStatus, Membership, Organization, OrgKind
 from casebridge.vault import api as vault
-from casebridge.vault.models import StoredObject
+from casebridge.vault.api import PendingVersion
+from casebridge.vault.filetypes import version_type_refusal
+from casebridge.vault.models import ObjectVersion, StoredObject
 
 # Which statuses a lab may move a case to, from which.
 LAB_TRANSITIONS: dict[str, set[str]] = {
@@ -55,8 +64,14 @@ LAB_TRANSITIONS: dict[str, set[str]] = {
     Status.QUALITY_CHECK: {Status.IN_PRODUCTION, Status.SHIPPED},
     Status.SHIPPED: {Status.DELIVERED},
 }
+# While the lab works on a case it adds files to it (designs, photos of the work in progress);
+# before receipt the case is the practice's, after the quality check the work is done.
+LAB_UPLOAD_STATUSES = frozenset(
+    {Status.RECEIVED, Status.IN_DESIGN, Status.DESIGN_REJECTED, Status.IN_PRODUCTION, Status.QUALITY_CHECK}
+)
 HOLDABLE = {Status.RECEIVED, Status.IN_DESIGN, Status.DESIGN_REJECTED, Status.IN_PRODUCTION, Status.QUALITY_CHECK}
 CLOSED = {Status.COMPLETED, Status.CANCELLED}
+T = TypeVar("T")
 
 
 @dataclass
@@ -210,9 +225,7 @@ def create_case(
     notation: str = "fdi",
 ) -> Case:
     """Draft a case. ``notation`` is only how error messages name teeth (items are always FDI)."""
-    access.require(Perm.CASES_EDIT)
-    if access.organization.kind != OrgKind.PRACTICE:
-        raise ValidationError("Cases are created by dental practices.")
+    require_practice(access)
     # Every field is checked before anything is written, so the form can show all problems at once.
     errors: dict[str, Any] = {}
     if not patient_name.strip():
@@ -296,39 +309,72 @@ def _neutral_label(label: str) -> str:
     return text.replace("-", "_")
 
 
+def attach_refusal(access: OrgAccess, case: Case) -> Forbidden | ValidationError | None:
+    """Why ``access`` may not add files to ``case`` now, or None when it may: the one answer for
+    attaching an upload, adding a version of an attached file and showing the drop zone.
+
+    The practice adds files while the case is its draft; the lab while it works on the case
+    (LAB_UPLOAD_STATUSES) and until the practice revokes its access. Both need their side's case
+    permission and the upload permission (a token: ``cases:write``)."""
+    org = access.organization.pk
+    lab_side = case.lab_id == org and case.status != Status.DRAFT
+    if not lab_side and case.practice_id != org:
+        return ValidationError("That case is not one of yours.")
+    for perm in (Perm.CASES_WORK if lab_side else Perm.CASES_EDIT, Perm.FILES_UPLOAD):
+        if not access.has(perm):
+            return Forbidden(perm)
+    if case.status in CLOSED or case.archived_at:
+        return ValidationError("Files cannot be added to a closed case.")
+    if lab_side:
+        if case.lab_access_revoked_at is not None or case.status not in LAB_UPLOAD_STATUSES:
+            return ValidationError(
+                "The lab adds files while it works on the case (from receipt until the quality check)."
+            )
+    elif case.status != Status.DRAFT:
+        return ValidationError("Files are added to a case while it is a draft; this one was already sent to the lab.")
+    return None
+
+
+def may_attach(access: OrgAccess, case: Case) -> bool:
+    return attach_refusal(access, case) is None
+
+
+def require_attach(access: OrgAccess, case: Case) -> None:
+    refusal = attach_refusal(access, case)
+    if refusal is not None:
+        raise refusal
+
+
 def attach_file(
     access: OrgAccess, case: Case, stored_object: StoredObject, *, kind: str, label: str = ""
 ) -> Attachment:
     """Attach an uploaded file: from then on the case's parties see it, and only they.
 
     Identifying metadata is removed first (imaging.ingest): the cleaned content becomes the
-    current version and the original version is crypto-shredded. What was removed (names and
-    counts, never values) goes into the audit event."""
+    current version and every earlier version (the uploader's, never cleaned) is crypto-shredded.
+    What was removed (names and counts, never values) goes into the audit event."""
     if kind not in AttachmentKind.values:
         raise ValidationError({"kind": "Choose what kind of file this is."})
+    require_attach(access, case)
     lab_side = case.lab_id == access.organization.pk
-    access.require(Perm.CASES_WORK if lab_side else Perm.CASES_EDIT)
-    if case.status in CLOSED or case.archived_at:
-        raise ValidationError("Files cannot be added to a closed case.")
     if kind == AttachmentKind.DESIGN and not lab_side:
         raise ValidationError({"kind": "Designs are added by the lab."})
     label = _neutral_label(label)
-    with transaction.atomic():
-        # Locked, so that two requests cannot attach (and clean) the same upload twice.
+    if not _attachable(access, stored_object):
+        raise ValidationError("That file cannot be attached here.")
+    current = vault.get_version(stored_object)
+
+    def link(cleaned: PendingVersion | None, cleaning: SanitizeResult) -> Attachment:
+        # Locked, so that two requests cannot attach the same upload twice; and re-checked,
+        # because the file and the case may have changed while the content was being cleaned.
         locked = StoredObject.objects.select_for_update().filter(pk=stored_object.pk).first()
-        if (
-            locked is None
-            or locked.organization_id != access.organization.pk
-            or locked.attached_at is not None
-            or locked.is_destroyed
-        ):
+        if locked is None or not _attachable(access, locked) or locked.current_version != current.version:
             raise ValidationError("That file cannot be attached here.")
-        try:
-            cleaning = clean_on_ingest(locked, actor=access.actor)
-        except SanitizeError as exc:
-            raise ValidationError(
-                f"The file could not be checked for hidden patient data ({exc}); it was not attached."
-            ) from exc
+        if cleaned is not None:
+            vault.link_version(cleaned, actor=access.actor)
+        vault.destroy_versions_before(
+            locked, cleaned.version if cleaned else current.version, actor=access.actor, reason=SHRED_REASON
+        )
         attachment = Attachment.objects.create(
             case=case,
             stored_object=locked,
@@ -344,11 +390,121 @@ def attach_file(
             case,
             kind=kind,
             file=str(locked.pk),
-            version=locked.current_version,
+            version=cleaned.version if cleaned else current.version,
             metadata=cleaning.audit_details(),
         )
+        return attachment
+
+    attachment = _ingest(access, case, current, stored_object.file_type, current.version + 1, link)
     stored_object.refresh_from_db()
     return attachment
+
+
+def _attachable(access: OrgAccess, stored: StoredObject) -> bool:
+    return stored.organization_id == access.organization.pk and stored.attached_at is None and not stored.is_destroyed
+
+
+def _ingest(
+    access: OrgAccess,
+    case: Case,
+    source: ObjectVersion | PendingVersion,
+    file_type: str,
+    version: int,
+    link: Callable[[PendingVersion | None, SanitizeResult], T],
+) -> T:
+    """The one pipeline content takes into a case, for attaching an upload and for a new version
+    of an attached file alike. The heavy part runs outside any transaction and holds no lock
+    (a 2 GB file is read twice and written once): metadata removal into a pending version, which
+    is scanned. Then one short transaction re-checks that this access may still add files to
+    the case and `link`s the result. If anything refuses, nothing is left behind."""
+    try:
+        cleaning, cleaned = clean_content(source, file_type=file_type, version=version)
+    except SanitizeError as exc:
+        raise ValidationError(
+            f"The file could not be checked for hidden patient data ({exc}); it was not added."
+        ) from exc
+    try:
+        with transaction.atomic():
+            locked_case = Case.objects.select_for_update().get(pk=case.pk)
+            require_attach(access, locked_case)
+            return link(cleaned, cleaning)
+    except BaseException:
+        if cleaned is not None:
+            vault.discard(cleaned)
+        raise
+
+
+def version_refusal(access: OrgAccess, stored: StoredObject) -> Forbidden | ValidationError | None:
+    """Why `access` may not add a new version to `stored` now (None: it may). Asked when the
+    upload is created, before any byte flows, and again when its content is linked.
+
+    A file of a case takes new versions from the organization that added it, under the rule for
+    adding files to that case (attach_refusal); a file not yet on a case, from its uploader."""
+    if stored.is_destroyed:
+        return ValidationError("This file was destroyed; upload a new one.")
+    if stored.organization_id != access.organization.pk:
+        return ValidationError("Only the organization that added a file adds versions of it.")
+    attachment = Attachment.objects.filter(stored_object=stored).select_related("case").first()
+    if attachment is not None:
+        return attach_refusal(access, attachment.case)
+    if not access.has(Perm.FILES_UPLOAD):
+        return Forbidden(Perm.FILES_UPLOAD)
+    actor = access.actor
+    uploader = stored.created_by_service_id if isinstance(actor, ServiceAccount) else stored.created_by_id
+    if uploader != actor.pk:
+        return ValidationError("Until a file is on a case, only its uploader adds versions of it.")
+    return None
+
+
+def require_version(access: OrgAccess, stored: StoredObject) -> None:
+    refusal = version_refusal(access, stored)
+    if refusal is not None:
+        raise refusal
+
+
+def add_version(access: OrgAccess, stored: StoredObject, content: PendingVersion) -> ObjectVersion:
+    """Make `content` (an upload's, sealed and scanned) the next version of `stored`, or refuse.
+
+    A file of a case takes exactly the attach pipeline (_ingest): who may add files to the case
+    now, the file's type, metadata removal before anyone sees the version, and an audit event
+    with the patient reference. A file not yet on a case is its uploader's own: its versions are
+    linked as they come and cleaned when it is attached. `content` is this action's: whatever
+    the outcome, nothing of it is left that is not a version."""
+    try:
+        require_version(access, stored)
+        refusal = version_type_refusal(stored.file_type, content.file_type)
+        if refusal:
+            raise ValidationError(refusal, code="file_type")
+        attachment = Attachment.objects.filter(stored_object=stored).select_related("case").first()
+        if attachment is None:
+            with transaction.atomic():
+                # Locked and re-read: attached meanwhile, it must take the case's pipeline instead.
+                if StoredObject.objects.select_for_update().get(pk=stored.pk).attached_at is not None:
+                    raise ValidationError("The file was attached to a case meanwhile; upload the version again.")
+                return vault.link_version(content, actor=access.actor)
+        case = attachment.case
+
+        def link(cleaned: PendingVersion | None, cleaning: SanitizeResult) -> ObjectVersion:
+            # Only the cleaned content ever becomes the version: the uncleaned never does.
+            version = vault.link_version(cleaned or content, actor=access.actor)
+            _audit(
+                "case.attachment.version_added",
+                access,
+                case,
+                kind=attachment.kind,
+                file=str(stored.pk),
+                version=version.version,
+                metadata=cleaning.audit_details(),
+            )
+            return version
+
+        version = _ingest(access, case, content, stored.file_type, content.version, link)
+    finally:
+        # The uploaded content stays only as the version it became (when nothing was removed).
+        if not ObjectVersion.objects.filter(blob_name=content.blob_name).exists():
+            vault.discard(content)
+    stored.refresh_from_db()
+    return version
 
 
 _DRAFT_FIELDS = frozenset({"case_type", "lab", "doctor", "due_date", "delivery", "ship_to", "notes"})
@@ -372,7 +528,7 @@ def update_draft(
     Only what actually differs is saved and named in the audit event: field names, never values.
     Returns those names (empty when nothing changed: then nothing is written or audited)."""
     access.require(Perm.CASES_EDIT)
-    if case.practice_id != access.organization.pk or case.status != Status.DRAFT:
+    if not acts_for_practice(access, case) or case.status != Status.DRAFT:
         raise ValidationError("Only a draft of your practice can be changed.")
     unknown = set(changes) - _DRAFT_FIELDS
     if unknown:
@@ -439,7 +595,7 @@ def submission_problems(case: Case) -> list[str]:
 
 def submit_case(access: OrgAccess, case: Case) -> None:
     access.require(Perm.CASES_EDIT)
-    if case.practice_id != access.organization.pk or case.status != Status.DRAFT:
+    if not acts_for_practice(access, case) or case.status != Status.DRAFT:
         raise ValidationError("Only a draft of your practice can be sent.")
     problems = submission_problems(case)
     if problems:
@@ -510,7 +666,7 @@ def request_design_approval(access: OrgAccess, case: Case, *, note: str = "") ->
 
 def decide_design(access: OrgAccess, case: Case, *, approve: bool, note: str = "") -> None:
     access.require(Perm.CASES_EDIT)
-    if case.practice_id != access.organization.pk or case.status != Status.DESIGN_APPROVAL_REQUESTED:
+    if not acts_for_practice(access, case) or case.status != Status.DESIGN_APPROVAL_REQUESTED:
         raise ValidationError("There is no design waiting for approval.")
     if not approve and not note.strip():
         raise ValidationError("Say what should change in the design.")
@@ -582,7 +738,7 @@ def put_on_hold(access: OrgAccess, case: Case, question: str) -> Message:
 
 def answer_hold(access: OrgAccess, case: Case, answer: str) -> Message:
     access.require(Perm.CASES_EDIT)
-    if case.practice_id != access.organization.pk or case.status != Status.ON_HOLD:
+    if not acts_for_practice(access, case) or case.status != Status.ON_HOLD:
         raise ValidationError("This case is not waiting for an answer.")
     with transaction.atomic():
         message = post_message(access, case, answer)
@@ -610,7 +766,7 @@ def complete_case(access: OrgAccess, case: Case) -> None:
 
 def archive_case(access: OrgAccess, case: Case) -> None:
     access.require(Perm.CASES_EDIT)
-    if case.practice_id != access.organization.pk or case.status not in CLOSED:
+    if not acts_for_practice(access, case) or case.status not in CLOSED:
         raise ValidationError("Only completed or cancelled cases can be archived.")
     with transaction.atomic():
         case.archived_at = timezone.now()
@@ -655,7 +811,7 @@ def cancel_case(access: OrgAccess, case: Case, *, reason: str) -> None:
 
 def revoke_lab_access(access: OrgAccess, case: Case) -> None:
     access.require(Perm.CASES_EDIT)
-    if case.practice_id != access.organization.pk:
+    if not acts_for_practice(access, case):
         raise ValidationError("Only the practice can revoke the lab's access.")
     with transaction.atomic():
         case.lab_access_revoked_at = timezone.now()
@@ -665,7 +821,7 @@ def revoke_lab_access(access: OrgAccess, case: Case) -> None:
 
 def create_remake(access: OrgAccess, original: Case, *, reason: str) -> Case:
     access.require(Perm.CASES_EDIT)  # before any check that would tell a read-only caller more
-    if original.practice_id != access.organization.pk or original.status not in (Status.DELIVERED, Status.COMPLETED):
+    if not acts_for_practice(access, original) or original.status not in (Status.DELIVERED, Status.COMPLETED):
         raise ValidationError("A remake is made from a delivered or completed case of your practice.")
     if not reason.strip():
         raise ValidationError("Say why the case is remade.")

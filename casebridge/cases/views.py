@@ -20,7 +20,14 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from casebridge.access.guards import org_permission
-from casebridge.access.policy import OrgAccess, case_for, readable_files, scoped_get, visible_cases
+from casebridge.access.policy import (
+    OrgAccess,
+    acts_for_practice,
+    case_for,
+    readable_files,
+    scoped_get,
+    visible_cases,
+)
 from casebridge.access.principal import Principal
 from casebridge.access.requests import org_access_of, principal_of, user_of
 from casebridge.access.roles import Perm
@@ -32,7 +39,6 @@ from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Materi
 from casebridge.cases.slip import NOTATION_LABELS
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.imaging.ingest import metadata_warning
-from casebridge.orgs.models import OrgKind
 from casebridge.vault import filetypes
 from casebridge.vault.views import UPLOAD_CHUNK_BYTES
 
@@ -220,15 +226,6 @@ def case_action(request: HttpRequest, number: str) -> HttpResponse:
 
 
 # --- New case -------------------------------------------------------------------------------
-LAB_UPLOAD_STATUSES = {
-    Status.RECEIVED,
-    Status.IN_DESIGN,
-    Status.DESIGN_REJECTED,
-    Status.IN_PRODUCTION,
-    Status.QUALITY_CHECK,
-}
-
-
 def _notation(request: HttpRequest) -> str:
     return getattr(request.user, "tooth_notation", "universal")
 
@@ -346,7 +343,7 @@ def _form_page_context(
 def case_new(request: HttpRequest) -> HttpResponse:
     """Draft a case: patient, case type, lab, doctor, dates and the restorations per tooth."""
     access = _access(request)
-    if access.organization.kind != OrgKind.PRACTICE:
+    if not acts_for_practice(access):
         raise PermissionDenied("cases are created by dental practices")
     notation = _notation(request)
     labs = queries.connected_labs(access.organization)
@@ -464,14 +461,15 @@ def case_edit(request: HttpRequest, number: str) -> HttpResponse:
     """Change a draft of the practice: the new-case form filled in from the case, saved through
     cases.actions.update_draft. The patient is shown read-only (a draft keeps its patient)."""
     access = _access(request)
-    if access.organization.kind != OrgKind.PRACTICE:
+    if not acts_for_practice(access):
         raise PermissionDenied("drafts are edited by the practice that made them")
     case = case_for(access, number)
-    if case.practice_id != access.organization.pk or case.status != Status.DRAFT:
+    ours = acts_for_practice(access, case)
+    if not ours or case.status != Status.DRAFT:
         messages.error(
             request,
             f"{case.number} was already sent to the lab ({case.get_status_display()}), so it can no longer be edited."
-            if case.practice_id == access.organization.pk
+            if ours
             else "Only drafts of your practice can be edited.",
         )
         return redirect("case_detail", access.organization.slug, case.number)
@@ -586,10 +584,7 @@ def _upload_kinds(lab_side: bool) -> list[tuple[str, str]]:
 
 def _files_context(access: OrgAccess, case: Case) -> dict[str, Any]:
     lab_side = case.lab_id == access.organization.pk
-    if lab_side:
-        can_upload = access.has(Perm.CASES_WORK) and case.status in LAB_UPLOAD_STATUSES
-    else:
-        can_upload = access.has(Perm.CASES_EDIT) and access.has(Perm.FILES_UPLOAD) and case.status == Status.DRAFT
+    can_upload = actions.may_attach(access, case)  # the action enforces the same answer
     draft = case.status == Status.DRAFT and not lab_side
     return {
         "attachment_rows": _attachment_rows(case),

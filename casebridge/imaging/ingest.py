@@ -1,53 +1,59 @@
-"""Cleaning a stored file of identifying metadata when it joins a case: the sanitized content
-becomes a new version and the original version is crypto-shredded, so the uncleaned bytes
-are gone, not merely hidden behind a newer version."""
+"""Cleaning content of identifying metadata before it joins a case: the sanitized content is
+sealed as a pending version (vault.api.PendingVersion) that the caller links in its own short
+transaction; the uncleaned bytes then go, so they are gone, not merely hidden behind a newer
+version."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
 
 from casebridge.imaging.sanitize import SanitizeResult, sanitize
 from casebridge.vault import api as vault
-from casebridge.vault.models import StoredObject
+from casebridge.vault.models import ObjectVersion
 
 SHRED_REASON = "metadata removed on ingest"
 # Kept as uploaded; the case page warns that their metadata is still in the file.
 NOT_CLEANABLE = frozenset({"tiff", "heic"})
 
-
-def _plaintext(stored_object: StoredObject) -> tuple[Any, int]:
-    version = vault.get_version(stored_object)
-    # read_version reuses one buffer; the sanitizer copies each segment before asking for the next.
-    return vault.read_version(version), version.size
+Content = ObjectVersion | vault.PendingVersion
 
 
-def clean_on_ingest(stored_object: StoredObject, *, actor: Any) -> SanitizeResult:
-    """Remove identifying metadata from the current version of ``stored_object``.
+def _plaintext(source: Content) -> Iterator[memoryview]:
+    # Both readers reuse one buffer; the sanitizer copies each segment before asking for the next.
+    if isinstance(source, ObjectVersion):
+        return vault.read_version(source)
+    return vault.read_pending(source)
+
+
+def clean_content(
+    source: Content, *, file_type: str, version: int
+) -> tuple[SanitizeResult, vault.PendingVersion | None]:
+    """Remove identifying metadata from `source` (a stored version, or content not yet linked).
+
+    Returns what was removed and, when anything was, the cleaned content sealed and scanned as
+    pending version `version` of the same object (None when there was nothing to remove). This
+    reads the content twice and writes it once: call it outside any transaction.
 
     Raises ``imaging.sanitize.SanitizeError`` when the content cannot be understood (nothing is
-    changed then). The first pass only measures: a file with nothing to remove keeps its version,
-    and one that needs cleaning is written with its exact length known up front.
-    """
-    chunks, size = _plaintext(stored_object)
-    measured, result = sanitize(stored_object.file_type, chunks, size)
+    left behind then). The first pass only measures, so a file with nothing to remove costs no
+    write and a cleaned one is written with its exact length known up front."""
+    if isinstance(source, ObjectVersion):
+        organization_id, object_id = source.stored_object.organization_id, source.stored_object_id
+    else:
+        organization_id, object_id = source.organization_id, source.object_id
+    measured, result = sanitize(file_type, _plaintext(source), source.size)
     for _ in measured:
         pass
     if not result.sanitized or not result.removed:
-        return result
-    original = stored_object.current_version
-    chunks, size = _plaintext(stored_object)
-    cleaned, written = sanitize(stored_object.file_type, chunks, size)
-    vault.put_stream(
-        organization=stored_object.organization,
-        actor=actor,
-        chunks=cleaned,
-        length=result.bytes_out,
-        stored_object=stored_object,
+        return result, None
+    cleaned, written = sanitize(file_type, _plaintext(source), source.size)
+    pending = vault.seal_version(
+        organization_id=organization_id, object_id=object_id, version=version, chunks=cleaned, length=result.bytes_out
     )
     if written.removed != result.removed:  # the sanitizers are deterministic; anything else is a bug
+        vault.discard(pending)
         raise RuntimeError("sanitizing the same content twice gave different results")
-    vault.destroy_version(stored_object, original, actor=actor, reason=SHRED_REASON)
-    return written
+    return written, pending
 
 
 def metadata_warning(file_type: str) -> str:

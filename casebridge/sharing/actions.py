@@ -18,8 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from casebridge.access.policy import OrgAccess
-from casebridge.access.roles import Perm
+from casebridge.access.policy import OrgAccess, require_practice
 from casebridge.accounts.models import User
 from casebridge.audit.api import record
 from casebridge.audit.models import Outcome
@@ -144,9 +143,7 @@ def create_link(
 ) -> ExternalLink:
     """Share chosen files of a case with one outside recipient; e-mail them the link (no code,
     no patient data) and record the disclosure for the patient's accounting."""
-    access.require(Perm.CASES_EDIT)
-    if case.practice_id != access.organization.pk:
-        raise ValidationError("Only the practice that owns the case can share its files.")
+    require_practice(access, case)
     if case.archived_at is not None:
         raise ValidationError("An archived case cannot be shared.")
     refusal = SHAREABLE_REFUSED.get(Status(case.status))
@@ -219,9 +216,7 @@ def create_link(
 
 
 def revoke_link(access: OrgAccess, link: ExternalLink) -> None:
-    access.require(Perm.CASES_EDIT)
-    if link.case.practice_id != access.organization.pk:
-        raise ValidationError("Only the practice that shared the files can revoke the link.")
+    require_practice(access, link.case)
     if link.revoked_at is not None:
         return
     with transaction.atomic():

@@ -9,13 +9,13 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from casebridge.access.guards import org_permission
-from casebridge.access.policy import OrgAccess, case_for, scoped_get
+from casebridge.access.policy import OrgAccess, acts_for_practice, case_for, scoped_get
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
@@ -40,7 +40,7 @@ def _access(request: HttpRequest) -> OrgAccess:
 
 
 def can_share(access: OrgAccess | None, case: Case) -> bool:
-    return access is not None and access.has(Perm.CASES_EDIT) and case.practice_id == access.organization.pk
+    return access is not None and access.has(Perm.CASES_EDIT) and acts_for_practice(access, case)
 
 
 def section_context(case: Case, form: ShareForm | None = None) -> dict[str, Any]:
@@ -62,7 +62,7 @@ def section_context(case: Case, form: ShareForm | None = None) -> dict[str, Any]
 def case_share(request: HttpRequest, number: str) -> HttpResponse:
     access = _access(request)
     case = case_for(access, number)
-    if case.practice_id != access.organization.pk:
+    if not acts_for_practice(access, case):
         return render(request, "sharing/case_share.html", {"case": case, "not_yours": True}, status=403)
     form: ShareForm | None = None
     status = 200
@@ -103,6 +103,8 @@ def case_share(request: HttpRequest, number: str) -> HttpResponse:
 def link_revoke(request: HttpRequest, number: str, link_id: UUID) -> HttpResponse:
     access = _access(request)
     case = case_for(access, number)
+    if not acts_for_practice(access, case):
+        raise PermissionDenied("only the practice that owns the case revokes its links")
     link = scoped_get(ExternalLink.objects.filter(case=case).select_related("case"), pk=link_id)
     try:
         actions.revoke_link(access, link)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from django.db import transaction
 from django.utils import timezone
@@ -19,6 +20,7 @@ from casebridge.audit.api import record
 from casebridge.vault import keystore
 from casebridge.vault.config import blob_store
 from casebridge.vault.crypto.streaming import associated_data, decrypt_range
+from casebridge.vault.filetypes import FILE_TYPES_BY_NAME, version_type_refusal
 from casebridge.vault.models import ObjectVersion, StoredObject
 from casebridge.vault.pipeline import ChunkReader, seal_to_blob
 
@@ -27,52 +29,181 @@ class ObjectUnavailable(LookupError):
     """Destroyed, or never existed: nothing can be returned."""
 
 
-def put_stream(
-    *, organization: Any, actor: Any, chunks: Iterable[bytes], length: int, stored_object: StoredObject | None = None
-) -> ObjectVersion:
-    """Store content in one go (server-side producers: demo data, SFTP, tests)."""
-    object_id = stored_object.pk if stored_object else uuid4()
-    version_no = stored_object.current_version + 1 if stored_object else 1
-    dek, wrapped, org_key_version = keystore.new_dek(organization.pk, object_id, version_no)
-    blob_name = f"objects/{object_id}/v{version_no}-{secrets.token_hex(6)}"
+class MalwareFound(Exception):
+    """The scanner found malware in content on its way in; the content was discarded."""
+
+    def __init__(self, signature: str) -> None:
+        super().__init__(f"the malware scanner found {signature}")
+        self.signature = signature
+
+
+class VersionRefused(Exception):
+    """Content cannot become the next version of its file: the file was destroyed, another
+    version came first (409), or the content is not of the file's type (415). Nothing was linked."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class PendingVersion:
+    """Content sealed for one version of one object and scanned, which nobody can see yet:
+    `link_version` makes it the object's current version, `discard` removes it. Every version of
+    every file, however it enters the vault (an upload, `put_stream`, metadata removal), is one
+    of these first, and only `pending_version` makes them: so nothing becomes visible unscanned."""
+
+    organization_id: UUID
+    object_id: UUID
+    version: int
+    blob_name: str
+    size: int
+    ciphertext_size: int
+    sha256: str
+    file_type: str
+    org_key_version: int
+    wrapped_dek: bytes
+
+
+def pending_version(**fields: Any) -> PendingVersion:
+    """The sealed blob described by `fields`, once clamd (when configured) found it clean.
+
+    Raises MalwareFound, or ScannerUnavailable (fail closed: unscanned content is never let
+    through); the blob is deleted either way."""
+    from casebridge.vault import scanning_gate
+
+    pending = PendingVersion(**fields)
+    try:
+        verdict = scanning_gate.scan_blob(
+            pending.organization_id,
+            pending.object_id,
+            pending.version,
+            pending.org_key_version,
+            pending.wrapped_dek,
+            pending.blob_name,
+            pending.ciphertext_size,
+        )
+    except BaseException:
+        discard(pending)
+        raise
+    if verdict is not None:
+        discard(pending)
+        raise MalwareFound(verdict)
+    return pending
+
+
+def seal_version(
+    *, organization_id: UUID, object_id: UUID, version: int, chunks: Iterable[bytes], length: int
+) -> PendingVersion:
+    """Encrypt `length` bytes into a new blob for (`object_id`, `version`), then scan it.
+
+    Heavy (it reads and writes the whole content): call it outside any transaction."""
+    dek, wrapped, org_key_version = keystore.new_dek(organization_id, object_id, version)
+    blob_name = f"objects/{object_id}/v{version}-{secrets.token_hex(6)}"
     source = ChunkReader(chunks).readinto
-    sealed = seal_to_blob(blob_store(), blob_name, dek, associated_data(object_id, version_no), source, length)
-    kind = sealed.file_type
-    with transaction.atomic():
-        if stored_object is None:
-            stored_object = StoredObject.objects.create(
-                id=object_id,
-                organization=organization,
-                created_by=actor if isinstance(actor, User) else None,
-                created_by_service=actor if isinstance(actor, ServiceAccount) else None,
-                file_type=kind.name,
-                mime_type=kind.mime_type,
-                extension=kind.extension,
-                current_version=1,
-            )
-        else:
-            stored_object.current_version = version_no
-            stored_object.save(update_fields=["current_version"])
-        version = ObjectVersion.objects.create(
-            stored_object=stored_object,
-            version=version_no,
-            size=length,
-            ciphertext_size=sealed.ciphertext_size,
-            sha256=sealed.sha256,
-            blob_name=blob_name,
-            org_key_version=org_key_version,
-            wrapped_dek=wrapped,
-            created_by=actor if isinstance(actor, User) else None,
-            created_by_label=getattr(actor, "email", "") or getattr(actor, "audit_label", ""),
+    sealed = seal_to_blob(blob_store(), blob_name, dek, associated_data(object_id, version), source, length)
+    return pending_version(
+        organization_id=organization_id,
+        object_id=object_id,
+        version=version,
+        blob_name=blob_name,
+        size=length,
+        ciphertext_size=sealed.ciphertext_size,
+        sha256=sealed.sha256,
+        file_type=sealed.file_type.name,
+        org_key_version=org_key_version,
+        wrapped_dek=wrapped,
+    )
+
+
+def discard(pending: PendingVersion) -> None:
+    """Remove content that did not become a version (idempotent)."""
+    blob_store().delete(pending.blob_name)
+
+
+def read_pending(pending: PendingVersion) -> Iterator[memoryview]:
+    """The plaintext of content not yet linked (to clean it before anyone sees it); segments
+    come from a reused buffer, as with read_version."""
+    dek = keystore.content_dek(
+        pending.organization_id, pending.org_key_version, pending.wrapped_dek, pending.object_id, pending.version
+    )
+    store = blob_store()
+    return decrypt_range(
+        lambda lo, hi: store.read_range(pending.blob_name, lo, hi),
+        pending.ciphertext_size,
+        dek,
+        associated_data(pending.object_id, pending.version),
+        reuse_buffer=True,
+    )
+
+
+def link_version(pending: PendingVersion, *, actor: Any, created_by: Any = None) -> ObjectVersion:
+    """Make `pending` its object's current version (creating the object for a version 1).
+
+    Runs in the caller's transaction, which must be open: the caller links the version together
+    with whatever it decides with it (an attachment, a finished upload), and discards `pending`
+    if that transaction fails. `created_by` is who owns a new object (default: `actor`)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("link_version runs inside the caller's transaction")
+    kind = FILE_TYPES_BY_NAME[pending.file_type]
+    owner = actor if created_by is None else created_by
+    if pending.version == 1:
+        stored = StoredObject.objects.create(
+            id=pending.object_id,
+            organization_id=pending.organization_id,
+            created_by=owner if isinstance(owner, User) else None,
+            created_by_service=owner if isinstance(owner, ServiceAccount) else None,
+            file_type=kind.name,
+            mime_type=kind.mime_type,
+            extension=kind.extension,
+            current_version=1,
         )
-        record(
-            "file.uploaded" if version_no == 1 else "file.version_added",
-            actor=actor,
-            organization=organization,
-            target=stored_object,
-            details={"version": version_no, "size": length, "sha256": version.sha256, "type": kind.name},
-        )
+    else:
+        found = StoredObject.objects.select_for_update().filter(pk=pending.object_id).first()
+        if found is None or found.is_destroyed:
+            raise VersionRefused("This file no longer exists.")
+        if found.current_version != pending.version - 1:
+            raise VersionRefused("Another version of this file was added first; upload it again.")
+        refusal = version_type_refusal(found.file_type, pending.file_type)
+        if refusal:
+            raise VersionRefused(refusal, 415)
+        stored = found
+        stored.current_version = pending.version
+        stored.save(update_fields=["current_version"])
+    version = ObjectVersion.objects.create(
+        stored_object=stored,
+        version=pending.version,
+        size=pending.size,
+        ciphertext_size=pending.ciphertext_size,
+        sha256=pending.sha256,
+        blob_name=pending.blob_name,
+        org_key_version=pending.org_key_version,
+        wrapped_dek=pending.wrapped_dek,
+        created_by=actor if isinstance(actor, User) else None,
+        created_by_label=getattr(actor, "email", "") or getattr(actor, "audit_label", ""),
+    )
+    record(
+        "file.uploaded" if pending.version == 1 else "file.version_added",
+        actor=actor,
+        organization=pending.organization_id,
+        target=stored,
+        details={"version": pending.version, "size": pending.size, "sha256": pending.sha256, "type": kind.name},
+    )
     return version
+
+
+def put_stream(*, organization: Any, actor: Any, chunks: Iterable[bytes], length: int) -> ObjectVersion:
+    """Store content as a new file in one go (server-side producers: demo data, SFTP, tests).
+
+    New files only: a new version of an existing file comes through the case's rules
+    (cases.actions.add_version), never around them."""
+    pending = seal_version(organization_id=organization.pk, object_id=uuid4(), version=1, chunks=chunks, length=length)
+    try:
+        with transaction.atomic():
+            return link_version(pending, actor=actor)
+    except BaseException:
+        discard(pending)
+        raise
 
 
 def get_version(stored_object: StoredObject, version: int | None = None) -> ObjectVersion:
@@ -175,3 +306,11 @@ def destroy_version(stored_object: StoredObject, version: int, *, actor: Any, re
         )
         blob_name = target.blob_name
         transaction.on_commit(lambda: blob_store().delete(blob_name))
+
+
+def destroy_versions_before(stored_object: StoredObject, version: int, *, actor: Any, reason: str) -> None:
+    """Crypto-shred every version older than `version` that still has its key (each with its own
+    event): when a file joins a case only its cleaned version may remain readable."""
+    older = ObjectVersion.objects.filter(stored_object=stored_object, version__lt=version, wrapped_dek__isnull=False)
+    for number in older.order_by("version").values_list("version", flat=True):
+        destroy_version(stored_object, number, actor=actor, reason=reason)

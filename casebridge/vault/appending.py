@@ -61,6 +61,9 @@ class Continuation:
     ciphertext_offset: int
     tail: bytes  # plaintext of the unfinished segment an earlier request delivered
     file_type: str
+    # A new version of an existing file must have its type: refused at the first bytes, before
+    # the rest of the body is taken ("" for a new file: any accepted type).
+    expected_type: str = ""
 
     _BINARY: ClassVar[tuple[str, ...]] = ("dek", "associated", "header", "tail")
 
@@ -158,7 +161,8 @@ def append_body(
 ) -> Appended:
     """Hash, seal and stage one request body; keeps whatever arrived if the client goes away.
 
-    Raises TypeRefused when the first bytes are not an accepted type, UploadError(460) when the
+    Raises TypeRefused when the first bytes are not an accepted type (or not the type a new
+    version must have), UploadError(460) when the
     body does not match its Upload-Checksum (nothing of it then counts). `renew` is called every
     LEASE_RENEW_BYTES so a long request keeps its lease.
     """
@@ -175,6 +179,9 @@ def append_body(
                 file_type = filetypes.detect(bytes(prefix[: filetypes.SNIFF_BYTES]), cont.length).name
             except filetypes.UnsupportedFileType as exc:
                 raise TypeRefused(str(exc)) from None
+            refusal = filetypes.version_type_refusal(cont.expected_type, file_type)
+            if refusal:
+                raise TypeRefused(refusal)
 
     def read(view: memoryview) -> int:
         nonlocal renew_at

@@ -57,6 +57,21 @@ ACCEPTED_TYPES_MESSAGE = (
 )
 
 
+def version_type_refusal(file_type: str, new_type: str) -> str | None:
+    """Why content of `new_type` cannot be a new version of a file of `file_type` (None: it can).
+
+    A file keeps its type for life: it is served with that type's media type and extension, and
+    cleaned by that type's sanitizer, so a PDF sent as a new version of an STL scan is refused
+    instead of being served as ``model/stl``."""
+    if not file_type or new_type == file_type:
+        return None
+    kind, new = FILE_TYPES_BY_NAME.get(file_type), FILE_TYPES_BY_NAME.get(new_type)
+    return (
+        f"A new version must have the file's type ({kind.label if kind else file_type}), not "
+        f"{new.label if new else new_type}. Upload it as a new file instead."
+    )
+
+
 class UnsupportedFileType(ValueError):
     """The content is not one of the accepted types.
 

@@ -96,6 +96,11 @@ def _unwrap(
     )
 
 
+def content_dek(org_id: UUID, org_key_version: int, wrapped: bytes, object_id: UUID, version: int) -> bytes:
+    """The DEK of content not yet linked as a version (vault.api.PendingVersion)."""
+    return _unwrap(org_id, org_key_version, wrapped, object_id, version)
+
+
 def version_dek(version: ObjectVersion, org_id: UUID) -> bytes:
     return _unwrap(org_id, version.org_key_version, version.wrapped_dek, version.stored_object_id, version.version)
 

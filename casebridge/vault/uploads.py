@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,14 +23,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from casebridge.accounts.models import ServiceAccount, User
+from casebridge.accounts.models import ServiceAccount
 from casebridge.audit.api import record
 from casebridge.audit.models import Outcome
-from casebridge.vault import filetypes, hashing, keystore
+from casebridge.vault import api as vault
+from casebridge.vault import hashing, keystore
 from casebridge.vault.appending import (
     LAYOUT,
     Appended,
@@ -60,6 +62,11 @@ from casebridge.vault.staging import (
 LEASE_SECONDS = 120
 STAGING_PART_SIZE = 8 << 20  # object stores: S3's parts must be 5 MiB or more (all but the last)
 STAGING_LOST = "What was uploaded so far is no longer stored, so the upload cannot go on; start it again."
+
+
+AddVersion = Callable[[vault.PendingVersion], ObjectVersion]
+"""Links the finished content of a new version of an existing file, or raises to refuse it
+(discarding it either way): see `commit`."""
 
 
 @dataclass
@@ -218,11 +225,19 @@ def lease(
             ciphertext_offset=upload.ciphertext_offset,
             tail=_open_tail(dek, upload),
             file_type=upload.file_type,
+            expected_type=_expected_type(upload),
         )
     except BaseException:
         release(upload, token)
         raise
     return token, continuation
+
+
+def _expected_type(upload: Upload) -> str:
+    """The type a new version must have: its file's ("" for a new file)."""
+    if upload.is_new_object:
+        return ""
+    return StoredObject.objects.filter(pk=upload.object_id).values_list("file_type", flat=True).first() or ""
 
 
 def leased_upload(upload_id: str, token: str) -> Upload | None:
@@ -249,9 +264,12 @@ def append(
     client_offset: int,
     body: Readinto,
     content_length: int,
+    add_version: AddVersion,
     checksum: tuple[str, bytes] | None = None,
 ) -> AppendResult:
-    """Append one request body; commits whatever arrived even if the connection drops."""
+    """Append one request body; commits whatever arrived even if the connection drops.
+
+    `add_version` decides on the content of a finished upload of a new version (see commit)."""
     token, continuation = lease(upload, client_offset=client_offset, content_length=content_length, checksum=checksum)
     try:
         staging = staged(upload)
@@ -275,7 +293,7 @@ def append(
         except TypeRefused:
             terminate(upload, actor=actor, reason="unsupported type", outcome=Outcome.DENIED)
             raise
-        result = commit(upload, token, actor, appended)
+        result = commit(upload, token, actor, appended, add_version)
         if not appended.complete:  # the next request here continues the hash instead of redoing it
             hashing.remember(str(upload.pk), appended.offset, appended.hasher)
         return result
@@ -283,14 +301,19 @@ def append(
         release(upload, token)
 
 
-def commit(upload: Upload, token: str, actor: Any, appended: Appended) -> AppendResult:
-    """Record what a request appended (its lease still held): the new state, or the new version."""
+def commit(upload: Upload, token: str, actor: Any, appended: Appended, add_version: AddVersion) -> AppendResult:
+    """Record what a request appended (its lease still held): the new state, or the new version.
+
+    The finished content of a new file becomes its version 1 here. That of a new version of an
+    existing file goes to `add_version`, which owns the rules of the file (for a file of a case,
+    cases.actions.add_version: who may add one now, metadata removal, the patient's audit): it
+    links the content or refuses it, and the vault never links it by itself."""
     if appended.complete and (
         appended.offset != upload.length or appended.ciphertext_offset != LAYOUT.ciphertext_size(upload.length)
     ):  # a staging that claims more or less than the whole stream never becomes a file
         raise UploadError("The upload's staged data does not add up; ask for its offset and resume.", 409)
     if appended.complete:
-        version = _finish(upload, actor, appended.ciphertext_offset, appended.sha256, appended.file_type)
+        version = _finish(upload, actor, appended.ciphertext_offset, appended.sha256, appended.file_type, add_version)
         return AppendResult(upload, completed=version, interrupted=appended.interrupted)
     updated = Upload.objects.filter(pk=upload.pk, lease_token=token).update(
         offset=appended.offset,
@@ -324,83 +347,71 @@ def _promote(upload: Upload, blob_name: str, ciphertext_size: int) -> None:
         raise UploadError("The upload's staged data was inconsistent, so it was not kept; upload the file again.", 500)
 
 
-def _finish(upload: Upload, actor: Any, ciphertext_size: int, sha256: str, file_type: str) -> ObjectVersion:
-    from casebridge.vault import scanning_gate
-
-    kind = filetypes.FILE_TYPES_BY_NAME[file_type]
+def _finish(
+    upload: Upload, actor: Any, ciphertext_size: int, sha256: str, file_type: str, add_version: AddVersion
+) -> ObjectVersion:
     uid = str(upload.pk)
     blob_name = f"objects/{upload.object_id}/v{upload.object_version}-{secrets.token_hex(6)}"
     _promote(upload, blob_name, ciphertext_size)
     try:
-        verdict = scanning_gate.scan_blob(
-            upload.organization_id,
-            upload.object_id,
-            upload.object_version,
-            upload.org_key_version,
-            bytes(upload.wrapped_dek),
-            blob_name,
-            ciphertext_size,
+        pending = vault.pending_version(
+            organization_id=upload.organization_id,
+            object_id=upload.object_id,
+            version=upload.object_version,
+            blob_name=blob_name,
+            size=upload.length,
+            ciphertext_size=ciphertext_size,
+            sha256=sha256,
+            file_type=file_type,
+            org_key_version=upload.org_key_version,
+            wrapped_dek=bytes(upload.wrapped_dek),
         )
     except ScannerUnavailable as exc:
         # Fail closed: an unscanned file never becomes visible.
-        blob_store().delete(blob_name)
         terminate(upload, actor=actor, reason="scanner unavailable", outcome=Outcome.FAILURE)
         raise UploadError(
             "The malware scanner is unavailable, so the file was not accepted. Try again later.", 503
         ) from exc
-    if verdict is not None:
-        blob_store().delete(blob_name)
-        terminate(upload, actor=actor, reason="malware", outcome=Outcome.DENIED, details={"signature": verdict})
-        raise UploadError(f"The file was refused: the malware scanner found {verdict}.", 422)
-    try:
-        with transaction.atomic():
-            if upload.is_new_object:
-                stored = StoredObject.objects.create(
-                    id=upload.object_id,
-                    organization_id=upload.organization_id,
-                    created_by=upload.created_by,
-                    created_by_service=upload.created_by_service,
-                    file_type=kind.name,
-                    mime_type=kind.mime_type,
-                    extension=kind.extension,
-                    current_version=upload.object_version,
-                )
-            else:
-                stored = StoredObject.objects.select_for_update().get(pk=upload.object_id)
-                if stored.is_destroyed or stored.current_version != upload.object_version - 1:
-                    raise UploadError("Another version of this file was added first; upload it again.", 409)
-                stored.current_version = upload.object_version
-                stored.save(update_fields=["current_version"])
-            version = ObjectVersion.objects.create(
-                stored_object=stored,
-                version=upload.object_version,
-                size=upload.length,
-                ciphertext_size=ciphertext_size,
-                sha256=sha256,
-                blob_name=blob_name,
-                org_key_version=upload.org_key_version,
-                wrapped_dek=bytes(upload.wrapped_dek),
-                created_by=actor if isinstance(actor, User) else None,
-                created_by_label=getattr(actor, "email", "") or getattr(actor, "audit_label", ""),
-            )
-            Upload.objects.filter(pk=upload.pk).update(
-                offset=upload.length, ciphertext_offset=ciphertext_size, tail=b"", completed_at=timezone.now()
-            )
-            record(
-                "file.uploaded" if upload.is_new_object else "file.version_added",
-                actor=actor,
-                organization=upload.organization_id,
-                target=stored,
-                details={"version": version.version, "size": version.size, "sha256": sha256, "type": kind.name},
-            )
-    except (UploadError, IntegrityError):
-        blob_store().delete(blob_name)
-        raise
+    except vault.MalwareFound as exc:
+        terminate(upload, actor=actor, reason="malware", outcome=Outcome.DENIED, details={"signature": exc.signature})
+        raise UploadError(f"The file was refused: the malware scanner found {exc.signature}.", 422) from None
+    if upload.is_new_object:
+        try:
+            with transaction.atomic():
+                owner = upload.created_by or upload.created_by_service
+                version = vault.link_version(pending, actor=actor, created_by=owner)
+                _mark_complete(upload, ciphertext_size)
+        except BaseException:
+            vault.discard(pending)
+            raise
+    else:
+        # The staging became `pending`: whatever add_version answers, this upload cannot go on.
+        try:
+            version = add_version(pending)  # links it, or refuses it and discards it
+        except (vault.VersionRefused, UploadError) as exc:
+            vault.discard(pending)
+            terminate(upload, actor=actor, reason="version refused", outcome=Outcome.DENIED)
+            if isinstance(exc, vault.VersionRefused):
+                raise UploadError(str(exc), exc.status) from None
+            raise
+        except BaseException:
+            vault.discard(pending)
+            terminate(upload, actor=actor, reason="version not added", outcome=Outcome.FAILURE)
+            raise
+        # The version is the file's from here; a crash before this leaves a stale upload row,
+        # which expires: the client's retry finds its staging gone and is told so.
+        _mark_complete(upload, ciphertext_size)
     hashing.forget(uid)
     if upload.part_size:
         _discard_staged(upload)
     upload.refresh_from_db()
     return version
+
+
+def _mark_complete(upload: Upload, ciphertext_size: int) -> None:
+    Upload.objects.filter(pk=upload.pk).update(
+        offset=upload.length, ciphertext_offset=ciphertext_size, tail=b"", completed_at=timezone.now()
+    )
 
 
 # --- ending -------------------------------------------------------------------------------

@@ -205,3 +205,51 @@ def test_the_list_costs_the_same_number_of_queries_for_any_number_of_cases(world
         api.post("cases", draft_body(world, patient={"name": f"P {_}"}))
     assert cost() == few
     assert len(api.get("cases").json()["results"]) == 8
+
+
+def test_the_practices_work_is_refused_to_a_lab_owner_at_every_door(world: World) -> None:
+    """A lab's owner holds every permission, yet creating cases, editing drafts and sharing a
+    case's files are the practice's: the API and the pages answer 403 alike, from one rule."""
+    from casebridge.accounts.actions import create_api_token
+    from casebridge.sharing.models import ExternalLink
+
+    number = _submitted(world)
+    lab_owner = make_user("owner@lab.test")
+    add_member(world.lab, lab_owner, "owner")
+    _token, raw = create_api_token(
+        organization=world.lab,
+        name="lab",
+        scopes=["cases:read", "cases:write"],
+        days=1,
+        actor=lab_owner,
+        user=lab_owner,
+    )
+    api = Api(raw)
+    cases_before = Case.objects.count()
+    body = _is_problem(api.post("cases", draft_body(world, lab=None)), 403)
+    assert "created by dental practices" in body["detail"]
+    assert Case.objects.count() == cases_before
+    files = [a["file_id"] for a in world.api().get(f"cases/{number}/attachments").json()]
+    share = {"files": files[:1], "recipient_email": "x@y.test", "purpose": "referral"}
+    assert "practice that owns" in _is_problem(api.post(f"cases/{number}/links", share), 403)["detail"]
+    _is_problem(api.get(f"cases/{number}/links"), 403)
+    web = signed_in_client(lab_owner)
+    lab = world.lab.slug
+    assert web.get(f"/o/{lab}/cases/new/").status_code == 403
+    assert web.get(f"/o/{lab}/cases/{number}/edit/").status_code == 403
+    assert web.get(f"/o/{lab}/cases/{number}/share/").status_code == 403
+    assert not ExternalLink.objects.exists()
+    link_id = world.api().post(f"cases/{number}/links", share).json()["id"]
+    assert web.post(f"/o/{lab}/cases/{number}/share/{link_id}/revoke/").status_code == 403
+    _is_problem(api.post(f"cases/{number}/links/{link_id}/revoke"), 403)
+    assert ExternalLink.objects.get(pk=link_id).revoked_at is None
+
+
+def test_the_practice_attaches_nothing_over_the_api_once_the_case_was_sent(world: World) -> None:
+    number = _submitted(world)
+    api = world.api()
+    count = len(api.get(f"cases/{number}/attachments").json())
+    file_id = world.upload()
+    body = _is_problem(api.post(f"cases/{number}/attachments", {"file_id": file_id, "kind": "photo"}), 422)
+    assert "already sent to the lab" in body["detail"]
+    assert len(api.get(f"cases/{number}/attachments").json()) == count

@@ -66,3 +66,13 @@ def test_an_uploader_destroys_their_own_unattached_upload_with_a_write_token(wor
     assert _destroy(world.api("staff", ["cases:read"]).client, file_id).status_code == 403
     assert _destroy(world.api("staff").client, file_id).status_code == 204
     assert Event.objects.get(action="file.destroyed", target_id=file_id).organization_id == world.practice.pk
+
+
+@pytest.mark.parametrize("reason", [False, 0, None, ["a reason in a list"], {"text": "nested reason"}])
+def test_a_reason_that_is_not_text_destroys_nothing(world: World, reason: Any) -> None:
+    file_id = world.upload("staff")
+    response = world.api("staff").client.delete(
+        f"/api/v1/files/{file_id}", json.dumps({"reason": reason}), content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert not StoredObject.objects.get(pk=file_id).is_destroyed

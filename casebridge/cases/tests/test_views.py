@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -202,6 +203,39 @@ def test_attach_refuses_other_peoples_files_phi_labels_and_designs_from_the_prac
     assert refused.status_code == 400 and "by the lab" in refused.json()["detail"]
     assert not case.attachments.exists()
     assert signed_in_client(world.outsider).post(attach, {"file": str(mine.pk), "kind": "scan"}).status_code == 404
+
+
+def test_the_practice_cannot_attach_to_a_case_it_already_sent(world: Personas) -> None:
+    case = test_workflow._ready_crown(world)
+    actions.submit_case(_access(world), case)
+    client = _clinician(world)
+    page = client.get(reverse("case_detail", args=[world.practice.slug, case.number])).content.decode()
+    assert "data-attach-url" not in page  # no drop zone: the page asks the same rule as the action
+    stored = _file(_access(world))
+    before = case.attachments.count()
+    refused = client.post(
+        reverse("case_attach", args=[world.practice.slug, case.number]),
+        {"file": str(stored.pk), "kind": "photo", "label": "shade"},
+    )
+    assert refused.status_code == 400 and "already sent to the lab" in refused.json()["detail"]
+    stored.refresh_from_db()
+    assert case.attachments.count() == before and stored.attached_at is None
+
+
+def test_the_lab_attaches_only_while_it_works_on_the_case(world: Personas) -> None:
+    case = test_workflow._ready_crown(world)
+    actions.submit_case(_access(world), case)
+    lab = test_workflow._lab(world)
+    with pytest.raises(ValidationError, match="while it works on the case"):
+        actions.attach_file(lab, case, _file(lab), kind="design")  # submitted, not yet received
+    actions.confirm_receipt(lab, case)
+    assert actions.may_attach(lab, case)
+    actions.attach_file(lab, case, _file(lab), kind="design")
+    actions.revoke_lab_access(_access(world), case)
+    case.refresh_from_db()
+    assert not actions.may_attach(lab, case)
+    with pytest.raises(ValidationError, match="while it works on the case"):
+        actions.attach_file(lab, case, _file(lab), kind="other")
 
 
 def test_the_dashboard_uses_the_same_number_of_queries_for_1_and_10_cases(world: Personas) -> None:

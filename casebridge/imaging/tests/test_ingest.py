@@ -6,17 +6,21 @@ from __future__ import annotations
 import io
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from PIL import Image
 
+from casebridge.access.policy import case_for
 from casebridge.audit.models import Event
 from casebridge.cases import actions
 from casebridge.cases.models import Case
 from casebridge.cases.tests import test_workflow
 from casebridge.cases.tests.test_workflow import _access, _ready_crown
 from casebridge.core.testing import Personas, signed_in_client
+from casebridge.imaging import ingest
 from casebridge.imaging.tests.test_sanitize import PHI, identifying_jpeg
 from casebridge.vault import api as vault
 from casebridge.vault.config import blob_store
@@ -36,6 +40,11 @@ def _store(world: Personas, content: bytes) -> StoredObject:
 def _current(stored: StoredObject) -> bytes:
     stored.refresh_from_db()
     return b"".join(bytes(piece) for piece in vault.read_version(vault.get_version(stored)))
+
+
+def _blob_files() -> set[Path]:
+    root = blob_store().root  # type: ignore[attr-defined]
+    return {p for p in root.rglob("*") if p.is_file()}
 
 
 def _draft(world: Personas) -> Case:
@@ -122,3 +131,44 @@ def test_tiff_is_kept_with_a_visible_warning(world: Personas, vault_home: Path) 
         b"metadata kept" in page.content
         and b"TIFF metadata (camera, location, dates) could not be removed" in page.content
     )
+
+
+@pytest.mark.usefixtures("transactional_db")  # real commits: the test itself opens no transaction
+def test_the_content_is_cleaned_outside_any_transaction(world: Personas, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2 GB attachment is read twice and written once while cleaning: no transaction (and so no
+    row lock) may be open around that. Watched on the real sanitizer, which still does the work."""
+    in_transaction: list[bool] = []
+    real_sanitize = ingest.sanitize
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        in_transaction.append(connection.in_atomic_block)
+        return real_sanitize(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "sanitize", watched)
+    stored = _store(world, identifying_jpeg())
+    actions.attach_file(_access(world), _draft(world), stored, kind="photo", label="shade")
+    assert in_transaction == [False, False]  # measured, then written: both outside
+    assert PHI not in _current(stored)
+
+
+def test_a_case_sent_while_its_file_was_cleaned_gets_nothing_and_keeps_nothing(
+    world: Personas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case = _ready_crown(world)
+    stored = _store(world, identifying_jpeg())
+    blobs_before = _blob_files()
+    real_clean = actions.clean_content
+
+    def clean_while_the_case_is_sent(*args: Any, **kwargs: Any) -> Any:
+        cleaned = real_clean(*args, **kwargs)
+        actions.submit_case(_access(world), case_for(_access(world), case.number))  # another request, meanwhile
+        return cleaned
+
+    monkeypatch.setattr(actions, "clean_content", clean_while_the_case_is_sent)
+    with pytest.raises(actions.ValidationError, match="already sent"):
+        actions.attach_file(_access(world), case, stored, kind="photo", label="shade")
+    stored.refresh_from_db()
+    assert stored.attached_at is None and stored.current_version == 1
+    assert _blob_files() == blobs_before  # the cleaned copy was removed
+    assert not Event.objects.filter(action="file.version_added", target_id=str(stored.pk)).exists()
+    assert vault.get_version(stored).wrapped_dek  # the upload is as it was, still its uploader's

@@ -29,6 +29,7 @@ from casebridge.vault.backends import filesystem
 from casebridge.vault.config import blob_store
 from casebridge.vault.crypto.streaming import CiphertextIntegrityError
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
+from casebridge.vault.scanning import ScannerUnavailable
 from casebridge.vault.tests.conftest import MARKER, MARKER_SIGNATURE, Clamd
 from casebridge.vault.tests.samples import binary_stl
 
@@ -492,6 +493,23 @@ def test_malware_is_refused_before_anyone_can_see_it(api: Client, clamd: Clamd, 
     assert not Upload.objects.filter(completed_at__isnull=True).exists()
     event = Event.objects.get(action="file.upload.rejected")
     assert event.details["reason"] == "malware" and event.details["signature"].startswith(MARKER_SIGNATURE)
+
+
+def test_content_stored_by_the_server_itself_is_scanned_too(personas: Personas, clamd: Clamd, settings) -> None:  # type: ignore[no-untyped-def]
+    """put_stream (demo data, SFTP, metadata removal) is no way around the scanner."""
+    settings.VAULT_CLAMD = clamd.unix_url
+    staff = personas.members["staff"]
+    infected = binary_stl(MiB, header=b"x" * 10 + MARKER)
+    with pytest.raises(vault.MalwareFound) as found:
+        vault.put_stream(organization=personas.practice, actor=staff, chunks=[infected], length=len(infected))
+    assert found.value.signature.startswith(MARKER_SIGNATURE)
+    settings.VAULT_CLAMD = "unix:///nonexistent/clamd.sock"
+    clean = binary_stl(500)
+    with pytest.raises(ScannerUnavailable):  # fail closed: unscanned content is not stored
+        vault.put_stream(organization=personas.practice, actor=staff, chunks=[clean], length=len(clean))
+    assert not StoredObject.objects.exists() and not ObjectVersion.objects.exists()
+    root = blob_store().root  # type: ignore[attr-defined]
+    assert not [p for p in root.rglob("*") if p.is_file()], "refused content was left in the blob store"
 
 
 def test_an_unreachable_scanner_refuses_the_file_rather_than_letting_it_through(
