@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "casebridge.vault",
     "casebridge.cases",
     "casebridge.sharing",
+    "casebridge.notifications",
 ]
 
 MIDDLEWARE = [
@@ -90,6 +91,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "casebridge.orgs.context.current_organization",
+                "casebridge.notifications.context.navigation_counts",
             ],
             "builtins": ["django.contrib.humanize.templatetags.humanize"],
         },

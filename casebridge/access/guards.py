@@ -98,8 +98,11 @@ def org_permission(perm: Perm, *, allow_token: bool = False) -> Callable[[View],
             except policy.Forbidden as exc:
                 raise PermissionDenied(str(exc)) from exc
             request.org_access = access  # type: ignore[attr-defined]
-            if token is None:
+            # Only when they change: assigning marks the session modified, a database write on
+            # every request (and the case page's status poll comes every 15 seconds).
+            if token is None and request.session.get("current_org") != access.organization.slug:
                 request.session["current_org"] = access.organization.slug
+            if token is None and request.session.get(SESSION_IDLE) != access.organization.idle_timeout_seconds:
                 request.session[SESSION_IDLE] = access.organization.idle_timeout_seconds
             return view(request, *args, **kwargs)
 
