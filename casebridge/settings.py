@@ -194,6 +194,10 @@ SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_AGE = envint("CASEBRIDGE_SESSION_ABSOLUTE_SECONDS", 12 * 3600)
 SESSION_ABSOLUTE_SECONDS = SESSION_COOKIE_AGE
 SESSION_IDLE_DEFAULT_SECONDS = envint("CASEBRIDGE_IDLE_SECONDS", 15 * 60)
+# How often an open page asks for news: the case page's status, the bell's count. Neither poll
+# counts as activity for idle logoff (accounts.middleware.PASSIVE_URL_NAMES).
+CASE_LIVE_POLL_SECONDS = 15
+NOTIFICATION_POLL_SECONDS = 30
 SESSION_COOKIE_NAME = "__Host-cb_session"
 CSRF_COOKIE_NAME = "__Host-cb_csrf"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -18,7 +19,11 @@ from casebridge.cases.models import Case
 
 # status.events.messages.attachments: counts only, never anything about the patient.
 STAMP = re.compile(r"^[a-z_]{1,32}\.\d{1,9}\.\d{1,9}\.\d{1,9}$")
-POLL_SECONDS = 15
+
+
+def context(case: Case) -> dict[str, object]:
+    """What the case page needs to poll: the marker of what it shows, and how often to ask."""
+    return {"live_stamp": stamp(case), "poll_seconds": settings.CASE_LIVE_POLL_SECONDS}
 
 
 def stamp(case: Case) -> str:
@@ -46,6 +51,6 @@ def case_live(request: HttpRequest, number: str) -> HttpResponse:
             "live_stamp": seen,
             "changed": now != seen,
             "status_changed": old_status != case.status,
-            "poll_seconds": POLL_SECONDS,
+            "poll_seconds": settings.CASE_LIVE_POLL_SECONDS,
         },
     )

@@ -15,6 +15,7 @@ from django.utils import timezone
 from casebridge.access.policy import OrgAccess, visible_cases
 from casebridge.access.roles import Perm
 from casebridge.cases.models import Case, Message, Status
+from casebridge.orgs.models import OrgKind
 
 OPEN = ~Q(status__in=[Status.COMPLETED, Status.CANCELLED]) & Q(archived_at__isnull=True)
 
@@ -111,8 +112,12 @@ class Section:
     cases: list[Case]
 
 
+WAITING_HINTS: dict[str, str] = {
+    OrgKind.PRACTICE: "Questions from the lab to answer, designs to approve.",
+    OrgKind.LAB: "New cases to confirm, design decisions from the practice.",
+}
 SECTION_TITLES = {
-    "waiting": ("Waiting on you", "Questions to answer, designs to approve, receipts to confirm."),
+    "waiting": ("Waiting on you", ""),
     "today": ("Due today", ""),
     "overdue": ("Overdue", "Past their due date and not completed."),
     "unread": ("Unread messages", "Cases with messages you have not opened yet."),
@@ -127,6 +132,8 @@ def home(access: OrgAccess, user_id: Any) -> dict[str, Any]:
     tally = counts(access, user_id, today)
     sections = []
     for view, (title, hint) in SECTION_TITLES.items():
+        if view == "waiting":
+            hint = WAITING_HINTS.get(access.organization.kind, "")
         condition = view_filter(view, access, user_id, today)
         assert condition is not None
         cases = _first(mine.filter(condition))

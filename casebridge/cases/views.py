@@ -138,7 +138,7 @@ def case_detail(request: HttpRequest, number: str) -> HttpResponse:
             "attachments": case.attachments.select_related("stored_object").all(),
             "events": case.events.all(),
             "conversation": conversation,
-            "live_stamp": live.stamp(case),
+            **live.context(case),
             "lab_side": lab_side,
             "next_statuses": [(s, Status(s).label) for s in sorted(actions.LAB_TRANSITIONS.get(case.status, set()))]
             if lab_side

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
@@ -42,4 +43,8 @@ def navigation_counts(request: HttpRequest) -> dict[str, Any]:
         return actions.unread_count(access) if access is not None else 0
 
     # Lazy: counted only when a page's navigation shows them (not for fragments or JSON).
-    return {"nav_waiting": SimpleLazyObject(waiting), "unread_notifications": SimpleLazyObject(unread)}
+    return {
+        "nav_waiting": SimpleLazyObject(waiting),
+        "unread_notifications": SimpleLazyObject(unread),
+        "notification_poll_seconds": settings.NOTIFICATION_POLL_SECONDS,
+    }

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from casebridge.access.policy import resolve
+from casebridge.access.roles import Perm
 from casebridge.audit.models import Event
 from casebridge.cases import actions, queue
 from casebridge.cases.actions import ItemInput
@@ -78,7 +79,7 @@ def test_a_read_only_role_has_nothing_waiting_on_it(world: Personas) -> None:
     _case(world, Status.ON_HOLD)
     access = resolve(world.members["owner"], world.practice)
     assert access is not None
-    access.permissions = access.permissions - {queue.Perm.CASES_EDIT, queue.Perm.CASES_WORK}
+    access.permissions = access.permissions - {Perm.CASES_EDIT, Perm.CASES_WORK}
     assert queue.counts(access, world.members["owner"].pk)["waiting"] == 0
     assert queue.counts(_access(world), world.members["clinician"].pk)["waiting"] == 1
 
