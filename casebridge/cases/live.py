@@ -8,7 +8,7 @@ import re
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
-from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET
 
 from casebridge.access.guards import org_permission
@@ -37,16 +37,19 @@ def stamp(case: Case) -> str:
 def case_live(request: HttpRequest, number: str) -> HttpResponse:
     """The status fragment. It shows the status and what changed, which the case page already
     showed this person, no patient data: polling it is not audited (the page view was)."""
-    case = case_for(org_access_of(request), number)  # first: "no such case" before any other answer
+    access = org_access_of(request)
+    case = case_for(access, number)  # first: "no such case" before any other answer
     seen = request.GET.get("seen", "")
     if not STAMP.match(seen):
         return HttpResponseBadRequest("Reload the case page: its live-update marker is missing or malformed.")
     now = stamp(case)
     old_status = seen.split(".", 1)[0]
-    return render(
-        request,
+    # Rendered without the request: the navigation's context processors would cost queries on
+    # every poll for nothing this fragment shows.
+    html = render_to_string(
         "cases/_live.html",
         {
+            "current_org": access.organization,
             "case": case,
             "live_stamp": seen,
             "changed": now != seen,
@@ -54,3 +57,4 @@ def case_live(request: HttpRequest, number: str) -> HttpResponse:
             "poll_seconds": settings.CASE_LIVE_POLL_SECONDS,
         },
     )
+    return HttpResponse(html)

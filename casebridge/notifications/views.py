@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_POST
 
 from casebridge.access.guards import org_permission
@@ -46,7 +48,14 @@ def notifications(request: HttpRequest) -> HttpResponse:
 def notification_bell(request: HttpRequest) -> HttpResponse:
     """The bell's count alone, for htmx to poll (accounts.middleware: not counted as activity)."""
     access = _access(request)
-    return render(request, "notifications/_bell_count.html", {"unread_notifications": actions.unread_count(access)})
+    # Rendered without the request: the navigation's context processors would cost queries on
+    # every poll for nothing the count shows.
+    context = {
+        "current_org": access.organization,
+        "unread_notifications": actions.unread_count(access),
+        "notification_poll_seconds": settings.NOTIFICATION_POLL_SECONDS,
+    }
+    return HttpResponse(render_to_string("notifications/_bell_count.html", context))
 
 
 @require_POST

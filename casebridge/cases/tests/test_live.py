@@ -7,7 +7,9 @@ import re
 import time
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from casebridge.access.policy import case_for
@@ -111,3 +113,19 @@ def test_polling_does_not_extend_the_idle_timer(world: Personas, poll: str) -> N
     session.save()
     assert client.get(url, HTTP_HX_REQUEST="true").status_code == 401
     assert client.get(reverse("org_home", args=[world.practice.slug])).status_code == 302
+
+
+def test_a_poll_costs_the_same_few_queries_however_busy_the_case(world: Personas) -> None:
+    case = _submitted(world)
+    client = signed_in_client(world.members["clinician"])
+    seen = _page_stamp(client, world, case)
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert _poll(client, world, case, seen)[0] == 200
+        return len(queries)
+
+    few = count()
+    for i in range(10):
+        actions.post_message(_lab(world), case, f"news {i}")
+    assert count() == few
