@@ -59,7 +59,7 @@ def test_the_page_and_bell_show_the_case_number_and_event_never_patient_data(wor
     case = _submitted(world)
     client = signed_in_client(world.lab_manager)
     html = client.get(_page(world, lab=True)).content.decode()
-    assert f"<strong>{case.number}</strong>: A new case was sent to you" in html
+    assert f"<span><strong>{case.number}</strong>: A new case was sent to you</span>" in html
     assert all(word not in html for word in PHI)
     bell = client.get(reverse("notification_bell", args=[world.lab.slug])).content.decode()
     assert '<span id="bell-count" class="count attention"' in bell and ">1<" in bell
