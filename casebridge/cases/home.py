@@ -13,15 +13,16 @@ from casebridge.orgs.models import OrgKind
 
 def work_queue(access: OrgAccess) -> dict[str, Any]:
     """The home page's queue context. The lists show patient names, so showing them is audited
-    (the case numbers, never the names); the board shows no patient data."""
+    (case numbers and patient ids, never the names); the board shows no patient data."""
     data = queue.home(access, access.actor.pk)
     board = queue.production_board(access) if access.organization.kind == OrgKind.LAB else []
-    shown = sorted({case.number for section in data["sections"] for case in section.cases})
+    shown = {case.number: str(case.patient_id) for section in data["sections"] for case in section.cases}
     if shown:
+        # One event for the page; the patients' internal ids let "who saw this patient" find it.
         record(
             "case.queue.viewed",
             actor=access.actor,
             organization=access.organization,
-            details={"cases": shown},
+            details={"cases": sorted(shown), "patients": sorted(set(shown.values()))},
         )
     return {"queue": data, "board": board}

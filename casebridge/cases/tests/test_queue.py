@@ -174,7 +174,7 @@ def test_showing_the_queue_is_audited_by_case_number(world: Personas) -> None:
     case = _case(world, Status.ON_HOLD)
     _home(signed_in_client(world.members["clinician"]), world)
     event = Event.objects.get(action="case.queue.viewed")
-    assert event.details == {"cases": [case.number]}
+    assert event.details == {"cases": [case.number], "patients": [str(case.patient_id)]}
     assert "Jane" not in str(event.details)
 
 
