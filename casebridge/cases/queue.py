@@ -96,11 +96,9 @@ class Column:
 
 
 def _first(cases: QuerySet[Case], limit: int = LIST_LIMIT) -> list[Case]:
-    return list(
-        cases.select_related("practice", "lab", "patient").order_by(F("due_date").asc(nulls_last=True), "number")[
-            :limit
-        ]
-    )
+    """The most urgent `limit` cases: earliest due date first, cases without one last."""
+    most_urgent = F("due_date").asc(nulls_last=True)
+    return list(cases.select_related("practice", "lab", "patient").order_by(most_urgent, "number")[:limit])
 
 
 @dataclass
