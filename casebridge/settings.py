@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "casebridge.vault",
     "casebridge.cases",
     "casebridge.sharing",
+    "casebridge.notifications",
 ]
 
 MIDDLEWARE = [
@@ -93,6 +94,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "casebridge.orgs.context.current_organization",
+                "casebridge.notifications.context.navigation_counts",
             ],
             "builtins": ["django.contrib.humanize.templatetags.humanize"],
         },
@@ -193,6 +195,10 @@ SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_AGE = envint("CASEBRIDGE_SESSION_ABSOLUTE_SECONDS", 12 * 3600)
 SESSION_ABSOLUTE_SECONDS = SESSION_COOKIE_AGE
 SESSION_IDLE_DEFAULT_SECONDS = envint("CASEBRIDGE_IDLE_SECONDS", 15 * 60)
+# How often an open page asks for news: the case page's status, the bell's count. Neither poll
+# counts as activity for idle logoff (accounts.middleware.PASSIVE_URL_NAMES).
+CASE_LIVE_POLL_SECONDS = 15
+NOTIFICATION_POLL_SECONDS = 30
 SESSION_COOKIE_NAME = "__Host-cb_session"
 CSRF_COOKIE_NAME = "__Host-cb_csrf"
 

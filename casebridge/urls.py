@@ -10,8 +10,10 @@ from casebridge.api import files as file_api
 from casebridge.api import openapi as rest_api
 from casebridge.api import uploads as upload_api
 from casebridge.audit import views as audit_views
+from casebridge.cases import live as case_live
 from casebridge.cases import slip as case_slip
 from casebridge.cases import views as case_views
+from casebridge.notifications import views as notification_views
 from casebridge.orgs import views as org_views
 from casebridge.sharing import recipient_views as share_public
 from casebridge.sharing import views as share_views
@@ -51,7 +53,16 @@ org_patterns = [
     path("cases/<str:number>/files/attach/", case_views.case_attach, name="case_attach"),
     path("cases/<str:number>/share/", share_views.case_share, name="case_share"),
     path("cases/<str:number>/share/<uuid:link_id>/revoke/", share_views.link_revoke, name="share_revoke"),
+    path("cases/<str:number>/live/", case_live.case_live, name="case_live"),
     path("disclosures/", share_views.disclosures, name="disclosures"),
+    path("notifications/", notification_views.notifications, name="notifications"),
+    path("notifications/bell/", notification_views.notification_bell, name="notification_bell"),
+    path("notifications/read-all/", notification_views.notifications_read_all, name="notifications_read_all"),
+    path(
+        "notifications/<uuid:notification_id>/read/",
+        notification_views.notification_read,
+        name="notification_read",
+    ),
     path("audit/", audit_views.audit_log, name="audit_log"),
     path("audit/export.csv", audit_views.audit_export, name="audit_export"),
 ]

@@ -98,8 +98,12 @@ def org_permission(perm: Perm) -> Callable[[View], View]:
             except policy.Forbidden as exc:
                 raise PermissionDenied(str(exc)) from exc
             request.org_access = access  # type: ignore[attr-defined]
-            request.session["current_org"] = access.organization.slug
-            request.session[SESSION_IDLE] = access.organization.idle_timeout_seconds
+            # Only when they change: assigning marks the session modified, a database write on
+            # every request (and the case page's status poll comes every 15 seconds).
+            if request.session.get("current_org") != access.organization.slug:
+                request.session["current_org"] = access.organization.slug
+            if request.session.get(SESSION_IDLE) != access.organization.idle_timeout_seconds:
+                request.session[SESSION_IDLE] = access.organization.idle_timeout_seconds
             return view(request, *args, **kwargs)
 
         setattr(wrapper, ACCESS_ATTR, perm.value)

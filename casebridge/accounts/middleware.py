@@ -25,6 +25,10 @@ SESSION_IDLE = "cb_idle_seconds"
 # every page a database write.
 SEEN_RESOLUTION_SECONDS = 15
 
+# URL names that pages request on a timer, not on a person's action: they never count as activity,
+# so an open page polling for news does not keep an unattended session alive (idle logoff).
+PASSIVE_URL_NAMES = frozenset({"session_status", "case_live", "notification_bell"})
+
 # URL names a signed-in person may reach before enrolling a second factor.
 ENROLLMENT_URL_NAMES = frozenset(
     {
@@ -131,12 +135,18 @@ class SessionLifetimeMiddleware:
                 if api or request.headers.get("HX-Request") or request.path in timer_paths:
                     return problem(401, "Session ended", "Your session ended; sign in again.")
                 return redirect(f"{reverse('account_login')}?next={request.path}")
-            passive = request.path == reverse("session_status")
             # Short idle limits need a finer record of activity than the write-saving default.
             resolution = min(SEEN_RESOLUTION_SECONDS, idle_limit / 4)
-            if (not passive and now - seen_at >= resolution) or SESSION_SEEN_AT not in session:
+            if SESSION_SEEN_AT not in session or (now - seen_at >= resolution and not _is_passive(request)):
                 session[SESSION_SEEN_AT] = now
         return self.get_response(request)
+
+
+def _is_passive(request: HttpRequest) -> bool:
+    try:
+        return resolve(request.path_info).url_name in PASSIVE_URL_NAMES
+    except Resolver404:
+        return False
 
 
 class RequireMFAMiddleware:

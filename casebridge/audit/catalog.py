@@ -102,6 +102,7 @@ register("keys.organization_destroyed", "Organization keys destroyed: all its fi
 register("case.created", "Case created")
 register("case.updated", "Case details changed")
 register("case.viewed", "Case opened")
+register("case.queue.viewed", "Work queue shown on the home page (cases listed by number)")
 register("case.slip.printed", "Lab slip printed (PDF with the patient name)")
 register("case.submitted", "Case sent to the lab")
 register("case.received", "Lab confirmed receipt")

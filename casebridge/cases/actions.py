@@ -48,6 +48,7 @@ from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.core.mail import absolute_url, queue_mail
 from casebridge.imaging.ingest import SHRED_REASON, clean_content
 from casebridge.imaging.sanitize import SanitizeError, SanitizeResult
+from casebridge.notifications.actions import notify_members
 from casebridge.orgs.models import ConnectionStatus, Membership, Organization, OrgKind
 from casebridge.vault import api as vault
 from casebridge.vault.api import PendingVersion
@@ -112,12 +113,14 @@ def _history(case: Case, access: OrgAccess, note: str = "") -> None:
 
 def _notify(case: Case, org: Organization, event: str, topic: NotifyTopic, *, template: str = "case_event") -> None:
     """E-mail the other side: the case number, what happened and a link. Never a patient name.
-    Only to the members who chose to be told about this kind of event (accounts.NotifyTopic)."""
+    Only to the members who chose to be told about this kind of event (accounts.NotifyTopic).
+    Every member who may see cases also finds it under the bell (notifications app)."""
     recipients = list(
         Membership.objects.filter(organization=org, is_active=True, user__is_active=True, **{f"user__{topic}": True})
         .exclude(role__in=[Role.AUDITOR, Role.COMPLIANCE_OFFICER])
         .values_list("user__email", flat=True)
     )
+    notify_members(case, org, event, topic)
     queue_mail(
         recipients,
         template,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -33,18 +32,19 @@ from casebridge.access.requests import org_access_of, principal_of, user_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.audit.exposure import record_patients_shown
-from casebridge.cases import actions, queries, shades, teeth
+from casebridge.cases import actions, live, queries, queue, shades, teeth
 from casebridge.cases.forms import DraftForm, NewCaseForm
 from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Material, Message, Restoration, Status
 from casebridge.cases.slip import NOTATION_LABELS
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.imaging.ingest import metadata_warning
+from casebridge.notifications import actions as notifications
 from casebridge.vault import filetypes
 from casebridge.vault.views import UPLOAD_CHUNK_BYTES
 
 PAGE = 50
-LIST_VIEWS = frozenset({"open", "today", "week", "overdue", "archived", "all"})
-OPEN = ~Q(status__in=[Status.COMPLETED, Status.CANCELLED]) & Q(archived_at__isnull=True)
+OPEN = queue.OPEN
+LIST_VIEWS = frozenset({*queue.COUNTED_VIEWS, "archived", "all"})
 
 
 def _access(request: HttpRequest) -> OrgAccess:
@@ -57,12 +57,9 @@ def case_list(request: HttpRequest) -> HttpResponse:
     cases = visible_cases(access).select_related("patient", "practice", "lab", "doctor")
     today = timezone.now().date()
     view = request.GET.get("view", "open")
-    if view == "today":
-        cases = cases.filter(OPEN, due_date=today)
-    elif view == "week":
-        cases = cases.filter(OPEN, due_date__gte=today, due_date__lte=today + timedelta(days=7))
-    elif view == "overdue":
-        cases = cases.filter(OPEN, due_date__lt=today)
+    counted = queue.view_filter(view, access, request.user.pk, today)
+    if counted is not None:
+        cases = cases.filter(counted)
     elif view == "archived":
         cases = cases.filter(archived_at__isnull=False)
     elif view != "all":
@@ -110,6 +107,7 @@ def case_list(request: HttpRequest) -> HttpResponse:
             "status": status,
             "statuses": Status.choices,
             "today": today,
+            "counts": queue.counts(access, request.user.pk, today),
             "nav": "cases",
         },
     )
@@ -135,6 +133,7 @@ def case_detail(request: HttpRequest, number: str) -> HttpResponse:
     # What was new to this person is shown as such once, then it counts as read.
     unread_ids = set(case.messages.exclude(reads__user=request.user.pk).values_list("pk", flat=True))
     actions.mark_read(user_of(request), case)
+    notifications.mark_read(access, case=case)
     lab_side = case.lab_id == access.organization.pk
     files = _files_context(access, case)
     names = {r["attachment"].pk: r["name"] for r in files["attachment_rows"]}
@@ -157,6 +156,7 @@ def case_detail(request: HttpRequest, number: str) -> HttpResponse:
             "attachments": case.attachments.select_related("stored_object").all(),
             "events": case.events.all(),
             "conversation": conversation,
+            **live.context(case),
             "lab_side": lab_side,
             "next_statuses": [(s, Status(s).label) for s in sorted(actions.LAB_TRANSITIONS.get(case.status, set()))]
             if lab_side

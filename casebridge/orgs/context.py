@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from casebridge.access.policy import organizations_of
+from casebridge.access.requests import principal_of
 
 
 def current_organization(request: HttpRequest) -> dict[str, Any]:
@@ -19,6 +20,12 @@ def current_organization(request: HttpRequest) -> dict[str, Any]:
     if current is None:
         slug = request.session.get("current_org")
         current = next((o for o in orgs if o.slug == slug), None)
+        # Pages outside an organization's URLs (the account pages) still show the whole
+        # navigation of the organization the person last worked in, with what their role there
+        # allows: the policy answers, exactly as on that organization's own pages.
+        principal = principal_of(request)
+        if current is not None and principal is not None:
+            access = principal.access(current)
     return {
         "my_orgs": orgs,
         "current_org": current,

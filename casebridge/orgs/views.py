@@ -18,6 +18,7 @@ from casebridge.access.requests import org_access_of, user_of
 from casebridge.access.roles import Perm, Role
 from casebridge.accounts import actions as account_actions
 from casebridge.accounts.models import ServiceAccount
+from casebridge.cases.home import work_queue
 from casebridge.orgs import actions
 from casebridge.orgs.forms import (
     AcceptInvitationForm,
@@ -70,6 +71,8 @@ def org_home(request: HttpRequest) -> HttpResponse:
         .select_related("requester", "recipient")
         .order_by("-created_at")[:10],
     }
+    if access.has(Perm.CASES_VIEW):
+        context.update(work_queue(access))
     return render(request, "orgs/home.html", context)
 
 
