@@ -229,7 +229,13 @@ def upload_collection(request: HttpRequest) -> HttpResponseBase:
         organization = _organization(request, principal, meta)
         stored = None
         if meta.get("file"):
-            stored = policy.readable_files(principal, organization).filter(pk=_uuid(meta["file"])).first()
+            # A version is sealed under its file's organization's keys: the file must be of the
+            # organization the upload is made in, and readable by this principal there.
+            stored = (
+                policy.readable_files(principal, organization)
+                .filter(pk=_uuid(meta["file"]), organization=organization)
+                .first()
+            )
             access = principal.access(organization)
             if stored is None or access is None:
                 raise uploads.UploadGone("no such file")
