@@ -184,6 +184,10 @@ MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
 MFA_PASSKEY_LOGIN_ENABLED = True
 MFA_RECOVERY_CODE_COUNT = 10
 MFA_TOTP_ISSUER = "CaseBridge"
+# One 30 s step either side: a code typed as the window turns, or on a phone whose clock is a few
+# seconds off, still works. allauth remembers a used code for the whole window (3 steps), so a
+# code is still accepted only once (accounts/tests/test_totp_tolerance.py).
+MFA_TOTP_TOLERANCE = 1
 MFA_TRUST_ENABLED = False
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = TESTING  # the browser tests' live server is http://localhost
 USERSESSIONS_TRACK_ACTIVITY = True

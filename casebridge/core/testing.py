@@ -31,7 +31,11 @@ def _decrypted_secret(user: User) -> str:
 
 
 def totp_code(user: User, offset: int = 0) -> str:
-    counter = int(time.time()) // 30 + offset
+    return totp_code_at_counter(user, int(time.time()) // 30 + offset)
+
+
+def totp_code_at_counter(user: User, counter: int) -> str:
+    """The code of the 30 s step numbered `counter` (Unix time // 30)."""
     return format_hotp_value(hotp_value(_decrypted_secret(user), counter))
 
 
