@@ -91,3 +91,8 @@ urlpatterns = [
     path("api/v1/", rest_api.urlpatterns()),
     path("accounts/", include("allauth.urls")),
 ]
+
+handler400 = "casebridge.core.error_pages.bad_request"
+handler403 = "casebridge.core.error_pages.permission_denied"
+handler404 = "casebridge.core.error_pages.page_not_found"
+handler500 = "casebridge.core.error_pages.server_error"
