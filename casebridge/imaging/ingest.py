@@ -37,7 +37,7 @@ def clean_on_ingest(stored_object: StoredObject, *, actor: Any) -> SanitizeResul
     original = stored_object.current_version
     chunks, size = _plaintext(stored_object)
     cleaned, written = sanitize(stored_object.file_type, chunks, size)
-    vault.put_stream(
+    cleaned_version = vault.put_stream(
         organization=stored_object.organization,
         actor=actor,
         chunks=cleaned,
@@ -46,7 +46,14 @@ def clean_on_ingest(stored_object: StoredObject, *, actor: Any) -> SanitizeResul
     )
     if written.removed != result.removed:  # the sanitizers are deterministic; anything else is a bug
         raise RuntimeError("sanitizing the same content twice gave different results")
-    vault.destroy_version(stored_object, original, actor=actor, reason=SHRED_REASON)
+    vault.destroy_version(
+        stored_object,
+        original,
+        actor=actor,
+        reason=SHRED_REASON,
+        audit_action="file.original_replaced_by_cleaned_copy",
+        details={"cleaned_version": cleaned_version.version, "cleaned_sha256": cleaned_version.sha256},
+    )
     return written
 
 
