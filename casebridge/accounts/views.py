@@ -25,6 +25,7 @@ from casebridge.accounts.forms import ApiTokenForm, PreferencesForm, SetPassword
 from casebridge.accounts.mfa import has_second_factor
 from casebridge.accounts.middleware import SESSION_AUTH_AT, SESSION_SEEN_AT, problem
 from casebridge.accounts.models import ApiToken, NotifyTopic, User
+from casebridge.accounts.user_agents import describe_user_agent
 from casebridge.api.auth import api_actor
 from casebridge.audit.api import record
 from casebridge.orgs.models import Organization
@@ -74,7 +75,7 @@ def security(request: HttpRequest) -> HttpResponse:
         request,
         "accounts/security.html",
         {
-            "sessions": sessions,
+            "sessions": [(s, describe_user_agent(s.user_agent)) for s in sessions],
             "authenticators": Authenticator.objects.filter(user=user).order_by("type", "created_at"),
             "tokens": ApiToken.objects.filter(user=user).select_related("organization").order_by("-created_at"),
             "token_form": token_form,
