@@ -14,8 +14,9 @@ from casebridge.core.running_server import link_base
 
 class Command(BaseCommand):
     help = (
-        "Create demo organizations, people (with passwords and TOTP secrets, printed once), "
-        "BAA connections and a dozen cases with generated scans, CBCT and photos."
+        "Create a demo practice, lab and imaging center with people and a dozen cases. Passwords and TOTP "
+        "secrets are printed once; the organizations are connected under a BAA and the cases carry "
+        "generated scans, CBCT and photos."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
