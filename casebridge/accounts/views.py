@@ -21,10 +21,10 @@ from casebridge.access.guards import SESSION_IDLE, public, signed_in
 from casebridge.access.policy import organizations_of, resolve, scoped_get
 from casebridge.access.requests import principal_of, user_of
 from casebridge.accounts import actions
-from casebridge.accounts.forms import ApiTokenForm, PreferencesForm, SetPasswordForm
+from casebridge.accounts.forms import ApiTokenForm, NotationForm, PreferencesForm, SetPasswordForm
 from casebridge.accounts.mfa import has_second_factor
 from casebridge.accounts.middleware import SESSION_AUTH_AT, SESSION_SEEN_AT, problem
-from casebridge.accounts.models import ApiToken, NotifyTopic, User
+from casebridge.accounts.models import ApiToken, Notation, NotifyTopic, User
 from casebridge.accounts.user_agents import describe_user_agent
 from casebridge.api.auth import api_actor
 from casebridge.audit.api import record
@@ -101,6 +101,21 @@ def preferences(request: HttpRequest) -> HttpResponse:
     else:
         messages.error(request, "Check the highlighted fields.")
     return redirect("security")
+
+
+@require_POST
+@signed_in
+def notation_preference(request: HttpRequest) -> HttpResponse:
+    """Save the tooth numbering from the switch on the case form (htmx): the form stays as it
+    is, its labels were already rewritten in the page; this answers the line that confirms it."""
+    form = NotationForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse("Choose Universal, FDI or Palmer numbering.", status=400, content_type="text/plain")
+    notation = form.cleaned_data["tooth_notation"]
+    actions.save_tooth_notation(_user(request), notation)
+    return HttpResponse(
+        f"Saved: your charts use {Notation(notation).label} numbering from now on.", content_type="text/plain"
+    )
 
 
 @require_POST
