@@ -198,6 +198,7 @@ SESSION_ABSOLUTE_SECONDS = SESSION_COOKIE_AGE
 SESSION_IDLE_DEFAULT_SECONDS = envint("CASEBRIDGE_IDLE_SECONDS", 15 * 60)
 SESSION_COOKIE_NAME = "__Host-cb_session"
 CSRF_COOKIE_NAME = "__Host-cb_csrf"
+CSRF_FAILURE_VIEW = "casebridge.core.error_pages.csrf_failure"  # a page that says what to do
 
 # --- Transport and browser security -------------------------------------------------------
 SECURE_SSL_REDIRECT = envbool("CASEBRIDGE_SSL_REDIRECT", not TESTING)

@@ -4,6 +4,7 @@ where to go next, and RFC 9457 problem documents for API paths, whose clients pa
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views import defaults
 
 API_PREFIX = "/api/"
@@ -43,6 +44,23 @@ def permission_denied(request: HttpRequest, exception: Exception) -> HttpRespons
     if _is_api(request):
         return _api_problem(403)
     return defaults.permission_denied(request, exception, template_name="403.html")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: most often a form left open across a sign-out or a new sign-in elsewhere.
+    Django's reason is for developers: the page says what to do instead."""
+    if _is_api(request):
+        return JsonResponse(
+            {
+                "type": "about:blank",
+                "title": _API_PROBLEMS[403][0],
+                "status": 403,
+                "detail": "CSRF check failed: send the page's CSRF token as the X-CSRFToken header.",
+            },
+            status=403,
+            content_type="application/problem+json",
+        )
+    return render(request, "403_csrf.html", status=403)
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

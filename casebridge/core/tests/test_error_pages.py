@@ -115,3 +115,21 @@ def test_api_paths_answer_problem_documents_without_the_exception_text(
 def test_an_unknown_api_path_is_a_problem_document(personas: Personas) -> None:
     response = signed_in_client(personas.members["staff"]).get("/api/v1/files/not-a-route/deeper")
     assert response.status_code == 404 and response["Content-Type"] == "application/problem+json"
+
+
+def test_a_form_sent_without_its_csrf_token_gets_a_page_saying_what_to_do(personas: Personas) -> None:
+    client = signed_in_client(personas.members["staff"])
+    client.handler.enforce_csrf_checks = True
+    response = client.post(reverse("preferences"), {"full_name": "Changed", "tooth_notation": "fdi"})
+    assert response.status_code == 403 and _in_layout(response.content)
+    assert b"This form could not be sent" in response.content and b"Nothing was changed" in response.content
+    personas.members["staff"].refresh_from_db()
+    assert personas.members["staff"].tooth_notation == "universal"
+
+
+def test_an_api_call_without_its_csrf_token_gets_a_problem_document(personas: Personas) -> None:
+    client = signed_in_client(personas.members["staff"])
+    client.handler.enforce_csrf_checks = True
+    response = client.post("/api/v1/uploads/", HTTP_TUS_RESUMABLE="1.0.0", HTTP_UPLOAD_LENGTH="10")
+    assert response.status_code == 403 and response["Content-Type"] == "application/problem+json"
+    assert b"CSRF" in response.content
