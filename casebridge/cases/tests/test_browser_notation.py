@@ -61,3 +61,22 @@ def test_switching_numbering_keeps_the_half_filled_form(page: Page, connected: P
     case = Case.objects.get()
     expect(page.get_by_role("heading", name=re.compile(case.number))).to_be_visible()
     assert list(case.items.values_list("tooth", flat=True)) == [16]
+
+
+def test_when_saving_the_numbering_fails_the_form_still_uses_it_and_says_so(
+    page: Page,
+    connected: Personas,  # noqa: F811
+) -> None:
+    clinician = connected.members["clinician"]
+    sign_in(page, clinician)
+    page.goto("/o/smile-dental/cases/new/")
+    page.route("**/account/preferences/notation/", lambda route: route.fulfill(status=500, body="down"))
+    page.get_by_label("Patient name").fill("Jane Roe")
+    page.get_by_label("Case type").select_option(label="Digital single crown")
+    page.get_by_role("button", name="3, upper right first molar").click()
+    page.get_by_label("Tooth numbering").select_option("fdi")
+    expect(page.locator("#notation-saved")).to_contain_text("saving it as your default failed")
+    expect(page.locator("#tooth-rows tr[data-fdi='16'] .tooth-badge")).to_have_text("16")
+    expect(page.get_by_label("Patient name")).to_have_value("Jane Roe")
+    clinician.refresh_from_db()
+    assert clinician.tooth_notation == "universal"
