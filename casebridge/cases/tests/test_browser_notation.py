@@ -12,14 +12,15 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from casebridge.cases.models import Case
-from casebridge.cases.tests.test_browser_case import connected  # noqa: F401 (fixture)
+from casebridge.cases.tests import test_browser_case
 from casebridge.core.browser_testing import assert_no_inline_scripts, screenshot, sign_in
 from casebridge.core.testing import Personas
 
 pytestmark = pytest.mark.browser
+connected = test_browser_case.connected  # the fixture: a practice connected to its lab under a BAA
 
 
-def test_switching_numbering_keeps_the_half_filled_form(page: Page, connected: Personas) -> None:  # noqa: F811
+def test_switching_numbering_keeps_the_half_filled_form(page: Page, connected: Personas) -> None:
     clinician = connected.members["clinician"]
     assert clinician.tooth_notation == "universal"
     sign_in(page, clinician)
@@ -65,7 +66,7 @@ def test_switching_numbering_keeps_the_half_filled_form(page: Page, connected: P
 
 def test_when_saving_the_numbering_fails_the_form_still_uses_it_and_says_so(
     page: Page,
-    connected: Personas,  # noqa: F811
+    connected: Personas,
 ) -> None:
     clinician = connected.members["clinician"]
     sign_in(page, clinician)

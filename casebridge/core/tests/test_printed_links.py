@@ -22,6 +22,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def home(tmp_path: Path, settings: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("CASEBRIDGE_PUBLIC_URL", raising=False)
+    # pytest-django's settings fixture is untyped; the project's conftest does the same.
     settings.HOME = tmp_path  # type: ignore[attr-defined]
     settings.PUBLIC_URL = "https://localhost:8443"  # type: ignore[attr-defined]
     return tmp_path
