@@ -140,8 +140,9 @@ class Command(BaseCommand):
                 end_process(worker, "the task worker")
 
 
-# Long enough for a running task or download to finish after a graceful stop, short enough that
-# an operator is not left wondering whether Ctrl-C worked.
+# How long a child has, after SIGTERM, to finish what it is doing before it is killed. Cutting
+# it short loses nothing for good (tasks are safe to run again, downloads and tus uploads
+# resume), and an operator must not be left wondering whether Ctrl-C worked.
 CHILD_EXIT_SECONDS = 10.0
 
 
