@@ -186,6 +186,10 @@ MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
 MFA_PASSKEY_LOGIN_ENABLED = True
 MFA_RECOVERY_CODE_COUNT = 10
 MFA_TOTP_ISSUER = "CaseBridge"
+# One 30 s step either side: a code typed as the window turns, or on a phone whose clock is a few
+# seconds off, still works. allauth remembers a used code for the whole window (3 steps), so a
+# code is still accepted only once (accounts/tests/test_totp_tolerance.py).
+MFA_TOTP_TOLERANCE = 1
 MFA_TRUST_ENABLED = False
 # Passkeys only over HTTPS (settings_test.py allows the browser tests' http://localhost live server).
 MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = False
@@ -201,6 +205,7 @@ CASE_LIVE_POLL_SECONDS = 15
 NOTIFICATION_POLL_SECONDS = 30
 SESSION_COOKIE_NAME = "__Host-cb_session"
 CSRF_COOKIE_NAME = "__Host-cb_csrf"
+CSRF_FAILURE_VIEW = "casebridge.core.error_pages.csrf_failure"  # a page that says what to do
 
 # --- Transport and browser security -------------------------------------------------------
 SECURE_SSL_REDIRECT = envbool("CASEBRIDGE_SSL_REDIRECT", True)

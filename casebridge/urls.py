@@ -85,6 +85,7 @@ urlpatterns = [
     path("account/mfa-required/", account_views.mfa_required, name="mfa_required"),
     path("account/security/", account_views.security, name="security"),
     path("account/preferences/", account_views.preferences, name="preferences"),
+    path("account/preferences/notation/", account_views.notation_preference, name="notation_preference"),
     path("account/tokens/", account_views.token_create, name="token_create"),
     path("account/tokens/<uuid:token_id>/revoke/", account_views.token_revoke, name="token_revoke"),
     path("account/sessions/<int:session_id>/end/", account_views.session_end, name="session_end"),
@@ -106,3 +107,8 @@ urlpatterns = [
     path("api/v1/", rest_api.urlpatterns()),
     path("accounts/", include("allauth.urls")),
 ]
+
+handler400 = "casebridge.core.error_pages.bad_request"
+handler403 = "casebridge.core.error_pages.permission_denied"
+handler404 = "casebridge.core.error_pages.page_not_found"
+handler500 = "casebridge.core.error_pages.server_error"

@@ -63,23 +63,6 @@ def signed_in(view: View) -> View:
     return cast(View, wrapper)
 
 
-def token_required(view: View) -> View:
-    """API endpoints that act only for a bearer token; the view asks the policy itself."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        if getattr(request, "api_token", None) is None:
-            from casebridge.accounts.middleware import problem
-
-            response = problem(401, "Unauthorized", "Send an API token as 'Authorization: Bearer <token>'.")
-            response["WWW-Authenticate"] = 'Bearer realm="casebridge"'
-            return response
-        return view(request, *args, **kwargs)
-
-    setattr(wrapper, ACCESS_ATTR, "token")
-    return cast(View, wrapper)
-
-
 def org_permission(perm: Perm) -> Callable[[View], View]:
     """Resolve the `org` URL argument for the actor; 404 for outsiders, 403 without `perm`.
     These are browser pages: API tokens are refused here and use the REST API (api/)."""

@@ -276,6 +276,13 @@ def deactivate_service_account(access: OrgAccess, account: ServiceAccount) -> No
         )
 
 
+def save_tooth_notation(user: User, notation: str) -> None:
+    """The numbering the person's tooth charts and prescriptions are shown in (a display choice,
+    like the rest of save_preferences: no audit event)."""
+    user.tooth_notation = notation
+    user.save(update_fields=["tooth_notation"])
+
+
 def save_preferences(user: User, cleaned: dict[str, Any]) -> None:
     """Name, tooth numbering and which case events to e-mail; only the person's own display
     choices, so no audit event (nothing here widens or narrows anyone's access)."""

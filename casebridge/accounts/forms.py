@@ -29,6 +29,12 @@ class ApiTokenForm(forms.Form):
     days = forms.IntegerField(label="Valid for (days)", min_value=1, max_value=365, initial=30)
 
 
+class NotationForm(forms.Form):
+    """The tooth numbering alone, switched on the case form without leaving it."""
+
+    tooth_notation = forms.ChoiceField(label="Tooth numbering", choices=Notation.choices)
+
+
 class PreferencesForm(forms.Form):
     full_name = forms.CharField(label="Full name", max_length=150, required=False)
     tooth_notation = forms.ChoiceField(label="Tooth numbering", choices=Notation.choices)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import time
+from datetime import UTC, datetime
 
 from allauth.account.decorators import reauthentication_required
 from allauth.mfa.models import Authenticator
@@ -15,14 +17,17 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from casebridge.access.guards import SESSION_IDLE, public, signed_in, token_required
+from casebridge.access.guards import SESSION_IDLE, public, signed_in
 from casebridge.access.policy import organizations_of, resolve, scoped_get
-from casebridge.access.requests import api_token_of, user_of
+from casebridge.access.requests import principal_of, user_of
 from casebridge.accounts import actions
-from casebridge.accounts.forms import ApiTokenForm, PreferencesForm, SetPasswordForm
+from casebridge.accounts.forms import ApiTokenForm, NotationForm, PreferencesForm, SetPasswordForm
 from casebridge.accounts.mfa import has_second_factor
-from casebridge.accounts.middleware import SESSION_SEEN_AT, problem
-from casebridge.accounts.models import ApiToken, NotifyTopic, User
+from casebridge.accounts.middleware import SESSION_AUTH_AT, SESSION_SEEN_AT, problem
+from casebridge.accounts.models import ApiToken, Notation, NotifyTopic, User
+from casebridge.accounts.user_agents import describe_user_agent
+from casebridge.api.auth import api_actor
+from casebridge.orgs.models import Organization
 
 
 @public
@@ -69,7 +74,7 @@ def security(request: HttpRequest) -> HttpResponse:
         request,
         "accounts/security.html",
         {
-            "sessions": sessions,
+            "sessions": [(s, describe_user_agent(s.user_agent)) for s in sessions],
             "authenticators": Authenticator.objects.filter(user=user).order_by("type", "created_at"),
             "tokens": ApiToken.objects.filter(user=user).select_related("organization").order_by("-created_at"),
             "token_form": token_form,
@@ -95,6 +100,21 @@ def preferences(request: HttpRequest) -> HttpResponse:
     else:
         messages.error(request, "Check the highlighted fields.")
     return redirect("security")
+
+
+@require_POST
+@signed_in
+def notation_preference(request: HttpRequest) -> HttpResponse:
+    """Save the tooth numbering from the switch on the case form (htmx): the form stays as it
+    is, its labels were already rewritten in the page; this answers the line that confirms it."""
+    form = NotationForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse("Choose Universal, FDI or Palmer numbering.", status=400, content_type="text/plain")
+    notation = form.cleaned_data["tooth_notation"]
+    actions.save_tooth_notation(_user(request), notation)
+    return HttpResponse(
+        f"Saved: your charts use {Notation(notation).label} numbering from now on.", content_type="text/plain"
+    )
 
 
 @require_POST
@@ -163,8 +183,6 @@ def logout_everywhere(request: HttpRequest) -> HttpResponse:
 @signed_in
 def session_status(request: HttpRequest) -> JsonResponse:
     """Seconds left before idle logoff; reading it does not count as activity."""
-    import time
-
     idle = request.session.get(SESSION_IDLE, settings.SESSION_IDLE_DEFAULT_SECONDS)
     seen = request.session.get(SESSION_SEEN_AT, time.time())
     # Rounded up: 0 only once the session has really run out (it is then ended on the next request).
@@ -174,30 +192,43 @@ def session_status(request: HttpRequest) -> JsonResponse:
 @require_POST
 @signed_in
 def session_keepalive(request: HttpRequest) -> JsonResponse:
-    import time
-
     request.session[SESSION_SEEN_AT] = time.time()
     idle = request.session.get(SESSION_IDLE, settings.SESSION_IDLE_DEFAULT_SECONDS)
     return JsonResponse({"idle_seconds": idle, "remaining": idle})
 
 
-@token_required
+@api_actor
 def api_me(request: HttpRequest) -> HttpResponse:
-    """Who the bearer token acts as: the smallest useful call for integrations to test with."""
-    token = api_token_of(request)
-    assert token is not None  # token_required guarantees it
-    access = resolve(token.principal, token.organization, token)
-    if access is None:
+    """Who this call acts as: the smallest useful call for integrations to test with. The same rule
+    as every other endpoint (`api_actor`): a bearer token, or a session past MFA, so the
+    interactive docs work signed in as they do for /cases."""
+    if request.method not in ("GET", "HEAD"):
+        return problem(405, "Method Not Allowed", "Use GET.")
+    principal = principal_of(request)
+    assert principal is not None  # api_actor: someone is signed in or sent a token
+    token = principal.token
+    if token is not None:
+        organization: Organization | None = token.organization
+        expires_at = token.expires_at.isoformat()
+    else:
+        # The organization a session call acts for is the one last opened in the browser (as for
+        # /cases); a person in several organizations who opened none acts for none yet.
+        organization = principal.default_organization(request.session.get("current_org", ""))
+        started = request.session.get(SESSION_AUTH_AT, time.time())
+        expires_at = datetime.fromtimestamp(started + settings.SESSION_ABSOLUTE_SECONDS, tz=UTC).isoformat()
+    access = principal.access(organization) if organization is not None else None
+    if token is not None and access is None:
         return problem(403, "Forbidden", "This token's owner no longer has access to its organization.")
     return JsonResponse(
         {
-            "organization": {"id": str(token.organization.pk), "slug": token.organization.slug},
-            "actor": {
-                "type": "service" if token.service_account_id else "user",
-                "id": str(token.principal.pk),
-            },
-            "role": access.role,
-            "scopes": token.scopes,
-            "expires_at": token.expires_at.isoformat(),
+            "credential": "token" if token is not None else "session",
+            "organization": (
+                {"id": str(organization.pk), "slug": organization.slug} if organization is not None else None
+            ),
+            "actor": {"type": "service" if principal.is_service else "user", "id": str(principal.actor.pk)},
+            "role": access.role if access is not None else None,
+            # A session is limited by the person's role alone; a token by its scopes too.
+            "scopes": token.scopes if token is not None else None,
+            "expires_at": expires_at,
         }
     )

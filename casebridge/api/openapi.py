@@ -219,11 +219,17 @@ _HAND_WRITTEN_PATHS: dict[str, Any] = {
         "get": {
             "operationId": "api_me",
             "tags": ["account"],
-            "summary": "Who this token acts as (tokens only)",
+            "summary": "Who this call acts as: a token, or the signed-in person",
+            "description": (
+                "`credential` is `token` or `session`. A token answers with its organization, role, "
+                "scopes and expiry; a session with the organization last opened in the browser (null "
+                "when the person belongs to several and opened none), the role there, `scopes: null` "
+                "(a session is limited by role alone) and when the session ends at the latest."
+            ),
             "security": _SECURITY,
             "responses": {
                 "200": {
-                    "description": "The token's organization, principal, role, scopes and expiry",
+                    "description": "The credential, organization, principal, role, scopes and expiry",
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 },
                 **_problems("401", "403"),

@@ -94,7 +94,19 @@ register("file.upload.terminated", "Upload cancelled")
 register("file.downloaded", "File downloaded (whole or a byte range)")
 register("file.inspected", "File's size, checksum and type read without its content (HEAD)")
 register("file.destroyed", "File destroyed beyond recovery (crypto-shredded)", sensitive=True)
-register("file.version_destroyed", "One version of a file crypto-shredded", sensitive=True)
+register(
+    "file.version_destroyed",
+    # Until 2026-12 the routine step below was also written under this name, with the reason
+    # "metadata removed on ingest"; stored events are never rewritten, so the description says so.
+    'One earlier version of a file crypto-shredded (reason in details; "metadata removed on ingest" '
+    "is the routine replacement of an upload by its cleaned copy)",
+    sensitive=True,
+)
+register(
+    "file.original_replaced_by_cleaned_copy",
+    "Identifying metadata removed from a photo or scan as it joined a case: the cleaned copy is the "
+    "file now, the uploaded original was crypto-shredded",
+)
 register("keys.rotated", "Key-encryption key rotated, organization keys re-wrapped", sensitive=True)
 register("keys.retired", "Old key-encryption key version retired", sensitive=True)
 register("keys.organization_destroyed", "Organization keys destroyed: all its files unreadable", sensitive=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import messages
@@ -14,9 +16,12 @@ from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit import catalog
 from casebridge.audit.api import record
+from casebridge.audit.models import Event
 from casebridge.audit.queries import BadFilter, EventFilters, filters_from_query, organization_events
+from casebridge.audit.targets import target_labels
 
 PAGE_SIZE = 50
+EXPORT_BATCH = 2000
 
 
 def _filtered(request: HttpRequest, org_id: Any) -> tuple[Any, EventFilters]:
@@ -49,11 +54,13 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     )
     query = request.GET.copy()
     query.pop("before", None)
+    labels = target_labels(page)
+    descriptions = {a.name: a.description for a in catalog.all_actions()}
     return render(
         request,
         "audit/log.html",
         {
-            "events": page,
+            "rows": [(e, labels[e.pk], descriptions.get(e.action, "")) for e in page],
             "next_before": page[-1].pk if has_more else None,
             "query": query.urlencode(),
             "actions": catalog.all_actions(),
@@ -88,6 +95,7 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
         "actor_label",
         "target_type",
         "target_id",
+        "target_label",
         "patient_ref",
         "ip",
         "request_id",
@@ -96,10 +104,30 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     ]
     writer = csv.writer(_Echo())
 
+    def cell(event: Event, column: str, labels: dict[int, str]) -> Any:
+        if column == "details":
+            # JSON, so a spreadsheet or script reads the same structure the API gives.
+            return json.dumps(event.details, sort_keys=True, ensure_ascii=False)
+        if column == "target_label":
+            return labels[event.pk]
+        return getattr(event, column)
+
+    def batches() -> Iterator[list[Event]]:
+        batch: list[Event] = []
+        for event in events.iterator(chunk_size=EXPORT_BATCH):
+            batch.append(event)
+            if len(batch) == EXPORT_BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
     def rows() -> Any:
         yield writer.writerow(columns)
-        for event in events.iterator(chunk_size=2000):
-            yield writer.writerow([getattr(event, c) for c in columns])
+        for batch in batches():
+            labels = target_labels(batch)  # one query per target type and batch, not per row
+            for event in batch:
+                yield writer.writerow([cell(event, c, labels) for c in columns])
 
     response = StreamingHttpResponse(rows(), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="audit-{access.organization.slug}.csv"'

@@ -375,8 +375,15 @@ def attach_file(
             raise ValidationError("That file cannot be attached here.")
         if cleaned is not None:
             vault.link_version(cleaned, actor=access.actor)
+        kept = cleaned.version if cleaned else current.version
         vault.destroy_versions_before(
-            locked, cleaned.version if cleaned else current.version, actor=access.actor, reason=SHRED_REASON
+            locked,
+            kept,
+            actor=access.actor,
+            reason=SHRED_REASON,
+            # Routine, not a deliberate destruction: the log says so (issue 11, item 16).
+            audit_action="file.original_replaced_by_cleaned_copy",
+            details={"cleaned_version": kept, "cleaned_sha256": cleaned.sha256 if cleaned else current.sha256},
         )
         attachment = Attachment.objects.create(
             case=case,

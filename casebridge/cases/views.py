@@ -30,12 +30,12 @@ from casebridge.access.policy import (
 from casebridge.access.principal import Principal
 from casebridge.access.requests import org_access_of, principal_of, user_of
 from casebridge.access.roles import Perm
+from casebridge.accounts.models import Notation
 from casebridge.audit.api import record
 from casebridge.audit.exposure import record_patients_shown
 from casebridge.cases import actions, live, queries, queue, shades, teeth
 from casebridge.cases.forms import DraftForm, NewCaseForm
 from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Material, Message, Restoration, Status
-from casebridge.cases.slip import NOTATION_LABELS
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.imaging.ingest import metadata_warning
 from casebridge.notifications import actions as notifications
@@ -227,7 +227,13 @@ def case_action(request: HttpRequest, number: str) -> HttpResponse:
 
 # --- New case -------------------------------------------------------------------------------
 def _notation(request: HttpRequest) -> str:
-    return getattr(request.user, "tooth_notation", "universal")
+    """The numbering of the tooth labels: on a POST the one the form was showing (the person may
+    have switched it on the page, which rewrote the labels, before the preference was saved);
+    otherwise their preference."""
+    posted = request.POST.get("tooth_notation", "") if request.method == "POST" else ""
+    if posted in Notation.values:
+        return posted
+    return getattr(request.user, "tooth_notation", Notation.UNIVERSAL)
 
 
 def _chart(notation: str, selected: set[int]) -> dict[str, list[list[dict[str, Any]]]]:
@@ -238,6 +244,9 @@ def _chart(notation: str, selected: set[int]) -> dict[str, list[list[dict[str, A
             {
                 "fdi": code,
                 "label": teeth.display(code, notation),
+                # Every numbering, so the switch on the form relabels the chart in the page.
+                "universal": teeth.display(code, Notation.UNIVERSAL),
+                "palmer": teeth.display(code, Notation.PALMER),
                 "name": teeth.name(code),
                 "position": code % 10,
                 "pressed": code in selected,
@@ -330,7 +339,8 @@ def _form_page_context(
         "arch_values": arch_values,
         "chart": _chart(notation, selected),
         "show_primary": any(code >= 50 for code in selected),
-        "notation_label": NOTATION_LABELS.get(notation, notation),
+        "notation": notation,
+        "notations": Notation.choices,
         "case_type": form["case_type"].value() or "",
         "delivery": form["delivery"].value() or Delivery.SHIP,
         "today": timezone.now().date(),

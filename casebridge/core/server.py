@@ -6,7 +6,9 @@ WSGI interface streams our sync iterators without buffering them (see DESIGN.md,
 
 from __future__ import annotations
 
+import os
 import ssl
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,17 @@ from casebridge.core.tls import harden
 
 def _ssl_context(config: Any, default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
     return harden(default_factory())
+
+
+def _leave_at_once(worker: Any) -> None:
+    """gunicorn's `worker_int` hook: a worker got SIGINT or SIGQUIT (Ctrl-C, a quick shutdown).
+    gunicorn then calls sys.exit(), and Python waits at exit for every request thread, including
+    one blocked on an idle connection (a browser's preconnect), until the arbiter SIGKILLs the
+    worker after graceful_timeout ("Perhaps out of memory?"). A quick shutdown abandons requests
+    in flight anyway: leave now. SIGTERM, the graceful stop, does not come here and still drains."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 class HardenedServer(BaseApplication):
@@ -33,6 +46,7 @@ class HardenedServer(BaseApplication):
         for key, value in self.options.items():
             self.cfg.set(key, value)
         self.cfg.set("ssl_context", _ssl_context)
+        self.cfg.set("worker_int", _leave_at_once)
 
     def load(self) -> Any:
         return self._load()
@@ -44,9 +58,22 @@ def _application() -> Any:
     return application
 
 
-def serve(*, binds: list[str], certfile: str, keyfile: str, workers: int, threads: int, home: str) -> None:
+def serve(
+    *,
+    binds: list[str],
+    certfile: str,
+    keyfile: str,
+    workers: int,
+    threads: int,
+    home: str,
+    when_ready: Callable[[Any], None] | None = None,
+) -> None:
+    """`when_ready(arbiter)`: called in the arbiter's main thread once it serves, after gunicorn
+    installed its signal handlers (`casebridge serve` chains its own shutdown step to them)."""
+    hooks = {"when_ready": when_ready} if when_ready is not None else {}
     HardenedServer(
         {
+            **hooks,
             # One control socket per installation, not one shared by every gunicorn of the user.
             "control_socket": f"{home}/gunicorn.ctl",
             "bind": binds,

@@ -280,10 +280,21 @@ def destroy_object(
     stored_object.destroyed_at = locked.destroyed_at
 
 
-def destroy_version(stored_object: StoredObject, version: int, *, actor: Any, reason: str) -> None:
+def destroy_version(
+    stored_object: StoredObject,
+    version: int,
+    *,
+    actor: Any,
+    reason: str,
+    audit_action: str = "file.version_destroyed",
+    details: dict[str, Any] | None = None,
+) -> None:
     """Crypto-shred one earlier version (e.g. the original of a file cleaned on ingest): its
     wrapped DEK goes now, its ciphertext once the transaction commits, so a rollback never
-    leaves a live row pointing at a deleted blob. The current version cannot go this way."""
+    leaves a live row pointing at a deleted blob. The current version cannot go this way.
+
+    `audit_action` names why, for whoever reads the log: a routine step (the original replaced by
+    its cleaned copy) must not read like a deliberate destruction."""
     reason = reason.strip()
     if not reason:
         raise ValueError("a reason is required to destroy a version")
@@ -298,19 +309,33 @@ def destroy_version(stored_object: StoredObject, version: int, *, actor: Any, re
             return
         ObjectVersion.objects.filter(pk=target.pk).update(wrapped_dek=None)
         record(
-            "file.version_destroyed",
+            audit_action,
             actor=actor,
             organization=locked.organization_id,
             target=locked,
-            details={"version": version, "sha256": target.sha256, "size": target.size, "reason": reason},
+            details={
+                "version": version,
+                "sha256": target.sha256,
+                "size": target.size,
+                "reason": reason,
+                **(details or {}),
+            },
         )
         blob_name = target.blob_name
         transaction.on_commit(lambda: blob_store().delete(blob_name))
 
 
-def destroy_versions_before(stored_object: StoredObject, version: int, *, actor: Any, reason: str) -> None:
+def destroy_versions_before(
+    stored_object: StoredObject,
+    version: int,
+    *,
+    actor: Any,
+    reason: str,
+    audit_action: str = "file.version_destroyed",
+    details: dict[str, Any] | None = None,
+) -> None:
     """Crypto-shred every version older than `version` that still has its key (each with its own
     event): when a file joins a case only its cleaned version may remain readable."""
     older = ObjectVersion.objects.filter(stored_object=stored_object, version__lt=version, wrapped_dek__isnull=False)
     for number in older.order_by("version").values_list("version", flat=True):
-        destroy_version(stored_object, number, actor=actor, reason=reason)
+        destroy_version(stored_object, number, actor=actor, reason=reason, audit_action=audit_action, details=details)

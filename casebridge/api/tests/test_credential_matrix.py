@@ -348,6 +348,7 @@ NOT_IN_THE_MATRIX = {
     "mfa_required": "the person's own account: accounts tests",
     "security": "the person's own account: accounts tests",
     "preferences": "the person's own account: accounts tests",
+    "notation_preference": "the person's own account: cases/tests/test_notation_switch.py",
     "token_create": "the person's own account: accounts/tests/test_tokens.py",
     "token_revoke": "the person's own account: accounts/tests/test_tokens.py",
     "session_end": "the person's own account: accounts/tests/test_sessions.py",

@@ -14,6 +14,7 @@ from django.urls import reverse
 from PIL import Image
 
 from casebridge.access.policy import case_for
+from casebridge.audit import catalog
 from casebridge.audit.models import Event
 from casebridge.cases import actions
 from casebridge.cases.models import Case
@@ -75,9 +76,16 @@ def test_a_photo_loses_its_gps_but_keeps_its_orientation_and_the_original_is_shr
     with pytest.raises(vault.ObjectUnavailable):
         vault.get_version(stored, 1)
     assert not blob_store().exists(first.blob_name)
-    shredded = Event.objects.get(action="file.version_destroyed")
-    assert shredded.details["version"] == 1 and shredded.details["reason"] == "metadata removed on ingest"
-    assert shredded.details["sha256"] == first.sha256
+    # Named for what happened, not as a destruction that would alarm whoever reviews the log.
+    assert not Event.objects.filter(action="file.version_destroyed").exists()
+    replaced = Event.objects.get(action="file.original_replaced_by_cleaned_copy")
+    assert replaced.details["version"] == 1 and replaced.details["reason"] == "metadata removed on ingest"
+    assert replaced.details["sha256"] == first.sha256
+    assert (
+        replaced.details["cleaned_version"] == 2
+        and replaced.details["cleaned_sha256"] == vault.get_version(stored).sha256
+    )
+    assert "file.original_replaced_by_cleaned_copy" not in {a.name for a in catalog.all_actions() if a.sensitive}
 
     added = Event.objects.get(action="case.attachment.added")
     removed = added.details["metadata"]["removed"]
@@ -102,7 +110,7 @@ def test_a_clean_file_keeps_its_only_version(world: Personas) -> None:
     stored = _store(world, content)
     actions.attach_file(_access(world), _draft(world), stored, kind="scan", label="bite")
     assert _current(stored) == content and stored.current_version == 1
-    assert not Event.objects.filter(action="file.version_destroyed").exists()
+    assert not Event.objects.filter(action__startswith="file.original_replaced").exists()
 
 
 def test_a_malformed_photo_is_refused_and_nothing_changes(world: Personas) -> None:

@@ -150,6 +150,46 @@
     }
   });
 
+  // The numbering switch: every label in the chart and in the rows (with the hidden value the
+  // server parses) changes in place, so nothing typed so far is lost. htmx saves the choice.
+  const notationSelect = document.getElementById("tooth-notation");
+  const notationSaved = document.getElementById("notation-saved");
+
+  function labelIn(button, notation) {
+    if (notation === "universal") return button.dataset.labelUniversal;
+    if (notation === "palmer") return button.dataset.labelPalmer;
+    return button.dataset.fdi;
+  }
+
+  function relabel(notation) {
+    for (const button of buttons) {
+      const label = labelIn(button, notation);
+      button.dataset.label = label;
+      button.textContent = label;
+      button.setAttribute("aria-label", label + ", " + button.dataset.name);
+    }
+    for (const row of rowsBody.children) {
+      const button = chart.querySelector('button.tooth[data-fdi="' + row.dataset.fdi + '"]');
+      if (!button) continue;
+      const label = button.dataset.label;
+      row.querySelector(".tooth-badge").textContent = label;
+      row.querySelector("input[name=item_tooth]").value = label;
+      row.querySelector(".remove-tooth").setAttribute("aria-label", "Remove tooth " + label);
+    }
+  }
+
+  notationSelect.addEventListener("change", function () {
+    relabel(notationSelect.value);
+    notationSaved.textContent = "Saving…";
+  });
+  // The page keeps working in the new numbering even when saving the preference fails.
+  notationSelect.addEventListener("htmx:responseError", function () {
+    notationSaved.textContent = "This form uses the new numbering; saving it as your default failed.";
+  });
+  notationSelect.addEventListener("htmx:sendError", function () {
+    notationSaved.textContent = "This form uses the new numbering; saving it as your default failed.";
+  });
+
   primaryToggle.addEventListener("change", function () {
     primaryTeeth.hidden = !primaryToggle.checked;
   });

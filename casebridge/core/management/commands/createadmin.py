@@ -18,7 +18,7 @@ from casebridge.access.operator import Operator
 from casebridge.accounts.actions import create_setup_link
 from casebridge.accounts.models import User
 from casebridge.audit.api import record
-from casebridge.core.mail import absolute_url
+from casebridge.core.running_server import link_base
 from casebridge.orgs.actions import create_organization
 from casebridge.orgs.models import Membership, Organization, OrgKind
 
@@ -38,6 +38,7 @@ class Command(BaseCommand):
         except ValidationError:
             raise CommandError(f"{email!r} is not an e-mail address") from None
         operator = Operator.running("createadmin")
+        links = link_base()  # the running server's address, not always the default port
         with transaction.atomic():
             user = User.objects.filter(email__iexact=email).first()
             if user is None:
@@ -52,11 +53,15 @@ class Command(BaseCommand):
             elif not Membership.objects.filter(organization=org, user=user, role="owner").exists():
                 raise CommandError(f"{org.name} already exists and {email} is not its owner")
             if user.has_usable_password():
-                self.stdout.write(
-                    f"{email} already has a password; sign in at {absolute_url(reverse('account_login'))}"
-                )
+                self.stdout.write(f"{email} already has a password; sign in at {links.url}{reverse('account_login')}")
+                self._note(links.note)
                 return
             raw = create_setup_link(user, actor=operator)
         self.stdout.write(self.style.SUCCESS(f"Organization: {org.name} ({org.get_kind_display()}), owner {email}"))
         self.stdout.write("Open this link within 1 hour to set the password (it works once):")
-        self.stdout.write(f"  {absolute_url(reverse('setup_password', args=[raw]))}")
+        self.stdout.write(f"  {links.url}{reverse('setup_password', args=[raw])}")
+        self._note(links.note)
+
+    def _note(self, note: str) -> None:
+        if note:
+            self.stdout.write(self.style.WARNING(note))

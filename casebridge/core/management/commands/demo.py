@@ -9,13 +9,14 @@ from django.urls import reverse
 
 from casebridge.access.roles import Role
 from casebridge.cases import demo
-from casebridge.core.mail import absolute_url
+from casebridge.core.running_server import link_base
 
 
 class Command(BaseCommand):
     help = (
-        "Create demo organizations, people (with passwords and TOTP secrets, printed once), "
-        "BAA connections and a dozen cases with generated scans, CBCT and photos."
+        "Create a demo practice, lab and imaging center with people and a dozen cases. Passwords and TOTP "
+        "secrets are printed once; the organizations are connected under a BAA and the cases carry "
+        "generated scans, CBCT and photos."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -41,9 +42,10 @@ class Command(BaseCommand):
         except demo.DemoRefused as exc:
             self.stdout.write(f"{exc}.")
             return
-        self.stdout.write(
-            self.style.SUCCESS("\nDemo data created. Sign in at " + absolute_url(reverse("account_login")))
-        )
+        links = link_base()  # the running server's address, not always the default port
+        self.stdout.write(self.style.SUCCESS(f"\nDemo data created. Sign in at {links.url}{reverse('account_login')}"))
+        if links.note:
+            self.stdout.write(self.style.WARNING(links.note))
         self.stdout.write(
             "Each person signs in with the e-mail and password below, then a code from an authenticator app:\n"
             "add the TOTP secret by hand, or paste the otpauth:// URI into a QR generator and scan it.\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from casebridge.core import running_server
 from casebridge.core.env import env, envint
 from casebridge.core.tls import ensure_self_signed
 from casebridge.transfer.tickets import internal_key, ticket_key
@@ -85,7 +87,13 @@ class Command(BaseCommand):
         from casebridge.accounts.models import User
 
         port = options["port"]
-        self.stdout.write(self.style.SUCCESS(f"CaseBridge on https://localhost:{port}  (state in {home})"))
+        public = (env("CASEBRIDGE_PUBLIC_URL") and settings.PUBLIC_URL) or f"https://localhost:{port}"
+        if not env("CASEBRIDGE_PUBLIC_URL"):
+            # Links e-mailed by this server and its task worker (which inherits the environment)
+            # name the port it really listens on, not the default one.
+            settings.PUBLIC_URL = public
+            os.environ["CASEBRIDGE_PUBLIC_URL"] = public
+        self.stdout.write(self.style.SUCCESS(f"CaseBridge on {public}  (state in {home})"))
         if not User.objects.exists():
             self.stdout.write(
                 "No users yet. Create the first administrator in another terminal:\n"
@@ -100,7 +108,6 @@ class Command(BaseCommand):
         transfer_port = port + 1 if options["transfer_port"] < 0 else options["transfer_port"]
         transfer = None
         if transfer_port:
-            public = (env("CASEBRIDGE_PUBLIC_URL") and settings.PUBLIC_URL) or f"https://localhost:{port}"
             app_url = f"https://{_loopback(options['bind'])}:{port}"
             transfer = Supervised(
                 lambda: start_transfer_server(
@@ -114,6 +121,7 @@ class Command(BaseCommand):
         worker = None
         if not options["no_worker"]:
             worker = subprocess.Popen([sys.executable, "-m", "casebridge.cli", "worker"])
+        running_server.announce(public, home=home)  # for createadmin and demo run beside us
         try:
             serve(
                 binds=[f"{options['bind']}:{port}"],
@@ -122,13 +130,56 @@ class Command(BaseCommand):
                 workers=options["workers"],
                 threads=options["threads"],
                 home=str(home),
+                when_ready=stop_supervising_on_shutdown_signals([transfer] if transfer is not None else []),
             )
         finally:
+            running_server.withdraw(home=home)
             if transfer is not None:
                 transfer.stop()
             if worker is not None:
-                worker.terminate()
-                worker.wait(timeout=35)
+                end_process(worker, "the task worker")
+
+
+# How long a child has, after SIGTERM, to finish what it is doing before it is killed. Cutting
+# it short loses nothing for good (tasks are safe to run again, downloads and tus uploads
+# resume), and an operator must not be left wondering whether Ctrl-C worked.
+CHILD_EXIT_SECONDS = 10.0
+
+
+def end_process(proc: subprocess.Popen[bytes], name: str, timeout: float = CHILD_EXIT_SECONDS) -> None:
+    """SIGTERM (a graceful stop, if the terminal's SIGINT has not already ended it), then SIGKILL
+    after `timeout`: a child must never keep `serve` from exiting, nor outlive it."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.error("%s did not stop within %.0f s; killing it", name, timeout)
+        proc.kill()
+        proc.wait()
+
+
+def stop_supervising_on_shutdown_signals(supervised: list[Supervised]) -> Callable[[Any], None]:
+    """gunicorn `when_ready` hook. Ctrl-C reaches every process of the terminal's group, so the
+    transfer server exits at the same moment as the application, and its watcher would start it
+    again while gunicorn is still shutting down (then orphan it). A shutdown signal to `serve`
+    therefore ends the watching first, then goes on to gunicorn's own handler."""
+
+    def stop_watching_then(gunicorns_handler: Callable[[int, Any], Any]) -> Callable[[int, Any], None]:
+        def handler(received: int, frame: Any) -> None:
+            for child in supervised:
+                child.stop_watching()
+            gunicorns_handler(received, frame)
+
+        return handler
+
+    def when_ready(arbiter: Any) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+            gunicorns_handler = signal.getsignal(signum)
+            if callable(gunicorns_handler):
+                signal.signal(signum, stop_watching_then(gunicorns_handler))
+
+    return when_ready
 
 
 class Supervised:
@@ -141,7 +192,9 @@ class Supervised:
         self.pause = pause  # seconds between checks, and before the first new attempt
         self.proc = start()
         self._stopping = threading.Event()
-        threading.Thread(target=self._watch, name=f"watch {name}", daemon=True).start()
+        self._lock = threading.Lock()  # `proc` against `stop()` while a new one is starting
+        self._watcher = threading.Thread(target=self._watch, name=f"watch {name}", daemon=True)
+        self._watcher.start()
 
     def _watch(self) -> None:
         # Polled, not waited for: a thread blocked in waitpid() kept gunicorn's arbiter from
@@ -154,16 +207,27 @@ class Supervised:
             pause = self.pause
             while not self._stopping.wait(pause):
                 try:
-                    self.proc = self._start()
-                    break
+                    started = self._start()
                 except CommandError as exc:
                     pause = min(pause * 2, 30 * self.pause)  # e.g. a port someone else took: no log flood
                     log.error("%s; next attempt in %.0f s", exc, pause)
+                    continue
+                with self._lock:
+                    self.proc = started
+                break
+
+    def stop_watching(self) -> None:
+        """Shutdown has begun: whatever exits now stays down (the child is not signalled)."""
+        self._stopping.set()
 
     def stop(self) -> None:
         self._stopping.set()
-        self.proc.terminate()
-        self.proc.wait(timeout=35)
+        # A start already under way finishes first, so the process it starts is the one ended
+        # here rather than left running after `serve` has gone.
+        self._watcher.join(timeout=60)
+        with self._lock:
+            proc = self.proc
+        end_process(proc, self.name)
 
 
 def _public_host() -> str:
