@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "casebridge.vault",
     "casebridge.cases",
     "casebridge.sharing",
+    "casebridge.imaging",
 ]
 
 MIDDLEWARE = [
