@@ -157,7 +157,7 @@ def cbct_series(seed: str, *, slices: int = 40, size: int = 128, patient_name: s
     horseshoe-shaped jaw of bone-like density, and two markers CBCT_MARKER_DISTANCE_MM apart."""
     import numpy as np
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+    from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
 
     rng = np.random.default_rng(uuid.uuid5(uuid.NAMESPACE_URL, seed).int % (1 << 32))
     study, series = _uid(f"{seed}/study"), _uid(f"{seed}/series")
@@ -177,9 +177,9 @@ def cbct_series(seed: str, *, slices: int = 40, size: int = 128, patient_name: s
                 pixels[(np.hypot(x - mx, y - my) < 1.5)] = 3000
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = _uid(f"{seed}/instance/{index}")
+        meta.MediaStorageSOPInstanceUID = UID(_uid(f"{seed}/instance/{index}"))
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = _IMPLEMENTATION_UID
+        meta.ImplementationClassUID = UID(_IMPLEMENTATION_UID)
         ds = Dataset()
         ds.file_meta = meta
         ds.SOPClassUID = CTImageStorage
