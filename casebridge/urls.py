@@ -12,6 +12,7 @@ from casebridge.api import uploads as upload_api
 from casebridge.audit import views as audit_views
 from casebridge.cases import slip as case_slip
 from casebridge.cases import views as case_views
+from casebridge.imaging import dicomweb
 from casebridge.orgs import views as org_views
 from casebridge.sharing import recipient_views as share_public
 from casebridge.sharing import views as share_views
@@ -89,5 +90,6 @@ urlpatterns = [
     path("api/v1/files/<uuid:file_id>", file_api.file_detail, name="file_detail"),
     path("api/v1/files/<uuid:file_id>/content", file_api.file_content, name="file_content"),
     path("api/v1/", rest_api.urlpatterns()),
+    path("dicomweb/", include(dicomweb.urlpatterns())),
     path("accounts/", include("allauth.urls")),
 ]

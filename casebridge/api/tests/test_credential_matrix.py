@@ -365,6 +365,21 @@ NOT_IN_THE_MATRIX = {
     "list_attachments": "read-only",
     "list_messages": "read-only",
     "list_links": "read-only",
+    **{
+        name: "read-only DICOMweb: imaging/tests/test_dicomweb.py"
+        for name in (
+            "dicomweb_studies",
+            "dicomweb_series",
+            "dicomweb_series_retrieve",
+            "dicomweb_instances",
+            "dicomweb_series_metadata",
+            "dicomweb_instance",
+            "dicomweb_instance_metadata",
+            "dicomweb_frames",
+            "dicomweb_rendered",
+            "dicomweb_frame_rendered",
+        )
+    },
 }
 
 
