@@ -294,7 +294,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("CASEBRIDGE_LOG_LEVEL", "INFO")},
-    "loggers": {"django.security.DisallowedHost": {"level": "ERROR"}},
+    "loggers": {
+        "django.security.DisallowedHost": {"level": "ERROR"},
+        # pydicom's warnings name the file they read, and names inside an uploaded archive often
+        # carry the patient's name: none of it reaches the log.
+        "pydicom": {"level": "CRITICAL", "propagate": False},
+    },
 }
 
 if not ALLOWED_HOSTS:

@@ -4,6 +4,7 @@ holds (names, birth dates and record numbers stay inside the encrypted file)."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from datetime import date
 from typing import IO, Any
@@ -86,7 +87,10 @@ def _date(dataset: Any, keyword: str) -> date | None:
 def read_header(stream: IO[bytes]) -> InstanceHeader:
     """Index one Part 10 instance from `stream`, reading its header only (never the pixels)."""
     try:
-        dataset = pydicom.dcmread(stream, stop_before_pixels=True, specific_tags=None)
+        with warnings.catch_warnings():
+            # pydicom's warnings name the file (see LOGGING in settings): the error below is ours.
+            warnings.simplefilter("ignore")
+            dataset = pydicom.dcmread(stream, stop_before_pixels=True)
     except InvalidDicomError:
         raise DicomError("not a DICOM Part 10 file (no 'DICM' marker)") from None
     except Exception as exc:  # pydicom raises many kinds on damaged input; the file is refused alike

@@ -232,3 +232,11 @@ def test_another_organization_cannot_index_the_cases_files(ingest: Ingest, perso
     with pytest.raises(ValidationError, match="No such case"):
         start_ingest(lab, case, job.source)
     assert IngestJob.objects.count() == 1
+
+
+def test_names_inside_an_archive_never_reach_the_log(ingest: Ingest, caplog: pytest.LogCaptureFixture) -> None:
+    truncated = cbct_series("jaw", slices=1, size=16)[0][:-200]
+    with caplog.at_level("DEBUG"):
+        job = ingest(_zip({"CARTER_ROSA_1961/IM0001.dcm": truncated + b"\xfe\xff\x00\xe0\xff\xff\xff\xff"}))
+    assert job.processed == 1
+    assert "CARTER" not in caplog.text
