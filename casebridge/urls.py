@@ -13,6 +13,7 @@ from casebridge.audit import views as audit_views
 from casebridge.cases import slip as case_slip
 from casebridge.cases import views as case_views
 from casebridge.imaging import dicomweb
+from casebridge.imaging import views as imaging_views
 from casebridge.orgs import views as org_views
 from casebridge.sharing import recipient_views as share_public
 from casebridge.sharing import views as share_views
@@ -50,6 +51,7 @@ org_patterns = [
     path("cases/<str:number>/files/", case_views.case_files, name="case_files"),
     path("cases/<str:number>/slip.pdf", case_slip.case_slip, name="case_slip"),
     path("cases/<str:number>/files/attach/", case_views.case_attach, name="case_attach"),
+    path("cases/<str:number>/scans/", imaging_views.scan_viewer, name="scan_viewer"),
     path("cases/<str:number>/share/", share_views.case_share, name="case_share"),
     path("cases/<str:number>/share/<uuid:link_id>/revoke/", share_views.link_revoke, name="share_revoke"),
     path("disclosures/", share_views.disclosures, name="disclosures"),

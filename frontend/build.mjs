@@ -1,6 +1,7 @@
 // Copies the browser files CaseBridge serves from node_modules into casebridge/static/vendor.
 // The vendor folder is git-ignored: third-party code comes from npm (package-lock.json), never the repo.
 import { copyFileSync, mkdirSync } from "node:fs";
+import { build } from "esbuild";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -22,3 +23,17 @@ for (const [source, name] of Object.entries(files)) {
   copyFileSync(join(here, "node_modules", source), join(target, name));
   console.log(`vendor: ${name}`);
 }
+
+// Our viewers, bundled with the npm packages they import (three.js): one file per page script and
+// one per worker, minified, with source maps.
+await build({
+  entryPoints: { mesh_viewer: join(here, "src", "mesh_viewer.js"), mesh_worker: join(here, "src", "mesh_worker.js") },
+  bundle: true,
+  format: "esm",
+  minify: true,
+  sourcemap: true,
+  target: ["chrome110", "firefox110", "safari16"],
+  outdir: join(target, "viewer"),
+  logLevel: "warning",
+});
+console.log("vendor: viewer/mesh_viewer.js, viewer/mesh_worker.js");

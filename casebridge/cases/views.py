@@ -31,6 +31,7 @@ from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Materi
 from casebridge.cases.slip import NOTATION_LABELS
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.imaging.ingest import metadata_warning
+from casebridge.imaging.views import MESH_TYPES
 from casebridge.orgs.models import OrgKind
 from casebridge.vault import filetypes
 from casebridge.vault.views import UPLOAD_CHUNK_BYTES
@@ -137,6 +138,7 @@ def case_detail(request: HttpRequest, number: str) -> HttpResponse:
             "template": TEMPLATES.get(case.case_type),
             "missing": missing(case) if case.status == Status.DRAFT else [],
             "attachments": case.attachments.select_related("stored_object").all(),
+            "has_scans": any(r["attachment"].stored_object.file_type in MESH_TYPES for r in files["attachment_rows"]),
             "events": case.events.all(),
             "conversation": conversation,
             "lab_side": lab_side,

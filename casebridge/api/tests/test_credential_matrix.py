@@ -334,6 +334,7 @@ NOT_IN_THE_MATRIX = {
     "case_detail": "read-only",
     "case_files": "read-only partial",
     "case_slip": "read-only PDF",
+    "scan_viewer": "read-only page (its files come through file_content)",
     "disclosures": "read-only",
     "audit_log": "read-only",
     "audit_export": "read-only",
