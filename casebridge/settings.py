@@ -70,7 +70,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "casebridge.accounts.middleware.ApiTokenMiddleware",
     "casebridge.accounts.middleware.SessionLifetimeMiddleware",
-    "allauth.usersessions.middleware.UserSessionsMiddleware",
+    "casebridge.accounts.middleware.UserSessionsMiddleware",  # allauth's, without a write per viewer frame
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",

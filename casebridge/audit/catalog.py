@@ -97,6 +97,7 @@ register("imaging.ingest_queued", "DICOM file or archive queued for indexing as 
 register("imaging.ingested", "DICOM study indexed (instances stored encrypted, one per object)")
 register("imaging.ingest_failed", "DICOM file or archive could not be indexed")
 register("imaging.scans_viewed", "A case's 3D scans opened in the viewer")
+register("imaging.study_viewed", "A CBCT/CT series opened in the viewer")
 register("dicomweb.searched", "Imaging studies, series or instances searched (QIDO-RS)")
 register("dicomweb.retrieved", "Imaging metadata, instances, frames or images retrieved (WADO-RS)")
 register("keys.rotated", "Key-encryption key rotated, organization keys re-wrapped", sensitive=True)

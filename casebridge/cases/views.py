@@ -31,7 +31,7 @@ from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Materi
 from casebridge.cases.slip import NOTATION_LABELS
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.imaging.ingest import metadata_warning
-from casebridge.imaging.views import MESH_TYPES
+from casebridge.imaging.views import MESH_TYPES, case_series
 from casebridge.orgs.models import OrgKind
 from casebridge.vault import filetypes
 from casebridge.vault.views import UPLOAD_CHUNK_BYTES
@@ -139,6 +139,8 @@ def case_detail(request: HttpRequest, number: str) -> HttpResponse:
             "missing": missing(case) if case.status == Status.DRAFT else [],
             "attachments": case.attachments.select_related("stored_object").all(),
             "has_scans": any(r["attachment"].stored_object.file_type in MESH_TYPES for r in files["attachment_rows"]),
+            "imaging": case_series(case),
+            "ingests": case.ingests.order_by("-created_at")[:5],
             "events": case.events.all(),
             "conversation": conversation,
             "lab_side": lab_side,

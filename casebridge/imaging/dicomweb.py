@@ -325,6 +325,9 @@ def series_metadata(request: HttpRequest, study_uid: str, series_uid: str) -> Ht
         return _not_found()
     instances = list(series.instances.select_related("stored_object", "series__study"))
     _audit(request, "dicomweb.retrieved", series.study, what="metadata", series=series.series_uid)
+    # A viewer opens a series by its metadata, then fetches every frame: that is one look, and
+    # its frames need no event (nor any write: hundreds of them arrive at once).
+    cache.set(_frames_audit_key(request, series), 1, FRAME_AUDIT_WINDOW)
     return _json([_metadata(request, i) for i in instances])
 
 
@@ -395,6 +398,10 @@ def retrieve_instance(request: HttpRequest, study_uid: str, series_uid: str, sop
     return _instances_response(request, [instance])
 
 
+def _frames_audit_key(request: HttpRequest, series: Series) -> str:
+    return f"dicomweb-frames:{_actor(request).pk}:{series.pk}"
+
+
 def _frame_numbers(value: str, count: int) -> list[int]:
     try:
         numbers = [int(n) for n in value.split(",")]
@@ -440,8 +447,8 @@ def retrieve_frames(
             406, "Not Acceptable", f"Frames of this instance are available in transfer syntax {syntax} only."
         )
     series = instance.series
-    key = f"dicomweb-frames:{_actor(request).pk}:{series.pk}"
-    if cache.add(key, 1, FRAME_AUDIT_WINDOW):
+    key = _frames_audit_key(request, series)
+    if cache.get(key) is None and cache.add(key, 1, FRAME_AUDIT_WINDOW):
         _audit(request, "dicomweb.retrieved", series.study, what="frames", series=series.series_uid)
     boundary = uuid.uuid4().hex
     parts = (

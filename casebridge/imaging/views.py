@@ -1,8 +1,8 @@
-"""The imaging pages of a case: the 3D scan viewer (and, next, the CBCT and X-ray viewers)."""
+"""The imaging pages of a case: the 3D scan viewer and the CBCT/CT viewer."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
@@ -13,6 +13,7 @@ from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.cases.models import Attachment, Case
+from casebridge.imaging.models import Series
 
 MESH_TYPES = ("stl", "ply", "obj")
 
@@ -52,3 +53,34 @@ def scan_viewer(request: HttpRequest, number: str) -> HttpResponse:
         for a in scans
     ]
     return render(request, "imaging/scan_viewer.html", {"case": case, "files": files})
+
+
+@require_GET
+@org_permission(Perm.CASES_VIEW)
+def study_viewer(request: HttpRequest, number: str, series_id: str) -> HttpResponse:
+    """One series of the case's imaging in the CBCT/CT viewer (its slices stream by WADO-RS)."""
+    access = org_access_of(request)
+    case = case_for(access, number)
+    series = Series.objects.filter(study__case=case, pk=series_id).select_related("study").first()
+    if series is None:
+        raise Http404("no such series")
+    record(
+        "imaging.study_viewed",
+        actor=access.actor,
+        organization=access.organization,
+        target=case,
+        patient_ref=str(case.patient_id),
+        details={"case": case.number, "study": str(series.study_id), "series": str(series.pk)},
+    )
+    config = {"wadoRoot": "/dicomweb", "study": series.study.study_uid, "series": series.series_uid}
+    response = render(request, "imaging/cbct_viewer.html", {"case": case, "series": series, "config": config})
+    # Cornerstone3D positions its overlays (crosshairs, measurement labels) with style attributes:
+    # style attributes only, on this page only; style elements and every script stay 'self'.
+    # (django-csp's csp_update decorator does the same; its typing takes no URL arguments.)
+    setattr(response, "_csp_update", {"style-src-attr": ["'unsafe-inline'"]})  # noqa: B010
+    return response
+
+
+def case_series(case: Case) -> list[Series]:
+    """The case's indexed series, for its page: modality, size, slices."""
+    return list(Series.objects.filter(study__case=case).select_related("study").order_by("study__created_at"))

@@ -335,6 +335,7 @@ NOT_IN_THE_MATRIX = {
     "case_files": "read-only partial",
     "case_slip": "read-only PDF",
     "scan_viewer": "read-only page (its files come through file_content)",
+    "study_viewer": "read-only page (its slices come through DICOMweb)",
     "disclosures": "read-only",
     "audit_log": "read-only",
     "audit_export": "read-only",
