@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip check
 	@rm -f $(VENV)/.installed-*; touch $@
 
-$(VENDOR): frontend/package.json frontend/package-lock.json frontend/build.mjs
+$(VENDOR): frontend/package.json frontend/package-lock.json frontend/build.mjs $(wildcard frontend/src/*.js)
 	npm ci --prefix frontend --no-audit --no-fund --silent
 	node frontend/build.mjs
 	@touch $@

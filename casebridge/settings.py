@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "casebridge.cases",
     "casebridge.sharing",
     "casebridge.notifications",
+    "casebridge.imaging",
 ]
 
 MIDDLEWARE = [
@@ -68,7 +69,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "casebridge.accounts.middleware.ApiTokenMiddleware",
     "casebridge.accounts.middleware.SessionLifetimeMiddleware",
-    "allauth.usersessions.middleware.UserSessionsMiddleware",
+    "casebridge.accounts.middleware.UserSessionsMiddleware",  # allauth's, without a write per viewer frame
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -306,7 +307,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("CASEBRIDGE_LOG_LEVEL", "INFO")},
-    "loggers": {"django.security.DisallowedHost": {"level": "ERROR"}},
+    "loggers": {
+        "django.security.DisallowedHost": {"level": "ERROR"},
+        # pydicom's warnings name the file they read, and names inside an uploaded archive often
+        # carry the patient's name: none of it reaches the log.
+        "pydicom": {"level": "CRITICAL", "propagate": False},
+    },
 }
 
 if not ALLOWED_HOSTS:

@@ -13,6 +13,8 @@ from casebridge.audit import views as audit_views
 from casebridge.cases import live as case_live
 from casebridge.cases import slip as case_slip
 from casebridge.cases import views as case_views
+from casebridge.imaging import dicomweb
+from casebridge.imaging import views as imaging_views
 from casebridge.notifications import views as notification_views
 from casebridge.orgs import views as org_views
 from casebridge.sharing import recipient_views as share_public
@@ -51,6 +53,8 @@ org_patterns = [
     path("cases/<str:number>/files/", case_views.case_files, name="case_files"),
     path("cases/<str:number>/slip.pdf", case_slip.case_slip, name="case_slip"),
     path("cases/<str:number>/files/attach/", case_views.case_attach, name="case_attach"),
+    path("cases/<str:number>/scans/", imaging_views.scan_viewer, name="scan_viewer"),
+    path("cases/<str:number>/imaging/<uuid:series_id>/", imaging_views.study_viewer, name="study_viewer"),
     path("cases/<str:number>/share/", share_views.case_share, name="case_share"),
     path("cases/<str:number>/share/<uuid:link_id>/revoke/", share_views.link_revoke, name="share_revoke"),
     path("cases/<str:number>/live/", case_live.case_live, name="case_live"),
@@ -105,6 +109,7 @@ urlpatterns = [
     path("api/v1/files/<uuid:file_id>", file_api.file_detail, name="file_detail"),
     path("api/v1/files/<uuid:file_id>/content", file_api.file_content, name="file_content"),
     path("api/v1/", rest_api.urlpatterns()),
+    path("dicomweb/", include(dicomweb.urlpatterns())),
     path("accounts/", include("allauth.urls")),
 ]
 

@@ -1,6 +1,7 @@
 // Copies the browser files CaseBridge serves from node_modules into casebridge/static/vendor.
 // The vendor folder is git-ignored: third-party code comes from npm (package-lock.json), never the repo.
 import { copyFileSync, mkdirSync } from "node:fs";
+import { build } from "esbuild";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -22,3 +23,60 @@ for (const [source, name] of Object.entries(files)) {
   copyFileSync(join(here, "node_modules", source), join(target, name));
   console.log(`vendor: ${name}`);
 }
+
+// Our viewers, bundled with the npm packages they import (three.js): one file per page script and
+// one per worker, minified, with source maps.
+await build({
+  entryPoints: { mesh_viewer: join(here, "src", "mesh_viewer.js"), mesh_worker: join(here, "src", "mesh_worker.js") },
+  bundle: true,
+  format: "esm",
+  minify: true,
+  sourcemap: true,
+  target: ["chrome110", "firefox110", "safari16"],
+  outdir: join(target, "viewer"),
+  logLevel: "warning",
+});
+console.log("vendor: viewer/mesh_viewer.js, viewer/mesh_worker.js");
+
+// The CBCT viewer: Cornerstone3D with its image decoder worker next to the page script (it is
+// created as new URL("./decodeImageFrameWorker.js", import.meta.url), which esbuild leaves as it
+// is), the tools' compute worker one level up (../workers/computeWorker.js), the codecs' WASM in
+// viewer/wasm (the page passes that path), and Node's url/events shimmed for vtk.js's xmlbuilder2.
+const cornerstone = join(here, "node_modules", "@cornerstonejs");
+const common = {
+  bundle: true,
+  format: "esm",
+  minify: true,
+  sourcemap: true,
+  target: ["chrome110", "firefox110", "safari16"],
+  logLevel: "warning",
+  alias: {
+    url: join(here, "src", "shims", "url.js"),
+    events: join(here, "src", "shims", "events.js"),
+    ...Object.fromEntries(["fs", "path", "crypto", "module", "worker_threads"].map((n) => [n, join(here, "src", "shims", "empty.js")])),
+  },
+  loader: { ".wasm": "file" },
+};
+await build({
+  ...common,
+  entryPoints: {
+    cbct_viewer: join(here, "src", "cbct_viewer.js"),
+    decodeImageFrameWorker: join(cornerstone, "dicom-image-loader", "dist", "esm", "decodeImageFrameWorker.js"),
+  },
+  outdir: join(target, "viewer"),
+});
+await build({
+  ...common,
+  entryPoints: { computeWorker: join(cornerstone, "tools", "dist", "esm", "workers", "computeWorker.js") },
+  outdir: join(target, "workers"),
+});
+mkdirSync(join(target, "viewer", "wasm"), { recursive: true });
+for (const [pkg, file] of [
+  ["codec-charls", "charlswasm_decode.wasm"],
+  ["codec-openjpeg", "openjpegwasm_decode.wasm"],
+  ["codec-libjpeg-turbo-8bit", "libjpegturbowasm_decode.wasm"],
+  ["codec-openjph", "openjphjs.wasm"],
+]) {
+  copyFileSync(join(cornerstone, pkg, "dist", file), join(target, "viewer", "wasm", file));
+}
+console.log("vendor: viewer/cbct_viewer.js, viewer/decodeImageFrameWorker.js, workers/computeWorker.js, viewer/wasm/");

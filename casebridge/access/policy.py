@@ -19,6 +19,7 @@ from casebridge.access.roles import EMERGENCY_PERMISSIONS, SCOPE_FOR_PERM, Perm,
 from casebridge.accounts.models import ApiToken, ServiceAccount, User
 from casebridge.cases.models import Case
 from casebridge.cases.models import Status as CaseStatus
+from casebridge.imaging.models import Study
 from casebridge.orgs.models import Connection, ConnectionStatus, EmergencyAccess, Membership, Organization, OrgKind
 from casebridge.vault.models import StoredObject, Upload
 
@@ -221,3 +222,12 @@ def owned_uploads(principal: Principal) -> QuerySet[Upload]:
     organization, a missing scope or an ended membership leaves nothing."""
     organizations = [a.organization for a in principal.accesses(Perm.FILES_UPLOAD)]
     return Upload.objects.filter(principal.owns(), organization__in=organizations)
+
+
+def visible_studies(principal: Principal) -> QuerySet[Study]:
+    """Imaging studies a principal may see: those of the cases it may see, in every organization
+    it acts for (a study inherits its case's access, revocation and grace period included)."""
+    condition = Q(pk__in=[])
+    for access in principal.accesses(Perm.CASES_VIEW):
+        condition |= Q(case__in=visible_cases(access).values("pk"))
+    return Study.objects.filter(condition)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from allauth.usersessions.middleware import UserSessionsMiddleware as _AllauthUserSessionsMiddleware
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
@@ -171,3 +172,15 @@ class RequireMFAMiddleware:
         elif not hasattr(request, "actor"):
             request.actor = None  # type: ignore[attr-defined]
         return self.get_response(request)
+
+
+class UserSessionsMiddleware(_AllauthUserSessionsMiddleware):
+    """allauth's record of where a person is signed in (one database write per request), except
+    for the frames a viewer fetches by the hundred for a page that was itself recorded: a write
+    each would cost a CBCT's worth of writes per opening."""
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/dicomweb/") and "/frames/" in request.path:
+            response: HttpResponse = self.get_response(request)
+            return response
+        return super().__call__(request)

@@ -107,6 +107,13 @@ register(
     "Identifying metadata removed from a photo or scan as it joined a case: the cleaned copy is the "
     "file now, the uploaded original was crypto-shredded",
 )
+register("imaging.ingest_queued", "DICOM file or archive queued for indexing as a study")
+register("imaging.ingested", "DICOM study indexed (instances stored encrypted, one per object)")
+register("imaging.ingest_failed", "DICOM file or archive could not be indexed")
+register("imaging.scans_viewed", "A case's 3D scans opened in the viewer")
+register("imaging.study_viewed", "A CBCT/CT series opened in the viewer")
+register("dicomweb.searched", "Imaging studies, series or instances searched (QIDO-RS)")
+register("dicomweb.retrieved", "Imaging metadata, instances, frames or images retrieved (WADO-RS)")
 register("keys.rotated", "Key-encryption key rotated, organization keys re-wrapped", sensitive=True)
 register("keys.retired", "Old key-encryption key version retired", sensitive=True)
 register("keys.organization_destroyed", "Organization keys destroyed: all its files unreadable", sensitive=True)

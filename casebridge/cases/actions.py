@@ -46,6 +46,7 @@ from casebridge.cases.models import (
 from casebridge.cases.queries import clinicians
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.core.mail import absolute_url, queue_mail
+from casebridge.imaging.actions import start_ingest
 from casebridge.imaging.ingest import SHRED_REASON, clean_content
 from casebridge.imaging.sanitize import SanitizeError, SanitizeResult
 from casebridge.notifications.actions import notify_members
@@ -407,6 +408,9 @@ def attach_file(
 
     attachment = _ingest(access, case, current, stored_object.file_type, current.version + 1, link)
     stored_object.refresh_from_db()
+    if stored_object.file_type == "dicom" or (stored_object.file_type == "zip" and kind == AttachmentKind.CBCT):
+        # DICOM (and a ZIP sent as the CBCT) becomes the case's studies, indexed in the background.
+        start_ingest(access, case, stored_object)
     return attachment
 
 

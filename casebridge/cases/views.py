@@ -38,6 +38,8 @@ from casebridge.cases.forms import DraftForm, NewCaseForm
 from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Material, Message, Restoration, Status
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.imaging.ingest import metadata_warning
+from casebridge.imaging.models import IngestJob
+from casebridge.imaging.views import MESH_TYPES, case_series
 from casebridge.notifications import actions as notifications
 from casebridge.vault import filetypes
 from casebridge.vault.views import UPLOAD_CHUNK_BYTES
@@ -154,6 +156,9 @@ def case_detail(request: HttpRequest, number: str) -> HttpResponse:
             "template": TEMPLATES.get(case.case_type),
             "missing": missing(case) if case.status == Status.DRAFT else [],
             "attachments": case.attachments.select_related("stored_object").all(),
+            "has_scans": any(r["attachment"].stored_object.file_type in MESH_TYPES for r in files["attachment_rows"]),
+            "imaging": case_series(case),
+            "ingests": IngestJob.objects.filter(case=case).order_by("-created_at")[:5],
             "events": case.events.all(),
             "conversation": conversation,
             **live.context(case),

@@ -143,3 +143,65 @@ def photo(seed: str, *, fmt: str = "JPEG", width: int = 320, height: int = 240) 
     out = io.BytesIO()
     image.save(out, format=fmt, **({"quality": 85} if fmt == "JPEG" else {}))
     return out.getvalue()
+
+
+# --- A CBCT series --------------------------------------------------------------------------
+CBCT_SPACING_MM = 0.3
+# Two bright markers exactly this far apart in the axial plane of the middle slice: what a
+# viewer's distance measurement must read.
+CBCT_MARKER_DISTANCE_MM = 30.0
+
+
+def cbct_series(seed: str, *, slices: int = 40, size: int = 128, patient_name: str = "DEMO^PATIENT") -> list[bytes]:
+    """A CBCT volume as a CT series of Part 10 files (one per slice), 0.3 mm isotropic voxels: a
+    horseshoe-shaped jaw of bone-like density, and two markers CBCT_MARKER_DISTANCE_MM apart."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
+
+    rng = np.random.default_rng(uuid.uuid5(uuid.NAMESPACE_URL, seed).int % (1 << 32))
+    study, series = _uid(f"{seed}/study"), _uid(f"{seed}/series")
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    cx, cy = size / 2, size * 0.6
+    radius = np.hypot((x - cx) / (size * 0.35), (y - cy) / (size * 0.45))
+    arch = (np.abs(radius - 1.0) < 0.12) & (y < cy)
+    marker_gap_px = CBCT_MARKER_DISTANCE_MM / CBCT_SPACING_MM
+    markers = [(cx - marker_gap_px / 2, size * 0.25), (cx + marker_gap_px / 2, size * 0.25)]
+    files = []
+    for index in range(slices):
+        pixels = np.full((size, size), 24, dtype=np.int16) + rng.integers(0, 16, (size, size), dtype=np.int16)
+        if abs(index - slices / 2) < slices * 0.35:
+            pixels[arch] = 1400
+        if index == slices // 2:
+            for mx, my in markers:
+                pixels[(np.hypot(x - mx, y - my) < 1.5)] = 3000
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = UID(_uid(f"{seed}/instance/{index}"))
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.ImplementationClassUID = UID(_IMPLEMENTATION_UID)
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.Modality = "CT"
+        ds.PatientName = patient_name
+        ds.PatientID = "DEMO"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.StudyDate = "20261201"
+        ds.SeriesNumber, ds.InstanceNumber = 1, index + 1
+        ds.Manufacturer, ds.ManufacturerModelName = "CaseBridge", "Synthetic CBCT"
+        ds.ImagePositionPatient = [0.0, 0.0, index * CBCT_SPACING_MM]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.PixelSpacing = [CBCT_SPACING_MM, CBCT_SPACING_MM]
+        ds.SliceThickness = CBCT_SPACING_MM
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows, ds.Columns = size, size
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = -1000, 1
+        ds.WindowCenter, ds.WindowWidth = 400, 2000
+        ds.PixelData = pixels.tobytes()
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        files.append(out.getvalue())
+    return files

@@ -154,5 +154,8 @@ class TransferOriginCSPMiddleware:
         response = self.get_response(request)
         if _endpoint is not None:
             parts = urlsplit(_endpoint[0])
-            response._csp_update = {"connect-src": [f"{parts.scheme}://{parts.netloc}"]}  # type: ignore[attr-defined]
+            # Added to what a view's own csp_update asked for, never instead of it.
+            update = {**getattr(response, "_csp_update", {})}
+            update["connect-src"] = [*update.get("connect-src", []), f"{parts.scheme}://{parts.netloc}"]
+            response._csp_update = update  # type: ignore[attr-defined]
         return response

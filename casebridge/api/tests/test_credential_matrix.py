@@ -335,6 +335,8 @@ NOT_IN_THE_MATRIX = {
     "case_detail": "read-only",
     "case_files": "read-only partial",
     "case_slip": "read-only PDF",
+    "scan_viewer": "read-only page (its files come through file_content)",
+    "study_viewer": "read-only page (its slices come through DICOMweb)",
     "disclosures": "read-only",
     "audit_log": "read-only",
     "audit_export": "read-only",
@@ -375,6 +377,21 @@ NOT_IN_THE_MATRIX = {
     "notification_read": "the person's own notifications: notifications/tests/test_notifications.py",
     "organization_members": "read-only: api/tests/test_organization_api.py",
     "audit_events": "read-only: api/tests/test_organization_api.py",
+    **{
+        name: "read-only DICOMweb: imaging/tests/test_dicomweb.py"
+        for name in (
+            "dicomweb_studies",
+            "dicomweb_series",
+            "dicomweb_series_retrieve",
+            "dicomweb_instances",
+            "dicomweb_series_metadata",
+            "dicomweb_instance",
+            "dicomweb_instance_metadata",
+            "dicomweb_frames",
+            "dicomweb_rendered",
+            "dicomweb_frame_rendered",
+        )
+    },
 }
 
 

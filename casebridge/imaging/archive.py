@@ -1,0 +1,99 @@
+"""Reading a ZIP archive of a study without trusting it: how many entries, how large once
+expanded, how compressed, and what names it carries are all checked before any member is read,
+and a member that expands beyond what it declared is stopped as it is read."""
+
+from __future__ import annotations
+
+import stat
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import IO
+
+# A 600-slice CBCT is 600 entries; a full-mouth set a few dozen. Beyond these an archive is
+# refused whole rather than half-imported.
+MAX_ENTRIES = 5000
+MAX_EXPANDED_BYTES = 8 << 30
+# DICOM compresses well (air around the skull is zeros): 20x is common, 100x is a bomb.
+MAX_RATIO = 100
+# Names the scanner software and operating systems add that are not images.
+IGNORED = ("__MACOSX/", ".DS_Store", "Thumbs.db", "desktop.ini")
+
+
+class ArchiveRefused(ValueError):
+    """The archive as a whole is not accepted; nothing from it is imported."""
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    size: int
+    info: zipfile.ZipInfo
+
+
+def _unsafe_name(name: str) -> bool:
+    posix = PurePosixPath(name)
+    return (
+        name.startswith(("/", "\\"))
+        or PureWindowsPath(name).drive != ""
+        or ".." in posix.parts
+        or ".." in PureWindowsPath(name).parts
+    )
+
+
+def members(archive: zipfile.ZipFile) -> list[Member]:
+    """The archive's files to import, or ArchiveRefused naming the first rule it breaks."""
+    infos = archive.infolist()
+    if len(infos) > MAX_ENTRIES:
+        raise ArchiveRefused(f"The archive holds {len(infos)} entries; at most {MAX_ENTRIES} are accepted.")
+    found: list[Member] = []
+    expanded = 0
+    for info in infos:
+        name = info.filename
+        if _unsafe_name(name):
+            raise ArchiveRefused("The archive holds a file with an absolute path or '..' in its name.")
+        if info.is_dir() or any(part in name for part in IGNORED):
+            continue
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise ArchiveRefused("The archive holds a symbolic link.")
+        if info.flag_bits & 0x1:
+            raise ArchiveRefused("The archive is encrypted; send it without a password.")
+        expanded += info.file_size
+        if expanded > MAX_EXPANDED_BYTES:
+            raise ArchiveRefused(f"The archive expands beyond {MAX_EXPANDED_BYTES >> 30} GiB.")
+        if info.file_size > MAX_RATIO * max(info.compress_size, 1) and info.file_size > 1 << 20:
+            raise ArchiveRefused("The archive is compressed beyond any real image (a zip bomb?).")
+        found.append(Member(name, info.file_size, info))
+    return found
+
+
+ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+
+
+def is_nested_archive(head: bytes) -> bool:
+    """Archives inside archives are refused: each level would need its own limits."""
+    return head.startswith(ZIP_SIGNATURES)
+
+
+class _Bounded:
+    """A member's stream that refuses to yield more than the member declared (a forged size)."""
+
+    def __init__(self, stream: IO[bytes], declared: int) -> None:
+        self._stream = stream
+        self._left = declared
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size if size >= 0 else self._left + 1)
+        self._left -= len(data)
+        if self._left < 0:
+            raise ArchiveRefused("An archive member is larger than the archive declares.")
+        return data
+
+
+def chunks(archive: zipfile.ZipFile, member: Member, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The member's bytes, at most its declared size; zipfile checks each member's CRC at its end."""
+    with archive.open(member.info) as raw:
+        stream = _Bounded(raw, member.size)
+        while block := stream.read(chunk_size):
+            yield block

@@ -1,0 +1,565 @@
+"""DICOMweb (DICOM PS3.18) at /dicomweb/: QIDO-RS search and WADO-RS retrieval of the studies a
+caller may see, under the same policy and audit as every other door.
+
+- QIDO-RS: /studies, /studies/{study}/series, /studies/{study}/series/{series}/instances, with
+  the standard matching keys, `limit`/`offset` and `includefield`. Keys that name the patient
+  (PatientName, PatientID, PatientBirthDate) are refused: they would carry patient data in a URL.
+  Search by AccessionNumber, which is the case number.
+- WADO-RS: series and instance metadata (DICOM JSON, pixel data as a BulkDataURI), instances
+  (multipart/related; type="application/dicom"), frames (multipart/related;
+  type="application/octet-stream", in the instance's own transfer syntax) and rendered images
+  (PNG or JPEG) of an instance or a frame.
+
+A study is visible exactly when its case is (policy.visible_studies); anything else is 404,
+the same answer as "no such study". Bearer tokens need `cases:read`; a browser session works too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import pydicom
+from django.core.cache import cache
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.urls import reverse
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from casebridge.access import policy
+from casebridge.access.requests import principal_of
+from casebridge.api.auth import api_actor, problem
+from casebridge.audit.api import record
+from casebridge.imaging.models import Instance, Series, Study
+from casebridge.vault import api as vault
+from casebridge.vault.http import stream_plaintext
+from casebridge.vault.reader import VersionReader
+
+DICOM_JSON = "application/dicom+json"
+UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+# Keys that identify the patient: matching on them would put patient data in URLs and logs.
+PATIENT_KEYS = {"patientname", "00100010", "patientid", "00100020", "patientbirthdate", "00100030"}
+NATIVE_SYNTAXES = {ExplicitVRLittleEndian, ImplicitVRLittleEndian}
+# Retrieval of frames is audited once per person, series and this many seconds: a viewer
+# fetching 500 slices is one look at the series, not 500 events.
+FRAME_AUDIT_WINDOW = 600
+
+
+class BadRequest(ValueError):
+    pass
+
+
+# --- access ---------------------------------------------------------------------------------
+def _studies(request: HttpRequest) -> QuerySet[Study]:
+    principal = principal_of(request)
+    if principal is None:
+        return Study.objects.none()
+    return policy.visible_studies(principal).select_related("case", "case__patient")
+
+
+def _study(request: HttpRequest, study_uid: str) -> Study | None:
+    if not UID.match(study_uid):
+        return None
+    return _studies(request).filter(study_uid=study_uid).first()
+
+
+def _series(request: HttpRequest, study_uid: str, series_uid: str) -> Series | None:
+    study = _study(request, study_uid)
+    if study is None or not UID.match(series_uid):
+        return None
+    return study.series.filter(series_uid=series_uid).select_related("study__case").first()
+
+
+def _instance(request: HttpRequest, study_uid: str, series_uid: str, sop_uid: str) -> Instance | None:
+    series = _series(request, study_uid, series_uid)
+    if series is None or not UID.match(sop_uid):
+        return None
+    return series.instances.filter(sop_instance_uid=sop_uid).select_related("stored_object", "series__study").first()
+
+
+def _not_found() -> HttpResponseBase:
+    return problem(404, "Not Found", "No such study, series or instance.")
+
+
+def _actor(request: HttpRequest) -> Any:
+    principal = principal_of(request)
+    assert principal is not None  # api_actor: someone signed in or sent a token
+    return principal.actor
+
+
+def _audit(request: HttpRequest, action: str, study: Study, **details: Any) -> None:
+    case = study.case
+    record(
+        action,
+        actor=_actor(request),
+        organization=study.organization_id,
+        target=case,
+        patient_ref=str(case.patient_id) if case is not None else "",
+        details={"case": case.number if case is not None else "", "study": str(study.pk), **details},
+    )
+
+
+# --- DICOM JSON -----------------------------------------------------------------------------
+def _attr(vr: str, *values: Any) -> dict[str, Any]:
+    clean = [v for v in values if v not in (None, "")]
+    return {"vr": vr, "Value": clean} if clean else {"vr": vr}
+
+
+def _json(payload: list[dict[str, Any]]) -> HttpResponse:
+    response = HttpResponse(json.dumps(payload), content_type=DICOM_JSON)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _page(request: HttpRequest) -> tuple[int, int]:
+    try:
+        limit = int(request.GET.get("limit", DEFAULT_LIMIT))
+        offset = int(request.GET.get("offset", 0))
+    except ValueError:
+        raise BadRequest("limit and offset must be whole numbers") from None
+    if limit < 1 or offset < 0:
+        raise BadRequest("limit must be 1 or more and offset 0 or more")
+    return min(limit, MAX_LIMIT), offset
+
+
+def _keys(request: HttpRequest, allowed: dict[str, str]) -> dict[str, str]:
+    """The matching keys of a QIDO query, by keyword; unknown keys are an error, not ignored."""
+    found: dict[str, str] = {}
+    for key in request.GET:
+        value = request.GET.get(key) or ""
+        lowered = key.lower()
+        if lowered in ("limit", "offset", "includefield", "fuzzymatching"):
+            continue
+        if lowered in PATIENT_KEYS:
+            raise BadRequest(
+                "Searching by patient is not offered: it would put patient data in the URL. "
+                "Search by AccessionNumber (the case number)."
+            )
+        keyword = allowed.get(lowered)
+        if keyword is None:
+            known = ", ".join(sorted(set(allowed.values())))
+            raise BadRequest(f"{key} is not a matching key here; use one of {known}")
+        found[keyword] = value
+    return found
+
+
+def _date_range(value: str) -> tuple[str, str]:
+    if not re.fullmatch(r"\d{8}|\d{8}-|-\d{8}|\d{8}-\d{8}", value):
+        raise BadRequest("StudyDate is YYYYMMDD or a range YYYYMMDD-YYYYMMDD")
+    if "-" not in value:
+        return value, value
+    low, high = value.split("-")
+    return low, high
+
+
+def _iso(value: str) -> str:
+    return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+
+
+def _study_json(study: Study) -> dict[str, Any]:
+    case = study.case
+    modalities = sorted({s.modality for s in study.series.all()})
+    return {
+        "0020000D": _attr("UI", study.study_uid),
+        "00080020": _attr("DA", study.study_date.strftime("%Y%m%d") if study.study_date else None),
+        "00080050": _attr("SH", case.number if case is not None else None),
+        "00080061": _attr("CS", *modalities),
+        "00100010": _attr("PN", {"Alphabetic": case.patient.name} if case is not None else None),
+        "00201206": _attr("IS", getattr(study, "series_total", None)),
+        "00201208": _attr("IS", getattr(study, "instance_total", None)),
+    }
+
+
+def _series_json(series: Series) -> dict[str, Any]:
+    return {
+        "0020000D": _attr("UI", series.study.study_uid),
+        "0020000E": _attr("UI", series.series_uid),
+        "00080060": _attr("CS", series.modality),
+        "00200011": _attr("IS", series.series_number),
+        "00201209": _attr("IS", series.instance_count),
+    }
+
+
+def _instance_json(instance: Instance) -> dict[str, Any]:
+    series = instance.series
+    return {
+        "0020000D": _attr("UI", series.study.study_uid),
+        "0020000E": _attr("UI", series.series_uid),
+        "00080016": _attr("UI", instance.sop_class_uid),
+        "00080018": _attr("UI", instance.sop_instance_uid),
+        "00200013": _attr("IS", instance.instance_number),
+        "00280008": _attr("IS", instance.frames),
+        "00280010": _attr("US", series.rows),
+        "00280011": _attr("US", series.columns),
+        "00083002": _attr("UI", series.transfer_syntax),
+    }
+
+
+# --- QIDO-RS --------------------------------------------------------------------------------
+STUDY_KEYS = {
+    "studyinstanceuid": "StudyInstanceUID",
+    "0020000d": "StudyInstanceUID",
+    "accessionnumber": "AccessionNumber",
+    "00080050": "AccessionNumber",
+    "studydate": "StudyDate",
+    "00080020": "StudyDate",
+    "modalitiesinstudy": "ModalitiesInStudy",
+    "00080061": "ModalitiesInStudy",
+}
+SERIES_KEYS = {
+    "seriesinstanceuid": "SeriesInstanceUID",
+    "0020000e": "SeriesInstanceUID",
+    "modality": "Modality",
+    "00080060": "Modality",
+    "seriesnumber": "SeriesNumber",
+    "00200011": "SeriesNumber",
+}
+INSTANCE_KEYS = {
+    "sopinstanceuid": "SOPInstanceUID",
+    "00080018": "SOPInstanceUID",
+    "instancenumber": "InstanceNumber",
+    "00200013": "InstanceNumber",
+}
+
+
+def _int_key(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number") from None
+
+
+def search_studies(request: HttpRequest) -> HttpResponseBase:
+    keys = _keys(request, STUDY_KEYS)
+    limit, offset = _page(request)
+    studies = _studies(request)
+    if "StudyInstanceUID" in keys:
+        studies = studies.filter(study_uid__in=keys["StudyInstanceUID"].split(","))
+    if "AccessionNumber" in keys:
+        studies = studies.filter(case__number=keys["AccessionNumber"])
+    if "StudyDate" in keys:
+        low, high = _date_range(keys["StudyDate"])
+        studies = studies.filter(
+            **({"study_date__gte": _iso(low)} if low else {}), **({"study_date__lte": _iso(high)} if high else {})
+        )
+    if "ModalitiesInStudy" in keys:
+        studies = studies.filter(series__modality=keys["ModalitiesInStudy"].upper())
+    studies = (
+        studies.annotate(series_total=Count("series", distinct=True), instance_total=Count("series__instances"))
+        .prefetch_related("series")
+        .order_by("-study_date", "-created_at")
+    )
+    page = list(studies[offset : offset + limit])
+    for study in {s.pk: s for s in page}.values():
+        _audit(request, "dicomweb.searched", study, level="study")
+    return _json([_study_json(s) for s in page])
+
+
+def search_series(request: HttpRequest, study_uid: str) -> HttpResponseBase:
+    study = _study(request, study_uid)
+    if study is None:
+        return _not_found()
+    keys = _keys(request, SERIES_KEYS)
+    limit, offset = _page(request)
+    series = study.series.select_related("study")
+    if "SeriesInstanceUID" in keys:
+        series = series.filter(series_uid__in=keys["SeriesInstanceUID"].split(","))
+    if "Modality" in keys:
+        series = series.filter(modality=keys["Modality"].upper())
+    if "SeriesNumber" in keys:
+        series = series.filter(series_number=_int_key(keys["SeriesNumber"], "SeriesNumber"))
+    _audit(request, "dicomweb.searched", study, level="series")
+    return _json([_series_json(s) for s in series[offset : offset + limit]])
+
+
+def search_instances(request: HttpRequest, study_uid: str, series_uid: str) -> HttpResponseBase:
+    series = _series(request, study_uid, series_uid)
+    if series is None:
+        return _not_found()
+    keys = _keys(request, INSTANCE_KEYS)
+    limit, offset = _page(request)
+    instances = series.instances.select_related("series__study")
+    if "SOPInstanceUID" in keys:
+        instances = instances.filter(sop_instance_uid__in=keys["SOPInstanceUID"].split(","))
+    if "InstanceNumber" in keys:
+        instances = instances.filter(instance_number=_int_key(keys["InstanceNumber"], "InstanceNumber"))
+    _audit(request, "dicomweb.searched", series.study, level="instance", series=series.series_uid)
+    return _json([_instance_json(i) for i in instances[offset : offset + limit]])
+
+
+# --- WADO-RS --------------------------------------------------------------------------------
+def _dataset(instance: Instance, *, pixels: bool) -> pydicom.Dataset:
+    reader = io.BufferedReader(VersionReader(vault.get_version(instance.stored_object)), 1 << 16)
+    return pydicom.dcmread(reader, stop_before_pixels=not pixels)
+
+
+def _frames_uri(request: HttpRequest, instance: Instance) -> str:
+    series = instance.series
+    frames = ",".join(str(n) for n in range(1, instance.frames + 1))
+    return request.build_absolute_uri(
+        reverse("dicomweb_frames", args=[series.study.study_uid, series.series_uid, instance.sop_instance_uid, frames])
+    )
+
+
+def _metadata(request: HttpRequest, instance: Instance) -> dict[str, Any]:
+    dataset = _dataset(instance, pixels=False)
+    # Without the pixels a header is small: every element goes inline.
+    meta = dataset.to_json_dict(bulk_data_threshold=1 << 30)
+    meta["00083002"] = _attr("UI", str(dataset.file_meta.get("TransferSyntaxUID", "")))
+    bits = int(dataset.get("BitsAllocated", 16))
+    meta["7FE00010"] = {"vr": "OW" if bits > 8 else "OB", "BulkDataURI": _frames_uri(request, instance)}
+    return meta
+
+
+def series_metadata(request: HttpRequest, study_uid: str, series_uid: str) -> HttpResponseBase:
+    series = _series(request, study_uid, series_uid)
+    if series is None:
+        return _not_found()
+    instances = list(series.instances.select_related("stored_object", "series__study"))
+    _audit(request, "dicomweb.retrieved", series.study, what="metadata", series=series.series_uid)
+    # A viewer opens a series by its metadata, then fetches every frame: that is one look, and
+    # its frames need no event (nor any write: hundreds of them arrive at once).
+    cache.set(_frames_audit_key(request, series), 1, FRAME_AUDIT_WINDOW)
+    return _json([_metadata(request, i) for i in instances])
+
+
+def instance_metadata(request: HttpRequest, study_uid: str, series_uid: str, sop_uid: str) -> HttpResponseBase:
+    instance = _instance(request, study_uid, series_uid, sop_uid)
+    if instance is None:
+        return _not_found()
+    _audit(request, "dicomweb.retrieved", instance.series.study, what="metadata", instance=sop_uid)
+    return _json([_metadata(request, instance)])
+
+
+def _multipart(parts: Iterable[tuple[dict[str, str], Iterable[bytes]]], boundary: str) -> Iterator[bytes]:
+    for headers, body in parts:
+        yield f"--{boundary}\r\n".encode() + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n"
+        yield from body
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+
+
+def _accepts(request: HttpRequest, media_type: str) -> bool:
+    """Whether the Accept header admits multipart/related of `media_type` (or anything)."""
+    accept = request.headers.get("Accept", "*/*").lower()
+    return any(
+        rng.strip().startswith(("*/*", "multipart/*"))
+        or (
+            rng.strip().startswith("multipart/related")
+            and (f'type="{media_type}"' in rng or f"type={media_type}" in rng or "type=" not in rng)
+        )
+        for rng in accept.split(",")
+    )
+
+
+def _instances_response(request: HttpRequest, instances: list[Instance]) -> HttpResponseBase:
+    if not _accepts(request, "application/dicom"):
+        return problem(406, "Not Acceptable", 'Instances are sent as multipart/related; type="application/dicom".')
+    boundary = uuid.uuid4().hex
+
+    def parts() -> Iterator[tuple[dict[str, str], Iterable[bytes]]]:
+        for instance in instances:
+            version = vault.get_version(instance.stored_object)
+            yield (
+                {"Content-Type": "application/dicom", "Content-Length": str(version.size)},
+                (bytes(chunk) for chunk in stream_plaintext(version, 0, version.size)),
+            )
+
+    response = StreamingHttpResponse(
+        _multipart(parts(), boundary),
+        content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def retrieve_series(request: HttpRequest, study_uid: str, series_uid: str) -> HttpResponseBase:
+    series = _series(request, study_uid, series_uid)
+    if series is None:
+        return _not_found()
+    instances = list(series.instances.select_related("stored_object"))
+    _audit(request, "dicomweb.retrieved", series.study, what="instances", series=series_uid, count=len(instances))
+    return _instances_response(request, instances)
+
+
+def retrieve_instance(request: HttpRequest, study_uid: str, series_uid: str, sop_uid: str) -> HttpResponseBase:
+    instance = _instance(request, study_uid, series_uid, sop_uid)
+    if instance is None:
+        return _not_found()
+    _audit(request, "dicomweb.retrieved", instance.series.study, what="instance", instance=sop_uid)
+    return _instances_response(request, [instance])
+
+
+def _frames_audit_key(request: HttpRequest, series: Series) -> str:
+    return f"dicomweb-frames:{_actor(request).pk}:{series.pk}"
+
+
+def _frame_numbers(value: str, count: int) -> list[int]:
+    try:
+        numbers = [int(n) for n in value.split(",")]
+    except ValueError:
+        raise BadRequest("frame numbers are whole numbers separated by commas") from None
+    if not numbers or any(n < 1 or n > count for n in numbers):
+        raise BadRequest(f"this instance has frames 1 to {count}")
+    return numbers
+
+
+def _frame_bytes(dataset: pydicom.Dataset, numbers: list[int]) -> tuple[str, list[bytes]]:
+    syntax = dataset.file_meta.TransferSyntaxUID
+    count = int(dataset.get("NumberOfFrames", 1) or 1)
+    if syntax.is_encapsulated:
+        frames = list(pydicom.encaps.generate_frames(dataset.PixelData, number_of_frames=count))
+        return str(syntax), [frames[n - 1] for n in numbers]
+    if syntax not in NATIVE_SYNTAXES:
+        raise BadRequest("frames of big-endian instances are not offered; retrieve the instance")
+    size = (
+        int(dataset.Rows)
+        * int(dataset.Columns)
+        * int(dataset.get("SamplesPerPixel", 1))
+        * int(dataset.BitsAllocated)
+        // 8
+    )
+    data = dataset.PixelData
+    return str(ExplicitVRLittleEndian), [data[(n - 1) * size : n * size] for n in numbers]
+
+
+def retrieve_frames(
+    request: HttpRequest, study_uid: str, series_uid: str, sop_uid: str, frames: str
+) -> HttpResponseBase:
+    instance = _instance(request, study_uid, series_uid, sop_uid)
+    if instance is None:
+        return _not_found()
+    numbers = _frame_numbers(frames, instance.frames)
+    if not _accepts(request, "application/octet-stream"):
+        return problem(406, "Not Acceptable", 'Frames are sent as multipart/related; type="application/octet-stream".')
+    syntax, data = _frame_bytes(_dataset(instance, pixels=True), numbers)
+    wanted = re.findall(r'transfer-syntax="?([0-9.*]+)', request.headers.get("Accept", ""))
+    if wanted and syntax not in wanted and "*" not in wanted:
+        return problem(
+            406, "Not Acceptable", f"Frames of this instance are available in transfer syntax {syntax} only."
+        )
+    series = instance.series
+    key = _frames_audit_key(request, series)
+    if cache.get(key) is None and cache.add(key, 1, FRAME_AUDIT_WINDOW):
+        _audit(request, "dicomweb.retrieved", series.study, what="frames", series=series.series_uid)
+    boundary = uuid.uuid4().hex
+    parts = (
+        (
+            {"Content-Type": f"application/octet-stream; transfer-syntax={syntax}", "Content-Length": str(len(frame))},
+            [frame],
+        )
+        for frame in data
+    )
+    response = StreamingHttpResponse(
+        _multipart(parts, boundary),
+        content_type=(
+            f'multipart/related; type="application/octet-stream"; transfer-syntax={syntax}; boundary={boundary}'
+        ),
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _rendered(request: HttpRequest, instance: Instance, frame: int) -> HttpResponseBase:
+    from PIL import Image
+
+    dataset = _dataset(instance, pixels=True)
+    pixels = dataset.pixel_array
+    if int(dataset.get("NumberOfFrames", 1) or 1) > 1:
+        pixels = pixels[frame - 1]
+    image: Any
+    if pixels.ndim == 3:  # colour
+        image = Image.fromarray(pixels.astype(np.uint8))
+    else:
+        values = pixels.astype(np.float64) * float(dataset.get("RescaleSlope", 1) or 1) + float(
+            dataset.get("RescaleIntercept", 0) or 0
+        )
+        center, width = _window(dataset, values)
+        scaled = np.clip((values - (center - width / 2)) / max(width, 1) * 255, 0, 255).astype(np.uint8)
+        if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
+            scaled = 255 - scaled
+        image = Image.fromarray(scaled)
+    jpeg = "image/jpeg" in request.headers.get("Accept", "") and "image/png" not in request.headers.get("Accept", "")
+    out = io.BytesIO()
+    image.save(out, format="JPEG" if jpeg else "PNG", quality=90)
+    _audit(request, "dicomweb.retrieved", instance.series.study, what="rendered", instance=instance.sop_instance_uid)
+    response = HttpResponse(out.getvalue(), content_type="image/jpeg" if jpeg else "image/png")
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _first(value: Any) -> float:
+    """A window value: DICOM allows several (presets); the first is the default."""
+    return float(value[0]) if isinstance(value, pydicom.multival.MultiValue) else float(value)
+
+
+def _window(dataset: pydicom.Dataset, values: np.ndarray) -> tuple[float, float]:
+    center, width = dataset.get("WindowCenter"), dataset.get("WindowWidth")
+    if center is not None and width is not None:
+        return _first(center), _first(width)
+    low, high = float(values.min()), float(values.max())
+    return (low + high) / 2, max(high - low, 1.0)
+
+
+def rendered_instance(request: HttpRequest, study_uid: str, series_uid: str, sop_uid: str) -> HttpResponseBase:
+    instance = _instance(request, study_uid, series_uid, sop_uid)
+    return _not_found() if instance is None else _rendered(request, instance, 1)
+
+
+def rendered_frame(
+    request: HttpRequest, study_uid: str, series_uid: str, sop_uid: str, frames: str
+) -> HttpResponseBase:
+    instance = _instance(request, study_uid, series_uid, sop_uid)
+    if instance is None:
+        return _not_found()
+    numbers = _frame_numbers(frames, instance.frames)
+    if len(numbers) != 1:
+        raise BadRequest("render one frame at a time")
+    return _rendered(request, instance, numbers[0])
+
+
+# --- wiring ---------------------------------------------------------------------------------
+def _view(handler: Any) -> Any:
+    """GET only, a signed-in person or a token, bad queries as 400 problem documents."""
+
+    @api_actor
+    def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method not in ("GET", "HEAD"):
+            return problem(405, "Method Not Allowed", "Use GET.")
+        try:
+            return handler(request, *args, **kwargs)
+        except BadRequest as exc:
+            return problem(400, "Bad Request", str(exc))
+        except vault.ObjectUnavailable:
+            return _not_found()
+
+    view.__name__ = handler.__name__
+    return view
+
+
+def urlpatterns() -> list[Any]:
+    from django.urls import path
+
+    study = "studies/<str:study_uid>"
+    series = f"{study}/series/<str:series_uid>"
+    instance = f"{series}/instances/<str:sop_uid>"
+    return [
+        path("studies", _view(search_studies), name="dicomweb_studies"),
+        path(f"{study}/series", _view(search_series), name="dicomweb_series"),
+        path(f"{series}", _view(retrieve_series), name="dicomweb_series_retrieve"),
+        path(f"{series}/instances", _view(search_instances), name="dicomweb_instances"),
+        path(f"{series}/metadata", _view(series_metadata), name="dicomweb_series_metadata"),
+        path(f"{instance}", _view(retrieve_instance), name="dicomweb_instance"),
+        path(f"{instance}/metadata", _view(instance_metadata), name="dicomweb_instance_metadata"),
+        path(f"{instance}/frames/<str:frames>", _view(retrieve_frames), name="dicomweb_frames"),
+        path(f"{instance}/rendered", _view(rendered_instance), name="dicomweb_rendered"),
+        path(f"{instance}/frames/<str:frames>/rendered", _view(rendered_frame), name="dicomweb_frame_rendered"),
+    ]

@@ -1,0 +1,202 @@
+"""DICOMweb as outside tools see it: dicomweb-client against the running server."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+import requests
+from dicomweb_client.api import DICOMwebClient
+from django.utils import timezone
+from PIL import Image
+
+from casebridge.access.policy import OrgAccess, resolve
+from casebridge.accounts.actions import create_api_token
+from casebridge.audit.models import Event
+from casebridge.cases import actions
+from casebridge.cases.actions import ItemInput
+from casebridge.cases.models import Case
+from casebridge.core.testing import Personas
+from casebridge.imaging.models import IngestJob, IngestState, Series
+from casebridge.imaging.synthetic import cbct_series
+from casebridge.orgs import actions as org_actions
+from casebridge.orgs.models import AgreementBasis
+from casebridge.vault import api as vault
+
+pytestmark = pytest.mark.django_db(transaction=True)
+SLICES = 6
+
+
+def _access(personas: Personas, role: str = "clinician") -> OrgAccess:
+    access = resolve(personas.members[role], personas.practice)
+    assert access is not None
+    return access
+
+
+@pytest.fixture
+def study(personas: Personas, vault_home: Path) -> tuple[Case, list[bytes]]:
+    owner = _access(personas, "owner")
+    connection = org_actions.request_connection(
+        owner, other_slug=personas.lab.slug, basis=AgreementBasis.BAA, baa_signed_on=timezone.now().date()
+    )
+    lab = resolve(personas.lab_manager, personas.lab)
+    assert lab is not None
+    org_actions.accept_connection(lab, connection)
+    access = _access(personas)
+    case = actions.create_case(
+        access,
+        patient_name="Rosa Carter",
+        case_type="digital_crown",
+        lab=personas.lab,
+        due_date=timezone.now().date() + timedelta(days=7),
+        ship_to="1 Main St",
+        items=[ItemInput("crown", tooth=36)],
+    )
+    slices = cbct_series("dicomweb", slices=SLICES, size=32)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for i, data in enumerate(slices):
+            zipped.writestr(f"{i}.dcm", data)
+    content = archive.getvalue()
+    stored = vault.put_stream(
+        organization=access.organization, actor=access.actor, chunks=[content], length=len(content)
+    ).stored_object
+    actions.attach_file(access, case, stored, kind="cbct")
+    job = IngestJob.objects.get(source=stored)  # queued by attaching, run at commit by the test backend
+    assert job.state == IngestState.DONE
+    return case, slices
+
+
+def _client(
+    live_server: Any, personas: Personas, who: str = "clinician", scopes: list[str] | None = None
+) -> DICOMwebClient:
+    user = personas.members[who] if who != "outsider" else personas.outsider
+    organization = personas.practice if who != "outsider" else personas.other_practice
+    _token, raw = create_api_token(
+        organization=organization, name="viewer", scopes=scopes or ["cases:read"], days=1, actor=user, user=user
+    )
+    return DICOMwebClient(url=f"{live_server.url}/dicomweb", headers={"Authorization": f"Bearer {raw}"})
+
+
+def _uids(slices: list[bytes]) -> tuple[str, str, list[str]]:
+    datasets = [pydicom.dcmread(io.BytesIO(s)) for s in slices]
+    return datasets[0].StudyInstanceUID, datasets[0].SeriesInstanceUID, [d.SOPInstanceUID for d in datasets]
+
+
+def test_qido_finds_the_study_by_case_number_and_lists_series_and_instances(
+    live_server: Any, personas: Personas, study: tuple[Case, list[bytes]]
+) -> None:
+    case, slices = study
+    study_uid, series_uid, sop_uids = _uids(slices)
+    client = _client(live_server, personas)
+
+    found = client.search_for_studies(search_filters={"AccessionNumber": case.number})
+    assert [s["0020000D"]["Value"][0] for s in found] == [study_uid]
+    assert found[0]["00201208"]["Value"] == [SLICES] and found[0]["00080061"]["Value"] == ["CT"]
+    series = client.search_for_series(study_uid)
+    assert [s["0020000E"]["Value"][0] for s in series] == [series_uid]
+    instances = client.search_for_instances(study_uid, series_uid, search_filters={"limit": 4, "offset": 2})
+    assert [i["00080018"]["Value"][0] for i in instances] == sop_uids[2:6]
+    assert Event.objects.filter(action="dicomweb.searched", patient_ref=str(case.patient_id)).exists()
+
+
+def test_wado_returns_metadata_instances_frames_and_rendered_images(
+    live_server: Any, personas: Personas, study: tuple[Case, list[bytes]]
+) -> None:
+    _case, slices = study
+    study_uid, series_uid, sop_uids = _uids(slices)
+    client = _client(live_server, personas)
+
+    metadata = client.retrieve_series_metadata(study_uid, series_uid)
+    assert sorted(m["00080018"]["Value"][0] for m in metadata) == sorted(sop_uids)
+    assert "BulkDataURI" in metadata[0]["7FE00010"]
+    instance = client.retrieve_instance(study_uid, series_uid, sop_uids[3])
+    original = pydicom.dcmread(io.BytesIO(slices[3]))
+    assert instance.SOPInstanceUID == sop_uids[3] and (instance.pixel_array == original.pixel_array).all()
+    frames = client.retrieve_instance_frames(
+        study_uid, series_uid, sop_uids[3], frame_numbers=[1], media_types=(("application/octet-stream", "*"),)
+    )
+    assert frames == [original.PixelData]
+    rendered = client.retrieve_instance_rendered(study_uid, series_uid, sop_uids[3], media_types=("image/png",))
+    image = np.asarray(Image.open(io.BytesIO(rendered)))
+    assert image.shape == (32, 32) and image.max() > image.min()
+    series = client.retrieve_series(study_uid, series_uid)
+    assert sorted(i.SOPInstanceUID for i in series) == sorted(sop_uids)
+
+
+def test_frames_are_audited_once_per_look_at_the_series(
+    live_server: Any, personas: Personas, study: tuple[Case, list[bytes]]
+) -> None:
+    _case, slices = study
+    study_uid, series_uid, sop_uids = _uids(slices)
+    client = _client(live_server, personas)
+    for sop in sop_uids:
+        client.retrieve_instance_frames(
+            study_uid, series_uid, sop, frame_numbers=[1], media_types=(("application/octet-stream", "*"),)
+        )
+    assert Event.objects.filter(action="dicomweb.retrieved", details__what="frames").count() == 1
+
+
+def test_another_organization_and_a_token_without_cases_read_get_nothing(
+    live_server: Any, personas: Personas, study: tuple[Case, list[bytes]]
+) -> None:
+    case, slices = study
+    study_uid, series_uid, sop_uids = _uids(slices)
+    outsider = _client(live_server, personas, "outsider")
+    assert outsider.search_for_studies() == []
+    assert outsider.search_for_studies(search_filters={"AccessionNumber": case.number}) == []
+    for call in (
+        lambda c: c.search_for_series(study_uid),
+        lambda c: c.retrieve_series_metadata(study_uid, series_uid),
+        lambda c: c.retrieve_instance(study_uid, series_uid, sop_uids[0]),
+        lambda c: c.retrieve_instance_frames(study_uid, series_uid, sop_uids[0], frame_numbers=[1]),
+    ):
+        with pytest.raises(requests.HTTPError) as refused:
+            call(outsider)
+        assert refused.value.response.status_code == 404
+    auditor = _client(live_server, personas, "owner", scopes=["audit:read"])
+    assert auditor.search_for_studies() == []
+    with pytest.raises(requests.HTTPError):
+        auditor.retrieve_series_metadata(study_uid, series_uid)
+
+
+def test_anonymous_requests_and_patient_searches_are_refused(
+    live_server: Any, personas: Personas, study: tuple[Case, list[bytes]]
+) -> None:
+    assert requests.get(f"{live_server.url}/dicomweb/studies", timeout=10).status_code == 401
+    client = _client(live_server, personas)
+    for key in ("PatientName", "00100010", "PatientID", "PatientBirthDate"):
+        with pytest.raises(requests.HTTPError) as refused:
+            client.search_for_studies(search_filters={key: "Carter*"})
+        assert refused.value.response.status_code == 400
+    with pytest.raises(requests.HTTPError) as unknown:
+        client.search_for_studies(search_filters={"Whatever": "1"})
+    assert unknown.value.response.status_code == 400
+
+
+def test_the_lab_sees_the_study_while_it_has_the_case_and_not_after_revocation(
+    live_server: Any, personas: Personas, study: tuple[Case, list[bytes]]
+) -> None:
+    case, slices = study
+    study_uid, series_uid, _sop = _uids(slices)
+    practice = _access(personas)
+    lab_user = personas.lab_manager
+    _t, raw = create_api_token(
+        organization=personas.lab, name="lab", scopes=["cases:read"], days=1, actor=lab_user, user=lab_user
+    )
+    lab = DICOMwebClient(url=f"{live_server.url}/dicomweb", headers={"Authorization": f"Bearer {raw}"})
+    assert lab.search_for_studies() == []  # a draft is the practice's alone
+    Case.objects.filter(pk=case.pk).update(status="submitted")  # as if sent: the lab now has it
+    assert [s["0020000D"]["Value"][0] for s in lab.search_for_studies()] == [study_uid]
+    actions.revoke_lab_access(practice, Case.objects.get(pk=case.pk))
+    assert lab.search_for_studies() == []
+    with pytest.raises(requests.HTTPError) as refused:
+        lab.retrieve_series_metadata(study_uid, series_uid)
+    assert refused.value.response.status_code == 404
+    assert Series.objects.count() == 1

@@ -1,0 +1,247 @@
+"""DICOM files and archives become studies, series and instances, in the background, per case."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from pydicom.data import get_testdata_file
+
+from casebridge.access.policy import OrgAccess, resolve
+from casebridge.audit.models import Event
+from casebridge.cases import actions
+from casebridge.cases.actions import ItemInput
+from casebridge.cases.models import Case
+from casebridge.core.testing import Personas
+from casebridge.imaging import archive
+from casebridge.imaging.actions import start_ingest
+from casebridge.imaging.models import IngestJob, IngestState, Instance, Series, Study
+from casebridge.imaging.synthetic import CBCT_SPACING_MM, cbct_series
+from casebridge.orgs import actions as org_actions
+from casebridge.orgs.models import AgreementBasis
+from casebridge.vault import api as vault
+from casebridge.vault.models import StoredObject
+from casebridge.vault.reader import VersionReader
+
+pytestmark = pytest.mark.django_db
+
+Ingest = Callable[..., IngestJob]
+
+
+def _access(personas: Personas, role: str = "clinician") -> OrgAccess:
+    access = resolve(personas.members[role], personas.practice)
+    assert access is not None
+    return access
+
+
+@pytest.fixture
+def case(personas: Personas, vault_home: Path) -> Case:
+    owner = _access(personas, "owner")
+    connection = org_actions.request_connection(
+        owner, other_slug=personas.lab.slug, basis=AgreementBasis.BAA, baa_signed_on=timezone.now().date()
+    )
+    lab = resolve(personas.lab_manager, personas.lab)
+    assert lab is not None
+    org_actions.accept_connection(lab, connection)
+    return actions.create_case(
+        _access(personas),
+        patient_name="Jane Roe",
+        case_type="digital_crown",
+        lab=personas.lab,
+        due_date=timezone.now().date() + timedelta(days=7),
+        ship_to="1 Main St",
+        items=[ItemInput("crown", tooth=36)],
+    )
+
+
+def _zip(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression) as zipped:
+        for name, content in entries.items():
+            zipped.writestr(name, content)
+    return out.getvalue()
+
+
+def _stored(personas: Personas, content: bytes) -> StoredObject:
+    access = _access(personas)
+    return vault.put_stream(
+        organization=access.organization, actor=access.actor, chunks=[content], length=len(content)
+    ).stored_object
+
+
+@pytest.fixture
+def ingest(personas: Personas, case: Case, django_capture_on_commit_callbacks: Any) -> Callable[..., IngestJob]:
+    """Attach `content` to the case as its CBCT: that queues the job, run as the worker would."""
+
+    def run(content: bytes) -> IngestJob:
+        stored = _stored(personas, content)
+        with django_capture_on_commit_callbacks(execute=True):
+            actions.attach_file(_access(personas), case, stored, kind="cbct")  # queues the job
+        return IngestJob.objects.get(source=stored)
+
+    return run
+
+
+def _plaintext(stored: StoredObject) -> bytes:
+    return b"".join(bytes(c) for c in vault.read_version(vault.get_version(stored)))
+
+
+def test_a_zipped_cbct_series_becomes_one_study_with_one_series_of_every_slice(ingest: Ingest, case: Case) -> None:
+    slices = cbct_series("jaw", slices=24, size=64)
+    job = ingest(_zip({f"SERIES/IM{i:04d}": data for i, data in enumerate(slices)}))
+
+    assert job.state == IngestState.DONE and (job.total, job.imported, job.errors) == (24, 24, [])
+    study = Study.objects.get(case=case)
+    series = Series.objects.get(study=study)
+    assert (series.modality, series.instance_count, series.rows, series.columns) == ("CT", 24, 64, 64)
+    assert series.pixel_spacing_row == series.slice_thickness == pytest.approx(CBCT_SPACING_MM)
+    assert series.transfer_syntax == pydicom.uid.ExplicitVRLittleEndian and series.manufacturer == "CaseBridge"
+    instances = list(series.instances.order_by("instance_number"))
+    assert [i.instance_number for i in instances] == list(range(1, 25))
+    # Each slice is its own encrypted object holding exactly the bytes that were in the archive.
+    assert _plaintext(instances[5].stored_object) == slices[5]
+    assert instances[5].stored_object.attached_at is not None
+    event = Event.objects.get(action="imaging.ingested")
+    assert event.patient_ref == str(case.patient_id) and event.details["imported"] == 24
+
+
+def test_the_index_holds_no_patient_name(ingest: Ingest, case: Case) -> None:
+    ingest(_zip({"a.dcm": cbct_series("jaw", slices=1, size=16, patient_name="CARTER^ROSA")[0]}))
+    stored_rows = [str(list(model.objects.values())) for model in (Study, Series, Instance, IngestJob)]
+    assert all("CARTER" not in rows for rows in stored_rows)
+
+
+def test_a_malformed_file_is_reported_by_number_and_the_rest_proceeds(ingest: Ingest) -> None:
+    slices = cbct_series("jaw", slices=3, size=16)
+    entries = {"1.dcm": slices[0], "2.dcm": b"\0" * 128 + b"DICM" + b"\xff" * 40, "3.dcm": slices[1], "4.txt": b"hi"}
+
+    job = ingest(_zip(entries))
+
+    assert job.state == IngestState.DONE and job.imported == 2
+    assert [e["entry"] for e in job.errors] == [2, 4]
+    assert "DICOM" in job.errors[1]["error"]
+    assert "2.dcm" not in str(job.errors)  # entries are numbered, never named
+
+
+def test_duplicates_are_recognised_within_an_archive_and_across_uploads(ingest: Ingest, case: Case) -> None:
+    slices = cbct_series("jaw", slices=3, size=16)
+    first = ingest(_zip({"a": slices[0], "b": slices[1], "again": slices[0]}))
+    second = ingest(_zip({"c": slices[1], "d": slices[2]}))
+
+    assert (first.imported, first.duplicates) == (2, 1)
+    assert (second.imported, second.duplicates) == (1, 1)
+    assert Instance.objects.filter(series__study__case=case).count() == 3
+
+
+def test_a_single_dicom_file_is_indexed_in_place(ingest: Ingest) -> None:
+    content = cbct_series("pano", slices=1, size=16)[0]
+    job = ingest(content)
+
+    instance = Instance.objects.get()
+    assert job.imported == 1 and instance.stored_object_id == job.source_id
+
+
+@pytest.mark.parametrize(
+    ("name", "frames"),
+    [
+        ("JPEG2000.dcm", 1),  # JPEG 2000
+        ("MR_small_RLE.dcm", 1),  # RLE
+        ("SC_rgb_jpeg_dcmtk.dcm", 1),  # JPEG baseline
+        ("MR_small_jpeg_ls_lossless.dcm", 1),  # JPEG-LS
+        ("SC_rgb_rle_2frame.dcm", 2),  # multi-frame
+    ],
+)
+def test_compressed_and_multi_frame_instances_are_indexed_and_decode(ingest: Ingest, name: str, frames: int) -> None:
+    content = Path(str(get_testdata_file(name))).read_bytes()
+    job = ingest(_zip({"x": content}))
+
+    instance = Instance.objects.select_related("series").get()
+    original = pydicom.dcmread(io.BytesIO(content))
+    assert job.imported == 1 and instance.frames == frames
+    assert instance.series.transfer_syntax == original.file_meta.TransferSyntaxUID
+    # The pixels decode from the vault, through pydicom's pylibjpeg plugins, without a copy on disk.
+    stored = pydicom.dcmread(io.BufferedReader(VersionReader(vault.get_version(instance.stored_object))))
+    assert (stored.pixel_array == original.pixel_array).all()
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ({"../../etc/evil.dcm": b"x"}, "'..'"),
+        ({"/abs/evil.dcm": b"x"}, "absolute"),
+        ({"bomb.dcm": b"\0" * (64 << 20)}, "zip bomb"),
+    ],
+)
+def test_a_dangerous_archive_is_refused_whole(ingest: Ingest, entries: dict[str, bytes], message: str) -> None:
+    job = ingest(_zip(entries))
+
+    assert job.state == IngestState.FAILED and message in job.message
+    assert not Instance.objects.exists() and not Study.objects.exists()
+    assert Event.objects.filter(action="imaging.ingest_failed").exists()
+
+
+def test_an_archive_inside_the_archive_is_refused_as_an_entry(ingest: Ingest) -> None:
+    inner = _zip({"a.dcm": cbct_series("jaw", slices=1, size=16)[0]})
+    job = ingest(_zip({"inner.zip": inner, "b.dcm": cbct_series("jaw2", slices=1, size=16)[0]}))
+
+    assert job.imported == 1 and job.errors == [{"entry": 1, "error": "an archive inside the archive is not accepted"}]
+
+
+def test_too_many_entries_refuse_the_archive(ingest: Ingest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(archive, "MAX_ENTRIES", 3)
+    job = ingest(_zip({str(i): b"x" for i in range(4)}))
+    assert job.state == IngestState.FAILED and "4 entries" in job.message
+
+
+def test_running_a_job_again_indexes_nothing_twice(ingest: Ingest) -> None:
+    from casebridge.imaging import studies
+
+    job = ingest(_zip({str(i): s for i, s in enumerate(cbct_series("jaw", slices=3, size=16))}))
+    again = studies.run(job)
+
+    assert (again.imported, again.duplicates) == (0, 3) and Instance.objects.count() == 3
+
+
+def test_only_a_file_of_the_case_can_become_its_study(personas: Personas, case: Case, vault_home: Path) -> None:
+    loose = _stored(personas, cbct_series("jaw", slices=1, size=16)[0])
+    with pytest.raises(ValidationError, match="attached to this case"):
+        start_ingest(_access(personas), case, loose)
+    assert not IngestJob.objects.exists()
+
+
+def test_another_organization_cannot_index_the_cases_files(ingest: Ingest, personas: Personas, case: Case) -> None:
+    job = ingest(_zip({"a": cbct_series("jaw", slices=1, size=16)[0]}))
+    outsider = resolve(personas.outsider, personas.other_practice)
+    assert outsider is not None
+    with pytest.raises(ValidationError, match="No such case"):
+        start_ingest(outsider, case, job.source)
+    # The lab before the case was sent to it sees no draft either.
+    lab = resolve(personas.lab_manager, personas.lab)
+    assert lab is not None
+    with pytest.raises(ValidationError, match="No such case"):
+        start_ingest(lab, case, job.source)
+    assert IngestJob.objects.count() == 1
+
+
+def test_names_inside_an_archive_never_reach_the_log(ingest: Ingest, caplog: pytest.LogCaptureFixture) -> None:
+    truncated = cbct_series("jaw", slices=1, size=16)[0][:-200]
+    with caplog.at_level("DEBUG"):
+        job = ingest(_zip({"CARTER_ROSA_1961/IM0001.dcm": truncated + b"\xfe\xff\x00\xe0\xff\xff\xff\xff"}))
+    assert job.processed == 1
+    assert "CARTER" not in caplog.text
+
+
+def test_a_zip_of_scans_attached_as_scans_is_not_taken_for_a_study(
+    personas: Personas, case: Case, vault_home: Path
+) -> None:
+    stored = _stored(personas, _zip({"upper.stl": b"solid x\nendsolid x\n"}))
+    actions.attach_file(_access(personas), case, stored, kind="other")
+    assert not IngestJob.objects.exists()

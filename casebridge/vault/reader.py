@@ -1,0 +1,63 @@
+"""A stored version as a read-only, seekable file: for readers that need random access (a ZIP's
+central directory at the end, a DICOM header at the start) without writing plaintext anywhere.
+Each read decrypts and authenticates only the segments it spans; the last one is kept, so
+sequential reads cost one decryption per segment."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from casebridge.vault import api as vault
+from casebridge.vault.crypto.streaming import DEFAULT_LAYOUT
+from casebridge.vault.models import ObjectVersion
+
+
+class VersionReader(io.RawIOBase):
+    def __init__(self, version: ObjectVersion) -> None:
+        super().__init__()
+        self._version = version
+        self._size = version.size
+        self._position = 0
+        self._segment_index = -1
+        self._segment = b""
+        self._segment_start = 0
+
+    @property
+    def name(self) -> str:
+        """What readers such as pydicom print for the file: its id, never an uploaded name."""
+        return f"vault:{self._version.stored_object_id}/v{self._version.version}"
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._position = base + offset
+        return self._position
+
+    def _load(self, index: int) -> None:
+        start = DEFAULT_LAYOUT.plaintext_start(index)
+        end = min(self._size, start + DEFAULT_LAYOUT.plaintext_capacity(index))
+        self._segment = b"".join(bytes(chunk) for chunk in vault.read_version(self._version, start, end))
+        self._segment_index, self._segment_start = index, start
+
+    def readinto(self, buffer: Any) -> int:  # any writable buffer, as io.RawIOBase takes
+        if self._position >= self._size:
+            return 0
+        index = DEFAULT_LAYOUT.segment_of(self._position)
+        if index != self._segment_index:
+            self._load(index)
+        offset = self._position - self._segment_start
+        count = min(len(buffer), len(self._segment) - offset)
+        memoryview(buffer).cast("B")[:count] = self._segment[offset : offset + count]
+        self._position += count
+        return count
