@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from casebridge.vault.crypto.streaming import (
+from casebridge.kernel.crypto.streaming import (
     DEFAULT_LAYOUT,
     TAG_SIZE,
     EncryptingWriter,

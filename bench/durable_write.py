@@ -1,6 +1,6 @@
 """Benchmark: streaming encrypt + SHA-256 + durable write, disk to disk, vs fio sequential write + fsync.
 
-ours  casebridge.vault.pipeline.seal_to_blob (what put_stream and so every server-side producer runs;
+ours  casebridge.kernel.pipeline.seal_to_blob (what put_stream and so every server-side producer runs;
       tus uploads use the same SealingPipeline): the file is read straight into 1 MiB segment
       buffers, SHA-256 runs in its own thread, each segment is encrypted in place (Tink
       AES256_GCM_HKDF_1MB wire format) and written by a writer thread into the FileSystemStore,
@@ -38,9 +38,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import MiB, Series, banner, check_space, ensure_tool, rate, timed, verdict, workdir, write_stl
-from casebridge.vault.backends.filesystem import FileSystemStore
-from casebridge.vault.crypto.streaming import associated_data
-from casebridge.vault.pipeline import seal_to_blob
+from casebridge.kernel.backends.filesystem import FileSystemStore
+from casebridge.kernel.crypto.streaming import associated_data
+from casebridge.kernel.pipeline import seal_to_blob
 
 TARGET = 0.60
 READ = 1 * MiB

@@ -28,11 +28,11 @@ from casebridge.accounts.models import ApiToken
 from casebridge.api.auth import answers_options, api_actor, problem
 from casebridge.audit.models import Outcome
 from casebridge.cases import actions as case_actions
-from casebridge.core import request_body
+from casebridge.kernel import request_body
+from casebridge.kernel.appending import Appended, parse_checksum
 from casebridge.orgs.models import Organization
 from casebridge.vault import transfer, uploads
 from casebridge.vault.api import PendingVersion
-from casebridge.vault.appending import Appended, parse_checksum
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
 
 TUS_VERSION = "1.0.0"

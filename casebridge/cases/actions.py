@@ -49,11 +49,11 @@ from casebridge.core.mail import absolute_url, queue_mail
 from casebridge.imaging.actions import start_ingest
 from casebridge.imaging.ingest import SHRED_REASON, clean_content
 from casebridge.imaging.sanitize import SanitizeError, SanitizeResult
+from casebridge.kernel.filetypes import version_type_refusal
 from casebridge.notifications.actions import notify_members
 from casebridge.orgs.models import ConnectionStatus, Membership, Organization, OrgKind
 from casebridge.vault import api as vault
 from casebridge.vault.api import PendingVersion
-from casebridge.vault.filetypes import version_type_refusal
 from casebridge.vault.models import ObjectVersion, StoredObject
 
 # Which statuses a lab may move a case to, from which.

@@ -40,8 +40,8 @@ from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.imaging.ingest import metadata_warning
 from casebridge.imaging.models import IngestJob
 from casebridge.imaging.views import MESH_TYPES, case_series
+from casebridge.kernel import filetypes
 from casebridge.notifications import actions as notifications
-from casebridge.vault import filetypes
 from casebridge.vault.views import UPLOAD_CHUNK_BYTES
 
 PAGE = 50

@@ -7,7 +7,7 @@ Usage::
         sink.write(piece)
     audit_details = result.audit_details()   # final once result.complete is True
 
-``file_type.name`` comes from ``vault.filetypes.detect``. ``result`` is filled in while the
+``file_type.name`` comes from ``kernel.filetypes.detect``. ``result`` is filled in while the
 stream is read; it says what was removed as counts and field names only, never values, which
 may be PHI. ``result.sanitized`` becomes True only once the whole stream was read and cleaned;
 for formats this module does not clean it stays False and ``result.reason`` says why, so the
@@ -547,7 +547,7 @@ _STL_SOLID_NAME = re.compile(rb"^([ \t]*(?:end)?solid)[ \t]+[^ \t\r\n][^\r\n]*",
 
 def _sanitize_stl(stream: _Stream, result: SanitizeResult, total_length: int) -> Iterator[bytes]:
     head = stream.peek(84)
-    # The same rule as vault.filetypes: a binary STL is recognised by its exact length alone.
+    # The same rule as kernel.filetypes: a binary STL is recognised by its exact length alone.
     if total_length >= 84 + 50 and len(head) == 84:
         (triangles,) = struct.unpack("<I", head[80:84])
         if triangles > 0 and total_length == 84 + 50 * triangles:

@@ -12,11 +12,11 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from casebridge.kernel.backends import BlobNotFound, BlobStore, StorageError
+from casebridge.kernel.crypto.streaming import CiphertextIntegrityError, decrypt_range
+from casebridge.kernel.tickets import DownloadTicket, SpentTickets, TicketRefused, unseal
 from casebridge.transfer.remote import RemoteBlob
-from casebridge.transfer.tickets import DownloadTicket, SpentTickets, TicketRefused, unseal
 from casebridge.transfer.uploads import UPLOAD_PATH, UploadDoor
-from casebridge.vault.backends import BlobNotFound, BlobStore, StorageError
-from casebridge.vault.crypto.streaming import CiphertextIntegrityError, decrypt_range
 
 log = logging.getLogger("casebridge.transfer")
 

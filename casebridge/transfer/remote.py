@@ -3,7 +3,7 @@ transfer server holds neither a client library nor credentials.
 
 RemoteBlob reads ranges: decrypt_range asks for the header, then for every segment in order; one
 streaming GET serves a contiguous run of requests, and a new one starts only where a request does
-not continue the last. PresignedParts stores and reads an upload's staged parts (vault/staging.py).
+not continue the last. PresignedParts stores and reads an upload's staged parts (kernel/staging.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from casebridge.vault.backends import BlobNotFound, StorageError
+from casebridge.kernel.backends import BlobNotFound, StorageError
 
 TIMEOUT_SECONDS = 60
 
@@ -74,7 +74,7 @@ def _connect(parts: SplitResult) -> http.client.HTTPConnection:
 
 class PresignedParts:
     """One upload's staged parts through the URLs its lease carried: a PUT URL for every part the
-    request may write, a GET URL for every part it may have to read back (vault/staging.PartSink).
+    request may write, a GET URL for every part it may have to read back (kernel/staging.PartSink).
     The PUTs share one keep-alive connection."""
 
     def __init__(self, plan: dict[str, Any]) -> None:

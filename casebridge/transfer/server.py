@@ -13,13 +13,13 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from casebridge.core.server import HardenedServer
+from casebridge.kernel.backends import StorageError, store_from_url
+from casebridge.kernel.backends.filesystem import FileSystemStore
+from casebridge.kernel.server import HardenedServer
+from casebridge.kernel.staging import FileStaging
 from casebridge.transfer.app import TransferApp
 from casebridge.transfer.appclient import AppClient
 from casebridge.transfer.uploads import UploadDoor
-from casebridge.vault.backends import StorageError, store_from_url
-from casebridge.vault.backends.filesystem import FileSystemStore
-from casebridge.vault.staging import FileStaging
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

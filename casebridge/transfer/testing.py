@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from casebridge.core.tls import ensure_self_signed
+from casebridge.kernel.tls import ensure_self_signed
 
 
 @dataclass

@@ -3,7 +3,7 @@
 PATCH: the application leases the upload to this request (checking the client's own credentials,
 CSRF, role, ownership, offset and headers exactly as for a PATCH sent to it) and hands over what
 continuing the upload takes; the body is hashed, sealed and staged here by the same function the
-application would run (vault/appending.py), into the staging file on a shared filesystem or, on
+application would run (kernel/appending.py), into the staging file on a shared filesystem or, on
 an object store, into parts through the presigned URLs the lease carried; the application then
 commits it, on the lease token alone, and its answer is the client's answer. HEAD and DELETE
 are passed to the application as they are. The browser's uploader runs on the application's
@@ -20,13 +20,13 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from casebridge.core.request_body import body_reader
+from casebridge.kernel import hashing
+from casebridge.kernel.appending import Continuation, TypeRefused, UploadError, append_body, parse_checksum
+from casebridge.kernel.backends import StorageError
+from casebridge.kernel.request_body import body_reader
+from casebridge.kernel.staging import FileStaging, PartStaging, StagedFile, StagingConflict, StagingLost
 from casebridge.transfer.appclient import CLIENT_ADDRESS_HEADER, Call, Reply
 from casebridge.transfer.remote import PresignedParts
-from casebridge.vault import hashing
-from casebridge.vault.appending import Continuation, TypeRefused, UploadError, append_body, parse_checksum
-from casebridge.vault.backends import StorageError
-from casebridge.vault.staging import FileStaging, PartStaging, StagedFile, StagingConflict, StagingLost
 
 log = logging.getLogger("casebridge.transfer")
 

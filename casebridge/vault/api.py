@@ -17,12 +17,12 @@ from django.utils import timezone
 
 from casebridge.accounts.models import ServiceAccount, User
 from casebridge.audit.api import record
+from casebridge.kernel.crypto.streaming import associated_data, decrypt_range
+from casebridge.kernel.filetypes import FILE_TYPES_BY_NAME, version_type_refusal
+from casebridge.kernel.pipeline import ChunkReader, seal_to_blob
 from casebridge.vault import keystore
 from casebridge.vault.config import blob_store
-from casebridge.vault.crypto.streaming import associated_data, decrypt_range
-from casebridge.vault.filetypes import FILE_TYPES_BY_NAME, version_type_refusal
 from casebridge.vault.models import ObjectVersion, StoredObject
-from casebridge.vault.pipeline import ChunkReader, seal_to_blob
 
 
 class ObjectUnavailable(LookupError):

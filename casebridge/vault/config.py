@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from casebridge.vault.backends import BlobStore, store_from_url
+from casebridge.kernel.backends import BlobStore, store_from_url
 from casebridge.vault.keys import KeyProvider, provider_from_url
 
 
@@ -46,7 +46,7 @@ def check() -> None:
 
 def staging_root() -> Path | None:
     """Where the filesystem store stages uploads (same filesystem, so promotion is a rename)."""
-    from casebridge.vault.backends.filesystem import FileSystemStore
+    from casebridge.kernel.backends.filesystem import FileSystemStore
 
     store = blob_store()
     return store.root / ".staging" if isinstance(store, FileSystemStore) else None

@@ -89,7 +89,7 @@ class ObjectVersion(models.Model):
 class Upload(BaseModel):
     """A tus upload in progress: all its state is here and in the blob store, none in a process.
 
-    Full ciphertext segments are staged as they arrive (vault/staging.py); the plaintext of an
+    Full ciphertext segments are staged as they arrive (kernel/staging.py); the plaintext of an
     unfinished trailing segment is kept encrypted (`tail`) so no plaintext ever reaches a disk.
     """
 

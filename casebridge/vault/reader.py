@@ -8,8 +8,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from casebridge.kernel.crypto.streaming import DEFAULT_LAYOUT
 from casebridge.vault import api as vault
-from casebridge.vault.crypto.streaming import DEFAULT_LAYOUT
 from casebridge.vault.models import ObjectVersion
 
 

@@ -9,9 +9,9 @@ from uuid import UUID
 
 from django.conf import settings
 
+from casebridge.kernel.crypto.streaming import associated_data, decrypt_range
 from casebridge.vault import keystore
 from casebridge.vault.config import blob_store
-from casebridge.vault.crypto.streaming import associated_data, decrypt_range
 from casebridge.vault.keys.hierarchy import unwrap_dek
 
 

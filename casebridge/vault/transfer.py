@@ -19,12 +19,12 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
 
 from casebridge.access.guards import FROM_TRANSFER_SERVER
-from casebridge.transfer.tickets import DownloadTicket, internal_key, seal, ticket_key
+from casebridge.kernel.appending import LAYOUT, Continuation
+from casebridge.kernel.crypto.streaming import associated_data
+from casebridge.kernel.staging import part_name
+from casebridge.kernel.tickets import DownloadTicket, internal_key, seal, ticket_key
 from casebridge.vault import keystore
-from casebridge.vault.appending import LAYOUT, Continuation
-from casebridge.vault.crypto.streaming import associated_data
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
-from casebridge.vault.staging import part_name
 
 _endpoint: tuple[str, bytes] | None = None
 SOURCE_URL_SECONDS = 300  # the transfer server opens its GETs as the download starts (tickets live 60 s)
@@ -51,7 +51,7 @@ def redirect(stored: StoredObject, version: ObjectVersion, start: int, end: int,
     """A 307 to the transfer server for [start, end) of `version`, or None to stream it here."""
     if _endpoint is None:
         return None
-    from casebridge.vault.backends.filesystem import FileSystemStore
+    from casebridge.kernel.backends.filesystem import FileSystemStore
     from casebridge.vault.config import blob_store
 
     store = blob_store()

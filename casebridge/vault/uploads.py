@@ -30,9 +30,8 @@ from django.utils import timezone
 from casebridge.accounts.models import ServiceAccount
 from casebridge.audit.api import record
 from casebridge.audit.models import Outcome
-from casebridge.vault import api as vault
-from casebridge.vault import hashing, keystore
-from casebridge.vault.appending import (
+from casebridge.kernel import hashing
+from casebridge.kernel.appending import (
     LAYOUT,
     Appended,
     Continuation,
@@ -41,14 +40,11 @@ from casebridge.vault.appending import (
     UploadGone,
     append_body,
 )
-from casebridge.vault.backends import StorageError
-from casebridge.vault.backends.filesystem import FileSystemStore
-from casebridge.vault.config import blob_store
-from casebridge.vault.crypto.streaming import HEADER_SIZE, associated_data, new_stream
-from casebridge.vault.models import ObjectVersion, StoredObject, Upload
-from casebridge.vault.pipeline import Readinto
-from casebridge.vault.scanning import ScannerUnavailable
-from casebridge.vault.staging import (
+from casebridge.kernel.backends import StorageError
+from casebridge.kernel.backends.filesystem import FileSystemStore
+from casebridge.kernel.crypto.streaming import HEADER_SIZE, associated_data, new_stream
+from casebridge.kernel.pipeline import Readinto
+from casebridge.kernel.staging import (
     FileStaging,
     PartStaging,
     StagedFile,
@@ -58,6 +54,11 @@ from casebridge.vault.staging import (
     part_count,
     part_name,
 )
+from casebridge.vault import api as vault
+from casebridge.vault import keystore
+from casebridge.vault.config import blob_store
+from casebridge.vault.models import ObjectVersion, StoredObject, Upload
+from casebridge.vault.scanning import ScannerUnavailable
 
 LEASE_SECONDS = 120
 STAGING_PART_SIZE = 8 << 20  # object stores: S3's parts must be 5 MiB or more (all but the last)

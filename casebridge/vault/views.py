@@ -11,7 +11,7 @@ from casebridge.access.guards import org_permission
 from casebridge.access.policy import OrgAccess
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
-from casebridge.vault import filetypes
+from casebridge.kernel import filetypes
 from casebridge.vault.queries import recent_files
 
 # The browser streams the file slice by slice instead of holding it in memory. Each slice costs a

@@ -35,8 +35,8 @@ from casebridge.accounts.actions import create_api_token
 from casebridge.accounts.models import ServiceAccount, User
 from casebridge.api.tests.conftest import World, draft_body, ready_case
 from casebridge.core.testing import add_member, make_org, signed_in_client
+from casebridge.kernel.tickets import internal_key
 from casebridge.orgs.models import Connection, EmergencyAccess, Invitation, Membership
-from casebridge.transfer.tickets import internal_key
 from casebridge.vault.tests.samples import binary_stl
 
 pytestmark = pytest.mark.django_db

@@ -19,9 +19,9 @@ from casebridge.audit.models import Event
 from casebridge.cases import demo
 from casebridge.cases.models import Attachment, AttachmentKind, Case, Status
 from casebridge.core.testing import make_org
+from casebridge.kernel import filetypes
 from casebridge.orgs.models import Connection, Membership, Organization
 from casebridge.vault import api as vault
-from casebridge.vault import filetypes
 
 pytestmark = pytest.mark.django_db
 

@@ -12,11 +12,11 @@ from playwright.sync_api import Browser, Page, expect
 
 from casebridge.core.browser_testing import assert_no_inline_scripts, screenshot
 from casebridge.core.testing import Personas
+from casebridge.kernel.tickets import ticket_key
 from casebridge.sharing import actions
 from casebridge.sharing.models import ExternalLink
 from casebridge.sharing.tests.conftest import PATIENT, RECIPIENT, build_case, last_code, last_token
 from casebridge.transfer import testing
-from casebridge.transfer.tickets import ticket_key
 from casebridge.vault import transfer
 
 pytestmark = pytest.mark.browser

@@ -16,12 +16,12 @@ from django.utils import timezone
 
 from casebridge.audit.models import Event
 from casebridge.cases.models import Case, Status
+from casebridge.kernel.tickets import ticket_key
 from casebridge.sharing import actions
 from casebridge.sharing.models import Disclosure, ExternalLink, OneTimeCode
 from casebridge.sharing.tests.conftest import PATIENT, RECIPIENT, SharedCase, last_code
 from casebridge.transfer.app import TransferApp
 from casebridge.transfer.tests.client import call
-from casebridge.transfer.tickets import ticket_key
 from casebridge.vault import transfer
 from casebridge.vault.config import blob_store
 

@@ -13,12 +13,12 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.test import Client
 
+from casebridge.kernel.backends.filesystem import FileSystemStore
+from casebridge.kernel.staging import FileStaging
+from casebridge.kernel.tickets import internal_key
 from casebridge.transfer.app import TransferApp
 from casebridge.transfer.appclient import INTERNAL_KEY_HEADER, Call, Reply
-from casebridge.transfer.tickets import internal_key
-from casebridge.vault.backends.filesystem import FileSystemStore
 from casebridge.vault.config import blob_store
-from casebridge.vault.staging import FileStaging
 
 TRANSFER_URL = "https://transfer.test:8444"
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from casebridge.kernel.backends.filesystem import FileSystemStore
+from casebridge.kernel.crypto.streaming import CiphertextIntegrityError, EncryptingWriter
+from casebridge.kernel.tickets import DownloadTicket, seal, ticket_key
 from casebridge.transfer.app import TransferApp
 from casebridge.transfer.tests.client import call
-from casebridge.transfer.tickets import DownloadTicket, seal, ticket_key
-from casebridge.vault.backends.filesystem import FileSystemStore
-from casebridge.vault.crypto.streaming import CiphertextIntegrityError, EncryptingWriter
 
 MiB = 1 << 20
 KEY = ticket_key("the installation's secret")

@@ -15,7 +15,7 @@ from typing import cast
 
 import pytest
 
-from casebridge.core.tls import ensure_self_signed
+from casebridge.kernel.tls import ensure_self_signed
 from casebridge.transfer import appclient
 from casebridge.transfer.appclient import INTERNAL_KEY_HEADER, AppClient
 from casebridge.transfer.testing import certificate, free_port

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from casebridge.kernel.backends.filesystem import FileSystemStore
+from casebridge.kernel.crypto.streaming import EncryptingWriter
+from casebridge.kernel.tickets import DownloadTicket, seal, ticket_key
 from casebridge.transfer import testing
-from casebridge.transfer.tickets import DownloadTicket, seal, ticket_key
-from casebridge.vault.backends.filesystem import FileSystemStore
-from casebridge.vault.crypto.streaming import EncryptingWriter
 
 pytestmark = pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 MiB = 1 << 20

@@ -17,14 +17,14 @@ from django.utils import timezone
 from casebridge.accounts.actions import create_api_token
 from casebridge.audit.models import Event
 from casebridge.core.testing import Personas
+from casebridge.kernel.staging import FileStaging
+from casebridge.kernel.tickets import ticket_key
 from casebridge.transfer.app import TransferApp
 from casebridge.transfer.tests.client import TRANSFER_URL, TransferAwareClient, application_call, call, file_staging
-from casebridge.transfer.tickets import ticket_key
 from casebridge.transfer.uploads import UploadDoor
 from casebridge.vault import transfer
 from casebridge.vault.config import blob_store
 from casebridge.vault.models import StoredObject, Upload
-from casebridge.vault.staging import FileStaging
 from casebridge.vault.tests.samples import binary_stl
 
 pytestmark = pytest.mark.django_db
@@ -171,7 +171,7 @@ def test_renew_and_commit_need_the_internal_key_and_the_live_lease_token(
     settings: Any,
     step: str,
 ) -> None:
-    from casebridge.transfer.tickets import internal_key
+    from casebridge.kernel.tickets import internal_key
     from casebridge.vault import uploads
 
     api = TransferAwareClient(HTTP_AUTHORIZATION=f"Bearer {_token(personas)}", HTTP_TUS_RESUMABLE="1.0.0")
@@ -195,7 +195,7 @@ def test_renew_and_commit_need_the_internal_key_and_the_live_lease_token(
 def test_a_commit_claiming_a_complete_upload_that_does_not_add_up_makes_no_file(
     server: TransferApp, personas: Personas, settings: Any
 ) -> None:
-    from casebridge.transfer.tickets import internal_key
+    from casebridge.kernel.tickets import internal_key
     from casebridge.vault import uploads
 
     api = TransferAwareClient(HTTP_AUTHORIZATION=f"Bearer {_token(personas)}", HTTP_TUS_RESUMABLE="1.0.0")
@@ -216,8 +216,8 @@ def test_a_commit_claiming_a_complete_upload_that_does_not_add_up_makes_no_file(
 
 
 def test_an_application_that_does_not_answer_gets_a_retryable_503(tmp_path: Path) -> None:
+    from casebridge.kernel.backends.filesystem import FileSystemStore
     from casebridge.transfer.appclient import Reply
-    from casebridge.vault.backends.filesystem import FileSystemStore
 
     def refused(method: str, path: str, headers: object, body: bytes = b"") -> Reply:
         raise ConnectionRefusedError("the application is restarting")

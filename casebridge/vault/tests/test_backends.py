@@ -13,10 +13,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from casebridge.vault.backends import BlobNotFound, BlobStore, StorageError, store_from_url
-from casebridge.vault.backends.filesystem import PARTIAL_PREFIX, FileSystemStore, SequentialWriter
-from casebridge.vault.backends.s3 import MIN_PART_SIZE, S3Store
-from casebridge.vault.crypto.streaming import EncryptingWriter, associated_data, decrypt_range
+from casebridge.kernel.backends import BlobNotFound, BlobStore, StorageError, store_from_url
+from casebridge.kernel.backends.filesystem import PARTIAL_PREFIX, FileSystemStore, SequentialWriter
+from casebridge.kernel.backends.s3 import MIN_PART_SIZE, S3Store
+from casebridge.kernel.crypto.streaming import EncryptingWriter, associated_data, decrypt_range
 
 S3_ID = "s3_moto_server_http_loopback"
 MiB = 1 << 20

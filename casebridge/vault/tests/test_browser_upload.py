@@ -18,12 +18,12 @@ from casebridge.access.roles import Role
 from casebridge.accounts.models import User
 from casebridge.core.browser_testing import TIMEOUT_MS, assert_no_inline_scripts, screenshot, sign_in
 from casebridge.core.testing import add_member, make_org, make_user
+from casebridge.kernel.filetypes import ACCEPTED_TYPES_MESSAGE
+from casebridge.kernel.tickets import internal_key, ticket_key
 from casebridge.orgs.models import Organization
 from casebridge.transfer import testing as transfer_testing
-from casebridge.transfer.tickets import internal_key, ticket_key
 from casebridge.vault import api as vault
 from casebridge.vault import transfer
-from casebridge.vault.filetypes import ACCEPTED_TYPES_MESSAGE
 from casebridge.vault.models import StoredObject, Upload
 from casebridge.vault.tests.samples import binary_stl
 from casebridge.vault.views import UPLOAD_CHUNK_BYTES

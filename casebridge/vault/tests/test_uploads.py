@@ -19,15 +19,16 @@ from django.utils import timezone
 from casebridge.accounts.actions import create_api_token
 from casebridge.audit.models import Event
 from casebridge.core.testing import Personas
+from casebridge.kernel import hashing
+from casebridge.kernel.backends import filesystem
+from casebridge.kernel.crypto.streaming import CiphertextIntegrityError
+from casebridge.kernel.tickets import ticket_key
 from casebridge.transfer.app import TransferApp
 from casebridge.transfer.tests.client import TRANSFER_URL, TransferAwareClient, application_call, call, file_staging
-from casebridge.transfer.tickets import ticket_key
 from casebridge.transfer.uploads import UploadDoor
 from casebridge.vault import api as vault
-from casebridge.vault import hashing, transfer
-from casebridge.vault.backends import filesystem
+from casebridge.vault import transfer
 from casebridge.vault.config import blob_store
-from casebridge.vault.crypto.streaming import CiphertextIntegrityError
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
 from casebridge.vault.scanning import ScannerUnavailable
 from casebridge.vault.tests.conftest import MARKER, MARKER_SIGNATURE, Clamd

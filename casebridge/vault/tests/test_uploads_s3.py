@@ -19,14 +19,15 @@ from django.urls import reverse
 
 from casebridge.audit.models import Event
 from casebridge.core.testing import Personas
+from casebridge.kernel import hashing
+from casebridge.kernel.crypto.streaming import HEADER_SIZE
+from casebridge.kernel.staging import part_name
+from casebridge.kernel.tickets import ticket_key
 from casebridge.transfer.app import TransferApp
 from casebridge.transfer.tests.client import TRANSFER_URL, TransferAwareClient, application_call
-from casebridge.transfer.tickets import ticket_key
 from casebridge.transfer.uploads import UploadDoor
-from casebridge.vault import config, hashing, keystore, transfer
-from casebridge.vault.crypto.streaming import HEADER_SIZE
+from casebridge.vault import config, keystore, transfer
 from casebridge.vault.models import ObjectVersion, Upload
-from casebridge.vault.staging import part_name
 from casebridge.vault.tests.samples import binary_stl
 from casebridge.vault.tests.test_uploads import _client, _create, _download, _patch
 from casebridge.vault.uploads import STAGING_PART_SIZE
@@ -186,7 +187,7 @@ def test_s3_moto_server_http_loopback_a_store_that_refuses_a_part_leaves_the_off
 
 
 def _refusing_writer(self: Any, name: str, size_hint: int = 0) -> Any:
-    from casebridge.vault.backends import StorageError
+    from casebridge.kernel.backends import StorageError
 
     raise StorageError("the store is refusing writes")
 

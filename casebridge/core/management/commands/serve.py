@@ -22,8 +22,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from casebridge.core import running_server
 from casebridge.core.env import env, envint
-from casebridge.core.tls import ensure_self_signed
-from casebridge.transfer.tickets import internal_key, ticket_key
+from casebridge.kernel.tickets import internal_key, ticket_key
+from casebridge.kernel.tls import ensure_self_signed
 from casebridge.vault.keyring import KeyringError, get_keyring
 from casebridge.vault.transfer import use_transfer_server
 
@@ -62,8 +62,8 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("createcachetable", verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
+        from casebridge.kernel.backends import StorageError
         from casebridge.vault import config as vault_config
-        from casebridge.vault.backends import StorageError
         from casebridge.vault.keys import KeyProviderError
 
         try:

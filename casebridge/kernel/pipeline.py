@@ -30,9 +30,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from casebridge.vault import filetypes
-from casebridge.vault.backends.base import BlobStore
-from casebridge.vault.crypto.streaming import (
+from casebridge.kernel import filetypes
+from casebridge.kernel.backends.base import BlobStore
+from casebridge.kernel.crypto.streaming import (
     DEFAULT_LAYOUT,
     HEADER_SIZE,
     SEGMENT_SIZE,

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from casebridge.vault import filetypes, hashing
-from casebridge.vault.crypto.streaming import DEFAULT_LAYOUT, HEADER_SIZE, SEGMENT_SIZE, TAG_SIZE, open_stream
-from casebridge.vault.pipeline import Readinto, SealingPipeline
+from casebridge.kernel import filetypes, hashing
+from casebridge.kernel.crypto.streaming import DEFAULT_LAYOUT, HEADER_SIZE, SEGMENT_SIZE, TAG_SIZE, open_stream
+from casebridge.kernel.pipeline import Readinto, SealingPipeline
 
 LEASE_RENEW_BYTES = 256 << 20
 LAYOUT = DEFAULT_LAYOUT

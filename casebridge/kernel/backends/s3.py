@@ -12,7 +12,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from casebridge.vault.backends.base import BlobNotFound, BlobStore, BlobWriter, StorageError, check_name
+from casebridge.kernel.backends.base import BlobNotFound, BlobStore, BlobWriter, StorageError, check_name
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's floor for every part but the last
 DEFAULT_PART_SIZE = 16 * 1024 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from casebridge.vault.backends.base import BlobNotFound, BlobStore, BlobWriter, StorageError
+from casebridge.kernel.backends.base import BlobNotFound, BlobStore, BlobWriter, StorageError
 
 __all__ = ["BlobNotFound", "BlobStore", "BlobWriter", "StorageError", "store_from_url"]
 
@@ -20,13 +20,13 @@ def store_from_url(url: str) -> BlobStore:
         path = Path(unquote(parts.path))
         if not path.is_absolute():
             raise StorageError(f"file: storage URL needs an absolute path: {url!r}")
-        from casebridge.vault.backends.filesystem import FileSystemStore
+        from casebridge.kernel.backends.filesystem import FileSystemStore
 
         return FileSystemStore(path)
     if parts.scheme == "s3":
         if not parts.netloc:
             raise StorageError(f"s3: storage URL names no bucket: {url!r}")
-        from casebridge.vault.backends.s3 import DEFAULT_PART_SIZE, S3Store
+        from casebridge.kernel.backends.s3 import DEFAULT_PART_SIZE, S3Store
 
         try:
             part_size = int(params.get("part_size", DEFAULT_PART_SIZE))

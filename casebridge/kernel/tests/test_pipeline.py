@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from casebridge.vault import filetypes, pipeline
-from casebridge.vault.backends import filesystem
-from casebridge.vault.backends.filesystem import FileSystemStore, Writeback, preallocate
-from casebridge.vault.crypto.streaming import (
+from casebridge.kernel import filetypes, pipeline
+from casebridge.kernel.backends import filesystem
+from casebridge.kernel.backends.filesystem import FileSystemStore, Writeback, preallocate
+from casebridge.kernel.crypto.streaming import (
     DEFAULT_LAYOUT,
     HEADER_SIZE,
     associated_data,
     decrypt_stream,
     new_stream,
 )
-from casebridge.vault.pipeline import ChunkReader, SealingPipeline, seal_to_blob
+from casebridge.kernel.pipeline import ChunkReader, SealingPipeline, seal_to_blob
 from casebridge.vault.tests.conftest import require
 from casebridge.vault.tests.samples import binary_stl
 

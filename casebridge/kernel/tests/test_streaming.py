@@ -11,7 +11,7 @@ import tink
 from tink import cleartext_keyset_handle, streaming_aead
 from tink.proto import aes_gcm_hkdf_streaming_pb2, common_pb2, tink_pb2
 
-from casebridge.vault.crypto.streaming import (
+from casebridge.kernel.crypto.streaming import (
     DEFAULT_LAYOUT,
     HEADER_SIZE,
     SEGMENT_SIZE,
@@ -271,7 +271,7 @@ def test_it_rejects_the_wrong_key(sample: tuple[bytes, bytes]) -> None:
 
 
 def test_a_failed_segment_leaves_no_plaintext_in_its_buffer() -> None:
-    from casebridge.vault.crypto.streaming import new_stream, open_stream
+    from casebridge.kernel.crypto.streaming import new_stream, open_stream
 
     header, cipher = new_stream(KEY, AAD)
     ciphertext = bytearray(1000 + TAG_SIZE)

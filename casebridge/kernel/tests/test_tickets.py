@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from casebridge.transfer.tickets import DownloadTicket, SpentTickets, TicketRefused, seal, ticket_key, unseal
+from casebridge.kernel.tickets import DownloadTicket, SpentTickets, TicketRefused, seal, ticket_key, unseal
 
 KEY = ticket_key("a secret key of the installation")
 

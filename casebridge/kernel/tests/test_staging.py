@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from casebridge.vault.backends import BlobStore, store_from_url
-from casebridge.vault.backends.filesystem import FileSystemStore
-from casebridge.vault.staging import PartStaging, StagingLost, StoreParts, part_name
+from casebridge.kernel.backends import BlobStore, store_from_url
+from casebridge.kernel.backends.filesystem import FileSystemStore
+from casebridge.kernel.staging import PartStaging, StagingLost, StoreParts, part_name
 
 PART = 64 * 1024  # small parts: the arithmetic is the same as with S3's 8 MiB
 

@@ -10,7 +10,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from casebridge.vault.backends.base import BlobNotFound, BlobStore, BlobWriter, StorageError, check_name
+from casebridge.kernel.backends.base import BlobNotFound, BlobStore, BlobWriter, StorageError, check_name
 
 PARTIAL_PREFIX = ".partial-"
 _FALLOC_FL_KEEP_SIZE = 0x01

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from casebridge.vault import filetypes
-from casebridge.vault.filetypes import ACCEPTED_TYPES_MESSAGE, SNIFF_BYTES, FileType, UnsupportedFileType, detect
+from casebridge.kernel import filetypes
+from casebridge.kernel.filetypes import ACCEPTED_TYPES_MESSAGE, SNIFF_BYTES, FileType, UnsupportedFileType, detect
 
 
 def sniff(data: bytes) -> FileType:

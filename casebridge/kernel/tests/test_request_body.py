@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from gunicorn.http.body import Body, LengthReader
 from gunicorn.http.unreader import SocketUnreader
 
-from casebridge.core.request_body import body_reader, gunicorn_socket_body
+from casebridge.kernel.request_body import body_reader, gunicorn_socket_body
 
 
 def _drain(request: SimpleNamespace, length: int) -> bytes:

@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from casebridge.vault.backends.base import BlobNotFound, BlobStore, StorageError
-from casebridge.vault.backends.filesystem import FileSystemStore, SequentialWriter, preallocate
-from casebridge.vault.pipeline import write_behind
+from casebridge.kernel.backends.base import BlobNotFound, BlobStore, StorageError
+from casebridge.kernel.backends.filesystem import FileSystemStore, SequentialWriter, preallocate
+from casebridge.kernel.pipeline import write_behind
 
 PART_PREFIX = "staging"
 
