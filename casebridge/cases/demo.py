@@ -322,7 +322,7 @@ def build(*, on_progress: Any = None) -> list[DemoPerson]:
                 )
             else:
                 owner = users[next(e for o, _, e, _ in PEOPLE if o == org_name)]
-                _invitation, raw = org_actions.invite_member(_access(owner, orgs[org_name]), email=email, role=role)
+                raw = org_actions.invite_member(_access(owner, orgs[org_name]), email=email, role=role).raw
                 membership = org_actions.accept_invitation(raw, user=None, password=password, full_name=full_name)
                 user = membership.user
             users[email] = user

@@ -3,6 +3,7 @@ access happens here, in one transaction with its audit event; mail goes out afte
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from casebridge.accounts.models import User
 from casebridge.audit.api import record
 from casebridge.core import secrets as cb_secrets
 from casebridge.core.mail import absolute_url, queue_mail
+from casebridge.orgs.kinds import check_role_fits
 from casebridge.orgs.models import (
     AgreementBasis,
     Connection,
@@ -81,13 +83,22 @@ def update_settings(access: OrgAccess, *, idle_timeout_seconds: int, lab_access_
 
 # --- Invitations --------------------------------------------------------------------------
 def _check_can_assign(access: OrgAccess, role: str) -> None:
-    if role not in Role.values:
-        raise ValidationError(f"Role must be one of: {', '.join(Role.values)}.")
+    check_role_fits(access.organization.kind, role)
     if role in OWNER_ONLY_ROLES and access.role != Role.OWNER:
         raise ValidationError("Only an owner can make someone an owner.")
 
 
-def invite_member(access: OrgAccess, *, email: str, role: str) -> tuple[Invitation, str]:
+@dataclass(frozen=True)
+class SentInvitation:
+    invitation: Invitation
+    raw: str  # the secret of the link, e-mailed once and never stored
+    # Open invitations to the same address that this one replaced: their links stopped working.
+    replaced: int
+
+
+def invite_member(access: OrgAccess, *, email: str, role: str) -> SentInvitation:
+    """Invite ``email`` with ``role``. One open invitation per address: a new one revokes the
+    earlier links (each revocation audited), so only the latest role offered can be accepted."""
     access.require(Perm.MEMBERS_MANAGE)
     _check_can_assign(access, role)
     email = email.strip().lower()
@@ -98,9 +109,11 @@ def invite_member(access: OrgAccess, *, email: str, role: str) -> tuple[Invitati
         raise ValidationError("That person is already a member of this organization.")
     raw, digest = cb_secrets.new_secret()
     with transaction.atomic():
-        Invitation.objects.filter(
-            organization=org, email=email, accepted_at__isnull=True, revoked_at__isnull=True
-        ).update(revoked_at=timezone.now())
+        earlier = list(
+            Invitation.objects.select_for_update().filter(
+                organization=org, email=email, accepted_at__isnull=True, revoked_at__isnull=True
+            )
+        )
         invitation = Invitation.objects.create(
             organization=org,
             email=email,
@@ -109,12 +122,24 @@ def invite_member(access: OrgAccess, *, email: str, role: str) -> tuple[Invitati
             digest=digest,
             expires_at=timezone.now() + timedelta(seconds=settings.INVITATION_TTL_SECONDS),
         )
+        replaced = 0
+        for old in earlier:
+            old.revoked_at = timezone.now()
+            old.save(update_fields=["revoked_at"])
+            replaced += 1 if old.expires_at > old.revoked_at else 0  # an expired link was dead already
+            record(
+                "org.invitation.revoked",
+                actor=access.actor,
+                organization=org,
+                target=old,
+                details={"reason": "replaced", "by": str(invitation.pk)},
+            )
         record(
             "org.invitation.sent",
             actor=access.actor,
             organization=org,
             target=invitation,
-            details={"role": role},
+            details={"role": role, "replaced": replaced},
         )
         queue_mail(
             [email],
@@ -127,7 +152,7 @@ def invite_member(access: OrgAccess, *, email: str, role: str) -> tuple[Invitati
                 "expires_at": invitation.expires_at,
             },
         )
-    return invitation, raw
+    return SentInvitation(invitation, raw, replaced)
 
 
 def revoke_invitation(access: OrgAccess, invitation: Invitation) -> None:
@@ -159,6 +184,14 @@ def accept_invitation(raw: str, *, user: User | None, password: str = "", full_n
         invitation = Invitation.objects.select_for_update().get(pk=found.pk)
         if not invitation.is_open:
             raise ValidationError("This invitation is invalid, already used, revoked or expired.")
+        # Sent before roles were limited to the organization's kind (a lab role in a practice):
+        # joining with it would give permissions that make no sense there.
+        try:
+            check_role_fits(invitation.organization.kind, invitation.role)
+        except ValidationError:
+            raise ValidationError(
+                "This invitation offers a role this organization does not have; ask for a new invitation."
+            ) from None
         if user is None:
             if User.objects.filter(email__iexact=invitation.email).exists():
                 raise ValidationError("An account with this e-mail exists: sign in first, then open the link again.")

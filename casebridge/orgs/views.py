@@ -29,6 +29,7 @@ from casebridge.orgs.forms import (
     ServiceAccountForm,
     SettingsForm,
 )
+from casebridge.orgs.kinds import check_role_fits, role_choices
 from casebridge.orgs.models import (
     Connection,
     ConnectionStatus,
@@ -65,6 +66,7 @@ def org_home(request: HttpRequest) -> HttpResponse:
     org = access.organization
     context = {
         "member_count": org.memberships.filter(is_active=True).count(),
+        "role_label": Role(access.role).label if access.role in Role.values else "",
         "connections": Connection.objects.filter(Q(requester=org) | Q(recipient=org))
         .exclude(status=ConnectionStatus.ENDED)
         .select_related("requester", "recipient")
@@ -78,7 +80,7 @@ def org_home(request: HttpRequest) -> HttpResponse:
 def members(request: HttpRequest) -> HttpResponse:
     access = _access(request)
     org = access.organization
-    form = InviteForm()
+    form = InviteForm(kind=org.kind)
     return render(
         request,
         "orgs/members.html",
@@ -88,7 +90,8 @@ def members(request: HttpRequest) -> HttpResponse:
             .filter(expires_at__gt=timezone.now())
             .order_by("-created_at"),
             "invite_form": form,
-            "role_choices": Role.choices,
+            "role_choices": role_choices(org.kind),
+            "role_values": {value for value, _label in role_choices(org.kind)},
             "can_manage": access.has(Perm.MEMBERS_MANAGE),
         },
     )
@@ -98,11 +101,16 @@ def members(request: HttpRequest) -> HttpResponse:
 @org_permission(Perm.MEMBERS_MANAGE)
 def invite(request: HttpRequest) -> HttpResponse:
     access = _access(request)
-    form = InviteForm(request.POST)
+    form = InviteForm(request.POST, kind=access.organization.kind)
     if form.is_valid():
         try:
-            actions.invite_member(access, email=form.cleaned_data["email"], role=form.cleaned_data["role"])
+            sent = actions.invite_member(access, email=form.cleaned_data["email"], role=form.cleaned_data["role"])
             messages.success(request, "Invitation sent. The link works once and expires in 7 days.")
+            if sent.replaced:
+                # Otherwise the person clicking the first e-mail meets a dead link and nobody knows why.
+                messages.warning(
+                    request, "The earlier invitation to this address was replaced; only the new link works."
+                )
         except ValidationError as exc:
             _errors(request, exc)
     else:
@@ -134,8 +142,9 @@ def member_update(request: HttpRequest, membership_id: str) -> HttpResponse:
     operation = request.POST.get("operation", "")
     try:
         if operation == "role":
-            form = RoleForm(request.POST)
+            form = RoleForm(request.POST, kind=access.organization.kind)
             if not form.is_valid():
+                check_role_fits(access.organization.kind, request.POST.get("role", ""))  # names the roles here
                 raise ValidationError("Choose a valid role.")
             actions.change_role(access, membership, form.cleaned_data["role"])
             messages.success(request, f"{membership.user.display_name} is now {Role(membership.role).label}.")
@@ -354,7 +363,7 @@ def emergency_revoke(request: HttpRequest, grant_id: str) -> HttpResponse:
 def service_accounts(request: HttpRequest) -> HttpResponse:
     access = _access(request)
     org = access.organization
-    form = ServiceAccountForm(request.POST or None)
+    form = ServiceAccountForm(request.POST or None, kind=org.kind)
     new_token = None
     if request.method == "POST" and form.is_valid():
         try:
@@ -366,10 +375,13 @@ def service_accounts(request: HttpRequest) -> HttpResponse:
                 days=form.cleaned_data["days"],
                 actor=access.actor,
             )
-            form = ServiceAccountForm()
+            form = ServiceAccountForm(kind=org.kind)
         except ValidationError as exc:
             _errors(request, exc)
-    accounts = ServiceAccount.objects.filter(organization=org).prefetch_related("tokens").order_by("name")
+    accounts = [
+        (account, Role(account.role).label if account.role in Role.values else account.role)
+        for account in ServiceAccount.objects.filter(organization=org).prefetch_related("tokens").order_by("name")
+    ]
     return render(
         request,
         "orgs/service_accounts.html",
