@@ -70,6 +70,29 @@ def neutral_file_names(case: Case) -> list[str]:
     return sorted(names)
 
 
+def prescriber_line(case: Case) -> str:
+    """The doctor as a prescription names them: "Dr. Ann Lee, license CA-12345" (the license as
+    signed when the case was sent, else the doctor's current one)."""
+    if case.doctor is None:
+        return "-"
+    name = case.signed_name or case.doctor.display_name
+    if not name.lower().startswith("dr"):
+        name = f"Dr. {name}"
+    signed = case.signed_license
+    if not signed:
+        membership = case.practice.memberships.filter(user=case.doctor, is_prescriber=True).first()
+        signed = membership.license if membership else ""
+    return f"{name}, license {signed}" if signed else name
+
+
+def signature_line(case: Case) -> str:
+    """The electronic signature recorded when the practice sent the case, in words."""
+    if case.signed_at is None:
+        return "Not signed: the case has not been sent by the practice with a prescribing doctor."
+    name = case.signed_name if case.signed_name.lower().startswith("dr") else f"Dr. {case.signed_name}"
+    return f"Electronically signed by {name}, license {case.signed_license}, on {case.signed_at:%Y-%m-%d %H:%M} UTC"
+
+
 def _pdf_text(text: str) -> str:
     """The PDF's built-in fonts cover Latin-1: keep accents where they exist there, drop them
     (é -> e) where they do not, and mark anything else with "?" rather than fail to print."""

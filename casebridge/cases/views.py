@@ -335,7 +335,7 @@ def case_new(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("cases are created by dental practices")
     notation = _notation(request)
     labs = queries.connected_labs(access.organization)
-    doctors = queries.clinicians(access.organization)
+    doctors = queries.prescribers(access.organization)
     rows: list[dict[str, Any]] = []
     item_errors: list[str] = []
     arch_values = {"arch": "", "arch_restoration": "", "arch_material": "", "arch_shade": ""}
@@ -374,13 +374,17 @@ def case_new(request: HttpRequest) -> HttpResponse:
                 return redirect("case_detail", access.organization.slug, case.number)
     else:
         me = request.user if any(d.pk == request.user.pk for d in doctors) else None
-        last = access.organization.cases_sent.exclude(ship_to="").order_by("-created_at").first()
+        # Ship to the practice's own address (Settings); before it is entered, the last one used.
+        ship_to = access.organization.address
+        if not ship_to:
+            last = access.organization.cases_sent.exclude(ship_to="").order_by("-created_at").first()
+            ship_to = last.ship_to if last else ""
         form = NewCaseForm(
             labs=labs,
             doctors=doctors,
             initial={
                 "doctor": str(me.pk) if me else "",
-                "ship_to": last.ship_to if last else "",
+                "ship_to": ship_to,
                 "lab": str(labs[0].lab.pk) if len(labs) == 1 and labs[0].can_receive else "",
             },
         )
@@ -462,7 +466,7 @@ def case_edit(request: HttpRequest, number: str) -> HttpResponse:
         return redirect("case_detail", access.organization.slug, case.number)
     notation = _notation(request)
     labs = queries.connected_labs(access.organization)
-    doctors = queries.clinicians(access.organization)
+    doctors = queries.prescribers(access.organization)
     initial = _draft_initial(case)
     item_errors: list[str] = []
     if request.method == "POST":

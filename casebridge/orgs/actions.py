@@ -81,6 +81,157 @@ def update_settings(access: OrgAccess, *, idle_timeout_seconds: int, lab_access_
         record("org.setting.changed", actor=access.actor, organization=org, target=org, details=changes)
 
 
+ADDRESS_MAX_CHARS = 500
+PHONE_CHARS = frozenset("0123456789+-() .")
+# USPS codes of the states, DC and territories that license dentists.
+US_STATES = (
+    "AK",
+    "AL",
+    "AR",
+    "AZ",
+    "CA",
+    "CO",
+    "CT",
+    "DC",
+    "DE",
+    "FL",
+    "GA",
+    "HI",
+    "IA",
+    "ID",
+    "IL",
+    "IN",
+    "KS",
+    "KY",
+    "LA",
+    "MA",
+    "MD",
+    "ME",
+    "MI",
+    "MN",
+    "MO",
+    "MS",
+    "MT",
+    "NC",
+    "ND",
+    "NE",
+    "NH",
+    "NJ",
+    "NM",
+    "NV",
+    "NY",
+    "OH",
+    "OK",
+    "OR",
+    "PA",
+    "RI",
+    "SC",
+    "SD",
+    "TN",
+    "TX",
+    "UT",
+    "VA",
+    "VT",
+    "WA",
+    "WI",
+    "WV",
+    "WY",
+    "AS",
+    "GU",
+    "MP",
+    "PR",
+    "VI",
+)
+
+
+def update_profile(access: OrgAccess, *, address: str, phone: str) -> list[str]:
+    """Change the organization's postal address and phone; returns the names of what changed.
+
+    Neither is PHI, so the audit event keeps old and new values: who moved the ship-to address
+    (where finished work goes) must be traceable."""
+    access.require(Perm.ORG_SETTINGS)
+    address = "\n".join(line.strip() for line in address.strip().splitlines() if line.strip())
+    phone = " ".join(phone.split())
+    errors: dict[str, str] = {}
+    if len(address) > ADDRESS_MAX_CHARS:
+        errors["address"] = f"Keep the address under {ADDRESS_MAX_CHARS} characters."
+    digits = sum(ch.isdigit() for ch in phone)
+    if phone and (not set(phone) <= PHONE_CHARS or not 7 <= digits <= 15 or len(phone) > 40):
+        errors["phone"] = "Enter a phone number of 7 to 15 digits, e.g. +1 217 555 0100 or (217) 555-0100."
+    if errors:
+        raise ValidationError(errors)
+    org = access.organization
+    changes = {name: [getattr(org, name), value] for name, value in (("address", address), ("phone", phone))}
+    changes = {name: pair for name, pair in changes.items() if pair[0] != pair[1]}
+    if not changes:
+        return []
+    with transaction.atomic():
+        for name, (_old, value) in changes.items():
+            setattr(org, name, value)
+        org.save(update_fields=list(changes))
+        record("org.profile.changed", actor=access.actor, organization=org, target=org, details=changes)
+    return sorted(changes)
+
+
+def set_prescriber(access: OrgAccess, membership: Membership, *, license_number: str, license_state: str) -> bool:
+    """Mark a member of a practice as a prescriber (or change their license): from then on they
+    can be named as the doctor of a case. Returns False when nothing changed."""
+    access.require(Perm.MEMBERS_MANAGE)
+    if membership.organization_id != access.organization.pk:
+        raise ValidationError("That person is not a member of this organization.")
+    if access.organization.kind != OrgKind.PRACTICE:
+        raise ValidationError("Prescribers are members of a dental practice.")
+    if not membership.is_active:
+        raise ValidationError("Reactivate the member before marking them as a prescriber.")
+    number = license_number.strip().upper()
+    state = license_state.strip().upper()
+    errors: dict[str, str] = {}
+    if not number or len(number) > 40 or not all(ch.isalnum() or ch in "-./ " for ch in number):
+        errors["license_number"] = "Enter the license number as issued (letters, digits, dashes; up to 40)."
+    if state not in US_STATES:
+        errors["license_state"] = "Choose the state that issued the license."
+    if errors:
+        raise ValidationError(errors)
+    before = {"license": membership.license}
+    if membership.is_prescriber and (membership.license_number, membership.license_state) == (number, state):
+        return False
+    with transaction.atomic():
+        membership.is_prescriber = True
+        membership.license_number = number
+        membership.license_state = state
+        membership.save(update_fields=["is_prescriber", "license_number", "license_state"])
+        record(
+            "org.member.prescriber_set",
+            actor=access.actor,
+            organization=access.organization,
+            target=membership,
+            details={"user": str(membership.user_id), "from": before["license"], "to": membership.license},
+        )
+    return True
+
+
+def remove_prescriber(access: OrgAccess, membership: Membership) -> None:
+    """The member can no longer be chosen as a doctor; cases already sent keep their signature."""
+    access.require(Perm.MEMBERS_MANAGE)
+    if membership.organization_id != access.organization.pk:
+        raise ValidationError("That person is not a member of this organization.")
+    if not membership.is_prescriber:
+        return
+    with transaction.atomic():
+        old = membership.license
+        membership.is_prescriber = False
+        membership.license_number = ""
+        membership.license_state = ""
+        membership.save(update_fields=["is_prescriber", "license_number", "license_state"])
+        record(
+            "org.member.prescriber_removed",
+            actor=access.actor,
+            organization=access.organization,
+            target=membership,
+            details={"user": str(membership.user_id), "license": old},
+        )
+
+
 # --- Invitations --------------------------------------------------------------------------
 def _check_can_assign(access: OrgAccess, role: str) -> None:
     check_role_fits(access.organization.kind, role)

@@ -8,6 +8,7 @@ from django import forms
 
 from casebridge.access.roles import Role
 from casebridge.accounts.models import TokenScope
+from casebridge.orgs.actions import US_STATES
 from casebridge.orgs.kinds import role_choices
 from casebridge.orgs.models import AgreementBasis
 
@@ -43,6 +44,34 @@ class SettingsForm(forms.Form):
     lab_access_grace_days = forms.IntegerField(
         label="Labs keep access to a completed case for (days)", min_value=0, max_value=365
     )
+
+
+class ProfileForm(forms.Form):
+    address = forms.CharField(
+        label="Postal address",
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "street-address"}),
+        help_text="Street, city, state and ZIP code. New cases ship here unless you enter another address.",
+    )
+    phone = forms.CharField(
+        label="Phone",
+        required=False,
+        max_length=40,
+        widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "tel"}),
+        help_text="Printed on lab slips and given in e-mails to patients so they can check a shared link with you.",
+    )
+
+
+class PrescriberForm(forms.Form):
+    license_state = forms.ChoiceField(label="Licensing state")
+    license_number = forms.CharField(label="License number", max_length=40)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["license_state"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [("", "Choose…")] + [(code, code) for code in US_STATES]
 
 
 class ConnectionRequestForm(forms.Form):

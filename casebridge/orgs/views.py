@@ -25,6 +25,8 @@ from casebridge.orgs.forms import (
     ConnectionRequestForm,
     EmergencyGrantForm,
     InviteForm,
+    PrescriberForm,
+    ProfileForm,
     RoleForm,
     ServiceAccountForm,
     SettingsForm,
@@ -36,6 +38,7 @@ from casebridge.orgs.models import (
     EmergencyAccess,
     Invitation,
     Membership,
+    OrgKind,
 )
 
 
@@ -93,6 +96,8 @@ def members(request: HttpRequest) -> HttpResponse:
             "role_choices": role_choices(org.kind),
             "role_values": {value for value, _label in role_choices(org.kind)},
             "can_manage": access.has(Perm.MEMBERS_MANAGE),
+            "prescribers_here": org.kind == OrgKind.PRACTICE,
+            "us_states": actions.US_STATES,
         },
     )
 
@@ -148,6 +153,18 @@ def member_update(request: HttpRequest, membership_id: str) -> HttpResponse:
                 raise ValidationError("Choose a valid role.")
             actions.change_role(access, membership, form.cleaned_data["role"])
             messages.success(request, f"{membership.user.display_name} is now {Role(membership.role).label}.")
+        elif operation == "prescriber":
+            prescriber_form = PrescriberForm(request.POST)
+            if not prescriber_form.is_valid():
+                raise ValidationError("Enter the license number and choose the state that issued it.")
+            if actions.set_prescriber(access, membership, **prescriber_form.cleaned_data):
+                messages.success(
+                    request,
+                    f"{membership.user.display_name} can be named as the doctor on cases ({membership.license}).",
+                )
+        elif operation == "not_prescriber":
+            actions.remove_prescriber(access, membership)
+            messages.success(request, f"{membership.user.display_name} is no longer a prescriber.")
         elif operation == "deactivate":
             actions.deactivate_member(access, membership)
             messages.success(
@@ -210,14 +227,20 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
 @org_permission(Perm.ORG_SETTINGS)
 @reauthentication_required(allow_get=True)
 def org_settings(request: HttpRequest) -> HttpResponse:
+    """Two forms on one page, each posting its own `section`: the practice's profile (address,
+    phone) and the security settings (automatic logoff, lab access grace period)."""
     access = _access(request)
     org = access.organization
+    section = request.POST.get("section", "") if request.method == "POST" else ""
     initial = {
         "idle_timeout_minutes": org.idle_timeout_seconds // 60,
         "lab_access_grace_days": org.lab_access_grace_days,
     }
-    form = SettingsForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
+    form = SettingsForm(request.POST if section == "settings" else None, initial=initial)
+    profile_form = ProfileForm(
+        request.POST if section == "profile" else None, initial={"address": org.address, "phone": org.phone}
+    )
+    if section == "settings" and form.is_valid():
         try:
             actions.update_settings(
                 access,
@@ -228,7 +251,22 @@ def org_settings(request: HttpRequest) -> HttpResponse:
             return redirect("org_settings", org.slug)
         except ValidationError as exc:
             _errors(request, exc)
-    return render(request, "orgs/settings.html", {"form": form})
+    if section == "profile" and profile_form.is_valid():
+        try:
+            changed = actions.update_profile(
+                access, address=profile_form.cleaned_data["address"], phone=profile_form.cleaned_data["phone"]
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                for error in errors:
+                    profile_form.add_error(field, error)
+        else:
+            messages.success(request, "Profile saved." if changed else "Nothing was changed.")
+            return redirect("org_settings", org.slug)
+    status = 400 if section and (form.errors or profile_form.errors) else 200
+    return render(
+        request, "orgs/settings.html", {"form": form, "profile_form": profile_form, "nav": "settings"}, status=status
+    )
 
 
 # --- Connections --------------------------------------------------------------------------
