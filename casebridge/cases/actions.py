@@ -103,13 +103,17 @@ def _notify(case: Case, org: Organization, event: str, topic: NotifyTopic) -> No
         .exclude(role__in=[Role.AUDITOR, Role.COMPLIANCE_OFFICER])
         .values_list("user__email", flat=True)
     )
+    sender = case.lab if org.pk == case.practice_id else case.practice
     queue_mail(
         recipients,
         "case_event",
         {
             "number": case.number,
             "event": event,
+            # The other organization's name (not PHI): who the news is from, at a glance.
+            "sender": sender.name if sender is not None else "",
             "link": absolute_url(reverse("case_detail", args=[org.slug, case.number])),
+            "preferences_link": absolute_url(reverse("security")),
         },
     )
 
@@ -476,7 +480,7 @@ def submit_case(access: OrgAccess, case: Case) -> None:
             signed_by=str(case.doctor_id) if prescriber else None,
             license=case.signed_license or None,
         )
-        _notify(case, case.lab, "A new case was sent to you", NotifyTopic.NEW_CASE)
+        _notify(case, case.lab, "New case for your lab", NotifyTopic.NEW_CASE)
 
 
 def confirm_receipt(access: OrgAccess, case: Case) -> None:
@@ -511,7 +515,7 @@ def change_status(access: OrgAccess, case: Case, status: str, *, note: str = "",
         _history(case, access, note)
         _audit("case.status_changed", access, case, **{"from": previous, "to": status})
         if status in (Status.SHIPPED, Status.DELIVERED):
-            _notify(case, case.practice, f"Status: {Status(status).label}", NotifyTopic.STATUS)
+            _notify(case, case.practice, f"The lab marked the case {Status(status).label.lower()}", NotifyTopic.STATUS)
 
 
 def request_design_approval(access: OrgAccess, case: Case, *, note: str = "") -> None:
