@@ -100,7 +100,14 @@ def case_list(request: HttpRequest) -> HttpResponse:
 @org_permission(Perm.CASES_VIEW)
 def case_detail(request: HttpRequest, number: str) -> HttpResponse:
     access = _access(request)
-    case = case_for(access, number)
+    return render_case_page(request, access, case_for(access, number))
+
+
+def render_case_page(
+    request: HttpRequest, access: OrgAccess, case: Case, *, share_form: Any = None, status: int = 200
+) -> HttpResponse:
+    """The case page (viewing it is audited). ``share_form``: a refused sharing form
+    (sharing.views), shown again in its section with its errors instead of a fresh one."""
     record(
         "case.viewed",
         actor=access.actor,
@@ -144,8 +151,10 @@ def case_detail(request: HttpRequest, number: str) -> HttpResponse:
             if lab_side
             else [],
             "nav": "cases",
+            "share_form": share_form,
             **files,
         },
+        status=status,
     )
 
 
