@@ -28,7 +28,7 @@ from casebridge.audit.api import record
 from casebridge.cases import actions, queries, shades, teeth
 from casebridge.cases.forms import DraftForm, NewCaseForm
 from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Material, Message, Restoration, Status
-from casebridge.cases.slip import NOTATION_LABELS
+from casebridge.cases.slip import NOTATION_LABELS, prescriber_line, signature_line
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.imaging.ingest import metadata_warning
 from casebridge.orgs.models import OrgKind
@@ -152,6 +152,8 @@ def render_case_page(
             else [],
             "nav": "cases",
             "share_form": share_form,
+            "prescriber": prescriber_line(case),
+            "signature": signature_line(case),
             **files,
         },
         status=status,

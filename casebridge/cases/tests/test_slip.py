@@ -181,3 +181,14 @@ def test_a_draft_slip_says_it_is_not_signed_yet(world: Personas) -> None:
     assert "Electronically signed" not in text
     # The doctor's current license is still shown beside their name.
     assert "license IL-019-012345" in text
+
+
+def test_the_case_page_shows_the_prescriber_and_the_signature(world: Personas) -> None:
+    case = _sent_bridge(world)
+    case.refresh_from_db()
+    page = signed_in_client(world.lab_manager).get(reverse("case_detail", args=[world.lab.slug, case.number]))
+    text = page.content.decode()
+    name = world.members["clinician"].display_name
+    assert f"Prescribed by Dr. {name}, license IL-019-012345" in text
+    assert f"Electronically signed by Dr. {name}, license IL-019-012345, on {case.signed_at:%Y-%m-%d %H:%M} UTC" in text
+    assert "1 Main St, Springfield" in text  # where the lab ships the work
