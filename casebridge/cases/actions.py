@@ -103,7 +103,6 @@ def _notify(case: Case, org: Organization, event: str, topic: NotifyTopic) -> No
         .exclude(role__in=[Role.AUDITOR, Role.COMPLIANCE_OFFICER])
         .values_list("user__email", flat=True)
     )
-    sender = case.lab if org.pk == case.practice_id else case.practice
     queue_mail(
         recipients,
         "case_event",
@@ -111,11 +110,17 @@ def _notify(case: Case, org: Organization, event: str, topic: NotifyTopic) -> No
             "number": case.number,
             "event": event,
             # The other organization's name (not PHI): who the news is from, at a glance.
-            "sender": sender.name if sender is not None else "",
+            "sender": _other_side_name(case, org),
             "link": absolute_url(reverse("case_detail", args=[org.slug, case.number])),
             "preferences_link": absolute_url(reverse("security")),
         },
     )
+
+
+def _other_side_name(case: Case, org: Organization) -> str:
+    """The organization on the other side of ``case`` from ``org``: who news for ``org`` is from."""
+    other = case.lab if org.pk == case.practice_id else case.practice
+    return other.name if other is not None else ""
 
 
 def _next_number() -> str:
