@@ -84,64 +84,14 @@ def update_settings(access: OrgAccess, *, idle_timeout_seconds: int, lab_access_
 ADDRESS_MAX_CHARS = 500
 PHONE_CHARS = frozenset("0123456789+-() .")
 # USPS codes of the states, DC and territories that license dentists.
+# fmt: off
 US_STATES = (
-    "AK",
-    "AL",
-    "AR",
-    "AZ",
-    "CA",
-    "CO",
-    "CT",
-    "DC",
-    "DE",
-    "FL",
-    "GA",
-    "HI",
-    "IA",
-    "ID",
-    "IL",
-    "IN",
-    "KS",
-    "KY",
-    "LA",
-    "MA",
-    "MD",
-    "ME",
-    "MI",
-    "MN",
-    "MO",
-    "MS",
-    "MT",
-    "NC",
-    "ND",
-    "NE",
-    "NH",
-    "NJ",
-    "NM",
-    "NV",
-    "NY",
-    "OH",
-    "OK",
-    "OR",
-    "PA",
-    "RI",
-    "SC",
-    "SD",
-    "TN",
-    "TX",
-    "UT",
-    "VA",
-    "VT",
-    "WA",
-    "WI",
-    "WV",
-    "WY",
-    "AS",
-    "GU",
-    "MP",
-    "PR",
-    "VI",
+    "AK", "AL", "AR", "AZ", "CA", "CO", "CT", "DC", "DE", "FL", "GA", "HI", "IA", "ID",
+    "IL", "IN", "KS", "KY", "LA", "MA", "MD", "ME", "MI", "MN", "MO", "MS", "MT", "NC",
+    "ND", "NE", "NH", "NJ", "NM", "NV", "NY", "OH", "OK", "OR", "PA", "RI", "SC", "SD",
+    "TN", "TX", "UT", "VA", "VT", "WA", "WI", "WV", "WY", "AS", "GU", "MP", "PR", "VI",
 )
+# fmt: on
 
 
 def update_profile(access: OrgAccess, *, address: str, phone: str) -> list[str]:
@@ -186,13 +136,13 @@ def set_prescriber(access: OrgAccess, membership: Membership, *, license_number:
     number = license_number.strip().upper()
     state = license_state.strip().upper()
     errors: dict[str, str] = {}
-    if not number or len(number) > 40 or not all(ch.isalnum() or ch in "-./ " for ch in number):
+    if not number or len(number) > 40 or not all((ch.isascii() and ch.isalnum()) or ch in "-./ " for ch in number):
         errors["license_number"] = "Enter the license number as issued (letters, digits, dashes; up to 40)."
     if state not in US_STATES:
         errors["license_state"] = "Choose the state that issued the license."
     if errors:
         raise ValidationError(errors)
-    before = {"license": membership.license}
+    before = membership.license
     if membership.is_prescriber and (membership.license_number, membership.license_state) == (number, state):
         return False
     with transaction.atomic():
@@ -205,7 +155,7 @@ def set_prescriber(access: OrgAccess, membership: Membership, *, license_number:
             actor=access.actor,
             organization=access.organization,
             target=membership,
-            details={"user": str(membership.user_id), "from": before["license"], "to": membership.license},
+            details={"user": str(membership.user_id), "from": before, "to": membership.license},
         )
     return True
 

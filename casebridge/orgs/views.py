@@ -162,6 +162,8 @@ def member_update(request: HttpRequest, membership_id: str) -> HttpResponse:
                     request,
                     f"{membership.user.display_name} can be named as the doctor on cases ({membership.license}).",
                 )
+            else:
+                messages.info(request, "Nothing was changed.")
         elif operation == "not_prescriber":
             actions.remove_prescriber(access, membership)
             messages.success(request, f"{membership.user.display_name} is no longer a prescriber.")
@@ -231,7 +233,8 @@ def org_settings(request: HttpRequest) -> HttpResponse:
     phone) and the security settings (automatic logoff, lab access grace period)."""
     access = _access(request)
     org = access.organization
-    section = request.POST.get("section", "") if request.method == "POST" else ""
+    # A post naming no section is the security form, the only one this page used to have.
+    section = request.POST.get("section", "settings") if request.method == "POST" else ""
     initial = {
         "idle_timeout_minutes": org.idle_timeout_seconds // 60,
         "lab_access_grace_days": org.lab_access_grace_days,

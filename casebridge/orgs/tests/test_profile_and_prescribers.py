@@ -180,3 +180,13 @@ def test_the_members_page_shows_and_offers_prescribers_to_managers_only(personas
     assert "License IL-019-012345" in as_owner and "Mark as prescriber" in as_owner
     as_staff = signed_in_client(personas.members["staff"]).get(url).content.decode()
     assert "License IL-019-012345" in as_staff and "Mark as prescriber" not in as_staff
+
+
+def test_a_settings_post_without_a_section_still_changes_the_security_settings(personas: Personas) -> None:
+    client = signed_in_client(personas.members["owner"])
+    url = reverse("org_settings", args=[personas.practice.slug])
+    response = client.post(url, {"idle_timeout_minutes": 10, "lab_access_grace_days": 30})
+    assert response.status_code == 302
+    personas.practice.refresh_from_db()
+    assert personas.practice.idle_timeout_seconds == 600
+    assert not Event.objects.filter(action="org.profile.changed").exists()
