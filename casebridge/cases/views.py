@@ -593,6 +593,9 @@ def _files_context(access: OrgAccess, case: Case) -> dict[str, Any]:
         # Parallel tus uploads per page; tests on in-memory SQLite (one shared connection) use 1.
         "upload_parallel": getattr(settings, "VAULT_BROWSER_PARALLEL_UPLOADS", 2),
         "show_readiness": draft,
+        # Not a blocker (cases made through the API name no doctor yet), but the lab should not
+        # receive an unsigned prescription without the practice having seen it coming.
+        "unsigned": draft and case.doctor_id is None,
         "problems": actions.submission_problems(case) if draft else [],
         "can_submit": draft and access.has(Perm.CASES_EDIT),
     }

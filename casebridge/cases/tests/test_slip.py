@@ -192,3 +192,16 @@ def test_the_case_page_shows_the_prescriber_and_the_signature(world: Personas) -
     assert f"Prescribed by Dr. {name}, license IL-019-012345" in text
     assert f"Electronically signed by Dr. {name}, license IL-019-012345, on {case.signed_at:%Y-%m-%d %H:%M} UTC" in text
     assert "1 Main St, Springfield" in text  # where the lab ships the work
+
+
+def test_a_draft_without_a_doctor_warns_that_it_will_go_unsigned(world: Personas) -> None:
+    access = _access(world)
+    unsigned = actions.create_case(access, patient_name="Jane Roe", case_type="digital_crown")
+    signed = actions.create_case(
+        access, patient_name="Jane Roe", case_type="digital_crown", doctor=world.members["clinician"]
+    )
+    client = signed_in_client(world.members["clinician"])
+    page = client.get(reverse("case_detail", args=[world.practice.slug, unsigned.number])).content.decode()
+    assert "No prescribing doctor is named:</strong> the lab slip will say the prescription is not signed." in page
+    page = client.get(reverse("case_detail", args=[world.practice.slug, signed.number])).content.decode()
+    assert 'id="unsigned-note"' not in page
