@@ -11,7 +11,9 @@ from django.core import mail
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from casebridge.access.policy import resolve
 from casebridge.cases import actions as case_actions
+from casebridge.cases.models import Status
 from casebridge.orgs import actions as org_actions
 from casebridge.sharing import actions
 from casebridge.sharing.models import ExternalLink
@@ -131,3 +133,21 @@ def test_every_mail_template_renders_without_leftovers(template: str) -> None:
         },
     )
     assert text.strip() and "{" not in text and "}" not in text
+
+
+def test_news_from_the_lab_names_the_lab_and_reads_as_a_sentence(connected: object) -> None:
+    shared = build_case(connected)  # type: ignore[arg-type]
+    lab = resolve(shared.personas.lab_manager, shared.personas.lab)
+    assert lab is not None
+    mail.outbox.clear()
+    case_actions.confirm_receipt(lab, shared.case)
+    case_actions.change_status(lab, shared.case, Status.IN_PRODUCTION)
+    case_actions.change_status(lab, shared.case, Status.QUALITY_CHECK)
+    case_actions.change_status(lab, shared.case, Status.SHIPPED, tracking_number="1Z999")
+    number = shared.case.number
+    firsts = {m.body.splitlines()[0] for m in mail.outbox}
+    assert firsts == {"The lab confirmed receipt.", "The lab marked the case shipped."}
+    for message in mail.outbox:
+        assert message.subject.startswith(f"{PREFIX}{number}: ")
+        assert f"\nCase: {number}\nFrom: Precision Lab\n" in message.body
+        assert "Status:" not in message.subject and PATIENT not in message.subject + message.body
