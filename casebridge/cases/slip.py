@@ -21,7 +21,7 @@ from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.cases import teeth
-from casebridge.cases.models import Case
+from casebridge.cases.models import Case, Status
 
 NOTATION_LABELS = {"universal": "Universal", "fdi": "FDI", "palmer": "Palmer"}
 
@@ -90,7 +90,13 @@ def signature_line(case: Case) -> str:
     if case.signed_at is None:
         return "Not signed: the case has not been sent by the practice with a prescribing doctor."
     name = case.signed_name if case.signed_name.lower().startswith("dr") else f"Dr. {case.signed_name}"
-    return f"Electronically signed by {name}, license {case.signed_license}, on {case.signed_at:%Y-%m-%d %H:%M} UTC"
+    line = f"Electronically signed by {name}, license {case.signed_license}, on {case.signed_at:%Y-%m-%d %H:%M} UTC"
+    # Often an assistant sends the case the doctor prescribed: say who, so the line claims no
+    # more than what happened (the audit log has the same, case.submitted by its actor).
+    sent = case.events.filter(status=Status.SUBMITTED).order_by("at", "pk").first()
+    if sent is not None and sent.actor_id != case.doctor_id and sent.actor_label:
+        line += f" (sent by {sent.actor_label})"
+    return line
 
 
 def _pdf_text(text: str) -> str:

@@ -205,3 +205,29 @@ def test_a_draft_without_a_doctor_warns_that_it_will_go_unsigned(world: Personas
     assert "No prescribing doctor is named:</strong> the lab slip will say the prescription is not signed." in page
     page = client.get(reverse("case_detail", args=[world.practice.slug, signed.number])).content.decode()
     assert 'id="unsigned-note"' not in page
+
+
+def test_the_signature_says_who_sent_the_case_when_it_was_not_the_doctor(world: Personas) -> None:
+    staff = _access(world, "staff")
+    case = actions.create_case(
+        staff,
+        patient_name="Jane Roe",
+        case_type="digital_crown",
+        lab=world.lab,
+        doctor=world.members["clinician"],
+        due_date=timezone.now().date() + timedelta(days=7),
+        ship_to="1 Main St",
+        items=[ItemInput("crown", tooth=36)],
+    )
+    for label in ("upper", "lower", "bite"):
+        actions.attach_file(staff, case, _file(staff), kind="scan", label=label)
+    for _ in range(2):
+        actions.attach_file(staff, case, _file(staff), kind="photo", label="shade")
+    actions.submit_case(staff, case)
+    text = " ".join(_text(signed_in_client(world.lab_manager).get(_url(world, case, world.lab.slug)).content).split())
+    sender = world.members["staff"].display_name
+    assert "Electronically signed by Dr. " in text and f"UTC (sent by {sender})" in text
+    # When the doctor sends it themselves, nothing is added.
+    own = _sent_bridge(world)
+    text = " ".join(_text(signed_in_client(world.lab_manager).get(_url(world, own, world.lab.slug)).content).split())
+    assert "(sent by" not in text
