@@ -17,6 +17,7 @@ from casebridge.access.roles import Perm
 from casebridge.accounts.models import ApiToken, NotifyTopic, ServiceAccount, SetupLink, TokenScope, User
 from casebridge.audit.api import record
 from casebridge.core import secrets as cb_secrets
+from casebridge.orgs.kinds import check_role_fits
 
 if TYPE_CHECKING:
     from casebridge.access.policy import OrgAccess
@@ -229,6 +230,7 @@ def create_service_account(
         raise ValidationError("Give the service account a name that says what it is for.")
     if role not in Role.values or role == Role.OWNER:
         raise ValidationError(f"Role must be one of: {', '.join(r for r in Role.values if r != Role.OWNER)}.")
+    check_role_fits(organization.kind, role)  # no lab role for a practice's integration, and so on
     if ServiceAccount.objects.filter(organization=organization, name=name).exists():
         raise ValidationError(f"A service account named {name!r} already exists here.")
     with transaction.atomic():

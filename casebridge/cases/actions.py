@@ -43,7 +43,7 @@ from casebridge.cases.models import (
     Restoration,
     Status,
 )
-from casebridge.cases.queries import clinicians
+from casebridge.cases.queries import prescriber_membership, prescribers
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.core.mail import absolute_url, queue_mail
 from casebridge.imaging.actions import start_ingest
@@ -128,9 +128,18 @@ def _notify(case: Case, org: Organization, event: str, topic: NotifyTopic, *, te
         {
             "number": case.number,
             "event": event,
+            # The other organization's name (not PHI): who the news is from, at a glance.
+            "sender": _other_side_name(case, org),
             "link": absolute_url(reverse("case_detail", args=[org.slug, case.number])),
+            "preferences_link": absolute_url(reverse("security")),
         },
     )
+
+
+def _other_side_name(case: Case, org: Organization) -> str:
+    """The organization on the other side of ``case`` from ``org``: who news for ``org`` is from."""
+    other = case.lab if org.pk == case.practice_id else case.practice
+    return other.name if other is not None else ""
 
 
 def _next_number() -> str:
@@ -184,14 +193,14 @@ def _clean_items(items: list[ItemInput], case_type: str, notation: str = "fdi") 
 
 
 def _check_parties(access: OrgAccess, lab: Organization | None, doctor: User | None) -> dict[str, str]:
-    """Only a connected lab and one of the practice's clinicians can be named on a case."""
+    """Only a connected lab and one of the practice's prescribers can be named on a case."""
     errors: dict[str, str] = {}
     if lab is not None:
         connection = organization_connection(access.organization, lab)
         if lab.kind != OrgKind.LAB or connection is None or connection.status != ConnectionStatus.ACTIVE:
             errors["lab"] = "Choose one of your connected labs."
-    if doctor is not None and doctor.pk not in {u.pk for u in clinicians(access.organization)}:
-        errors["doctor"] = "Choose one of the practice's clinicians."
+    if doctor is not None and doctor.pk not in {u.pk for u in prescribers(access.organization)}:
+        errors["doctor"] = "Choose one of the practice's prescribers (marked on the Members page, with a license)."
     return errors
 
 
@@ -267,7 +276,8 @@ def create_case(
             case_type=case_type,
             due_date=due_date,
             delivery=delivery,
-            ship_to=ship_to.strip(),
+            # Shipping with no address given goes to the practice (its profile, under Settings).
+            ship_to=ship_to.strip() or (access.organization.address if delivery == Delivery.SHIP else ""),
             notes=notes.strip(),
             created_by=access.actor if isinstance(access.actor, User) else None,
             remake_of=remake_of,
@@ -594,6 +604,11 @@ def submission_problems(case: Case) -> list[str]:
     """Everything that stops ``case`` from being sent, in plain words: what is missing from it
     (cases.templates.missing), then whether its lab may receive patient data at all."""
     problems = missing(case)
+    if case.doctor is not None and prescriber_membership(case.practice, case.doctor) is None:
+        # The case is signed in the doctor's name when sent: only someone who may prescribe now.
+        problems.append(
+            f"{case.doctor.display_name} is no longer a prescriber here: choose another doctor (Edit draft)."
+        )
     if case.lab is None:
         return problems
     connection = organization_connection(case.practice, case.lab)
@@ -617,13 +632,30 @@ def submit_case(access: OrgAccess, case: Case) -> None:
     assert case.lab is not None
     connection = organization_connection(case.practice, case.lab)
     assert connection is not None
+    prescriber = prescriber_membership(case.practice, case.doctor) if case.doctor else None
     with transaction.atomic():
         case.status = Status.SUBMITTED
         case.submitted_at = timezone.now()
-        case.save(update_fields=["status", "submitted_at"])
+        fields = ["status", "submitted_at"]
+        if prescriber is not None:
+            # The electronic signature of the prescription, as of now (see Case.signed_*).
+            case.signed_name = prescriber.user.display_name
+            case.signed_license = prescriber.license
+            case.signed_at = case.submitted_at
+            fields += ["signed_name", "signed_license", "signed_at"]
+        case.save(update_fields=fields)
         _history(case, access)
-        _audit("case.submitted", access, case, lab=str(case.lab_id), basis=connection.basis)
-        _notify(case, case.lab, "A new case was sent to you", NotifyTopic.NEW_CASE)
+        _audit(
+            "case.submitted",
+            access,
+            case,
+            lab=str(case.lab_id),
+            basis=connection.basis,
+            # Who signed (the doctor) can differ from who sent (the actor, e.g. an assistant).
+            signed_by=str(case.doctor_id) if prescriber else None,
+            license=case.signed_license or None,
+        )
+        _notify(case, case.lab, "New case for your lab", NotifyTopic.NEW_CASE)
 
 
 def confirm_receipt(access: OrgAccess, case: Case) -> None:
@@ -661,7 +693,7 @@ def change_status(access: OrgAccess, case: Case, status: str, *, note: str = "",
         _history(case, access, note)
         _audit("case.status_changed", access, case, **{"from": previous, "to": status})
         if status in (Status.SHIPPED, Status.DELIVERED):
-            _notify(case, case.practice, f"Status: {Status(status).label}", NotifyTopic.STATUS)
+            _notify(case, case.practice, f"The lab marked the case {Status(status).label.lower()}", NotifyTopic.STATUS)
 
 
 def request_design_approval(access: OrgAccess, case: Case, *, note: str = "") -> None:

@@ -51,7 +51,10 @@ PEOPLE = (
     (IMAGING, Role.STAFF, "staff@clearview-imaging-demo.example", "Omar Haddad"),
 )
 
-SHIP_TO = "Smile Dental Demo\n100 Market Street, Suite 2\nSpringfield, IL 62701"
+PRACTICE_ADDRESS = "100 Market Street, Suite 2\nSpringfield, IL 62701"
+# 555-01xx numbers are reserved for fiction: nobody is called from a demo slip.
+PRACTICE_PHONE = "(217) 555-0142"
+SHIP_TO = f"Smile Dental Demo\n{PRACTICE_ADDRESS}"
 
 
 @dataclass
@@ -322,7 +325,7 @@ def build(*, on_progress: Any = None) -> list[DemoPerson]:
                 )
             else:
                 owner = users[next(e for o, _, e, _ in PEOPLE if o == org_name)]
-                _invitation, raw = org_actions.invite_member(_access(owner, orgs[org_name]), email=email, role=role)
+                raw = org_actions.invite_member(_access(owner, orgs[org_name]), email=email, role=role).raw
                 membership = org_actions.accept_invitation(raw, user=None, password=password, full_name=full_name)
                 user = membership.user
             users[email] = user
@@ -341,6 +344,14 @@ def build(*, on_progress: Any = None) -> list[DemoPerson]:
                 note="Demo business associate agreement",
             )
             org_actions.accept_connection(_access(users[owner_email], orgs[other]), connection)
+
+        org_actions.update_profile(practice_owner, address=PRACTICE_ADDRESS, phone=PRACTICE_PHONE)
+        # The owner is a dentist too: every doctor of the demo practice is a prescriber.
+        for number, (org_name, _role, email, _name) in enumerate(PEOPLE[:3], start=1):
+            membership = orgs[org_name].memberships.get(user=users[email])
+            org_actions.set_prescriber(
+                practice_owner, membership, license_number=f"019-0{number}1234", license_state="IL"
+            )
 
         clinicians = [users[p[2]] for p in PEOPLE if p[1] == Role.CLINICIAN]
         staff = _access(users["frontdesk@smile-dental-demo.example"], orgs[PRACTICE])

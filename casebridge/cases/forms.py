@@ -1,5 +1,5 @@
 """The new-case form: types and formats of the case fields. Whether the case may exist (lab
-connected, doctor a clinician, restorations fit the case type) is decided by cases.actions."""
+connected, doctor a prescriber, restorations fit the case type) is decided by cases.actions."""
 
 from __future__ import annotations
 
@@ -47,6 +47,11 @@ class NewCaseForm(forms.Form):
         }
         for name, options in choices.items():
             cast(forms.ChoiceField, self.fields[name]).choices = options
+        if not doctors:
+            self.fields["doctor"].help_text = (
+                "No prescriber yet: an owner or administrator marks members as prescribers, with their "
+                "license, on the Members page."
+            )
 
     def clean_lab(self) -> LabChoice:
         value = self.cleaned_data["lab"]

@@ -76,6 +76,11 @@ class Case(BaseModel):
     tracking_number = models.CharField(max_length=80, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     submitted_at = models.DateTimeField(null=True, blank=True)
+    # The prescriber's electronic signature, fixed when the practice sends the case: the slip
+    # prints what was true then, even if the doctor's license or name changes later.
+    signed_name = models.CharField(max_length=150, blank=True)
+    signed_license = models.CharField(max_length=50, blank=True)
+    signed_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(null=True, blank=True)
     received_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from django.db.models import Q
 
-from casebridge.access.roles import Role
 from casebridge.accounts.models import User
-from casebridge.orgs.models import Connection, ConnectionStatus, Organization, OrgKind
+from casebridge.orgs.models import Connection, ConnectionStatus, Membership, Organization, OrgKind
 
 
 @dataclass(frozen=True)
@@ -32,13 +31,21 @@ def connected_labs(practice: Organization) -> list[LabChoice]:
     return sorted(choices.values(), key=lambda c: c.lab.name.lower())
 
 
-def clinicians(practice: Organization) -> list[User]:
-    """The practice's active clinicians: the people a case can be prescribed by."""
+def prescribers(practice: Organization) -> list[User]:
+    """The practice's active members marked as prescribers: the people a case can be prescribed
+    by, whatever their role (an owner-dentist as much as a clinician)."""
     return list(
         User.objects.filter(
             memberships__organization=practice,
             memberships__is_active=True,
-            memberships__role=Role.CLINICIAN,
+            memberships__is_prescriber=True,
             is_active=True,
         ).order_by("full_name", "email")
     )
+
+
+def prescriber_membership(practice: Organization, user: User) -> Membership | None:
+    """``user``'s membership in ``practice`` if they may prescribe there now, else None."""
+    return Membership.objects.filter(
+        organization=practice, user=user, is_active=True, is_prescriber=True, user__is_active=True
+    ).first()

@@ -21,7 +21,7 @@ from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.cases import teeth
-from casebridge.cases.models import Case
+from casebridge.cases.models import Case, Status
 
 NOTATION_LABELS = {"universal": "Universal", "fdi": "FDI", "palmer": "Palmer"}
 
@@ -68,6 +68,35 @@ def neutral_file_names(case: Case) -> list[str]:
         seen[key] = seen.get(key, 0) + 1
         names.append(f"{case.number}_{a.label or a.kind}_{seen[key]}.{a.stored_object.extension}")
     return sorted(names)
+
+
+def prescriber_line(case: Case) -> str:
+    """The doctor as a prescription names them: "Dr. Ann Lee, license CA-12345" (the license as
+    signed when the case was sent, else the doctor's current one)."""
+    if case.doctor is None:
+        return "-"
+    name = case.signed_name or case.doctor.display_name
+    if not name.lower().startswith("dr"):
+        name = f"Dr. {name}"
+    signed = case.signed_license
+    if not signed:
+        membership = case.practice.memberships.filter(user=case.doctor, is_prescriber=True).first()
+        signed = membership.license if membership else ""
+    return f"{name}, license {signed}" if signed else name
+
+
+def signature_line(case: Case) -> str:
+    """The electronic signature recorded when the practice sent the case, in words."""
+    if case.signed_at is None:
+        return "Not signed: the case has not been sent by the practice with a prescribing doctor."
+    name = case.signed_name if case.signed_name.lower().startswith("dr") else f"Dr. {case.signed_name}"
+    line = f"Electronically signed by {name}, license {case.signed_license}, on {case.signed_at:%Y-%m-%d %H:%M} UTC"
+    # Often an assistant sends the case the doctor prescribed: say who, so the line claims no
+    # more than what happened (the audit log has the same, case.submitted by its actor).
+    sent = case.events.filter(status=Status.SUBMITTED).order_by("at", "pk").first()
+    if sent is not None and sent.actor_id != case.doctor_id and sent.actor_label:
+        line += f" (sent by {sent.actor_label})"
+    return line
 
 
 def _pdf_text(text: str) -> str:

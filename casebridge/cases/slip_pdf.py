@@ -8,7 +8,14 @@ from fpdf import FPDF
 from qrcode.constants import ERROR_CORRECT_M
 
 from casebridge.cases.models import Case, Delivery
-from casebridge.cases.slip import NOTATION_LABELS, _pdf_text, neutral_file_names, slip_rows
+from casebridge.cases.slip import (
+    NOTATION_LABELS,
+    _pdf_text,
+    neutral_file_names,
+    prescriber_line,
+    signature_line,
+    slip_rows,
+)
 from casebridge.cases.templates import TEMPLATES
 
 
@@ -67,9 +74,10 @@ def render_slip(case: Case, *, notation: str) -> bytes:
     template = TEMPLATES.get(case.case_type)
     ship = case.delivery == Delivery.SHIP
     delivery = f"Ship to:\n{case.ship_to or '-'}" if ship else "Local pickup at the practice"
+    practice = "\n".join(part for part in (case.practice.name, case.practice.address, case.practice.phone) if part)
     fields = [
-        ("Practice", case.practice.name),  # no phone or address is modelled for organizations yet
-        ("Doctor", case.doctor.display_name if case.doctor else "-"),
+        ("Practice", practice),  # where questions go: the lab calls the number on the slip
+        ("Doctor", prescriber_line(case)),
         ("Lab", case.lab.name if case.lab else "-"),
         ("Patient", case.patient.name),
         ("Case type", template.label if template else case.case_type),
@@ -109,6 +117,10 @@ def render_slip(case: Case, *, notation: str) -> bytes:
     pdf.set_font("Courier", size=9)
     for name in neutral_file_names(case) or ["-"]:
         pdf.cell(0, 5, name, new_x="LMARGIN", new_y="NEXT")
+
+    pdf.ln(4)
+    pdf.set_font("Helvetica", "B", 10)
+    pdf.multi_cell(0, 5, _pdf_text(signature_line(case)), new_x="LMARGIN", new_y="NEXT")
 
     pdf.ln(4)
     pdf.set_font("Helvetica", size=7)

@@ -36,6 +36,7 @@ from casebridge.audit.exposure import record_patients_shown
 from casebridge.cases import actions, live, queries, queue, shades, teeth
 from casebridge.cases.forms import DraftForm, NewCaseForm
 from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Material, Message, Restoration, Status
+from casebridge.cases.slip import prescriber_line, signature_line
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.imaging.ingest import metadata_warning
 from casebridge.imaging.models import IngestJob
@@ -118,7 +119,14 @@ def case_list(request: HttpRequest) -> HttpResponse:
 @org_permission(Perm.CASES_VIEW)
 def case_detail(request: HttpRequest, number: str) -> HttpResponse:
     access = _access(request)
-    case = case_for(access, number)
+    return render_case_page(request, access, case_for(access, number))
+
+
+def render_case_page(
+    request: HttpRequest, access: OrgAccess, case: Case, *, share_form: Any = None, status: int = 200
+) -> HttpResponse:
+    """The case page (viewing it is audited). ``share_form``: a refused sharing form
+    (sharing.views), shown again in its section with its errors instead of a fresh one."""
     record(
         "case.viewed",
         actor=access.actor,
@@ -167,8 +175,12 @@ def case_detail(request: HttpRequest, number: str) -> HttpResponse:
             if lab_side
             else [],
             "nav": "cases",
+            "share_form": share_form,
+            "prescriber": prescriber_line(case),
+            "signature": signature_line(case),
             **files,
         },
+        status=status,
     )
 
 
@@ -362,7 +374,7 @@ def case_new(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("cases are created by dental practices")
     notation = _notation(request)
     labs = queries.connected_labs(access.organization)
-    doctors = queries.clinicians(access.organization)
+    doctors = queries.prescribers(access.organization)
     rows: list[dict[str, Any]] = []
     item_errors: list[str] = []
     arch_values = {"arch": "", "arch_restoration": "", "arch_material": "", "arch_shade": ""}
@@ -401,13 +413,17 @@ def case_new(request: HttpRequest) -> HttpResponse:
                 return redirect("case_detail", access.organization.slug, case.number)
     else:
         me = request.user if any(d.pk == request.user.pk for d in doctors) else None
-        last = access.organization.cases_sent.exclude(ship_to="").order_by("-created_at").first()
+        # Ship to the practice's own address (Settings); before it is entered, the last one used.
+        ship_to = access.organization.address
+        if not ship_to:
+            last = access.organization.cases_sent.exclude(ship_to="").order_by("-created_at").first()
+            ship_to = last.ship_to if last else ""
         form = NewCaseForm(
             labs=labs,
             doctors=doctors,
             initial={
                 "doctor": str(me.pk) if me else "",
-                "ship_to": last.ship_to if last else "",
+                "ship_to": ship_to,
                 "lab": str(labs[0].lab.pk) if len(labs) == 1 and labs[0].can_receive else "",
             },
         )
@@ -490,7 +506,7 @@ def case_edit(request: HttpRequest, number: str) -> HttpResponse:
         return redirect("case_detail", access.organization.slug, case.number)
     notation = _notation(request)
     labs = queries.connected_labs(access.organization)
-    doctors = queries.clinicians(access.organization)
+    doctors = queries.prescribers(access.organization)
     initial = _draft_initial(case)
     item_errors: list[str] = []
     if request.method == "POST":
@@ -612,6 +628,9 @@ def _files_context(access: OrgAccess, case: Case) -> dict[str, Any]:
         # Parallel tus uploads per page; tests on in-memory SQLite (one shared connection) use 1.
         "upload_parallel": getattr(settings, "VAULT_BROWSER_PARALLEL_UPLOADS", 2),
         "show_readiness": draft,
+        # Not a blocker (cases made through the API name no doctor yet), but the lab should not
+        # receive an unsigned prescription without the practice having seen it coming.
+        "unsigned": draft and case.doctor_id is None,
         "problems": actions.submission_problems(case) if draft else [],
         "can_submit": draft and access.has(Perm.CASES_EDIT),
     }

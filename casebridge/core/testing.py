@@ -95,8 +95,11 @@ def build_personas() -> Personas:
     members = {}
     for role in Role.values:
         user = make_user(f"{role}@smile.test")
-        add_member(practice, user, role)
+        membership = add_member(practice, user, role)
         members[role] = user
+        if role == Role.CLINICIAN:  # the practice's doctor: may be named on cases
+            membership.is_prescriber, membership.license_state, membership.license_number = True, "IL", "019-012345"
+            membership.save()
     outsider = make_user("owner@other.test")
     add_member(other, outsider, Role.OWNER)
     deactivated = make_user("gone@smile.test")

@@ -3,6 +3,7 @@ access happens here, in one transaction with its audit event; mail goes out afte
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from casebridge.accounts.models import User
 from casebridge.audit.api import record
 from casebridge.core import secrets as cb_secrets
 from casebridge.core.mail import absolute_url, queue_mail
+from casebridge.orgs.kinds import check_role_fits
 from casebridge.orgs.models import (
     AgreementBasis,
     Connection,
@@ -79,15 +81,125 @@ def update_settings(access: OrgAccess, *, idle_timeout_seconds: int, lab_access_
         record("org.setting.changed", actor=access.actor, organization=org, target=org, details=changes)
 
 
+ADDRESS_MAX_CHARS = 500
+PHONE_CHARS = frozenset("0123456789+-() .")
+# USPS codes of the states, DC and territories that license dentists.
+# fmt: off
+US_STATES = (
+    "AK", "AL", "AR", "AZ", "CA", "CO", "CT", "DC", "DE", "FL", "GA", "HI", "IA", "ID",
+    "IL", "IN", "KS", "KY", "LA", "MA", "MD", "ME", "MI", "MN", "MO", "MS", "MT", "NC",
+    "ND", "NE", "NH", "NJ", "NM", "NV", "NY", "OH", "OK", "OR", "PA", "RI", "SC", "SD",
+    "TN", "TX", "UT", "VA", "VT", "WA", "WI", "WV", "WY", "AS", "GU", "MP", "PR", "VI",
+)
+# fmt: on
+
+
+def update_profile(access: OrgAccess, *, address: str, phone: str) -> list[str]:
+    """Change the organization's postal address and phone; returns the names of what changed.
+
+    Neither is PHI, so the audit event keeps old and new values: who moved the ship-to address
+    (where finished work goes) must be traceable."""
+    access.require(Perm.ORG_SETTINGS)
+    address = "\n".join(line.strip() for line in address.strip().splitlines() if line.strip())
+    phone = " ".join(phone.split())
+    errors: dict[str, str] = {}
+    if len(address) > ADDRESS_MAX_CHARS:
+        errors["address"] = f"Keep the address under {ADDRESS_MAX_CHARS} characters."
+    digits = sum(ch.isdigit() for ch in phone)
+    if phone and (not set(phone) <= PHONE_CHARS or not 7 <= digits <= 15 or len(phone) > 40):
+        errors["phone"] = "Enter a phone number of 7 to 15 digits, e.g. +1 217 555 0100 or (217) 555-0100."
+    if errors:
+        raise ValidationError(errors)
+    org = access.organization
+    changes = {name: [getattr(org, name), value] for name, value in (("address", address), ("phone", phone))}
+    changes = {name: pair for name, pair in changes.items() if pair[0] != pair[1]}
+    if not changes:
+        return []
+    with transaction.atomic():
+        for name, (_old, value) in changes.items():
+            setattr(org, name, value)
+        org.save(update_fields=list(changes))
+        record("org.profile.changed", actor=access.actor, organization=org, target=org, details=changes)
+    return sorted(changes)
+
+
+def set_prescriber(access: OrgAccess, membership: Membership, *, license_number: str, license_state: str) -> bool:
+    """Mark a member of a practice as a prescriber (or change their license): from then on they
+    can be named as the doctor of a case. Returns False when nothing changed."""
+    access.require(Perm.MEMBERS_MANAGE)
+    if membership.organization_id != access.organization.pk:
+        raise ValidationError("That person is not a member of this organization.")
+    if access.organization.kind != OrgKind.PRACTICE:
+        raise ValidationError("Prescribers are members of a dental practice.")
+    if not membership.is_active:
+        raise ValidationError("Reactivate the member before marking them as a prescriber.")
+    number = license_number.strip().upper()
+    state = license_state.strip().upper()
+    errors: dict[str, str] = {}
+    if not number or len(number) > 40 or not all((ch.isascii() and ch.isalnum()) or ch in "-./ " for ch in number):
+        errors["license_number"] = "Enter the license number as issued (letters, digits, dashes; up to 40)."
+    if state not in US_STATES:
+        errors["license_state"] = "Choose the state that issued the license."
+    if errors:
+        raise ValidationError(errors)
+    before = membership.license
+    if membership.is_prescriber and (membership.license_number, membership.license_state) == (number, state):
+        return False
+    with transaction.atomic():
+        membership.is_prescriber = True
+        membership.license_number = number
+        membership.license_state = state
+        membership.save(update_fields=["is_prescriber", "license_number", "license_state"])
+        record(
+            "org.member.prescriber_set",
+            actor=access.actor,
+            organization=access.organization,
+            target=membership,
+            details={"user": str(membership.user_id), "from": before, "to": membership.license},
+        )
+    return True
+
+
+def remove_prescriber(access: OrgAccess, membership: Membership) -> None:
+    """The member can no longer be chosen as a doctor; cases already sent keep their signature."""
+    access.require(Perm.MEMBERS_MANAGE)
+    if membership.organization_id != access.organization.pk:
+        raise ValidationError("That person is not a member of this organization.")
+    if not membership.is_prescriber:
+        return
+    with transaction.atomic():
+        old = membership.license
+        membership.is_prescriber = False
+        membership.license_number = ""
+        membership.license_state = ""
+        membership.save(update_fields=["is_prescriber", "license_number", "license_state"])
+        record(
+            "org.member.prescriber_removed",
+            actor=access.actor,
+            organization=access.organization,
+            target=membership,
+            details={"user": str(membership.user_id), "license": old},
+        )
+
+
 # --- Invitations --------------------------------------------------------------------------
 def _check_can_assign(access: OrgAccess, role: str) -> None:
-    if role not in Role.values:
-        raise ValidationError(f"Role must be one of: {', '.join(Role.values)}.")
+    check_role_fits(access.organization.kind, role)
     if role in OWNER_ONLY_ROLES and access.role != Role.OWNER:
         raise ValidationError("Only an owner can make someone an owner.")
 
 
-def invite_member(access: OrgAccess, *, email: str, role: str) -> tuple[Invitation, str]:
+@dataclass(frozen=True)
+class SentInvitation:
+    invitation: Invitation
+    raw: str  # the secret of the link, e-mailed once and never stored
+    # Open invitations to the same address that this one replaced: their links stopped working.
+    replaced: int
+
+
+def invite_member(access: OrgAccess, *, email: str, role: str) -> SentInvitation:
+    """Invite ``email`` with ``role``. One open invitation per address: a new one revokes the
+    earlier links (each revocation audited), so only the latest role offered can be accepted."""
     access.require(Perm.MEMBERS_MANAGE)
     _check_can_assign(access, role)
     email = email.strip().lower()
@@ -98,9 +210,11 @@ def invite_member(access: OrgAccess, *, email: str, role: str) -> tuple[Invitati
         raise ValidationError("That person is already a member of this organization.")
     raw, digest = cb_secrets.new_secret()
     with transaction.atomic():
-        Invitation.objects.filter(
-            organization=org, email=email, accepted_at__isnull=True, revoked_at__isnull=True
-        ).update(revoked_at=timezone.now())
+        earlier = list(
+            Invitation.objects.select_for_update().filter(
+                organization=org, email=email, accepted_at__isnull=True, revoked_at__isnull=True
+            )
+        )
         invitation = Invitation.objects.create(
             organization=org,
             email=email,
@@ -109,12 +223,24 @@ def invite_member(access: OrgAccess, *, email: str, role: str) -> tuple[Invitati
             digest=digest,
             expires_at=timezone.now() + timedelta(seconds=settings.INVITATION_TTL_SECONDS),
         )
+        replaced = 0
+        for old in earlier:
+            old.revoked_at = timezone.now()
+            old.save(update_fields=["revoked_at"])
+            replaced += 1 if old.expires_at > old.revoked_at else 0  # an expired link was dead already
+            record(
+                "org.invitation.revoked",
+                actor=access.actor,
+                organization=org,
+                target=old,
+                details={"reason": "replaced", "by": str(invitation.pk)},
+            )
         record(
             "org.invitation.sent",
             actor=access.actor,
             organization=org,
             target=invitation,
-            details={"role": role},
+            details={"role": role, "replaced": replaced},
         )
         queue_mail(
             [email],
@@ -127,7 +253,7 @@ def invite_member(access: OrgAccess, *, email: str, role: str) -> tuple[Invitati
                 "expires_at": invitation.expires_at,
             },
         )
-    return invitation, raw
+    return SentInvitation(invitation, raw, replaced)
 
 
 def revoke_invitation(access: OrgAccess, invitation: Invitation) -> None:
@@ -159,6 +285,14 @@ def accept_invitation(raw: str, *, user: User | None, password: str = "", full_n
         invitation = Invitation.objects.select_for_update().get(pk=found.pk)
         if not invitation.is_open:
             raise ValidationError("This invitation is invalid, already used, revoked or expired.")
+        # Sent before roles were limited to the organization's kind (a lab role in a practice):
+        # joining with it would give permissions that make no sense there.
+        try:
+            check_role_fits(invitation.organization.kind, invitation.role)
+        except ValidationError:
+            raise ValidationError(
+                "This invitation offers a role this organization does not have; ask for a new invitation."
+            ) from None
         if user is None:
             if User.objects.filter(email__iexact=invitation.email).exists():
                 raise ValidationError("An account with this e-mail exists: sign in first, then open the link again.")

@@ -8,16 +8,33 @@ from django import forms
 
 from casebridge.access.roles import Role
 from casebridge.accounts.models import TokenScope
+from casebridge.orgs.actions import US_STATES
+from casebridge.orgs.kinds import role_choices
 from casebridge.orgs.models import AgreementBasis
+
+
+def _offer_roles_of(form: forms.Form, kind: str, *, exclude: frozenset[str] = frozenset()) -> None:
+    """Offer only the roles of the organization's kind (orgs.kinds); the actions enforce it too."""
+    field = form.fields["role"]
+    assert isinstance(field, forms.ChoiceField)
+    field.choices = role_choices(kind, exclude=exclude)
 
 
 class InviteForm(forms.Form):
     email = forms.EmailField(label="E-mail address", widget=forms.EmailInput(attrs={"autocomplete": "off"}))
-    role = forms.ChoiceField(label="Role", choices=Role.choices, initial=Role.STAFF)
+    role = forms.ChoiceField(label="Role", initial=Role.STAFF)
+
+    def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _offer_roles_of(self, kind)
 
 
 class RoleForm(forms.Form):
-    role = forms.ChoiceField(label="Role", choices=Role.choices)
+    role = forms.ChoiceField(label="Role")
+
+    def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _offer_roles_of(self, kind)
 
 
 class SettingsForm(forms.Form):
@@ -27,6 +44,34 @@ class SettingsForm(forms.Form):
     lab_access_grace_days = forms.IntegerField(
         label="Labs keep access to a completed case for (days)", min_value=0, max_value=365
     )
+
+
+class ProfileForm(forms.Form):
+    address = forms.CharField(
+        label="Postal address",
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "street-address"}),
+        help_text="Street, city, state and ZIP code. New cases ship here unless you enter another address.",
+    )
+    phone = forms.CharField(
+        label="Phone",
+        required=False,
+        max_length=40,
+        widget=forms.TextInput(attrs={"type": "tel", "autocomplete": "tel"}),
+        help_text="Printed on lab slips and given in e-mails to patients so they can check a shared link with you.",
+    )
+
+
+class PrescriberForm(forms.Form):
+    license_state = forms.ChoiceField(label="Licensing state")
+    license_number = forms.CharField(label="License number", max_length=40)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["license_state"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [("", "Choose…")] + [(code, code) for code in US_STATES]
 
 
 class ConnectionRequestForm(forms.Form):
@@ -63,9 +108,13 @@ class EmergencyGrantForm(forms.Form):
 
 class ServiceAccountForm(forms.Form):
     name = forms.SlugField(label="Name", max_length=80, help_text="Lower-case letters, digits and dashes.")
-    role = forms.ChoiceField(label="Role", choices=[c for c in Role.choices if c[0] != Role.OWNER])
+    role = forms.ChoiceField(label="Role")
     scopes = forms.MultipleChoiceField(label="Scopes", choices=TokenScope.choices, widget=forms.CheckboxSelectMultiple)
     days = forms.IntegerField(label="Token valid for (days)", min_value=1, max_value=365, initial=90)
+
+    def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _offer_roles_of(self, kind, exclude=frozenset({Role.OWNER}))  # an integration never owns
 
 
 class AcceptInvitationForm(forms.Form):

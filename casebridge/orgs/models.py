@@ -23,6 +23,10 @@ class Organization(BaseModel):
     idle_timeout_seconds = models.PositiveIntegerField(default=15 * 60)
     # How long a lab keeps access to a case after it is completed (cases issue).
     lab_access_grace_days = models.PositiveIntegerField(default=30)
+    # The organization's own profile (not PHI): a practice's address is where finished work is
+    # shipped by default, and its phone is how a patient checks that a shared link is genuine.
+    address = models.TextField(blank=True)
+    phone = models.CharField(max_length=40, blank=True)
 
     def __str__(self) -> str:
         return self.name
@@ -33,9 +37,25 @@ class Membership(BaseModel):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=32, choices=Role.choices)
     is_active = models.BooleanField(default=True)
+    # A prescriber may be named as the doctor of a case, whatever their role (an owner-dentist as
+    # much as a clinician): a lab prescription carries the license and is signed in their name.
+    is_prescriber = models.BooleanField(default=False)
+    license_number = models.CharField(max_length=40, blank=True)
+    license_state = models.CharField(max_length=2, blank=True)  # USPS code of the licensing state
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["organization", "user"], name="membership_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "user"], name="membership_unique"),
+            models.CheckConstraint(
+                condition=models.Q(is_prescriber=False) | (~models.Q(license_number="") & ~models.Q(license_state="")),
+                name="membership_prescriber_has_license",
+            ),
+        ]
+
+    @property
+    def license(self) -> str:
+        """The license as printed on a prescription: state code, dash, number (CA-12345)."""
+        return f"{self.license_state}-{self.license_number}" if self.is_prescriber else ""
 
     def __str__(self) -> str:
         return f"{self.user_id} in {self.organization_id} as {self.role}"

@@ -26,16 +26,20 @@ from casebridge.orgs.forms import (
     ConnectionRequestForm,
     EmergencyGrantForm,
     InviteForm,
+    PrescriberForm,
+    ProfileForm,
     RoleForm,
     ServiceAccountForm,
     SettingsForm,
 )
+from casebridge.orgs.kinds import check_role_fits, role_choices
 from casebridge.orgs.models import (
     Connection,
     ConnectionStatus,
     EmergencyAccess,
     Invitation,
     Membership,
+    OrgKind,
 )
 
 
@@ -66,6 +70,7 @@ def org_home(request: HttpRequest) -> HttpResponse:
     org = access.organization
     context = {
         "member_count": org.memberships.filter(is_active=True).count(),
+        "role_label": Role(access.role).label if access.role in Role.values else "",
         "connections": Connection.objects.filter(Q(requester=org) | Q(recipient=org))
         .exclude(status=ConnectionStatus.ENDED)
         .select_related("requester", "recipient")
@@ -81,7 +86,7 @@ def org_home(request: HttpRequest) -> HttpResponse:
 def members(request: HttpRequest) -> HttpResponse:
     access = _access(request)
     org = access.organization
-    form = InviteForm()
+    form = InviteForm(kind=org.kind)
     return render(
         request,
         "orgs/members.html",
@@ -91,8 +96,11 @@ def members(request: HttpRequest) -> HttpResponse:
             .filter(expires_at__gt=timezone.now())
             .order_by("-created_at"),
             "invite_form": form,
-            "role_choices": Role.choices,
+            "role_choices": role_choices(org.kind),
+            "role_values": {value for value, _label in role_choices(org.kind)},
             "can_manage": access.has(Perm.MEMBERS_MANAGE),
+            "prescribers_here": org.kind == OrgKind.PRACTICE,
+            "us_states": actions.US_STATES,
         },
     )
 
@@ -101,11 +109,16 @@ def members(request: HttpRequest) -> HttpResponse:
 @org_permission(Perm.MEMBERS_MANAGE)
 def invite(request: HttpRequest) -> HttpResponse:
     access = _access(request)
-    form = InviteForm(request.POST)
+    form = InviteForm(request.POST, kind=access.organization.kind)
     if form.is_valid():
         try:
-            actions.invite_member(access, email=form.cleaned_data["email"], role=form.cleaned_data["role"])
+            sent = actions.invite_member(access, email=form.cleaned_data["email"], role=form.cleaned_data["role"])
             messages.success(request, "Invitation sent. The link works once and expires in 7 days.")
+            if sent.replaced:
+                # Otherwise the person clicking the first e-mail meets a dead link and nobody knows why.
+                messages.warning(
+                    request, "The earlier invitation to this address was replaced; only the new link works."
+                )
         except ValidationError as exc:
             _errors(request, exc)
     else:
@@ -137,11 +150,26 @@ def member_update(request: HttpRequest, membership_id: str) -> HttpResponse:
     operation = request.POST.get("operation", "")
     try:
         if operation == "role":
-            form = RoleForm(request.POST)
+            form = RoleForm(request.POST, kind=access.organization.kind)
             if not form.is_valid():
+                check_role_fits(access.organization.kind, request.POST.get("role", ""))  # names the roles here
                 raise ValidationError("Choose a valid role.")
             actions.change_role(access, membership, form.cleaned_data["role"])
             messages.success(request, f"{membership.user.display_name} is now {Role(membership.role).label}.")
+        elif operation == "prescriber":
+            prescriber_form = PrescriberForm(request.POST)
+            if not prescriber_form.is_valid():
+                raise ValidationError("Enter the license number and choose the state that issued it.")
+            if actions.set_prescriber(access, membership, **prescriber_form.cleaned_data):
+                messages.success(
+                    request,
+                    f"{membership.user.display_name} can be named as the doctor on cases ({membership.license}).",
+                )
+            else:
+                messages.info(request, "Nothing was changed.")
+        elif operation == "not_prescriber":
+            actions.remove_prescriber(access, membership)
+            messages.success(request, f"{membership.user.display_name} is no longer a prescriber.")
         elif operation == "deactivate":
             actions.deactivate_member(access, membership)
             messages.success(
@@ -204,14 +232,21 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
 @org_permission(Perm.ORG_SETTINGS)
 @reauthentication_required(allow_get=True)
 def org_settings(request: HttpRequest) -> HttpResponse:
+    """Two forms on one page, each posting its own `section`: the practice's profile (address,
+    phone) and the security settings (automatic logoff, lab access grace period)."""
     access = _access(request)
     org = access.organization
+    # A post naming no section is the security form, the only one this page used to have.
+    section = request.POST.get("section", "settings") if request.method == "POST" else ""
     initial = {
         "idle_timeout_minutes": org.idle_timeout_seconds // 60,
         "lab_access_grace_days": org.lab_access_grace_days,
     }
-    form = SettingsForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
+    form = SettingsForm(request.POST if section == "settings" else None, initial=initial)
+    profile_form = ProfileForm(
+        request.POST if section == "profile" else None, initial={"address": org.address, "phone": org.phone}
+    )
+    if section == "settings" and form.is_valid():
         try:
             actions.update_settings(
                 access,
@@ -222,7 +257,22 @@ def org_settings(request: HttpRequest) -> HttpResponse:
             return redirect("org_settings", org.slug)
         except ValidationError as exc:
             _errors(request, exc)
-    return render(request, "orgs/settings.html", {"form": form})
+    if section == "profile" and profile_form.is_valid():
+        try:
+            changed = actions.update_profile(
+                access, address=profile_form.cleaned_data["address"], phone=profile_form.cleaned_data["phone"]
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                for error in errors:
+                    profile_form.add_error(field, error)
+        else:
+            messages.success(request, "Profile saved." if changed else "Nothing was changed.")
+            return redirect("org_settings", org.slug)
+    status = 400 if section and (form.errors or profile_form.errors) else 200
+    return render(
+        request, "orgs/settings.html", {"form": form, "profile_form": profile_form, "nav": "settings"}, status=status
+    )
 
 
 # --- Connections --------------------------------------------------------------------------
@@ -357,7 +407,7 @@ def emergency_revoke(request: HttpRequest, grant_id: str) -> HttpResponse:
 def service_accounts(request: HttpRequest) -> HttpResponse:
     access = _access(request)
     org = access.organization
-    form = ServiceAccountForm(request.POST or None)
+    form = ServiceAccountForm(request.POST or None, kind=org.kind)
     new_token = None
     if request.method == "POST" and form.is_valid():
         try:
@@ -368,10 +418,13 @@ def service_accounts(request: HttpRequest) -> HttpResponse:
                 scopes=form.cleaned_data["scopes"],
                 days=form.cleaned_data["days"],
             )
-            form = ServiceAccountForm()
+            form = ServiceAccountForm(kind=org.kind)
         except ValidationError as exc:
             _errors(request, exc)
-    accounts = ServiceAccount.objects.filter(organization=org).prefetch_related("tokens").order_by("name")
+    accounts = [
+        (account, Role(account.role).label if account.role in Role.values else account.role)
+        for account in ServiceAccount.objects.filter(organization=org).prefetch_related("tokens").order_by("name")
+    ]
     return render(
         request,
         "orgs/service_accounts.html",

@@ -210,6 +210,10 @@ def create_link(
                 "link": absolute_url(reverse("share_landing", args=[raw_token])),
                 "expires_at": link.expires_at,
                 "file_count": len(chosen),
+                # Named, with the practice's own phone, so that a patient can tell this from
+                # phishing and check with the practice (neither is PHI; no patient detail is).
+                "organization": case.practice.name,
+                "phone": case.practice.phone,
             },
         )
     return link
@@ -290,7 +294,11 @@ def send_code(link: ExternalLink, *, ip: str | None) -> None:
                 link.codes.filter(used_at__isnull=True, superseded_at__isnull=True).update(superseded_at=now)
                 OneTimeCode.objects.create(link=link, code_digest=_code_digest(link, code), expires_at=now + CODE_TTL)
                 _audit_recipient("share.code.sent", link)
-                queue_mail([link.recipient_email], "share_code", {"code": code, "minutes": CODE_TTL.seconds // 60})
+                queue_mail(
+                    [link.recipient_email],
+                    "share_code",
+                    {"code": code, "minutes": CODE_TTL.seconds // 60, "organization": link.case.practice.name},
+                )
                 return
             _audit_recipient("share.code.throttled", link, Outcome.DENIED, scope="link" if not per_link else "ip")
         else:

@@ -10,14 +10,27 @@ from casebridge.sharing import actions
 
 
 class ShareForm(forms.Form):
-    shared_files = forms.MultipleChoiceField(label="Files to share", widget=forms.CheckboxSelectMultiple)
+    shared_files = forms.MultipleChoiceField(
+        label="Files to share",
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={
+            "required": "Choose at least one file to share.",
+            "invalid_choice": "That file is no longer part of this case; choose again.",
+        },
+    )
     recipient_email = forms.EmailField(
-        label="Recipient's e-mail", widget=forms.EmailInput(attrs={"autocomplete": "off"})
+        label="Recipient's e-mail",
+        widget=forms.EmailInput(attrs={"autocomplete": "off"}),
+        error_messages={
+            "required": "Enter the recipient's e-mail address.",
+            "invalid": "Enter a complete e-mail address, like name@example.com.",
+        },
     )
     purpose = forms.CharField(
         label="Purpose (for the patient's accounting of disclosures)",
         max_length=500,
         widget=forms.TextInput(attrs={"placeholder": "e.g. second opinion requested by the patient"}),
+        error_messages={"required": "Say why the files are shared: it goes into the patient's accounting."},
     )
     expires_in_days = forms.IntegerField(
         label="Link works for (days)",
@@ -34,3 +47,15 @@ class ShareForm(forms.Form):
         field = self.fields["shared_files"]
         assert isinstance(field, forms.MultipleChoiceField)
         field.choices = file_choices
+
+    def mark_errors(self) -> None:
+        """Tie each refused field to its message for assistive technology (Django adds
+        aria-invalid itself) and put the keyboard on the first one, also after an htmx swap,
+        which honours ``autofocus``."""
+        first = True
+        for name, field in self.fields.items():
+            if name in self.errors:
+                field.widget.attrs["aria-describedby"] = f"{self[name].auto_id}_errors"
+                if first:
+                    field.widget.attrs["autofocus"] = True
+                    first = False

@@ -12,6 +12,8 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
 from casebridge.access.guards import org_permission
@@ -20,6 +22,7 @@ from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.cases.models import Case
+from casebridge.cases.views import render_case_page
 from casebridge.sharing import actions
 from casebridge.sharing.forms import ShareForm
 from casebridge.sharing.models import Disclosure, ExternalLink
@@ -43,8 +46,9 @@ def can_share(access: OrgAccess | None, case: Case) -> bool:
     return access is not None and access.has(Perm.CASES_EDIT) and acts_for_practice(access, case)
 
 
-def section_context(case: Case, form: ShareForm | None = None) -> dict[str, Any]:
-    """What the case page's sharing section shows: the form and the case's links."""
+def section_context(case: Case, form: ShareForm | None = None, notice: str = "") -> dict[str, Any]:
+    """What the case page's sharing section shows: the form, the case's links and, right after
+    sharing, what was done (``notice``)."""
     files = [(str(a.stored_object_id), a.display_name) for a in actions.shared_files_of_case(case)]
     links = [
         (link, LINK_STATES.get(actions.dead_reason(link), "Ended"), link.max_downloads - link.downloads_used)
@@ -55,6 +59,7 @@ def section_context(case: Case, form: ShareForm | None = None) -> dict[str, Any]
         "form": form or ShareForm(file_choices=files),
         "links": links,
         "shareable": case.status not in actions.SHAREABLE_REFUSED and case.archived_at is None,
+        "notice": notice,
     }
 
 
@@ -65,7 +70,6 @@ def case_share(request: HttpRequest, number: str) -> HttpResponse:
     if not acts_for_practice(access, case):
         return render(request, "sharing/case_share.html", {"case": case, "not_yours": True}, status=403)
     form: ShareForm | None = None
-    status = 200
     if request.method == "POST":
         choices = [(str(a.stored_object_id), a.display_name) for a in actions.shared_files_of_case(case)]
         form = ShareForm(request.POST, file_choices=choices)
@@ -84,18 +88,33 @@ def case_share(request: HttpRequest, number: str) -> HttpResponse:
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
-                messages.success(
-                    request,
-                    f"The link was e-mailed to {link.masked_email}; the code goes separately when they open it.",
-                )
-                return redirect("case_share", org=access.organization.slug, number=case.number)
-        status = 400
+                notice = f"The link was e-mailed to {link.masked_email}; the code goes separately when they open it."
+                if _from_htmx(request):
+                    return _section(request, case, notice=notice)
+                messages.success(request, notice)
+                return redirect(reverse("case_detail", args=[access.organization.slug, case.number]) + "#sharing")
+        # Refused: the form comes back where it was filled in, errors beside their fields.
+        form.mark_errors()
+        if _from_htmx(request):
+            return _section(request, case, form)
+        return render_case_page(request, access, case, share_form=form, status=400)
     return render(
         request,
         "sharing/case_share.html",
         {**section_context(case, form), "nav": "cases"},
-        status=status,
     )
+
+
+def _from_htmx(request: HttpRequest) -> bool:
+    return bool(getattr(request, "htmx", False))  # django_htmx's middleware: the HX-Request header
+
+
+def _section(request: HttpRequest, case: Case, form: ShareForm | None = None, notice: str = "") -> HttpResponse:
+    """The sharing section alone, for htmx to swap in place. A refusal answers 200 as well: htmx
+    swaps only successful answers, and the errors are what the person must see."""
+    response = render(request, "sharing/_case_section.html", {**section_context(case, form, notice), "allowed": True})
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @require_POST
@@ -112,7 +131,7 @@ def link_revoke(request: HttpRequest, number: str, link_id: UUID) -> HttpRespons
         messages.error(request, " ".join(exc.messages))
     else:
         messages.success(request, f"The link for {link.masked_email} no longer works.")
-    return redirect("case_share", org=access.organization.slug, number=case.number)
+    return redirect(reverse("case_detail", args=[access.organization.slug, case.number]) + "#sharing")
 
 
 @org_permission(Perm.AUDIT_VIEW)

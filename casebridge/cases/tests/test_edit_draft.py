@@ -21,6 +21,7 @@ from casebridge.cases.models import Case, Status
 from casebridge.cases.tests import test_workflow
 from casebridge.cases.tests.test_workflow import _access
 from casebridge.core.testing import Personas, add_member, make_user, signed_in_client
+from casebridge.orgs.models import Membership
 
 pytestmark = pytest.mark.django_db
 world = test_workflow.world  # the fixture: a practice connected to its lab under a BAA
@@ -145,6 +146,7 @@ def test_changing_doctor_case_type_and_delivery(world: Personas) -> None:
     case = _draft(world)
     other = make_user("second@smile.test")
     add_member(world.practice, other, Role.CLINICIAN)
+    Membership.objects.filter(user=other).update(is_prescriber=True, license_state="IL", license_number="019-7")
     data = _form(
         world,
         case,

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 from pypdf import PdfReader
 
+from casebridge.access.policy import resolve
 from casebridge.access.roles import Role
 from casebridge.audit.models import Event
 from casebridge.cases import actions
@@ -133,3 +134,100 @@ def test_names_outside_latin_1_still_print() -> None:
     from casebridge.cases.slip import _pdf_text
 
     assert _pdf_text("Zoë Dvořák 王") == "Zoë Dvorák ?"
+
+
+# --- prescriber, license and electronic signature --------------------------------------------
+def test_the_slip_carries_the_license_and_the_signature_recorded_at_sending(world: Personas) -> None:
+    from casebridge.orgs import actions as org_actions
+
+    owner = resolve(world.members["owner"], world.practice)
+    assert owner is not None
+    org_actions.update_profile(owner, address="100 Market Street\nSpringfield, IL 62701", phone="(217) 555-0142")
+    case = _sent_bridge(world)
+    case.refresh_from_db()
+    assert case.signed_license == "IL-019-012345" and case.signed_at == case.submitted_at
+    event = Event.objects.get(action="case.submitted", target_id=str(case.pk))
+    assert event.details["signed_by"] == str(world.members["clinician"].pk)
+    assert event.details["license"] == "IL-019-012345"
+
+    text = _text(signed_in_client(world.lab_manager).get(_url(world, case, world.lab.slug)).content)
+    name = world.members["clinician"].display_name
+    assert f"Dr. {name}, license IL-019-012345" in text
+    signed_on = f"{case.signed_at:%Y-%m-%d %H:%M} UTC"
+    assert f"Electronically signed by Dr. {name}, license IL-019-012345, on {signed_on}" in " ".join(text.split())
+    assert "100 Market Street" in text and "(217) 555-0142" in text
+
+
+def test_a_later_license_change_does_not_rewrite_a_sent_prescription(world: Personas) -> None:
+    from casebridge.orgs import actions as org_actions
+    from casebridge.orgs.models import Membership
+
+    case = _sent_bridge(world)
+    owner = resolve(world.members["owner"], world.practice)
+    assert owner is not None
+    membership = Membership.objects.get(organization=world.practice, user=world.members["clinician"])
+    org_actions.set_prescriber(owner, membership, license_number="999", license_state="CA")
+    text = " ".join(_text(signed_in_client(world.lab_manager).get(_url(world, case, world.lab.slug)).content).split())
+    assert "license IL-019-012345, on" in text and "CA-999" not in text
+
+
+def test_a_draft_slip_says_it_is_not_signed_yet(world: Personas) -> None:
+    access = _access(world)
+    case = actions.create_case(
+        access, patient_name="Jane Roe", case_type="digital_crown", doctor=world.members["clinician"]
+    )
+    text = " ".join(_text(signed_in_client(world.members["clinician"]).get(_url(world, case)).content).split())
+    assert "Not signed: the case has not been sent" in text
+    assert "Electronically signed" not in text
+    # The doctor's current license is still shown beside their name.
+    assert "license IL-019-012345" in text
+
+
+def test_the_case_page_shows_the_prescriber_and_the_signature(world: Personas) -> None:
+    case = _sent_bridge(world)
+    case.refresh_from_db()
+    page = signed_in_client(world.lab_manager).get(reverse("case_detail", args=[world.lab.slug, case.number]))
+    text = page.content.decode()
+    name = world.members["clinician"].display_name
+    assert f"Prescribed by Dr. {name}, license IL-019-012345" in text
+    assert f"Electronically signed by Dr. {name}, license IL-019-012345, on {case.signed_at:%Y-%m-%d %H:%M} UTC" in text
+    assert "1 Main St, Springfield" in text  # where the lab ships the work
+
+
+def test_a_draft_without_a_doctor_warns_that_it_will_go_unsigned(world: Personas) -> None:
+    access = _access(world)
+    unsigned = actions.create_case(access, patient_name="Jane Roe", case_type="digital_crown")
+    signed = actions.create_case(
+        access, patient_name="Jane Roe", case_type="digital_crown", doctor=world.members["clinician"]
+    )
+    client = signed_in_client(world.members["clinician"])
+    page = client.get(reverse("case_detail", args=[world.practice.slug, unsigned.number])).content.decode()
+    assert "No prescribing doctor is named:</strong> the lab slip will say the prescription is not signed." in page
+    page = client.get(reverse("case_detail", args=[world.practice.slug, signed.number])).content.decode()
+    assert 'id="unsigned-note"' not in page
+
+
+def test_the_signature_says_who_sent_the_case_when_it_was_not_the_doctor(world: Personas) -> None:
+    staff = _access(world, "staff")
+    case = actions.create_case(
+        staff,
+        patient_name="Jane Roe",
+        case_type="digital_crown",
+        lab=world.lab,
+        doctor=world.members["clinician"],
+        due_date=timezone.now().date() + timedelta(days=7),
+        ship_to="1 Main St",
+        items=[ItemInput("crown", tooth=36)],
+    )
+    for label in ("upper", "lower", "bite"):
+        actions.attach_file(staff, case, _file(staff), kind="scan", label=label)
+    for _ in range(2):
+        actions.attach_file(staff, case, _file(staff), kind="photo", label="shade")
+    actions.submit_case(staff, case)
+    text = " ".join(_text(signed_in_client(world.lab_manager).get(_url(world, case, world.lab.slug)).content).split())
+    sender = world.members["staff"].display_name
+    assert "Electronically signed by Dr. " in text and f"UTC (sent by {sender})" in text
+    # When the doctor sends it themselves, nothing is added.
+    own = _sent_bridge(world)
+    text = " ".join(_text(signed_in_client(world.lab_manager).get(_url(world, own, world.lab.slug)).content).split())
+    assert "(sent by" not in text

@@ -27,7 +27,8 @@ def test_invitation_mail_has_a_single_use_link_and_no_patient_data(
     personas: Personas, django_capture_on_commit_callbacks
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        invitation, raw = actions.invite_member(_owner_access(personas), email="New.Person@Smile.test", role="staff")
+        sent = actions.invite_member(_owner_access(personas), email="New.Person@Smile.test", role="staff")
+        invitation, raw = sent.invitation, sent.raw
     assert invitation.email == "new.person@smile.test"
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
@@ -39,7 +40,7 @@ def test_invitation_mail_has_a_single_use_link_and_no_patient_data(
 
 
 def test_accepting_an_invitation_creates_the_account_and_membership(personas: Personas) -> None:
-    _inv, raw = actions.invite_member(_owner_access(personas), email="tech@smile.test", role="clinician")
+    raw = actions.invite_member(_owner_access(personas), email="tech@smile.test", role="clinician").raw
     response = Client().post(reverse("invitation_accept", args=[raw]), {"full_name": "Dr. New", "password": PASSWORD})
     assert response.status_code == 302 and response["Location"] == reverse("account_login")
     user = User.objects.get(email="tech@smile.test")
@@ -49,7 +50,7 @@ def test_accepting_an_invitation_creates_the_account_and_membership(personas: Pe
 
 
 def test_an_invitation_link_works_only_once(personas: Personas) -> None:
-    _inv, raw = actions.invite_member(_owner_access(personas), email="once@smile.test", role="staff")
+    raw = actions.invite_member(_owner_access(personas), email="once@smile.test", role="staff").raw
     actions.accept_invitation(raw, user=None, password=PASSWORD, full_name="Once")
     with pytest.raises(ValidationError):
         actions.accept_invitation(raw, user=None, password=PASSWORD, full_name="Twice")
@@ -58,7 +59,7 @@ def test_an_invitation_link_works_only_once(personas: Personas) -> None:
 
 def test_an_expired_invitation_is_refused(personas: Personas, settings) -> None:
     settings.INVITATION_TTL_SECONDS = -1
-    _inv, raw = actions.invite_member(_owner_access(personas), email="late@smile.test", role="staff")
+    raw = actions.invite_member(_owner_access(personas), email="late@smile.test", role="staff").raw
     response = Client().get(reverse("invitation_accept", args=[raw]))
     assert response.status_code == 404
     with pytest.raises(ValidationError):
@@ -67,14 +68,15 @@ def test_an_expired_invitation_is_refused(personas: Personas, settings) -> None:
 
 
 def test_a_revoked_invitation_is_refused(personas: Personas) -> None:
-    invitation, raw = actions.invite_member(_owner_access(personas), email="nope@smile.test", role="staff")
+    sent = actions.invite_member(_owner_access(personas), email="nope@smile.test", role="staff")
+    invitation, raw = sent.invitation, sent.raw
     actions.revoke_invitation(_owner_access(personas), invitation)
     with pytest.raises(ValidationError):
         actions.accept_invitation(raw, user=None, password=PASSWORD)
 
 
 def test_a_weak_password_is_refused_and_nothing_is_created(personas: Personas) -> None:
-    _inv, raw = actions.invite_member(_owner_access(personas), email="weak@smile.test", role="staff")
+    raw = actions.invite_member(_owner_access(personas), email="weak@smile.test", role="staff").raw
     for weak in ("short", "password1234", "weak@smile.test"):
         with pytest.raises(ValidationError):
             actions.accept_invitation(raw, user=None, password=weak)
@@ -89,7 +91,7 @@ def test_an_existing_user_joins_a_second_organization(personas: Personas) -> Non
         actions.invite_member(lab_access, email="staff@smile.test", role="technician")
     owner = make_user("owner@lab.test")
     Membership.objects.create(organization=personas.lab, user=owner, role=Role.OWNER)
-    _inv, raw = actions.invite_member(resolve(owner, personas.lab), email="staff@smile.test", role="technician")
+    raw = actions.invite_member(resolve(owner, personas.lab), email="staff@smile.test", role="technician").raw
     member = personas.members["staff"]
     actions.accept_invitation(raw, user=member)
     assert {m.organization.slug for m in member.memberships.all()} == {"smile-dental", "precision-lab"}

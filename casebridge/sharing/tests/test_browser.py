@@ -10,7 +10,7 @@ import pytest
 from django.core import mail
 from playwright.sync_api import Browser, Page, expect
 
-from casebridge.core.browser_testing import assert_no_inline_scripts, screenshot
+from casebridge.core.browser_testing import assert_no_inline_scripts, screenshot, sign_in
 from casebridge.core.testing import Personas
 from casebridge.kernel.tickets import ticket_key
 from casebridge.sharing import actions
@@ -86,3 +86,35 @@ def test_a_download_reaches_the_browser_from_the_transfer_server(
         context.close()
         transfer.use_transfer_server(None)
         server.stop()
+
+
+def test_sharing_with_no_file_chosen_is_refused_in_place_on_the_case_page(
+    page: Page, site: str, connected: Personas
+) -> None:
+    shared = build_case(connected)
+    sign_in(page, connected.members["clinician"])
+    case_url = f"/o/{connected.practice.slug}/cases/{shared.case.number}/"
+    page.goto(case_url)
+    section = page.locator("#sharing")
+    section.get_by_label("Recipient's e-mail").fill(RECIPIENT)
+    section.get_by_label("Purpose (for the patient's accounting of disclosures)").fill("Second opinion")
+    section.get_by_role("button", name="Share and e-mail the link").click()
+
+    files = section.get_by_role("group", name="Files to share")
+    expect(files.get_by_text("Choose at least one file to share.")).to_be_visible()
+    assert page.url.endswith(case_url)  # still the case page: htmx replaced the section alone
+    expect(section.get_by_label("Recipient's e-mail")).to_have_value(RECIPIENT)
+    first_file = files.get_by_role("checkbox").first
+    expect(first_file).to_be_focused()  # the keyboard is where the fix is needed
+    # Styled as an error (the danger colour), not plain grey text.
+    colour = files.locator(".error").evaluate("el => getComputedStyle(el).color")
+    assert colour != section.locator("h2").evaluate("el => getComputedStyle(el).color")
+    screenshot(page, "sharing-no-file-chosen")
+    assert not ExternalLink.objects.exists()
+
+    first_file.check()
+    section.get_by_role("button", name="Share and e-mail the link").click()
+    expect(section.get_by_role("status")).to_contain_text("The link was e-mailed to j***@example.com")
+    expect(section.get_by_role("cell", name=RECIPIENT)).to_be_visible()
+    assert page.url.endswith(case_url)
+    assert ExternalLink.objects.count() == 1

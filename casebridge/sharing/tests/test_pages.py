@@ -76,7 +76,7 @@ def test_revoking_from_the_page(shared: SharedCase, make_link: MakeLink) -> None
     link, token = make_link()
     client = signed_in_client(shared.personas.members["staff"])
     response = client.post(f"{_share_url(shared)}{link.pk}/revoke/")
-    assert response.status_code == 302
+    assert response.status_code == 302 and response["Location"] == f"{_case_url(shared)}#sharing"
     link.refresh_from_db()
     assert link.revoked_at is not None
     assert client.get(f"/s/{token}/").status_code == 404
@@ -107,3 +107,68 @@ def test_the_accounting_of_disclosures(shared: SharedCase, make_link: MakeLink) 
     assert "roe" not in str(viewed[-1].details).lower()
     assert signed_in_client(shared.personas.members["clinician"]).get(url).status_code == 403
     assert signed_in_client(shared.personas.outsider).get(url).status_code == 404
+
+
+# --- a refused share comes back where it was filled in ---------------------------------------
+def _case_url(shared: SharedCase) -> str:
+    return f"/o/{shared.personas.practice.slug}/cases/{shared.case.number}/"
+
+
+NO_FILE = {"recipient_email": RECIPIENT, "purpose": "Second opinion", "expires_in_days": 7, "max_downloads": 5}
+
+
+def test_without_javascript_a_refusal_shows_the_case_page_with_the_error_by_the_files(shared: SharedCase) -> None:
+    client = signed_in_client(shared.personas.members["clinician"])
+    mail.outbox.clear()
+    response = client.post(_share_url(shared), NO_FILE)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert '<h2 id="h-messages">Conversation</h2>' in page  # the case page itself, not a bare form
+    start = page.index('<fieldset class="invalid"')
+    fieldset = page[start : page.index("</fieldset>", start)]
+    assert "Choose at least one file to share." in fieldset
+    assert 'aria-describedby="id_shared_files_errors"' in fieldset and "autofocus" in fieldset
+    assert f'value="{RECIPIENT}"' in page and 'value="Second opinion"' in page  # nothing typed is lost
+    assert not ExternalLink.objects.exists() and not mail.outbox
+
+
+def test_with_htmx_a_refusal_replaces_only_the_sharing_section(shared: SharedCase) -> None:
+    client = signed_in_client(shared.personas.members["clinician"])
+    response = client.post(_share_url(shared), {**NO_FILE, "recipient_email": "not-an-address"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200  # htmx swaps only successful answers
+    assert "HX-Request" in response["Vary"]
+    section = response.content.decode()
+    assert section.lstrip().startswith('<section class="card" aria-labelledby="h-share" id="sharing">')
+    assert "<html" not in section
+    assert "Choose at least one file to share." in section
+    assert "Enter a complete e-mail address, like name@example.com." in section
+    assert not ExternalLink.objects.exists()
+
+
+def test_with_htmx_a_share_shows_what_was_done_in_the_section(shared: SharedCase) -> None:
+    client = signed_in_client(shared.personas.members["clinician"])
+    files = [str(shared.case.attachments.first().stored_object_id)]  # type: ignore[union-attr]
+    response = client.post(_share_url(shared), {**NO_FILE, "shared_files": files}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    section = response.content.decode()
+    assert "The link was e-mailed to j***@example.com" in section
+    assert f"<td>{RECIPIENT}</td>" in section and 'class="invalid"' not in section
+    assert ExternalLink.objects.count() == 1 and mail.outbox[-1].to == [RECIPIENT]
+
+
+def test_without_javascript_a_share_returns_to_the_case_page(shared: SharedCase) -> None:
+    client = signed_in_client(shared.personas.members["clinician"])
+    files = [str(shared.case.attachments.first().stored_object_id)]  # type: ignore[union-attr]
+    response = client.post(_share_url(shared), {**NO_FILE, "shared_files": files})
+    assert response.status_code == 302 and response["Location"] == f"{_case_url(shared)}#sharing"
+
+
+def test_the_section_is_not_given_to_those_who_may_not_share(shared: SharedCase) -> None:
+    lab = signed_in_client(shared.personas.lab_manager)
+    lab_url = f"/o/{shared.personas.lab.slug}/cases/{shared.case.number}/share/"
+    assert lab.post(lab_url, NO_FILE, HTTP_HX_REQUEST="true").status_code == 403
+    outsider = signed_in_client(shared.personas.outsider)
+    assert outsider.post(_share_url(shared), NO_FILE, HTTP_HX_REQUEST="true").status_code == 404
+    auditor = signed_in_client(shared.personas.members["auditor"])
+    assert auditor.post(_share_url(shared), NO_FILE, HTTP_HX_REQUEST="true").status_code == 403
+    assert not ExternalLink.objects.exists()
