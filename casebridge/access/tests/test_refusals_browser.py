@@ -77,7 +77,7 @@ def test_a_forged_send_to_lab_by_a_technician_is_a_403_page(page: Page, draft: t
         }""",
         f"/o/{personas.practice.slug}/cases/{case.number}/action/",
     )
-    expect(page.get_by_text("403 Forbidden")).to_be_visible()
+    expect(page.get_by_role("heading", name="You are not allowed to do this")).to_be_visible()
     case.refresh_from_db()
     assert case.status == Status.DRAFT and case.submitted_at is None
     assert Event.objects.filter(action="access.denied", actor_id=str(technician.pk), details__status=403).exists()
