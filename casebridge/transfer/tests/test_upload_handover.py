@@ -19,7 +19,7 @@ from casebridge.audit.models import Event
 from casebridge.core.testing import Personas
 from casebridge.transfer.app import TransferApp
 from casebridge.transfer.tests.client import TRANSFER_URL, TransferAwareClient, application_call, call, file_staging
-from casebridge.transfer.tickets import ticket_key
+from casebridge.transfer.tickets import ApplicationLedger, ticket_key
 from casebridge.transfer.uploads import UploadDoor
 from casebridge.vault import transfer
 from casebridge.vault.config import blob_store
@@ -35,7 +35,9 @@ APP_ORIGIN = "https://app.test"
 def server(vault_home: Path, settings: Any) -> Iterator[TransferApp]:
     transfer.use_transfer_server(TRANSFER_URL)
     door = UploadDoor(application_call(), file_staging(), APP_ORIGIN)
-    app = TransferApp(ticket_key(settings.SECRET_KEY), blob_store(), uploads=door)
+    app = TransferApp(
+        ticket_key(settings.SECRET_KEY), blob_store(), spent=ApplicationLedger(application_call()), uploads=door
+    )
     TransferAwareClient.transfer = app
     yield app
     TransferAwareClient.transfer = None

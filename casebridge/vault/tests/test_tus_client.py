@@ -26,7 +26,9 @@ import pytest
 import requests
 from tusclient import client as tus
 
+from casebridge.transfer import testing as transfer_testing
 from casebridge.transfer.testing import free_port
+from casebridge.transfer.tickets import internal_key, ticket_key
 from casebridge.vault.tests.samples import binary_stl
 
 MiB = 1 << 20
@@ -254,3 +256,42 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_a_download_ticket_works_once_across_a_restart_and_on_another_transfer_server(
+    server: Server, tmp_path: Path
+) -> None:
+    content = binary_stl(2 * MiB + 5)
+    path = tmp_path / "crown.stl"
+    path.write_bytes(content)
+    uploader = _uploader(server, path)
+    uploader.upload()  # type: ignore[attr-defined]
+    file_id = _file_id(server, uploader.url)  # type: ignore[attr-defined]
+    decided = server.request(
+        "GET", f"{server.base}/api/v1/files/{file_id}/content", headers=server.headers(), allow_redirects=False
+    )
+    assert decided.status_code == 307
+    ticket_url = decided.headers["Location"]
+    assert server.request("GET", ticket_url).content == content
+
+    # Another transfer server of the installation (as on a second host), asking the same application.
+    secret = (server.home / "secret_key").read_text().strip()
+    other = transfer_testing.start(
+        server.home,
+        ticket_key(secret),
+        server.storage_url or f"file://{server.home / 'blobs'}",
+        internal=internal_key(secret),
+        app_url=f"https://127.0.0.1:{server.port}",
+        app_origin=server.base,
+    )
+    try:
+        elsewhere = server.request("GET", f"{other.url}{urlsplit(ticket_url).path}")
+        assert elsewhere.status_code == 410 and content not in elsewhere.content
+    finally:
+        other.stop()
+
+    # The whole server killed and started again, well inside the ticket's 60 seconds.
+    server.kill()
+    server.start()
+    again = server.request("GET", ticket_url)
+    assert again.status_code == 410 and content not in again.content

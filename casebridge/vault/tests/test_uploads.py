@@ -21,7 +21,7 @@ from casebridge.audit.models import Event
 from casebridge.core.testing import Personas
 from casebridge.transfer.app import TransferApp
 from casebridge.transfer.tests.client import TRANSFER_URL, TransferAwareClient, application_call, call, file_staging
-from casebridge.transfer.tickets import ticket_key
+from casebridge.transfer.tickets import ApplicationLedger, ticket_key
 from casebridge.transfer.uploads import UploadDoor
 from casebridge.vault import api as vault
 from casebridge.vault import hashing, transfer
@@ -97,7 +97,9 @@ def handover(request: pytest.FixtureRequest, vault_home: Path, settings: Any) ->
         return
     transfer.use_transfer_server(TRANSFER_URL)
     door = UploadDoor(application_call(), file_staging(), "https://app.test")
-    server = TransferApp(ticket_key(settings.SECRET_KEY), blob_store(), uploads=door)
+    server = TransferApp(
+        ticket_key(settings.SECRET_KEY), blob_store(), spent=ApplicationLedger(application_call()), uploads=door
+    )
     TransferAwareClient.transfer = server
     yield server
     TransferAwareClient.transfer = None
