@@ -12,6 +12,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from casebridge.core.request_body import DrainedBody
 from casebridge.core.tls import harden
 
 
@@ -35,7 +36,8 @@ class HardenedServer(BaseApplication):
         self.cfg.set("ssl_context", _ssl_context)
 
     def load(self) -> Any:
-        return self._load()
+        # Refused bodies are drained after their answer, so clients read it (request_body.drain).
+        return DrainedBody(self._load())
 
 
 def _application() -> Any:

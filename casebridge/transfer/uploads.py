@@ -156,7 +156,7 @@ class UploadDoor:
             hashing.remember(cont.upload_id, appended.offset, appended.hasher)
         if appended is not None and appended.complete:
             hashing.forget(cont.upload_id)
-        # A body not read to its end is drained by gunicorn before the next request.
+        # A body not read to its end is drained after this answer went out (core/request_body.drain).
         return self._relay(environ, start_response, reply)
 
     # --- answers ------------------------------------------------------------------------------

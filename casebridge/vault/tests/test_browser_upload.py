@@ -4,6 +4,7 @@ endpoint; the connection drops mid-upload and the upload carries on from where i
 from __future__ import annotations
 
 import base64
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -286,3 +287,26 @@ def test_an_upload_from_an_https_page_goes_through_the_transfer_server_and_comes
         page.locator("#recent-files").get_by_role("link", name=f"Download {neutral}").click()
     assert info.value.url.startswith(f"{server_url}/d/")
     assert Path(info.value.path()).read_bytes() == content
+
+
+@pytest.mark.parametrize("upload_page", ["by the transfer server"], indirect=True)
+def test_a_large_file_of_another_type_is_refused_with_its_reason_not_retried(
+    upload_page: Page, staff_member: tuple[User, Organization], traffic: TusTraffic, tmp_path: Path
+) -> None:
+    """Random bytes named .stl, larger than one slice: the transfer server refuses the type after
+    the first MiB, while Chromium is still sending the rest of the 32 MiB slice (far beyond the
+    socket buffers). It drains the slice after answering, so Uppy reads the 415 and shows it
+    instead of meeting a broken connection and retrying."""
+    page, (staff, _) = upload_page, staff_member
+    noise = tmp_path / "x.stl"
+    noise.write_bytes(os.urandom(UPLOAD_CHUNK_BYTES + 3 * MiB))
+    open_files_page(page, staff)
+    choose_file(page, noise)
+    page.get_by_role("button", name=re.compile(r"^Upload 1 file")).click()
+
+    problem = page.locator("#upload-problem")
+    expect(problem).to_have_text(ACCEPTED_TYPES_MESSAGE)
+    patches = [(offset, status) for method, offset, status in traffic.answered if method == "PATCH"]
+    assert patches == [(0, 415)]  # answered once, never retried
+    assert not StoredObject.objects.exists()
+    assert not Upload.objects.exists()

@@ -25,6 +25,7 @@ import boto3
 import pytest
 import requests
 from tusclient import client as tus
+from tusclient.exceptions import TusCommunicationError
 
 from casebridge.transfer import testing as transfer_testing
 from casebridge.transfer.testing import free_port
@@ -295,3 +296,53 @@ def test_a_download_ticket_works_once_across_a_restart_and_on_another_transfer_s
     server.start()
     again = server.request("GET", ticket_url)
     assert again.status_code == 410 and content not in again.content
+
+
+@pytest.mark.parametrize("to", ["the transfer server", "the application"])
+def test_a_body_refused_for_its_type_gets_its_answer_while_the_client_is_still_sending(
+    server: Server, tmp_path: Path, to: str
+) -> None:
+    """20 MiB of random bytes named x.stl, in 8 MiB PATCHes: the type is refused after the first
+    MiB, with 7 MiB (far more than the socket buffers) still on its way. The client reads the 415
+    and its reason instead of a broken connection it would retry."""
+    path = tmp_path / "x.stl"
+    path.write_bytes(os.urandom(20 * MiB))
+    created = server.request(
+        "POST",
+        f"{server.base}/api/v1/uploads/",
+        headers={**server.headers(), "Tus-Resumable": "1.0.0", "Upload-Length": str(20 * MiB)},
+    )
+    assert created.status_code == 201
+    url = created.headers["Location"]
+    if to == "the application":  # the application takes a PATCH sent to it as well
+        url = f"{server.base}/api/v1/uploads/{url.rsplit('/', 1)[1]}"
+    client = tus.TusClient(f"{server.base}/api/v1/uploads/", headers=server.headers())
+    uploader: Any = client.uploader(file_path=str(path), url=url, chunk_size=8 * MiB, verify_tls_cert=True)
+    with pytest.raises(TusCommunicationError) as refused:
+        uploader.upload()
+    assert refused.value.status_code == 415, refused.value
+    assert b"STL" in refused.value.response_content  # the list of accepted types
+    assert _head(server, url).status_code == 404  # the refused upload is gone
+
+
+@pytest.mark.parametrize("to", ["the transfer server", "the application"])
+def test_a_body_refused_before_a_byte_of_it_is_read_gets_its_answer(server: Server, to: str) -> None:
+    """A PATCH at the wrong offset is refused before its body is read (as a lease, a scope or a
+    size refusal is): the client, still sending 24 MiB, reads the 409."""
+    created = server.request(
+        "POST",
+        f"{server.base}/api/v1/uploads/",
+        headers={**server.headers(), "Tus-Resumable": "1.0.0", "Upload-Length": str(48 * MiB)},
+    )
+    url = created.headers["Location"]
+    if to == "the application":
+        url = f"{server.base}/api/v1/uploads/{url.rsplit('/', 1)[1]}"
+    headers = {
+        **server.headers(),
+        "Tus-Resumable": "1.0.0",
+        "Upload-Offset": str(MiB),
+        "Content-Type": "application/offset+octet-stream",
+    }
+    answer = server.request("PATCH", url, headers=headers, data=binary_stl(24 * MiB))
+    assert answer.status_code == 409
+    assert "Upload-Offset" in answer.text
