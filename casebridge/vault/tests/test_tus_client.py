@@ -346,3 +346,52 @@ def test_a_body_refused_before_a_byte_of_it_is_read_gets_its_answer(server: Serv
     answer = server.request("PATCH", url, headers=headers, data=binary_stl(24 * MiB))
     assert answer.status_code == 409
     assert "Upload-Offset" in answer.text
+
+
+def test_a_long_patch_killed_with_the_server_resumes_at_once_from_its_last_checkpoint(
+    server: Server, tmp_path: Path
+) -> None:
+    """One 48 MiB PATCH, sent at a few MiB/s; while it flows, the upload's offset advances (its
+    request hands over what is durably staged as it renews its lease). The server is killed
+    (SIGKILL, every process) at 85%, started again, and tuspy resumes at once, from that offset:
+    not 0, and without waiting for the dead request's lease to run out."""
+    content = binary_stl(48 * MiB)
+    size = len(content)
+    path = tmp_path / "cbct.stl"
+    path.write_bytes(content)
+    created = server.request(
+        "POST",
+        f"{server.base}/api/v1/uploads/",
+        headers={**server.headers(), "Tus-Resumable": "1.0.0", "Upload-Length": str(size)},
+    )
+    url = created.headers["Location"]
+    tls = ssl.create_default_context(cafile=server.cert).wrap_socket(
+        socket.create_connection(("127.0.0.1", server.transfer_port)), server_hostname="localhost"
+    )
+    tls.sendall(
+        (
+            f"PATCH {urlsplit(url).path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {server.token}\r\n"
+            "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+            f"Content-Length: {size}\r\n\r\n"
+        ).encode()
+    )
+    sent, durable = 0, 0
+    while sent < size * 85 // 100:
+        tls.sendall(content[sent : sent + MiB // 2])
+        sent += MiB // 2
+        time.sleep(0.08)  # ~6 MiB/s: several lease renewals before the kill
+        if durable < size // 2 and sent % (4 * MiB) == 0:
+            durable = int(_head(server, url).headers["Upload-Offset"])
+    durable = int(_head(server, url).headers["Upload-Offset"])
+    assert durable >= size // 2, f"only {durable} of the {sent} bytes sent were committed while the body flowed"
+
+    server.kill()
+    tls.close()
+    server.start()
+    restarted = time.monotonic()
+    resumed: Any = _uploader(server, path, url=url)
+    assert resumed.offset >= durable
+    resumed.upload_chunk()  # tuspy raises on the 423 the dead request's lease would give
+    assert time.monotonic() - restarted < 5, "the resume waited for the dead request's lease"
+    resumed.upload()
+    assert _download(server, _file_id(server, url)) == content
