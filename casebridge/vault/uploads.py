@@ -375,12 +375,14 @@ def commit(upload: Upload, token: str, actor: Any, appended: Appended) -> Append
         raise UploadError("The upload's staged data does not add up; ask for its offset and resume.", 409)
     if appended.complete:
         # From here on this process (not the request's writer, which may die now) holds the upload,
-        # for as long as scanning may take: a resume meanwhile finds it locked, not abandoned.
-        Upload.objects.filter(pk=upload.pk, lease_token=token).update(
-            lease_holder=holders.this_process(),
-            lease_until=timezone.now() + timedelta(seconds=FINISHING_LEASE_SECONDS),
-        )
-        version = _finish(upload, actor, appended.ciphertext_offset, appended.sha256, appended.file_type)
+        # for as long as scanning may take: a resume meanwhile finds it locked, not abandoned, here
+        # (the registry) as in the database (the lease).
+        with holders.writing(str(upload.pk)):
+            Upload.objects.filter(pk=upload.pk, lease_token=token).update(
+                lease_holder=holders.this_process(),
+                lease_until=timezone.now() + timedelta(seconds=FINISHING_LEASE_SECONDS),
+            )
+            version = _finish(upload, actor, appended.ciphertext_offset, appended.sha256, appended.file_type)
         return AppendResult(upload, completed=version, interrupted=appended.interrupted)
     updated = Upload.objects.filter(pk=upload.pk, lease_token=token).update(
         offset=appended.offset,

@@ -198,3 +198,14 @@ def test_a_flowing_body_reports_checkpoints_unless_it_must_count_whole(
     assert offsets == sorted(set(offsets)) and offsets[-1] < len(content)
     for checkpoint in checkpoints:  # each one the application accepts, in order
         uploads.renew(fresh, token, checkpoint)
+
+
+def test_a_request_for_an_upload_this_process_is_still_finishing_waits(upload: Upload) -> None:
+    """The commit of the last byte holds the upload in this process while it promotes and scans:
+    a retried PATCH landing on the same process must not take the lease it holds in its own name."""
+    _lease(upload, holders.this_process())
+    with holders.writing(str(upload.pk)), pytest.raises(UploadError) as held:  # as commit() holds it
+        uploads.append(upload, actor=upload.created_by, client_offset=0, body=lambda view: 0, content_length=MiB)
+    assert held.value.status == 423
+    upload.refresh_from_db()
+    assert upload.offset == 0 and upload.lease_holder == holders.this_process()
