@@ -240,7 +240,8 @@ def append_body(
             if reached > checkpointed and file_type:  # whole segments: segment 0 was inspected
                 checkpoint = Checkpoint.at(reached, file_type)
             renew(checkpoint)
-            checkpointed = max(checkpointed, reached if checkpoint else checkpointed)
+            if checkpoint is not None:
+                checkpointed = reached
             renew_at = time.monotonic() + LEASE_RENEW_SECONDS
         return got
 
