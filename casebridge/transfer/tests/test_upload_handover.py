@@ -231,3 +231,36 @@ def test_an_application_that_does_not_answer_gets_a_retryable_503(tmp_path: Path
         answer = call(app, url, method=method, body=b"x" if method == "PATCH" else b"", HTTP_ORIGIN=APP_ORIGIN)
         assert answer.status == 503 and answer["Retry-After"] == "5"
         assert answer["Access-Control-Allow-Origin"] == APP_ORIGIN  # the browser may read it and retry
+
+
+def test_a_client_cannot_name_itself_the_holder_of_someone_elses_lease(server: TransferApp, personas: Personas) -> None:
+    """The holder the application weighs a lease against is the transfer server's own name, never
+    a header the client sent: naming the live holder of a lease does not take it over."""
+    import subprocess
+    import sys
+
+    from casebridge.vault import holders, uploads
+
+    api = TransferAwareClient(HTTP_AUTHORIZATION=f"Bearer {_token(personas)}", HTTP_TUS_RESUMABLE="1.0.0")
+    content = binary_stl(5000)
+    url = _created(api, len(content))
+    upload = Upload.objects.get(pk=url.rsplit("/", 1)[1])
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        boot, namespace = holders._host()
+        live = f"{boot}/{namespace}/{writer.pid}/{holders._start_time(writer.pid)}"
+        token, _cont = uploads.lease(upload, client_offset=0, content_length=len(content), holder=live)
+        answer = api.generic(
+            "PATCH",
+            url,
+            content,
+            content_type="application/offset+octet-stream",
+            HTTP_UPLOAD_OFFSET="0",
+            HTTP_CASEBRIDGE_LEASE_HOLDER=live,
+        )
+    finally:
+        writer.kill()
+        writer.wait()
+    assert answer.status_code == 423
+    upload.refresh_from_db()
+    assert (upload.offset, upload.lease_token, upload.lease_holder) == (0, token, live)
