@@ -292,7 +292,8 @@ def upload_lease_step(request: HttpRequest, upload_id: str, step: str) -> HttpRe
     except ValueError:
         data = {}
     token = str(data.get("token", ""))
-    upload = uploads.leased_upload(upload_id, token) if request.method == "POST" and token else None
+    held = request.method == "POST" and token
+    upload = uploads.leased_upload(upload_id, token, lapsed=step == "renew") if held else None
     if upload is None:
         return _error(409, "This request no longer holds the upload; ask for its offset and resume.")
     try:

@@ -254,11 +254,12 @@ def lease(
     return token, continuation
 
 
-def leased_upload(upload_id: str, token: str) -> Upload | None:
-    """The upload whose live lease `token` is, or None."""
-    return Upload.objects.filter(
-        pk=upload_id, lease_token=token, lease_until__gt=timezone.now(), completed_at__isnull=True
-    ).first()
+def leased_upload(upload_id: str, token: str, *, lapsed: bool = False) -> Upload | None:
+    """The upload whose live lease `token` is, or None. `lapsed`: also a lease that ran out but
+    that nobody took since (taking one always changes the token), which a renewal may revive: a
+    client silent for longer than LEASE_SECONDS goes on where it was when its bytes flow again."""
+    held = Upload.objects.filter(pk=upload_id, lease_token=token, completed_at__isnull=True)
+    return held.first() if lapsed else held.filter(lease_until__gt=timezone.now()).first()
 
 
 def renew(upload: Upload, token: str, checkpoint: Checkpoint | None = None) -> None:

@@ -167,7 +167,7 @@ def test_creation_with_upload_stays_with_the_application_and_continues_on_the_tr
 
 
 @pytest.mark.parametrize("step", ["renew", "commit"])
-def test_renew_and_commit_need_the_internal_key_and_the_live_lease_token(
+def test_renew_and_commit_need_the_internal_key_and_a_lease_token_nobody_took_over(
     server: TransferApp,
     personas: Personas,
     settings: Any,
@@ -188,8 +188,13 @@ def test_renew_and_commit_need_the_internal_key_and_the_live_lease_token(
     )
     assert wrong.status_code == 409  # a token that is not the lease's
     Upload.objects.filter(pk=upload.pk).update(lease_until=timezone.now())
+    if step == "renew":  # ran out, but nobody took it: the request may go on
+        revived = Client().post(url, body, content_type="application/json", HTTP_CASEBRIDGE_TRANSFER_KEY=key)
+        assert revived.status_code == 204
+        Upload.objects.filter(pk=upload.pk).update(lease_until=timezone.now())
+        uploads.lease(upload, client_offset=0, content_length=5000)  # another request takes it
     stale = Client().post(url, body, content_type="application/json", HTTP_CASEBRIDGE_TRANSFER_KEY=key)
-    assert stale.status_code == 409  # the lease ran out
+    assert stale.status_code == 409  # the lease ran out (commit) or was taken over (renew)
     upload.refresh_from_db()
     assert upload.offset == 0
 
