@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+import threading
 import time
 
 from django.core.management.base import CommandError
@@ -42,3 +43,31 @@ def test_a_child_that_exits_is_started_again_after_failed_attempts_with_growing_
     assert supervised.proc.poll() is not None
     time.sleep(0.3)
     assert len(attempts) == 4  # stopping is final: nothing starts it again
+
+
+def test_stopping_while_the_child_is_being_started_again_leaves_nothing_running() -> None:
+    """Ctrl-C reaches the whole process group: the child exits, `serve` begins starting it again
+    and stops at the same moment. The child started meanwhile must not outlive `serve`."""
+    started: list[subprocess.Popen[bytes]] = []
+    starting, restarted = threading.Event(), threading.Event()
+
+    def start() -> subprocess.Popen[bytes]:
+        if started:  # starting again takes a while (the transfer server waits for its port)
+            starting.set()
+            time.sleep(0.5)
+        started.append(_process(0 if not started else 60))
+        if len(started) > 1:
+            restarted.set()
+        return started[-1]
+
+    supervised = Supervised(start, "a child", pause=0.1)
+    assert starting.wait(10)
+    supervised.stop()  # while the new child is on its way
+    try:
+        assert restarted.wait(10)
+        time.sleep(0.2)
+        assert [proc.poll() is not None for proc in started] == [True, True]
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait()

@@ -141,6 +141,10 @@ class Supervised:
         self.pause = pause  # seconds between checks, and before the first new attempt
         self.proc = start()
         self._stopping = threading.Event()
+        # Starting again and stopping take turns: Ctrl-C (or a stop signal sent to the whole
+        # process group) ends the child too, and a new one started while `serve` stops would be
+        # left running, holding its port, after `serve` is gone.
+        self._turn = threading.Lock()
         threading.Thread(target=self._watch, name=f"watch {name}", daemon=True).start()
 
     def _watch(self) -> None:
@@ -153,17 +157,21 @@ class Supervised:
             log.error("%s exited (status %s); starting it again", self.name, code)
             pause = self.pause
             while not self._stopping.wait(pause):
-                try:
-                    self.proc = self._start()
-                    break
-                except CommandError as exc:
-                    pause = min(pause * 2, 30 * self.pause)  # e.g. a port someone else took: no log flood
-                    log.error("%s; next attempt in %.0f s", exc, pause)
+                with self._turn:
+                    if self._stopping.is_set():
+                        return
+                    try:
+                        self.proc = self._start()
+                        break
+                    except CommandError as exc:
+                        pause = min(pause * 2, 30 * self.pause)  # e.g. a port someone else took: no log flood
+                        log.error("%s; next attempt in %.0f s", exc, pause)
 
     def stop(self) -> None:
         self._stopping.set()
-        self.proc.terminate()
-        self.proc.wait(timeout=35)
+        with self._turn:  # a start under way finishes first, and what it started is stopped here
+            self.proc.terminate()
+            self.proc.wait(timeout=35)
 
 
 def _public_host() -> str:
