@@ -19,6 +19,7 @@ from casebridge.notifications import views as notification_views
 from casebridge.orgs import views as org_views
 from casebridge.sharing import recipient_views as share_public
 from casebridge.sharing import views as share_views
+from casebridge.vault import transfer as vault_transfer
 from casebridge.vault import views as vault_views
 
 org_patterns = [
@@ -105,6 +106,7 @@ urlpatterns = [
         upload_api.upload_lease_step,
         name="tus_upload_lease_step",
     ),
+    path("api/v1/transfer/tickets/redeem", vault_transfer.redeem_ticket, name="transfer_ticket_redeem"),
     path("api/v1/files/", file_api.file_list, name="file_list"),
     path("api/v1/files/<uuid:file_id>", file_api.file_detail, name="file_detail"),
     path("api/v1/files/<uuid:file_id>/content", file_api.file_content, name="file_content"),

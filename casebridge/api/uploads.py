@@ -29,7 +29,7 @@ from casebridge.api.auth import answers_options, api_actor, problem
 from casebridge.audit.models import Outcome
 from casebridge.cases import actions as case_actions
 from casebridge.kernel import request_body
-from casebridge.kernel.appending import Appended, parse_checksum
+from casebridge.kernel.appending import Appended, Checkpoint, parse_checksum
 from casebridge.orgs.models import Organization
 from casebridge.vault import transfer, uploads
 from casebridge.vault.api import PendingVersion
@@ -306,7 +306,8 @@ def upload_resource(request: HttpRequest, upload_id: str) -> HttpResponseBase:
 #   lease   with the client's own credentials and headers, so sign-in, MFA, CSRF, roles and
 #           ownership are checked exactly as for a PATCH sent here: the checks a PATCH gets, the
 #           lease, and what continuing the upload takes (its DEK);
-#   renew   the lease, every 256 MiB of a long body;
+#   renew   the lease, every few seconds while the body's bytes flow, with the checkpoint of what
+#           is durably staged so far, which becomes the upload's offset (a resume starts there);
 #   commit  what the body appended (or why it was refused), answered as the PATCH is answered.
 # renew and commit name the lease token that only the lease's answer carried: the client's
 # request was authorized once, for the lease, as a PATCH sent here is.
@@ -330,7 +331,14 @@ def upload_lease(request: HttpRequest, upload_id: str) -> HttpResponseBase:
         if isinstance(terms, HttpResponseBase):
             return terms
         client_offset, checksum = terms
-        token, cont = uploads.lease(upload, client_offset=client_offset, content_length=length, checksum=checksum)
+        token, cont = uploads.lease(
+            upload,
+            client_offset=client_offset,
+            content_length=length,
+            checksum=checksum,
+            # The transfer server's process, which is not writing this upload (it checks first).
+            holder=request.headers.get("CaseBridge-Lease-Holder", "")[:160],
+        )
     except uploads.UploadError as exc:
         return _error(exc.status, str(exc))
     held = request.headers.get("CaseBridge-Hasher-Offset")  # the transfer server has the hash that far
@@ -346,12 +354,14 @@ def upload_lease_step(request: HttpRequest, upload_id: str, step: str) -> HttpRe
     except ValueError:
         data = {}
     token = str(data.get("token", ""))
-    upload = uploads.leased_upload(upload_id, token) if request.method == "POST" and token else None
+    held = request.method == "POST" and token
+    upload = uploads.leased_upload(upload_id, token, lapsed=step == "renew") if held else None
     if upload is None:
         return _error(409, "This request no longer holds the upload; ask for its offset and resume.")
     try:
         if step == "renew":
-            uploads.renew(upload, token)
+            checkpoint = data.get("checkpoint")
+            uploads.renew(upload, token, Checkpoint.from_wire(checkpoint) if checkpoint is not None else None)
             return HttpResponse(status=204)
         if step == "commit":
             try:
@@ -371,6 +381,8 @@ def _commit(upload: Upload, token: str, data: dict[str, Any]) -> HttpResponseBas
         return _error(415, str(data.get("message", "This file type is not accepted.")))
     if outcome == "checksum_mismatch":
         return _error(460, "The body does not match its Upload-Checksum; it was discarded.")
+    if outcome == "lease_lost":
+        return _error(409, "This request no longer holds the upload; ask for its offset and resume.")
     if outcome == "conflict":
         return _error(423, "Another request is writing to this upload; retry shortly.")
     if outcome == "staging_lost":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -22,7 +23,10 @@ from casebridge.kernel import filetypes, hashing
 from casebridge.kernel.crypto.streaming import DEFAULT_LAYOUT, HEADER_SIZE, SEGMENT_SIZE, TAG_SIZE, open_stream
 from casebridge.kernel.pipeline import Readinto, SealingPipeline
 
-LEASE_RENEW_BYTES = 256 << 20
+# While a body's bytes flow, its request renews the upload's lease this often (vault/uploads
+# LEASE_SECONDS is a few times longer) and hands over what it has durably staged by then as the
+# upload's new offset: a request killed at 85% of a long body resumes from close to 85%, not 0.
+LEASE_RENEW_SECONDS = 2.0
 LAYOUT = DEFAULT_LAYOUT
 
 
@@ -45,6 +49,43 @@ class TypeRefused(UploadError):
     """The content is not a file type CaseBridge accepts: the upload is to be terminated."""
 
     status = 415
+
+
+class LeaseLost(UploadError):
+    """The request's lease was taken over (it ran out while the client was silent): stop writing."""
+
+    status = 409
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where an upload stands after whole segments a request has durably staged so far: no tail,
+    the ciphertext ends at a segment boundary. Sent with a lease renewal; the application records
+    it as the upload's offset (vault/uploads.renew)."""
+
+    offset: int
+    ciphertext_offset: int
+    file_type: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Checkpoint:
+        if not isinstance(data, dict):
+            raise UploadError("a checkpoint is an object")
+        try:
+            return cls(int(data["offset"]), int(data["ciphertext_offset"]), str(data["file_type"]))
+        except (KeyError, TypeError, ValueError):
+            raise UploadError("a checkpoint names offset, ciphertext_offset and file_type") from None
+
+    @classmethod
+    def at(cls, ciphertext_offset: int, file_type: str) -> Checkpoint:
+        """The checkpoint of `ciphertext_offset`, the end of a whole staged segment."""
+        if ciphertext_offset <= 0 or ciphertext_offset % SEGMENT_SIZE:
+            raise ValueError("a checkpoint ends at a segment boundary")
+        segments = ciphertext_offset // SEGMENT_SIZE
+        return cls(segments * (SEGMENT_SIZE - TAG_SIZE) - HEADER_SIZE, ciphertext_offset, file_type)
 
 
 @dataclass(frozen=True)
@@ -114,11 +155,16 @@ class Appended:
         )
 
 
-Stage = Callable[[Iterator[memoryview], Callable[[Any], None]], int]
-"""stage(sealed segments, release) -> the staged ciphertext's end after writing them.
+Durable = Callable[[int], None]
+"""durable(end): the staged ciphertext up to `end` (a segment boundary) is on stable storage."""
+
+Stage = Callable[[Iterator[memoryview], Callable[[Any], None], Durable], int]
+"""stage(sealed segments, release, durable) -> the staged ciphertext's end after writing them.
 
 The segments are an iterator that may raise (a checksum mismatch, a refused type): the staging
-then lets the exception through; whatever it wrote is past the committed end and never counts."""
+then lets the exception through; whatever it wrote is past the committed end and never counts
+(unless a checkpoint recorded it: only whole segments of a body without a checksum are). Now and
+then, from its writer thread, the staging calls `durable` with how far it has synced."""
 
 
 def parse_checksum(header: str) -> tuple[str, bytes]:
@@ -157,20 +203,29 @@ def append_body(
     body: Readinto,
     content_length: int,
     checksum: tuple[str, bytes] | None = None,
-    renew: Callable[[], object] = lambda: None,
+    renew: Callable[[Checkpoint | None], object] = lambda checkpoint: None,
 ) -> Appended:
     """Hash, seal and stage one request body; keeps whatever arrived if the client goes away.
 
     Raises TypeRefused when the first bytes are not an accepted type (or not the type a new
     version must have), UploadError(460) when the
-    body does not match its Upload-Checksum (nothing of it then counts). `renew` is called every
-    LEASE_RENEW_BYTES so a long request keeps its lease.
+    body does not match its Upload-Checksum (nothing of it then counts). While bytes flow,
+    `renew` is called every LEASE_RENEW_SECONDS so the request keeps its lease, with the
+    checkpoint of what was durably staged since the last call, if anything (never for a body with
+    a checksum: that counts whole or not at all); it raises LeaseLost when the lease is gone.
     """
     cipher = open_stream(cont.dek, cont.associated, cont.header)
     hasher = hashing.recall(cont.upload_id, cont.offset) or rebuild_hasher(cont, read_staged)
     body_hasher = hashlib.sha256() if checksum else None
     file_type = cont.file_type
-    renew_at = cont.offset + LEASE_RENEW_BYTES
+    renew_at = time.monotonic() + LEASE_RENEW_SECONDS
+    synced = cont.ciphertext_offset  # written by the staging's writer thread (one int: no lock needed)
+    checkpointed = cont.ciphertext_offset
+
+    def durable(end: int) -> None:
+        nonlocal synced
+        if checksum is None and end % SEGMENT_SIZE == 0:
+            synced = max(synced, end)
 
     def detect(prefix: memoryview) -> None:
         nonlocal file_type
@@ -184,11 +239,17 @@ def append_body(
                 raise TypeRefused(refusal)
 
     def read(view: memoryview) -> int:
-        nonlocal renew_at
+        nonlocal renew_at, checkpointed
         got = body(view)
-        if cont.offset + pipeline.received + got >= renew_at:
-            renew_at += LEASE_RENEW_BYTES
-            renew()
+        if time.monotonic() >= renew_at:
+            reached = synced
+            checkpoint = None
+            if reached > checkpointed and file_type:  # whole segments: segment 0 was inspected
+                checkpoint = Checkpoint.at(reached, file_type)
+            renew(checkpoint)
+            if checkpoint is not None:
+                checkpointed = reached
+            renew_at = time.monotonic() + LEASE_RENEW_SECONDS
         return got
 
     complete = False
@@ -220,7 +281,7 @@ def append_body(
             if complete:
                 yield pipeline.seal_last()
 
-        ciphertext_offset = stage(sealed(), pipeline.release)
+        ciphertext_offset = stage(sealed(), pipeline.release, durable)
         offset = cont.offset + pipeline.received
         if complete:
             return Appended(

@@ -7,7 +7,9 @@ will be hashed and encrypted: no copy at all (docs/performance.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 Readinto = Callable[[memoryview], int]
@@ -77,3 +79,87 @@ def gunicorn_socket_body(environ: Mapping[str, Any], length: int) -> Readinto | 
         return got
 
     return readinto
+
+
+# --- answering before the body is read --------------------------------------------------------
+# A request refused before its body was read (a wrong type after the first MiB, a size, quota,
+# scope or lease refusal before any of it) is answered at once, but the client may still be
+# sending: tus clients (tuspy through requests, Uppy through XMLHttpRequest) read the answer only
+# once the whole body is out. gunicorn drains just 64 KiB before it closes the connection, and a
+# close with unread data makes the kernel reset it: the client sees a broken connection instead
+# of the 415 and retries. So, as nginx's lingering close does, the rest of the body is read and
+# thrown away after the answer went out, within bounds: a body that does not end within them
+# (a 2 GiB single PATCH) still meets a closed connection.
+DRAIN_MAX_BYTES = 64 << 20  # twice the browser uploader's 32 MiB slices
+DRAIN_SECONDS = 30.0  # nginx's lingering_time
+DRAIN_IDLE_SECONDS = 5.0  # nginx's lingering_timeout: a client that stops sending is let go
+
+
+def drain(environ: Mapping[str, Any], *, max_bytes: int = DRAIN_MAX_BYTES, seconds: float = DRAIN_SECONDS) -> bool:
+    """Read and discard what is left of the request body; True if it ended within the bounds."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return True
+    sock = environ.get("gunicorn.socket")
+    saved = sock.gettimeout() if sock is not None else None
+    deadline = time.monotonic() + seconds
+    drained = 0
+    try:
+        while drained < max_bytes:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if sock is not None:
+                sock.settimeout(min(left, DRAIN_IDLE_SECONDS))
+            chunk = stream.read(min(1 << 20, max_bytes - drained))
+            if not chunk:
+                return True
+            drained += len(chunk)
+        return not stream.read(1)
+    except (OSError, ValueError):  # timed out, reset, or a malformed chunked body
+        return False
+    finally:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(saved)
+
+
+def _has_body(environ: Mapping[str, Any]) -> bool:
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return True
+    try:
+        return int(environ.get("CONTENT_LENGTH") or 0) > 0
+    except ValueError:
+        return False
+
+
+class DrainedBody:
+    """WSGI middleware: once the answer to a request with a body is sent, what the application
+    left unread of that body is drained (`drain`), so the client reads the answer."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        result = self.app(environ, start_response)
+        if not _has_body(environ):
+            return result  # untouched: a download's file wrapper keeps its sendfile path
+        return _ThenDrain(result, environ)
+
+
+class _ThenDrain:
+    def __init__(self, result: Iterable[bytes], environ: Mapping[str, Any]) -> None:
+        self.result = result
+        self.environ = environ
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.result)
+
+    def close(self) -> None:
+        # The server calls close() after the last byte of the answer went out.
+        try:
+            close = getattr(self.result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            drain(self.environ)

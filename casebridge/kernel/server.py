@@ -11,6 +11,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from casebridge.kernel.request_body import DrainedBody
 from casebridge.kernel.tls import harden
 
 
@@ -44,4 +45,5 @@ class HardenedServer(BaseApplication):
         self.cfg.set("worker_int", _leave_at_once)
 
     def load(self) -> Any:
-        return self._load()
+        # Refused bodies are drained after their answer, so clients read it (request_body.drain).
+        return DrainedBody(self._load())

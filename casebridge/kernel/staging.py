@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import mmap
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +28,9 @@ from casebridge.kernel.backends.filesystem import FileSystemStore, SequentialWri
 from casebridge.kernel.pipeline import write_behind
 
 PART_PREFIX = "staging"
+# A staging file is synced this often while a body flows, so the request can hand over what is
+# durable as the upload's offset (appending.Checkpoint); the end of every request syncs anyway.
+SYNC_SECONDS = 1.0
 
 
 class StagingConflict(RuntimeError):
@@ -60,6 +64,7 @@ class FileStaging:
         at: int,
         chunks: Iterable[bytes | memoryview],
         release: Callable[[Any], object] | None = None,
+        durable: Callable[[int], None] | None = None,
     ) -> int:
         """Write ciphertext at byte `at` (truncating anything after it); returns the new size.
 
@@ -67,6 +72,7 @@ class FileStaging:
         and encrypting overlap with the copy into the page cache), so a chunk is owned by the
         staging from the moment it is yielded: the producer must not change it until `release`
         is called with it (from the writer thread, once written or dropped after an error).
+        Every SYNC_SECONDS the writer thread syncs the file and calls `durable` with its end.
         """
         path = self._path(upload_id)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -82,10 +88,15 @@ class FileStaging:
                 os.ftruncate(fd, at)
             position = at
             sequential = SequentialWriter(path, fd, at)
+            synced_at = time.monotonic()
 
             def pwrite(view: memoryview) -> None:
-                nonlocal position
+                nonlocal position, synced_at
                 position = sequential.write_at(view, position)
+                if durable is not None and time.monotonic() - synced_at >= SYNC_SECONDS:
+                    os.fdatasync(fd)
+                    synced_at = time.monotonic()
+                    durable(position)
 
             try:
                 write_behind(pwrite, chunks, release)
@@ -132,9 +143,13 @@ class StagedFile:
         self.upload_id = upload_id
 
     def append(
-        self, at: int, chunks: Iterable[bytes | memoryview], release: Callable[[Any], object] | None = None
+        self,
+        at: int,
+        chunks: Iterable[bytes | memoryview],
+        release: Callable[[Any], object] | None = None,
+        durable: Callable[[int], None] | None = None,
     ) -> int:
-        return self.staging.append(self.upload_id, at, chunks, release=release)
+        return self.staging.append(self.upload_id, at, chunks, release=release, durable=durable)
 
     def read_range(self, start: int, end: int) -> bytes:
         return self.staging.read_range(self.upload_id, start, end)
@@ -164,9 +179,14 @@ class PartStaging:
         self.part_size = part_size
 
     def append(
-        self, at: int, chunks: Iterable[bytes | memoryview], release: Callable[[Any], object] | None = None
+        self,
+        at: int,
+        chunks: Iterable[bytes | memoryview],
+        release: Callable[[Any], object] | None = None,
+        durable: Callable[[int], None] | None = None,
     ) -> int:
-        """Stage chunks from byte `at` on (see FileStaging.append for `release`); returns the end."""
+        """Stage chunks from byte `at` on (see FileStaging.append for `release`); returns the end.
+        A stored part is durable: `durable` is called with its end."""
         size = self.part_size
         first = index = at // size
         kept = at - index * size
@@ -192,6 +212,8 @@ class PartStaging:
                         with memoryview(buffer) as whole:
                             self.sink.put(index, whole)
                         index, fill = index + 1, 0
+                        if durable is not None:
+                            durable(position)
 
             write_behind(write, chunks, release)
             if fill and not (index == first and fill == kept):  # nothing new: the part is as it was

@@ -17,13 +17,17 @@ import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from casebridge.transfer.appclient import Call
+
 TICKET_TTL_SECONDS = 60
+TICKET_ID_PATTERN = r"[0-9a-f]{24}"
 _AAD = b"casebridge/download-ticket/v1"
 _NONCE = 12
 
@@ -51,7 +55,7 @@ class DownloadTicket:
     etag: str
     source: str = ""  # a presigned URL of the blob, where the transfer server holds no store for it
     expires: float = field(default_factory=lambda: time.time() + TICKET_TTL_SECONDS)
-    id: str = field(default_factory=lambda: os.urandom(12).hex())  # lets a second use be refused
+    id: str = field(default_factory=lambda: os.urandom(12).hex())  # lets a second use be refused (TICKET_ID_PATTERN)
 
 
 def ticket_key(secret_key: str) -> bytes:
@@ -90,8 +94,38 @@ def unseal(key: bytes, token: str, now: float | None = None) -> DownloadTicket:
     return ticket
 
 
+class TicketLedger(Protocol):
+    def spend(self, ticket: DownloadTicket) -> bool:
+        """True the first time a ticket is presented, False on every later attempt. Raises
+        OSError (or http.client.HTTPException) when it cannot tell: the ticket is then refused."""
+        ...
+
+
+class ApplicationLedger:
+    """Tickets spent through the application, which records each id in its database under a
+    unique key (vault/transfer.redeem_ticket): single use holds across restarts and across every
+    transfer server of the installation. This is what `casebridge serve` runs."""
+
+    PATH = "/api/v1/transfer/tickets/redeem"
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+
+    def spend(self, ticket: DownloadTicket) -> bool:
+        body = json.dumps({"id": ticket.id, "expires": ticket.expires}).encode()
+        reply = self.call("POST", self.PATH, {"Content-Type": "application/json"}, body)
+        if reply.status == 204:
+            return True
+        if reply.status == 410:
+            return False
+        raise OSError(f"the application answered {reply.status} to a ticket redemption")
+
+
 class SpentTickets:
-    """Ticket ids already used, remembered until they would have expired anyway."""
+    """Ticket ids already used in this process, remembered until they would have expired anyway.
+
+    Only for a transfer server started without an application to ask (`--app-url`, which `serve`
+    always gives): single use then holds for this process's lifetime only."""
 
     def __init__(self) -> None:
         self._spent: dict[str, float] = {}

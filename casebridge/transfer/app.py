@@ -8,13 +8,14 @@ ticket this installation sealed gets 404, with no hint of why.
 
 from __future__ import annotations
 
+import http.client
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from casebridge.kernel.backends import BlobNotFound, BlobStore, StorageError
 from casebridge.kernel.crypto.streaming import CiphertextIntegrityError, decrypt_range
-from casebridge.kernel.tickets import DownloadTicket, SpentTickets, TicketRefused, unseal
+from casebridge.kernel.tickets import DownloadTicket, SpentTickets, TicketLedger, TicketRefused, unseal
 from casebridge.transfer.remote import RemoteBlob
 from casebridge.transfer.uploads import UPLOAD_PATH, UploadDoor
 
@@ -37,11 +38,12 @@ class TransferApp:
         self,
         key: bytes,
         store: BlobStore | None,
-        spent: SpentTickets | None = None,
+        spent: TicketLedger | None = None,
         uploads: UploadDoor | None = None,
     ) -> None:
         """`store`: where the ciphertext is, when this process can read it directly (a
-        filesystem); None: tickets carry a presigned URL of their blob."""
+        filesystem); None: tickets carry a presigned URL of their blob. `spent`: where used
+        tickets are recorded (the application's ledger under `serve`)."""
         self.key = key
         self.store = store
         self.spent = spent or SpentTickets()
@@ -65,7 +67,13 @@ class TransferApp:
             if exc.expired:
                 return _plain(start_response, "410 Gone", _START_AGAIN)
             return _plain(start_response, "404 Not Found", "No such download.")
-        if not self.spent.spend(ticket):
+        try:
+            first_use = self.spent.spend(ticket)
+        except (OSError, http.client.HTTPException) as exc:
+            # Unrecorded means unspendable: a ticket is never honoured without its use on record.
+            log.warning("ticket %s: its use could not be recorded: %s", ticket.id, exc)
+            return _plain(start_response, "503 Service Unavailable", _TRY_AGAIN, [("Retry-After", "5")])
+        if not first_use:
             return _plain(start_response, "410 Gone", _START_AGAIN)
         return self._stream(ticket, start_response)
 
@@ -114,6 +122,7 @@ class TransferApp:
         return _chain(first, body)
 
 
+_TRY_AGAIN = "CaseBridge is not answering right now. Start the download again from CaseBridge in a moment."
 _START_AGAIN = "This download link has expired or was already used. Start the download again from CaseBridge."
 
 

@@ -1,6 +1,7 @@
 """`python -m casebridge.transfer`: the transfer server, started by `casebridge serve`.
 
-One gunicorn worker with threads (single-use tickets are remembered in that one process), TLS with
+One gunicorn worker with threads (tickets are spent through the application's database, so single
+use holds across restarts and servers), TLS with
 the application's certificate and settings. The ticket key arrives on standard input, never in
 the command line or the environment, where other processes could read it.
 """
@@ -17,6 +18,7 @@ from casebridge.kernel.backends import StorageError, store_from_url
 from casebridge.kernel.backends.filesystem import FileSystemStore
 from casebridge.kernel.server import HardenedServer
 from casebridge.kernel.staging import FileStaging
+from casebridge.kernel.tickets import ApplicationLedger, SpentTickets, TicketLedger
 from casebridge.transfer.app import TransferApp
 from casebridge.transfer.appclient import AppClient
 from casebridge.transfer.uploads import UploadDoor
@@ -73,12 +75,15 @@ def main(argv: list[str] | None = None) -> None:
         except StorageError as exc:
             sys.exit(f"transfer server: {exc}")
     uploads = None
+    # Without an application to ask (tests of downloads alone), tickets are spent in memory.
+    spent: TicketLedger = SpentTickets()
     if args.app_url and internal is not None:
         with open(args.certfile) as handle:
             pinned = ssl.PEM_cert_to_DER_cert(handle.read())
         client = AppClient(args.app_url, args.app_host or urlsplit(args.app_url).netloc, internal, pinned)
         staging = FileStaging(store) if isinstance(store, FileSystemStore) else None
         uploads = UploadDoor(client, staging, args.app_origin)
+        spent = ApplicationLedger(client)
     options: dict[str, Any] = {
         "bind": [args.bind],
         "certfile": args.certfile,
@@ -100,5 +105,5 @@ def main(argv: list[str] | None = None) -> None:
         options["control_socket"] = args.control_socket
     else:  # gunicorn's default is one path per user, shared by every server it runs
         options["control_socket_disable"] = True
-    app = TransferApp(key, store, uploads=uploads)
+    app = TransferApp(key, store, spent=spent, uploads=uploads)
     HardenedServer(options, lambda: app).run()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,8 +26,18 @@ class RunningTransferServer:
         return f"https://localhost:{self.port}"
 
     def stop(self) -> None:
-        self.proc.terminate()
+        if self.proc.poll() is None:
+            self.proc.terminate()
         self.proc.wait(timeout=35)
+
+    def kill(self) -> None:
+        """SIGKILL the worker and the master, as a crash would: no request finishes."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        workers = [int(pid) for pid in children.read_text().split()] if self.proc.poll() is None else []
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        self.proc.kill()
+        self.proc.wait(timeout=10)
 
 
 def free_port() -> int:
@@ -42,12 +54,12 @@ def certificate(tmp: Path) -> tuple[Path, Path]:
 
 
 def launch(
-    tmp: Path, key_line: bytes, storage_url: str, app: list[str] | None = None
+    tmp: Path, key_line: bytes, storage_url: str, app: list[str] | None = None, port: int = 0
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
     """Start `python -m casebridge.transfer` with `key_line` on its standard input; `app`: the
-    --app-url/--app-host/--app-origin arguments that turn uploads on."""
+    --app-url/--app-host/--app-origin arguments that turn uploads on; `port`: a free one if 0."""
     cert, key = certificate(tmp)
-    port = free_port()
+    port = port or free_port()
     command = [sys.executable, "-m", "casebridge.transfer", "--bind", f"127.0.0.1:{port}"]
     command += ["--certfile", str(cert), "--keyfile", str(key), "--storage-url", storage_url, "--threads", "4"]
     command += app or []
@@ -61,13 +73,20 @@ def launch(
 
 
 def start(
-    tmp: Path, key: bytes, storage_url: str, *, internal: bytes | None = None, app_url: str = "", app_origin: str = ""
+    tmp: Path,
+    key: bytes,
+    storage_url: str,
+    *,
+    internal: bytes | None = None,
+    app_url: str = "",
+    app_origin: str = "",
+    port: int = 0,
 ) -> RunningTransferServer:
     """A transfer server that listens and has its worker up, or AssertionError with its output.
     With `internal` and `app_url` it also takes upload bodies for the application there."""
     keys = key.hex().encode() + b"\n" + (internal.hex().encode() + b"\n" if internal else b"")
     app = ["--app-url", app_url, "--app-origin", app_origin] if app_url else None
-    proc, port, cert = launch(tmp, keys, storage_url, app)
+    proc, port, cert = launch(tmp, keys, storage_url, app, port)
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
     deadline = time.time() + 30
     while time.time() < deadline and proc.poll() is None:

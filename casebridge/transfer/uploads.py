@@ -20,8 +20,16 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from casebridge.kernel import hashing
-from casebridge.kernel.appending import Continuation, TypeRefused, UploadError, append_body, parse_checksum
+from casebridge.kernel import hashing, holders
+from casebridge.kernel.appending import (
+    Checkpoint,
+    Continuation,
+    LeaseLost,
+    TypeRefused,
+    UploadError,
+    append_body,
+    parse_checksum,
+)
 from casebridge.kernel.backends import StorageError
 from casebridge.kernel.request_body import body_reader
 from casebridge.kernel.staging import FileStaging, PartStaging, StagedFile, StagingConflict, StagingLost
@@ -98,8 +106,27 @@ class UploadDoor:
         if length < 0:
             reply = Reply(400, [("Content-Type", "text/plain")], b"Content-Length must be a number.\n")
             return self._relay(environ, start_response, reply)
+        with holders.writing(upload_id) as mine:
+            if not mine:  # another request here is writing it: no need to ask
+                reply = Reply(
+                    423,
+                    [("Content-Type", "text/plain; charset=utf-8"), ("Tus-Resumable", "1.0.0")],
+                    b"Another request is writing to this upload; retry shortly.\n",
+                )
+                return self._relay(environ, start_response, reply)
+            return self._leased_patch(environ, start_response, upload_id, forwarded, length)
+
+    def _leased_patch(
+        self, environ: dict[str, Any], start_response: Any, upload_id: str, forwarded: dict[str, str], length: int
+    ) -> Iterable[bytes]:
         base = f"/api/v1/uploads/{upload_id}/handover"
-        terms = {"CaseBridge-Body-Type": environ.get("CONTENT_TYPE", ""), "CaseBridge-Body-Length": str(length)}
+        terms = {
+            "CaseBridge-Body-Type": environ.get("CONTENT_TYPE", ""),
+            "CaseBridge-Body-Length": str(length),
+            # This process, which is not writing the upload now: a lease it left behind is stale,
+            # and once it dies, the lease it takes now is broken at once (kernel/holders.py).
+            "CaseBridge-Lease-Holder": holders.this_process(),
+        }
         held = hashing.held_offset(upload_id)
         if held is not None:  # else an object store's lease lets this request read back what was staged
             terms["CaseBridge-Hasher-Offset"] = str(held)
@@ -119,6 +146,19 @@ class UploadDoor:
         # After the lease, the lease token speaks for this request: no client credentials again.
         leased = {CLIENT_ADDRESS_HEADER: forwarded[CLIENT_ADDRESS_HEADER]}
         checksum_header = environ.get("HTTP_UPLOAD_CHECKSUM")
+
+        def renew(checkpoint: Checkpoint | None) -> None:
+            body = {"token": token, **({"checkpoint": checkpoint.to_wire()} if checkpoint else {})}
+            try:
+                reply = self.call("POST", f"{base}/renew", leased, json.dumps(body).encode())
+            except (OSError, http.client.HTTPException):
+                # The application is restarting: carry on, the lease outlives a few missed renewals
+                # and the commit at the end tells whether this body counts.
+                log.warning("upload %s: the lease could not be renewed", upload_id)
+                return
+            if reply.status != 204:
+                raise LeaseLost("the lease was taken over")
+
         outcome: dict[str, Any]
         appended = None
         try:
@@ -126,16 +166,18 @@ class UploadDoor:
                 raise StorageError("this transfer server cannot reach the upload's staging")
             appended = append_body(
                 cont,
-                stage=lambda chunks, release: staging.append(cont.ciphertext_offset, chunks, release),
+                stage=lambda chunks, release, durable: staging.append(cont.ciphertext_offset, chunks, release, durable),
                 read_staged=staging.read_range,
                 body=body_reader(environ, length, environ["wsgi.input"].read),
                 content_length=length,
                 checksum=parse_checksum(checksum_header) if checksum_header else None,
-                renew=lambda: self.call("POST", f"{base}/renew", leased, json.dumps({"token": token}).encode()),
+                renew=renew,
             )
             outcome = {"outcome": "appended", **appended.to_wire()}
         except TypeRefused as exc:
             outcome = {"outcome": "type_refused", "message": str(exc)}
+        except LeaseLost:
+            outcome = {"outcome": "lease_lost"}
         except StagingConflict:
             outcome = {"outcome": "conflict"}
         except StagingLost:
@@ -156,7 +198,7 @@ class UploadDoor:
             hashing.remember(cont.upload_id, appended.offset, appended.hasher)
         if appended is not None and appended.complete:
             hashing.forget(cont.upload_id)
-        # A body not read to its end is drained by gunicorn before the next request.
+        # A body not read to its end is drained after this answer went out (core/request_body.drain).
         return self._relay(environ, start_response, reply)
 
     # --- answers ------------------------------------------------------------------------------

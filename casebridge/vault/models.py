@@ -119,6 +119,21 @@ class Upload(BaseModel):
     # A short lease so that two requests never append to the same upload at once.
     lease_until = models.DateTimeField(null=True, blank=True)
     lease_token = models.CharField(max_length=32, blank=True)
+    # Which process holds the lease (kernel/holders.py): a lease whose holder is known to have died
+    # (killed, restarted) is taken over at once instead of after it lapses.
+    lease_holder = models.CharField(max_length=160, blank=True)
 
     def __str__(self) -> str:
         return f"upload {self.pk}"
+
+
+class SpentTicket(models.Model):
+    """A download ticket a transfer server honoured: its id is refused from then on, by every
+    transfer server and after any restart. Kept a while past the ticket's own expiry, then purged
+    (vault/transfer.redeem_ticket)."""
+
+    id = models.CharField(primary_key=True, max_length=32)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"spent ticket {self.id}"

@@ -11,20 +11,36 @@ transfer server (tests, `serve --transfer-port 0`), the application moves the by
 from __future__ import annotations
 
 import hmac
+import json
+import re
+import threading
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
+from django.http.response import HttpResponseBase
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 
-from casebridge.access.guards import FROM_TRANSFER_SERVER
+from casebridge.access.guards import FROM_TRANSFER_SERVER, transfer_server_only
 from casebridge.kernel.appending import LAYOUT, Continuation
 from casebridge.kernel.crypto.streaming import associated_data
 from casebridge.kernel.staging import part_name
-from casebridge.kernel.tickets import DownloadTicket, internal_key, seal, ticket_key
+from casebridge.kernel.tickets import (
+    TICKET_ID_PATTERN,
+    TICKET_TTL_SECONDS,
+    DownloadTicket,
+    internal_key,
+    seal,
+    ticket_key,
+)
 from casebridge.vault import keystore
-from casebridge.vault.models import ObjectVersion, StoredObject, Upload
+from casebridge.vault.models import ObjectVersion, SpentTicket, StoredObject, Upload
 
 _endpoint: tuple[str, bytes] | None = None
 SOURCE_URL_SECONDS = 300  # the transfer server opens its GETs as the download starts (tickets live 60 s)
@@ -81,6 +97,58 @@ def redirect(stored: StoredObject, version: ObjectVersion, start: int, end: int,
     response["Location"] = f"{url}/d/{seal(key, ticket)}"
     response["Cache-Control"] = "no-store"  # the ticket is for this request only
     return response
+
+
+# --- single use of download tickets -------------------------------------------------------------
+# A spent ticket's id stays recorded this long past the ticket's expiry: a transfer server whose
+# clock lags the application's must still find it while it would accept the ticket.
+SPENT_TICKET_GRACE = timedelta(minutes=5)
+PURGE_EVERY_SECONDS = 60.0
+_purged_at = 0.0
+_purge_lock = threading.Lock()
+
+
+def redeem(ticket_id: str, expires_at: datetime) -> bool:
+    """Record `ticket_id` as used: True the first time, False ever after (until it is purged,
+    long after the ticket expired). The primary key makes this hold across transfer servers,
+    hosts and restarts."""
+    _purge_expired_tickets()
+    try:
+        with transaction.atomic():
+            SpentTicket.objects.create(id=ticket_id, expires_at=expires_at)
+    except IntegrityError:
+        return False
+    return True
+
+
+def _purge_expired_tickets() -> None:
+    # At most once a minute per process: one indexed DELETE, not one per download.
+    global _purged_at
+    with _purge_lock:
+        if time.monotonic() - _purged_at < PURGE_EVERY_SECONDS:
+            return
+        _purged_at = time.monotonic()
+    SpentTicket.objects.filter(expires_at__lt=timezone.now() - SPENT_TICKET_GRACE).delete()
+
+
+@csrf_exempt  # no ambient credentials: only the internal key, sent explicitly
+@transfer_server_only
+def redeem_ticket(request: HttpRequest) -> HttpResponseBase:
+    """The transfer server spends a ticket here before it streams a byte: 204 the first time,
+    410 when the ticket was used already (by any transfer server, before any restart)."""
+    try:
+        data = json.loads(request.body or b"{}")
+        ticket_id, expires = str(data["id"]), float(data["expires"])
+    except (ValueError, KeyError, TypeError):
+        return HttpResponse("Send the ticket's id and expiry.", status=400, content_type="text/plain")
+    now = time.time()
+    if request.method != "POST" or not re.fullmatch(TICKET_ID_PATTERN, ticket_id):
+        return HttpResponse("Send the ticket's id and expiry.", status=400, content_type="text/plain")
+    if not now - TICKET_TTL_SECONDS <= expires <= now + 2 * TICKET_TTL_SECONDS:
+        return HttpResponse("That expiry is not a live ticket's.", status=400, content_type="text/plain")
+    if not redeem(ticket_id, datetime.fromtimestamp(expires, UTC)):
+        return HttpResponse("This ticket was used already.", status=410, content_type="text/plain")
+    return HttpResponse(status=204)
 
 
 def upload_location(upload_id: object) -> str | None:

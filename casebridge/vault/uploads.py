@@ -30,11 +30,13 @@ from django.utils import timezone
 from casebridge.accounts.models import ServiceAccount
 from casebridge.audit.api import record
 from casebridge.audit.models import Outcome
-from casebridge.kernel import hashing
+from casebridge.kernel import filetypes, hashing, holders
 from casebridge.kernel.appending import (
     LAYOUT,
     Appended,
+    Checkpoint,
     Continuation,
+    LeaseLost,
     TypeRefused,
     UploadError,
     UploadGone,
@@ -60,7 +62,12 @@ from casebridge.vault.config import blob_store
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
 from casebridge.vault.scanning import ScannerUnavailable
 
-LEASE_SECONDS = 120
+# A writing request renews its lease every appending.LEASE_RENEW_SECONDS while bytes flow: a
+# holder that died where its death cannot be seen (another host) blocks a resume this long at
+# most; one that died on this host is replaced at once (kernel/holders.py).
+LEASE_SECONDS = 15
+# Scanning and promoting a complete upload happen under its lease too, held by the application.
+FINISHING_LEASE_SECONDS = 600
 STAGING_PART_SIZE = 8 << 20  # object stores: S3's parts must be 5 MiB or more (all but the last)
 STAGING_LOST = "What was uploaded so far is no longer stored, so the upload cannot go on; start it again."
 
@@ -176,21 +183,28 @@ def create_upload(*, organization: Any, actor: Any, length: int, stored_object: 
 
 
 # --- appending ----------------------------------------------------------------------------
-def _take_lease(upload: Upload, client_offset: int) -> str:
+def _take_lease(upload: Upload, client_offset: int, holder: str) -> str:
     token = secrets.token_hex(8)
     now = timezone.now()
-    taken = (
-        Upload.objects.filter(pk=upload.pk, offset=client_offset, completed_at__isnull=True)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(lease_until=now + timedelta(seconds=LEASE_SECONDS), lease_token=token)
-    )
-    if taken:
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    if holder:
+        # The holder asks again for an upload it is not writing (holders.writing): its own lease
+        # is what an earlier request left behind when the application missed its commit.
+        free |= Q(lease_holder=holder)
+    candidates = Upload.objects.filter(pk=upload.pk, offset=client_offset, completed_at__isnull=True)
+    grant = {"lease_until": now + timedelta(seconds=LEASE_SECONDS), "lease_token": token, "lease_holder": holder}
+    if candidates.filter(free).update(**grant):
         return token
     upload.refresh_from_db()
     if upload.completed_at is not None:
         raise UploadError("This upload is already complete.", 409)
     if upload.offset != client_offset:
         raise UploadError(f"Upload-Offset {client_offset} does not match the server's {upload.offset}.", 409)
+    # Killed mid-request (or restarted) on this host: take over now, not when the lease lapses. The
+    # old token in the filter makes two requests racing for it take it once.
+    dead = upload.lease_token and holders.is_dead(upload.lease_holder)
+    if dead and candidates.filter(lease_token=upload.lease_token).update(**grant):
+        return token
     raise UploadError("Another request is writing to this upload; retry shortly.", 423)
 
 
@@ -206,13 +220,19 @@ def _check_request(upload: Upload, client_offset: int, content_length: int, chec
 
 
 def lease(
-    upload: Upload, *, client_offset: int, content_length: int, checksum: tuple[str, bytes] | None = None
+    upload: Upload,
+    *,
+    client_offset: int,
+    content_length: int,
+    checksum: tuple[str, bytes] | None = None,
+    holder: str = "",
 ) -> tuple[str, Continuation]:
     """Make the calling request the upload's only writer; what it needs to continue the upload.
 
+    `holder` names the process that will write (holders.this_process(); '' if it cannot tell).
     The lease lasts LEASE_SECONDS unless `renew`ed; `commit` (or `release`) ends it."""
     _check_request(upload, client_offset, content_length, checksum)
-    token = _take_lease(upload, client_offset)
+    token = _take_lease(upload, client_offset, holder)
     try:
         upload.refresh_from_db()  # the state as of the lease, not as of when the row was read
         dek = keystore.upload_dek(upload)
@@ -241,21 +261,55 @@ def _expected_type(upload: Upload) -> str:
     return StoredObject.objects.filter(pk=upload.object_id).values_list("file_type", flat=True).first() or ""
 
 
-def leased_upload(upload_id: str, token: str) -> Upload | None:
-    """The upload whose live lease `token` is, or None."""
-    return Upload.objects.filter(
-        pk=upload_id, lease_token=token, lease_until__gt=timezone.now(), completed_at__isnull=True
-    ).first()
+def leased_upload(upload_id: str, token: str, *, lapsed: bool = False) -> Upload | None:
+    """The upload whose live lease `token` is, or None. `lapsed`: also a lease that ran out but
+    that nobody took since (taking one always changes the token), which a renewal may revive: a
+    client silent for longer than LEASE_SECONDS goes on where it was when its bytes flow again."""
+    held = Upload.objects.filter(pk=upload_id, lease_token=token, completed_at__isnull=True)
+    return held.first() if lapsed else held.filter(lease_until__gt=timezone.now()).first()
 
 
-def renew(upload: Upload, token: str) -> None:
-    Upload.objects.filter(pk=upload.pk, lease_token=token).update(
-        lease_until=timezone.now() + timedelta(seconds=LEASE_SECONDS)
-    )
+def renew(upload: Upload, token: str, checkpoint: Checkpoint | None = None) -> None:
+    """Extend the lease `token` holds; with a checkpoint, record it as the upload's offset first,
+    so a request that dies later resumes from there. LeaseLost if the lease is no longer held."""
+    now = timezone.now()
+    held = Upload.objects.filter(pk=upload.pk, lease_token=token, completed_at__isnull=True)
+    extended: dict[str, Any] = {"lease_until": now + timedelta(seconds=LEASE_SECONDS)}
+    if checkpoint is not None:
+        current = held.values_list("offset", flat=True).first()
+        if current is None:
+            raise LeaseLost("This request no longer holds the upload; ask for its offset and resume.")
+        _check_checkpoint(upload, checkpoint, current)
+        extended.update(
+            offset=checkpoint.offset,
+            ciphertext_offset=checkpoint.ciphertext_offset,
+            tail=b"",  # a checkpoint ends at a segment boundary: nothing unfinished to keep
+            file_type=checkpoint.file_type,
+            expires_at=now + timedelta(seconds=settings.VAULT_UPLOAD_EXPIRY_SECONDS),
+        )
+        held = held.filter(offset=current)
+    if not held.update(**extended):
+        raise LeaseLost("This request no longer holds the upload; ask for its offset and resume.")
+
+
+def _check_checkpoint(upload: Upload, checkpoint: Checkpoint, current: int) -> None:
+    # What the checkpoint claims must be a state the upload can be in: past where it stands, short
+    # of its end (the last byte is committed by the request's own commit), whole segments only,
+    # of an accepted type.
+    try:
+        expected = Checkpoint.at(checkpoint.ciphertext_offset, checkpoint.file_type)
+    except ValueError:
+        raise UploadError("A checkpoint must end at a segment boundary.", 409) from None
+    if (
+        expected != checkpoint
+        or not current < checkpoint.offset < upload.length
+        or checkpoint.file_type not in filetypes.FILE_TYPES_BY_NAME
+    ):
+        raise UploadError("The checkpoint does not fit the upload.", 409)
 
 
 def release(upload: Upload, token: str) -> None:
-    Upload.objects.filter(pk=upload.pk, lease_token=token).update(lease_until=None, lease_token="")
+    Upload.objects.filter(pk=upload.pk, lease_token=token).update(lease_until=None, lease_token="", lease_holder="")
 
 
 def append(
@@ -271,18 +325,41 @@ def append(
     """Append one request body; commits whatever arrived even if the connection drops.
 
     `add_version` decides on the content of a finished upload of a new version (see commit)."""
-    token, continuation = lease(upload, client_offset=client_offset, content_length=content_length, checksum=checksum)
+    with holders.writing(str(upload.pk)) as mine:
+        if not mine:
+            raise UploadError("Another request is writing to this upload; retry shortly.", 423)
+        return _append(upload, actor, client_offset, body, content_length, checksum, add_version)
+
+
+def _append(
+    upload: Upload,
+    actor: Any,
+    client_offset: int,
+    body: Readinto,
+    content_length: int,
+    checksum: tuple[str, bytes] | None,
+    add_version: AddVersion,
+) -> AppendResult:
+    token, continuation = lease(
+        upload,
+        client_offset=client_offset,
+        content_length=content_length,
+        checksum=checksum,
+        holder=holders.this_process(),
+    )
     try:
         staging = staged(upload)
         try:
             appended = append_body(
                 continuation,
-                stage=lambda chunks, release: staging.append(continuation.ciphertext_offset, chunks, release),
+                stage=lambda chunks, release, durable: staging.append(
+                    continuation.ciphertext_offset, chunks, release, durable
+                ),
                 read_staged=staging.read_range,
                 body=body,
                 content_length=content_length,
                 checksum=checksum,
-                renew=lambda: renew(upload, token),
+                renew=lambda checkpoint: renew(upload, token, checkpoint),
             )
         except StagingConflict:
             raise UploadError("Another request is writing to this upload; retry shortly.", 423) from None
@@ -314,7 +391,17 @@ def commit(upload: Upload, token: str, actor: Any, appended: Appended, add_versi
     ):  # a staging that claims more or less than the whole stream never becomes a file
         raise UploadError("The upload's staged data does not add up; ask for its offset and resume.", 409)
     if appended.complete:
-        version = _finish(upload, actor, appended.ciphertext_offset, appended.sha256, appended.file_type, add_version)
+        # From here on this process (not the request's writer, which may die now) holds the upload,
+        # for as long as scanning may take: a resume meanwhile finds it locked, not abandoned, here
+        # (the registry) as in the database (the lease).
+        with holders.writing(str(upload.pk)):
+            Upload.objects.filter(pk=upload.pk, lease_token=token).update(
+                lease_holder=holders.this_process(),
+                lease_until=timezone.now() + timedelta(seconds=FINISHING_LEASE_SECONDS),
+            )
+            version = _finish(
+                upload, actor, appended.ciphertext_offset, appended.sha256, appended.file_type, add_version
+            )
         return AppendResult(upload, completed=version, interrupted=appended.interrupted)
     updated = Upload.objects.filter(pk=upload.pk, lease_token=token).update(
         offset=appended.offset,

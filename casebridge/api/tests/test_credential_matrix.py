@@ -359,6 +359,7 @@ NOT_IN_THE_MATRIX = {
     "session_keepalive": "the person's own session",
     "api_me": "read-only",
     "tus_upload_lease_step": "the lease token and the internal key: transfer/tests/test_upload_handover.py",
+    "transfer_ticket_redeem": "the transfer server's internal key: transfer/tests/test_ticket_ledger.py",
     "file_list": "read-only",
     "file_content": "read-only (downloads)",
     "openapi_json": "public document",

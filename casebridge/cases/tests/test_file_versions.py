@@ -21,12 +21,12 @@ from casebridge.cases.tests import test_workflow
 from casebridge.cases.tests.test_workflow import _access, _lab, _ready_crown
 from casebridge.core.testing import Personas
 from casebridge.imaging.tests.test_sanitize import PHI, identifying_jpeg
+from casebridge.kernel.tests.test_filetypes import pdf
 from casebridge.vault import api as vault
 from casebridge.vault.config import blob_store
 from casebridge.vault.models import ObjectVersion, StoredObject, Upload
 from casebridge.vault.tests import test_uploads
 from casebridge.vault.tests.samples import binary_stl
-from casebridge.vault.tests.test_filetypes import pdf
 from casebridge.vault.tests.test_uploads import _client, _create, _download, _patch, _upload
 
 pytestmark = pytest.mark.django_db

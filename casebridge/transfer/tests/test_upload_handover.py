@@ -18,7 +18,7 @@ from casebridge.accounts.actions import create_api_token
 from casebridge.audit.models import Event
 from casebridge.core.testing import Personas
 from casebridge.kernel.staging import FileStaging
-from casebridge.kernel.tickets import ticket_key
+from casebridge.kernel.tickets import ApplicationLedger, ticket_key
 from casebridge.transfer.app import TransferApp
 from casebridge.transfer.tests.client import TRANSFER_URL, TransferAwareClient, application_call, call, file_staging
 from casebridge.transfer.uploads import UploadDoor
@@ -35,7 +35,9 @@ APP_ORIGIN = "https://app.test"
 def server(vault_home: Path, settings: Any) -> Iterator[TransferApp]:
     transfer.use_transfer_server(TRANSFER_URL)
     door = UploadDoor(application_call(), file_staging(), APP_ORIGIN)
-    app = TransferApp(ticket_key(settings.SECRET_KEY), blob_store(), uploads=door)
+    app = TransferApp(
+        ticket_key(settings.SECRET_KEY), blob_store(), spent=ApplicationLedger(application_call()), uploads=door
+    )
     TransferAwareClient.transfer = app
     yield app
     TransferAwareClient.transfer = None
@@ -165,7 +167,7 @@ def test_creation_with_upload_stays_with_the_application_and_continues_on_the_tr
 
 
 @pytest.mark.parametrize("step", ["renew", "commit"])
-def test_renew_and_commit_need_the_internal_key_and_the_live_lease_token(
+def test_renew_and_commit_need_the_internal_key_and_a_lease_token_nobody_took_over(
     server: TransferApp,
     personas: Personas,
     settings: Any,
@@ -186,8 +188,13 @@ def test_renew_and_commit_need_the_internal_key_and_the_live_lease_token(
     )
     assert wrong.status_code == 409  # a token that is not the lease's
     Upload.objects.filter(pk=upload.pk).update(lease_until=timezone.now())
+    if step == "renew":  # ran out, but nobody took it: the request may go on
+        revived = Client().post(url, body, content_type="application/json", HTTP_CASEBRIDGE_TRANSFER_KEY=key)
+        assert revived.status_code == 204
+        Upload.objects.filter(pk=upload.pk).update(lease_until=timezone.now())
+        uploads.lease(upload, client_offset=0, content_length=5000)  # another request takes it
     stale = Client().post(url, body, content_type="application/json", HTTP_CASEBRIDGE_TRANSFER_KEY=key)
-    assert stale.status_code == 409  # the lease ran out
+    assert stale.status_code == 409  # the lease ran out (commit) or was taken over (renew)
     upload.refresh_from_db()
     assert upload.offset == 0
 
@@ -229,3 +236,37 @@ def test_an_application_that_does_not_answer_gets_a_retryable_503(tmp_path: Path
         answer = call(app, url, method=method, body=b"x" if method == "PATCH" else b"", HTTP_ORIGIN=APP_ORIGIN)
         assert answer.status == 503 and answer["Retry-After"] == "5"
         assert answer["Access-Control-Allow-Origin"] == APP_ORIGIN  # the browser may read it and retry
+
+
+def test_a_client_cannot_name_itself_the_holder_of_someone_elses_lease(server: TransferApp, personas: Personas) -> None:
+    """The holder the application weighs a lease against is the transfer server's own name, never
+    a header the client sent: naming the live holder of a lease does not take it over."""
+    import subprocess
+    import sys
+
+    from casebridge.kernel import holders
+    from casebridge.vault import uploads
+
+    api = TransferAwareClient(HTTP_AUTHORIZATION=f"Bearer {_token(personas)}", HTTP_TUS_RESUMABLE="1.0.0")
+    content = binary_stl(5000)
+    url = _created(api, len(content))
+    upload = Upload.objects.get(pk=url.rsplit("/", 1)[1])
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        boot, namespace = holders._host()
+        live = f"{boot}/{namespace}/{writer.pid}/{holders._start_time(writer.pid)}"
+        token, _cont = uploads.lease(upload, client_offset=0, content_length=len(content), holder=live)
+        answer = api.generic(
+            "PATCH",
+            url,
+            content,
+            content_type="application/offset+octet-stream",
+            HTTP_UPLOAD_OFFSET="0",
+            HTTP_CASEBRIDGE_LEASE_HOLDER=live,
+        )
+    finally:
+        writer.kill()
+        writer.wait()
+    assert answer.status_code == 423
+    upload.refresh_from_db()
+    assert (upload.offset, upload.lease_token, upload.lease_holder) == (0, token, live)

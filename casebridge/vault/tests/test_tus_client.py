@@ -10,6 +10,7 @@ import hashlib
 import os
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +27,10 @@ import boto3
 import pytest
 import requests
 from tusclient import client as tus
+from tusclient.exceptions import TusCommunicationError
 
+from casebridge.kernel.tickets import internal_key, ticket_key
+from casebridge.transfer import testing as transfer_testing
 from casebridge.transfer.testing import free_port
 from casebridge.vault.tests.samples import binary_stl
 
@@ -256,3 +261,147 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_a_download_ticket_works_once_across_a_restart_and_on_another_transfer_server(
+    server: Server, tmp_path: Path
+) -> None:
+    content = binary_stl(2 * MiB + 5)
+    path = tmp_path / "crown.stl"
+    path.write_bytes(content)
+    uploader = _uploader(server, path)
+    uploader.upload()  # type: ignore[attr-defined]
+    file_id = _file_id(server, uploader.url)  # type: ignore[attr-defined]
+    decided = server.request(
+        "GET", f"{server.base}/api/v1/files/{file_id}/content", headers=server.headers(), allow_redirects=False
+    )
+    assert decided.status_code == 307
+    ticket_url = decided.headers["Location"]
+    assert server.request("GET", ticket_url).content == content
+
+    # Another transfer server of the installation (as on a second host), asking the same application.
+    secret = (server.home / "secret_key").read_text().strip()
+    other = transfer_testing.start(
+        server.home,
+        ticket_key(secret),
+        server.storage_url or f"file://{server.home / 'blobs'}",
+        internal=internal_key(secret),
+        app_url=f"https://127.0.0.1:{server.port}",
+        app_origin=server.base,
+    )
+    try:
+        elsewhere = server.request("GET", f"{other.url}{urlsplit(ticket_url).path}")
+        assert elsewhere.status_code == 410 and content not in elsewhere.content
+    finally:
+        other.stop()
+
+    # The whole server killed and started again, well inside the ticket's 60 seconds.
+    server.kill()
+    server.start()
+    again = server.request("GET", ticket_url)
+    assert again.status_code == 410 and content not in again.content
+
+
+@pytest.mark.parametrize("to", ["the transfer server", "the application"])
+def test_a_body_refused_for_its_type_gets_its_answer_while_the_client_is_still_sending(
+    server: Server, tmp_path: Path, to: str
+) -> None:
+    """20 MiB of random bytes named x.stl, in 8 MiB PATCHes: the type is refused after the first
+    MiB, with 7 MiB (far more than the socket buffers) still on its way. The client reads the 415
+    and its reason instead of a broken connection it would retry."""
+    path = tmp_path / "x.stl"
+    path.write_bytes(os.urandom(20 * MiB))
+    created = server.request(
+        "POST",
+        f"{server.base}/api/v1/uploads/",
+        headers={**server.headers(), "Tus-Resumable": "1.0.0", "Upload-Length": str(20 * MiB)},
+    )
+    assert created.status_code == 201
+    url = created.headers["Location"]
+    if to == "the application":  # the application takes a PATCH sent to it as well
+        url = f"{server.base}/api/v1/uploads/{url.rsplit('/', 1)[1]}"
+    client = tus.TusClient(f"{server.base}/api/v1/uploads/", headers=server.headers())
+    uploader: Any = client.uploader(file_path=str(path), url=url, chunk_size=8 * MiB, verify_tls_cert=True)
+    with pytest.raises(TusCommunicationError) as refused:
+        uploader.upload()
+    assert refused.value.status_code == 415, refused.value
+    assert b"STL" in refused.value.response_content  # the list of accepted types
+    assert _head(server, url).status_code == 404  # the refused upload is gone
+
+
+@pytest.mark.parametrize("to", ["the transfer server", "the application"])
+def test_a_body_refused_before_a_byte_of_it_is_read_gets_its_answer(server: Server, to: str) -> None:
+    """A PATCH at the wrong offset is refused before its body is read (as a lease, a scope or a
+    size refusal is): the client, still sending 24 MiB, reads the 409."""
+    created = server.request(
+        "POST",
+        f"{server.base}/api/v1/uploads/",
+        headers={**server.headers(), "Tus-Resumable": "1.0.0", "Upload-Length": str(48 * MiB)},
+    )
+    url = created.headers["Location"]
+    if to == "the application":
+        url = f"{server.base}/api/v1/uploads/{url.rsplit('/', 1)[1]}"
+    headers = {
+        **server.headers(),
+        "Tus-Resumable": "1.0.0",
+        "Upload-Offset": str(MiB),
+        "Content-Type": "application/offset+octet-stream",
+    }
+    answer = server.request("PATCH", url, headers=headers, data=binary_stl(24 * MiB))
+    assert answer.status_code == 409
+    assert "Upload-Offset" in answer.text
+
+
+def test_a_long_patch_killed_with_the_server_resumes_at_once_from_its_last_checkpoint(
+    server: Server, tmp_path: Path
+) -> None:
+    """One 48 MiB PATCH, sent at a few MiB/s; while it flows, the upload's offset advances (its
+    request hands over what is durably staged as it renews its lease). The server is killed
+    (SIGKILL, every process) at 85%, started again, and tuspy resumes at once, from that offset:
+    not 0, and although the dead request's lease has not run out yet."""
+    content = binary_stl(48 * MiB)
+    size = len(content)
+    path = tmp_path / "cbct.stl"
+    path.write_bytes(content)
+    created = server.request(
+        "POST",
+        f"{server.base}/api/v1/uploads/",
+        headers={**server.headers(), "Tus-Resumable": "1.0.0", "Upload-Length": str(size)},
+    )
+    url = created.headers["Location"]
+    tls = ssl.create_default_context(cafile=server.cert).wrap_socket(
+        socket.create_connection(("127.0.0.1", server.transfer_port)), server_hostname="localhost"
+    )
+    tls.sendall(
+        (
+            f"PATCH {urlsplit(url).path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {server.token}\r\n"
+            "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+            f"Content-Length: {size}\r\n\r\n"
+        ).encode()
+    )
+    sent, durable = 0, 0
+    deadline = time.monotonic() + 90
+    while sent < size * 85 // 100 and time.monotonic() < deadline:
+        tls.sendall(content[sent : sent + MiB // 2])
+        sent += MiB // 2
+        # ~6 MiB/s, and slower near the end until half the body is committed: on a busy machine the
+        # checkpoints lag, and they come only while bytes flow.
+        time.sleep(0.08 if durable >= size // 2 or sent < size * 7 // 10 else 0.4)
+        if durable < size // 2 and sent % (2 * MiB) == 0:
+            durable = int(_head(server, url).headers["Upload-Offset"])
+    durable = int(_head(server, url).headers["Upload-Offset"])
+    assert durable >= size // 2, f"only {durable} of the {sent} bytes sent were committed while the body flowed"
+
+    server.kill()
+    tls.close()
+    server.start()
+    # The dead request's lease is still held: without the takeover, the resume below would get 423.
+    upload_id = urlsplit(url).path.rsplit("/", 1)[1].replace("-", "")
+    with sqlite3.connect(server.home / "casebridge.sqlite3") as db:
+        lease_until = db.execute("SELECT lease_until FROM vault_upload WHERE id = ?", [upload_id]).fetchone()[0]
+    assert datetime.fromisoformat(lease_until).replace(tzinfo=UTC) > datetime.now(UTC), "the lease lapsed first"
+    resumed: Any = _uploader(server, path, url=url)
+    assert resumed.offset >= durable
+    resumed.upload_chunk()  # tuspy does not retry: a 423 would raise here
+    resumed.upload()
+    assert _download(server, _file_id(server, url)) == content

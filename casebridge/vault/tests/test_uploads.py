@@ -22,7 +22,7 @@ from casebridge.core.testing import Personas
 from casebridge.kernel import hashing
 from casebridge.kernel.backends import filesystem
 from casebridge.kernel.crypto.streaming import CiphertextIntegrityError
-from casebridge.kernel.tickets import ticket_key
+from casebridge.kernel.tickets import ApplicationLedger, ticket_key
 from casebridge.transfer.app import TransferApp
 from casebridge.transfer.tests.client import TRANSFER_URL, TransferAwareClient, application_call, call, file_staging
 from casebridge.transfer.uploads import UploadDoor
@@ -99,7 +99,9 @@ def handover(request: pytest.FixtureRequest, vault_home: Path, settings: Any) ->
         return
     transfer.use_transfer_server(TRANSFER_URL)
     door = UploadDoor(application_call(), file_staging(), "https://app.test")
-    server = TransferApp(ticket_key(settings.SECRET_KEY), blob_store(), uploads=door)
+    server = TransferApp(
+        ticket_key(settings.SECRET_KEY), blob_store(), spent=ApplicationLedger(application_call()), uploads=door
+    )
     TransferAwareClient.transfer = server
     yield server
     TransferAwareClient.transfer = None
