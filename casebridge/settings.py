@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -19,6 +20,9 @@ from casebridge.core.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent
+# Everything CaseBridge writes under its home (database, mail, uploads, keys) is this user's
+# alone, whichever entry point runs: serve, the worker, a command, another WSGI server.
+os.umask(0o077)
 HOME = ensure_private_dir(Path(env("CASEBRIDGE_HOME", "var")).resolve())
 
 SECRET_KEY = envsecret("CASEBRIDGE_SECRET_KEY") or read_or_create_secret(HOME / "secret_key")
@@ -307,8 +311,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("CASEBRIDGE_LOG_LEVEL", "INFO")},
+    "filters": {"requests": {"()": "casebridge.core.redaction.RequestLogFilter"}},
     "loggers": {
         "django.security.DisallowedHost": {"level": "ERROR"},
+        # One line per refusal, no traceback, no secret path segment (core/redaction.py).
+        "django.request": {"filters": ["requests"]},
         # pydicom's warnings name the file they read, and names inside an uploaded archive often
         # carry the patient's name: none of it reaches the log.
         "pydicom": {"level": "CRITICAL", "propagate": False},

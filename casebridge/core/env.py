@@ -62,6 +62,24 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+def tighten_home(home: Path, skip: tuple[str, ...] = ("blobs",)) -> int:
+    """Make every file under `home` 0600 and every folder 0700 (what an older version or another
+    tool left 0644/0755); `skip` holds trees that are written with those modes already and may
+    be huge. Returns how many modes were changed."""
+    changed = 0
+    for root, dirs, files in os.walk(home):
+        if Path(root) == home:
+            dirs[:] = [d for d in dirs if d not in skip]
+        for name, mode in [(d, 0o700) for d in dirs] + [(f, 0o600) for f in files]:
+            path = Path(root, name)
+            if path.is_symlink():
+                continue
+            if path.stat().st_mode & 0o777 != mode:
+                path.chmod(mode)
+                changed += 1
+    return changed
+
+
 def read_or_create_secret(path: Path, nbytes: int = 48) -> str:
     """Return the secret stored at PATH, creating it (mode 0600) on first use."""
     if path.exists():

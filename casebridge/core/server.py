@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from casebridge.core.redaction import AccessLogger
 from casebridge.kernel.server import HardenedServer
 
 
@@ -48,6 +49,8 @@ def serve(
             "graceful_timeout": 30,
             "keepalive": 5,
             "accesslog": "-",
+            # Secret path segments (setup, invitation and share links) redacted: core/redaction.py.
+            "logger_class": AccessLogger,
             # Paths and status only: our URLs never carry PHI, and query strings are left out.
             "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms',
             "forwarded_allow_ips": "",

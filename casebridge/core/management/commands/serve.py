@@ -21,7 +21,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from casebridge.core import running_server
-from casebridge.core.env import env, envint
+from casebridge.core.env import env, envint, tighten_home
 from casebridge.kernel.tickets import internal_key, ticket_key
 from casebridge.kernel.tls import ensure_self_signed
 from casebridge.vault.keyring import KeyringError, get_keyring
@@ -62,6 +62,10 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("createcachetable", verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
+        # Files an older version (or a copy, or another tool) left readable to others.
+        tightened = tighten_home(home)
+        if tightened:
+            self.stdout.write(f"made {tightened} file(s) and folder(s) under {home} private to this user")
         from casebridge.kernel.backends import StorageError
         from casebridge.vault import config as vault_config
         from casebridge.vault.keys import KeyProviderError
