@@ -223,7 +223,8 @@ class CaseDetail(CaseSummary):
 
 class CasePage(Schema):
     results: list[CaseSummary]
-    next: str | None = Field(description="URL of the next page, or null on the last one")
+    next: str | None = Field(description="URL of the next page (GET /cases), or null")
+    next_cursor: str | None = Field(None, description="The `cursor` of the next page, or null on the last one")
 
 
 class StatusChange(Schema):
@@ -292,11 +293,16 @@ class MessageOut(Schema):
 
 class CaseFilters(Schema):
     status: Status | None = None
-    q: Text100 | None = Field(None, description="Part of a case number or patient name")
     due_before: date | None = None
     due_after: date | None = None
     cursor: Text200 | None = Field(None, description="Opaque cursor from the `next` link")
     limit: int = Field(PAGE_DEFAULT, ge=1, le=PAGE_MAX)
+
+
+class CaseSearch(CaseFilters):
+    """A search by patient name travels in a request body, never in a URL."""
+
+    q: Text100 | None = Field(None, description="Part of a case number or patient name")
 
     @field_validator("q")
     @classmethod
@@ -468,12 +474,32 @@ def _after_cursor(cases: QuerySet[Case], cursor: str) -> QuerySet[Case]:
 
 @router.get("/cases", response=CasePage, summary="List the cases your organization may see")
 def list_cases(request: HttpRequest, filters: Query[CaseFilters]) -> dict[str, Any]:
+    if "q" in request.GET:
+        # Silently ignoring it would list everything; honouring it would put a name in the URL.
+        raise HttpError(400, "Search by name or number with POST /api/v1/cases/search (the term goes in the body).")
     access = caller_access(request)
+    page = _case_page(access, filters, None, via="api.list")
+    if page["next_cursor"]:
+        params = {k: v for k, v in request.GET.items() if k != "cursor"}
+        params["cursor"] = page["next_cursor"]
+        page["next"] = request.build_absolute_uri(f"{request.path}?{urlencode(params)}")
+    return page
+
+
+@router.post("/cases/search", response=CasePage, summary="Search the cases your organization may see")
+def search_cases(request: HttpRequest, body: CaseSearch) -> dict[str, Any]:
+    """The same as GET /cases, with `q` (part of a case number or patient name). The next page is
+    another POST with `next_cursor` as `cursor` and the same filters: nothing of the search goes
+    into a URL."""
+    return _case_page(caller_access(request), body, body.q, via="api.search")
+
+
+def _case_page(access: OrgAccess, filters: CaseFilters, query: str | None, *, via: str) -> dict[str, Any]:
     cases = visible_cases(access).select_related("patient", "practice", "lab")
     if filters.status:
         cases = cases.filter(status=filters.status)
-    if filters.q:
-        cases = cases.filter(Q(number__icontains=filters.q) | Q(patient__name__icontains=filters.q))
+    if query:
+        cases = cases.filter(Q(number__icontains=query) | Q(patient__name__icontains=query))
     if filters.due_before:
         cases = cases.filter(due_date__lt=filters.due_before)
     if filters.due_after:
@@ -487,16 +513,15 @@ def list_cases(request: HttpRequest, filters: Query[CaseFilters]) -> dict[str, A
         actor=access.actor,
         organization=access.organization,
         cases=shown,
-        via="api.list",
-        searched=bool(filters.q),
+        via=via,
+        searched=bool(query),
         status=str(filters.status) if filters.status else "",
     )
-    next_url = None
-    if more:
-        params = {k: v for k, v in request.GET.items() if k != "cursor"}
-        params["cursor"] = _encode_cursor(shown[-1])
-        next_url = request.build_absolute_uri(f"{request.path}?{urlencode(params)}")
-    return {"results": [_summary(c) for c in shown], "next": next_url}
+    return {
+        "results": [_summary(c) for c in shown],
+        "next": None,
+        "next_cursor": _encode_cursor(shown[-1]) if more else None,
+    }
 
 
 # --- drafting -----------------------------------------------------------------------------

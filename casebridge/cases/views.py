@@ -3,9 +3,11 @@ actions each side may take. Views parse input and call cases.actions; the policy
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -54,8 +56,32 @@ def _access(request: HttpRequest) -> OrgAccess:
     return org_access_of(request)
 
 
+# A search term is usually a patient's name: it travels in a POST body and is kept in the session
+# under an opaque id, so it never reaches a URL (browser history, proxies, the access log).
+SEARCHES_KEY = "cb_case_searches"
+SEARCHES_KEPT = 20
+
+
+def _remember_search(request: HttpRequest, term: str) -> str:
+    searches: dict[str, str] = dict(request.session.get(SEARCHES_KEY, {}))
+    search_id = secrets.token_urlsafe(9)
+    searches[search_id] = term
+    request.session[SEARCHES_KEY] = dict(list(searches.items())[-SEARCHES_KEPT:])
+    return search_id
+
+
+def _search_redirect(request: HttpRequest) -> HttpResponse:
+    term = request.POST.get("q", "").strip()[:100]
+    params = {k: request.POST.get(k, "") for k in ("view", "status") if request.POST.get(k)}
+    if term:
+        params["search"] = _remember_search(request, term)
+    return redirect(f"{request.path}?{urlencode(params)}" if params else request.path, permanent=False)
+
+
 @org_permission(Perm.CASES_VIEW)
 def case_list(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        return _search_redirect(request)
     access = _access(request)
     cases = visible_cases(access).select_related("patient", "practice", "lab", "doctor")
     today = timezone.now().date()
@@ -67,7 +93,8 @@ def case_list(request: HttpRequest) -> HttpResponse:
         cases = cases.filter(archived_at__isnull=False)
     elif view != "all":
         cases = cases.filter(OPEN)
-    query = request.GET.get("q", "").strip()
+    search_id = request.GET.get("search", "")
+    query = request.session.get(SEARCHES_KEY, {}).get(search_id, "") if search_id else ""
     if query:
         cases = cases.filter(
             Q(number__icontains=query) | Q(patient__name__icontains=query) | Q(doctor__full_name__icontains=query)
@@ -107,6 +134,7 @@ def case_list(request: HttpRequest) -> HttpResponse:
             "next_before": page[PAGE - 1].number if len(page) > PAGE else None,
             "view": view,
             "q": query,
+            "search_id": search_id if query else "",
             "status": status,
             "statuses": Status.choices,
             "today": today,

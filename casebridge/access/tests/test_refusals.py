@@ -184,7 +184,9 @@ def test_the_case_list_and_its_search_record_the_patients_shown(personas: Person
     assert sorted(listed.details["cases"]) == sorted(c.number for c in cases)
     assert listed.patient_ref == ""  # two patients: the references are in details
 
-    found = client.get(reverse("case_list", args=[personas.practice.slug]), {"q": "Jane", "view": "Jane Roe"})
+    found = client.post(
+        reverse("case_list", args=[personas.practice.slug]), {"q": "Jane", "view": "Jane Roe"}, follow=True
+    )
     assert found.status_code == 200
     searched = Event.objects.filter(action="patient.viewed").latest("id")
     assert searched.details["searched"] is True and searched.details["view"] == "open"
@@ -192,7 +194,7 @@ def test_the_case_list_and_its_search_record_the_patients_shown(personas: Person
     assert "Jane" not in str(searched.details)
 
     # A page showing no patient writes nothing.
-    client.get(reverse("case_list", args=[personas.practice.slug]), {"q": "nobody"})
+    client.post(reverse("case_list", args=[personas.practice.slug]), {"q": "nobody"}, follow=True)
     assert Event.objects.filter(action="patient.viewed").count() == 2
 
 

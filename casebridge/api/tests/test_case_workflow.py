@@ -148,10 +148,23 @@ def test_the_list_filters_and_pages_by_cursor(world: World) -> None:
     assert seen == numbers[::-1]
     window = practice.get("cases", due_after=today.isoformat(), due_before=(today + timedelta(days=3)).isoformat())
     assert sorted(c["number"] for c in window.json()["results"]) == numbers[1:3]
-    assert [c["number"] for c in practice.get("cases", q=numbers[2]).json()["results"]] == [numbers[2]]
-    assert len(practice.get("cases", q="jane").json()["results"]) == 5
-    assert practice.get("cases", q="nobody").json()["results"] == []
+    assert [c["number"] for c in practice.post("cases/search", {"q": numbers[2]}).json()["results"]] == [numbers[2]]
+    assert len(practice.post("cases/search", {"q": "jane"}).json()["results"]) == 5
+    assert practice.post("cases/search", {"q": "nobody"}).json()["results"] == []
     assert practice.get("cases", status="submitted").json()["results"] == []
+
+
+def test_a_search_by_name_travels_in_the_body_and_pages_by_cursor(world: World) -> None:
+    practice = world.api("clinician")
+    numbers = [practice.post("cases", draft_body(world)).json()["number"] for _ in range(3)]
+
+    refused = practice.get("cases", q="Jane")
+    assert refused.status_code == 400 and "POST /api/v1/cases/search" in refused.json()["detail"]
+    first = practice.post("cases/search", {"q": "Jane", "limit": 2}).json()
+    assert first["next"] is None and first["next_cursor"]
+    rest = practice.post("cases/search", {"q": "Jane", "limit": 2, "cursor": first["next_cursor"]}).json()
+    seen = [c["number"] for c in first["results"] + rest["results"]]
+    assert seen == numbers[::-1] and rest["next_cursor"] is None
 
 
 def test_teeth_can_be_given_in_any_notation(world: World) -> None:
