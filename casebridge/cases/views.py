@@ -3,11 +3,9 @@ actions each side may take. Views parse input and call cases.actions; the policy
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -40,6 +38,7 @@ from casebridge.cases.forms import DraftForm, NewCaseForm
 from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Material, Message, Restoration, Status
 from casebridge.cases.slip import prescriber_line, signature_line
 from casebridge.cases.templates import TEMPLATES, missing
+from casebridge.core import searches
 from casebridge.imaging.ingest import metadata_warning
 from casebridge.imaging.models import IngestJob
 from casebridge.imaging.views import MESH_TYPES, case_series
@@ -56,32 +55,10 @@ def _access(request: HttpRequest) -> OrgAccess:
     return org_access_of(request)
 
 
-# A search term is usually a patient's name: it travels in a POST body and is kept in the session
-# under an opaque id, so it never reaches a URL (browser history, proxies, the access log).
-SEARCHES_KEY = "cb_case_searches"
-SEARCHES_KEPT = 20
-
-
-def _remember_search(request: HttpRequest, term: str) -> str:
-    searches: dict[str, str] = dict(request.session.get(SEARCHES_KEY, {}))
-    search_id = secrets.token_urlsafe(9)
-    searches[search_id] = term
-    request.session[SEARCHES_KEY] = dict(list(searches.items())[-SEARCHES_KEPT:])
-    return search_id
-
-
-def _search_redirect(request: HttpRequest) -> HttpResponse:
-    term = request.POST.get("q", "").strip()[:100]
-    params = {k: request.POST.get(k, "") for k in ("view", "status") if request.POST.get(k)}
-    if term:
-        params["search"] = _remember_search(request, term)
-    return redirect(f"{request.path}?{urlencode(params)}" if params else request.path, permanent=False)
-
-
 @org_permission(Perm.CASES_VIEW)
 def case_list(request: HttpRequest) -> HttpResponse:
-    if request.method == "POST":
-        return _search_redirect(request)
+    if request.method == "POST":  # a search: see core/searches.py
+        return searches.redirect_to_results(request, "q", keep=("view", "status"))
     access = _access(request)
     cases = visible_cases(access).select_related("patient", "practice", "lab", "doctor")
     today = timezone.now().date()
@@ -93,8 +70,7 @@ def case_list(request: HttpRequest) -> HttpResponse:
         cases = cases.filter(archived_at__isnull=False)
     elif view != "all":
         cases = cases.filter(OPEN)
-    search_id = request.GET.get("search", "")
-    query = request.session.get(SEARCHES_KEY, {}).get(search_id, "") if search_id else ""
+    search_id, query = searches.recall(request)
     if query:
         cases = cases.filter(
             Q(number__icontains=query) | Q(patient__name__icontains=query) | Q(doctor__full_name__icontains=query)
@@ -134,7 +110,7 @@ def case_list(request: HttpRequest) -> HttpResponse:
             "next_before": page[PAGE - 1].number if len(page) > PAGE else None,
             "view": view,
             "q": query,
-            "search_id": search_id if query else "",
+            "search_id": search_id,
             "status": status,
             "statuses": Status.choices,
             "today": today,

@@ -23,6 +23,7 @@ from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.cases.models import Case
 from casebridge.cases.views import render_case_page
+from casebridge.core import searches
 from casebridge.sharing import actions
 from casebridge.sharing.forms import ShareForm
 from casebridge.sharing.models import Disclosure, ExternalLink
@@ -136,12 +137,15 @@ def link_revoke(request: HttpRequest, number: str, link_id: UUID) -> HttpRespons
 
 @org_permission(Perm.AUDIT_VIEW)
 def disclosures(request: HttpRequest) -> HttpResponse:
-    """The accounting of disclosures (45 CFR 164.528): newest first, filtered by patient name."""
+    """The accounting of disclosures (45 CFR 164.528): newest first, filtered by patient name
+    (posted, and kept out of URLs: core/searches.py)."""
+    if request.method == "POST":
+        return searches.redirect_to_results(request, "patient")
     access = _access(request)
     rows = Disclosure.objects.filter(practice=access.organization).select_related(
         "patient", "case", "link", "disclosed_by"
     )
-    query = request.GET.get("patient", "").strip()
+    search_id, query = searches.recall(request)
     if query:
         rows = rows.filter(patient__name__icontains=query)
     before = request.GET.get("before", "")
@@ -166,6 +170,7 @@ def disclosures(request: HttpRequest) -> HttpResponse:
         {
             "rows": page[:PAGE],
             "patient": query,
+            "search_id": search_id,
             "next_before": page[PAGE - 1].disclosed_at.isoformat() if len(page) > PAGE else None,
             "nav": "disclosures",
         },

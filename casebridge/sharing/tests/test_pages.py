@@ -99,8 +99,10 @@ def test_the_accounting_of_disclosures(shared: SharedCase, make_link: MakeLink) 
     officer = signed_in_client(shared.personas.members["compliance_officer"])
     page = officer.get(url).content.decode()
     assert PATIENT in page and RECIPIENT in page and "Second opinion requested by the patient" in page
-    assert PATIENT not in officer.get(url, {"patient": "Somebody Else"}).content.decode()
-    assert PATIENT in officer.get(url, {"patient": "roe"}).content.decode()
+    elsewhere = officer.post(url, {"patient": "Somebody Else"})
+    assert elsewhere.status_code == 302 and "Somebody" not in elsewhere["Location"]  # posted, kept out of URLs
+    assert PATIENT not in officer.get(elsewhere["Location"]).content.decode()
+    assert PATIENT in officer.post(url, {"patient": "roe"}, follow=True).content.decode()
     # Each view names the patients it showed (references only, never the search text).
     viewed = list(Event.objects.filter(action="share.disclosures.viewed").order_by("id"))
     assert [e.details["patients"] for e in viewed] == [[str(shared.case.patient_id)], [], [str(shared.case.patient_id)]]
