@@ -290,6 +290,14 @@ VAULT_KEY_PROVIDER = env("CASEBRIDGE_KEY_PROVIDER", "local:")
 VAULT_STORAGE_URL = env("CASEBRIDGE_STORAGE_URL", f"file://{HOME / 'blobs'}")
 VAULT_MAX_UPLOAD_BYTES = envint("CASEBRIDGE_MAX_UPLOAD_BYTES", 5 * 1024**3)
 VAULT_UPLOAD_EXPIRY_SECONDS = envint("CASEBRIDGE_UPLOAD_EXPIRY_SECONDS", 24 * 3600)
+# Uploads begun and not finished (nor expired), per person or service account and per
+# organization: a busy day's CBCTs fit; announcing terabytes of uploads that never come does not.
+VAULT_UPLOADS_IN_FLIGHT_PER_PERSON = envint("CASEBRIDGE_UPLOADS_IN_FLIGHT_PER_PERSON", 100)
+VAULT_UPLOAD_BYTES_IN_FLIGHT_PER_PERSON = envint("CASEBRIDGE_UPLOAD_BYTES_IN_FLIGHT_PER_PERSON", 20 * 1024**3)
+VAULT_UPLOADS_IN_FLIGHT_PER_ORGANIZATION = envint("CASEBRIDGE_UPLOADS_IN_FLIGHT_PER_ORGANIZATION", 1000)
+VAULT_UPLOAD_BYTES_IN_FLIGHT_PER_ORGANIZATION = envint(
+    "CASEBRIDGE_UPLOAD_BYTES_IN_FLIGHT_PER_ORGANIZATION", 200 * 1024**3
+)
 # Where clients reach the transfer server that moves download and upload bytes (casebridge/transfer/); empty:
 # https://<PUBLIC_URL's host>:<its port>, as `casebridge serve` starts it. Set it behind a proxy.
 TRANSFER_URL = env("CASEBRIDGE_TRANSFER_URL")

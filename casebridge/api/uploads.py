@@ -385,6 +385,8 @@ def _commit(upload: Upload, token: str, data: dict[str, Any]) -> HttpResponseBas
         return _error(409, "This request no longer holds the upload; ask for its offset and resume.")
     if outcome == "conflict":
         return _error(423, "Another request is writing to this upload; retry shortly.")
+    if outcome == "no_room":
+        return _error(507, "The server has no room for this data right now; try later.")
     if outcome == "staging_lost":
         uploads.terminate(upload, actor=actor, reason="staging lost", outcome=Outcome.FAILURE)
         return _error(410, uploads.STAGING_LOST)

@@ -204,8 +204,13 @@ def append_body(
     content_length: int,
     checksum: tuple[str, bytes] | None = None,
     renew: Callable[[Checkpoint | None], object] = lambda checkpoint: None,
+    reserve: Callable[[int], object] | None = None,
 ) -> Appended:
     """Hash, seal and stage one request body; keeps whatever arrived if the client goes away.
+
+    `reserve(ciphertext_end)`, when given, is asked before any byte is staged to set aside the
+    disk this body will fill (no more: an upload announced at 5 GiB reserves nothing until its
+    bytes come); it raises StorageError when the disk has no room.
 
     Raises TypeRefused when the first bytes are not an accepted type (or not the type a new
     version must have), UploadError(460) when the
@@ -214,6 +219,8 @@ def append_body(
     checkpoint of what was durably staged since the last call, if anything (never for a body with
     a checksum: that counts whole or not at all); it raises LeaseLost when the lease is gone.
     """
+    if reserve is not None and content_length > 0:
+        reserve(LAYOUT.ciphertext_size(min(cont.length, cont.offset + content_length)))
     cipher = open_stream(cont.dek, cont.associated, cont.header)
     hasher = hashing.recall(cont.upload_id, cont.offset) or rebuild_hasher(cont, read_staged)
     body_hasher = hashlib.sha256() if checksum else None

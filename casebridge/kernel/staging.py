@@ -154,6 +154,9 @@ class StagedFile:
     def read_range(self, start: int, end: int) -> bytes:
         return self.staging.read_range(self.upload_id, start, end)
 
+    def reserve(self, size: int) -> None:
+        self.staging.reserve(self.upload_id, size)
+
 
 class PartSink(Protocol):
     """Where one upload's staged parts are kept: whole parts by index, read back by range."""

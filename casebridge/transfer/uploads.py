@@ -30,7 +30,7 @@ from casebridge.kernel.appending import (
     append_body,
     parse_checksum,
 )
-from casebridge.kernel.backends import StorageError
+from casebridge.kernel.backends import NoRoom, StorageError
 from casebridge.kernel.request_body import body_reader
 from casebridge.kernel.staging import FileStaging, PartStaging, StagedFile, StagingConflict, StagingLost
 from casebridge.transfer.appclient import CLIENT_ADDRESS_HEADER, Call, Reply
@@ -172,6 +172,7 @@ class UploadDoor:
                 content_length=length,
                 checksum=parse_checksum(checksum_header) if checksum_header else None,
                 renew=renew,
+                reserve=staging.reserve if isinstance(staging, StagedFile) else None,
             )
             outcome = {"outcome": "appended", **appended.to_wire()}
         except TypeRefused as exc:
@@ -184,6 +185,8 @@ class UploadDoor:
             outcome = {"outcome": "staging_lost"}
         except UploadError:
             outcome = {"outcome": "checksum_mismatch"}
+        except NoRoom:
+            outcome = {"outcome": "no_room"}
         except StorageError as exc:
             log.warning("upload %s: the staging refused the body: %s", cont.upload_id, exc)
             outcome = {"outcome": "failed"}

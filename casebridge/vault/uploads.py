@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from casebridge.accounts.models import ServiceAccount
@@ -42,8 +42,8 @@ from casebridge.kernel.appending import (
     UploadGone,
     append_body,
 )
-from casebridge.kernel.backends import StorageError
-from casebridge.kernel.backends.filesystem import FileSystemStore
+from casebridge.kernel.backends import NoRoom, StorageError
+from casebridge.kernel.backends.filesystem import FileSystemStore, free_bytes
 from casebridge.kernel.crypto.streaming import HEADER_SIZE, associated_data, new_stream
 from casebridge.kernel.pipeline import Readinto
 from casebridge.kernel.staging import (
@@ -151,6 +151,7 @@ def create_upload(*, organization: Any, actor: Any, length: int, stored_object: 
     header, _cipher = new_stream(dek, associated_data(object_id, version))
     store = blob_store()
     with transaction.atomic():
+        _check_in_flight(organization, actor, length)
         upload = Upload.objects.create(
             organization=organization,
             object_id=object_id,
@@ -165,12 +166,10 @@ def create_upload(*, organization: Any, actor: Any, length: int, stored_object: 
             expires_at=timezone.now() + timedelta(seconds=settings.VAULT_UPLOAD_EXPIRY_SECONDS),
             **_owner_fields(actor),
         )
-        if isinstance(store, FileSystemStore):
-            try:
-                FileStaging(store).reserve(str(upload.pk), LAYOUT.ciphertext_size(length))
-            except StorageError:
-                FileStaging(store).discard(str(upload.pk))
-                raise UploadError("The server has no room for a file this large right now; try later.", 507) from None
+        # Nothing is reserved for bytes that have not come (each body reserves what it brings:
+        # appending.append_body); a file that could not fit even on an empty queue is refused now.
+        if isinstance(store, FileSystemStore) and free_bytes(store.root) < LAYOUT.ciphertext_size(length):
+            raise UploadError("The server has no room for a file this large right now; try later.", 507)
         staged(upload).append(0, [header])
         record(
             "file.upload.started",
@@ -180,6 +179,41 @@ def create_upload(*, organization: Any, actor: Any, length: int, stored_object: 
             details={"length": length, "object": str(object_id), "version": version},
         )
     return upload
+
+
+def _gib(n: int) -> str:
+    return f"{n / 1024**3:.1f} GiB"
+
+
+def _check_in_flight(organization: Any, actor: Any, length: int) -> None:
+    """Refuse an upload beyond the limits on uploads begun and not finished (settings
+    VAULT_*_IN_FLIGHT_*): each holds staging and, once its bytes come, disk. Under a lock on the
+    organization's row, so two requests cannot both take the last place."""
+    type(organization).objects.select_for_update().filter(pk=organization.pk).first()
+    open_uploads = Upload.objects.filter(completed_at__isnull=True, expires_at__gt=timezone.now())
+    limits = (
+        (
+            open_uploads.filter(**_owner_fields(actor)),
+            settings.VAULT_UPLOADS_IN_FLIGHT_PER_PERSON,
+            settings.VAULT_UPLOAD_BYTES_IN_FLIGHT_PER_PERSON,
+            "You have",
+        ),
+        (
+            open_uploads.filter(organization=organization),
+            settings.VAULT_UPLOADS_IN_FLIGHT_PER_ORGANIZATION,
+            settings.VAULT_UPLOAD_BYTES_IN_FLIGHT_PER_ORGANIZATION,
+            "Your organization has",
+        ),
+    )
+    for uploads_, max_count, max_bytes, who in limits:
+        totals = uploads_.aggregate(count=Count("pk"), size=Sum("length"))
+        count, size = totals["count"] or 0, totals["size"] or 0
+        if count + 1 > max_count or size + length > max_bytes:
+            raise UploadError(
+                f"{who} {count} uploads in progress ({_gib(size)}); at most {max_count} and {_gib(max_bytes)} "
+                "may be in progress at once. Finish or cancel some (unfinished ones are removed after a day).",
+                429,
+            )
 
 
 # --- appending ----------------------------------------------------------------------------
@@ -360,12 +394,15 @@ def _append(
                 content_length=content_length,
                 checksum=checksum,
                 renew=lambda checkpoint: renew(upload, token, checkpoint),
+                reserve=staging.reserve if isinstance(staging, StagedFile) else None,
             )
         except StagingConflict:
             raise UploadError("Another request is writing to this upload; retry shortly.", 423) from None
         except StagingLost:
             terminate(upload, actor=actor, reason="staging lost", outcome=Outcome.FAILURE)
             raise UploadGone(STAGING_LOST, 410) from None
+        except NoRoom:
+            raise UploadError("The server has no room for this data right now; try later.", 507) from None
         except StorageError:
             raise UploadError("The file store did not take the data; ask for the offset and resume.", 503) from None
         except TypeRefused:

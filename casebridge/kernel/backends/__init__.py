@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from casebridge.kernel.backends.base import BlobNotFound, BlobStore, BlobWriter, StorageError
+from casebridge.kernel.backends.base import BlobNotFound, BlobStore, BlobWriter, NoRoom, StorageError
 
-__all__ = ["BlobNotFound", "BlobStore", "BlobWriter", "StorageError", "store_from_url"]
+__all__ = ["BlobNotFound", "BlobStore", "BlobWriter", "NoRoom", "StorageError", "store_from_url"]
 
 
 def store_from_url(url: str) -> BlobStore:

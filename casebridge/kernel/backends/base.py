@@ -16,6 +16,10 @@ class StorageError(RuntimeError):
     """The store is misconfigured or unreachable, or an operation on it failed."""
 
 
+class NoRoom(StorageError):
+    """The disk has no room for what is about to be written."""
+
+
 class BlobNotFound(StorageError):
     """No blob has this name (never written, not yet committed, or deleted)."""
 

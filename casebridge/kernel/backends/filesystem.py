@@ -10,7 +10,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from casebridge.kernel.backends.base import BlobNotFound, BlobStore, BlobWriter, StorageError, check_name
+from casebridge.kernel.backends.base import BlobNotFound, BlobStore, BlobWriter, NoRoom, StorageError, check_name
 
 PARTIAL_PREFIX = ".partial-"
 _FALLOC_FL_KEEP_SIZE = 0x01
@@ -135,9 +135,15 @@ def preallocate(fd: int, size: int) -> None:
     if _fallocate(fd, _FALLOC_FL_KEEP_SIZE, 0, size) != 0:
         error = ctypes.get_errno()
         if error == errno.ENOSPC:
-            raise StorageError(f"not enough disk space for {size} bytes")
+            raise NoRoom(f"not enough disk space for {size} bytes")
         if error not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
             raise OSError(error, os.strerror(error))
+
+
+def free_bytes(path: Path) -> int:
+    """Room left on the filesystem holding `path`, for this (unprivileged) user."""
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
 
 
 def _fsync_dir(path: Path) -> None:

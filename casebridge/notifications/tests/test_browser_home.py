@@ -62,7 +62,7 @@ def test_the_lab_works_from_its_queue_and_bell_and_the_practice_sees_it_live(
     lab.keyboard.press("Enter")
     expect(lab.get_by_role("heading", name="Notifications")).to_be_visible()
     item = lab.locator(".notification.unread")
-    expect(item).to_contain_text(f"{case.number}: A new case was sent to you")
+    expect(item).to_contain_text(f"{case.number}: New case for your lab")
     expect(item).not_to_contain_text("Jane")
     screenshot(lab, "notifications-page")
     open_button = lab.get_by_role("button", name=f"Open {case.number}")

@@ -38,8 +38,8 @@ def test_the_lab_is_notified_of_a_new_case_and_the_practice_of_its_progress(worl
     add_member(world.lab, technician, "technician")
     case = _submitted(world)
     assert set(Notification.objects.values_list("recipient__email", "event")) == {
-        ("manager@lab.test", "A new case was sent to you"),
-        ("tech@lab.test", "A new case was sent to you"),
+        ("manager@lab.test", "New case for your lab"),
+        ("tech@lab.test", "New case for your lab"),
     }
     actions.confirm_receipt(_lab(world), case_for(_lab(world), case.number))
     practice = set(Notification.objects.filter(organization=world.practice).values_list("recipient__email", flat=True))
@@ -59,7 +59,7 @@ def test_the_page_and_bell_show_the_case_number_and_event_never_patient_data(wor
     case = _submitted(world)
     client = signed_in_client(world.lab_manager)
     html = client.get(_page(world, lab=True)).content.decode()
-    assert f"<span><strong>{case.number}</strong>: A new case was sent to you</span>" in html
+    assert f"<span><strong>{case.number}</strong>: New case for your lab</span>" in html
     assert all(word not in html for word in PHI)
     bell = client.get(reverse("notification_bell", args=[world.lab.slug])).content.decode()
     assert '<span id="bell-count" class="count attention"' in bell and ">1<" in bell

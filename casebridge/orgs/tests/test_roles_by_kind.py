@@ -102,15 +102,16 @@ def test_an_old_invitation_with_a_lab_role_cannot_be_accepted(personas: Personas
     assert not Membership.objects.filter(user__email="old@smile.test").exists()
 
 
+def _owner(personas: Personas) -> OrgAccess:
+    access = resolve(personas.members["owner"], personas.practice)
+    assert access is not None
+    return access
+
+
 def test_a_practice_service_account_cannot_take_a_lab_role(personas: Personas) -> None:
     with pytest.raises(ValidationError, match="Technician is not a role in a dental practice"):
         account_actions.create_service_account(
-            organization=personas.practice,
-            name="scanner",
-            role=Role.TECHNICIAN,
-            scopes=["cases:read"],
-            days=30,
-            actor=personas.members["owner"],
+            _owner(personas), name="scanner", role=Role.TECHNICIAN, scopes=["cases:read"], days=30
         )
     assert not ServiceAccount.objects.exists()
 
@@ -141,12 +142,7 @@ def test_the_overview_names_the_role_by_its_label(personas: Personas) -> None:
 
 def test_the_service_account_list_names_roles_by_their_label(personas: Personas) -> None:
     account_actions.create_service_account(
-        organization=personas.practice,
-        name="pms-sync",
-        role=Role.COMPLIANCE_OFFICER,
-        scopes=["org:read"],
-        days=30,
-        actor=personas.members["owner"],
+        _owner(personas), name="pms-sync", role=Role.COMPLIANCE_OFFICER, scopes=["org:read"], days=30
     )
     page = signed_in_client(personas.members["owner"]).get(reverse("service_accounts", args=[personas.practice.slug]))
     assert "<td>Compliance officer</td>" in page.content.decode()

@@ -220,15 +220,41 @@ def test_oversized_uploads_are_refused_up_front(api: Client, settings) -> None: 
 def test_a_disk_without_room_for_the_upload_refuses_it_at_creation(
     api: Client, vault_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from casebridge.vault import uploads as upload_service
+
+    monkeypatch.setattr(upload_service, "free_bytes", lambda path: 2 * MiB)
+    response = api.post(reverse("tus_collection"), HTTP_UPLOAD_LENGTH=str(3 * MiB))
+    assert response.status_code == 507 and "no room" in response.json()["detail"]
+    assert not Upload.objects.exists()
+    staging = vault_home / "blobs" / ".staging"
+    assert not staging.exists() or list(staging.iterdir()) == []
+
+
+def test_an_announced_upload_reserves_no_disk_until_its_bytes_come(api: Client, vault_home: Path) -> None:
+    url = _create(api, 5 * 1024 * MiB)  # 5 GiB announced, nothing sent
+    staging = next((vault_home / "blobs" / ".staging").iterdir())
+    assert staging.stat().st_blocks * 512 < MiB
+    content = binary_stl(3 * MiB)
+    url = _create(api, len(content))
+    assert _patch(api, url, 0, content[: 2 * MiB]).status_code == 204
+    [*_, newest] = sorted((vault_home / "blobs" / ".staging").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert newest.stat().st_blocks * 512 >= 2 * MiB  # the body reserved (and filled) what it brought
+
+
+def test_a_body_that_finds_the_disk_full_is_refused_with_507_and_changes_nothing(
+    api: Client, vault_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content = binary_stl(3 * MiB)
+    url = _create(api, len(content))
+
     def no_space(fd: int, mode: int, offset: int, length: int) -> int:
         ctypes.set_errno(errno.ENOSPC)
         return -1
 
     monkeypatch.setattr(filesystem, "_fallocate", no_space)
-    response = api.post(reverse("tus_collection"), HTTP_UPLOAD_LENGTH=str(3 * MiB))
+    response = _patch(api, url, 0, content)
     assert response.status_code == 507 and "no room" in response.json()["detail"]
-    assert not Upload.objects.exists()
-    assert list((vault_home / "blobs" / ".staging").iterdir()) == []
+    assert api.head(url)["Upload-Offset"] == "0"
 
 
 def test_more_data_than_declared_is_refused(api: Client) -> None:
