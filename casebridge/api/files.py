@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -73,7 +73,9 @@ def file_content(request: HttpRequest, file_id: str) -> HttpResponseBase:
     if request.method == "HEAD":
         # No bytes, but the size, checksum, type and the case's file name of a patient's file.
         audit(None, "file.inspected")
-    return version_response(request, stored, version, before_body=audit, refuse=problem)
+    attached = Attachment.objects.filter(stored_object=stored).select_related("case", "stored_object").first()
+    name = attached.download_name(version.version) if attached is not None else None
+    return version_response(request, stored, version, before_body=audit, refuse=problem, filename=name)
 
 
 def _version_json(version: ObjectVersion) -> dict[str, object]:
@@ -165,4 +167,10 @@ def _parse_before(value: str) -> datetime | None:
         at = parse_datetime(value)
     except ValueError:  # well formed but impossible, e.g. a 25th hour
         return None
-    return at if at is not None and at.tzinfo is not None else None
+    if at is None or at.tzinfo is None:
+        return None
+    try:
+        # In UTC: PostgreSQL refuses offsets Python accepts (up to 24 h, e.g. -18:48).
+        return at.astimezone(UTC)
+    except OverflowError:  # the first or last representable instant, moved past its year
+        return None

@@ -203,6 +203,15 @@ class Attachment(models.Model):
     def __str__(self) -> str:
         return self.display_name
 
+    def download_name(self, version: int) -> str:
+        """The name a download of `version` is saved under: the case's name of the file, with
+        `_v<n>` for an earlier version than the current one."""
+        name = self.display_name
+        if version != self.stored_object.current_version:
+            stem, _, extension = name.rpartition(".")
+            name = f"{stem}_v{version}.{extension}"
+        return name
+
     @property
     def display_name(self) -> str:
         """CB-2026-000123_upper_1.stl: the case number, a neutral label, never the uploaded name."""

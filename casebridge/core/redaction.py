@@ -13,7 +13,9 @@ from typing import Any
 from gunicorn.glogging import Logger
 
 # Each route whose path segment after the prefix is a bearer secret: whoever reads it can use it.
-_SECRET_SEGMENT = re.compile(r"^(/(?:setup|invitations|s)/|/accounts/password/reset/key/)[^/?#]+")
+_SECRET_SEGMENT = re.compile(
+    r"^(/(?:setup|invitations|s)/|/accounts/password/reset/key/|/accounts/confirm-email/)[^/?#]+"
+)
 REDACTED = "[redacted]"
 
 
@@ -24,6 +26,12 @@ def redact_path(path: str) -> str:
 
 class AccessLogger(Logger):
     """gunicorn's logger, writing access lines with secret path segments redacted."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        # gunicorn's own error lines name the request too ("Error handling request /s/<token>/").
+        for handler in self.error_log.handlers:
+            handler.addFilter(_PathArguments())
 
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
@@ -37,6 +45,13 @@ def _redact_request_line(line: str) -> str:
     method, _, rest = line.partition(" ")
     target, _, protocol = rest.partition(" ")
     return " ".join(p for p in (method, redact_path(target), protocol) if p)
+
+
+class _PathArguments(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_path(a) if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 class RequestLogFilter(logging.Filter):

@@ -160,6 +160,13 @@ def download(request: HttpRequest, token: str, file_id: UUID) -> HttpResponseBas
         actions.count_download(link, attachment, byte_range)
 
     try:
-        return version_response(request, attachment.stored_object, version, before_body=count, refuse=_plain)
+        return version_response(
+            request,
+            attachment.stored_object,
+            version,
+            before_body=count,
+            refuse=_plain,
+            filename=attachment.download_name(version.version),
+        )
     except actions.LinkUnavailable:
         return _gone(request)

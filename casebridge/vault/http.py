@@ -54,6 +54,7 @@ def version_response(
     *,
     before_body: Callable[[ByteRange], None],
     refuse: Callable[[int, str, str], HttpResponseBase],
+    filename: str | None = None,
 ) -> HttpResponseBase:
     """GET or HEAD of one version, honouring Range/If-Range.
 
@@ -61,9 +62,14 @@ def version_response(
     caller can write its audit event or count the download first; an exception it raises
     aborts the response before a single byte leaves. The bytes are then streamed from here, or,
     under `casebridge serve`, by the transfer server this answers 307 to (vault/transfer.py).
+    `filename` is the name the download is saved under (default: the vault's neutral name).
     `refuse(status, title, detail)` shapes the 416 answer the way the caller's clients expect
     (problem+json for the API).
     """
+    # The case's name of the file (CB-2026-000013_upper_1.stl) when the caller knows it: the lab
+    # must keep telling upper from lower; the vault's own neutral name otherwise. Never the
+    # uploaded name.
+    name = filename or stored.neutral_name(version.version)
     size, etag = version.size, transfer.etag(version)
     start, end, status = 0, size, 200
     range_header = request.headers.get("Range")
@@ -81,7 +87,7 @@ def version_response(
         response = HttpResponse(status=status)
     else:
         before_body((start, end) if status == 206 else None)
-        handed_over = transfer.redirect(stored, version, start, end, partial=status == 206)
+        handed_over = transfer.redirect(stored, version, start, end, partial=status == 206, filename=name)
         if handed_over is not None:
             return handed_over
         response = StreamingHttpResponse(
@@ -95,5 +101,5 @@ def version_response(
     response["ETag"] = etag
     response["Cache-Control"] = "no-store"
     response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Disposition"] = f'attachment; filename="{stored.neutral_name(version.version)}"'
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response

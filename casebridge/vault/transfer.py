@@ -63,7 +63,9 @@ def etag(version: ObjectVersion) -> str:
     return f'"sha256-{version.sha256}"'
 
 
-def redirect(stored: StoredObject, version: ObjectVersion, start: int, end: int, partial: bool) -> HttpResponse | None:
+def redirect(
+    stored: StoredObject, version: ObjectVersion, start: int, end: int, partial: bool, filename: str = ""
+) -> HttpResponse | None:
     """A 307 to the transfer server for [start, end) of `version`, or None to stream it here."""
     if _endpoint is None:
         return None
@@ -89,7 +91,7 @@ def redirect(stored: StoredObject, version: ObjectVersion, start: int, end: int,
         size=version.size,
         partial=partial,
         content_type=stored.mime_type,
-        filename=stored.neutral_name(version.version),
+        filename=filename or stored.neutral_name(version.version),
         etag=etag(version),
         source=source,
     )

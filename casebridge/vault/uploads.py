@@ -212,7 +212,9 @@ def _check_in_flight(organization: Any, actor: Any, length: int) -> None:
             raise UploadError(
                 f"{who} {count} uploads in progress ({_gib(size)}); at most {max_count} and {_gib(max_bytes)} "
                 "may be in progress at once. Finish or cancel some (unfinished ones are removed after a day).",
-                429,
+                # 413, not 429: Uppy takes 429 for rate limiting and retries silently (found in
+                # Chromium); a 413 shows the person this message.
+                413,
             )
 
 

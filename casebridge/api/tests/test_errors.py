@@ -105,3 +105,8 @@ def test_an_unexpected_error_under_api_is_a_problem_500_that_logs_no_input(caplo
     assert "Jane" not in caplog.text
     # Outside the API, Django's own 500 page as before.
     assert "html" in client.get("/test-failure")["Content-Type"]
+
+
+def test_a_cursor_with_an_offset_postgresql_would_refuse_is_taken_in_utc(world: World) -> None:
+    response = world.api().client.get("/api/v1/files/", {"before": "0748-04-07T21:38:12-18:48"})
+    assert response.status_code == 200 and response.json()["results"] == []

@@ -76,3 +76,17 @@ def test_a_reason_that_is_not_text_destroys_nothing(world: World, reason: Any) -
     )
     assert response.status_code == 400
     assert not StoredObject.objects.get(pk=file_id).is_destroyed
+
+
+def test_a_file_of_a_case_downloads_under_its_case_name(world: World) -> None:
+    number = ready_case(world)
+    api = world.api()
+    first = api.get(f"cases/{number}/attachments").json()[0]
+    response = api.client.get(f"/api/v1/files/{first['file_id']}/content")
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == f'attachment; filename="{first["name"]}"'
+    assert first["name"].startswith(f"{number}_")
+    loose = world.upload()  # not on a case: the vault's neutral name
+    assert api.client.get(f"/api/v1/files/{loose}/content")["Content-Disposition"].startswith(
+        'attachment; filename="file_'
+    )

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import requests
 
-from casebridge.core.redaction import REDACTED, redact_path
+from casebridge.core.redaction import REDACTED, AccessLogger, redact_path
 from casebridge.transfer.testing import free_port
 
 
@@ -43,8 +44,18 @@ def test_secret_routes_are_redacted_and_other_paths_kept() -> None:
     assert redact_path("/s/tok/files/9f1c/") == f"/s/{REDACTED}/files/9f1c/"
     assert redact_path("/invitations/xyz/") == f"/invitations/{REDACTED}/"
     assert redact_path("/accounts/password/reset/key/1-k3y/") == f"/accounts/password/reset/key/{REDACTED}/"
+    assert redact_path("/accounts/confirm-email/Mzk:1vX:abc/") == f"/accounts/confirm-email/{REDACTED}/"
     assert redact_path("/o/smile/cases/CB-2026-000001/") == "/o/smile/cases/CB-2026-000001/"
     assert redact_path("/api/v1/files/9f1c/content") == "/api/v1/files/9f1c/content"
+
+
+def test_gunicorn_error_lines_name_requests_without_their_secret(capfd: pytest.CaptureFixture[str]) -> None:
+    """gunicorn logs an exception that escapes the application with the request's URI."""
+    from gunicorn.config import Config
+
+    AccessLogger(Config()).error("Error handling request %s", "/invitations/an-unaccepted-invitation/")
+    written = capfd.readouterr().err
+    assert f"/invitations/{REDACTED}/" in written and "an-unaccepted-invitation" not in written
 
 
 def _cli(env: dict[str, str], *args: str) -> str:

@@ -85,7 +85,9 @@ def test_the_recipient_gets_the_files_after_proving_the_address(shared: SharedCa
     assert b"".join(response.streaming_content) == shared.contents[shared_ids[0]]
     assert response["Cache-Control"] == "no-store"
     assert response["ETag"].startswith('"sha256-') and response["Accept-Ranges"] == "bytes"
-    assert response["Content-Disposition"].startswith('attachment; filename="file_')
+    named = next(a for a in link.attachments.all() if str(a.stored_object_id) == shared_ids[0])
+    # Saved under the case's name of the file (which scan it is), never the uploaded name.
+    assert response["Content-Disposition"] == f'attachment; filename="{named.display_name}"'
     partial = _download(client, token, shared_ids[1], Range="bytes=10-19")
     assert partial.status_code == 206 and b"".join(partial.streaming_content) == shared.contents[shared_ids[1]][10:20]
     link.refresh_from_db()

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -394,12 +394,16 @@ def test_a_long_patch_killed_with_the_server_resumes_at_once_from_its_last_check
 
     server.kill()
     tls.close()
-    server.start()
-    # The dead request's lease is still held: without the takeover, the resume below would get 423.
+    # The dead request's lease is still held, and for longer than any restart takes (however slow
+    # the machine): without the takeover of a dead holder's lease, the resume below would get 423.
     upload_id = urlsplit(url).path.rsplit("/", 1)[1].replace("-", "")
+    held_until = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M:%S.%f")
     with sqlite3.connect(server.home / "casebridge.sqlite3") as db:
-        lease_until = db.execute("SELECT lease_until FROM vault_upload WHERE id = ?", [upload_id]).fetchone()[0]
-    assert datetime.fromisoformat(lease_until).replace(tzinfo=UTC) > datetime.now(UTC), "the lease lapsed first"
+        changed = db.execute(
+            "UPDATE vault_upload SET lease_until = ? WHERE id = ? AND lease_token != ''", [held_until, upload_id]
+        ).rowcount
+    assert changed == 1, "the killed request held no lease"
+    server.start()
     resumed: Any = _uploader(server, path, url=url)
     assert resumed.offset >= durable
     resumed.upload_chunk()  # tuspy does not retry: a 423 would raise here

@@ -22,7 +22,7 @@ def _create(client: Client, length: int) -> object:
     return client.post(reverse("tus_collection"), HTTP_UPLOAD_LENGTH=str(length))
 
 
-def test_a_person_past_their_uploads_in_flight_is_refused_with_429(
+def test_a_person_past_their_uploads_in_flight_is_refused_with_413(
     personas: Personas, vault_home: Path, settings: pytest.FixtureRequest
 ) -> None:
     settings.VAULT_UPLOADS_IN_FLIGHT_PER_PERSON = 2
@@ -32,7 +32,7 @@ def test_a_person_past_their_uploads_in_flight_is_refused_with_429(
 
     refused = _create(front_desk, 1000)
 
-    assert refused.status_code == 429
+    assert refused.status_code == 413
     assert "You have 2 uploads in progress" in refused.json()["detail"]
     assert Upload.objects.count() == 2
     # Someone else of the organization is not held back by it.
@@ -48,9 +48,9 @@ def test_announced_bytes_count_per_person_and_per_organization(
     for _ in range(2):
         assert _create(front_desk, 5 * GiB).status_code == 201
     mine = _create(front_desk, 5 * GiB)
-    assert mine.status_code == 429 and "10.0 GiB" in mine.json()["detail"]
+    assert mine.status_code == 413 and "10.0 GiB" in mine.json()["detail"]
     theirs = _create(clinician, 5 * GiB)
-    assert theirs.status_code == 429
+    assert theirs.status_code == 413
     assert "Your organization has 2 uploads in progress" in theirs.json()["detail"]
     assert Upload.objects.count() == 2
 
