@@ -25,12 +25,12 @@ pytestmark = pytest.mark.django_db
 PROBLEM = "application/problem+json"
 
 
-def _is_problem(response: object, status: int) -> dict:  # type: ignore[type-arg]
-    assert response.status_code == status, response.content  # type: ignore[attr-defined]
-    assert response["Content-Type"].startswith(PROBLEM)  # type: ignore[index]
-    body = response.json()  # type: ignore[attr-defined]
+def _is_problem(response: object, status: int) -> dict:
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith(PROBLEM)
+    body = response.json()
     assert body["status"] == status and body["title"] and body["detail"]
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def _submitted(world: World) -> str:

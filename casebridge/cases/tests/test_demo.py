@@ -81,8 +81,8 @@ def test_every_file_decrypts_and_is_what_it_claims(vault_home: Path) -> None:
 def test_the_printed_totp_secret_passes_the_mfa_form(vault_home: Path) -> None:
     output = _run()
     block = output.split("manager@precision-lab-demo.example", 1)[1]
-    password = re.search(r"password: (\S+)", block).group(1)  # type: ignore[union-attr]
-    secret = re.search(r"TOTP:\s+(\S+)", block).group(1)  # type: ignore[union-attr]
+    password = re.search(r"password: (\S+)", block).group(1)
+    secret = re.search(r"TOTP:\s+(\S+)", block).group(1)
     user = User.objects.get(email="manager@precision-lab-demo.example")
     assert user.check_password(password)
     code = format_hotp_value(hotp_value(secret, int(time.time()) // 30))

@@ -50,7 +50,7 @@ def _version_of(file_id: str) -> str:
 
 
 def _blobs(file_id: str) -> set[str]:
-    folder = blob_store().path_for(f"objects/{file_id}/x").parent  # type: ignore[attr-defined]
+    folder = blob_store().path_for(f"objects/{file_id}/x").parent
     return {p.name for p in folder.iterdir()} if folder.exists() else set()
 
 
@@ -107,7 +107,7 @@ def test_no_version_is_taken_for_a_completed_case_not_even_its_first_byte(world:
     actions.change_status(lab, case, Status.SHIPPED, tracking_number="1Z999")
     actions.change_status(lab, case, Status.DELIVERED)
     actions.complete_case(lab, case)
-    file_id = str(case.attachments.filter(kind="scan").first().stored_object_id)  # type: ignore[union-attr]
+    file_id = str(case.attachments.filter(kind="scan").first().stored_object_id)
     api = _client(world, "clinician")
     response = api.post(
         reverse("tus_collection"),
@@ -120,7 +120,7 @@ def test_no_version_is_taken_for_a_completed_case_not_even_its_first_byte(world:
 
 def test_a_version_finished_after_the_case_was_sent_is_refused_and_leaves_nothing(world: Personas) -> None:
     case = _ready_crown(world)
-    file_id = str(case.attachments.filter(kind="scan").first().stored_object_id)  # type: ignore[union-attr]
+    file_id = str(case.attachments.filter(kind="scan").first().stored_object_id)
     before = _blobs(file_id)
     api = _client(world, "clinician")
     content = binary_stl(2_000_000)
@@ -139,7 +139,7 @@ def test_only_the_organization_that_added_a_file_adds_its_versions(world: Person
     case = _ready_crown(world)
     actions.submit_case(_access(world), case)
     actions.confirm_receipt(_lab(world), case)
-    practice_file = str(case.attachments.filter(kind="scan").first().stored_object_id)  # type: ignore[union-attr]
+    practice_file = str(case.attachments.filter(kind="scan").first().stored_object_id)
     lab = _lab(world)
     content = binary_stl(500)
     design = vault.put_stream(organization=world.lab, actor=world.lab_manager, chunks=[content], length=len(content))

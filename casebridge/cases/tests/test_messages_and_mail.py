@@ -43,7 +43,7 @@ def test_a_download_of_a_case_file_is_audited_with_the_patient_and_case(world: P
     assert attachment is not None
     response = signed_in_client(world.lab_manager).get(reverse("file_content", args=[attachment.stored_object_id]))
     assert response.status_code == 200
-    b"".join(response.streaming_content)  # type: ignore[attr-defined]
+    b"".join(response.streaming_content)
     event = Event.objects.get(action="file.downloaded")
     assert event.patient_ref == str(case.patient_id)
     assert event.details["case"] == case.number
@@ -62,13 +62,13 @@ def test_a_download_of_an_unattached_upload_names_no_patient(world: Personas) ->
 def test_a_message_refers_to_files_of_its_case_only(world: Personas) -> None:
     case, other = _submitted(world), _ready_crown(world)
     design = case.attachments.order_by("pk").first()
-    message = actions.post_message(_lab(world), case, "See the upper scan.", attachments=[design])  # type: ignore[list-item]
+    message = actions.post_message(_lab(world), case, "See the upper scan.", attachments=[design])
     assert list(message.attachments.all()) == [design]
     event = Event.objects.filter(action="case.message.posted").latest("id")
-    assert event.details["files"] == [str(design.stored_object_id)]  # type: ignore[union-attr]
+    assert event.details["files"] == [str(design.stored_object_id)]
     foreign = other.attachments.first()
     with pytest.raises(ValidationError, match="only refer to files of this case"):
-        actions.post_message(_lab(world), case, "Wrong file", attachments=[foreign])  # type: ignore[list-item]
+        actions.post_message(_lab(world), case, "Wrong file", attachments=[foreign])
     assert case.messages.count() == 1
 
 
@@ -113,7 +113,7 @@ def test_unread_messages_are_counted_on_the_dashboard_and_marked_new_once(world:
 # --- e-mail -------------------------------------------------------------------------------
 def test_notification_preferences_are_saved_and_respected(
     world: Personas,
-    django_capture_on_commit_callbacks,  # type: ignore[no-untyped-def]
+    django_capture_on_commit_callbacks,
 ) -> None:
     clinician = world.members["clinician"]
     client = signed_in_client(clinician)
@@ -143,7 +143,7 @@ def test_notification_preferences_are_saved_and_respected(
 
 def test_no_email_of_a_whole_workflow_contains_the_patients_name_birth_date_or_chart(
     world: Personas,
-    django_capture_on_commit_callbacks,  # type: ignore[no-untyped-def]
+    django_capture_on_commit_callbacks,
 ) -> None:
     practice, lab = _access(world), _lab(world)
     with django_capture_on_commit_callbacks(execute=True):

@@ -113,7 +113,7 @@ def test_submission_needs_an_agreement_on_the_connection(personas: Personas, vau
     assert case.status == Status.DRAFT and not Event.objects.filter(action="case.submitted").exists()
 
 
-def test_the_whole_story(world: Personas, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_the_whole_story(world: Personas, django_capture_on_commit_callbacks) -> None:
     practice, lab = _access(world), _lab(world)
     case = _ready_crown(world)
     with django_capture_on_commit_callbacks(execute=True):

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.django_db
 def home(tmp_path: Path, settings: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("CASEBRIDGE_PUBLIC_URL", raising=False)
     # pytest-django's settings fixture is untyped; the project's conftest does the same.
-    settings.HOME = tmp_path  # type: ignore[attr-defined]
-    settings.PUBLIC_URL = "https://localhost:8443"  # type: ignore[attr-defined]
+    settings.HOME = tmp_path
+    settings.PUBLIC_URL = "https://localhost:8443"
     return tmp_path
 
 
@@ -65,7 +65,7 @@ def test_an_explicit_public_url_wins_over_the_running_server(
 ) -> None:
     running_server.announce("https://localhost:9443", home=home)
     monkeypatch.setenv("CASEBRIDGE_PUBLIC_URL", "https://cases.example.com")
-    settings.PUBLIC_URL = "https://cases.example.com"  # type: ignore[attr-defined]
+    settings.PUBLIC_URL = "https://cases.example.com"
     assert "https://cases.example.com/setup/" in _createadmin()
 
 

@@ -44,7 +44,7 @@ def _current(stored: StoredObject) -> bytes:
 
 
 def _blob_files() -> set[Path]:
-    root = blob_store().root  # type: ignore[attr-defined]
+    root = blob_store().root
     return {p for p in root.rglob("*") if p.is_file()}
 
 
@@ -54,7 +54,7 @@ def _draft(world: Personas) -> Case:
 
 def test_a_photo_loses_its_gps_but_keeps_its_orientation_and_the_original_is_shredded(
     world: Personas,
-    django_capture_on_commit_callbacks,  # type: ignore[no-untyped-def]
+    django_capture_on_commit_callbacks,
 ) -> None:
     original = identifying_jpeg(orientation=6)
     stored = _store(world, original)

@@ -256,7 +256,7 @@ def test_every_type_describes_itself() -> None:
 
 def test_file_types_are_immutable() -> None:
     with pytest.raises(AttributeError):
-        filetypes.STL.name = "exe"  # type: ignore[misc]
+        filetypes.STL.name = "exe"
 
 
 def test_it_accepts_a_prefix_shorter_than_sniff_bytes_for_a_short_file() -> None:

@@ -59,7 +59,7 @@ def test_a_pipelined_next_request_stays_for_gunicorn() -> None:
     payload, following = b"x" * 1000, b"GET /healthz HTTP/1.1\r\n\r\n"
     request, unreader = _request_over(b"", len(payload), read_ahead=payload + following, close=False)
     assert _drain(request, len(payload)) == payload
-    assert unreader.take_buffered() == following  # type: ignore[attr-defined]
+    assert unreader.take_buffered() == following
 
 
 def test_a_dropped_connection_keeps_what_arrived() -> None:
@@ -99,7 +99,7 @@ def _refused_after(sent: bytes, length: int, *, close: bool = True) -> tuple[dic
 def test_the_unread_rest_of_a_refused_body_is_drained_after_the_answer() -> None:
     environ, _client = _refused_after(b"z" * (9 << 20), 9 << 20)
     assert drain(environ)  # the whole body: the connection can even be kept alive
-    assert environ["wsgi.input"].read(1) == b""  # type: ignore[attr-defined]
+    assert environ["wsgi.input"].read(1) == b""
 
 
 def test_draining_stops_at_its_byte_bound() -> None:

@@ -28,13 +28,13 @@ def test_the_lab_works_from_its_queue_and_bell_and_the_practice_sees_it_live(
     new_context: object, connected: Personas, settings: pytest.FixtureRequest
 ) -> None:
     p = connected
-    settings.CASE_LIVE_POLL_SECONDS = 1  # type: ignore[attr-defined]
-    settings.NOTIFICATION_POLL_SECONDS = 1  # type: ignore[attr-defined]
+    settings.CASE_LIVE_POLL_SECONDS = 1
+    settings.NOTIFICATION_POLL_SECONDS = 1
     case: Case = _ready_crown(p)
     actions.submit_case(_access(p), case)
     make = new_context
-    lab: Page = make().new_page()  # type: ignore[operator]
-    practice: Page = make().new_page()  # type: ignore[operator]
+    lab: Page = make().new_page()
+    practice: Page = make().new_page()
 
     # --- the lab lands on what needs it ------------------------------------------------------
     sign_in(lab, p.lab_manager)
@@ -58,7 +58,7 @@ def test_the_lab_works_from_its_queue_and_bell_and_the_practice_sees_it_live(
     expect(_bell(practice)).to_have_accessible_name(re.compile(r"Notifications\s*0 unread"))
 
     # --- the lab follows the bell by keyboard and confirms receipt ----------------------------
-    _bell(lab).focus()  # type: ignore[attr-defined]
+    _bell(lab).focus()
     lab.keyboard.press("Enter")
     expect(lab.get_by_role("heading", name="Notifications")).to_be_visible()
     item = lab.locator(".notification.unread")

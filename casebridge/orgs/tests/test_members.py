@@ -19,7 +19,7 @@ from casebridge.orgs.models import Invitation, Membership
 pytestmark = pytest.mark.django_db
 
 
-def _owner_access(p: Personas):  # type: ignore[no-untyped-def]
+def _owner_access(p: Personas):
     return resolve(p.members["owner"], p.practice)
 
 

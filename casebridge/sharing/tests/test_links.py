@@ -46,7 +46,7 @@ def _events(link: ExternalLink, action: str) -> list[Event]:
 
 
 def _is_gone(response: object) -> bool:
-    return response.status_code == 404 and GONE in response.content.decode()  # type: ignore[attr-defined]
+    return response.status_code == 404 and GONE in response.content.decode()
 
 
 def test_the_recipient_gets_the_files_after_proving_the_address(shared: SharedCase, make_link: MakeLink) -> None:
@@ -198,7 +198,7 @@ def test_it_rejects_a_revoked_link(shared: SharedCase, make_link: MakeLink) -> N
     link, token = make_link()
     client = Client()
     _verified(client, token)
-    file_id = str(link.attachments.first().stored_object_id)  # type: ignore[union-attr]
+    file_id = str(link.attachments.first().stored_object_id)
     actions.revoke_link(shared.access, link)
     assert _is_gone(client.get(f"/s/{token}/"))
     assert _is_gone(_download(client, token, file_id))
@@ -215,7 +215,7 @@ def test_a_link_dies_with_its_case(shared: SharedCase, make_link: MakeLink, clos
         Case.objects.filter(pk=shared.case.pk).update(status=Status.COMPLETED, completed_at=timezone.now())
     else:
         Case.objects.filter(pk=shared.case.pk).update(archived_at=timezone.now())
-    file_id = str(link.attachments.first().stored_object_id)  # type: ignore[union-attr]
+    file_id = str(link.attachments.first().stored_object_id)
     assert _is_gone(client.get(f"/s/{token}/files/"))
     assert _is_gone(_download(client, token, file_id))
     assert {e.details["reason"] for e in _events(link, "share.link.refused")} == {"case_closed"}
@@ -225,7 +225,7 @@ def test_it_stops_when_the_downloads_are_used_up(shared: SharedCase, make_link: 
     link, token = make_link(max_downloads=1)
     client = Client()
     _verified(client, token)
-    file_id = str(link.attachments.first().stored_object_id)  # type: ignore[union-attr]
+    file_id = str(link.attachments.first().stored_object_id)
     assert _download(client, token, file_id).status_code == 200
     assert _is_gone(_download(client, token, file_id))
     assert _is_gone(client.get(f"/s/{token}/"))
@@ -258,9 +258,9 @@ def test_a_recipient_download_is_counted_then_handed_to_the_transfer_server(
 
 def test_a_download_url_needs_verification_first(make_link: MakeLink) -> None:
     link, token = make_link()
-    file_id = str(link.attachments.first().stored_object_id)  # type: ignore[union-attr]
+    file_id = str(link.attachments.first().stored_object_id)
     response = _download(Client(), token, file_id)
-    assert response.status_code == 302 and response["Location"] == f"/s/{token}/"  # type: ignore[attr-defined]
+    assert response.status_code == 302 and response["Location"] == f"/s/{token}/"
     link.refresh_from_db()
     assert link.downloads_used == 0 and not _events(link, "share.file.downloaded")
     assert _events(link, "share.link.refused")[0].details["reason"] == "not_verified"
@@ -280,7 +280,7 @@ def test_one_links_verification_does_not_open_another(make_link: MakeLink) -> No
     second, second_token = make_link(recipient_email="other@example.com")
     client = Client()
     _verified(client, first_token)
-    file_id = str(second.attachments.first().stored_object_id)  # type: ignore[union-attr]
+    file_id = str(second.attachments.first().stored_object_id)
     assert client.get(f"/s/{second_token}/files/").status_code == 302
     assert _download(client, second_token, file_id).status_code == 302
     assert client.get(f"/s/{first_token}/files/").status_code == 200

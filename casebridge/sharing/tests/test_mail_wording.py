@@ -39,7 +39,7 @@ def _no_phi(message: mail.EmailMessage, shared: SharedCase) -> None:
 
 
 def test_the_share_mail_names_the_practice_and_how_to_check_it(connected: object) -> None:
-    shared = build_case(connected)  # type: ignore[arg-type]
+    shared = build_case(connected)
     org_actions.update_profile(practice_access(shared.personas, "owner"), address="", phone="(217) 555-0142")
     shared.case.practice.refresh_from_db()
     message = _share(shared)
@@ -54,7 +54,7 @@ def test_the_share_mail_names_the_practice_and_how_to_check_it(connected: object
 
 
 def test_without_a_phone_on_file_it_says_to_use_the_number_they_know(connected: object) -> None:
-    shared = build_case(connected)  # type: ignore[arg-type]
+    shared = build_case(connected)
     message = _share(shared, count=1)
     assert message.subject == f"{PREFIX}Smile Dental shared 1 file with you"
     assert "Call Smile Dental at the number you already have for them" in message.body
@@ -63,7 +63,7 @@ def test_without_a_phone_on_file_it_says_to_use_the_number_they_know(connected: 
 
 
 def test_the_code_mail_names_the_practice_and_never_the_patient(connected: object) -> None:
-    shared = build_case(connected)  # type: ignore[arg-type]
+    shared = build_case(connected)
     _share(shared)
     link = ExternalLink.objects.get(case=shared.case)
     actions.send_code(link, ip="192.0.2.1")
@@ -75,7 +75,7 @@ def test_the_code_mail_names_the_practice_and_never_the_patient(connected: objec
 
 
 def test_case_mails_are_sentences_that_name_the_sender(connected: object) -> None:
-    shared = build_case(connected, submit=False)  # type: ignore[arg-type]
+    shared = build_case(connected, submit=False)
     mail.outbox.clear()
     case_actions.submit_case(shared.access, shared.case)
     to_lab = mail.outbox[-1]
@@ -136,7 +136,7 @@ def test_every_mail_template_renders_without_leftovers(template: str) -> None:
 
 
 def test_news_from_the_lab_names_the_lab_and_reads_as_a_sentence(connected: object) -> None:
-    shared = build_case(connected)  # type: ignore[arg-type]
+    shared = build_case(connected)
     lab = resolve(shared.personas.lab_manager, shared.personas.lab)
     assert lab is not None
     mail.outbox.clear()

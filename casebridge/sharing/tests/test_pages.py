@@ -58,7 +58,7 @@ def test_sharing_from_the_form(shared: SharedCase) -> None:
 
 def test_the_form_refuses_too_long_a_link(shared: SharedCase) -> None:
     client = signed_in_client(shared.personas.members["clinician"])
-    files = [str(shared.case.attachments.first().stored_object_id)]  # type: ignore[union-attr]
+    files = [str(shared.case.attachments.first().stored_object_id)]
     response = client.post(
         _share_url(shared),
         {
@@ -149,7 +149,7 @@ def test_with_htmx_a_refusal_replaces_only_the_sharing_section(shared: SharedCas
 
 def test_with_htmx_a_share_shows_what_was_done_in_the_section(shared: SharedCase) -> None:
     client = signed_in_client(shared.personas.members["clinician"])
-    files = [str(shared.case.attachments.first().stored_object_id)]  # type: ignore[union-attr]
+    files = [str(shared.case.attachments.first().stored_object_id)]
     response = client.post(_share_url(shared), {**NO_FILE, "shared_files": files}, HTTP_HX_REQUEST="true")
     assert response.status_code == 200
     section = response.content.decode()
@@ -160,7 +160,7 @@ def test_with_htmx_a_share_shows_what_was_done_in_the_section(shared: SharedCase
 
 def test_without_javascript_a_share_returns_to_the_case_page(shared: SharedCase) -> None:
     client = signed_in_client(shared.personas.members["clinician"])
-    files = [str(shared.case.attachments.first().stored_object_id)]  # type: ignore[union-attr]
+    files = [str(shared.case.attachments.first().stored_object_id)]
     response = client.post(_share_url(shared), {**NO_FILE, "shared_files": files})
     assert response.status_code == 302 and response["Location"] == f"{_case_url(shared)}#sharing"
 

@@ -57,7 +57,7 @@ class Server:
         return str(self.home / "tls" / "cert.pem")
 
     def request(self, method: str, url: str, **kwargs: object) -> requests.Response:
-        return requests.request(method, url, verify=self.cert, timeout=TIMEOUT, **kwargs)  # type: ignore[arg-type]
+        return requests.request(method, url, verify=self.cert, timeout=TIMEOUT, **kwargs)
 
     def env(self) -> dict[str, str]:
         # The real server runs the production settings, not the suite's (settings_test.py).
@@ -207,7 +207,7 @@ def test_resumes_after_the_connection_drops_mid_request(server: Server, tmp_path
         time.sleep(0.2)
     assert 0 < offset <= int(2.5 * MiB)  # what arrived was kept
     uploader = _uploader(server, path, url=url)
-    uploader.upload()  # type: ignore[attr-defined]
+    uploader.upload()
     file_id = _file_id(server, url)
     assert hashlib.sha256(_download(server, file_id)).digest() == hashlib.sha256(content).digest()
 
@@ -217,14 +217,14 @@ def test_resumes_after_the_server_is_killed_and_restarted(server: Server, tmp_pa
     path = tmp_path / "cbct.stl"
     path.write_bytes(content)
     uploader = _uploader(server, path)
-    uploader.upload(stop_at=3 * MiB)  # type: ignore[attr-defined]
-    url = uploader.url  # type: ignore[attr-defined]
+    uploader.upload(stop_at=3 * MiB)
+    url = uploader.url
     assert int(_head(server, url).headers["Upload-Offset"]) == 3 * MiB
     server.kill()
     server.start()
     resumed = _uploader(server, path, url=url)
-    assert resumed.offset == 3 * MiB  # type: ignore[attr-defined]
-    resumed.upload()  # type: ignore[attr-defined]
+    assert resumed.offset == 3 * MiB
+    resumed.upload()
     file_id = _file_id(server, url)
     body = _download(server, file_id)
     assert body == content
@@ -270,8 +270,8 @@ def test_a_download_ticket_works_once_across_a_restart_and_on_another_transfer_s
     path = tmp_path / "crown.stl"
     path.write_bytes(content)
     uploader = _uploader(server, path)
-    uploader.upload()  # type: ignore[attr-defined]
-    file_id = _file_id(server, uploader.url)  # type: ignore[attr-defined]
+    uploader.upload()
+    file_id = _file_id(server, uploader.url)
     decided = server.request(
         "GET", f"{server.base}/api/v1/files/{file_id}/content", headers=server.headers(), allow_redirects=False
     )

@@ -71,7 +71,7 @@ def _create(client: Client, length: int, **meta: str) -> str:
     return str(response["Location"])
 
 
-def _patch(client: Client, url: str, offset: int, data: bytes, **headers: str):  # type: ignore[no-untyped-def]
+def _patch(client: Client, url: str, offset: int, data: bytes, **headers: str):
     return client.generic(
         "PATCH", url, data, content_type="application/offset+octet-stream", HTTP_UPLOAD_OFFSET=str(offset), **headers
     )
@@ -211,7 +211,7 @@ def test_unrecognised_content_is_refused_whatever_its_name(api: Client, content:
     assert Event.objects.filter(action="file.upload.rejected", outcome="denied").exists()
 
 
-def test_oversized_uploads_are_refused_up_front(api: Client, settings) -> None:  # type: ignore[no-untyped-def]
+def test_oversized_uploads_are_refused_up_front(api: Client, settings) -> None:
     settings.VAULT_MAX_UPLOAD_BYTES = 1000
     response = api.post(reverse("tus_collection"), HTTP_UPLOAD_LENGTH="1001")
     assert response.status_code == 413 and not Upload.objects.exists()
@@ -421,7 +421,7 @@ def test_a_tampered_byte_fails_the_download_instead_of_returning_wrong_data(
     content = binary_stl(3 * MiB)
     file_id = _upload(api, content)
     version = ObjectVersion.objects.get(stored_object_id=file_id)
-    path = blob_store().path_for(version.blob_name)  # type: ignore[attr-defined]
+    path = blob_store().path_for(version.blob_name)
     data = bytearray(path.read_bytes())
     data[2 * MiB + 17] ^= 0x01
     path.write_bytes(bytes(data))
@@ -509,7 +509,7 @@ def test_only_the_uploader_or_an_administrator_can_destroy(personas: Personas, v
     assert destroyable_files(Principal(personas.outsider)).filter(pk=file_id).count() == 0
 
 
-def test_malware_is_refused_before_anyone_can_see_it(api: Client, clamd: Clamd, settings) -> None:  # type: ignore[no-untyped-def]
+def test_malware_is_refused_before_anyone_can_see_it(api: Client, clamd: Clamd, settings) -> None:
     settings.VAULT_CLAMD = clamd.unix_url
     clean = binary_stl(2 * MiB)
     assert _download(api, _upload(api, clean))[1] == clean
@@ -524,7 +524,7 @@ def test_malware_is_refused_before_anyone_can_see_it(api: Client, clamd: Clamd, 
     assert event.details["reason"] == "malware" and event.details["signature"].startswith(MARKER_SIGNATURE)
 
 
-def test_content_stored_by_the_server_itself_is_scanned_too(personas: Personas, clamd: Clamd, settings) -> None:  # type: ignore[no-untyped-def]
+def test_content_stored_by_the_server_itself_is_scanned_too(personas: Personas, clamd: Clamd, settings) -> None:
     """put_stream (demo data, SFTP, metadata removal) is no way around the scanner."""
     settings.VAULT_CLAMD = clamd.unix_url
     staff = personas.members["staff"]
@@ -537,13 +537,13 @@ def test_content_stored_by_the_server_itself_is_scanned_too(personas: Personas, 
     with pytest.raises(ScannerUnavailable):  # fail closed: unscanned content is not stored
         vault.put_stream(organization=personas.practice, actor=staff, chunks=[clean], length=len(clean))
     assert not StoredObject.objects.exists() and not ObjectVersion.objects.exists()
-    root = blob_store().root  # type: ignore[attr-defined]
+    root = blob_store().root
     assert not [p for p in root.rglob("*") if p.is_file()], "refused content was left in the blob store"
 
 
 def test_an_unreachable_scanner_refuses_the_file_rather_than_letting_it_through(
     api: Client, settings, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings.VAULT_CLAMD = f"unix://{tmp_path / 'no-clamd.sock'}"
     content = binary_stl(100_000)
     url = _create(api, len(content))

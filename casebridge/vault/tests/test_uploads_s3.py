@@ -45,7 +45,7 @@ def _s3(endpoint: str) -> Any:
 def s3_vault(moto_endpoint: str, vault_home: Path, settings: pytest.FixtureRequest) -> Iterator[str]:
     bucket = f"cb-{uuid.uuid4().hex[:12]}"
     _s3(moto_endpoint).create_bucket(Bucket=bucket)
-    settings.VAULT_STORAGE_URL = f"s3://{bucket}/vault?endpoint={moto_endpoint}&region=us-east-1"  # type: ignore[attr-defined]
+    settings.VAULT_STORAGE_URL = f"s3://{bucket}/vault?endpoint={moto_endpoint}&region=us-east-1"
     config.reset_caches()
     keystore.forget_cached_keys()
     yield bucket
