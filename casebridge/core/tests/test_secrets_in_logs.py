@@ -7,36 +7,16 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import stat
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
 from casebridge.core.redaction import REDACTED, AccessLogger, redact_path
-from casebridge.transfer.testing import free_port
-
-
-def _wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
+from casebridge.transfer.testing import free_port, listening, wait_until
 
 
 def test_secret_routes_are_redacted_and_other_paths_kept() -> None:
@@ -107,7 +87,7 @@ def test_a_workflows_secrets_never_reach_the_servers_log_and_its_home_is_private
         )
     secrets: dict[str, str] = {}
     try:
-        _wait_until(lambda: _listening(port) and _listening(transfer_port), 150, "serve to listen")
+        wait_until(lambda: listening(port) and listening(transfer_port), 150, "serve to listen")
         created = _cli(env, "createadmin", "--email", "boss@smile.test", "--org", "Smile Dental", "--kind", "practice")
         setup = re.search(r"/setup/([^/\s]+)/", created)
         assert setup is not None

@@ -12,29 +12,11 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from casebridge.transfer.testing import free_port
+from casebridge.transfer.testing import free_port, listening, wait_until
 
 QUICK_EXIT_SECONDS = 8.0  # before the fix: 32 s (a worker SIGKILLed after graceful_timeout)
-
-
-def _wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 def _group_gone(pgid: int) -> bool:
@@ -64,9 +46,7 @@ def test_ctrl_c_stops_serve_its_transfer_server_and_worker_within_seconds(tmp_pa
         )
     try:
         announced = tmp_path / "running_server.json"
-        _wait_until(
-            lambda: announced.exists() and _listening(port) and _listening(transfer_port), 150, "serve to listen"
-        )
+        wait_until(lambda: announced.exists() and listening(port) and listening(transfer_port), 150, "serve to listen")
         assert json.loads(announced.read_text())["url"] == f"https://localhost:{port}"
 
         # A command run beside the server prints a link with the port it really listens on.
@@ -95,7 +75,7 @@ def test_ctrl_c_stops_serve_its_transfer_server_and_worker_within_seconds(tmp_pa
         os.killpg(serve.pid, signal.SIGINT)  # what Ctrl-C does
         serve.wait(timeout=60)
         serve_exit = time.monotonic() - started
-        _wait_until(lambda: _group_gone(serve.pid), QUICK_EXIT_SECONDS, "every process of the group to exit")
+        wait_until(lambda: _group_gone(serve.pid), QUICK_EXIT_SECONDS, "every process of the group to exit")
         everything_exit = time.monotonic() - started
         for connection in idle:
             connection.close()
@@ -108,4 +88,4 @@ def test_ctrl_c_stops_serve_its_transfer_server_and_worker_within_seconds(tmp_pa
     assert "starting it again" not in output, output  # no restart mid-shutdown
     assert "SIGKILL" not in output and "did not stop" not in output, output
     assert not announced.exists()  # nothing left that says a server runs here
-    assert not _listening(port) and not _listening(transfer_port)
+    assert not listening(port) and not listening(transfer_port)

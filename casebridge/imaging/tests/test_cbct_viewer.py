@@ -4,25 +4,19 @@ measures 30 mm."""
 
 from __future__ import annotations
 
-import io
-import zipfile
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from casebridge.access.policy import resolve
 from casebridge.audit.models import Event
-from casebridge.cases import actions
-from casebridge.cases.actions import ItemInput
 from casebridge.cases.models import Case
 from casebridge.core.browser_testing import assert_no_inline_scripts, screenshot, sign_in
 from casebridge.core.testing import Personas, build_personas
 from casebridge.imaging.models import IngestJob, IngestState, Series
 from casebridge.imaging.synthetic import CBCT_MARKER_DISTANCE_MM, CBCT_SPACING_MM, cbct_series
-from casebridge.vault import api as vault
+from casebridge.imaging.tests.cases import attach, draft_case, zipped
 
 pytestmark = pytest.mark.browser
 SLICES, SIZE = 40, 128
@@ -33,24 +27,9 @@ def cbct_case(transactional_db: None, vault_home: Path) -> tuple[Personas, Case,
     p = build_personas()
     access = resolve(p.members["clinician"], p.practice)
     assert access is not None
-    case = actions.create_case(
-        access,
-        patient_name="Jane Roe",
-        case_type="digital_crown",
-        lab=None,
-        due_date=timezone.now().date() + timedelta(days=7),
-        ship_to="1 Main St",
-        items=[ItemInput("crown", tooth=36)],
-    )
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zipped:
-        for i, data in enumerate(cbct_series("viewer", slices=SLICES, size=SIZE)):
-            zipped.writestr(f"IM{i:04d}", data)
-    content = archive.getvalue()
-    stored = vault.put_stream(
-        organization=access.organization, actor=access.actor, chunks=[content], length=len(content)
-    ).stored_object
-    actions.attach_file(access, case, stored, kind="cbct")
+    case = draft_case(access)
+    slices = cbct_series("viewer", slices=SLICES, size=SIZE)
+    stored = attach(access, case, zipped({f"IM{i:04d}": data for i, data in enumerate(slices)}), kind="cbct")
     job = IngestJob.objects.get(source=stored)  # queued by attaching, run at commit by the test backend
     assert job.state == IngestState.DONE
     return p, case, Series.objects.get(study__case=case)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import zipfile
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,62 +11,29 @@ import pydicom
 import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
-from django.utils import timezone
 from PIL import Image
 
-from casebridge.access.policy import OrgAccess, resolve
 from casebridge.accounts.actions import create_api_token
 from casebridge.audit.models import Event
 from casebridge.cases import actions
-from casebridge.cases.actions import ItemInput
 from casebridge.cases.models import Case
 from casebridge.core.testing import Personas
 from casebridge.imaging.models import IngestJob, IngestState, Series
 from casebridge.imaging.synthetic import cbct_series
-from casebridge.orgs import actions as org_actions
-from casebridge.orgs.models import AgreementBasis
-from casebridge.vault import api as vault
+from casebridge.imaging.tests.cases import attach, clinician_access, connect_lab, draft_case, zipped
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SLICES = 6
 
 
-def _access(personas: Personas, role: str = "clinician") -> OrgAccess:
-    access = resolve(personas.members[role], personas.practice)
-    assert access is not None
-    return access
-
-
 @pytest.fixture
 def study(personas: Personas, vault_home: Path) -> tuple[Case, list[bytes]]:
-    owner = _access(personas, "owner")
-    connection = org_actions.request_connection(
-        owner, other_slug=personas.lab.slug, basis=AgreementBasis.BAA, baa_signed_on=timezone.now().date()
-    )
-    lab = resolve(personas.lab_manager, personas.lab)
-    assert lab is not None
-    org_actions.accept_connection(lab, connection)
-    access = _access(personas)
-    case = actions.create_case(
-        access,
-        patient_name="Rosa Carter",
-        case_type="digital_crown",
-        lab=personas.lab,
-        due_date=timezone.now().date() + timedelta(days=7),
-        ship_to="1 Main St",
-        items=[ItemInput("crown", tooth=36)],
-    )
+    connect_lab(personas)
+    access = clinician_access(personas)
+    case = draft_case(access, patient_name="Rosa Carter", lab=personas.lab)
     slices = cbct_series("dicomweb", slices=SLICES, size=32)
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as zipped:
-        for i, data in enumerate(slices):
-            zipped.writestr(f"{i}.dcm", data)
-    content = archive.getvalue()
-    stored = vault.put_stream(
-        organization=access.organization, actor=access.actor, chunks=[content], length=len(content)
-    ).stored_object
-    actions.attach_file(access, case, stored, kind="cbct")
-    job = IngestJob.objects.get(source=stored)  # queued by attaching, run at commit by the test backend
+    source = attach(access, case, zipped({f"{i}.dcm": data for i, data in enumerate(slices)}), kind="cbct")
+    job = IngestJob.objects.get(source=source)  # queued by attaching, run at commit by the test backend
     assert job.state == IngestState.DONE
     return case, slices
 
@@ -185,7 +150,7 @@ def test_the_lab_sees_the_study_while_it_has_the_case_and_not_after_revocation(
 ) -> None:
     case, slices = study
     study_uid, series_uid, _sop = _uids(slices)
-    practice = _access(personas)
+    practice = clinician_access(personas)
     lab_user = personas.lab_manager
     _t, raw = create_api_token(
         organization=personas.lab, name="lab", scopes=["cases:read"], days=1, actor=lab_user, user=lab_user

@@ -4,22 +4,20 @@ can be toggled, sectioned and measured, and nobody outside the case gets the pag
 from __future__ import annotations
 
 import struct
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from casebridge.access.policy import OrgAccess, resolve
 from casebridge.audit.models import Event
 from casebridge.cases import actions
-from casebridge.cases.actions import ItemInput
 from casebridge.cases.models import Case
 from casebridge.core.browser_testing import assert_no_inline_scripts, screenshot, sign_in
 from casebridge.core.testing import Personas, build_personas, signed_in_client
 from casebridge.imaging.synthetic import stl_mesh
+from casebridge.imaging.tests.cases import draft_case
 from casebridge.vault import api as vault
 
 
@@ -63,15 +61,7 @@ def _attach(access: OrgAccess, case: Case, content: bytes, label: str) -> None:
 def scanned(transactional_db: None, vault_home: Path) -> tuple[Personas, Case, bytes]:
     p = build_personas()
     access = _access(p)
-    case = actions.create_case(
-        access,
-        patient_name="Jane Roe",
-        case_type="digital_crown",
-        lab=None,
-        due_date=timezone.now().date() + timedelta(days=7),
-        ship_to="1 Main St",
-        items=[ItemInput("crown", tooth=36)],
-    )
+    case = draft_case(access)
     crown = stl_mesh("viewer-test")
     _attach(access, case, crown, "upper")
     _attach(access, case, coloured_ply(), "lower")
@@ -127,15 +117,7 @@ def test_a_clinician_views_the_cases_scans_toggles_sections_and_measures(
 @pytest.mark.django_db
 def test_the_viewer_page_is_the_cases_alone(personas: Personas, vault_home: Path) -> None:
     access = _access(personas)
-    case = actions.create_case(
-        access,
-        patient_name="Jane Roe",
-        case_type="digital_crown",
-        lab=None,
-        due_date=timezone.now().date() + timedelta(days=7),
-        ship_to="1 Main St",
-        items=[ItemInput("crown", tooth=36)],
-    )
+    case = draft_case(access)
     url = f"/o/{personas.practice.slug}/cases/{case.number}/scans/"
     assert signed_in_client(personas.members["clinician"]).get(url).status_code == 200
     assert signed_in_client(personas.outsider).get(url).status_code == 404

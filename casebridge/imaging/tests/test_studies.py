@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import io
-import zipfile
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pydicom
 import pytest
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 from pydicom.data import get_testdata_file
 
-from casebridge.access.policy import OrgAccess, resolve
+from casebridge.access.policy import resolve
 from casebridge.audit.models import Event
 from casebridge.cases import actions
-from casebridge.cases.actions import ItemInput
 from casebridge.cases.models import Case
 from casebridge.core.testing import Personas
 from casebridge.imaging import archive
 from casebridge.imaging.actions import start_ingest
 from casebridge.imaging.models import IngestJob, IngestState, Instance, Series, Study
 from casebridge.imaging.synthetic import CBCT_SPACING_MM, cbct_series
-from casebridge.orgs import actions as org_actions
-from casebridge.orgs.models import AgreementBasis
+from casebridge.imaging.tests.cases import clinician_access, connect_lab, draft_case, stored, zipped
 from casebridge.vault import api as vault
 from casebridge.vault.models import StoredObject
 from casebridge.vault.reader import VersionReader
@@ -36,45 +31,18 @@ pytestmark = pytest.mark.django_db
 Ingest = Callable[..., IngestJob]
 
 
-def _access(personas: Personas, role: str = "clinician") -> OrgAccess:
-    access = resolve(personas.members[role], personas.practice)
-    assert access is not None
-    return access
+_access = clinician_access
+_zip = zipped
 
 
 @pytest.fixture
 def case(personas: Personas, vault_home: Path) -> Case:
-    owner = _access(personas, "owner")
-    connection = org_actions.request_connection(
-        owner, other_slug=personas.lab.slug, basis=AgreementBasis.BAA, baa_signed_on=timezone.now().date()
-    )
-    lab = resolve(personas.lab_manager, personas.lab)
-    assert lab is not None
-    org_actions.accept_connection(lab, connection)
-    return actions.create_case(
-        _access(personas),
-        patient_name="Jane Roe",
-        case_type="digital_crown",
-        lab=personas.lab,
-        due_date=timezone.now().date() + timedelta(days=7),
-        ship_to="1 Main St",
-        items=[ItemInput("crown", tooth=36)],
-    )
-
-
-def _zip(entries: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression) as zipped:
-        for name, content in entries.items():
-            zipped.writestr(name, content)
-    return out.getvalue()
+    connect_lab(personas)
+    return draft_case(_access(personas), lab=personas.lab)
 
 
 def _stored(personas: Personas, content: bytes) -> StoredObject:
-    access = _access(personas)
-    return vault.put_stream(
-        organization=access.organization, actor=access.actor, chunks=[content], length=len(content)
-    ).stored_object
+    return stored(_access(personas), content)
 
 
 @pytest.fixture
