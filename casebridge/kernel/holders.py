@@ -37,11 +37,15 @@ def _read(path: str) -> str:
 
 
 def _start_time(pid: int) -> str:
-    """The process's start time in clock ticks since boot ('' when there is no such process)."""
+    """The process's start time in clock ticks since boot ('' when there is no such process, or
+    only its zombie: a killed worker whose parent died too waits to be reaped by whatever init
+    the host has, and a zombie writes nothing)."""
     stat = _read(f"/proc/{pid}/stat")
     # The command name (field 2) may hold spaces and parentheses: fields count from the last ')'.
     fields = stat.rpartition(")")[2].split()
-    return fields[19] if len(fields) > 19 else ""
+    if len(fields) <= 19 or fields[0] in ("Z", "X"):
+        return ""
+    return fields[19]
 
 
 @cache

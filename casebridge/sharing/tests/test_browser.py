@@ -80,8 +80,8 @@ def test_a_download_reaches_the_browser_from_the_transfer_server(
             page.get_by_role("link", name=chosen[0].display_name).click()
         assert info.value.url.startswith(f"{server.url}/d/")
         assert Path(info.value.path()).read_bytes() == shared.contents[str(chosen[0].stored_object_id)]
-        name = info.value.suggested_filename  # neutral: no patient, no case number
-        assert name.startswith(f"file_{str(chosen[0].stored_object_id)[:8]}") and PATIENT not in name
+        name = info.value.suggested_filename  # the case's name of the file: which scan it is, no patient
+        assert name == chosen[0].display_name and PATIENT not in name
     finally:
         context.close()
         transfer.use_transfer_server(None)

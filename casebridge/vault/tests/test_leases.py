@@ -57,6 +57,17 @@ def test_a_process_is_alive_until_it_dies(other_process: subprocess.Popen[bytes]
     assert holders.is_dead(holder)
 
 
+def test_a_killed_holder_is_dead_while_still_a_zombie(other_process: subprocess.Popen[bytes]) -> None:
+    """Killed but not yet reaped (its parent died too, and the host's init takes its time)."""
+    holder = _holder_of(other_process)
+    other_process.kill()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{other_process.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the killed process never became a zombie"
+        time.sleep(0.05)
+    assert holders.is_dead(holder)  # not reaped: this test has not called wait() yet
+
+
 def test_a_reused_pid_does_not_keep_a_dead_holder_alive(other_process: subprocess.Popen[bytes]) -> None:
     boot, namespace, pid, started = _holder_of(other_process).split("/")
     assert holders.is_dead(f"{boot}/{namespace}/{pid}/{int(started) - 1}")  # same PID, started earlier
