@@ -7,7 +7,9 @@ vault.api), so the demo also has its audit trail and never holds a state the app
 
 from __future__ import annotations
 
+import io
 import secrets
+import zipfile
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -244,11 +246,21 @@ def _store(access: OrgAccess, content: bytes) -> Any:
     ).stored_object
 
 
+def _zip(entries: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    return out.getvalue()
+
+
 def _content(kind: str, seed: str, index: int) -> bytes:
     if kind == AttachmentKind.SCAN:
         return synthetic.stl_mesh(seed)
     if kind == AttachmentKind.CBCT:
-        return synthetic.dicom_image(seed)
+        # A whole small CBCT (48 slices, 0.3 mm voxels) as a ZIP: indexed in the background into
+        # a study the CBCT viewer scrolls in three planes, with two markers 30 mm apart to measure.
+        return _zip({f"IM{i:04d}": data for i, data in enumerate(synthetic.cbct_series(seed, slices=48))})
     return synthetic.photo(seed, fmt="JPEG" if index % 2 == 0 else "PNG")
 
 

@@ -19,6 +19,7 @@ from casebridge.audit.models import Event
 from casebridge.cases import demo
 from casebridge.cases.models import Attachment, AttachmentKind, Case, Status
 from casebridge.core.testing import make_org
+from casebridge.imaging.models import IngestJob
 from casebridge.kernel import filetypes
 from casebridge.orgs.models import Connection, Membership, Organization
 from casebridge.vault import api as vault
@@ -73,8 +74,9 @@ def test_every_file_decrypts_and_is_what_it_claims(vault_home: Path) -> None:
         seen.add(kind.name)
         contents.add(content)
         if attachment.kind == AttachmentKind.CBCT:
-            assert kind is filetypes.DICOM
-    assert {"stl", "dicom", "jpeg", "png"} <= seen
+            assert kind is filetypes.ZIP  # a whole small CBCT, indexed as the case's study
+            assert IngestJob.objects.filter(source=attachment.stored_object).exists()
+    assert {"stl", "zip", "jpeg", "png"} <= seen
     assert len(contents) == Attachment.objects.count()  # every file is different
 
 
