@@ -238,6 +238,10 @@ def case_action(request: HttpRequest, number: str) -> HttpResponse:
         elif operation == "revoke_lab":
             actions.revoke_lab_access(access, case)
             messages.success(request, "The lab can no longer open this case.")
+        elif operation == "remake":
+            remake = actions.create_remake(access, case, reason=text)
+            messages.success(request, f"{remake.number} is a draft remake of {case.number}: check it and send it.")
+            return redirect("case_detail", access.organization.slug, remake.number)
         else:
             messages.error(request, "Unknown action.")
     except ValidationError as exc:

@@ -172,3 +172,21 @@ def test_the_case_page_offers_cancel_and_does_it(world: Personas) -> None:
     case.refresh_from_db()
     assert case.status == Status.CANCELLED
     assert 'value="cancel"' not in client.get(page).content.decode()
+
+
+def test_the_practice_starts_a_remake_from_the_case_page(world: Personas) -> None:
+    case = _ready_crown(world)
+    Case.objects.filter(pk=case.pk).update(status=Status.DELIVERED)  # the lab's steps: test_workflow.py
+    client = signed_in_client(world.members["clinician"])
+    url = reverse("case_action", args=[world.practice.slug, case.number])
+    page = client.get(reverse("case_detail", args=[world.practice.slug, case.number])).content.decode()
+    assert 'value="remake"' in page
+
+    refused = client.post(url, {"operation": "remake", "text": ""}, follow=True)
+    assert "Say why the case is remade." in refused.content.decode()
+    assert not Case.objects.filter(remake_of=case).exists()
+
+    started = client.post(url, {"operation": "remake", "text": "open margin distal"})
+    remake = Case.objects.get(remake_of=case)
+    assert started.status_code == 302 and started["Location"].endswith(f"/cases/{remake.number}/")
+    assert remake.status == Status.DRAFT and "open margin distal" in remake.notes
