@@ -3,9 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
-# How requirements.lock is resolved from pyproject.toml: every platform, Python 3.11 and later, hashes.
-LOCK_ARGS := pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 -o requirements.lock
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.txt | sha1sum | cut -c1-12)
+# How requirements.txt is resolved from pyproject.toml: every platform, Python 3.11 and later, hashes.
+LOCK_ARGS := pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 -o requirements.txt
 VENDOR := casebridge/static/vendor/.built
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 export CASEBRIDGE_HOME ?= $(CURDIR)/var
@@ -15,9 +15,9 @@ export CASEBRIDGE_HOME ?= $(CURDIR)/var
 # Exactly the locked set: every package pinned with its hashes, nothing resolved at install time
 # (--no-deps), the build backend from the lock too (--no-build-isolation). `pip check` proves the
 # set is complete and consistent.
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --require-hashes --no-deps -r requirements.lock
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements.txt
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	$(BIN)/pip check
 	@rm -f $(VENV)/.installed-*; touch $@
@@ -59,12 +59,12 @@ bench: install
 
 # Re-resolve the lock after a change to pyproject.toml, keeping every version that still fits.
 lock:
-	@test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); $(BIN)/pip install -q --require-hashes --no-deps -r requirements.lock; }
+	@test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); $(BIN)/pip install -q --require-hashes --no-deps -r requirements.txt; }
 	$(BIN)/uv pip compile -q $(LOCK_ARGS)
 
 # Newest versions of everything pyproject.toml allows (Python and npm), installed, then the whole suite.
 upgrade:
-	@test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); $(BIN)/pip install -q --require-hashes --no-deps -r requirements.lock; }
+	@test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); $(BIN)/pip install -q --require-hashes --no-deps -r requirements.txt; }
 	$(BIN)/uv pip compile -q --upgrade $(LOCK_ARGS)
 	cd frontend && npm update --no-audit --no-fund
 	$(MAKE) test
