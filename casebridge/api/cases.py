@@ -28,8 +28,7 @@ from casebridge.access.policy import OrgAccess, case_for, visible_cases
 from casebridge.access.requests import principal_of
 from casebridge.access.roles import Perm
 from casebridge.accounts.models import User
-from casebridge.audit.api import record
-from casebridge.audit.exposure import record_patients_shown
+from casebridge.audit.exposure import record_case_opened, record_patients_shown
 from casebridge.cases import actions, teeth
 from casebridge.cases.models import (
     Arch,
@@ -326,14 +325,7 @@ def caller_access(request: HttpRequest, perm: Perm = Perm.CASES_VIEW) -> OrgAcce
 
 
 def _viewed(access: OrgAccess, case: Case, via: str) -> None:
-    record(
-        "case.viewed",
-        actor=access.actor,
-        organization=access.organization,
-        target=case,
-        patient_ref=str(case.patient_id),
-        details={"case": case.number, "via": via},
-    )
+    record_case_opened(access, case, via=via)
 
 
 def _case(request: HttpRequest, number: str) -> tuple[OrgAccess, Case]:

@@ -1,4 +1,5 @@
-"""`patient.viewed`: one event per page or response that lists patients (case lists, the
+"""What a page or response showed of patients. `record_case_opened`: one case opened (its page,
+its files, a viewer). `patient.viewed`: one event per page or response that lists patients (case lists, the
 dashboard's views, search results, the API's list), naming every patient reference shown.
 
 One event per page rather than one per row: a 50-row page is one event, not 50, and the event
@@ -41,4 +42,17 @@ def record_patients_shown(
             "cases": [case.number for case in cases],
             **details,
         },
+    )
+
+
+def record_case_opened(access: Any, case: Any, action: str = "case.viewed", **details: Any) -> None:
+    """Audit one case (and so one patient) shown to `access`: its page, a view of its files, an
+    API answer. The event names the case by number and the patient by reference."""
+    record(
+        action,
+        actor=access.actor,
+        organization=access.organization,
+        target=case,
+        patient_ref=str(case.patient_id),
+        details={"case": case.number, **details},
     )

@@ -31,8 +31,7 @@ from casebridge.access.principal import Principal
 from casebridge.access.requests import org_access_of, principal_of, user_of
 from casebridge.access.roles import Perm
 from casebridge.accounts.models import Notation
-from casebridge.audit.api import record
-from casebridge.audit.exposure import record_patients_shown
+from casebridge.audit.exposure import record_case_opened, record_patients_shown
 from casebridge.cases import actions, live, queries, queue, shades, teeth
 from casebridge.cases.forms import DraftForm, NewCaseForm
 from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Material, Message, Restoration, Status
@@ -131,14 +130,7 @@ def render_case_page(
 ) -> HttpResponse:
     """The case page (viewing it is audited). ``share_form``: a refused sharing form
     (sharing.views), shown again in its section with its errors instead of a fresh one."""
-    record(
-        "case.viewed",
-        actor=access.actor,
-        organization=access.organization,
-        target=case,
-        patient_ref=str(case.patient_id),
-        details={"case": case.number},
-    )
+    record_case_opened(access, case)
     notation = getattr(request.user, "tooth_notation", "universal")
     items = [
         (item, teeth.display(item.tooth, notation) if item.tooth else item.get_arch_display())
@@ -562,14 +554,7 @@ def case_edit(request: HttpRequest, number: str) -> HttpResponse:
             )
     detail_url = reverse("case_detail", args=[access.organization.slug, case.number])
     # The form shows the patient (read-only): an opened case like the case page.
-    record(
-        "case.viewed",
-        actor=access.actor,
-        organization=access.organization,
-        target=case,
-        patient_ref=str(case.patient_id),
-        details={"case": case.number, "via": "web.edit"},
-    )
+    record_case_opened(access, case, via="web.edit")
     return render(
         request,
         "cases/new.html",

@@ -11,7 +11,7 @@ from casebridge.access.guards import org_permission
 from casebridge.access.policy import case_for
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
-from casebridge.audit.api import record
+from casebridge.audit.exposure import record_case_opened
 from casebridge.cases.models import Attachment, Case
 from casebridge.imaging.models import Series
 
@@ -34,14 +34,7 @@ def scan_viewer(request: HttpRequest, number: str) -> HttpResponse:
     case = case_for(access, number)
     scans = scan_attachments(case)
     # One event per opening; each file the page then fetches is a download event of its own.
-    record(
-        "imaging.scans_viewed",
-        actor=access.actor,
-        organization=access.organization,
-        target=case,
-        patient_ref=str(case.patient_id),
-        details={"case": case.number, "files": [str(a.stored_object_id) for a in scans]},
-    )
+    record_case_opened(access, case, "imaging.scans_viewed", files=[str(a.stored_object_id) for a in scans])
     files = [
         {
             "id": str(a.stored_object_id),
@@ -64,14 +57,7 @@ def study_viewer(request: HttpRequest, number: str, series_id: str) -> HttpRespo
     series = Series.objects.filter(study__case=case, pk=series_id).select_related("study").first()
     if series is None:
         raise Http404("no such series")
-    record(
-        "imaging.study_viewed",
-        actor=access.actor,
-        organization=access.organization,
-        target=case,
-        patient_ref=str(case.patient_id),
-        details={"case": case.number, "study": str(series.study_id), "series": str(series.pk)},
-    )
+    record_case_opened(access, case, "imaging.study_viewed", study=str(series.study_id), series=str(series.pk))
     config = {"wadoRoot": "/dicomweb", "study": series.study.study_uid, "series": series.series_uid}
     response = render(request, "imaging/cbct_viewer.html", {"case": case, "series": series, "config": config})
     # Cornerstone3D positions its overlays (crosshairs, measurement labels) with style attributes:
