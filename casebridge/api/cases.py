@@ -41,6 +41,7 @@ from casebridge.cases.models import (
     Status,
 )
 from casebridge.cases.templates import TEMPLATES, missing
+from casebridge.imaging.models import IngestJob
 from casebridge.orgs.models import Organization
 
 router = Router(tags=["cases"])
@@ -263,6 +264,17 @@ class AttachmentIn(Schema):
     label: Text40 = ""
 
 
+class IngestOut(Schema):
+    """The indexing of a DICOM file or archive into studies, done in the background after attach."""
+
+    state: str = Field(description="queued, running, done or failed")
+    total: int = Field(description="Entries to look at (1 for a single file)")
+    processed: int
+    imported: int = Field(description="Instances indexed")
+    duplicates: int = Field(description="Instances already held (same SOP Instance UID)")
+    errors: int = Field(description="Entries that could not be indexed; the case page says why")
+
+
 class AttachmentOut(Schema):
     file_id: str
     name: str
@@ -272,6 +284,7 @@ class AttachmentOut(Schema):
     current_version: int
     added_by_org: OrgRef
     added_at: datetime
+    ingest: IngestOut | None = Field(None, description="For DICOM files and archives: their latest indexing")
 
 
 class MessageIn(Schema):
@@ -413,6 +426,7 @@ def _attachments(case: Case) -> list[dict[str, Any]]:
     # Attachment.display_name numbers same-labelled files by re-reading the case's attachments;
     # done here in one pass instead of once per file.
     seen: dict[tuple[str, str], int] = {}
+    ingests = {job.source_id: job for job in case.ingests.order_by("created_at")}  # the latest wins
     rows = []
     for a in case.attachments.select_related("stored_object", "added_by_org").order_by("kind", "added_at", "pk"):
         key = (a.kind, a.label)
@@ -428,9 +442,23 @@ def _attachments(case: Case) -> list[dict[str, Any]]:
                 "current_version": stored.current_version,
                 "added_by_org": _org(a.added_by_org),
                 "added_at": a.added_at,
+                "ingest": _ingest(ingests.get(stored.pk)),
             }
         )
     return rows
+
+
+def _ingest(job: IngestJob | None) -> dict[str, Any] | None:
+    if job is None:
+        return None
+    return {
+        "state": job.state,
+        "total": job.total,
+        "processed": job.processed,
+        "imported": job.imported,
+        "duplicates": job.duplicates,
+        "errors": len(job.errors),
+    }
 
 
 def _message(m: Any) -> dict[str, Any]:

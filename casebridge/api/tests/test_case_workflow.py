@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -181,3 +182,34 @@ def test_teeth_can_be_given_in_any_notation(world: World) -> None:
     )
     assert [i["tooth"] for i in updated.json()["items"]] == [48]
     assert Case.objects.get(number=case["number"]).items.count() == 1
+
+
+def test_an_attached_cbct_archive_reports_its_indexing_and_other_files_report_none(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    from casebridge.imaging.synthetic import cbct_series
+    from casebridge.imaging.tests.cases import zipped
+    from casebridge.vault import api as vault
+
+    practice = world.api("clinician")
+    number = practice.post("cases", draft_body(world)).json()["number"]
+    user, org = world.user_and_org("clinician")
+    slices = cbct_series("api-ingest", slices=6, size=16)
+    archive = zipped({f"slice{i:03}.dcm": s for i, s in enumerate(slices)} | {"notes.dcm": b"not dicom"})
+    stored = vault.put_stream(organization=org, actor=user, chunks=[archive], length=len(archive)).stored_object
+    file_id = str(stored.pk)
+
+    with django_capture_on_commit_callbacks(execute=True):  # the worker takes the job after commit
+        assert practice.post(f"cases/{number}/attachments", {"file_id": file_id, "kind": "cbct"}).status_code == 201
+    practice.post(f"cases/{number}/attachments", {"file_id": world.upload(), "kind": "scan", "label": "upper"})
+
+    listed = {a["kind"]: a for a in practice.get(f"cases/{number}/attachments").json()}
+    assert listed["cbct"]["ingest"] == {
+        "state": "done",
+        "total": 7,
+        "processed": 7,
+        "imported": 6,
+        "duplicates": 0,
+        "errors": 1,
+    }
+    assert listed["scan"]["ingest"] is None
