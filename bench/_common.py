@@ -65,6 +65,18 @@ def ensure_tool(binary: str, package: str) -> str:
     return found
 
 
+def ensure_package_file(path: str, package: str) -> None:
+    """Install Debian `package` when the file it provides (a plugin, say) is missing."""
+    if os.path.exists(path):
+        return
+    print(f"{path} not found: installing the Debian package {package} ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], env=env, check=True, timeout=180)
+    if not os.path.exists(path):
+        sys.exit(f"CANNOT RUN: {path} is missing and 'apt-get install -y {package}' failed; install it as root.")
+
+
 # --- cleanup ------------------------------------------------------------------------------
 def _cleanup() -> None:
     for proc in reversed(_processes):
@@ -264,10 +276,16 @@ def _cli(home: Path, *args: str, timeout: float = 120) -> str:
 
 
 def start_casebridge(
-    home: Path, *, workers: int | None = None, threads: int | None = None, transfer_server: bool = True
+    home: Path,
+    *,
+    workers: int | None = None,
+    threads: int | None = None,
+    transfer_server: bool = True,
+    worker: bool = False,
 ) -> Server:
-    """`casebridge serve --no-worker` on its own port and home, with an org and a service token;
-    `transfer_server=False`: the application moves the bytes itself (`--transfer-port 0`)."""
+    """`casebridge serve` on its own port and home, with an org and a service token;
+    `transfer_server=False`: the application moves the bytes itself (`--transfer-port 0`);
+    `worker`: with the background worker (ingest, scans), which most benchmarks leave out."""
     home.mkdir(parents=True, exist_ok=True)
     _cli(home, "migrate", "--verbosity", "0")
     _cli(home, "createadmin", "--email", "bench@example.com", "--org", "Bench Practice", "--kind", "practice")
@@ -295,7 +313,7 @@ def start_casebridge(
     env.pop("DATABASE_URL", None)
     env.pop("CASEBRIDGE_STORAGE_URL", None)
     env["CASEBRIDGE_TRANSFER_URL"] = f"https://127.0.0.1:{transfer_port}"
-    cmd = [CASEBRIDGE, "serve", "--port", str(port), "--bind", "127.0.0.1", "--no-worker"]
+    cmd = [CASEBRIDGE, "serve", "--port", str(port), "--bind", "127.0.0.1", *([] if worker else ["--no-worker"])]
     cmd += ["--transfer-port", str(transfer_port)]
     if workers:
         cmd += ["--workers", str(workers)]

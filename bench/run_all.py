@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "durable_write": ([], ["--mib", "256", "--rounds", "3"]),
     "download": ([], ["--mib", "256", "--rounds", "3", "--rss-mib", "1024"]),
     "upload": ([], ["--mib", "256", "--rounds", "3"]),
+    "imaging": ([], ["--slices", "100", "--rounds", "1"]),
 }
 
 

@@ -72,17 +72,33 @@ def _study(request: HttpRequest, study_uid: str) -> Study | None:
 
 
 def _series(request: HttpRequest, study_uid: str, series_uid: str) -> Series | None:
-    study = _study(request, study_uid)
-    if study is None or not UID.match(series_uid):
+    if not (UID.match(study_uid) and UID.match(series_uid)):
         return None
-    return study.series.filter(series_uid=series_uid).select_related("study__case").first()
+    found = (
+        Series.objects.filter(
+            study__in=_studies(request).values("pk"), study__study_uid=study_uid, series_uid=series_uid
+        )
+        .select_related("study__case__patient")
+        .order_by()[:1]
+    )
+    return next(iter(found), None)
 
 
 def _instance(request: HttpRequest, study_uid: str, series_uid: str, sop_uid: str) -> Instance | None:
-    series = _series(request, study_uid, series_uid)
-    if series is None or not UID.match(sop_uid):
+    # One query: a viewer asks for hundreds of frames, each through here.
+    if not (UID.match(study_uid) and UID.match(series_uid) and UID.match(sop_uid)):
         return None
-    return series.instances.filter(sop_instance_uid=sop_uid).select_related("stored_object", "series__study").first()
+    found = (
+        Instance.objects.filter(
+            series__study__in=_studies(request).values("pk"),
+            series__study__study_uid=study_uid,
+            series__series_uid=series_uid,
+            sop_instance_uid=sop_uid,
+        )
+        .select_related("stored_object", "series__study__case__patient")
+        .order_by()[:1]
+    )
+    return next(iter(found), None)
 
 
 def _not_found() -> HttpResponseBase:
