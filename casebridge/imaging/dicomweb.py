@@ -39,6 +39,7 @@ from casebridge.audit.api import record
 from casebridge.imaging.models import Instance, Series, Study
 from casebridge.vault import api as vault
 from casebridge.vault.http import stream_plaintext
+from casebridge.vault.models import ObjectVersion
 from casebridge.vault.reader import VersionReader
 
 DICOM_JSON = "application/dicom+json"
@@ -312,8 +313,8 @@ def search_instances(request: HttpRequest, study_uid: str, series_uid: str) -> H
 
 
 # --- WADO-RS --------------------------------------------------------------------------------
-def _dataset(instance: Instance, *, pixels: bool) -> pydicom.Dataset:
-    reader = io.BufferedReader(VersionReader(vault.get_version(instance.stored_object)), 1 << 16)
+def _dataset(instance: Instance, *, pixels: bool, version: ObjectVersion | None = None) -> pydicom.Dataset:
+    reader = io.BufferedReader(VersionReader(version or vault.get_version(instance.stored_object)), 1 << 16)
     return pydicom.dcmread(reader, stop_before_pixels=not pixels)
 
 
@@ -325,8 +326,8 @@ def _frames_uri(request: HttpRequest, instance: Instance) -> str:
     )
 
 
-def _metadata(request: HttpRequest, instance: Instance) -> dict[str, Any]:
-    dataset = _dataset(instance, pixels=False)
+def _metadata(request: HttpRequest, instance: Instance, version: ObjectVersion | None = None) -> dict[str, Any]:
+    dataset = _dataset(instance, pixels=False, version=version)
     # Without the pixels a header is small: every element goes inline.
     meta = dataset.to_json_dict(bulk_data_threshold=1 << 30)
     meta["00083002"] = _attr("UI", str(dataset.file_meta.get("TransferSyntaxUID", "")))
@@ -344,7 +345,8 @@ def series_metadata(request: HttpRequest, study_uid: str, series_uid: str) -> Ht
     # A viewer opens a series by its metadata, then fetches every frame: that is one look, and
     # its frames need no event (nor any write: hundreds of them arrive at once).
     cache.set(_frames_audit_key(request, series), 1, FRAME_AUDIT_WINDOW)
-    return _json([_metadata(request, i) for i in instances])
+    versions = vault.current_versions([i.stored_object for i in instances])  # one query, not one each
+    return _json([_metadata(request, i, versions.get(i.stored_object_id)) for i in instances])
 
 
 def instance_metadata(request: HttpRequest, study_uid: str, series_uid: str, sop_uid: str) -> HttpResponseBase:

@@ -216,6 +216,17 @@ def get_version(stored_object: StoredObject, version: int | None = None) -> Obje
     return found
 
 
+def current_versions(stored_objects: list[StoredObject]) -> dict[Any, ObjectVersion]:
+    """get_version() of many objects in one query, by object id; a destroyed object or a missing
+    version is simply absent (its caller answers as get_version's callers do)."""
+    wanted = {o.pk: o.current_version for o in stored_objects if not o.is_destroyed}
+    found = {}
+    for v in ObjectVersion.objects.filter(stored_object_id__in=list(wanted)).select_related("stored_object"):
+        if wanted.get(v.stored_object_id) == v.version and v.wrapped_dek:
+            found[v.stored_object_id] = v
+    return found
+
+
 def read_version(version: ObjectVersion, start: int = 0, end: int | None = None) -> Iterator[memoryview]:
     """Authenticated plaintext of [start, end); reads only the segments that range spans.
 
