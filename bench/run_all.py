@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "download": ([], ["--mib", "256", "--rounds", "3", "--rss-mib", "1024"]),
     "upload": ([], ["--mib", "256", "--rounds", "3"]),
     "imaging": ([], ["--slices", "100", "--rounds", "1"]),
+    "viewer": ([], ["--slices", "100", "--rounds", "1"]),
 }
 
 
