@@ -40,6 +40,7 @@ from casebridge.cases.models import (
     Restoration,
     Status,
 )
+from casebridge.cases.queries import case_search
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.imaging.models import IngestJob
 from casebridge.orgs.models import Organization
@@ -314,7 +315,13 @@ class CaseFilters(Schema):
 class CaseSearch(CaseFilters):
     """A search by patient name travels in a request body, never in a URL."""
 
-    q: Text100 | None = Field(None, description="Part of a case number or patient name")
+    q: Text100 | None = Field(
+        None,
+        description=(
+            "Part of a case number; words of the patient's name; the chart number; the date of birth "
+            "(1985-03-14, 03/14/1985 or 14.03.1985); part of the doctor's, lab's or practice's name"
+        ),
+    )
 
     @field_validator("q")
     @classmethod
@@ -519,7 +526,7 @@ def _case_page(access: OrgAccess, filters: CaseFilters, query: str | None, *, vi
     if filters.status:
         cases = cases.filter(status=filters.status)
     if query:
-        cases = cases.filter(Q(number__icontains=query) | Q(patient__name__icontains=query))
+        cases = cases.filter(case_search(query))
     if filters.due_before:
         cases = cases.filter(due_date__lt=filters.due_before)
     if filters.due_after:

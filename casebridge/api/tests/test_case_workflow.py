@@ -168,6 +168,22 @@ def test_a_search_by_name_travels_in_the_body_and_pages_by_cursor(world: World) 
     assert seen == numbers[::-1] and rest["next_cursor"] is None
 
 
+def test_the_api_search_finds_chart_numbers_and_dates_of_birth_and_never_another_organization(
+    world: World,
+) -> None:
+    practice = world.api("clinician")
+    wanted = practice.post("cases", draft_body(world)).json()["number"]  # Jane Roe, 1980-04-01, C-17
+    other = practice.post(
+        "cases", draft_body(world, patient={"name": "Ann Other", "date_of_birth": "1990-01-02", "chart_number": "C-1"})
+    ).json()["number"]
+    for term in ("C-17", "1980-04-01", "04/01/1980", "01.04.1980", "roe jane"):
+        found = [c["number"] for c in practice.post("cases/search", {"q": term}).json()["results"]]
+        assert found == [wanted], term
+    assert other not in [c["number"] for c in practice.post("cases/search", {"q": "Jane"}).json()["results"]]
+    outsider = world.api("outsider")
+    assert outsider.post("cases/search", {"q": "C-17"}).json()["results"] == []
+
+
 def test_teeth_can_be_given_in_any_notation(world: World) -> None:
     practice = world.api("clinician")
     items = [

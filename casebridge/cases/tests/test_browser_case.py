@@ -152,3 +152,31 @@ def test_a_clinician_creates_a_case_on_the_chart_adds_files_and_sends_it(
     case.refresh_from_db()
     assert case.status == Status.SUBMITTED
     assert all(a.stored_object.current_version == 2 for a in case.attachments.select_related("stored_object"))
+
+
+def test_a_search_typed_on_the_open_tab_finds_a_completed_case_and_keeps_the_name_out_of_the_url(
+    page: Page, connected: Personas
+) -> None:
+    p = connected
+    access = resolve(p.members["clinician"], p.practice)
+    assert access is not None
+    from casebridge.cases import actions
+
+    done = actions.create_case(access, patient_name="Rosa Carter", case_type="digital_crown")
+    Case.objects.filter(pk=done.pk).update(status=Status.COMPLETED)
+    actions.create_case(access, patient_name="Ann Other", case_type="digital_crown")
+    sign_in(page, p.members["clinician"])
+    page.goto(f"/o/{p.practice.slug}/cases/?view=open")
+    expect(page.get_by_role("table")).not_to_contain_text(done.number)  # completed: not an open case
+
+    page.get_by_label("Search all cases").fill("Carter")
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_role("status")).to_contain_text("1 case found in all cases")
+    table = page.get_by_role("table")
+    expect(table).to_contain_text(done.number)
+    expect(table).to_contain_text("Completed")
+    expect(table).not_to_contain_text("Ann Other")
+    assert "Carter" not in page.url
+    page.get_by_role("link", name="Clear search").click()
+    expect(page.get_by_role("table")).to_contain_text("Ann Other")
