@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "casebridge.sharing",
     "casebridge.notifications",
     "casebridge.imaging",
+    "casebridge.retention",
 ]
 
 MIDDLEWARE = [

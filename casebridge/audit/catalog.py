@@ -120,6 +120,13 @@ register("dicomweb.retrieved", "Imaging metadata, instances, frames or images re
 register("keys.rotated", "Key-encryption key rotated, organization keys re-wrapped", sensitive=True)
 register("keys.retired", "Old key-encryption key version retired", sensitive=True)
 register("keys.organization_destroyed", "Organization keys destroyed: all its files unreadable", sensitive=True)
+register("keys.exported", "Installation keys exported to a passphrase-protected file", sensitive=True)
+
+# --- Backups ------------------------------------------------------------------------------
+register("backup.created", "Backup set written")
+register("backup.restored", "Installation restored from a backup set", sensitive=True)
+register("backup.verified", "Restore test of a backup set passed")
+register("backup.verify_failed", "Restore test of a backup set failed", sensitive=True)
 # --- Cases ------------------------------------------------------------------------------
 register("case.created", "Case created")
 register("case.updated", "Case details changed")

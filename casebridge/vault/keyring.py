@@ -146,3 +146,9 @@ def get_keyring() -> Keyring:
             ring = Keyring.load(path, create=True)
             _cache[path] = ring
         return ring
+
+
+def forget_loaded() -> None:
+    """Drop the loaded keyrings, so the next use reads the file again (after a restore put one)."""
+    with _lock:
+        _cache.clear()

@@ -1,10 +1,13 @@
-"""casebridge keys status|rotate|retire VERSION: operate the key-encryption keys."""
+"""casebridge keys status|rotate|retire VERSION|export FILE: operate the key-encryption keys."""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count
 
@@ -16,7 +19,7 @@ from casebridge.vault.models import OrgKey
 
 
 class Command(BaseCommand):
-    help = "Rotate or retire key-encryption keys. Content is never re-encrypted: only wrapped keys change."
+    help = "Rotate, retire or export the key-encryption keys. Content is never re-encrypted: only wrapped keys change."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="operation", required=True)
@@ -28,6 +31,14 @@ class Command(BaseCommand):
         )
         retire = sub.add_parser("retire", help="forget an old KEK version once nothing depends on it")
         retire.add_argument("version")
+        export = sub.add_parser(
+            "export",
+            help="write the keys a restore needs (KEK file, keyring, secret key) into FILE, protected by a "
+            "passphrase; keep it apart from the backups",
+        )
+        export.add_argument("file")
+        export.add_argument("--passphrase-file", help="file holding the passphrase (or CASEBRIDGE_KEYS_PASSPHRASE)")
+        export.add_argument("--force", action="store_true", help="replace FILE if it exists")
 
     def _progress(self, done: int, total: int) -> None:
         width = 30
@@ -38,6 +49,9 @@ class Command(BaseCommand):
         sys.stderr.flush()
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["operation"] == "export":
+            self._export(options)
+            return
         try:
             provider = key_provider()
         except KeyProviderError as exc:
@@ -79,3 +93,30 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         record("keys.retired", details={"version": version})
         self.stdout.write(self.style.SUCCESS(f"version {version} retired"))
+
+    def _export(self, options: dict[str, Any]) -> None:
+        from casebridge.access.operator import Operator
+        from casebridge.retention.management.commands.backup import read_passphrase
+        from casebridge.vault.keyexport import KeyExportError, current_keys, seal
+
+        target = Path(options["file"])
+        if target.exists() and not options["force"]:
+            raise CommandError(f"{target} exists; pass --force to replace it")
+        try:
+            sealed = seal(current_keys(), read_passphrase(options, confirm=True))
+        except KeyExportError as exc:
+            raise CommandError(str(exc)) from exc
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(sealed)
+            handle.flush()
+            os.fsync(handle.fileno())
+        record(
+            "keys.exported",
+            actor=Operator.running("keys export"),
+            details={"provider": settings.VAULT_KEY_PROVIDER.partition(":")[0]},
+        )
+        self.stdout.write(
+            self.style.SUCCESS(f"keys written to {target}")
+            + "\nKeep this file and its passphrase apart from the backups: together with a backup they open every file."
+        )
