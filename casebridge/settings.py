@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from email.utils import getaddresses
 from pathlib import Path
 
 import dj_database_url
@@ -307,6 +308,15 @@ INVITATION_TTL_SECONDS = envint("CASEBRIDGE_INVITATION_TTL_SECONDS", 7 * 24 * 36
 SETUP_LINK_TTL_SECONDS = 3600
 EMERGENCY_ACCESS_MAX_HOURS = envint("CASEBRIDGE_EMERGENCY_ACCESS_MAX_HOURS", 24)
 API_TOKEN_MAX_DAYS = envint("CASEBRIDGE_API_TOKEN_MAX_DAYS", 365)
+# Scheduled backups (docs/backups.md): off until a destination is set. The worker writes a set
+# every BACKUP_EVERY_HOURS and, given the key export and its passphrase file, runs a restore test
+# every RESTORE_TEST_EVERY_HOURS. Failures are mailed to ADMINS ("Name <address>,...").
+BACKUP_DESTINATION = env("CASEBRIDGE_BACKUP_DESTINATION")
+BACKUP_EVERY_HOURS = envint("CASEBRIDGE_BACKUP_EVERY_HOURS", 24)
+BACKUP_KEYS_FILE = env("CASEBRIDGE_BACKUP_KEYS_FILE")
+BACKUP_KEYS_PASSPHRASE_FILE = env("CASEBRIDGE_BACKUP_KEYS_PASSPHRASE_FILE")
+RESTORE_TEST_EVERY_HOURS = envint("CASEBRIDGE_RESTORE_TEST_EVERY_HOURS", 7 * 24)
+ADMINS = [(name, address) for name, address in getaddresses([env("CASEBRIDGE_ADMINS")]) if address]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

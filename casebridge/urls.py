@@ -17,6 +17,7 @@ from casebridge.imaging import dicomweb
 from casebridge.imaging import views as imaging_views
 from casebridge.notifications import views as notification_views
 from casebridge.orgs import views as org_views
+from casebridge.retention import views as retention_views
 from casebridge.sharing import recipient_views as share_public
 from casebridge.sharing import views as share_views
 from casebridge.vault import transfer as vault_transfer
@@ -69,6 +70,7 @@ org_patterns = [
         name="notification_read",
     ),
     path("audit/", audit_views.audit_log, name="audit_log"),
+    path("backups/", retention_views.backups, name="backups"),
     path("audit/export.csv", audit_views.audit_export, name="audit_export"),
 ]
 

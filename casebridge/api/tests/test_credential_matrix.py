@@ -338,6 +338,7 @@ NOT_IN_THE_MATRIX = {
     "scan_viewer": "read-only page (its files come through file_content)",
     "study_viewer": "read-only page (its slices come through DICOMweb)",
     "disclosures": "read-only",
+    "backups": "read-only (retention/tests/test_backup_page.py)",
     "audit_log": "read-only",
     "audit_export": "read-only",
     "invitation_accept": "the invitation's token is the credential: orgs/tests/test_members.py",

@@ -1,0 +1,91 @@
+"""The backup page: owners and compliance officers see the last backup and restore test (times,
+durations, counts; never patient data); nobody else does; the schedule starts what is due."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from casebridge.core.testing import Personas, signed_in_client
+from casebridge.retention import schedule
+from casebridge.retention.models import BackupRun, RunKind
+
+pytestmark = pytest.mark.django_db
+
+
+def _runs() -> None:
+    now = timezone.now()
+    BackupRun.objects.create(
+        kind=RunKind.BACKUP, destination="/mnt/b", set_id="20261203T010000Z-aaaaaa",
+        started_at=now - timedelta(hours=5), finished_at=now - timedelta(hours=5), ok=True, files=48,
+    )  # fmt: skip
+    BackupRun.objects.create(
+        kind=RunKind.RESTORE_TEST, destination="/mnt/b", set_id="20261203T010000Z-aaaaaa",
+        started_at=now - timedelta(hours=4), finished_at=now - timedelta(hours=4), ok=True, files=48,
+        rto_seconds=93.4, rpo_seconds=3600,
+    )  # fmt: skip
+    BackupRun.objects.create(
+        kind=RunKind.RESTORE_TEST, destination="/mnt/b", started_at=now - timedelta(hours=1),
+        finished_at=now - timedelta(hours=1), ok=False, problem="1 file(s) missing from the backup",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("role", ["owner", "compliance_officer"])
+def test_owners_and_compliance_officers_see_the_last_backup_restore_test_and_failures(
+    personas: Personas, role: str
+) -> None:
+    _runs()
+    page = signed_in_client(personas.members[role]).get(reverse("backups", args=[personas.practice.slug]))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "set 20261203T010000Z-aaaaaa" in html and "in 93 s (RTO)" in html and "3600 s old (RPO)" in html
+    assert "1 file(s) missing from the backup" in html and ">Backups</a>" in html
+
+
+@pytest.mark.parametrize("role", ["clinician", "staff"])
+def test_other_members_get_no_backup_page_nor_its_link(personas: Personas, role: str) -> None:
+    client = signed_in_client(personas.members[role])
+    assert client.get(reverse("backups", args=[personas.practice.slug])).status_code == 403
+    assert ">Backups</a>" not in client.get(reverse("case_list", args=[personas.practice.slug])).content.decode()
+
+
+def test_a_member_of_another_organization_gets_nothing(personas: Personas) -> None:
+    page = signed_in_client(personas.outsider).get(reverse("backups", args=[personas.practice.slug]))
+    assert page.status_code == 404
+
+
+def test_with_no_backup_the_page_says_so_and_what_to_do(personas: Personas) -> None:
+    html = signed_in_client(personas.members["owner"]).get(reverse("backups", args=[personas.practice.slug]))
+    text = html.content.decode()
+    assert "None yet" in text and "casebridge backup create" in text and "casebridge backup verify" in text
+
+
+def test_a_backup_is_due_when_the_last_good_one_is_older_than_its_interval_and_retried_hourly() -> None:
+    now = timezone.now()
+    assert schedule.due(RunKind.BACKUP, 24)  # never ran
+    good = BackupRun.objects.create(kind=RunKind.BACKUP, destination="d", started_at=now - timedelta(hours=2),
+                                    finished_at=now - timedelta(hours=2), ok=True)  # fmt: skip
+    assert not schedule.due(RunKind.BACKUP, 24)
+    BackupRun.objects.filter(pk=good.pk).update(started_at=now - timedelta(hours=25))
+    assert schedule.due(RunKind.BACKUP, 24)
+    failed = BackupRun.objects.create(kind=RunKind.BACKUP, destination="d", started_at=now - timedelta(minutes=5),
+                                      finished_at=now - timedelta(minutes=4), ok=False)  # fmt: skip
+    assert not schedule.due(RunKind.BACKUP, 24)  # a failure is retried after an hour, not every tick
+    BackupRun.objects.filter(pk=failed.pk).update(finished_at=now - timedelta(hours=2))
+    assert schedule.due(RunKind.BACKUP, 24)
+    BackupRun.objects.create(kind=RunKind.BACKUP, destination="d", started_at=now - timedelta(minutes=1))
+    assert not schedule.due(RunKind.BACKUP, 24)  # one is running
+
+
+def test_nothing_is_scheduled_without_a_destination(settings: pytest.FixtureRequest, monkeypatch) -> None:
+    started: list[list[str]] = []
+    monkeypatch.setattr(schedule, "_start", started.append)
+    settings.BACKUP_DESTINATION = ""  # type: ignore[attr-defined]
+    schedule.run_due()
+    assert started == []
+    settings.BACKUP_DESTINATION = "/mnt/backups"  # type: ignore[attr-defined]
+    schedule.run_due()
+    assert started == [["backup", "create", "/mnt/backups"]]
