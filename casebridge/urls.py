@@ -71,6 +71,12 @@ org_patterns = [
     ),
     path("audit/", audit_views.audit_log, name="audit_log"),
     path("backups/", retention_views.backups, name="backups"),
+    path("retention/", retention_views.retention, name="retention"),
+    path(
+        "retention/certificates/<uuid:certificate_id>.pdf",
+        retention_views.certificate_pdf,
+        name="retention_certificate",
+    ),
     path("audit/export.csv", audit_views.audit_export, name="audit_export"),
 ]
 

@@ -17,6 +17,7 @@ from casebridge.api.auth import api_actor, problem
 from casebridge.audit.api import record
 from casebridge.cases import actions as case_actions
 from casebridge.cases.models import Attachment
+from casebridge.retention.policies import UnderLegalHold
 from casebridge.vault import api as vault
 from casebridge.vault.http import ByteRange, version_response
 from casebridge.vault.models import ObjectVersion, StoredObject
@@ -129,6 +130,8 @@ def _destroy(request: HttpRequest, file_id: str) -> HttpResponseBase:
         reason = ""
     try:
         case_actions.destroy_file(principal, stored, reason=reason)
+    except UnderLegalHold as exc:
+        return problem(409, "Conflict", exc.messages[0])
     except ValidationError:
         return problem(400, "Bad Request", 'Give a reason (JSON body {"reason": "..."}); it is kept in the audit log.')
     return HttpResponse(status=204)

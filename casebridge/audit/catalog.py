@@ -127,6 +127,13 @@ register("backup.created", "Backup set written")
 register("backup.restored", "Installation restored from a backup set", sensitive=True)
 register("backup.verified", "Restore test of a backup set passed")
 register("backup.verify_failed", "Restore test of a backup set failed", sensitive=True)
+
+# --- Retention ----------------------------------------------------------------------------
+register("retention.policy_set", "Retention policy set", sensitive=True)
+register("retention.hold_placed", "Legal hold placed", sensitive=True)
+register("retention.hold_lifted", "Legal hold lifted", sensitive=True)
+register("retention.postponed", "Retention enforcement postponed", sensitive=True)
+register("retention.destroyed", "Records destroyed under a retention policy (certificate signed)", sensitive=True)
 # --- Cases ------------------------------------------------------------------------------
 register("case.created", "Case created")
 register("case.updated", "Case details changed")

@@ -908,11 +908,17 @@ def destroy_file(principal: Principal, stored: StoredObject, *, reason: str) -> 
         raise Forbidden(Perm.FILES_DESTROY)
     if len(reason.strip()) < 5:
         raise ValidationError("Give a reason of a few words; it is kept in the audit log.")
+    from casebridge.retention.policies import UnderLegalHold, case_is_held, organization_is_held
+
     attachment = Attachment.objects.filter(stored_object=stored).select_related("case").first()
     if attachment is None:
+        if organization_is_held(stored.organization_id):
+            raise UnderLegalHold("The organization's records are under a legal hold: nothing can be destroyed.")
         vault.destroy_object(stored, actor=principal.actor, reason=reason)
         return
     case = attachment.case
+    if case_is_held(case):
+        raise UnderLegalHold("This case is under a legal hold: its files cannot be destroyed until it is lifted.")
     vault.destroy_object(
         stored,
         actor=principal.actor,

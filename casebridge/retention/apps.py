@@ -8,6 +8,8 @@ class RetentionConfig(AppConfig):
 
     def ready(self) -> None:
         from casebridge.core.tasks import register_periodic
+        from casebridge.retention.policies import run_if_due
         from casebridge.retention.schedule import run_due
 
         register_periodic("retention.backups", run_due)
+        register_periodic("retention.enforce", run_if_due)

@@ -1,16 +1,33 @@
-"""The backup status page: what owners and compliance officers need to know about the
-installation's backups (no patient data: times, counts, durations)."""
+"""The backup status page (no patient data: times, counts, durations) and the retention page:
+policies, legal holds, the next run's preview, postponement and destruction certificates."""
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Any
+from uuid import UUID
+
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from casebridge.access.guards import org_permission
+from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
-from casebridge.retention.models import BackupRun, RunKind
+from casebridge.retention import policies
+from casebridge.retention.models import (
+    BackupRun,
+    DestructionCertificate,
+    LegalHold,
+    RecordType,
+    RetentionPolicy,
+    RunKind,
+)
 from casebridge.retention.schedule import restore_tests_configured
 
 
@@ -37,3 +54,152 @@ def backups(request: HttpRequest) -> HttpResponse:
             "copies": copies,
         },
     )
+
+
+# --- retention ----------------------------------------------------------------------------
+UNITS = {"days": 1, "years": 365}
+
+
+def _keep_days(post: Any) -> int | None:
+    raw = post.get("keep", "").strip()
+    if raw in ("", "forever"):
+        return None
+    try:
+        amount = float(raw)
+    except ValueError:
+        raise ValidationError("Enter a number of days or years, or leave it empty to keep for ever.") from None
+    if amount <= 0 or amount > 100 * 365:
+        raise ValidationError("Enter a period between a day and a hundred years.")
+    return round(amount * UNITS.get(post.get("unit", "years"), 365))
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def retention(request: HttpRequest) -> HttpResponse:
+    """Policies per type of record, legal holds, the next run's preview and postponement, and the
+    destruction certificates of past runs."""
+    access = org_access_of(request)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        operation = request.POST.get("operation", "")
+        try:
+            message = _apply(access, operation, request.POST)
+        except PermissionDenied:
+            raise
+        except ValidationError as exc:
+            errors[operation] = " ".join(exc.messages)
+        else:
+            messages.success(request, message)
+            return redirect(reverse("retention", args=[access.organization.slug]))
+    elif request.method != "GET":
+        return HttpResponse(status=405)
+    organization = access.organization
+    items, kept = policies.due(organization)
+    by_case: dict[str, int] = {}
+    for item in items:
+        key = item.case.number if item.case is not None else ""
+        by_case[key] = by_case.get(key, 0) + 1
+    current = {p.record_type: p for p in RetentionPolicy.objects.filter(organization=organization)}
+    rows = [
+        {
+            "type": value,
+            "label": label,
+            "policy": current.get(value),
+            "floor": policies.floor_days(value, current[value].preset if value in current else ""),
+        }
+        for value, label in RecordType.choices
+    ]
+    response = render(
+        request,
+        "retention/retention.html",
+        {
+            "nav": "retention",
+            "rows": rows,
+            "states": sorted(policies.state_rules().items(), key=lambda kv: kv[1]["state"]),
+            "holds": LegalHold.objects.filter(organization=organization, lifted_at__isnull=True)
+            .select_related("case", "placed_by")
+            .order_by("-created_at"),
+            "due_cases": sorted((n, c) for n, c in by_case.items() if n),
+            "due_uploads": by_case.get("", 0),
+            "kept": kept,
+            "postponed": policies.postponed_until(organization, timezone.now().date()),
+            "may_postpone": access.has(Perm.ORG_SETTINGS),
+            "certificates": DestructionCertificate.objects.filter(organization=organization).order_by("-created_at")[
+                :20
+            ],
+            "errors": errors,
+            "form": request.POST if errors else {},
+        },
+        status=400 if errors else 200,
+    )
+    return response
+
+
+def _apply(access: Any, operation: str, post: Any) -> str:
+    from casebridge.access.policy import case_for
+    from casebridge.cases.models import Case
+
+    if operation == "policy":
+        record_type = post.get("record_type", "")
+        keep = _keep_days(post)
+        policies.set_policy(access, record_type, keep, post.get("preset", ""))
+        return "Retention policy saved."
+    if operation == "hold":
+        number = post.get("case", "").strip()
+        if not number:
+            policies.place_hold(access, reason=post.get("reason", ""))
+            return "Legal hold placed on all of the organization's records."
+        try:
+            case = case_for(access, number)
+        except Http404:
+            raise ValidationError("No case of yours has that number.") from None
+        if not isinstance(case, Case) or case.practice_id != access.organization.pk:
+            raise ValidationError("Only the practice that keeps the record can hold it.")
+        if post.get("whole_patient"):
+            policies.place_hold(access, reason=post.get("reason", ""), patient=case.patient)
+            return f"Legal hold placed on every case of the patient of {case.number}."
+        policies.place_hold(access, reason=post.get("reason", ""), case=case)
+        return f"Legal hold placed on {case.number}."
+    if operation == "lift":
+        hold_id = _uuid(post.get("hold", ""))
+        hold = (
+            LegalHold.objects.filter(organization=access.organization, pk=hold_id, lifted_at__isnull=True).first()
+            if hold_id is not None
+            else None
+        )
+        if hold is None:
+            raise ValidationError("That hold is not active.")
+        policies.lift_hold(access, hold, reason=post.get("reason", ""))
+        return "Legal hold lifted."
+    if operation == "postpone":
+        if not access.has(Perm.ORG_SETTINGS):
+            raise PermissionDenied("only owners and administrators postpone destruction")
+        try:
+            until = date.fromisoformat(post.get("until", ""))
+        except ValueError:
+            raise ValidationError("Enter the date until which nothing is destroyed.") from None
+        policies.postpone(access, until=until, reason=post.get("reason", ""))
+        return f"Nothing will be destroyed before {until:%Y-%m-%d}."
+    raise ValidationError("Unknown operation.")
+
+
+def _uuid(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+@require_GET
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def certificate_pdf(request: HttpRequest, certificate_id: UUID) -> HttpResponse:
+    access = org_access_of(request)
+    certificate = DestructionCertificate.objects.filter(organization=access.organization, pk=certificate_id).first()
+    if certificate is None:
+        raise Http404("no such certificate")
+    from casebridge.retention.certificate_pdf import render_certificate
+
+    pdf = render_certificate(certificate, policies.verify_certificate(certificate))
+    response = HttpResponse(pdf, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="destruction-certificate-{certificate.pk}.pdf"'
+    response["Cache-Control"] = "no-store"
+    return response

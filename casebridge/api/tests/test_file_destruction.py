@@ -90,3 +90,22 @@ def test_a_file_of_a_case_downloads_under_its_case_name(world: World) -> None:
     assert api.client.get(f"/api/v1/files/{loose}/content")["Content-Disposition"].startswith(
         'attachment; filename="file_'
     )
+
+
+def test_a_file_under_legal_hold_is_not_destroyed_and_the_answer_says_why(world: World) -> None:
+    from casebridge.access.policy import resolve
+    from casebridge.cases.models import Case
+    from casebridge.retention import policies
+
+    number = ready_case(world)
+    file_id = world.api("owner").get(f"cases/{number}/attachments").json()[0]["file_id"]
+    owner = resolve(world.personas.members["owner"], world.practice)
+    assert owner is not None
+    hold = policies.place_hold(owner, reason="Records request 2026-3", case=Case.objects.get(number=number))
+
+    refused = _destroy(signed_in_client(world.personas.members["owner"]), file_id)
+
+    assert refused.status_code == 409 and "legal hold" in refused.json()["detail"]
+    assert not StoredObject.objects.get(pk=file_id).is_destroyed
+    policies.lift_hold(owner, hold, reason="Request answered")
+    assert _destroy(signed_in_client(world.personas.members["owner"]), file_id).status_code == 204

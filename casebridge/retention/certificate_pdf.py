@@ -1,0 +1,56 @@
+"""A destruction certificate as a PDF for the compliance file (fpdf2): what was destroyed, when,
+under which policy, with the content hashes and the signature that proves the record unchanged.
+It names case numbers and file ids only, never a patient."""
+
+from __future__ import annotations
+
+import json
+
+from fpdf import FPDF
+
+from casebridge.retention.models import DestructionCertificate
+
+
+def render_certificate(certificate: DestructionCertificate, signature_ok: bool) -> bytes:
+    body = json.loads(certificate.body)
+    pdf = FPDF(orientation="portrait", unit="mm", format="letter")
+    pdf.set_title(f"Destruction certificate {certificate.pk}")
+    pdf.set_creator("CaseBridge")
+    pdf.set_author("")
+    pdf.set_margins(15, 15, 15)
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 15)
+    pdf.cell(0, 9, "Certificate of destruction", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=9)
+    lines = [
+        f"Certificate: {certificate.pk}",
+        f"Run at: {body['run_at']}",
+        f"Performed by: {body['actor']}",
+        f"Method: {body['method']}",
+        "Policies: "
+        + "; ".join(
+            f"{name} {p['keep_days']} days" + (f" ({p['preset']})" if p.get("preset") else "")
+            for name, p in sorted(body["policies"].items())
+            if p["keep_days"] is not None
+        ),
+        f"Files destroyed: {len(body['destroyed'])}",
+        f"Signature (Ed25519, key {certificate.key_id}): "
+        + ("verified against this installation's key" if signature_ok else "DOES NOT VERIFY"),
+    ]
+    for line in lines:
+        pdf.multi_cell(0, 5, line, new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+    pdf.set_font("Helvetica", "B", 9)
+    pdf.cell(0, 6, "Destroyed", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Courier", size=7)
+    for item in body["destroyed"]:
+        where = f"case {item['case']}" if item["case"] else "upload never attached"
+        pdf.multi_cell(0, 3.6, f"{item['file']}  {where}  kept since {item['retained_since'][:10]}", new_x="LMARGIN",
+                       new_y="NEXT")  # fmt: skip
+        for version in item["versions"]:
+            pdf.multi_cell(0, 3.6, f"    v{version['version']}  {version['size']} bytes  sha256 {version['sha256']}",
+                           new_x="LMARGIN", new_y="NEXT")  # fmt: skip
+    pdf.ln(3)
+    pdf.set_font("Helvetica", size=7)
+    pdf.multi_cell(0, 3.5, f"Signature: {certificate.signature}", new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())

@@ -1,0 +1,389 @@
+"""Retention: how long each organization keeps each type of record, the legal floors no policy
+may go below, legal holds that stop every deletion, and the enforcement run that crypto-shreds
+what is due and signs a destruction certificate.
+
+Rules, in the order they are applied to a record:
+
+1. Nothing is destroyed without a policy: the default is to keep for ever.
+2. A legal hold on the organization, the patient or the case stops everything it covers.
+3. An owner's postponement stops the organization's whole run until its date.
+4. A policy cannot be set below its floor: six years for audit events and compliance records
+   (45 CFR 164.316(b)(2)); for the files of closed cases, the chosen state's dental-record rule
+   (retention/data/us_state_dental_records.json, each entry with its source), counted from the
+   case's closing as the last treatment the portal knows of; with a minors' rule, a patient under
+   18 at closing is kept until the age the rule says, and a patient without a date of birth is
+   kept (the rule cannot be checked) and shown as such in the preview.
+5. Due files are crypto-shredded through the vault (its own audit event per file), and the run's
+   certificate lists each one with its content hash, signed with the installation's key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.utils import timezone
+
+from casebridge.retention.models import (
+    DestructionCertificate,
+    LegalHold,
+    Postponement,
+    RecordType,
+    RetentionPolicy,
+)
+
+
+class UnderLegalHold(ValidationError):
+    """A deletion refused because a legal hold covers the record."""
+
+
+SIX_YEARS_DAYS = 6 * 365 + 2  # 45 CFR 164.316(b)(2): six years, counting the leap days
+UPLOAD_FLOOR_DAYS = 7  # an upload not yet attached is given at least a week
+SIX_YEAR_TYPES = (RecordType.AUDIT_EVENTS, RecordType.COMPLIANCE_RECORDS)
+ENFORCED_TYPES = (RecordType.CASE_FILES, RecordType.UNATTACHED_UPLOADS)
+
+
+@cache
+def state_rules() -> dict[str, dict[str, Any]]:
+    data = json.loads((Path(__file__).parent / "data" / "us_state_dental_records.json").read_text())
+    return {code: rule for code, rule in data.items() if not code.startswith("_")}
+
+
+def floor_days(record_type: str, preset: str = "") -> int:
+    """The shortest retention a policy of this type may have (before the minors' rule)."""
+    if record_type in SIX_YEAR_TYPES:
+        return SIX_YEARS_DAYS
+    if record_type == RecordType.UNATTACHED_UPLOADS:
+        return UPLOAD_FLOOR_DAYS
+    rule = state_rules().get(preset)
+    return int(rule["years_after_last_treatment"]) * 365 + 2 if rule else 0
+
+
+def set_policy(access: Any, record_type: str, keep_days: int | None, preset: str = "") -> RetentionPolicy:
+    """Save one policy after checking its floor; raises ValidationError with the reason."""
+    from casebridge.audit.api import record
+
+    if record_type not in RecordType.values:
+        raise ValidationError("Choose a type of record.")
+    if preset and preset not in state_rules():
+        raise ValidationError("Choose a state from the list.")
+    if record_type == RecordType.CASE_FILES and keep_days is not None and not preset:
+        raise ValidationError(
+            "Choose the state whose dental-record rule applies before setting a retention for case files."
+        )
+    floor = floor_days(record_type, preset)
+    if keep_days is not None and keep_days < floor:
+        raise ValidationError(
+            f"{RecordType(record_type).label} must be kept at least {floor} days ({floor / 365:.1f} years)"
+            + (f" under {state_rules()[preset]['source']}" if preset and record_type == RecordType.CASE_FILES else "")
+            + "."
+        )
+    policy, _ = RetentionPolicy.objects.update_or_create(
+        organization=access.organization,
+        record_type=record_type,
+        defaults={"keep_days": keep_days, "preset": preset, "set_by": _user(access)},
+    )
+    record(
+        "retention.policy_set",
+        actor=access.actor,
+        organization=access.organization,
+        target=policy,
+        details={"record_type": record_type, "keep_days": keep_days, "preset": preset},
+    )
+    return policy
+
+
+def _user(access: Any) -> Any:
+    from casebridge.accounts.models import User
+
+    return access.actor if isinstance(access.actor, User) else None
+
+
+# --- legal holds ----------------------------------------------------------------------------
+def active_holds(organization: Any) -> list[LegalHold]:
+    return list(LegalHold.objects.filter(organization=organization, lifted_at__isnull=True))
+
+
+def place_hold(access: Any, *, reason: str, case: Any = None, patient: Any = None) -> LegalHold:
+    from casebridge.audit.api import record
+
+    if len(reason.strip()) < 5:
+        raise ValidationError("Give the reason for the hold (a matter, a request) in a few words.")
+    hold = LegalHold.objects.create(
+        organization=access.organization, case=case, patient=patient, reason=reason.strip(), placed_by=_user(access)
+    )
+    record(
+        "retention.hold_placed",
+        actor=access.actor,
+        organization=access.organization,
+        target=hold,
+        patient_ref=str(patient.pk) if patient is not None else (str(case.patient_id) if case is not None else ""),
+        details={"scope": hold.scope, "case": case.number if case is not None else ""},
+    )
+    return hold
+
+
+def lift_hold(access: Any, hold: LegalHold, *, reason: str) -> None:
+    from casebridge.audit.api import record
+
+    if len(reason.strip()) < 5:
+        raise ValidationError("Say why the hold ends in a few words.")
+    if hold.lifted_at is not None:
+        raise ValidationError("This hold was already lifted.")
+    hold.lifted_at, hold.lifted_by, hold.lift_reason = timezone.now(), _user(access), reason.strip()
+    hold.save(update_fields=["lifted_at", "lifted_by", "lift_reason"])
+    record(
+        "retention.hold_lifted",
+        actor=access.actor,
+        organization=access.organization,
+        target=hold,
+        details={"scope": hold.scope},
+    )
+
+
+def case_is_held(case: Any) -> bool:
+    """Whether any active hold covers this case (its practice, its patient or itself)."""
+    return LegalHold.objects.filter(
+        Q(case=case) | Q(patient_id=case.patient_id) | Q(case__isnull=True, patient__isnull=True),
+        organization_id=case.practice_id,
+        lifted_at__isnull=True,
+    ).exists()
+
+
+def organization_is_held(organization_id: Any) -> bool:
+    return LegalHold.objects.filter(
+        organization_id=organization_id, case__isnull=True, patient__isnull=True, lifted_at__isnull=True
+    ).exists()
+
+
+def postponed_until(organization: Any, today: date) -> Postponement | None:
+    return Postponement.objects.filter(organization=organization, until__gte=today).order_by("-until").first()
+
+
+# --- what is due ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Due:
+    kind: str  # "case_file" or "upload"
+    stored: Any
+    case: Any  # None for uploads
+    policy: RetentionPolicy
+    since: datetime  # when the retention clock started (closing, upload)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A record whose policy period is over but that the rules keep, and why (for the preview)."""
+
+    case_number: str
+    why: str
+
+
+def _closed_at(case: Any) -> datetime:
+    return case.completed_at or case.lab_access_revoked_at or case.created_at
+
+
+def _age_on(born: date, day: date) -> int:
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def _kept_for_minor(case: Any, policy: RetentionPolicy, now: datetime) -> str:
+    """Why the state's minors' rule keeps this case now ("" when it does not)."""
+    rule = state_rules().get(policy.preset) or {}
+    until_age = rule.get("minor_until_age")
+    if not until_age:
+        return ""
+    born = case.patient.date_of_birth
+    if born is None:
+        return "the patient's date of birth is unknown: the minors' rule cannot be checked"
+    if _age_on(born, _closed_at(case).date()) >= 18:
+        return ""
+    if _age_on(born, now.date()) < until_age:
+        return f"a minor when treated: kept until age {until_age} ({rule['source']})"
+    return ""
+
+
+def due(organization: Any, now: datetime | None = None) -> tuple[list[Due], list[Kept]]:
+    """What the next run would destroy for this organization, and what it keeps despite its
+    policy period being over (with the reason)."""
+    from casebridge.cases.models import Case, Status
+    from casebridge.vault.models import StoredObject
+
+    now = now or timezone.now()
+    policies = {
+        p.record_type: p for p in RetentionPolicy.objects.filter(organization=organization, keep_days__isnull=False)
+    }
+    if postponed_until(organization, now.date()) is not None or organization_is_held(organization.pk):
+        return [], []
+    items: list[Due] = []
+    kept: list[Kept] = []
+    holds = active_holds(organization)
+    held_cases = {h.case_id for h in holds if h.case_id}
+    held_patients = {h.patient_id for h in holds if h.patient_id}
+    policy = policies.get(RecordType.CASE_FILES)
+    if policy is not None and policy.keep_days is not None:
+        keep = timedelta(days=max(policy.keep_days, floor_days(RecordType.CASE_FILES, policy.preset)))
+        closed = Case.objects.filter(
+            practice=organization, status__in=[Status.COMPLETED, Status.CANCELLED]
+        ).select_related("patient")
+        for case in closed:
+            if _closed_at(case) + keep > now:
+                continue
+            if case.pk in held_cases or case.patient_id in held_patients:
+                kept.append(Kept(case.number, "under legal hold"))
+                continue
+            minor = _kept_for_minor(case, policy, now)
+            if minor:
+                kept.append(Kept(case.number, minor))
+                continue
+            files = StoredObject.objects.filter(attachment__case=case, destroyed_at__isnull=True).distinct()
+            items.extend(Due("case_file", stored, case, policy, _closed_at(case)) for stored in files)
+    policy = policies.get(RecordType.UNATTACHED_UPLOADS)
+    if policy is not None and policy.keep_days is not None:
+        cutoff = now - timedelta(days=max(policy.keep_days, UPLOAD_FLOOR_DAYS))
+        uploads = StoredObject.objects.filter(
+            organization=organization, attached_at__isnull=True, destroyed_at__isnull=True, created_at__lte=cutoff
+        )
+        items.extend(Due("upload", stored, None, policy, stored.created_at) for stored in uploads)
+    return items, kept
+
+
+# --- the run --------------------------------------------------------------------------------
+def enforce(organization: Any, now: datetime | None = None) -> DestructionCertificate | None:
+    """Destroy what is due for this organization and sign a certificate of it (None: nothing due)."""
+    from casebridge.audit.api import record
+    from casebridge.vault import api as vault
+    from casebridge.vault.keyring import get_keyring
+
+    now = now or timezone.now()
+    items, _kept = due(organization, now)
+    if not items:
+        return None
+    destroyed = []
+    for item in items:
+        versions = [
+            {"version": v.version, "sha256": v.sha256, "size": v.size} for v in item.stored.versions.order_by("version")
+        ]
+        details = {"case": item.case.number} if item.case is not None else {}
+        vault.destroy_object(
+            item.stored,
+            actor=None,
+            reason=f"retention policy: {RecordType(item.policy.record_type).label.lower()}, "
+            f"{item.policy.keep_days} days",
+            record_in=organization.pk,
+            patient_ref=str(item.case.patient_id) if item.case is not None else "",
+            details=details,
+        )
+        destroyed.append(
+            {
+                "kind": item.kind,
+                "file": str(item.stored.pk),
+                "case": item.case.number if item.case is not None else "",
+                "retained_since": item.since.isoformat(),
+                "versions": versions,
+            }
+        )
+    policies = {
+        p.record_type: {"keep_days": p.keep_days, "preset": p.preset}
+        for p in RetentionPolicy.objects.filter(organization=organization)
+    }
+    body = json.dumps(
+        {
+            "certificate": "casebridge-destruction/1",
+            "organization": str(organization.pk),
+            "run_at": now.isoformat(),
+            "actor": "system (retention enforcement)",
+            "method": "crypto-shredding: wrapped keys erased, then ciphertext deleted",
+            "policies": policies,
+            "destroyed": destroyed,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    key = get_keyring().signing_key()
+    certificate = DestructionCertificate.objects.create(
+        organization=organization,
+        body=body,
+        key_id=key.key_id,
+        signature=key.private.sign(body.encode()).hex(),
+        items=len(destroyed),
+    )
+    record(
+        "retention.destroyed",
+        actor=None,
+        organization=organization,
+        target=certificate,
+        details={"files": len(destroyed), "certificate": str(certificate.pk)},
+    )
+    return certificate
+
+
+def verify_certificate(certificate: DestructionCertificate) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
+    from casebridge.vault.keyring import get_keyring
+
+    key = get_keyring().verification_keys().get(certificate.key_id)
+    if key is None:
+        return False
+    try:
+        key.verify(bytes.fromhex(certificate.signature), certificate.body.encode())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def enforce_all(now: datetime | None = None) -> int:
+    """Every organization with an enforced policy; the number of files destroyed."""
+    from casebridge.orgs.models import Organization
+
+    ids = RetentionPolicy.objects.filter(record_type__in=ENFORCED_TYPES, keep_days__isnull=False).values("organization")
+    total = 0
+    for organization in Organization.objects.filter(pk__in=ids):
+        certificate = enforce(organization, now)
+        total += certificate.items if certificate is not None else 0
+    return total
+
+
+def postpone(access: Any, *, until: date, reason: str) -> Postponement:
+    """An owner stops the organization's enforcement until `until` (at most a year ahead)."""
+    from casebridge.audit.api import record
+
+    today = timezone.now().date()
+    if until <= today or until > today + timedelta(days=366):
+        raise ValidationError("Choose a date after today and within a year.")
+    if len(reason.strip()) < 5:
+        raise ValidationError("Say why the destruction waits, in a few words.")
+    postponement = Postponement.objects.create(
+        organization=access.organization, until=until, reason=reason.strip(), decided_by=_user(access)
+    )
+    record(
+        "retention.postponed",
+        actor=access.actor,
+        organization=access.organization,
+        target=postponement,
+        details={"until": until.isoformat()},
+    )
+    return postponement
+
+
+ENFORCE_EVERY = timedelta(hours=6)
+
+
+def run_if_due() -> None:
+    """The worker's tick: an enforcement run when the last one is older than ENFORCE_EVERY."""
+    from casebridge.retention.models import EnforcementRun
+
+    now = timezone.now()
+    last = EnforcementRun.objects.order_by("-started_at").first()
+    if last is not None and now - last.started_at < ENFORCE_EVERY:
+        return
+    run = EnforcementRun.objects.create(started_at=now)
+    run.destroyed = enforce_all(now)
+    run.finished_at = timezone.now()
+    run.save(update_fields=["destroyed", "finished_at"])

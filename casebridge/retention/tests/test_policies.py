@@ -1,0 +1,187 @@
+"""Retention policies, legal holds and enforcement: nothing goes without a policy, no policy goes
+below its legal floor, a hold stops everything it covers, and each run leaves a signed
+certificate of what it crypto-shredded."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from casebridge.access.policy import OrgAccess
+from casebridge.audit.models import Event
+from casebridge.cases.models import Case, Patient, Status
+from casebridge.core.testing import Personas
+from casebridge.imaging.tests.cases import attach, clinician_access, draft_case
+from casebridge.retention import policies
+from casebridge.retention.models import DestructionCertificate, RecordType, RetentionPolicy
+from casebridge.vault.models import StoredObject
+from casebridge.vault.tests.samples import binary_stl
+
+pytestmark = pytest.mark.django_db
+YEAR = timedelta(days=365)
+
+
+def _closed_case(access: OrgAccess, *, closed: datetime, born: date | None = date(1970, 1, 1)) -> Case:
+    case = draft_case(access, patient_name=f"Patient {Case.objects.count() + 1}")  # one patient each
+    attach(access, case, binary_stl(800), kind="scan", label="upper")
+    Case.objects.filter(pk=case.pk).update(status=Status.COMPLETED, completed_at=closed)
+    Patient.objects.filter(pk=case.patient_id).update(date_of_birth=born)
+    case.refresh_from_db()
+    return case
+
+
+def _files(case: Case) -> list[StoredObject]:
+    return list(StoredObject.objects.filter(attachment__case=case))
+
+
+@pytest.fixture
+def owner(personas: Personas, vault_home: Path) -> OrgAccess:
+    return clinician_access(personas, "owner")
+
+
+def test_every_state_rule_names_its_source_and_its_numbers() -> None:
+    rules = policies.state_rules()
+    assert {"US-TX", "US-FL", "US-NH"} <= set(rules)
+    for code, rule in rules.items():
+        assert code.startswith("US-") and rule["source"] and rule["url"].startswith("https://") and rule["rule"]
+        assert 1 <= rule["years_after_last_treatment"] <= 30
+        assert rule["minor_until_age"] is None or 18 <= rule["minor_until_age"] <= 30
+
+
+def test_no_policy_can_go_below_its_legal_floor(owner: OrgAccess) -> None:
+    with pytest.raises(ValidationError, match="at least 2192 days"):
+        policies.set_policy(owner, RecordType.AUDIT_EVENTS, 5 * 365)
+    with pytest.raises(ValidationError, match=r"22 Tex\. Admin\. Code"):
+        policies.set_policy(owner, RecordType.CASE_FILES, 4 * 365, "US-TX")
+    with pytest.raises(ValidationError, match="Choose the state"):
+        policies.set_policy(owner, RecordType.CASE_FILES, 10 * 365)
+    with pytest.raises(ValidationError, match="at least 7 days"):
+        policies.set_policy(owner, RecordType.UNATTACHED_UPLOADS, 1)
+    assert not RetentionPolicy.objects.exists()
+    policies.set_policy(owner, RecordType.CASE_FILES, 5 * 365 + 2, "US-TX")
+    policies.set_policy(owner, RecordType.AUDIT_EVENTS, None)  # for ever is always allowed
+    assert Event.objects.filter(action="retention.policy_set").count() == 2
+
+
+def test_without_a_policy_nothing_is_due(owner: OrgAccess) -> None:
+    _closed_case(owner, closed=timezone.now() - 30 * YEAR)
+    assert policies.due(owner.organization) == ([], [])
+    assert policies.enforce(owner.organization) is None
+
+
+def test_enforcement_shreds_what_is_due_and_signs_a_certificate(owner: OrgAccess) -> None:
+    policies.set_policy(owner, RecordType.CASE_FILES, 6 * 365, "US-TX")
+    old = _closed_case(owner, closed=timezone.now() - 7 * YEAR)
+    young = _closed_case(owner, closed=timezone.now() - 2 * YEAR)
+
+    certificate = policies.enforce(owner.organization)
+
+    assert certificate is not None and certificate.items == 1
+    assert all(f.destroyed_at is not None for f in _files(old))
+    assert all(f.destroyed_at is None for f in _files(young))
+    body = json.loads(certificate.body)
+    assert [d["case"] for d in body["destroyed"]] == [old.number]
+    assert body["destroyed"][0]["versions"][0]["sha256"] == _files(old)[0].versions.first().sha256
+    assert old.patient.name not in certificate.body  # case numbers and hashes, never the patient
+    assert policies.verify_certificate(certificate)
+    certificate.body = certificate.body.replace(old.number, young.number)
+    assert not policies.verify_certificate(certificate)  # an edited certificate no longer verifies
+    assert Event.objects.filter(action="retention.destroyed").exists()
+    assert Event.objects.filter(action="file.destroyed", actor_type="system").count() == 1
+
+
+@pytest.mark.parametrize("scope", ["case", "patient", "organization"])
+def test_a_legal_hold_stops_enforcement_and_manual_destruction(owner: OrgAccess, scope: str) -> None:
+    from casebridge.access.principal import Principal
+    from casebridge.cases.actions import destroy_file
+
+    policies.set_policy(owner, RecordType.CASE_FILES, 6 * 365, "US-TX")
+    case = _closed_case(owner, closed=timezone.now() - 7 * YEAR)
+    kwargs = {"case": {"case": case}, "patient": {"patient": case.patient}, "organization": {}}[scope]
+    hold = policies.place_hold(owner, reason="Litigation request 2026-14", **kwargs)
+
+    assert policies.enforce(owner.organization) is None
+    with pytest.raises(policies.UnderLegalHold):
+        destroy_file(Principal(owner.actor, None), _files(case)[0], reason="asked by the patient")
+    assert all(f.destroyed_at is None for f in _files(case))
+
+    policies.lift_hold(owner, hold, reason="Matter closed")
+    assert policies.enforce(owner.organization) is not None
+    actions = set(Event.objects.values_list("action", flat=True))
+    assert {"retention.hold_placed", "retention.hold_lifted"} <= actions
+
+
+def test_a_minor_is_kept_until_the_states_age_and_an_unknown_birth_date_is_kept_and_said(owner: OrgAccess) -> None:
+    policies.set_policy(owner, RecordType.CASE_FILES, 5 * 365 + 2, "US-TX")
+    now = timezone.now()
+    child = _closed_case(owner, closed=now - 6 * YEAR, born=(now - 20 * YEAR).date())  # 14 when treated, 20 now
+    unknown = _closed_case(owner, closed=now - 6 * YEAR, born=None)
+    grown = _closed_case(owner, closed=now - 6 * YEAR, born=(now - 22 * YEAR).date())  # 16 then, 22 now
+
+    items, kept = policies.due(owner.organization)
+
+    assert {i.case.number for i in items} == {grown.number}
+    reasons = {k.case_number: k.why for k in kept}
+    assert "until age 21" in reasons[child.number] and "date of birth is unknown" in reasons[unknown.number]
+
+
+def test_an_owner_postpones_the_run(owner: OrgAccess) -> None:
+    policies.set_policy(owner, RecordType.CASE_FILES, 6 * 365, "US-TX")
+    _closed_case(owner, closed=timezone.now() - 7 * YEAR)
+    with pytest.raises(ValidationError):
+        policies.postpone(owner, until=timezone.now().date() - timedelta(days=1), reason="audit next week")
+    policies.postpone(owner, until=timezone.now().date() + timedelta(days=30), reason="State audit next month")
+    assert policies.enforce(owner.organization) is None
+    assert policies.enforce(owner.organization, timezone.now() + timedelta(days=31)) is not None
+
+
+def test_uploads_never_attached_go_after_their_period(owner: OrgAccess) -> None:
+    from casebridge.imaging.tests.cases import stored
+
+    policies.set_policy(owner, RecordType.UNATTACHED_UPLOADS, 30)
+    old, new = stored(owner, binary_stl(500)), stored(owner, binary_stl(600))
+    StoredObject.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=31))
+
+    certificate = policies.enforce(owner.organization)
+
+    assert certificate is not None and json.loads(certificate.body)["destroyed"][0]["kind"] == "upload"
+    old.refresh_from_db(), new.refresh_from_db()
+    assert old.destroyed_at is not None and new.destroyed_at is None
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    keep_years=st.integers(min_value=5, max_value=12),
+    closed_years_ago=st.lists(st.floats(min_value=0, max_value=15), min_size=1, max_size=4),
+    held=st.lists(st.booleans(), min_size=4, max_size=4),
+    clock_shift_days=st.integers(min_value=-400, max_value=4000),
+)
+def test_nothing_held_or_younger_than_its_floor_and_policy_is_ever_destroyed(
+    owner: OrgAccess, keep_years: int, closed_years_ago: list[float], held: list[bool], clock_shift_days: int
+) -> None:
+    RetentionPolicy.objects.all().delete()
+    policies.set_policy(owner, RecordType.CASE_FILES, keep_years * 365 + 2, "US-TX")
+    now = timezone.now()
+    cases = [_closed_case(owner, closed=now - timedelta(days=365 * y)) for y in closed_years_ago]
+    for case, hold in zip(cases, held, strict=False):
+        if hold:
+            policies.place_hold(owner, reason="property test hold", case=case)
+    clock = now + timedelta(days=clock_shift_days)
+
+    policies.enforce(owner.organization, clock)
+
+    floor = timedelta(days=max(keep_years * 365 + 2, policies.floor_days(RecordType.CASE_FILES, "US-TX")))
+    for case, hold in zip(cases, held + [False] * 4, strict=False):
+        destroyed = any(f.destroyed_at is not None for f in _files(case))
+        if hold or case.completed_at + floor > clock:
+            assert not destroyed
+        else:
+            assert destroyed
+    DestructionCertificate.objects.all().delete()

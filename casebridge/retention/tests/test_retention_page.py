@@ -1,0 +1,118 @@
+"""The retention page: owners and compliance officers set policies (refused below the floor, in
+place, changing nothing), place and lift legal holds, see the next run; owners postpone it;
+certificates download as PDF; other members and other organizations get nothing."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from casebridge.cases.models import Case, Patient, Status
+from casebridge.core.testing import Personas, signed_in_client
+from casebridge.imaging.tests.cases import attach, clinician_access, draft_case
+from casebridge.retention import policies
+from casebridge.retention.models import LegalHold, Postponement, RecordType, RetentionPolicy
+from casebridge.vault.tests.samples import binary_stl
+
+pytestmark = pytest.mark.django_db
+
+
+def _closed_long_ago(case: Case) -> None:
+    Case.objects.filter(pk=case.pk).update(
+        status=Status.COMPLETED, completed_at=timezone.now() - timedelta(days=9 * 365)
+    )
+    Patient.objects.filter(pk=case.patient_id).update(date_of_birth=date(1970, 1, 1))  # an adult: no minors' rule
+
+
+def _url(personas: Personas) -> str:
+    return reverse("retention", args=[personas.practice.slug])
+
+
+def test_a_policy_below_the_floor_is_refused_in_place_and_changes_nothing(personas: Personas) -> None:
+    client = signed_in_client(personas.members["compliance_officer"])
+    refused = client.post(
+        _url(personas),
+        {"operation": "policy", "record_type": "case_files", "preset": "US-TX", "keep": "3", "unit": "years"},
+    )
+    assert refused.status_code == 400
+    assert "Nothing was saved" in refused.content.decode() and "22 Tex. Admin. Code" in refused.content.decode()
+    assert not RetentionPolicy.objects.exists()
+
+    saved = client.post(
+        _url(personas),
+        {"operation": "policy", "record_type": "case_files", "preset": "US-TX", "keep": "7", "unit": "years"},
+    )
+    assert saved.status_code == 302
+    assert RetentionPolicy.objects.get().keep_days == 7 * 365
+
+
+def test_holds_are_placed_and_lifted_with_reasons(personas: Personas, vault_home: Path) -> None:
+    access = clinician_access(personas)
+    case = draft_case(access)
+    client = signed_in_client(personas.members["owner"])
+    assert client.post(_url(personas), {"operation": "hold", "case": case.number, "reason": "x"}).status_code == 400
+    assert (
+        client.post(
+            _url(personas), {"operation": "hold", "case": "CB-1999-000001", "reason": "Subpoena 12"}
+        ).status_code
+        == 400
+    )
+    client.post(_url(personas), {"operation": "hold", "case": case.number, "reason": "Subpoena 12"})
+    hold = LegalHold.objects.get()
+    assert hold.case == case and case.number in client.get(_url(personas)).content.decode()
+    client.post(_url(personas), {"operation": "lift", "hold": str(hold.pk), "reason": "Matter settled"})
+    hold.refresh_from_db()
+    assert hold.lifted_at is not None and hold.lift_reason == "Matter settled"
+
+
+def test_the_preview_lists_what_is_due_and_only_owners_postpone(personas: Personas, vault_home: Path) -> None:
+    access = clinician_access(personas, "owner")
+    policies.set_policy(access, RecordType.CASE_FILES, 5 * 365 + 2, "US-TX")
+    case = draft_case(access)
+    attach(access, case, binary_stl(700), kind="scan", label="upper")
+    _closed_long_ago(case)
+    owner = signed_in_client(personas.members["owner"])
+    assert f"{case.number}: 1 file" in owner.get(_url(personas)).content.decode()
+
+    until = (timezone.now().date() + timedelta(days=20)).isoformat()
+    officer = signed_in_client(personas.members["compliance_officer"])
+    assert (
+        officer.post(_url(personas), {"operation": "postpone", "until": until, "reason": "Board audit"}).status_code
+        == 403
+    )
+    assert not Postponement.objects.exists()
+    assert (
+        owner.post(_url(personas), {"operation": "postpone", "until": until, "reason": "Board audit"}).status_code
+        == 302
+    )
+    assert "Postponed until" in owner.get(_url(personas)).content.decode()
+
+
+def test_a_certificate_downloads_as_a_pdf_for_its_organization_only(personas: Personas, vault_home: Path) -> None:
+    access = clinician_access(personas, "owner")
+    policies.set_policy(access, RecordType.CASE_FILES, 5 * 365 + 2, "US-TX")
+    case = draft_case(access)
+    attach(access, case, binary_stl(700), kind="scan", label="upper")
+    _closed_long_ago(case)
+    certificate = policies.enforce(personas.practice)
+    assert certificate is not None
+    url = reverse("retention_certificate", args=[personas.practice.slug, certificate.pk])
+
+    pdf = signed_in_client(personas.members["compliance_officer"]).get(url)
+
+    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+    assert signed_in_client(personas.outsider).get(url).status_code == 404
+    other = reverse("retention_certificate", args=[personas.other_practice.slug, certificate.pk])
+    assert signed_in_client(personas.outsider).get(other).status_code == 404
+
+
+@pytest.mark.parametrize("role", ["clinician", "staff"])
+def test_other_members_get_no_retention_page(personas: Personas, role: str) -> None:
+    client = signed_in_client(personas.members[role])
+    assert client.get(_url(personas)).status_code == 403
+    assert client.post(_url(personas), {"operation": "hold", "reason": "Not mine to hold"}).status_code == 403
+    assert not LegalHold.objects.exists()
