@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "upload": ([], ["--mib", "256", "--rounds", "3"]),
     "imaging": ([], ["--slices", "100", "--rounds", "1"]),
     "viewer": ([], ["--slices", "100", "--rounds", "1"]),
+    "backup": ([], ["--gib", "1", "--files", "40"]),
 }
 
 

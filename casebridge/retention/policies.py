@@ -184,6 +184,16 @@ class Kept:
     why: str
 
 
+def case_file_objects(case: Any) -> Any:
+    """Every live vault object of a case's record: its attachments and the DICOM instances indexed
+    from them (each stored on its own, and carrying the patient's data in its header)."""
+    from casebridge.vault.models import StoredObject
+
+    return StoredObject.objects.filter(
+        Q(attachment__case=case) | Q(dicom_instance__series__study__case=case), destroyed_at__isnull=True
+    ).distinct()
+
+
 def _closed_at(case: Any) -> datetime:
     return case.completed_at or case.lab_access_revoked_at or case.created_at
 
@@ -241,7 +251,7 @@ def due(organization: Any, now: datetime | None = None) -> tuple[list[Due], list
             if minor:
                 kept.append(Kept(case.number, minor))
                 continue
-            files = StoredObject.objects.filter(attachment__case=case, destroyed_at__isnull=True).distinct()
+            files = case_file_objects(case)
             items.extend(Due("case_file", stored, case, policy, _closed_at(case)) for stored in files)
     policy = policies.get(RecordType.UNATTACHED_UPLOADS)
     if policy is not None and policy.keep_days is not None:

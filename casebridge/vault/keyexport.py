@@ -65,11 +65,11 @@ def _header_bytes(header: dict[str, Any]) -> bytes:
 
 def current_keys() -> ExportedKeys:
     """What this installation needs besides a backup: read from CASEBRIDGE_HOME's key files."""
+    from casebridge.vault.keyring import get_keyring
     from casebridge.vault.keys import default_local_kek_path
 
     keyring_path = Path(settings.KEYRING_PATH)
-    if not keyring_path.exists():
-        raise KeyExportError(f"no keyring at {keyring_path}: nothing to export")
+    get_keyring()  # made on first use: export what backups will be signed with, even before the first
     provider_url = str(settings.VAULT_KEY_PROVIDER)
     kek = None
     if provider_url.startswith("local:"):

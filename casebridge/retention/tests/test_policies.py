@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -185,3 +186,26 @@ def test_nothing_held_or_younger_than_its_floor_and_policy_is_ever_destroyed(
         else:
             assert destroyed
     DestructionCertificate.objects.all().delete()
+
+
+def test_the_dicom_instances_indexed_from_a_case_go_with_its_files(
+    owner: OrgAccess, django_capture_on_commit_callbacks: Any
+) -> None:
+    from casebridge.imaging.models import Instance
+    from casebridge.imaging.synthetic import cbct_series
+    from casebridge.imaging.tests.cases import zipped
+
+    policies.set_policy(owner, RecordType.CASE_FILES, 6 * 365, "US-TX")
+    case = draft_case(owner, patient_name="Patient with a CBCT")
+    attach(owner, case, binary_stl(800), kind="scan", label="upper")
+    with django_capture_on_commit_callbacks(execute=True):  # the ingest runs after the commit
+        attach(owner, case, zipped({f"{i}.dcm": s for i, s in enumerate(cbct_series("ret", slices=3, size=8))}), "cbct")
+    Case.objects.filter(pk=case.pk).update(status=Status.COMPLETED, completed_at=timezone.now() - 7 * YEAR)
+    Patient.objects.filter(pk=case.patient_id).update(date_of_birth=date(1970, 1, 1))
+    instances = list(Instance.objects.filter(series__study__case=case).select_related("stored_object"))
+    assert len(instances) == 3
+
+    certificate = policies.enforce(owner.organization)
+
+    assert certificate is not None and certificate.items == 2 + 3  # the scan, the archive, its three slices
+    assert all(StoredObject.objects.get(pk=i.stored_object_id).destroyed_at for i in instances)
