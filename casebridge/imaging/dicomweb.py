@@ -36,6 +36,7 @@ from casebridge.access import policy
 from casebridge.access.requests import principal_of
 from casebridge.api.auth import api_actor, problem
 from casebridge.audit.api import record
+from casebridge.imaging import metadata
 from casebridge.imaging.models import Instance, Series, Study
 from casebridge.vault import api as vault
 from casebridge.vault.http import stream_plaintext
@@ -327,12 +328,8 @@ def _frames_uri(request: HttpRequest, instance: Instance) -> str:
 
 
 def _metadata(request: HttpRequest, instance: Instance, version: ObjectVersion | None = None) -> dict[str, Any]:
-    dataset = _dataset(instance, pixels=False, version=version)
-    # Without the pixels a header is small: every element goes inline.
-    meta = dataset.to_json_dict(bulk_data_threshold=1 << 30)
-    meta["00083002"] = _attr("UI", str(dataset.file_meta.get("TransferSyntaxUID", "")))
-    bits = int(dataset.get("BitsAllocated", 16))
-    meta["7FE00010"] = {"vr": "OW" if bits > 8 else "OB", "BulkDataURI": _frames_uri(request, instance)}
+    meta = metadata.header_json(instance, version)
+    meta["7FE00010"]["BulkDataURI"] = _frames_uri(request, instance)
     return meta
 
 
@@ -340,13 +337,19 @@ def series_metadata(request: HttpRequest, study_uid: str, series_uid: str) -> Ht
     series = _series(request, study_uid, series_uid)
     if series is None:
         return _not_found()
-    instances = list(series.instances.select_related("stored_object", "series__study"))
     _audit(request, "dicomweb.retrieved", series.study, what="metadata", series=series.series_uid)
     # A viewer opens a series by its metadata, then fetches every frame: that is one look, and
     # its frames need no event (nor any write: hundreds of them arrive at once).
     cache.set(_frames_audit_key(request, series), 1, FRAME_AUDIT_WINDOW)
-    versions = vault.current_versions([i.stored_object for i in instances])  # one query, not one each
-    return _json([_metadata(request, i, versions.get(i.stored_object_id)) for i in instances])
+    # One stored document (imaging/metadata.py) instead of every instance's header.
+    base = request.build_absolute_uri(reverse("dicomweb_series_retrieve", args=[study_uid, series_uid]) + "/instances/")
+    answer = []
+    for entry in metadata.entries_for(series):
+        meta = entry["meta"]
+        frames = ",".join(str(n) for n in range(1, int(entry["frames"]) + 1))
+        meta["7FE00010"] = {**meta["7FE00010"], "BulkDataURI": f"{base}{entry['sop']}/frames/{frames}"}
+        answer.append(meta)
+    return _json(answer)
 
 
 def instance_metadata(request: HttpRequest, study_uid: str, series_uid: str, sop_uid: str) -> HttpResponseBase:

@@ -38,6 +38,12 @@ class Series(BaseModel):
     transfer_syntax = models.CharField(max_length=64, blank=True)
     instance_count = models.PositiveIntegerField(default=0)
     frame_count = models.PositiveIntegerField(default=0)
+    # Every instance's DICOM JSON header in one encrypted object (imaging/metadata.py), so that a
+    # viewer opening the series reads one object instead of hundreds; with how many it covers.
+    metadata_object = models.ForeignKey(
+        "vault.StoredObject", null=True, blank=True, on_delete=models.SET_NULL, related_name="metadata_of_series"
+    )
+    metadata_instances = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["series_number", "created_at"]

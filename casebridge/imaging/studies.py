@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from casebridge.audit.api import record
-from casebridge.imaging import archive
+from casebridge.imaging import archive, metadata
 from casebridge.imaging.dicom import DicomError, InstanceHeader, read_header
 from casebridge.imaging.models import IngestJob, IngestState, Instance, Series, Study
 from casebridge.vault import api as vault
@@ -74,7 +74,8 @@ def _chunks(entry: _Entry, zipped: zipfile.ZipFile | None) -> Iterator[bytes]:
             raise archive.ArchiveRefused("An archive member's size differs from what the archive declares.")
 
 
-def _index(job: IngestJob, header: InstanceHeader, stored: StoredObject) -> None:
+def _index(job: IngestJob, header: InstanceHeader, stored: StoredObject) -> Any:
+    """Index one instance; returns its series' id."""
     with transaction.atomic():
         study, _ = Study.objects.get_or_create(
             case=job.case,
@@ -110,6 +111,7 @@ def _index(job: IngestJob, header: InstanceHeader, stored: StoredObject) -> None
         Series.objects.filter(pk=series.pk).update(
             instance_count=F("instance_count") + 1, frame_count=F("frame_count") + header.frames
         )
+    return series.pk
 
 
 def _is_duplicate(job: IngestJob, header: InstanceHeader) -> bool:
@@ -152,6 +154,7 @@ def run(job: IngestJob) -> IngestJob:
     _progress(job, total=len(entries))
     errors: list[dict[str, Any]] = []
     imported = duplicates = 0
+    touched: set[Any] = set()
     try:
         for entry in entries:
             try:
@@ -159,7 +162,7 @@ def run(job: IngestJob) -> IngestJob:
                 if _is_duplicate(job, header):
                     duplicates += 1
                 else:
-                    _index(job, header, _store(job, entry, zipped))
+                    touched.add(_index(job, header, _store(job, entry, zipped)))
                     imported += 1
             except DicomError as exc:
                 errors.append({"entry": entry.number, "error": str(exc)})
@@ -171,6 +174,7 @@ def run(job: IngestJob) -> IngestJob:
         if zipped is not None:
             zipped.close()
     failed = imported == 0 and duplicates == 0
+    metadata.refresh_after_ingest(list(touched))  # before "done": a viewer opened then finds it
     _progress(
         job,
         state=IngestState.FAILED if failed else IngestState.DONE,

@@ -185,12 +185,16 @@ class Kept:
 
 
 def case_file_objects(case: Any) -> Any:
-    """Every live vault object of a case's record: its attachments and the DICOM instances indexed
-    from them (each stored on its own, and carrying the patient's data in its header)."""
+    """Every live vault object of a case's record: its attachments, the DICOM instances indexed
+    from them (each stored on its own, carrying the patient's data in its header) and their
+    series' metadata documents."""
     from casebridge.vault.models import StoredObject
 
     return StoredObject.objects.filter(
-        Q(attachment__case=case) | Q(dicom_instance__series__study__case=case), destroyed_at__isnull=True
+        Q(attachment__case=case)
+        | Q(dicom_instance__series__study__case=case)
+        | Q(metadata_of_series__study__case=case),
+        destroyed_at__isnull=True,
     ).distinct()
 
 

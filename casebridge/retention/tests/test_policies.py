@@ -207,5 +207,6 @@ def test_the_dicom_instances_indexed_from_a_case_go_with_its_files(
 
     certificate = policies.enforce(owner.organization)
 
-    assert certificate is not None and certificate.items == 2 + 3  # the scan, the archive, its three slices
+    # The scan, the archive, its three slices and their series' metadata document.
+    assert certificate is not None and certificate.items == 2 + 3 + 1
     assert all(StoredObject.objects.get(pk=i.stored_object_id).destroyed_at for i in instances)

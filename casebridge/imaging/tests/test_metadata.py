@@ -1,0 +1,79 @@
+"""A series' metadata document: written encrypted when an ingest finishes, served to viewers in
+place of every instance's header, refreshed when the series grows, part of the case's record."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from django.test import Client
+
+from casebridge.accounts.actions import create_api_token
+from casebridge.core.testing import Personas
+from casebridge.imaging import metadata
+from casebridge.imaging.models import Series
+from casebridge.imaging.synthetic import cbct_series
+from casebridge.imaging.tests.cases import attach, clinician_access, draft_case, zipped
+from casebridge.vault import api as vault
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_document_is_written_at_ingest_refreshed_as_the_series_grows_and_served(
+    personas: Personas, vault_home: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    access = clinician_access(personas)
+    case = draft_case(access)
+    slices = cbct_series("metadoc", slices=6, size=8)
+    with django_capture_on_commit_callbacks(execute=True):
+        attach(access, case, zipped({f"{i}.dcm": s for i, s in enumerate(slices[:4])}), kind="cbct")
+    series = Series.objects.get(study__case=case)
+    assert series.metadata_object is not None and series.metadata_instances == 4
+    first = series.metadata_object
+    stored = metadata.load(series)
+    assert stored is not None and stored == metadata.build(series)
+    # Encrypted like any file: no header value of the instances is readable in the blob.
+    blob = vault.get_version(first).blob_name
+    from casebridge.vault.config import blob_store
+
+    assert b"DEMO^PATIENT" not in blob_store().read_range(blob, 0, vault.get_version(first).ciphertext_size)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        attach(access, case, zipped({f"{i}.dcm": s for i, s in enumerate(slices[4:])}), kind="cbct")
+    series.refresh_from_db()
+    assert series.metadata_instances == 6 and series.metadata_object != first
+    first.refresh_from_db()
+    assert first.destroyed_at is not None  # the replaced document is shredded, not left behind
+
+    user = personas.members["clinician"]
+    _token, raw = create_api_token(
+        organization=personas.practice, name="viewer", scopes=["cases:read"], days=1, actor=user, user=user
+    )
+    ds = pydicom.dcmread(io.BytesIO(slices[0]))
+    answer = Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get(
+        f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/metadata",
+        HTTP_ACCEPT="application/dicom+json",
+    )
+    served = answer.json()
+    assert sorted(m["00080018"]["Value"][0] for m in served) == sorted(
+        pydicom.dcmread(io.BytesIO(s)).SOPInstanceUID for s in slices
+    )
+    uri = served[0]["7FE00010"]["BulkDataURI"]
+    assert uri.startswith("http://testserver/dicomweb/studies/") and uri.endswith("/frames/1")
+
+
+def test_a_document_that_does_not_cover_every_instance_is_not_used(
+    personas: Personas, vault_home: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    access = clinician_access(personas)
+    case = draft_case(access)
+    with django_capture_on_commit_callbacks(execute=True):
+        attach(access, case, zipped({f"{i}.dcm": s for i, s in enumerate(cbct_series("m2", slices=3, size=8))}), "cbct")
+    series = Series.objects.get(study__case=case)
+    Series.objects.filter(pk=series.pk).update(metadata_instances=2)
+    series.refresh_from_db()
+    assert metadata.load(series) is None
+    assert len(metadata.entries_for(series)) == 3  # built from the instances instead
