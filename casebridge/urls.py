@@ -95,6 +95,7 @@ urlpatterns = [
     path("s/<str:token>/verify/", share_public.verify, name="share_verify"),
     path("s/<str:token>/files/", share_public.files, name="share_files"),
     path("s/<str:token>/files/<uuid:file_id>/", share_public.download, name="share_download"),
+    path("s/<str:token>/files.zip", share_public.download_all, name="share_download_all"),
     path("account/mfa-required/", account_views.mfa_required, name="mfa_required"),
     path("account/security/", account_views.security, name="security"),
     path("account/preferences/", account_views.preferences, name="preferences"),

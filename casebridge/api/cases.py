@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, StreamingHttpResponse
 from django.utils.dateparse import parse_datetime
 from ninja import Field, Path, Query, Router, Schema
 from ninja import Status as Reply
@@ -44,6 +44,8 @@ from casebridge.cases.queries import case_search
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.imaging.models import IngestJob
 from casebridge.orgs.models import Organization
+from casebridge.vault import api as vault
+from casebridge.vault import zipstream
 
 router = Router(tags=["cases"])
 
@@ -689,6 +691,49 @@ def list_attachments(request: HttpRequest, number: CaseNumber) -> list[dict[str,
     access, case = _case(request, number)
     _viewed(access, case, "api.attachments")
     return _attachments(case)
+
+
+@router.get(
+    "/cases/{number}/files.zip",
+    response={200: None},
+    summary="Every current file of the case in one ZIP, streamed",
+    openapi_extra={"responses": {"200": {"content": {"application/zip": {}}, "description": "The archive"}}},
+)
+def download_all(request: HttpRequest, number: CaseNumber) -> StreamingHttpResponse:
+    """The case's files as the lab needs them: each under its case name (CB-2026-000013_upper_1.stl),
+    decrypted as the archive streams (nothing is written anywhere). One audit event names every
+    file in it and the patient, as single downloads do."""
+    access, case = _case(request, number)
+    # The same rule as one file's download (GET /api/v1/files/<id>/content): what the caller may read.
+    readable = set(
+        policy.readable_files(access.principal, access.organization)
+        .filter(attachment__case=case)
+        .values_list("pk", flat=True)
+    )
+    attachments = [
+        a
+        for a in case.attachments.select_related("stored_object", "case").order_by("kind", "added_at", "pk")
+        if a.stored_object_id in readable
+    ]
+    entries = []
+    for attachment in attachments:
+        try:
+            version = vault.get_version(attachment.stored_object)
+        except vault.ObjectUnavailable:
+            continue  # destroyed or shredded meanwhile: not in the archive
+        entries.append((attachment.download_name(version.version), version))
+    record_case_opened(
+        access,
+        case,
+        "case.files_downloaded",
+        files=[str(v.stored_object_id) for _, v in entries],
+        size=sum(v.size for _, v in entries),
+    )
+    response = StreamingHttpResponse(zipstream.archive(entries), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{case.number}.zip"'
+    response["Cache-Control"] = "no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @router.post(

@@ -138,6 +138,7 @@ register("retention.destroyed", "Records destroyed under a retention policy (cer
 register("case.created", "Case created")
 register("case.updated", "Case details changed")
 register("case.viewed", "Case opened")
+register("case.files_downloaded", "Downloaded every file of a case as one ZIP")
 register("case.queue.viewed", "Work queue shown on the home page (cases listed by number)")
 register("case.slip.printed", "Lab slip printed (PDF with the patient name)")
 register("case.submitted", "Case sent to the lab")
@@ -167,6 +168,7 @@ register("share.code.throttled", "One-time code request or check refused by thro
 register("share.code.verified", "External recipient entered a valid one-time code")
 register("share.code.failed", "External recipient entered a wrong, expired or used code", sensitive=True)
 register("share.files.listed", "External recipient saw the list of shared files")
+register("share.files.downloaded", "External recipient downloaded every shared file as one ZIP")
 register("share.file.downloaded", "External recipient downloaded a shared file")
 register("share.disclosures.viewed", "Accounting of disclosures viewed")
 # --- Access decisions and the log itself --------------------------------------------------

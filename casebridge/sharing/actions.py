@@ -368,6 +368,28 @@ def _check(link: ExternalLink, code: str) -> CodeRejected | None:
     return failure
 
 
+def count_archive_download(link: ExternalLink, attachments: list[Attachment]) -> None:
+    """Take one download from the link's allowance for an archive of every shared file (one
+    request, one download), recording which files it held; refused like a single download."""
+    with transaction.atomic():
+        locked = _locked(link)
+        reason = dead_reason(locked)
+        if reason is None:
+            locked.downloads_used += 1
+            locked.save(update_fields=["downloads_used"])
+            _audit_recipient(
+                "share.files.downloaded",
+                locked,
+                files=[str(a.stored_object_id) for a in attachments],
+                download=locked.downloads_used,
+                max_downloads=locked.max_downloads,
+            )
+            link.downloads_used = locked.downloads_used
+            return
+        _audit_recipient("share.link.refused", locked, Outcome.DENIED, reason=reason, during="download")
+    raise LinkUnavailable(reason)
+
+
 def count_download(link: ExternalLink, attachment: Attachment, byte_range: tuple[int, int] | None) -> None:
     """Take one download from the link's allowance before a byte is sent; every request that
     sends content counts, ranged resumes included, so the allowance is a hard ceiling."""

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -19,6 +19,7 @@ from casebridge.core.context import client_ip
 from casebridge.sharing import actions
 from casebridge.sharing.models import ExternalLink
 from casebridge.vault import api as vault
+from casebridge.vault import zipstream
 from casebridge.vault.http import ByteRange, version_response
 
 # Session entry: {link id: epoch seconds until which the code check holds}, per browser session.
@@ -170,3 +171,35 @@ def download(request: HttpRequest, token: str, file_id: UUID) -> HttpResponseBas
         )
     except actions.LinkUnavailable:
         return _gone(request)
+
+
+@public
+@require_http_methods(["GET"])
+def download_all(request: HttpRequest, token: str) -> HttpResponseBase:
+    """Every file the link shares in one ZIP, decrypted as it streams; one download of the
+    allowance, whatever the number of files."""
+    link = _live_link(token, "download")
+    if link is None:
+        return _gone(request)
+    if not _is_verified(request, link):
+        actions.refuse(link, "not_verified", "download")
+        return redirect("share_landing", token=token)
+    entries, included = [], []
+    for attachment in actions.shared_files(link):
+        try:
+            version = vault.get_version(attachment.stored_object)
+        except vault.ObjectUnavailable:
+            continue
+        entries.append((attachment.download_name(version.version), version))
+        included.append(attachment)
+    if not entries:
+        return _gone(request)
+    try:
+        actions.count_archive_download(link, included)
+    except actions.LinkUnavailable:
+        return _gone(request)
+    response = StreamingHttpResponse(zipstream.archive(entries), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{included[0].case.number}.zip"'
+    response["Cache-Control"] = "no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -356,6 +356,7 @@ NOT_IN_THE_MATRIX = {
     "share_verify": "sharing/tests/test_links.py",
     "share_files": "sharing/tests/test_links.py",
     "share_download": "sharing/tests/test_links.py",
+    "share_download_all": "read-only, one download of the link's allowance: sharing/tests/test_download_all.py",
     "mfa_required": "the person's own account: accounts tests",
     "security": "the person's own account: accounts tests",
     "preferences": "the person's own account: accounts tests",

@@ -180,3 +180,27 @@ def test_a_search_typed_on_the_open_tab_finds_a_completed_case_and_keeps_the_nam
     assert "Carter" not in page.url
     page.get_by_role("link", name="Clear search").click()
     expect(page.get_by_role("table")).to_contain_text("Ann Other")
+
+
+def test_download_all_saves_one_zip_with_the_case_names(page: Page, connected: Personas, tmp_path: Path) -> None:
+    import zipfile
+
+    from casebridge.imaging.tests.cases import attach, draft_case
+
+    p = connected
+    access = resolve(p.members["clinician"], p.practice)
+    assert access is not None
+    case = draft_case(access)
+    attach(access, case, binary_stl(900), kind="scan", label="upper")
+    attach(access, case, binary_stl(950), kind="scan", label="lower")
+    sign_in(page, p.members["clinician"])
+    page.goto(f"/o/{p.practice.slug}/cases/{case.number}/")
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name=re.compile("Download all")).click()
+
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == f"{case.number}.zip"
+    with zipfile.ZipFile(saved) as archive:
+        assert sorted(archive.namelist()) == [f"{case.number}_lower_1.stl", f"{case.number}_upper_1.stl"]
