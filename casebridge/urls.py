@@ -47,6 +47,8 @@ org_patterns = [
     ),
     path("files/", vault_views.files, name="files"),
     path("files/recent/", vault_views.files_recent, name="files_recent"),
+    path("files/<uuid:file_id>/attach/", vault_views.file_attach, name="file_attach"),
+    path("files/<uuid:file_id>/delete/", vault_views.file_destroy, name="file_destroy"),
     path("cases/", case_views.case_list, name="case_list"),
     path("cases/new/", case_views.case_new, name="case_new"),
     path("cases/<str:number>/", case_views.case_detail, name="case_detail"),

@@ -318,6 +318,17 @@ OPERATIONS: list[Op] = [
         kind="web",
         body=lambda ctx: {"file": ctx.own_file, "kind": "scan", "label": "upper"},
     ),
+    Op(
+        "file_attach",
+        "POST",
+        _org("files/{ctx.own_file}/attach/"),
+        "draft",
+        kind="web",
+        body=lambda ctx: {"case": ctx.number, "kind": "scan", "label": "upper"},
+    ),
+    Op(
+        "file_destroy", "POST", _org("files/{ctx.own_file}/delete/"), kind="web", body=lambda ctx: {"reason": "Mistake"}
+    ),
     Op("case_share", "POST", _org("cases/{ctx.number}/share/"), "submitted", kind="web"),
     Op("share_revoke", "POST", _org("cases/{ctx.number}/share/{ctx.link}/revoke/"), "submitted", kind="web"),
 ]
@@ -378,6 +389,7 @@ NOT_IN_THE_MATRIX = {
     "list_cases": "read-only",
     "retrieve_case": "read-only",
     "list_attachments": "read-only",
+    "download_all": "read-only (api/tests/test_download_all.py: other organization, scope, revoked lab)",
     "list_messages": "read-only",
     "list_links": "read-only",
     "search_cases": "read-only (a POST so the term stays out of URLs): api/tests/test_case_workflow.py",
