@@ -3,6 +3,7 @@ actions each side may take. Views parse input and call cases.actions; the policy
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -616,6 +617,7 @@ def _files_context(access: OrgAccess, case: Case) -> dict[str, Any]:
         "upload_kinds": _upload_kinds(lab_side),
         "upload_labels": actions.ATTACHMENT_LABELS,
         "accepted_types": filetypes.ACCEPTED_TYPES_MESSAGE,
+        "refusals": json.dumps(filetypes.browser_refusals()),
         "chunk_size": UPLOAD_CHUNK_BYTES,
         "max_size": settings.VAULT_MAX_UPLOAD_BYTES,
         # Parallel tus uploads per page; tests on in-memory SQLite (one shared connection) use 1.

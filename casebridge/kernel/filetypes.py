@@ -72,15 +72,54 @@ def version_type_refusal(file_type: str, new_type: str) -> str | None:
     )
 
 
+# What a refused file looked like, in an uploader's words (never anything of its content).
+_REASONS_FOR_PEOPLE = {
+    "empty file": "it is empty",
+    "executable": "it is a program",
+    "ISO media file that is not HEIC/HEIF (video, AVIF...)": "it is a video or an AVIF image",
+    "PLY magic without a valid format line": "it is a damaged PLY file",
+    "binary content with no recognised signature": "its type is not one CaseBridge knows",
+    "text that is neither ASCII STL nor OBJ": "it is a text document, not an STL or OBJ scan",
+    "office document": "it is a Microsoft Office document",
+    "rtf document": "it is an RTF document",
+    "gif image": "it is a GIF image",
+    "web page": "it is a web page",
+}
+
+# Signatures of common files that are not accepted, for the browser to refuse a file from its
+# first bytes before sending any (the Files and case pages read them from the page). The server
+# judges every upload again from its first chunk with detect(); this list only names more kinds.
+BROWSER_REFUSALS: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\x7fELF", "executable"),
+    (0, b"MZ", "executable"),
+    (0, b"#!", "executable"),
+    (0, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "office document"),
+    (0, b"{\\rtf", "rtf document"),
+    (0, b"GIF8", "gif image"),
+    (0, b"<!DOCTYPE html", "web page"),
+    (0, b"<!doctype html", "web page"),
+    (0, b"<html", "web page"),
+)
+
+
+def browser_refusals() -> list[dict[str, object]]:
+    """BROWSER_REFUSALS as the page's uploader reads them (offsets, hex bytes, words)."""
+    return [
+        {"at": at, "hex": magic.hex(), "why": _REASONS_FOR_PEOPLE[reason]} for at, magic, reason in BROWSER_REFUSALS
+    ]
+
+
 class UnsupportedFileType(ValueError):
     """The content is not one of the accepted types.
 
-    ``str()`` is the message for the uploader; ``reason`` says why, for logs and audit only
-    (it never echoes file content, which may hold PHI).
+    ``str()`` is the message for the uploader: what the file looked like, then what is accepted;
+    ``reason`` says why in the code's terms, for logs and audit (neither ever echoes file content,
+    which may hold PHI).
     """
 
     def __init__(self, reason: str) -> None:
-        super().__init__(ACCEPTED_TYPES_MESSAGE)
+        why = _REASONS_FOR_PEOPLE.get(reason, "its type is not one CaseBridge knows")
+        super().__init__(f"Not uploaded: {why}. {ACCEPTED_TYPES_MESSAGE}")
         self.reason = reason
 
 
@@ -173,6 +212,10 @@ def detect(prefix: bytes, total_length: int) -> FileType:
     if _PDF_VERSION.search(head[:1024]):
         # Readers accept junk before the header; some scanners and lab systems emit it.
         return PDF
+
+    for at, magic, reason in BROWSER_REFUSALS:  # say what it is, when it is something well known
+        if head[at : at + len(magic)] == magic:
+            raise UnsupportedFileType(reason)
 
     lines = _text_lines(head, complete)
     if lines is None:

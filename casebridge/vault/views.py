@@ -5,6 +5,7 @@ destruction as the API). Uploading itself happens in api/uploads.py."""
 
 from __future__ import annotations
 
+import json
 from uuid import UUID
 
 from django.conf import settings
@@ -98,6 +99,7 @@ def files(request: HttpRequest) -> HttpResponse:
         **_recent(request),
         "nav": "files",
         "accepted_types": filetypes.ACCEPTED_TYPES_MESSAGE,
+        "refusals": json.dumps(filetypes.browser_refusals()),
         "chunk_size": UPLOAD_CHUNK_BYTES,
         "max_size": settings.VAULT_MAX_UPLOAD_BYTES,
     }

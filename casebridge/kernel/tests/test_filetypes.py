@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from casebridge.kernel import filetypes
-from casebridge.kernel.filetypes import ACCEPTED_TYPES_MESSAGE, SNIFF_BYTES, FileType, UnsupportedFileType, detect
+from casebridge.kernel.filetypes import (
+    ACCEPTED_TYPES_MESSAGE,
+    SNIFF_BYTES,
+    FileType,
+    UnsupportedFileType,
+    browser_refusals,
+    detect,
+)
 
 
 def sniff(data: bytes) -> FileType:
@@ -287,13 +294,36 @@ def test_it_rejects_a_prefix_longer_than_the_file() -> None:
 # --- refused content -------------------------------------------------------------------------
 
 
-def test_it_refuses_with_a_message_naming_the_accepted_types() -> None:
+def test_it_refuses_with_a_message_saying_what_the_file_is_and_naming_the_accepted_types() -> None:
     error = refused(b"<!doctype html><html><body>hi</body></html>")
-    assert str(error) == ACCEPTED_TYPES_MESSAGE
-    assert str(error) == (
+    assert str(error) == f"Not uploaded: it is a web page. {ACCEPTED_TYPES_MESSAGE}"
+    assert ACCEPTED_TYPES_MESSAGE == (
         "CaseBridge accepts STL, PLY and OBJ scans, DICOM images, ZIP archives, "
         "JPEG, PNG, HEIC and TIFF photos, and PDF documents."
     )
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "it is a Microsoft Office document"),
+        (b"{\\rtf1\\ansi Hello}", "it is an RTF document"),
+        (b"GIF89a" + bytes(100), "it is a GIF image"),
+        (b"MZ" + bytes(300), "it is a program"),
+        (b"Dear doctor, please find attached.\n", "it is a text document, not an STL or OBJ scan"),
+        (bytes(range(256)) * 4, "its type is not one CaseBridge knows"),
+    ],
+)
+def test_a_refusal_says_what_the_file_looked_like_without_echoing_it(content: bytes, why: str) -> None:
+    error = refused(content)
+    assert str(error).startswith(f"Not uploaded: {why}. ")
+    assert "Dear" not in str(error) and "Hello" not in str(error)
+
+
+def test_every_browser_refusal_is_refused_by_the_server_with_the_same_words() -> None:
+    for rule in browser_refusals():
+        content = bytes.fromhex(str(rule["hex"])) + b" padding to look like more than a signature"
+        assert str(refused(content)).startswith(f"Not uploaded: {rule['why']}. ")
 
 
 def test_it_refuses_a_real_elf_executable() -> None:

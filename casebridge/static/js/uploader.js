@@ -72,6 +72,8 @@
       note: root.dataset.note,
       doneButtonHandler: function () {
         uppy.clear();
+        notUploaded.length = 0;
+        show(problemBox, "");
         show(statusBox, "");
         transfers.hidden = true;
       },
@@ -96,9 +98,39 @@
       limit: parseInt(root.dataset.parallel, 10) || 2,
     });
 
+    // --- Refusing a file from its first bytes, before any is sent ----------------------------
+    // The signatures come from the server (kernel/filetypes.py), which judges every upload again
+    // from its first chunk: this only spares the wait and names the file. Names stay here.
+    const refusals = JSON.parse(root.dataset.refusals || "[]");
+    const accepted = root.dataset.accepted || "";
+    const sniffLength = refusals.reduce(function (n, r) { return Math.max(n, r.at + r.hex.length / 2); }, 0);
+    const notUploaded = [];
+
+    function matches(head, rule) {
+      for (let i = 0; i < rule.hex.length / 2; i += 1) {
+        if (head[rule.at + i] !== parseInt(rule.hex.substr(2 * i, 2), 16)) return false;
+      }
+      return true;
+    }
+
+    function tellRefused(name, message) {
+      notUploaded.push(name + ": " + message);
+      show(problemBox, notUploaded.join(" "));
+    }
+
+    async function precheck(file) {
+      if (!sniffLength || !file.data || typeof file.data.slice !== "function") return;
+      const head = new Uint8Array(await file.data.slice(0, sniffLength).arrayBuffer());
+      const rule = refusals.find(function (r) { return matches(head, r); });
+      if (!rule || !uppy.getFile(file.id)) return;
+      tellRefused(file.name, "Not uploaded: " + rule.why + ". " + accepted);
+      uppy.removeFile(file.id);
+    }
+
     // --- Per-file and total progress, as native <progress> bars -----------------------------
     const rows = new Map();
     const refusedFiles = new Set();
+    const keepRow = new Set(); // refused for good: Uppy forgets the file (no Retry), its row stays
 
     function rowFor(file) {
       let row = rows.get(file.id);
@@ -154,12 +186,13 @@
     }
 
     uppy.on("upload", function () {
-      show(problemBox, "");
+      show(problemBox, notUploaded.join(" ")); // files refused before this upload stay named
       show(statusBox, "Uploading…", "info");
       render();
     });
     uppy.on("upload-progress", render);
     uppy.on("file-added", function (file) {
+      precheck(file);
       if (hooks.onFileAdded) hooks.onFileAdded(file);
     });
     uppy.on("upload-success", function (file, response) {
@@ -167,6 +200,11 @@
     });
     uppy.on("upload-pause", render);
     uppy.on("file-removed", function (file) {
+      if (keepRow.has(file.id)) {
+        keepRow.delete(file.id);
+        if (hooks.onFileRemoved) hooks.onFileRemoved(file);
+        return;
+      }
       const row = rows.get(file.id);
       if (row) row.item.remove();
       rows.delete(file.id);
@@ -182,13 +220,24 @@
       const status = statusOf(error, response);
       const detail = serverDetail(error, response);
       if (status >= 400) {
-        // Refused by the server (wrong type, too large, no permission): say what it said.
+        // Refused by the server (wrong type, too large, no permission): say which file and what
+        // the server said. Sending it again cannot help, so Uppy forgets it (no Retry button);
+        // its row stays, saying "refused".
         const message = detail || "The server refused this file (HTTP " + status + ").";
         if (file) {
           refusedFiles.add(file.id);
-          uppy.setFileState(file.id, { error: message });
+          render();
+          const row = rows.get(file.id);
+          if (row) {
+            row.text.textContent = "refused";
+            row.item.classList.add("failed");
+          }
+          keepRow.add(file.id);
+          tellRefused(file.name, message);
+          uppy.removeFile(file.id);
+        } else {
+          show(problemBox, message);
         }
-        show(problemBox, message);
         // Replace Uppy's toast, whose details are the raw protocol error, with the server's words.
         uppy.hideInfo();
         uppy.info({ message: "Not uploaded", details: message }, "error", 10000);

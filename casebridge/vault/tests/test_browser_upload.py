@@ -256,18 +256,15 @@ def test_a_file_of_another_type_is_refused_with_the_accepted_types(
         }""",
         LETTER_NAME,
     )
-    expect(page.locator("#uploader").get_by_text(LETTER_NAME)).to_be_visible()
-
-    # Started from the keyboard.
-    page.get_by_role("button", name=re.compile(r"^Upload 1 file")).focus()
-    page.keyboard.press("Enter")
-
+    # Judged from its first bytes in the browser: refused before a byte is sent, named (the name
+    # stays in this page), with what it looked like and what is accepted.
     problem = page.locator("#upload-problem")
-    expect(problem).to_have_text(ACCEPTED_TYPES_MESSAGE)
+    expect(problem).to_have_text(f"{LETTER_NAME}: Not uploaded: it is a web page. {ACCEPTED_TYPES_MESSAGE}")
     expect(problem).to_have_attribute("role", "alert")
+    expect(page.locator("#uploader").get_by_text(LETTER_NAME)).to_have_count(0)  # nothing left to retry
     screenshot(page, "files-05-refused")
 
-    assert 415 in [status for method, _, status in traffic.answered if method == "PATCH"]
+    assert traffic.answered == []  # no tus request at all
     assert not StoredObject.objects.exists()
     assert not Upload.objects.exists()
     expect(page.get_by_text("No files yet.")).to_be_visible()
@@ -323,7 +320,10 @@ def test_a_large_file_of_another_type_is_refused_with_its_reason_not_retried(
     page.get_by_role("button", name=re.compile(r"^Upload 1 file")).click()
 
     problem = page.locator("#upload-problem")
-    expect(problem).to_have_text(ACCEPTED_TYPES_MESSAGE)
+    expect(problem).to_have_text(f"x.stl: Not uploaded: its type is not one CaseBridge knows. {ACCEPTED_TYPES_MESSAGE}")
+    row = page.locator("#file-progress li").filter(has_text="x.stl")
+    expect(row).to_contain_text("refused")
+    expect(page.locator("#uploader").get_by_role("button", name=re.compile("Retry", re.I))).to_have_count(0)
     patches = [(offset, status) for method, offset, status in traffic.answered if method == "PATCH"]
     assert patches == [(0, 415)]  # answered once, never retried
     assert not StoredObject.objects.exists()
