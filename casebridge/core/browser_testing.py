@@ -162,3 +162,28 @@ def sign_in(page: Page, user: User) -> None:
     sign_in_with_password(page, user.email)
     wait_for_room_in_totp_window()
     enter_mfa_code(page, totp_code(user))
+
+
+AXE = Path(__file__).resolve().parents[2] / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def accessibility_violations(page: Page, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
+    """axe-core (npm, frontend/package.json) run on the page as it stands: one line per rule
+    broken with an impact in `impacts`, naming the first few offending elements."""
+    if not AXE.exists():
+        raise AssertionError(f"{AXE} is missing: run `make install` (npm ci installs axe-core)")
+    # Evaluated through the DevTools protocol, which the page's CSP (script-src 'self', no inline
+    # scripts) does not govern: an injected <script> tag would be refused, as it should be.
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text() + "\n;true")
+    results = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} -> " + ", ".join(n["target"][0] for n in v["nodes"][:3])
+        for v in results["violations"]
+        if v["impact"] in impacts
+    ]
+
+
+def overflow(page: Page) -> int:
+    """How many CSS pixels the page is wider than its viewport (0: nothing scrolls sideways)."""
+    return int(page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth"))

@@ -234,3 +234,32 @@ def test_an_upload_waits_on_the_files_page_until_it_is_attached_to_a_case(
     expect(page.get_by_text(f"Attached to {case.number} as {case.number}_upper_1.stl")).to_be_visible()
     page.locator("#recent-files").get_by_role("link", name=case.number, exact=True).click()
     expect(page.locator("table.files")).to_contain_text(f"{case.number}_upper_1.stl")
+
+
+def test_the_tooth_chart_is_one_tab_stop_with_arrows_inside(page: Page, connected: Personas) -> None:
+    p = connected
+    sign_in(page, p.members["clinician"])
+    page.goto(f"/o/{p.practice.slug}/cases/new/")
+    teeth = page.locator("#tooth-chart button.tooth")
+    assert page.locator("#tooth-chart button.tooth[tabindex='0']").count() == 1
+    assert teeth.count() > 30
+
+    # Tab into the chart: one stop, on the first tooth; one more Tab leaves it.
+    first = teeth.first
+    first.focus()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Tab")
+    expect(first).to_be_focused()
+    page.keyboard.press("ArrowRight")
+    second = teeth.nth(1)
+    expect(second).to_be_focused()
+    page.keyboard.press("ArrowDown")  # to the lower arch, same place
+    focused = page.evaluate("() => document.activeElement.closest('.chart-row').classList.contains('lower')")
+    assert focused
+    page.keyboard.press("Space")
+    expect(page.locator("#tooth-rows tr")).to_have_count(1)
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => !document.activeElement.classList.contains('tooth')")
+    # Coming back lands on the tooth last used, not on the first one.
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate("() => document.activeElement.closest('.chart-row').classList.contains('lower')")

@@ -15,6 +15,30 @@
     }
   });
 
+  // --- Wide tables scroll inside their own box on narrow screens, not the whole page ---------
+  // The box is a labelled region the keyboard can reach (arrow keys scroll it), as WCAG asks of
+  // scrollable areas; htmx-swapped tables get one too.
+  function wrapTables(root) {
+    for (const table of root.querySelectorAll("table")) {
+      const parent = table.parentElement;
+      if (!parent) continue;
+      const box = parent.classList.contains("table-scroll") ? parent : document.createElement("div");
+      box.className = "table-scroll";
+      box.tabIndex = 0;
+      box.setAttribute("role", "region");
+      const caption = table.caption ? table.caption.textContent.trim() : "";
+      box.setAttribute("aria-label", caption || "Table");
+      if (box !== parent) {
+        table.before(box);
+        box.append(table);
+      }
+    }
+  }
+  wrapTables(document);
+  document.addEventListener("htmx:afterSwap", function (event) {
+    wrapTables(event.target.parentElement || event.target);
+  });
+
   // --- Forms: after a refused submission, put the keyboard on the first field to fix ---------
   const invalid = document.querySelector(
     ".field.invalid input:not([type=hidden]), .field.invalid select, .field.invalid textarea, [aria-invalid=true]"

@@ -121,20 +121,56 @@
     if (button) toggle(button);
   });
 
-  // Arrow keys move along the visible teeth; Tab still reaches every tooth.
+  // One tab stop for the whole chart (a roving tabindex): Tab enters at the last tooth used (or
+  // the first chosen, or the first), arrows move inside it (left/right along an arch, up/down to
+  // the other arch at the same place, Home/End to its ends), Space or Enter chooses, Tab leaves.
+  function visibleTeeth() {
+    return buttons.filter(function (b) { return b.offsetParent !== null; });
+  }
+
+  function makeTabStop(button) {
+    for (const b of buttons) b.tabIndex = b === button ? 0 : -1;
+  }
+
+  function resetTabStop() {
+    const visible = visibleTeeth();
+    const current = visible.find(function (b) { return b.getAttribute("tabindex") === "0"; });
+    if (current) return;
+    const chosen = visible.find(function (b) { return b.getAttribute("aria-pressed") === "true"; });
+    makeTabStop(chosen || visible[0] || buttons[0]);
+  }
+
+  chart.addEventListener("focusin", function (event) {
+    const button = event.target.closest("button.tooth");
+    if (button) makeTabStop(button);
+  });
+
   chart.addEventListener("keydown", function (event) {
     const button = event.target.closest("button.tooth");
-    if (!button || !["ArrowLeft", "ArrowRight", "Home", "End"].includes(event.key)) return;
-    const visible = buttons.filter(function (b) { return b.offsetParent !== null; });
-    const at = visible.indexOf(button);
-    let next = at;
-    if (event.key === "ArrowLeft") next = Math.max(0, at - 1);
-    if (event.key === "ArrowRight") next = Math.min(visible.length - 1, at + 1);
-    if (event.key === "Home") next = 0;
-    if (event.key === "End") next = visible.length - 1;
-    visible[next].focus();
+    if (!button || !["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End"].includes(event.key)) return;
+    const row = button.closest(".chart-row");
+    const inRow = Array.from(row.querySelectorAll("button.tooth"));
+    const at = inRow.indexOf(button);
+    let next = button;
+    if (event.key === "ArrowLeft") next = inRow[Math.max(0, at - 1)];
+    if (event.key === "ArrowRight") next = inRow[Math.min(inRow.length - 1, at + 1)];
+    if (event.key === "Home") next = inRow[0];
+    if (event.key === "End") next = inRow[inRow.length - 1];
+    if (event.key === "ArrowUp" || event.key === "ArrowDown") {
+      const rows = Array.from(chart.querySelectorAll(".chart-row")).filter(function (r) { return r.offsetParent !== null; });
+      const other = rows[rows.indexOf(row) + (event.key === "ArrowUp" ? -1 : 1)];
+      if (other) {
+        const teeth = Array.from(other.querySelectorAll("button.tooth"));
+        // The same place across the arches (a primary arch has fewer teeth: scale the position).
+        next = teeth[Math.round((at * (teeth.length - 1)) / Math.max(1, inRow.length - 1))] || next;
+      }
+    }
+    makeTabStop(next);
+    next.focus();
     event.preventDefault();
   });
+
+  resetTabStop();
 
   rowsBody.addEventListener("click", function (event) {
     const remove = event.target.closest(".remove-tooth");
@@ -192,6 +228,9 @@
 
   primaryToggle.addEventListener("change", function () {
     primaryTeeth.hidden = !primaryToggle.checked;
+    const stop = buttons.find(function (b) { return b.getAttribute("tabindex") === "0"; });
+    if (stop && stop.offsetParent === null) stop.tabIndex = -1; // a hidden tooth cannot be the way in
+    resetTabStop();
   });
 
   caseType.addEventListener("change", applyCaseType);
