@@ -15,7 +15,8 @@ from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
-from django.http import Http404, HttpRequest, StreamingHttpResponse
+from django.http import Http404, HttpRequest
+from django.http.response import HttpResponseBase
 from django.utils.dateparse import parse_datetime
 from ninja import Field, Path, Query, Router, Schema
 from ninja import Status as Reply
@@ -699,10 +700,11 @@ def list_attachments(request: HttpRequest, number: CaseNumber) -> list[dict[str,
     summary="Every current file of the case in one ZIP, streamed",
     openapi_extra={"responses": {"200": {"content": {"application/zip": {}}, "description": "The archive"}}},
 )
-def download_all(request: HttpRequest, number: CaseNumber) -> StreamingHttpResponse:
+def download_all(request: HttpRequest, number: CaseNumber) -> HttpResponseBase:
     """The case's files as the lab needs them: each under its case name (CB-2026-000013_upper_1.stl),
-    decrypted as the archive streams (nothing is written anywhere). One audit event names every
-    file in it and the patient, as single downloads do."""
+    decrypted as the archive streams (nothing is written anywhere), by the transfer server when
+    one runs (a 307 with a sealed single-use ticket, as single downloads). One audit event names
+    every file in it and the patient, as single downloads do."""
     access, case = _case(request, number)
     # The same rule as one file's download (GET /api/v1/files/<id>/content): what the caller may read.
     readable = set(
@@ -729,11 +731,7 @@ def download_all(request: HttpRequest, number: CaseNumber) -> StreamingHttpRespo
         files=[str(v.stored_object_id) for _, v in entries],
         size=sum(v.size for _, v in entries),
     )
-    response = StreamingHttpResponse(zipstream.archive(entries), content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{case.number}.zip"'
-    response["Cache-Control"] = "no-store"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return zipstream.archive_response(entries, f"{case.number}.zip")
 
 
 @router.post(

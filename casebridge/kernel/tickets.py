@@ -16,6 +16,7 @@ import json
 import os
 import threading
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -94,8 +95,73 @@ def unseal(key: bytes, token: str, now: float | None = None) -> DownloadTicket:
     return ticket
 
 
+class Spendable(Protocol):
+    """What the ledgers need of a ticket: its id and its expiry."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def expires(self) -> float: ...
+
+
+# --- archive tickets: several whole files, streamed as one ZIP by the transfer server ----------
+_ARCHIVE_AAD = b"casebridge/archive-ticket/v1"
+# A sealed archive ticket travels in a URL too; beyond this length (proxies commonly take 8 KiB
+# request lines) the application streams the archive itself instead of handing it over.
+MAX_ARCHIVE_TICKET = 7000
+
+
+@dataclass(frozen=True)
+class ArchiveTicket:
+    entries: tuple[tuple[str, DownloadTicket], ...]  # (name in the archive, the whole file)
+    filename: str
+    expires: float = field(default_factory=lambda: time.time() + TICKET_TTL_SECONDS)
+    id: str = field(default_factory=lambda: os.urandom(12).hex())
+
+
+def _ticket_fields(ticket: DownloadTicket) -> dict[str, object]:
+    fields = asdict(ticket)
+    fields["dek"] = base64.b64encode(ticket.dek).decode()
+    fields["associated"] = base64.b64encode(ticket.associated).decode()
+    return fields
+
+
+def seal_archive(key: bytes, ticket: ArchiveTicket) -> str:
+    """Sealed like a download ticket (its own associated data), compressed first: file tickets
+    repeat most of their fields."""
+    document = {
+        "entries": [[name, _ticket_fields(t)] for name, t in ticket.entries],
+        "filename": ticket.filename,
+        "expires": ticket.expires,
+        "id": ticket.id,
+    }
+    plain = zlib.compress(json.dumps(document, separators=(",", ":")).encode(), 9)
+    nonce = os.urandom(_NONCE)
+    sealed = nonce + AESGCM(key).encrypt(nonce, plain, _ARCHIVE_AAD)
+    return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
+
+
+def unseal_archive(key: bytes, token: str, now: float | None = None) -> ArchiveTicket:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        plain = AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], _ARCHIVE_AAD)
+        document = json.loads(zlib.decompress(plain, bufsize=1 << 16))
+    except (ValueError, binascii.Error, InvalidTag, zlib.error):
+        raise TicketRefused("not a ticket this server issued") from None
+    entries = []
+    for name, fields in document["entries"]:
+        fields["dek"] = base64.b64decode(fields["dek"])
+        fields["associated"] = base64.b64decode(fields["associated"])
+        entries.append((str(name), DownloadTicket(**fields)))
+    ticket = ArchiveTicket(tuple(entries), document["filename"], document["expires"], document["id"])
+    if ticket.expires <= (time.time() if now is None else now):
+        raise TicketRefused("the ticket expired", expired=True)
+    return ticket
+
+
 class TicketLedger(Protocol):
-    def spend(self, ticket: DownloadTicket) -> bool:
+    def spend(self, ticket: Spendable) -> bool:
         """True the first time a ticket is presented, False on every later attempt. Raises
         OSError (or http.client.HTTPException) when it cannot tell: the ticket is then refused."""
         ...
@@ -111,7 +177,7 @@ class ApplicationLedger:
     def __init__(self, call: Call) -> None:
         self.call = call
 
-    def spend(self, ticket: DownloadTicket) -> bool:
+    def spend(self, ticket: Spendable) -> bool:
         body = json.dumps({"id": ticket.id, "expires": ticket.expires}).encode()
         reply = self.call("POST", self.PATH, {"Content-Type": "application/json"}, body)
         if reply.status == 204:
@@ -131,7 +197,7 @@ class SpentTickets:
         self._spent: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def spend(self, ticket: DownloadTicket, now: float | None = None) -> bool:
+    def spend(self, ticket: Spendable, now: float | None = None) -> bool:
         """True the first time a ticket is presented, False on every later attempt."""
         now = time.time() if now is None else now
         with self._lock:

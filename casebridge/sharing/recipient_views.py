@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -198,8 +198,4 @@ def download_all(request: HttpRequest, token: str) -> HttpResponseBase:
         actions.count_archive_download(link, included)
     except actions.LinkUnavailable:
         return _gone(request)
-    response = StreamingHttpResponse(zipstream.archive(entries), content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{included[0].case.number}.zip"'
-    response["Cache-Control"] = "no-store"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return zipstream.archive_response(entries, f"{included[0].case.number}.zip")

@@ -1,5 +1,6 @@
 """The transfer server's WSGI application: GET /d/<ticket> streams the range the ticket names;
-/u/<upload id> takes tus request bodies (transfer/uploads.py).
+GET /z/<ticket> streams several whole files as one ZIP; /u/<upload id> takes tus request bodies
+(transfer/uploads.py).
 
 Every answer carries the same protective headers as the application's own downloads. An expired
 or already used ticket gets 410 (start the download again from CaseBridge); anything that is not a
@@ -13,9 +14,18 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from casebridge.kernel import zipstream
 from casebridge.kernel.backends import BlobNotFound, BlobStore, StorageError
 from casebridge.kernel.crypto.streaming import CiphertextIntegrityError, decrypt_range
-from casebridge.kernel.tickets import DownloadTicket, SpentTickets, TicketLedger, TicketRefused, unseal
+from casebridge.kernel.tickets import (
+    ArchiveTicket,
+    DownloadTicket,
+    SpentTickets,
+    TicketLedger,
+    TicketRefused,
+    unseal,
+    unseal_archive,
+)
 from casebridge.transfer.remote import RemoteBlob
 from casebridge.transfer.uploads import UPLOAD_PATH, UploadDoor
 
@@ -57,12 +67,13 @@ class TransferApp:
         upload = UPLOAD_PATH.match(path)
         if upload is not None and self.uploads is not None:
             return self.uploads(environ, start_response, upload.group(1))
-        if not path.startswith("/d/"):
+        if not path.startswith(("/d/", "/z/")):
             return _plain(start_response, "404 Not Found", "Nothing here.")
         if method != "GET":
             return _plain(start_response, "405 Method Not Allowed", "Use GET.", [("Allow", "GET")])
+        ticket: DownloadTicket | ArchiveTicket
         try:
-            ticket = unseal(self.key, path[3:])
+            ticket = unseal(self.key, path[3:]) if path.startswith("/d/") else unseal_archive(self.key, path[3:])
         except TicketRefused as exc:
             if exc.expired:
                 return _plain(start_response, "410 Gone", _START_AGAIN)
@@ -75,7 +86,49 @@ class TransferApp:
             return _plain(start_response, "503 Service Unavailable", _TRY_AGAIN, [("Retry-After", "5")])
         if not first_use:
             return _plain(start_response, "410 Gone", _START_AGAIN)
+        if isinstance(ticket, ArchiveTicket):
+            return self._archive(ticket, start_response)
         return self._stream(ticket, start_response)
+
+    def _plaintext(self, ticket: DownloadTicket) -> Iterator[bytes]:
+        """The whole of one file the ticket names, decrypted segment by segment."""
+        remote = RemoteBlob(ticket.source) if ticket.source else None
+        store = self.store
+
+        def read_range(lo: int, hi: int) -> bytes:
+            if remote is not None:
+                return remote.read_range(lo, hi)
+            assert store is not None
+            return store.read_range(ticket.blob, lo, hi)
+
+        segments = decrypt_range(
+            read_range, ticket.ciphertext_size, ticket.dek, ticket.associated, ticket.start, ticket.end,
+            reuse_buffer=True,
+        )  # fmt: skip
+        return _bytes(segments, remote)
+
+    def _archive(self, ticket: ArchiveTicket, start_response: StartResponse) -> Iterable[bytes]:
+        """Every file of the ticket in one ZIP (kernel/zipstream.py), decrypted as it streams. The
+        length is not known up front: chunked. A file failing its integrity check mid-way drops
+        the connection, and the archive is visibly cut short (no central directory)."""
+        if self.store is None and any(not t.source for _, t in ticket.entries):
+            return _plain(start_response, "404 Not Found", "No such download.")
+        entries = [(name, t.size, lambda t=t: self._plaintext(t)) for name, t in ticket.entries]
+        body = zipstream.archive(entries)
+        try:
+            first = next(body, b"")
+        except (BlobNotFound, StorageError):
+            return _plain(start_response, "404 Not Found", "No such download.")
+        except CiphertextIntegrityError:
+            log.error("ticket %s: a blob failed its integrity check before any byte was sent", ticket.id)
+            return _plain(start_response, "500 Internal Server Error", "A stored file failed its integrity check.")
+        headers = [
+            ("Content-Type", "application/zip"),
+            ("Content-Disposition", f'attachment; filename="{ticket.filename}"'),
+            *PROTECTIVE_HEADERS,
+        ]
+        start_response("200 OK", headers)
+        return _chain(first, body)
 
     def _stream(self, ticket: DownloadTicket, start_response: StartResponse) -> Iterable[bytes]:
         headers = [

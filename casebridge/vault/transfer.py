@@ -32,11 +32,14 @@ from casebridge.kernel.appending import LAYOUT, Continuation
 from casebridge.kernel.crypto.streaming import associated_data
 from casebridge.kernel.staging import part_name
 from casebridge.kernel.tickets import (
+    MAX_ARCHIVE_TICKET,
     TICKET_ID_PATTERN,
     TICKET_TTL_SECONDS,
+    ArchiveTicket,
     DownloadTicket,
     internal_key,
     seal,
+    seal_archive,
     ticket_key,
 )
 from casebridge.vault import keystore
@@ -63,12 +66,11 @@ def etag(version: ObjectVersion) -> str:
     return f'"sha256-{version.sha256}"'
 
 
-def redirect(
+def _ticket(
     stored: StoredObject, version: ObjectVersion, start: int, end: int, partial: bool, filename: str = ""
-) -> HttpResponse | None:
-    """A 307 to the transfer server for [start, end) of `version`, or None to stream it here."""
-    if _endpoint is None:
-        return None
+) -> DownloadTicket | None:
+    """The sealed decision for [start, end) of `version` (None: the store offers the transfer
+    server no way to read it)."""
     from casebridge.kernel.backends.filesystem import FileSystemStore
     from casebridge.vault.config import blob_store
 
@@ -80,8 +82,7 @@ def redirect(
         source = store.download_url(version.blob_name, SOURCE_URL_SECONDS) or ""
         if not source:
             return None
-    url, key = _endpoint
-    ticket = DownloadTicket(
+    return DownloadTicket(
         blob=version.blob_name,
         ciphertext_size=version.ciphertext_size,
         dek=keystore.version_dek(version, stored.organization_id),
@@ -95,9 +96,42 @@ def redirect(
         etag=etag(version),
         source=source,
     )
+
+
+def redirect(
+    stored: StoredObject, version: ObjectVersion, start: int, end: int, partial: bool, filename: str = ""
+) -> HttpResponse | None:
+    """A 307 to the transfer server for [start, end) of `version`, or None to stream it here."""
+    if _endpoint is None:
+        return None
+    ticket = _ticket(stored, version, start, end, partial, filename)
+    if ticket is None:
+        return None
+    url, key = _endpoint
     response = HttpResponse(status=307)
     response["Location"] = f"{url}/d/{seal(key, ticket)}"
     response["Cache-Control"] = "no-store"  # the ticket is for this request only
+    return response
+
+
+def redirect_archive(entries: list[tuple[str, ObjectVersion]], filename: str) -> HttpResponse | None:
+    """A 307 to the transfer server's /z/ with one ticket for every whole file of a ZIP, or None
+    to stream it here (no transfer server, a store it cannot read, a ticket too long for a URL)."""
+    if _endpoint is None or not entries:
+        return None
+    tickets = []
+    for name, version in entries:
+        ticket = _ticket(version.stored_object, version, 0, version.size, False, name)
+        if ticket is None:
+            return None
+        tickets.append((name, ticket))
+    url, key = _endpoint
+    sealed = seal_archive(key, ArchiveTicket(tuple(tickets), filename))
+    if len(sealed) > MAX_ARCHIVE_TICKET:
+        return None
+    response = HttpResponse(status=307)
+    response["Location"] = f"{url}/z/{sealed}"
+    response["Cache-Control"] = "no-store"
     return response
 
 
