@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 
 from casebridge.access.policy import resolve
 from casebridge.cases.models import Case, Status
-from casebridge.core.browser_testing import accessibility_violations, overflow, sign_in
+from casebridge.core.browser_testing import accessibility_violations, overflow, screenshot, sign_in
 from casebridge.core.testing import Personas, build_personas
 from casebridge.imaging.tests.cases import attach, draft_case
 from casebridge.imaging.tests.test_sanitize import identifying_jpeg
@@ -88,6 +88,8 @@ def check(page: Page, url: str, problems: list[str]) -> None:
         )
         if outside:
             problems.append(f"{url} at {name}: teeth outside the screen: {outside}")
+        if name == "phone" and url.endswith("/cases/new/"):
+            screenshot(page, "case-new-phone")
         if name in ("phone", "desktop"):
             problems.extend(f"{url} at {name}: {v}" for v in accessibility_violations(page))
 
