@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,6 +22,7 @@ from casebridge.access.policy import (
     destroyable_files,
     organization_connection,
     require_practice,
+    visible_cases,
 )
 from casebridge.access.principal import Principal
 from casebridge.access.roles import Perm, Role
@@ -357,6 +359,28 @@ def require_attach(access: OrgAccess, case: Case) -> None:
     refusal = attach_refusal(access, case)
     if refusal is not None:
         raise refusal
+
+
+def attach_candidates(access: OrgAccess) -> QuerySet[Case]:
+    """The cases `access` might add files to, for offering them (the Files page's case picker):
+    the organization's drafts and the open cases its lab works on. It narrows the query only;
+    `attach_refusal` has the last word on each, so keep this a superset of what it allows."""
+    org = access.organization
+    return visible_cases(access).filter(
+        Q(practice=org, status=Status.DRAFT) | Q(lab=org, status__in=LAB_UPLOAD_STATUSES, lab_access_revoked_at=None),
+        archived_at__isnull=True,
+    )
+
+
+def upload_kinds(lab_side: bool) -> list[tuple[str, str]]:
+    """What a file added to a case can be said to be: a lab adds designs (and other files), a
+    practice everything else. `attach_file` refuses a design from the practice."""
+    if lab_side:
+        return [
+            (AttachmentKind.DESIGN, AttachmentKind.DESIGN.label),
+            (AttachmentKind.OTHER, AttachmentKind.OTHER.label),
+        ]
+    return [(k, label) for k, label in AttachmentKind.choices if k != AttachmentKind.DESIGN]
 
 
 def attach_file(

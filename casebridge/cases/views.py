@@ -598,15 +598,6 @@ def _attachment_rows(case: Case) -> list[dict[str, Any]]:
     return rows
 
 
-def _upload_kinds(lab_side: bool) -> list[tuple[str, str]]:
-    if lab_side:
-        return [
-            (AttachmentKind.DESIGN, AttachmentKind.DESIGN.label),
-            (AttachmentKind.OTHER, AttachmentKind.OTHER.label),
-        ]
-    return [(k, label) for k, label in AttachmentKind.choices if k != AttachmentKind.DESIGN]
-
-
 def _files_context(access: OrgAccess, case: Case) -> dict[str, Any]:
     lab_side = case.lab_id == access.organization.pk
     can_upload = actions.may_attach(access, case)  # the action enforces the same answer
@@ -614,7 +605,7 @@ def _files_context(access: OrgAccess, case: Case) -> dict[str, Any]:
     return {
         "attachment_rows": _attachment_rows(case),
         "can_upload": can_upload,
-        "upload_kinds": _upload_kinds(lab_side),
+        "upload_kinds": actions.upload_kinds(lab_side),
         "upload_labels": actions.ATTACHMENT_LABELS,
         "accepted_types": filetypes.ACCEPTED_TYPES_MESSAGE,
         "refusals": json.dumps(filetypes.browser_refusals()),

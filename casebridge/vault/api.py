@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -63,6 +64,7 @@ class PendingVersion:
     file_type: str
     org_key_version: int
     wrapped_dek: bytes
+    scanned_at: datetime | None = None  # when clamd found it clean; None: no scanner configured
 
 
 def pending_version(**fields: Any) -> PendingVersion:
@@ -73,6 +75,7 @@ def pending_version(**fields: Any) -> PendingVersion:
     from casebridge.vault import scanning_gate
 
     pending = PendingVersion(**fields)
+    checked = scanning_gate.enabled()
     try:
         verdict = scanning_gate.scan_blob(
             pending.organization_id,
@@ -89,7 +92,7 @@ def pending_version(**fields: Any) -> PendingVersion:
     if verdict is not None:
         discard(pending)
         raise MalwareFound(verdict)
-    return pending
+    return replace(pending, scanned_at=timezone.now()) if checked else pending
 
 
 def seal_version(
@@ -181,6 +184,7 @@ def link_version(pending: PendingVersion, *, actor: Any, created_by: Any = None)
         wrapped_dek=pending.wrapped_dek,
         created_by=actor if isinstance(actor, User) else None,
         created_by_label=getattr(actor, "email", "") or getattr(actor, "audit_label", ""),
+        scanned_at=pending.scanned_at,
     )
     record(
         "file.uploaded" if pending.version == 1 else "file.version_added",

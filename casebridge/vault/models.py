@@ -78,6 +78,9 @@ class ObjectVersion(models.Model):
     )
     created_by_label = models.CharField(max_length=254, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the malware scanner found this content clean. Empty: not scanned, because no scanner
+    # was configured when it came in (or it came in before CaseBridge recorded the check).
+    scanned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["stored_object", "version"], name="vault_version_unique")]

@@ -15,6 +15,11 @@ from casebridge.vault.config import blob_store
 from casebridge.vault.keys.hierarchy import unwrap_dek
 
 
+def enabled() -> bool:
+    """Whether content is scanned at all: a clamd is configured."""
+    return bool(settings.VAULT_CLAMD)
+
+
 def scan_blob(
     org_id: UUID,
     object_id: UUID,
@@ -25,7 +30,7 @@ def scan_blob(
     ciphertext_size: int,
 ) -> str | None:
     """None when clean (or scanning is off); the signature name when malware was found."""
-    if not settings.VAULT_CLAMD:
+    if not enabled():
         return None
     from casebridge.vault.scanning import scan
 

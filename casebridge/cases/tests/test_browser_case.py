@@ -206,36 +206,6 @@ def test_download_all_saves_one_zip_with_the_case_names(page: Page, connected: P
         assert sorted(archive.namelist()) == [f"{case.number}_lower_1.stl", f"{case.number}_upper_1.stl"]
 
 
-def test_an_upload_waits_on_the_files_page_until_it_is_attached_to_a_case(
-    page: Page, connected: Personas, tmp_path: Path
-) -> None:
-    from casebridge.imaging.tests.cases import draft_case
-
-    p = connected
-    access = resolve(p.members["clinician"], p.practice)
-    assert access is not None
-    case = draft_case(access, patient_name="Rosa Carter")
-    scan = tmp_path / "Rosa Carter upper.stl"
-    scan.write_bytes(binary_stl(1500))
-    sign_in(page, p.members["clinician"])
-    page.get_by_role("navigation", name="Organization").get_by_role("link", name="Files").click()
-    page.locator("#uploader input[type=file]:not([webkitdirectory])").first.set_input_files(scan)
-    page.get_by_role("button", name=re.compile(r"^Upload 1 file")).click()
-    row = page.locator("#recent-files tbody tr").filter(has_text="not in a case").first
-    expect(row).to_be_visible(timeout=30_000)
-    expect(page.locator("#recent-files")).not_to_contain_text("Rosa Carter upper")  # the name stayed here
-
-    row.get_by_text("Attach or delete").click()
-    row.get_by_label("Case", exact=True).select_option(label=f"{case.number} · Rosa Carter")
-    row.get_by_label("As", exact=True).select_option(label="Scan")
-    row.get_by_label("Label", exact=True).fill("upper")
-    row.get_by_role("button", name="Attach").click()
-
-    expect(page.get_by_text(f"Attached to {case.number} as {case.number}_upper_1.stl")).to_be_visible()
-    page.locator("#recent-files").get_by_role("link", name=case.number, exact=True).click()
-    expect(page.locator("table.files")).to_contain_text(f"{case.number}_upper_1.stl")
-
-
 def test_the_tooth_chart_is_one_tab_stop_with_arrows_inside(page: Page, connected: Personas) -> None:
     p = connected
     sign_in(page, p.members["clinician"])

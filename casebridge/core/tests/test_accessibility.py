@@ -17,7 +17,7 @@ from casebridge.access.policy import resolve
 from casebridge.cases.models import Case, Status
 from casebridge.core.browser_testing import accessibility_violations, overflow, screenshot, sign_in
 from casebridge.core.testing import Personas, build_personas
-from casebridge.imaging.tests.cases import attach, draft_case
+from casebridge.imaging.tests.cases import attach, draft_case, stored
 from casebridge.imaging.tests.test_sanitize import identifying_jpeg
 from casebridge.orgs import actions as org_actions
 from casebridge.orgs.models import AgreementBasis
@@ -96,9 +96,18 @@ def check(page: Page, url: str, problems: list[str]) -> None:
 
 def test_the_practices_pages(page: Page, world: World) -> None:
     p, number = world.personas, world.case.number
+    owner = resolve(p.members["owner"], p.practice)
+    assert owner is not None
+    draft_case(owner, lab=p.lab)  # a case the Files page can attach to
+    upload = stored(owner, binary_stl(700))
+    on_case = world.case.attachments.first()
+    assert on_case is not None
     sign_in(page, p.members["owner"])
     problems: list[str] = []
     for url in (
+        f"/o/{p.practice.slug}/files/{upload.pk}/attach/",
+        f"/o/{p.practice.slug}/files/{upload.pk}/delete/",
+        f"/o/{p.practice.slug}/files/{on_case.stored_object_id}/delete/",  # says why it cannot be deleted
         f"/o/{p.practice.slug}/",
         f"/o/{p.practice.slug}/cases/",
         f"/o/{p.practice.slug}/cases/new/",

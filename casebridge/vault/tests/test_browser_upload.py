@@ -207,8 +207,8 @@ def test_upload_survives_a_dropped_connection_and_resumes_where_it_stopped(
 
     stored = StoredObject.objects.get()
     recent = page.locator("#recent-files")
-    expect(recent.get_by_role("row", name=re.compile("not in a case"))).to_be_visible()
-    expect(recent.get_by_role("link", name=re.compile(r"^STL upload of "))).to_have_attribute(
+    expect(recent.get_by_role("row", name=re.compile("not on a case"))).to_be_visible()
+    expect(recent.get_by_role("link", name=re.compile(r"^STL scan uploaded "))).to_have_attribute(
         "href", f"/api/v1/files/{stored.pk}/content"
     )
     expect(recent).not_to_contain_text("Jane Doe")
@@ -298,7 +298,7 @@ def test_an_upload_from_an_https_page_goes_through_the_transfer_server_and_comes
     assert csp_violations == []
 
     with page.expect_download() as info:
-        page.locator("#recent-files").get_by_role("link", name=re.compile(r"^STL upload of ")).click()
+        page.locator("#recent-files").get_by_role("link", name=re.compile(r"^STL scan uploaded ")).click()
     assert info.value.url.startswith(f"{server_url}/d/")
     assert Path(info.value.path()).read_bytes() == content
 
