@@ -114,12 +114,18 @@ def _index(job: IngestJob, header: InstanceHeader, stored: StoredObject) -> Any:
     return series.pk
 
 
-def _is_duplicate(job: IngestJob, header: InstanceHeader) -> bool:
+def already_indexed(case: Any, organization: Any, sop_instance_uid: str) -> bool:
+    """Whether the case's studies (those `organization` added) hold this instance: indexing it
+    again would be a duplicate. The ingest and STOW-RS (imaging/stow.py) ask the same question."""
     return Instance.objects.filter(
-        series__study__case=job.case,
-        series__study__organization=job.organization,
-        sop_instance_uid=header.sop_instance_uid,
+        series__study__case=case,
+        series__study__organization=organization,
+        sop_instance_uid=sop_instance_uid,
     ).exists()
+
+
+def _is_duplicate(job: IngestJob, header: InstanceHeader) -> bool:
+    return already_indexed(job.case, job.organization, header.sop_instance_uid)
 
 
 def _store(job: IngestJob, entry: _Entry, zipped: zipfile.ZipFile | None) -> StoredObject:
