@@ -141,6 +141,24 @@ def _store(job: IngestJob, entry: _Entry, zipped: zipfile.ZipFile | None) -> Sto
     return stored
 
 
+def _to_refresh(job: IngestJob, touched: set[Any]) -> list[Any]:
+    """The series whose metadata documents this job writes. A scanner's STOW-RS of a CBCT, or a
+    dropped folder, is one job per slice: each rewriting the document (every header of the
+    series) would cost the square of the slices. While more jobs of the case wait, none is
+    written; the last one writes every document of the case that covers fewer instances than
+    its series holds. (Two jobs finishing at once may both leave it: a stale document is built
+    on its first request instead, metadata.entries_for.)"""
+    if job.case_id is None:
+        return list(touched)
+    waiting = IngestJob.objects.filter(
+        case_id=job.case_id, state__in=[IngestState.QUEUED, IngestState.PROCESSING]
+    ).exclude(pk=job.pk)
+    if waiting.exists():
+        return []
+    stale = Series.objects.filter(study__case_id=job.case_id).exclude(metadata_instances=F("instance_count"))
+    return list(touched | set(stale.values_list("pk", flat=True)))
+
+
 def _progress(job: IngestJob, **fields: Any) -> None:
     for name, value in fields.items():
         setattr(job, name, value)
@@ -180,7 +198,7 @@ def run(job: IngestJob) -> IngestJob:
         if zipped is not None:
             zipped.close()
     failed = imported == 0 and duplicates == 0
-    metadata.refresh_after_ingest(list(touched))  # before "done": a viewer opened then finds it
+    metadata.refresh_after_ingest(_to_refresh(job, touched))  # before "done": a viewer opened then finds it
     _progress(
         job,
         state=IngestState.FAILED if failed else IngestState.DONE,
