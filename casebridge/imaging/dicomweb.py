@@ -25,7 +25,7 @@ import io
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ from casebridge.access import policy
 from casebridge.access.requests import principal_of
 from casebridge.access.roles import Perm
 from casebridge.api.auth import api_actor, problem
-from casebridge.api.cases import caller_access
+from casebridge.api.cases import NUMBER, caller_access
 from casebridge.audit.api import record
 from casebridge.cases import actions as case_actions
 from casebridge.cases.models import Case
@@ -570,7 +570,7 @@ def rendered_frame(
 
 
 # --- STOW-RS --------------------------------------------------------------------------------
-CASE_NUMBER = re.compile(r"^CB-\d{4}-\d{6,9}$")
+CASE_NUMBER = re.compile(NUMBER)
 
 
 class StoreRefused(Exception):
@@ -594,9 +594,16 @@ def _store_destination(request: HttpRequest, number: str | None) -> tuple[policy
         case_actions.require_attach(access, case)
         return access, case
     except Http404:
-        raise StoreRefused(problem(404, "Not Found", "No such case.")) from None
+        where = "No such case." if number is not None else "No organization of yours to store into."
+        raise StoreRefused(problem(404, "Not Found", where)) from None
     except policy.Forbidden as exc:
-        raise StoreRefused(problem(403, "Forbidden", f"Storing instances needs cases:write ({exc}).")) from None
+        raise StoreRefused(
+            problem(
+                403,
+                "Forbidden",
+                f"Your role or token scope does not let you add files here ({exc}): a token needs cases:write.",
+            )
+        ) from None
     except ValidationError as exc:
         raise StoreRefused(problem(409, "Conflict", " ".join(exc.messages))) from None
     except HttpError as exc:
@@ -615,7 +622,7 @@ def _boundary(request: HttpRequest) -> str:
     return boundary
 
 
-def _body(request: HttpRequest) -> Any:
+def _body(request: HttpRequest) -> Callable[[int], bytes]:
     """read(n) over the request body however it is framed: with a Content-Length through
     Django, chunked straight from the server's de-chunking stream (Django reads such a body as
     empty). Past DICOMWEB_STOW_MAX_BYTES it raises stow.BodyTooLarge."""

@@ -138,4 +138,3 @@ def test_media_type_parameters_unquote_and_lower_case_the_names() -> None:
         {"type": "application/dicom", "boundary": "xyz"},
     )
     assert media_type_parameters("application/dicom") == ("application/dicom", {})
-
