@@ -147,6 +147,7 @@ def _store_part(
     if pending is None:
         part.skip()
         return outcome
+    version = None
     try:
         if pending.file_type != "dicom":
             return _fail(outcome, CANNOT_UNDERSTAND, f"not a DICOM file ({pending.file_type})")
@@ -166,7 +167,7 @@ def _store_part(
         with transaction.atomic():
             version = vault.link_version(pending, actor=access.actor)
     finally:
-        if outcome.duplicate or not outcome.stored:
+        if version is None:  # refused, a duplicate, or the link failed: nothing of it stays
             vault.discard(pending)
     seen.add(header.sop_instance_uid)
     stored = version.stored_object
