@@ -300,6 +300,10 @@ VAULT_UPLOADS_IN_FLIGHT_PER_ORGANIZATION = envint("CASEBRIDGE_UPLOADS_IN_FLIGHT_
 VAULT_UPLOAD_BYTES_IN_FLIGHT_PER_ORGANIZATION = envint(
     "CASEBRIDGE_UPLOAD_BYTES_IN_FLIGHT_PER_ORGANIZATION", 200 * 1024**3
 )
+# DICOMweb STOW-RS: the most one request body may carry (its instances are stored as they
+# arrive; past either limit reading stops and the rest is refused). A 1,000-slice CBCT fits.
+DICOMWEB_STOW_MAX_INSTANCES = envint("CASEBRIDGE_STOW_MAX_INSTANCES", 2000)
+DICOMWEB_STOW_MAX_BYTES = envint("CASEBRIDGE_STOW_MAX_BYTES", 5 * 1024**3)
 # Where clients reach the transfer server that moves download and upload bytes (casebridge/transfer/); empty:
 # https://<PUBLIC_URL's host>:<its port>, as `casebridge serve` starts it. Set it behind a proxy.
 TRANSFER_URL = env("CASEBRIDGE_TRANSFER_URL")

@@ -75,9 +75,10 @@ def server_error(request: HttpRequest) -> HttpResponseBase:
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponseBase:
-    """CSRF_FAILURE_VIEW: a session write under /api/ without the CSRF token (or a write with no
-    credentials at all, which Django checks for CSRF first) gets a problem document too."""
-    if request.path.startswith(API_PREFIX):
+    """CSRF_FAILURE_VIEW: a session write under /api/ or /dicomweb/ (STOW-RS) without the CSRF
+    token (or a write with no credentials at all, which Django checks for CSRF first) gets a
+    problem document too."""
+    if request.path.startswith((API_PREFIX, "/dicomweb/")):
         return problem(
             403,
             "Forbidden",

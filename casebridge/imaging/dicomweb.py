@@ -6,12 +6,17 @@ caller may see, under the same policy and audit as every other door.
   (PatientName, PatientID, PatientBirthDate) are refused: they would carry patient data in a URL.
   Search by AccessionNumber, which is the case number.
 - WADO-RS: series and instance metadata (DICOM JSON, pixel data as a BulkDataURI), instances
-  (multipart/related; type="application/dicom"), frames (multipart/related;
-  type="application/octet-stream", in the instance's own transfer syntax) and rendered images
-  (PNG or JPEG) of an instance or a frame.
+  of a study, series or one instance (multipart/related; type="application/dicom"), frames
+  (multipart/related; type="application/octet-stream", in the instance's own transfer syntax) and
+  rendered images (PNG or JPEG) of an instance or a frame.
+- STOW-RS: POST multipart/related; type="application/dicom" to /cases/{number}/studies (or
+  .../studies/{study}) adds the instances to that case, through the case's attach pipeline; to
+  /studies (or /studies/{study}) they become the sender's own uploads, in their files
+  (imaging/stow.py). The answer is the Store Instances Response Module in DICOM JSON.
 
 A study is visible exactly when its case is (policy.visible_studies); anything else is 404,
-the same answer as "no such study". Bearer tokens need `cases:read`; a browser session works too.
+the same answer as "no such study". Bearer tokens need `cases:read` to search and retrieve and
+`cases:write` to store; a browser session (with MFA, and its CSRF token for a store) works too.
 """
 
 from __future__ import annotations
@@ -20,24 +25,32 @@ import io
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import pydicom
+from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import reverse
+from ninja.errors import HttpError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from casebridge.access import policy
 from casebridge.access.requests import principal_of
+from casebridge.access.roles import Perm
 from casebridge.api.auth import api_actor, problem
+from casebridge.api.cases import NUMBER, caller_access
 from casebridge.audit.api import record
-from casebridge.imaging import metadata
+from casebridge.cases import actions as case_actions
+from casebridge.cases.models import Case
+from casebridge.imaging import metadata, stow
 from casebridge.imaging.models import Instance, Series, Study
+from casebridge.kernel.multipart import MultipartError, MultipartReader, media_type_parameters
 from casebridge.vault import api as vault
 from casebridge.vault.http import stream_plaintext
 from casebridge.vault.models import ObjectVersion
@@ -411,6 +424,15 @@ def retrieve_series(request: HttpRequest, study_uid: str, series_uid: str) -> Ht
     return _instances_response(request, instances)
 
 
+def retrieve_study(request: HttpRequest, study_uid: str) -> HttpResponseBase:
+    study = _study(request, study_uid)
+    if study is None:
+        return _not_found()
+    instances = list(Instance.objects.filter(series__study=study).select_related("stored_object"))
+    _audit(request, "dicomweb.retrieved", study, what="instances", count=len(instances))
+    return _instances_response(request, instances)
+
+
 def retrieve_instance(request: HttpRequest, study_uid: str, series_uid: str, sop_uid: str) -> HttpResponseBase:
     instance = _instance(request, study_uid, series_uid, sop_uid)
     if instance is None:
@@ -547,6 +569,154 @@ def rendered_frame(
     return _rendered(request, instance, numbers[0])
 
 
+# --- STOW-RS --------------------------------------------------------------------------------
+CASE_NUMBER = re.compile(NUMBER)
+
+
+class StoreRefused(Exception):
+    def __init__(self, response: HttpResponseBase) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _store_destination(request: HttpRequest, number: str | None) -> tuple[policy.OrgAccess, Case | None]:
+    """Who stores, and into which case: the same doors as attaching an upload over the API
+    (api.cases.caller_access, policy.case_for, cases.actions.require_attach), asked before a
+    byte of the body is read. Outsiders get 404, the wrong role or token scope 403, a case that
+    takes no files now (sent, closed, the lab's access revoked) 409."""
+    try:
+        if number is None:
+            return caller_access(request, Perm.FILES_UPLOAD), None
+        if not CASE_NUMBER.match(number):
+            raise Http404("no such case")
+        access = caller_access(request)
+        case = policy.case_for(access, number)
+        case_actions.require_attach(access, case)
+        return access, case
+    except Http404:
+        where = "No such case." if number is not None else "No organization of yours to store into."
+        raise StoreRefused(problem(404, "Not Found", where)) from None
+    except policy.Forbidden as exc:
+        raise StoreRefused(
+            problem(
+                403,
+                "Forbidden",
+                f"Your role or token scope does not let you add files here ({exc}): a token needs cases:write.",
+            )
+        ) from None
+    except ValidationError as exc:
+        raise StoreRefused(problem(409, "Conflict", " ".join(exc.messages))) from None
+    except HttpError as exc:
+        raise StoreRefused(problem(exc.status_code, "Bad Request", str(exc))) from None
+
+
+def _boundary(request: HttpRequest) -> str:
+    media_type, parameters = media_type_parameters(request.META.get("CONTENT_TYPE", ""))
+    if media_type != "multipart/related" or parameters.get("type", stow.DICOM).lower() != stow.DICOM:
+        raise StoreRefused(
+            problem(415, "Unsupported Media Type", 'Send instances as multipart/related; type="application/dicom".')
+        )
+    boundary = parameters.get("boundary", "")
+    if not boundary:
+        raise StoreRefused(problem(400, "Bad Request", "The Content-Type has no boundary."))
+    return boundary
+
+
+def _body(request: HttpRequest) -> Callable[[int], bytes]:
+    """read(n) over the request body however it is framed: with a Content-Length through
+    Django, chunked straight from the server's de-chunking stream (Django reads such a body as
+    empty). Past DICOMWEB_STOW_MAX_BYTES it raises stow.BodyTooLarge."""
+    limit = settings.DICOMWEB_STOW_MAX_BYTES
+    if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        if not request.META.get("wsgi.input_terminated"):
+            raise StoreRefused(problem(411, "Length Required", "Send the body with a Content-Length."))
+        raw = request.META["wsgi.input"].read
+    else:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise StoreRefused(problem(400, "Bad Request", "Content-Length must be a number.")) from None
+        if length > limit:
+            raise StoreRefused(
+                problem(413, "Content Too Large", f"One request carries at most {limit} bytes; send fewer instances.")
+            )
+        raw = request.read
+    total = 0
+
+    def read(size: int) -> bytes:
+        nonlocal total
+        chunk: bytes = raw(size)
+        total += len(chunk)
+        if total > limit:
+            raise stow.BodyTooLarge
+        return chunk
+
+    return read
+
+
+def _store_response(request: HttpRequest, result: stow.StowResult, case: Case | None) -> HttpResponseBase:
+    stored, failed = result.stored, result.failed
+    if not result.parts:
+        return problem(400, "Bad Request", f"No instance could be read from the body: {result.stopped}.")
+    if result.body_too_large and not stored:
+        limit = settings.DICOMWEB_STOW_MAX_BYTES
+        return problem(413, "Content Too Large", f"One request carries at most {limit} bytes; send fewer instances.")
+
+    def url(name: str, *args: str) -> str | None:
+        # Only instances of a case can be retrieved over DICOMweb (once indexed, in the background).
+        return request.build_absolute_uri(reverse(name, args=args)) if case is not None else None
+
+    studies = {p.study_uid for p in stored}
+    answer: dict[str, Any] = {
+        "00081190": _attr("UR", url("dicomweb_study", *studies) if len(studies) == 1 else None),
+    }
+    if failed:
+        answer["00081198"] = {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00081150": _attr("UI", p.sop_class_uid),
+                    "00081155": _attr("UI", p.sop_instance_uid),
+                    "00081197": _attr("US", p.failure),
+                }
+                for p in failed
+            ],
+        }
+    if stored:
+        answer["00081199"] = {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00081150": _attr("UI", p.sop_class_uid),
+                    "00081155": _attr("UI", p.sop_instance_uid),
+                    "00081190": _attr("UR", url("dicomweb_instance", p.study_uid, p.series_uid, p.sop_instance_uid)),
+                }
+                for p in stored
+            ],
+        }
+    response = HttpResponse(
+        json.dumps(answer), content_type=DICOM_JSON, status=200 if not failed else 202 if stored else 409
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def store_instances(request: HttpRequest, study_uid: str | None = None, number: str | None = None) -> HttpResponseBase:
+    if study_uid is not None and not UID.match(study_uid):
+        return _not_found()
+    try:
+        access, case = _store_destination(request, number)
+        boundary = _boundary(request)
+        read = _body(request)
+        parts = MultipartReader(read, boundary)
+    except (StoreRefused, MultipartError) as exc:
+        if isinstance(exc, MultipartError):
+            return problem(400, "Bad Request", str(exc))
+        return exc.response
+    result = stow.store_instances(access, parts, case=case, study_uid=study_uid)
+    return _store_response(request, result, case)
+
+
 # --- wiring ---------------------------------------------------------------------------------
 def _view(handler: Any) -> Any:
     """GET only, a signed-in person or a token, bad queries as 400 problem documents."""
@@ -566,14 +736,47 @@ def _view(handler: Any) -> Any:
     return view
 
 
+def _store_view(handler: Any) -> Any:
+    """POST only (STOW-RS), a signed-in person or a token."""
+
+    @api_actor
+    def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method != "POST":
+            return problem(405, "Method Not Allowed", "Use POST to store instances.")
+        return handler(request, *args, **kwargs)
+
+    view.__name__ = handler.__name__
+    return view
+
+
+def _by_method(get: Any, post: Any) -> Any:
+    """One URL, QIDO/WADO on GET and STOW on POST (the standard's resources)."""
+    reading, storing = _view(get), _store_view(post)
+
+    @api_actor
+    def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        return (storing if request.method == "POST" else reading)(request, *args, **kwargs)
+
+    view.__name__ = f"{get.__name__}_or_{post.__name__}"
+    return view
+
+
+def store_case_instances(request: HttpRequest, number: str, study_uid: str | None = None) -> HttpResponseBase:
+    return store_instances(request, study_uid, number=number)
+
+
 def urlpatterns() -> list[Any]:
     from django.urls import path
 
     study = "studies/<str:study_uid>"
     series = f"{study}/series/<str:series_uid>"
     instance = f"{series}/instances/<str:sop_uid>"
+    case = "cases/<str:number>/studies"
     return [
-        path("studies", _view(search_studies), name="dicomweb_studies"),
+        path("studies", _by_method(search_studies, store_instances), name="dicomweb_studies"),
+        path(study, _by_method(retrieve_study, store_instances), name="dicomweb_study"),
+        path(case, _store_view(store_case_instances), name="dicomweb_case_studies"),
+        path(f"{case}/<str:study_uid>", _store_view(store_case_instances), name="dicomweb_case_study"),
         path(f"{study}/series", _view(search_series), name="dicomweb_series"),
         path(f"{series}", _view(retrieve_series), name="dicomweb_series_retrieve"),
         path(f"{series}/instances", _view(search_instances), name="dicomweb_instances"),

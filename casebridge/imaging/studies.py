@@ -114,12 +114,18 @@ def _index(job: IngestJob, header: InstanceHeader, stored: StoredObject) -> Any:
     return series.pk
 
 
-def _is_duplicate(job: IngestJob, header: InstanceHeader) -> bool:
+def already_indexed(case: Any, organization: Any, sop_instance_uid: str) -> bool:
+    """Whether the case's studies (those `organization` added) hold this instance: indexing it
+    again would be a duplicate. The ingest and STOW-RS (imaging/stow.py) ask the same question."""
     return Instance.objects.filter(
-        series__study__case=job.case,
-        series__study__organization=job.organization,
-        sop_instance_uid=header.sop_instance_uid,
+        series__study__case=case,
+        series__study__organization=organization,
+        sop_instance_uid=sop_instance_uid,
     ).exists()
+
+
+def _is_duplicate(job: IngestJob, header: InstanceHeader) -> bool:
+    return already_indexed(job.case, job.organization, header.sop_instance_uid)
 
 
 def _store(job: IngestJob, entry: _Entry, zipped: zipfile.ZipFile | None) -> StoredObject:
@@ -133,6 +139,24 @@ def _store(job: IngestJob, entry: _Entry, zipped: zipfile.ZipFile | None) -> Sto
     # Part of the case's study, not a loose upload of the person who sent the archive.
     StoredObject.objects.filter(pk=stored.pk).update(attached_at=timezone.now())
     return stored
+
+
+def _to_refresh(job: IngestJob, touched: set[Any]) -> list[Any]:
+    """The series whose metadata documents this job writes. A scanner's STOW-RS of a CBCT, or a
+    dropped folder, is one job per slice: each rewriting the document (every header of the
+    series) would cost the square of the slices. While more jobs of the case wait, none is
+    written; the last one writes every document of the case that covers fewer instances than
+    its series holds. (Two jobs finishing at once may both leave it: a stale document is built
+    on its first request instead, metadata.entries_for.)"""
+    if job.case_id is None:
+        return list(touched)
+    waiting = IngestJob.objects.filter(
+        case_id=job.case_id, state__in=[IngestState.QUEUED, IngestState.PROCESSING]
+    ).exclude(pk=job.pk)
+    if waiting.exists():
+        return []
+    stale = Series.objects.filter(study__case_id=job.case_id).exclude(metadata_instances=F("instance_count"))
+    return list(touched | set(stale.values_list("pk", flat=True)))
 
 
 def _progress(job: IngestJob, **fields: Any) -> None:
@@ -174,7 +198,7 @@ def run(job: IngestJob) -> IngestJob:
         if zipped is not None:
             zipped.close()
     failed = imported == 0 and duplicates == 0
-    metadata.refresh_after_ingest(list(touched))  # before "done": a viewer opened then finds it
+    metadata.refresh_after_ingest(_to_refresh(job, touched))  # before "done": a viewer opened then finds it
     _progress(
         job,
         state=IngestState.FAILED if failed else IngestState.DONE,

@@ -358,3 +358,42 @@ def seal_to_blob(
         kind = filetypes.detect(bytes(prefix), length)  # refused content never becomes a blob
         sink.write(pipeline.seal_last())
     return Sealed(ciphertext_size, hasher.hexdigest(), kind)
+
+
+class ContentTooLarge(ValueError):
+    """Content of unknown length went past the most the caller would take; nothing was kept."""
+
+
+@dataclass
+class SealedStream(Sealed):
+    size: int
+
+
+def seal_unsized_to_blob(
+    store: BlobStore, blob_name: str, dek: bytes, associated: bytes, source: Readinto, max_length: int
+) -> SealedStream:
+    """Encrypt whatever `source` holds, its length not known up front (a part of a multipart
+    body), into a new blob; refuses more than `max_length` bytes (ContentTooLarge).
+
+    A full segment waits for the next bytes before it is sealed, since only they tell whether it
+    is the last one (crypto.streaming.EncryptingWriter); so this runs on one thread, a segment
+    behind the source, where seal_to_blob knows the end in advance and overlaps the stages. The
+    blob is durable or absent when this returns or raises, as there."""
+    from casebridge.kernel.crypto.streaming import EncryptingWriter
+
+    hasher = hashlib.sha256()
+    prefix = bytearray()
+    received = 0
+    with mmap.mmap(-1, SEGMENT_SIZE) as block, memoryview(block) as view, store.open_writer(blob_name) as sink:
+        writer = EncryptingWriter(sink, dek, associated)
+        while got := source(view):
+            received += got
+            if received > max_length:
+                raise ContentTooLarge(f"more than {max_length} bytes")
+            if len(prefix) < filetypes.SNIFF_BYTES:
+                prefix += view[: min(got, filetypes.SNIFF_BYTES - len(prefix))]
+            hasher.update(view[:got])
+            writer.write(view[:got])
+        kind = filetypes.detect(bytes(prefix), received)  # refused content never becomes a blob
+        writer.close()
+    return SealedStream(writer.ciphertext_size, hasher.hexdigest(), kind, received)

@@ -20,7 +20,7 @@ from casebridge.accounts.models import ServiceAccount, User
 from casebridge.audit.api import record
 from casebridge.kernel.crypto.streaming import associated_data, decrypt_range
 from casebridge.kernel.filetypes import FILE_TYPES_BY_NAME, version_type_refusal
-from casebridge.kernel.pipeline import ChunkReader, seal_to_blob
+from casebridge.kernel.pipeline import ChunkReader, Readinto, seal_to_blob, seal_unsized_to_blob
 from casebridge.vault import keystore
 from casebridge.vault.config import blob_store
 from casebridge.vault.models import ObjectVersion, StoredObject
@@ -119,14 +119,38 @@ def seal_version(
     )
 
 
+def seal_new_unsized(*, organization_id: UUID, source: Readinto, max_length: int) -> PendingVersion:
+    """Encrypt content whose length is not known up front (a part of a multipart request body)
+    as version 1 of a new object, then scan it: as seal_version, for a source read to its end.
+
+    Raises kernel.pipeline.ContentTooLarge past `max_length` bytes and
+    kernel.filetypes.UnsupportedFileType for content of no accepted type; nothing is kept then."""
+    object_id = uuid4()
+    dek, wrapped, org_key_version = keystore.new_dek(organization_id, object_id, 1)
+    blob_name = f"objects/{object_id}/v1-{secrets.token_hex(6)}"
+    sealed = seal_unsized_to_blob(blob_store(), blob_name, dek, associated_data(object_id, 1), source, max_length)
+    return pending_version(
+        organization_id=organization_id,
+        object_id=object_id,
+        version=1,
+        blob_name=blob_name,
+        size=sealed.size,
+        ciphertext_size=sealed.ciphertext_size,
+        sha256=sealed.sha256,
+        file_type=sealed.file_type.name,
+        org_key_version=org_key_version,
+        wrapped_dek=wrapped,
+    )
+
+
 def discard(pending: PendingVersion) -> None:
     """Remove content that did not become a version (idempotent)."""
     blob_store().delete(pending.blob_name)
 
 
-def read_pending(pending: PendingVersion) -> Iterator[memoryview]:
-    """The plaintext of content not yet linked (to clean it before anyone sees it); segments
-    come from a reused buffer, as with read_version."""
+def read_pending(pending: PendingVersion, start: int = 0, end: int | None = None) -> Iterator[memoryview]:
+    """The plaintext of content not yet linked, [start, end) (to clean or check it before anyone
+    sees it); segments come from a reused buffer, as with read_version."""
     dek = keystore.content_dek(
         pending.organization_id, pending.org_key_version, pending.wrapped_dek, pending.object_id, pending.version
     )
@@ -136,6 +160,8 @@ def read_pending(pending: PendingVersion) -> Iterator[memoryview]:
         pending.ciphertext_size,
         dek,
         associated_data(pending.object_id, pending.version),
+        start,
+        end,
         reuse_buffer=True,
     )
 

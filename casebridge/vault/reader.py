@@ -1,5 +1,6 @@
-"""A stored version as a read-only, seekable file: for readers that need random access (a ZIP's
-central directory at the end, a DICOM header at the start) without writing plaintext anywhere.
+"""A stored version (or content sealed and not linked yet) as a read-only, seekable file: for
+readers that need random access (a ZIP's central directory at the end, a DICOM header at the
+start) without writing plaintext anywhere.
 Each read decrypts and authenticates only the segments it spans; the last one is kept, so
 sequential reads cost one decryption per segment."""
 
@@ -14,7 +15,7 @@ from casebridge.vault.models import ObjectVersion
 
 
 class VersionReader(io.RawIOBase):
-    def __init__(self, version: ObjectVersion) -> None:
+    def __init__(self, version: ObjectVersion | vault.PendingVersion) -> None:
         super().__init__()
         self._version = version
         self._size = version.size
@@ -26,7 +27,9 @@ class VersionReader(io.RawIOBase):
     @property
     def name(self) -> str:
         """What readers such as pydicom print for the file: its id, never an uploaded name."""
-        return f"vault:{self._version.stored_object_id}/v{self._version.version}"
+        version = self._version
+        object_id = version.object_id if isinstance(version, vault.PendingVersion) else version.stored_object_id
+        return f"vault:{object_id}/v{version.version}"
 
     def readable(self) -> bool:
         return True
@@ -47,7 +50,13 @@ class VersionReader(io.RawIOBase):
     def _load(self, index: int) -> None:
         start = DEFAULT_LAYOUT.plaintext_start(index)
         end = min(self._size, start + DEFAULT_LAYOUT.plaintext_capacity(index))
-        self._segment = b"".join(bytes(chunk) for chunk in vault.read_version(self._version, start, end))
+        version = self._version
+        chunks = (
+            vault.read_pending(version, start, end)
+            if isinstance(version, vault.PendingVersion)
+            else vault.read_version(version, start, end)
+        )
+        self._segment = b"".join(bytes(chunk) for chunk in chunks)
         self._segment_index, self._segment_start = index, start
 
     def readinto(self, buffer: Any) -> int:  # any writable buffer, as io.RawIOBase takes

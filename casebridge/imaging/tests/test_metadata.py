@@ -13,8 +13,8 @@ from django.test import Client
 
 from casebridge.accounts.actions import create_api_token
 from casebridge.core.testing import Personas
-from casebridge.imaging import metadata
-from casebridge.imaging.models import Series
+from casebridge.imaging import metadata, studies
+from casebridge.imaging.models import IngestJob, IngestState, Series
 from casebridge.imaging.synthetic import cbct_series
 from casebridge.imaging.tests.cases import attach, clinician_access, draft_case, zipped
 from casebridge.vault import api as vault
@@ -77,3 +77,24 @@ def test_a_document_that_does_not_cover_every_instance_is_not_used(
     series.refresh_from_db()
     assert metadata.load(series) is None
     assert len(metadata.entries_for(series)) == 3  # built from the instances instead
+
+
+def test_one_job_per_slice_writes_the_document_once_when_the_last_one_ends(
+    personas: Personas, vault_home: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    # A folder dropped, or a series sent over STOW-RS: each slice is its own file and ingest job.
+    access = clinician_access(personas)
+    case = draft_case(access)
+    with django_capture_on_commit_callbacks(execute=False):  # queued, as the worker finds them
+        for data in cbct_series("one per slice", slices=3, size=8):
+            attach(access, case, data, kind="cbct", label="cbct")
+    jobs = list(IngestJob.objects.filter(case=case).order_by("created_at"))
+    assert [j.state for j in jobs] == [IngestState.QUEUED] * 3
+    written = []
+    for job in jobs:
+        studies.run(job)
+        series = Series.objects.get(study__case=case)
+        written.append((series.instance_count, series.metadata_instances))
+    # No document while more slices wait; the last job writes one covering all of them.
+    assert written == [(1, 0), (2, 0), (3, 3)]
+    assert metadata.load(series) is not None

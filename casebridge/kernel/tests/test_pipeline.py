@@ -162,6 +162,33 @@ def test_seal_to_blob_leaves_nothing_behind_when_the_content_is_wrong(tmp_path: 
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no partial file either
 
 
+def _dicom(size: int) -> bytes:
+    """Content recognised as DICOM (the 'DICM' marker after the preamble) of exactly `size` bytes."""
+    return (bytes(128) + b"DICM\x02\x00" + os.urandom(size))[:size]
+
+
+@pytest.mark.parametrize("size", [200, FIRST, FIRST + 1, FIRST + FULL, FIRST + 2 * FULL + 999], ids=lambda n: f"{n}B")
+def test_content_of_unknown_length_seals_into_the_same_format(tmp_path: Path, size: int) -> None:
+    store = FileSystemStore(tmp_path)
+    data = _dicom(size)
+    sealed = pipeline.seal_unsized_to_blob(store, "objects/u", KEY, AAD, _odd_reads(data), max_length=size)
+    # The length was learnt at the end, yet the layout is the one a known length gives.
+    assert sealed.size == size and sealed.file_type.name == "dicom"
+    assert store.size("objects/u") == sealed.ciphertext_size == DEFAULT_LAYOUT.ciphertext_size(size)
+    assert sealed.sha256 == hashlib.sha256(data).hexdigest()
+    with open(store.path_for("objects/u"), "rb") as handle:
+        assert b"".join(bytes(s) for s in decrypt_stream(handle, KEY, AAD)) == data
+
+
+@pytest.mark.parametrize("given", ["too long", "refused"])
+def test_content_of_unknown_length_leaves_nothing_when_refused(tmp_path: Path, given: str) -> None:
+    store = FileSystemStore(tmp_path)
+    content = _dicom(FIRST + 10) if given == "too long" else os.urandom(FIRST + 10)
+    with pytest.raises((pipeline.ContentTooLarge, filetypes.UnsupportedFileType)):
+        pipeline.seal_unsized_to_blob(store, "objects/v", KEY, AAD, _odd_reads(content), max_length=FIRST)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
 def test_preallocation_reserves_blocks_without_changing_the_size(tmp_path: Path) -> None:
     path = tmp_path / "f"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
