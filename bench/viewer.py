@@ -68,10 +68,25 @@ def shell(home: Path, code: str) -> str:
 def upload_study(server: Server, home: Path, slug: str, files: list[bytes]) -> tuple[str, str, int]:
     """The CBCT as a stored ZIP, attached to a new draft of the demo practice, indexed; returns
     (case number, file id, ZIP size)."""
-    token = _cli(
-        home, "serviceaccount", "create", "--org", slug, "--name", "viewer-bench", "--role", "staff",
-        "--scope", "cases:read", "--scope", "cases:write",
-    ).strip().splitlines()[-1]  # fmt: skip
+    token = (
+        _cli(
+            home,
+            "serviceaccount",
+            "create",
+            "--org",
+            slug,
+            "--name",
+            "viewer-bench",
+            "--role",
+            "staff",
+            "--scope",
+            "cases:read",
+            "--scope",
+            "cases:write",
+        )
+        .strip()
+        .splitlines()[-1]
+    )
     ours = Ours(Server(server.proc, server.port, home, token, server.cert))
     archive = workdir("viewer-files") / "cbct.zip"
     out = io.BytesIO()
@@ -129,12 +144,18 @@ def main() -> int:
     server = start_casebridge(home, worker=True)
     try:
         email, password, secret = demo_clinician(home)
-        slug = shell(home, "from casebridge.orgs.models import Membership as M; "
-                     f"print(M.objects.get(user__email='{email}').organization.slug)")  # fmt: skip
+        slug = shell(
+            home,
+            "from casebridge.orgs.models import Membership as M; "
+            f"print(M.objects.get(user__email='{email}').organization.slug)",
+        )
         files = cbct_series(f"viewer-{time.time_ns()}", slices=args.slices, size=args.size)
         number, _file_id, size = upload_study(server, home, slug, files)
-        series_id = shell(home, "from casebridge.imaging.models import Series as S; "
-                          f"print(S.objects.get(study__case__number='{number}').pk)")  # fmt: skip
+        series_id = shell(
+            home,
+            "from casebridge.imaging.models import Series as S; "
+            f"print(S.objects.get(study__case__number='{number}').pk)",
+        )
         viewer_url = f"{server.base}/o/{slug}/cases/{number}/imaging/{series_id}/"
         first, load = Series("first slice ms", []), Series("volume MB/s", [])
         with sync_playwright() as pw:

@@ -45,11 +45,17 @@ def render_certificate(certificate: DestructionCertificate, signature_ok: bool) 
     pdf.set_font("Courier", size=7)
     for item in body["destroyed"]:
         where = f"case {item['case']}" if item["case"] else "upload never attached"
-        pdf.multi_cell(0, 3.6, f"{item['file']}  {where}  kept since {item['retained_since'][:10]}", new_x="LMARGIN",
-                       new_y="NEXT")  # fmt: skip
+        pdf.multi_cell(
+            0, 3.6, f"{item['file']}  {where}  kept since {item['retained_since'][:10]}", new_x="LMARGIN", new_y="NEXT"
+        )
         for version in item["versions"]:
-            pdf.multi_cell(0, 3.6, f"    v{version['version']}  {version['size']} bytes  sha256 {version['sha256']}",
-                           new_x="LMARGIN", new_y="NEXT")  # fmt: skip
+            pdf.multi_cell(
+                0,
+                3.6,
+                f"    v{version['version']}  {version['size']} bytes  sha256 {version['sha256']}",
+                new_x="LMARGIN",
+                new_y="NEXT",
+            )
     pdf.ln(3)
     pdf.set_font("Helvetica", size=7)
     pdf.multi_cell(0, 3.5, f"Signature: {certificate.signature}", new_x="LMARGIN", new_y="NEXT")

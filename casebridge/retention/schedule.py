@@ -47,9 +47,16 @@ def run_due() -> None:
         _start(["backup", "create", destination])
     elif restore_tests_configured() and due(RunKind.RESTORE_TEST, settings.RESTORE_TEST_EVERY_HOURS):
         _start(
-            ["backup", "verify", destination, "--keys", settings.BACKUP_KEYS_FILE,
-             "--passphrase-file", settings.BACKUP_KEYS_PASSPHRASE_FILE]
-        )  # fmt: skip
+            [
+                "backup",
+                "verify",
+                destination,
+                "--keys",
+                settings.BACKUP_KEYS_FILE,
+                "--passphrase-file",
+                settings.BACKUP_KEYS_PASSPHRASE_FILE,
+            ]
+        )
 
 
 def _start(args: list[str]) -> None:

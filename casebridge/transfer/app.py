@@ -102,9 +102,14 @@ class TransferApp:
             return store.read_range(ticket.blob, lo, hi)
 
         segments = decrypt_range(
-            read_range, ticket.ciphertext_size, ticket.dek, ticket.associated, ticket.start, ticket.end,
+            read_range,
+            ticket.ciphertext_size,
+            ticket.dek,
+            ticket.associated,
+            ticket.start,
+            ticket.end,
             reuse_buffer=True,
-        )  # fmt: skip
+        )
         return _bytes(segments, remote)
 
     def _archive(self, ticket: ArchiveTicket, start_response: StartResponse) -> Iterable[bytes]:

@@ -65,9 +65,12 @@ def world(transactional_db: None, vault_home: Path) -> World:
     Case.objects.filter(pk=case.pk).update(status=Status.SUBMITTED)  # as if sent: shareable, the lab sees it
     case.refresh_from_db()
     share_actions.create_link(
-        clinician, case, attachments=list(case.attachments.all()), recipient_email="patient@example.com",
+        clinician,
+        case,
+        attachments=list(case.attachments.all()),
+        recipient_email="patient@example.com",
         purpose="Second opinion requested by the patient",
-    )  # fmt: skip
+    )
     token = re.search(r"/s/([^/\s]+)/", mail.outbox[-1].body)
     assert token is not None
     return World(p, case, token.group(1))

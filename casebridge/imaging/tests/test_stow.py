@@ -17,6 +17,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 from django.conf import settings
 from django.test import Client
+from pytest_django.fixtures import Settings
 
 from casebridge.access.policy import resolve
 from casebridge.accounts.actions import create_api_token
@@ -215,11 +216,9 @@ def test_without_a_case_the_instances_become_the_senders_own_uploads(live_server
     assert Instance.objects.filter(series__study__case=case).count() == 2
 
 
-def test_limits_refuse_what_is_past_them(
-    live_server: Any, personas: Personas, case: Case, settings: pytest.FixtureRequest
-) -> None:
+def test_limits_refuse_what_is_past_them(live_server: Any, personas: Personas, case: Case, settings: Settings) -> None:
     raw = _clinician_token(personas)
-    settings.DICOMWEB_STOW_MAX_INSTANCES = 2  # type: ignore[attr-defined]
+    settings.DICOMWEB_STOW_MAX_INSTANCES = 2
     datasets = _datasets("stow-limits", slices=3)
     body = _body(*(_part(_encoded(d)) for d in datasets))
 
@@ -229,7 +228,7 @@ def test_limits_refuse_what_is_past_them(
     answer = _answer(response)
     assert len(answer.ReferencedSOPSequence) == 2
     assert [i.FailureReason for i in answer.FailedSOPSequence] == [OUT_OF_RESOURCES]
-    settings.DICOMWEB_STOW_MAX_BYTES = len(body) - 1  # type: ignore[attr-defined]
+    settings.DICOMWEB_STOW_MAX_BYTES = len(body) - 1
     too_large = _post(live_server, f"/dicomweb/cases/{case.number}/studies", raw, body)
     assert too_large.status_code == 413
     assert Attachment.objects.filter(case=case).count() == 2

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django.fixtures import Settings
 
 from casebridge.core.testing import Personas, signed_in_client
 from casebridge.retention import schedule
@@ -19,18 +20,33 @@ pytestmark = pytest.mark.django_db
 def _runs() -> None:
     now = timezone.now()
     BackupRun.objects.create(
-        kind=RunKind.BACKUP, destination="/mnt/b", set_id="20261203T010000Z-aaaaaa",
-        started_at=now - timedelta(hours=5), finished_at=now - timedelta(hours=5), ok=True, files=48,
-    )  # fmt: skip
+        kind=RunKind.BACKUP,
+        destination="/mnt/b",
+        set_id="20261203T010000Z-aaaaaa",
+        started_at=now - timedelta(hours=5),
+        finished_at=now - timedelta(hours=5),
+        ok=True,
+        files=48,
+    )
     BackupRun.objects.create(
-        kind=RunKind.RESTORE_TEST, destination="/mnt/b", set_id="20261203T010000Z-aaaaaa",
-        started_at=now - timedelta(hours=4), finished_at=now - timedelta(hours=4), ok=True, files=48,
-        rto_seconds=93.4, rpo_seconds=3600,
-    )  # fmt: skip
+        kind=RunKind.RESTORE_TEST,
+        destination="/mnt/b",
+        set_id="20261203T010000Z-aaaaaa",
+        started_at=now - timedelta(hours=4),
+        finished_at=now - timedelta(hours=4),
+        ok=True,
+        files=48,
+        rto_seconds=93.4,
+        rpo_seconds=3600,
+    )
     BackupRun.objects.create(
-        kind=RunKind.RESTORE_TEST, destination="/mnt/b", started_at=now - timedelta(hours=1),
-        finished_at=now - timedelta(hours=1), ok=False, problem="1 file(s) missing from the backup",
-    )  # fmt: skip
+        kind=RunKind.RESTORE_TEST,
+        destination="/mnt/b",
+        started_at=now - timedelta(hours=1),
+        finished_at=now - timedelta(hours=1),
+        ok=False,
+        problem="1 file(s) missing from the backup",
+    )
 
 
 @pytest.mark.parametrize("role", ["owner", "compliance_officer"])
@@ -66,13 +82,23 @@ def test_with_no_backup_the_page_says_so_and_what_to_do(personas: Personas) -> N
 def test_a_backup_is_due_when_the_last_good_one_is_older_than_its_interval_and_retried_hourly() -> None:
     now = timezone.now()
     assert schedule.due(RunKind.BACKUP, 24)  # never ran
-    good = BackupRun.objects.create(kind=RunKind.BACKUP, destination="d", started_at=now - timedelta(hours=2),
-                                    finished_at=now - timedelta(hours=2), ok=True)  # fmt: skip
+    good = BackupRun.objects.create(
+        kind=RunKind.BACKUP,
+        destination="d",
+        started_at=now - timedelta(hours=2),
+        finished_at=now - timedelta(hours=2),
+        ok=True,
+    )
     assert not schedule.due(RunKind.BACKUP, 24)
     BackupRun.objects.filter(pk=good.pk).update(started_at=now - timedelta(hours=25))
     assert schedule.due(RunKind.BACKUP, 24)
-    failed = BackupRun.objects.create(kind=RunKind.BACKUP, destination="d", started_at=now - timedelta(minutes=5),
-                                      finished_at=now - timedelta(minutes=4), ok=False)  # fmt: skip
+    failed = BackupRun.objects.create(
+        kind=RunKind.BACKUP,
+        destination="d",
+        started_at=now - timedelta(minutes=5),
+        finished_at=now - timedelta(minutes=4),
+        ok=False,
+    )
     assert not schedule.due(RunKind.BACKUP, 24)  # a failure is retried after an hour, not every tick
     BackupRun.objects.filter(pk=failed.pk).update(finished_at=now - timedelta(hours=2))
     assert schedule.due(RunKind.BACKUP, 24)
@@ -80,12 +106,12 @@ def test_a_backup_is_due_when_the_last_good_one_is_older_than_its_interval_and_r
     assert not schedule.due(RunKind.BACKUP, 24)  # one is running
 
 
-def test_nothing_is_scheduled_without_a_destination(settings: pytest.FixtureRequest, monkeypatch) -> None:
+def test_nothing_is_scheduled_without_a_destination(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[list[str]] = []
     monkeypatch.setattr(schedule, "_start", started.append)
-    settings.BACKUP_DESTINATION = ""  # type: ignore[attr-defined]
+    settings.BACKUP_DESTINATION = ""
     schedule.run_due()
     assert started == []
-    settings.BACKUP_DESTINATION = "/mnt/backups"  # type: ignore[attr-defined]
+    settings.BACKUP_DESTINATION = "/mnt/backups"
     schedule.run_due()
     assert started == [["backup", "create", "/mnt/backups"]]

@@ -199,10 +199,25 @@ class Command(BaseCommand):
         clock = time.monotonic()
         try:
             done = subprocess.run(  # noqa: S603 - our interpreter and command; the paths were given to us
-                [sys.executable, "-m", "casebridge.cli", "backup", "restore", str(src),
-                 "--keys", str(Path(options["keys"]).resolve()), "--set", chosen.manifest["set"], "--json"],
-                env=env, capture_output=True, text=True, check=False, timeout=72 * 3600,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "casebridge.cli",
+                    "backup",
+                    "restore",
+                    str(src),
+                    "--keys",
+                    str(Path(options["keys"]).resolve()),
+                    "--set",
+                    chosen.manifest["set"],
+                    "--json",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=72 * 3600,
+            )
         finally:
             rto = time.monotonic() - clock
             shutil.rmtree(scratch, ignore_errors=True)
