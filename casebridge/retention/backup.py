@@ -302,7 +302,8 @@ class SetOnDisk:
 def open_set(src: Path, keys: ExportedKeys, set_id: str | None = None) -> SetOnDisk:
     """The set (the newest by default) after checking its manifest's signature against the keys."""
     from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from casebridge.vault.keyring import Keyring, KeyringError
 
     available = sets(src)
     if not available:
@@ -316,10 +317,10 @@ def open_set(src: Path, keys: ExportedKeys, set_id: str | None = None) -> SetOnD
         signature = json.loads((path / "manifest.sig.json").read_text())
     except (OSError, ValueError) as exc:
         raise BackupError(f"set {chosen} has no readable manifest: {exc}") from exc
-    public = {
-        entry["id"]: Ed25519PrivateKey.from_private_bytes(_unb64(entry["private"])).public_key()
-        for entry in keys.keyring.get("signing", [])
-    }
+    try:
+        public = Keyring(Path("exported keys"), keys.keyring).verification_keys()
+    except KeyringError as exc:
+        raise BackupError(f"the key export holds no usable keyring: {exc}") from exc
     key = public.get(signature.get("key_id"))
     if key is None:
         raise BackupError(f"set {chosen} was signed with a key these exported keys do not hold: wrong key file?")
@@ -331,12 +332,6 @@ def open_set(src: Path, keys: ExportedKeys, set_id: str | None = None) -> SetOnD
     if manifest.get("format") != FORMAT:
         raise BackupError(f"set {chosen} is in format {manifest.get('format')!r}, not {FORMAT}")
     return SetOnDisk(path, manifest)
-
-
-def _unb64(text: str) -> bytes:
-    import base64
-
-    return base64.b64decode(text)
 
 
 # --- restoring ------------------------------------------------------------------------------
@@ -532,8 +527,9 @@ def prove(report: RestoreReport, progress: Progress = _quiet) -> None:
     report.audit_ok, report.audit_problem = chain.ok, chain.problem
 
 
-def restore(src: Path, keys: ExportedKeys, *, set_id: str | None = None, force: bool = False,
-            progress: Progress = _quiet) -> RestoreReport:  # fmt: skip
+def restore(
+    src: Path, keys: ExportedKeys, *, set_id: str | None = None, force: bool = False, progress: Progress = _quiet
+) -> RestoreReport:
     """Bring back the set into this (empty) installation and prove it; see the module docstring."""
     from django.core.management import call_command
 

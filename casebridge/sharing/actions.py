@@ -371,28 +371,23 @@ def _check(link: ExternalLink, code: str) -> CodeRejected | None:
 def count_archive_download(link: ExternalLink, attachments: list[Attachment]) -> None:
     """Take one download from the link's allowance for an archive of every shared file (one
     request, one download), recording which files it held; refused like a single download."""
-    with transaction.atomic():
-        locked = _locked(link)
-        reason = dead_reason(locked)
-        if reason is None:
-            locked.downloads_used += 1
-            locked.save(update_fields=["downloads_used"])
-            _audit_recipient(
-                "share.files.downloaded",
-                locked,
-                files=[str(a.stored_object_id) for a in attachments],
-                download=locked.downloads_used,
-                max_downloads=locked.max_downloads,
-            )
-            link.downloads_used = locked.downloads_used
-            return
-        _audit_recipient("share.link.refused", locked, Outcome.DENIED, reason=reason, during="download")
-    raise LinkUnavailable(reason)
+    _take_download(link, "share.files.downloaded", files=[str(a.stored_object_id) for a in attachments])
 
 
 def count_download(link: ExternalLink, attachment: Attachment, byte_range: tuple[int, int] | None) -> None:
     """Take one download from the link's allowance before a byte is sent; every request that
     sends content counts, ranged resumes included, so the allowance is a hard ceiling."""
+    _take_download(
+        link,
+        "share.file.downloaded",
+        file=str(attachment.stored_object_id),
+        range=list(byte_range) if byte_range else None,
+    )
+
+
+def _take_download(link: ExternalLink, action: str, **details: Any) -> None:
+    """One download off the allowance under the link's row lock, audited as `action`; a dead link
+    (expired, revoked, used up, its case closed) is refused and audited instead."""
     with transaction.atomic():
         locked = _locked(link)
         reason = dead_reason(locked)
@@ -400,12 +395,7 @@ def count_download(link: ExternalLink, attachment: Attachment, byte_range: tuple
             locked.downloads_used += 1
             locked.save(update_fields=["downloads_used"])
             _audit_recipient(
-                "share.file.downloaded",
-                locked,
-                file=str(attachment.stored_object_id),
-                range=list(byte_range) if byte_range else None,
-                download=locked.downloads_used,
-                max_downloads=locked.max_downloads,
+                action, locked, **details, download=locked.downloads_used, max_downloads=locked.max_downloads
             )
             link.downloads_used = locked.downloads_used
             return
