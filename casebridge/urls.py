@@ -57,6 +57,7 @@ org_patterns = [
     path("cases/<str:number>/files/", case_views.case_files, name="case_files"),
     path("cases/<str:number>/slip.pdf", case_slip.case_slip, name="case_slip"),
     path("cases/<str:number>/files/attach/", case_views.case_attach, name="case_attach"),
+    path("cases/<str:number>/imaging-orders/", case_views.case_imaging_order, name="case_imaging_order"),
     path("cases/<str:number>/scans/", imaging_views.scan_viewer, name="scan_viewer"),
     path("cases/<str:number>/imaging/<uuid:series_id>/", imaging_views.study_viewer, name="study_viewer"),
     path("cases/<str:number>/share/", share_views.case_share, name="case_share"),

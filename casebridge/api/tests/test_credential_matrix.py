@@ -33,13 +33,24 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
+from casebridge.access.policy import resolve
 from casebridge.accounts.actions import create_api_token
 from casebridge.accounts.models import ServiceAccount, User
 from casebridge.api.tests.conftest import World, draft_body, ready_case
-from casebridge.core.testing import add_member, make_org, signed_in_client
+from casebridge.core.testing import add_member, make_org, make_user, signed_in_client
 from casebridge.imaging.synthetic import dicom_image
 from casebridge.kernel.tickets import internal_key
-from casebridge.orgs.models import Connection, EmergencyAccess, Invitation, Membership
+from casebridge.orgs import actions as org_actions
+from casebridge.orgs.models import (
+    AgreementBasis,
+    Connection,
+    EmergencyAccess,
+    Invitation,
+    Membership,
+    Organization,
+    OrgKind,
+)
+from casebridge.vault import api as vault
 from casebridge.vault.tests.samples import binary_stl
 
 pytestmark = pytest.mark.django_db
@@ -78,6 +89,10 @@ class Ctx:
     def lab(self) -> str:
         return self.world.lab.slug
 
+    @property
+    def center(self) -> str:
+        return CENTER_SLUG
+
 
 # The case's life, step by step: (stage reached, side acting, operation, body).
 LIFE: list[tuple[str, str, str, dict[str, Any]]] = [
@@ -97,6 +112,52 @@ LIFE: list[tuple[str, str, str, dict[str, Any]]] = [
 ]
 
 
+# An imaging center connected to the practice, and the stages of an imaging order on a draft.
+CENTER_SLUG = "matrix-imaging"
+IMAGING_STAGES = ("imaging_sent", "imaging_received", "imaging_studied")
+REPORT_PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+ORDER_BODY = {"center": CENTER_SLUG, "modality": "cbct", "region": "mandible", "clinical_question": "bone at 36"}
+
+
+def _center(world: World) -> tuple[User, Organization]:
+    """The imaging center and its radiographer, made and connected under a BAA on first use."""
+    center = Organization.objects.filter(slug=CENTER_SLUG).first()
+    if center is None:
+        center = make_org("Matrix Imaging", OrgKind.IMAGING, slug=CENTER_SLUG)
+        add_member(center, make_user("radiographer@matrix-imaging.test"), "staff")  # a technologist
+        center_owner = make_user("owner@matrix-imaging.test")
+        add_member(center, center_owner, "owner")
+        owner = resolve(world.personas.members["owner"], world.practice)
+        assert owner is not None
+        connection = org_actions.request_connection(
+            owner, other_slug=CENTER_SLUG, basis=AgreementBasis.BAA, baa_signed_on=timezone.now().date()
+        )
+        accepting = resolve(center_owner, center)
+        assert accepting is not None
+        org_actions.accept_connection(accepting, connection)
+    return User.objects.get(email="radiographer@matrix-imaging.test"), center
+
+
+def _order_at(world: World, ctx: Ctx, stage: str) -> None:
+    user, center = _center(world)
+    ordered = world.api("owner").post(f"cases/{ctx.number}/imaging-orders", ORDER_BODY)
+    assert ordered.status_code == 201, ordered.content
+    ctx.ids["order"] = ordered.json()["id"]
+    if stage == "imaging_sent":
+        return
+    api = _token_client(world, user, center, ALL_SCOPES)
+    confirmed = api.post(f"/api/v1/cases/{ctx.number}/imaging-orders/{ctx.ids['order']}/receive")
+    assert confirmed.status_code == 200, confirmed.content
+    if stage == "imaging_studied":  # the center added its report: it may deliver
+        report = vault.put_stream(organization=center, actor=user, chunks=[REPORT_PDF], length=len(REPORT_PDF))
+        added = api.post(
+            f"/api/v1/cases/{ctx.number}/attachments",
+            json.dumps({"file_id": str(report.stored_object.pk), "kind": "report"}),
+            content_type="application/json",
+        )
+        assert added.status_code == 201, added.content
+
+
 def _world_at(world: World, stage: str | None) -> Ctx:
     ctx = Ctx(world)
     owner = world.api("owner")
@@ -111,8 +172,10 @@ def _world_at(world: World, stage: str | None) -> Ctx:
     ctx.number = ready_case(world)  # by a clinician, with their uploads
     ctx.attached_file = owner.get(f"cases/{ctx.number}/attachments").json()[0]["file_id"]
     lab = world.api("technician")
+    if stage in IMAGING_STAGES:
+        _order_at(world, ctx, stage)
     for reached, side, operation, body in LIFE:
-        if stage == "draft":
+        if stage == "draft" or stage in IMAGING_STAGES:
             break
         api = owner if side == "practice" else lab
         if operation == "attachments":
@@ -161,7 +224,16 @@ def _case(suffix: str = "") -> Callable[[Ctx], str]:
 
 
 def _org(suffix: str, side: str = "practice") -> Callable[[Ctx], str]:
-    return lambda ctx: f"/o/{ctx.practice if side == 'practice' else ctx.lab}/{suffix.format(ctx=ctx)}"
+    slug: Callable[[Ctx], str] = {
+        "practice": lambda ctx: ctx.practice,
+        "lab": lambda ctx: ctx.lab,
+        "imaging": lambda ctx: ctx.center,
+    }[side]
+    return lambda ctx: f"/o/{slug(ctx)}/{suffix.format(ctx=ctx)}"
+
+
+def _order(suffix: str) -> Callable[[Ctx], str]:
+    return lambda ctx: f"/api/v1/cases/{ctx.number}/imaging-orders/{ctx.ids['order']}/{suffix}"
 
 
 def _stow_headers(ctx: Ctx) -> dict[str, str]:
@@ -325,6 +397,31 @@ OPERATIONS: list[Op] = [
         headers=_stow_headers,
         creates=True,
     ),
+    # imaging orders: the practice orders, the imaging center confirms and delivers
+    Op("create_order", "POST", _case("/imaging-orders"), "draft", body=lambda ctx: ORDER_BODY, ok=(201,)),
+    Op("receive_order", "POST", _order("receive"), "imaging_sent", side="imaging"),
+    Op("deliver_order", "POST", _order("deliver"), "imaging_studied", side="imaging"),
+    Op("cancel_order", "POST", _order("cancel"), "imaging_received", body=lambda ctx: {"reason": "done elsewhere"}),
+    Op("revoke_access", "POST", _order("revoke-access"), "imaging_received"),
+    Op(
+        "case_imaging_order",
+        "POST",
+        _org("cases/{ctx.number}/imaging-orders/"),
+        "draft",
+        kind="web",
+        body=lambda ctx: {f"imaging-{k}": v for k, v in ORDER_BODY.items()},
+        ok=(302,),
+    ),
+    Op(
+        "case_action",
+        "POST",
+        _org("cases/{ctx.number}/action/", "imaging"),
+        "imaging_sent",
+        kind="web",
+        side="imaging",
+        body=lambda ctx: {"operation": "imaging_receive", "order": ctx.ids["order"]},
+        ok=(302,),
+    ),
     # the organization's pages (a person signed in with MFA; tokens are never let in)
     Op(
         "invite",
@@ -454,6 +551,8 @@ NOT_IN_THE_MATRIX = {
     "api_docs": "public page",
     "api-root": "public index",
     "list_cases": "read-only",
+    "list_orders": "read-only: api/tests/test_imaging_orders_api.py",
+    "case_orders": "read-only: api/tests/test_imaging_orders_api.py",
     "retrieve_case": "read-only",
     "list_attachments": "read-only",
     "download_all": "read-only (api/tests/test_download_all.py: other organization, scope, revoked lab)",
@@ -486,11 +585,12 @@ NOT_IN_THE_MATRIX = {
 
 
 def _prepare(world: World, op: Op) -> Ctx:
+    _center(world)  # every row's world has the practice's imaging center too
     ctx = _world_at(world, op.stage)
     owner = world.personas.members["owner"]
     staff = Membership.objects.get(organization=world.practice, user=world.personas.members["staff"])
     ctx.ids["staff"] = str(staff.pk)
-    ctx.ids["connection"] = str(Connection.objects.get(requester=world.practice).pk)
+    ctx.ids["connection"] = str(Connection.objects.get(requester=world.practice, recipient=world.lab).pk)
     ctx.ids["invitation"] = str(
         Invitation.objects.create(
             organization=world.practice,
@@ -516,6 +616,8 @@ def _prepare(world: World, op: Op) -> Ctx:
 
 # --- credentials ----------------------------------------------------------------------------
 def _actor(world: World, op: Op) -> tuple[User, Any]:
+    if op.side == "imaging":
+        return _center(world)
     if op.side == "lab":
         return world.technician, world.lab
     return world.personas.members["owner"], world.practice
@@ -565,7 +667,13 @@ def _deactivated_member(world: World, op: Op, ctx: Ctx) -> Client:
 
 
 def _revoked_lab(world: World, op: Op, ctx: Ctx) -> Client:
-    """The lab, with a full token, after the practice revoked its access to the case."""
+    """The lab, with a full token, after the practice revoked its access to the case (for an
+    imaging center's operation: the center, after the practice revoked the order's access)."""
+    if op.side == "imaging":
+        response = world.api("owner").post(f"cases/{ctx.number}/imaging-orders/{ctx.ids['order']}/revoke-access")
+        assert response.status_code == 200, response.content
+        user, center = _center(world)
+        return _token_client(world, user, center, ALL_SCOPES)
     if ctx.number:
         response = world.api("owner").post(f"cases/{ctx.number}/revoke-lab-access")
         assert response.status_code in (200, 422), response.content  # 422: a draft was never the lab's
@@ -598,6 +706,7 @@ WATCHED = [
     "cases.Attachment",
     "cases.Message",
     "cases.CaseEvent",
+    "cases.ImagingOrder",
     "vault.StoredObject",
     "vault.ObjectVersion",
     "vault.Upload",
@@ -706,6 +815,7 @@ READ_ONLY_POSTS = {("POST", "/api/v1/cases/search")}
 def test_every_state_changing_api_operation_has_a_row(client: Client) -> None:
     document = client.get("/api/v1/openapi.json").json()
     placeholder = Ctx(world=cast(World, None), number="CB-1", attached_file="f1", own_file="f2", upload="u1", link="l1")
+    placeholder.ids["order"] = "o1"
     rows = {(op.method, op.path(placeholder)) for op in OPERATIONS if op.kind != "web"}
     missing = []
     for route, item in document["paths"].items():
