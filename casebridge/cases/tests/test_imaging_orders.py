@@ -403,3 +403,7 @@ def test_the_center_lists_its_cases_on_the_case_list(personas: Personas, center:
     assert order.case.number in body and "Sent to the imaging center" in body and "Smile Dental" in body
     waiting = client.get(reverse("case_list", args=[center.org.slug]) + "?view=waiting")
     assert order.case.number in waiting.content.decode()  # a new order waits on the center
+    home = client.get(reverse("org_home", args=[center.org.slug]))
+    assert home.status_code == 200 and order.case.number in home.content.decode()
+    files = client.get(reverse("files", args=[center.org.slug]))
+    assert files.status_code == 200
