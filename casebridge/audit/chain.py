@@ -16,13 +16,14 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidSignature
 from django.db import connection, transaction
 from django.db.models import Subquery
 from django.db.models.functions import Now
 
+from casebridge.audit import merkle
 from casebridge.audit.models import RECORDED_COLUMNS, Checkpoint, Event, PendingSeal, Seal
 from casebridge.vault.keyring import get_keyring
 
@@ -156,14 +157,35 @@ def _seal_passes(blocking: bool, batch: int, *, lock_each_pass: bool) -> int:
             return total
 
 
+def leaf_hashes(after: int, upto: int) -> Iterator[bytes]:
+    """The Merkle leaf hashes of sealed events after..upto: each event's canonical form."""
+    seals = Seal.objects.filter(seq__gt=after, seq__lte=upto).select_related("event").order_by("seq")
+    for seal in seals.iterator(chunk_size=2000):
+        yield merkle.leaf_hash(canonical(seal.event, seal.seq))
+
+
+def frontier_at(seq: int) -> merkle.Frontier:
+    """The Merkle tree over events 1..seq: from the last checkpoint at or before `seq` that kept
+    its frontier, plus the events sealed since (the whole log only once, after an upgrade)."""
+    start = Checkpoint.objects.filter(seq__lte=seq, frontier__isnull=False).order_by("-seq").values("frontier").first()
+    frontier = merkle.Frontier.from_json(cast(dict[str, object], start["frontier"])) if start else merkle.Frontier()
+    for leaf in leaf_hashes(frontier.size, seq):
+        frontier.append(leaf)
+    return frontier
+
+
 def _write_checkpoint(seq: int, chain_hash: str) -> Checkpoint:
     key = get_keyring().signing_key()
-    signature = key.private.sign(_checkpoint_message(seq, chain_hash))
+    frontier = frontier_at(seq)
+    tree_root = frontier.root().hex()
+    signature = key.private.sign(checkpoint_message(seq, chain_hash, tree_root))
     return Checkpoint.objects.create(
         seq=seq,
         hash=chain_hash,
         key_id=key.key_id,
         signature=base64.b64encode(signature).decode(),
+        tree_root=tree_root,
+        frontier=frontier.to_json(),
     )
 
 
@@ -178,8 +200,12 @@ def checkpoint_now() -> Checkpoint | None:
         return _write_checkpoint(*head)
 
 
-def _checkpoint_message(seq: int, chain_hash: str) -> bytes:
-    return f"casebridge-audit-checkpoint:{seq}:{chain_hash}".encode()
+def checkpoint_message(seq: int, chain_hash: str, tree_root: str | None = None) -> bytes:
+    """What a checkpoint's key signs. Since the Merkle tree: the chain head and the tree head
+    (size = seq, root); before it, the chain head alone (still verified as such)."""
+    if tree_root is None:
+        return f"casebridge-audit-checkpoint:{seq}:{chain_hash}".encode()
+    return f"casebridge-audit-checkpoint:v2:{seq}:{chain_hash}:{seq}:{tree_root}".encode()
 
 
 @dataclass
@@ -209,6 +235,7 @@ def verify() -> VerifyResult:
     keys = get_keyring().verification_keys()
     prev, expected_seq, checked = GENESIS, 1, 0
     seen_events: set[int] = set()
+    tree = merkle.Frontier()
 
     def fail(problem: str, seq: int | None, event_id: int | None) -> VerifyResult:
         return VerifyResult(False, checked, expected_seq - 1, prev, 0, problem, seq, event_id)
@@ -224,7 +251,9 @@ def verify() -> VerifyResult:
             return fail(f"#{seq} points to an event that no longer exists", seq, None)
         if event.pk in seen_events:
             return fail(f"#{seq} repeats event {event.pk}", seq, event.pk)
-        recomputed = link(prev, event, seq)
+        form = canonical(event, seq)
+        recomputed = hashlib.sha256(bytes.fromhex(prev) + form).hexdigest()
+        tree.append(merkle.leaf_hash(form))
         if recomputed != stored_hash:
             return fail(
                 f"#{seq} (event {event.pk}) does not match its hash: edited, inserted or reordered",
@@ -234,6 +263,8 @@ def verify() -> VerifyResult:
         checkpoint = checkpoints.get(seq)
         if checkpoint is not None:
             problem = _check_checkpoint(checkpoint, stored_hash, keys)
+            if not problem and checkpoint.tree_root and checkpoint.tree_root != tree.root().hex():
+                problem = f"checkpoint #{seq} signed a different Merkle tree: history rewritten"
             if problem:
                 return fail(problem, seq, event.pk)
         seen_events.add(event.pk)
@@ -277,7 +308,7 @@ def _check_checkpoint(checkpoint: Checkpoint, chain_hash: str, keys: dict) -> st
     try:
         key.verify(
             base64.b64decode(checkpoint.signature),
-            _checkpoint_message(checkpoint.seq, checkpoint.hash),
+            checkpoint_message(checkpoint.seq, checkpoint.hash, checkpoint.tree_root or None),
         )
     except (InvalidSignature, ValueError):
         return f"checkpoint #{checkpoint.seq} has an invalid signature"

@@ -104,13 +104,19 @@ class Seal(models.Model):
 
 
 class Checkpoint(models.Model):
-    """A signed statement "the chain had this hash at this sequence number"."""
+    """A signed statement "the chain had this hash at this sequence number, and the RFC 9162
+    Merkle tree over the events sealed so far (tree size = seq) had this root". Checkpoints
+    written before the tree existed have no root (their signature covers the chain alone)."""
 
     seq = models.BigIntegerField(primary_key=True)
     hash = models.CharField(max_length=64)
     key_id = models.CharField(max_length=64)
     signature = models.CharField(max_length=200)
     created_at = models.DateTimeField(db_default=Now())
+    tree_root = models.CharField(max_length=64, blank=True, default="")  # "": before the tree
+    # The tree's right border at this size (audit.merkle.Frontier): the next checkpoint appends
+    # the events sealed since instead of rehashing the whole log.
+    frontier = models.JSONField(null=True, blank=True)
 
     class Meta:
         db_table = "audit_checkpoint"

@@ -567,6 +567,8 @@ NOT_IN_THE_MATRIX = {
     "notification_read": "the person's own notifications: notifications/tests/test_notifications.py",
     "organization_members": "read-only: api/tests/test_organization_api.py",
     "audit_events": "read-only: api/tests/test_organization_api.py",
+    "audit_inclusion_proof": "read-only: audit/tests/test_proofs_api.py",
+    "audit_consistency_proof": "read-only: audit/tests/test_proofs_api.py",
     **{
         name: "read-only DICOMweb: imaging/tests/test_dicomweb.py"
         for name in (

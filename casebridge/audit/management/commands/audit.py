@@ -1,12 +1,14 @@
-"""casebridge audit verify|seal|checkpoint|public-key: operate and check the tamper-evident log."""
+"""casebridge audit verify|seal|checkpoint|public-key|prove|consistency: operate and check the
+tamper-evident log, and hand out proofs a third party can check (audit/proofs.py)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from casebridge.audit import chain
+from casebridge.audit import chain, proofs
 from casebridge.audit.api import record
 from casebridge.vault.keyring import get_keyring
 
@@ -20,6 +22,15 @@ class Command(BaseCommand):
         sub.add_parser("seal", help="chain every committed event not chained yet")
         sub.add_parser("checkpoint", help="seal, then sign the chain head")
         sub.add_parser("public-key", help="print the checkpoint verification key (PEM)")
+        prove = sub.add_parser(
+            "prove", help="print (JSON) the inclusion proof of one event against the latest checkpoint covering it"
+        )
+        prove.add_argument("seq", type=int, help="the event's sequence number in the chain (#N)")
+        consistent = sub.add_parser(
+            "consistency", help="print (JSON) the proof that checkpoint NEW extends checkpoint OLD"
+        )
+        consistent.add_argument("old", type=int, help="the older checkpoint's sequence number (tree size)")
+        consistent.add_argument("new", type=int, help="the newer checkpoint's sequence number (tree size)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         operation = options["operation"]
@@ -30,6 +41,16 @@ class Command(BaseCommand):
             self.stdout.write(f"checkpoint at #{checkpoint.seq}" if checkpoint else "head already checkpointed")
         elif operation == "public-key":
             self.stdout.write(get_keyring().signing_key().public_pem())
+        elif operation in ("prove", "consistency"):
+            try:
+                proof = (
+                    proofs.inclusion(options["seq"])
+                    if operation == "prove"
+                    else proofs.consistency(options["old"], options["new"])
+                )
+            except proofs.ProofError as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(json.dumps(proof, indent=2))
         else:
             chain.seal_pending()
             result = chain.verify()
