@@ -17,8 +17,9 @@ built from the list of leaf hashes (`inclusion_proof`, `consistency_proof`) and 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -196,3 +197,20 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         fn >>= 1
         sn >>= 1
     return fr == old_root and sr == new_root and sn == 0
+
+
+def verify_document(proof: Mapping[str, Any]) -> bool:
+    """Check a proof as `casebridge audit prove` / `consistency` print it (JSON, hex hashes)
+    against the tree heads it names. The heads' signatures are checked separately, with the
+    public key, over each head's `signed_message`."""
+    path = [bytes.fromhex(node) for node in proof["path"]]
+    if proof["kind"] == "inclusion":
+        head = proof["checkpoint"]
+        leaf = bytes.fromhex(proof["leaf_hash"])
+        if "leaf" in proof and leaf_hash(str(proof["leaf"]).encode()) != leaf:
+            return False
+        return verify_inclusion(proof["leaf_index"], head["tree_size"], leaf, path, bytes.fromhex(head["root"]))
+    old, new = proof["old"], proof["new"]
+    return verify_consistency(
+        old["tree_size"], new["tree_size"], bytes.fromhex(old["root"]), bytes.fromhex(new["root"]), path
+    )
