@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Subquery
 from django.db.models.functions import Now
 
-from casebridge.audit import merkle
+from casebridge.audit import merkle, witness
 from casebridge.audit.models import RECORDED_COLUMNS, Checkpoint, Event, PendingSeal, Seal
 from casebridge.vault.keyring import get_keyring
 
@@ -179,7 +179,7 @@ def _write_checkpoint(seq: int, chain_hash: str) -> Checkpoint:
     frontier = frontier_at(seq)
     tree_root = frontier.root().hex()
     signature = key.private.sign(checkpoint_message(seq, chain_hash, tree_root))
-    return Checkpoint.objects.create(
+    checkpoint = Checkpoint.objects.create(
         seq=seq,
         hash=chain_hash,
         key_id=key.key_id,
@@ -187,6 +187,23 @@ def _write_checkpoint(seq: int, chain_hash: str) -> Checkpoint:
         tree_root=tree_root,
         frontier=frontier.to_json(),
     )
+    head = signed_head(Checkpoint.objects.get(seq=seq))  # created_at as the database keeps it
+    transaction.on_commit(lambda: witness.write_after_commit(head))
+    return checkpoint
+
+
+def signed_head(checkpoint: Checkpoint) -> dict[str, Any]:
+    """A checkpoint as a third party sees it: the tree head, the chain head and the signature
+    over the exact message (what proofs carry and the witness folder keeps)."""
+    return {
+        "tree_size": checkpoint.seq,
+        "root": checkpoint.tree_root,
+        "chain_hash": checkpoint.hash,
+        "key_id": checkpoint.key_id,
+        "signature": checkpoint.signature,
+        "signed_message": checkpoint_message(checkpoint.seq, checkpoint.hash, checkpoint.tree_root or None).decode(),
+        "created_at": _iso(checkpoint.created_at),
+    }
 
 
 def checkpoint_now() -> Checkpoint | None:
@@ -229,8 +246,10 @@ def _seals_in_order() -> Iterator[tuple[int, str, Event | None]]:
         yield seal.seq, seal.hash, event
 
 
-def verify() -> VerifyResult:
-    """Recompute the whole chain and check every signed checkpoint against it."""
+def verify(*, witnesses: bool = True) -> VerifyResult:
+    """Recompute the whole chain and check every signed checkpoint against it, then (unless
+    `witnesses` is False: a restore test checks an earlier copy on purpose) compare the
+    checkpoints with their witness copies outside the database (audit/witness.py)."""
     checkpoints = {c.seq: c for c in Checkpoint.objects.order_by("seq")}
     keys = get_keyring().verification_keys()
     prev, expected_seq, checked = GENESIS, 1, 0
@@ -283,6 +302,11 @@ def verify() -> VerifyResult:
             head_seq + 1,
             None,
         )
+    if witnesses:
+        disagreements = witness.problems(head_seq, checkpoints, keys)
+        if disagreements:
+            seq, problem = disagreements[0]
+            return VerifyResult(False, checked, head_seq, prev, 0, problem, seq or None, None)
     pending = PendingSeal.objects.count()
     unsealed = Event.objects.filter(seal__isnull=True, pendingseal__isnull=True).order_by("id").first()
     if unsealed is not None:

@@ -14,24 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from casebridge.audit import merkle
-from casebridge.audit.chain import canonical, checkpoint_message, leaf_hashes
+from casebridge.audit.chain import canonical, leaf_hashes, signed_head
 from casebridge.audit.models import Checkpoint, Seal
 
 
 class ProofError(ValueError):
     """No proof can be given (no such event, no checkpoint covering it): the message says why."""
-
-
-def _signed(checkpoint: Checkpoint) -> dict[str, Any]:
-    return {
-        "tree_size": checkpoint.seq,
-        "root": checkpoint.tree_root,
-        "chain_hash": checkpoint.hash,
-        "key_id": checkpoint.key_id,
-        "signature": checkpoint.signature,
-        "signed_message": checkpoint_message(checkpoint.seq, checkpoint.hash, checkpoint.tree_root).decode(),
-        "created_at": checkpoint.created_at.isoformat(),
-    }
 
 
 def _tree(size: int) -> merkle.Tree:
@@ -62,7 +50,7 @@ def inclusion(seq: int) -> dict[str, Any]:
         "leaf_hash": leaf.hex(),
         "leaf": canonical(seal.event, seq).decode(),
         "path": [node.hex() for node in path],
-        "checkpoint": _signed(checkpoint),
+        "checkpoint": signed_head(checkpoint),
     }
 
 
@@ -80,7 +68,7 @@ def consistency(old: int, new: int) -> dict[str, Any]:
         raise ProofError(f"checkpoint #{new} does not extend checkpoint #{old}: the log was rewritten")
     return {
         "kind": "consistency",
-        "old": _signed(found[old]),
-        "new": _signed(found[new]),
+        "old": signed_head(found[old]),
+        "new": signed_head(found[new]),
         "path": [node.hex() for node in path],
     }

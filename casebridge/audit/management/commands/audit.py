@@ -1,4 +1,4 @@
-"""casebridge audit verify|seal|checkpoint|public-key|prove|consistency: operate and check the
+"""casebridge audit verify|seal|checkpoint|witness|public-key|prove|consistency: operate and check the
 tamper-evident log, and hand out proofs a third party can check (audit/proofs.py)."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from casebridge.audit import chain, proofs
+from casebridge.audit import chain, proofs, witness
 from casebridge.audit.api import record
+from casebridge.audit.models import Checkpoint
 from casebridge.vault.keyring import get_keyring
 
 
@@ -22,6 +23,7 @@ class Command(BaseCommand):
         sub.add_parser("seal", help="chain every committed event not chained yet")
         sub.add_parser("checkpoint", help="seal, then sign the chain head")
         sub.add_parser("public-key", help="print the checkpoint verification key (PEM)")
+        sub.add_parser("witness", help="write the witness copies (outside the database) of checkpoints that lack one")
         prove = sub.add_parser(
             "prove", help="print (JSON) the inclusion proof of one event against the latest checkpoint covering it"
         )
@@ -39,6 +41,9 @@ class Command(BaseCommand):
         elif operation == "checkpoint":
             checkpoint = chain.checkpoint_now()
             self.stdout.write(f"checkpoint at #{checkpoint.seq}" if checkpoint else "head already checkpointed")
+        elif operation == "witness":
+            written = witness.catch_up(list(Checkpoint.objects.exclude(tree_root="").order_by("seq")))
+            self.stdout.write(f"{written} witness cop{'y' if written == 1 else 'ies'} written to {witness.directory()}")
         elif operation == "public-key":
             self.stdout.write(get_keyring().signing_key().public_pem())
         elif operation in ("prove", "consistency"):
