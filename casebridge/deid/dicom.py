@@ -1,0 +1,517 @@
+"""De-identification of one DICOM instance by PS3.15 Annex E: the Basic Application Level
+Confidentiality Profile and its options, every row of Table E.1-1, at every depth of every
+sequence and in the file meta information.
+
+    result = deidentify(part10_bytes, Options(dates="modified"), case_secret)
+    result.data      # the de-identified Part 10 file (None when a Dataset was passed)
+    result.dataset   # the de-identified pydicom Dataset
+    result.report    # what happened to each listed attribute and why, the options applied
+
+A file that cannot be de-identified safely raises Refused(reason): it is never passed through.
+
+One walk over the dataset: every element is looked up once in a tag -> action map compiled for
+the options (table.compile_options, cached); elements the table does not list are left as read
+(raw, not even decoded), so the pixel data is untouched. UIDs are replaced by
+2.25.<128-bit integer> from HMAC-SHA256(case_secret, uid): the same UID maps the same way in one
+case and differently in any other. Modified dates move back by one number of days per case,
+derived from the case secret too.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import hmac
+import io
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydicom
+from pydicom.datadict import DicomDictionary, keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence
+
+from casebridge.deid.table import CODES, Compiled, Options, compile_options
+
+__all__ = ["Change", "Options", "Refused", "Report", "Result", "deidentify", "new_uid"]
+
+PATIENT_IDENTITY_REMOVED = 0x00120062
+DEIDENTIFICATION_METHOD = 0x00120063
+DEIDENTIFICATION_METHOD_CODES = 0x00120064
+LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED = 0x00280303
+SOP_INSTANCE_UID = 0x00080018
+METHOD_NAME = "CaseBridge PS3.15 E.1 2024b"
+
+_SQ_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
+_UNDEFINED = 0xFFFFFFFF
+# Values of these attributes (and every PN) are what Clean (C) looks for in the text it keeps.
+_IDENTITY_TAGS = frozenset(
+    {
+        0x00080050,  # Accession Number
+        0x00080080,  # Institution Name
+        0x00080081,  # Institution Address
+        0x00081010,  # Station Name
+        0x00081040,  # Institutional Department Name
+        0x00100020,  # Patient ID
+        0x00100030,  # Patient's Birth Date
+        0x00101000,  # Other Patient IDs
+        0x00101040,  # Patient's Address
+        0x00102154,  # Patient's Telephone Numbers
+        0x00200010,  # Study ID
+    }
+)
+_TEXT_VRS = frozenset({"LO", "LT", "SH", "ST", "UT", "UC", "PN", "CS"})
+_NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT"})
+_BYTES_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN"})
+_DUMMY: dict[str, Any] = {
+    "AE": "DEIDENTIFIED",
+    "AS": "000Y",
+    "CS": "DEIDENTIFIED",
+    "DA": "19000101",
+    "DT": "19000101000000",
+    "TM": "000000",
+    "DS": "0",
+    "IS": "0",
+    "UR": "urn:deidentified",
+}
+
+
+class Refused(Exception):
+    """The instance cannot be de-identified safely; `reason` says why (it holds no PHI)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str  # "(0008,1140)[0].(0008,1155)": where in the dataset, "meta." for the file meta
+    keyword: str
+    action: str  # removed, emptied, replaced, kept, cleaned, added
+    why: str
+
+
+@dataclass
+class Report:
+    options: list[str]  # option keys applied (Options.selected())
+    methods: list[tuple[str, str]]  # (DCM code, meaning) written to the Code Sequence
+    changes: list[Change] = field(default_factory=list)
+    untouched: int = 0  # attributes the table does not list, left as they were
+    uids_replaced: int = 0
+    date_shift_days: int | None = None  # how far dates moved back (modified dates only)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for change in self.changes:
+            out[change.action] = out.get(change.action, 0) + 1
+        return out
+
+
+@dataclass
+class Result:
+    dataset: Dataset
+    data: bytes | None
+    report: Report
+
+
+def new_uid(uid: str, case_secret: bytes) -> str:
+    """2.25.<n>: n is HMAC-SHA256(case_secret, uid) cut to 128 bits and shaped as a version 8 UUID."""
+    n = int.from_bytes(hmac.new(case_secret, uid.encode("ascii", "replace"), hashlib.sha256).digest()[:16], "big")
+    n = (n & ~(0xF << 76)) | (0x8 << 76)
+    n = (n & ~(0x3 << 62)) | (0x2 << 62)
+    return f"2.25.{n}"
+
+
+def date_shift_days(case_secret: bytes) -> int:
+    """Days every date moves back under Modified Dates: 1 to 10 years, the same for a whole case."""
+    digest = hmac.new(case_secret, b"casebridge/deid/date-shift", hashlib.sha256).digest()
+    return 365 + int.from_bytes(digest[:4], "big") % 3286
+
+
+def deidentify(source: bytes | bytearray | memoryview | Dataset, options: Options, case_secret: bytes) -> Result:
+    """De-identify one instance. Bytes in, bytes out (and the dataset); a Dataset is copied first."""
+    if not case_secret:
+        raise ValueError("case_secret must not be empty")
+    if isinstance(source, Dataset):
+        ds = copy.deepcopy(source)
+        as_bytes = False
+    else:
+        ds = _read(bytes(source))
+        as_bytes = True
+    walker = _Walker(compile_options(options), options, case_secret)
+    try:
+        walker.run(ds)
+    except Refused:
+        raise
+    except Exception as exc:
+        raise Refused(f"corrupt data set: {type(exc).__name__} while reading its elements") from exc
+    data = None
+    if as_bytes:
+        data = _write(ds)
+    return Result(ds, data, walker.report)
+
+
+def _write(ds: Dataset) -> bytes:
+    out = io.BytesIO()
+    try:
+        ds.save_as(out)
+    except TypeError:
+        # pydicom cannot write a still-raw element whose VR it never learnt (a file whose transfer
+        # syntax says explicit VR but is encoded implicitly): decode every element, then again
+        for _ in ds.iterall():
+            pass
+        out = io.BytesIO()
+        try:
+            ds.save_as(out)
+        except Exception as exc:
+            raise Refused(f"the de-identified data set cannot be written: {type(exc).__name__}") from exc
+    except Exception as exc:
+        raise Refused(f"the de-identified data set cannot be written: {type(exc).__name__}") from exc
+    return out.getvalue()
+
+
+def _read(data: bytes) -> Dataset:
+    if len(data) < 8:
+        raise Refused("not a DICOM file: fewer than 8 bytes")
+    force = False
+    if data[128:132] != b"DICM":
+        # no preamble: pydicom wants force=True; accept it only when the data starts like a data
+        # set (file meta or an identifying group, either byte order), so that any other file is
+        # refused and never "read" as garbage elements
+        group_le, group_be = int.from_bytes(data[:2], "little"), int.from_bytes(data[:2], "big")
+        if not ({group_le, group_be} & {0x0002, 0x0008}):
+            raise Refused("not a DICOM file: no DICM prefix and no data set at its start")
+        force = True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), force=force)
+        except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError, NotImplementedError) as exc:
+            raise Refused(f"not a readable DICOM file: {type(exc).__name__}") from exc
+    for warning in caught:
+        text = str(warning.message)
+        if "End of file" in text or "truncat" in text.lower() or "bytes remaining" in text:
+            raise Refused("corrupt DICOM file: it ends before its last element does (truncated)")
+    if not len(ds):
+        raise Refused("not a DICOM file: no data elements")
+    return ds
+
+
+def _vr(elem: Any, tag: int) -> str:
+    vr = elem.VR
+    if vr is None or vr == "UN":
+        entry = DicomDictionary.get(tag)
+        if entry is not None:
+            return str(entry[0]).split(" or ")[0]
+        return vr or "UN"
+    return str(vr)
+
+
+def _empty(vr: str) -> Any:
+    if vr == "SQ":
+        return Sequence()
+    if vr in _NUMBER_VRS:
+        return None
+    if vr in _BYTES_VRS:
+        return b""
+    return ""
+
+
+def _dummy(vr: str) -> Any:
+    if vr in _DUMMY:
+        return _DUMMY[vr]
+    if vr in _NUMBER_VRS:
+        return 0.0 if vr in ("FL", "FD") else 0
+    if vr in _BYTES_VRS:
+        return b"\0\0"
+    if vr == "SQ":
+        return Sequence([Dataset()])
+    return "DEIDENTIFIED"
+
+
+def _name(tag: int) -> str:
+    return keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _where(path: str, tag: int) -> str:
+    return f"{path}({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _values(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str | bytes):
+        return [str(value)] if value else []
+    return [str(v) for v in value]
+
+
+class _Walker:
+    def __init__(self, compiled: Compiled, options: Options, secret: bytes) -> None:
+        self.compiled = compiled
+        self.exact = compiled.exact
+        self.options = options
+        self.secret = secret
+        self.uids: dict[str, str] = {}
+        self.identifiers: set[str] = set()
+        self.deferred: list[tuple[Dataset, int, str, str, str]] = []  # text that Clean works on
+        self.shift = date_shift_days(secret) if options.dates == "modified" else None
+        methods = [CODES["basic"]] + [CODES[key] for key in options.selected()]
+        self.report = Report(options.selected(), methods, date_shift_days=self.shift)
+        self.changes = self.report.changes
+
+    # --- the walk ---------------------------------------------------------------------------
+    def run(self, ds: Dataset) -> None:
+        self.walk(ds, "")
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None:
+            self.walk(meta, "meta.")
+        self.clean_deferred()
+        self.stamp(ds, meta)
+
+    def walk(self, ds: Dataset, path: str) -> None:
+        exact = self.exact
+        compiled = self.compiled
+        for tag in list(ds.keys()):
+            entry = exact.get(tag)
+            if entry is None:
+                group = tag >> 16
+                if group & 1:
+                    self.private(ds, int(tag), path)
+                    continue
+                high, element = group & 0xFF00, tag & 0xFFFF
+                if high == 0x5000:
+                    entry = compiled.curve
+                elif high == 0x6000 and element == 0x3000:
+                    entry = compiled.overlay_data
+                elif high == 0x6000 and element == 0x4000:
+                    entry = compiled.overlay_comments
+                else:
+                    elem = ds.get_item(tag)
+                    if self.is_sequence(elem, tag):
+                        self.items(ds, int(tag), path)
+                    else:
+                        self.report.untouched += 1
+                    continue
+            self.apply(ds, int(tag), entry, path)
+        if self.options.retain_safe_private:
+            self.drop_unused_creators(ds, path)
+
+    def drop_unused_creators(self, ds: Dataset, path: str) -> None:
+        """Private creators stay only for blocks that still hold a retained element."""
+        tags = [int(t) for t in list(ds.keys()) if t >> 16 & 1]
+        used = {(t & 0xFFFF0000) | (t & 0xFF00) >> 8 for t in tags if t & 0xFFFF >= 0x1000}
+        for tag in tags:
+            if 0x0010 <= tag & 0xFFFF <= 0x00FF and tag not in used:
+                del ds[tag]
+                self.changes.append(Change(_where(path, tag), "private creator", "removed", "no retained element"))
+
+    def is_sequence(self, elem: Any, tag: int) -> bool:
+        vr = elem.VR
+        if vr == "SQ":
+            return True
+        if vr is None or vr == "UN":
+            if tag in _SQ_TAGS:
+                return True
+            # an unknown attribute of undefined length: items() reads it and walks it if it is one
+            return isinstance(elem, RawDataElement) and elem.length == _UNDEFINED
+        return False
+
+    def items(self, ds: Dataset, tag: int, path: str) -> None:
+        value = ds[tag].value
+        if not isinstance(value, Sequence):
+            return
+        where = _where(path, tag)
+        for index, item in enumerate(value):
+            self.walk(item, f"{where}[{index}].")
+
+    # --- one listed attribute ---------------------------------------------------------------
+    def apply(self, ds: Dataset, tag: int, entry: tuple[str, str], path: str) -> None:
+        action, why = entry
+        elem = ds.get_item(tag)
+        vr = _vr(elem, tag)
+        if action != "K" and (vr == "PN" or tag in _IDENTITY_TAGS):
+            self.remember(ds[tag].value, vr)
+        if action == "X":
+            del ds[tag]
+            self.changes.append(Change(_where(path, tag), _name(tag), "removed", why))
+        elif action == "Z":
+            ds[tag] = DataElement(tag, vr, _empty(vr))
+            self.changes.append(Change(_where(path, tag), _name(tag), "emptied", why))
+        elif action == "K":
+            if vr == "SQ" or self.is_sequence(elem, tag):
+                self.items(ds, tag, path)
+            self.changes.append(Change(_where(path, tag), _name(tag), "kept", why))
+        elif action == "U" or (action == "D" and vr == "UI"):
+            if vr == "SQ" or self.is_sequence(elem, tag):
+                self.items(ds, tag, path)  # X/Z/U*: the sequence stays, its UIDs are replaced
+                self.changes.append(Change(_where(path, tag), _name(tag), "kept", f"{why}: UIDs inside replaced"))
+            elif vr == "UI":
+                self.replace_uids(ds, tag)
+                self.changes.append(Change(_where(path, tag), _name(tag), "replaced", f"{why}: UID from case secret"))
+            else:
+                ds[tag] = DataElement(tag, vr, _dummy(vr))
+                self.changes.append(Change(_where(path, tag), _name(tag), "replaced", f"{why}: dummy value"))
+        elif action == "D":
+            ds[tag] = DataElement(tag, vr, _dummy(vr))
+            self.changes.append(Change(_where(path, tag), _name(tag), "replaced", f"{why}: dummy value"))
+        else:  # C
+            self.clean(ds, tag, elem, vr, why, path)
+
+    def private(self, ds: Dataset, tag: int, path: str) -> None:
+        group, element = tag >> 16, tag & 0xFFFF
+        if not self.options.retain_safe_private or element < 0x1000 or group in (1, 3, 5, 7, 0xFFFF):
+            # creators go with their blocks: those of retained blocks are put back in keep_private
+            if self.options.retain_safe_private and 0x0010 <= element <= 0x00FF:
+                return
+            del ds[tag]
+            self.changes.append(Change(_where(path, tag), "private", "removed", self.compiled.private[1]))
+            return
+        creator_tag = (group << 16) | (element >> 8)
+        creator = ds.get_item(creator_tag) if creator_tag in ds else None
+        if creator is None:
+            del ds[tag]
+            self.changes.append(Change(_where(path, tag), "private", "removed", "private element without creator"))
+            return
+        name = ds[creator_tag].value
+        name = name.strip() if isinstance(name, str) else str(name)
+        safe = self.options.safe_private
+        if (name, group, element & 0xFF) in safe:
+            if self.is_sequence(ds.get_item(tag), tag):
+                self.items(ds, tag, path)
+            label = f"{name}:{element & 0xFF:02X}"
+            self.changes.append(Change(_where(path, tag), label, "kept", "Retain Safe Private"))
+            return
+        if name not in self.options.known_private_creators and not any(entry[0] == name for entry in safe):
+            raise Refused(
+                f"unknown private creator {name[:64]!r} in group {group:04X}: "
+                "Retain Safe Private cannot tell which of its attributes are safe"
+            )
+        del ds[tag]
+        self.changes.append(Change(_where(path, tag), f"{name}:{element & 0xFF:02X}", "removed", "private, not safe"))
+
+    def replace_uids(self, ds: Dataset, tag: int) -> None:
+        value = ds[tag].value
+        if isinstance(value, str):
+            ds[tag] = DataElement(tag, "UI", self.uid(value))
+        elif value:
+            ds[tag] = DataElement(tag, "UI", [self.uid(str(v)) for v in value])
+
+    def uid(self, value: str) -> str:
+        value = value.strip("\0 ")
+        if not value:
+            return value
+        mapped = self.uids.get(value)
+        if mapped is None:
+            mapped = self.uids[value] = new_uid(value, self.secret)
+            self.report.uids_replaced += 1
+        return mapped
+
+    # --- Clean (C) --------------------------------------------------------------------------
+    def clean(self, ds: Dataset, tag: int, elem: Any, vr: str, why: str, path: str) -> None:
+        where = _where(path, tag)
+        if vr == "SQ" or self.is_sequence(elem, tag):
+            self.items(ds, tag, path)
+            self.changes.append(Change(where, _name(tag), "cleaned", f"{why}: its items de-identified"))
+        elif vr in ("DA", "DT"):
+            if self.shift is None:
+                ds[tag] = DataElement(tag, vr, _empty(vr))
+                self.changes.append(Change(where, _name(tag), "emptied", f"{why}: no date shift for this case"))
+            else:
+                shifted = [_shift(v, vr, self.shift) for v in _values(ds[tag].value)]
+                ds[tag] = DataElement(tag, vr, shifted[0] if len(shifted) == 1 else shifted)
+                self.changes.append(Change(where, _name(tag), "replaced", f"{why}: moved {self.shift} days back"))
+        elif vr == "TM":
+            self.changes.append(Change(where, _name(tag), "kept", f"{why}: dates move by whole days"))
+        elif vr == "AE":
+            values = [self.pseudonym(v) for v in _values(ds[tag].value)]
+            ds[tag] = DataElement(tag, vr, values[0] if len(values) == 1 else values)
+            self.changes.append(Change(where, _name(tag), "replaced", f"{why}: a pseudonym per case"))
+        elif vr in _TEXT_VRS:
+            self.deferred.append((ds, tag, vr, where, why))
+        else:
+            self.changes.append(Change(where, _name(tag), "kept", f"{why}: not text"))
+
+    def pseudonym(self, value: str) -> str:
+        digest = hmac.new(self.secret, b"ae/" + value.strip().encode(), hashlib.sha256).hexdigest()
+        return "AE" + digest[:14].upper()
+
+    def remember(self, value: Any, vr: str) -> None:
+        for text in _values(value):
+            parts = re.split(r"[\^=\\]", text) if vr == "PN" else [text]
+            for part in parts:
+                part = part.strip()
+                if len(part) >= 3:
+                    self.identifiers.add(part)
+
+    def clean_deferred(self) -> None:
+        if not self.deferred:
+            return
+        pattern = None
+        if self.identifiers:
+            alternatives = sorted(self.identifiers, key=len, reverse=True)
+            pattern = re.compile("|".join(re.escape(a) for a in alternatives), re.IGNORECASE)
+        for ds, tag, vr, where, why in self.deferred:
+            values = _values(ds[tag].value)
+            if pattern is None:
+                found = 0
+            else:
+                found = sum(len(pattern.findall(v)) for v in values)
+                values = [pattern.sub("***", v) for v in values]
+            if found:
+                ds[tag] = DataElement(tag, vr, values[0] if len(values) == 1 else values)
+                self.changes.append(Change(where, _name(tag), "cleaned", f"{why}: {found} identifier(s) redacted"))
+            else:
+                self.changes.append(Change(where, _name(tag), "cleaned", f"{why}: no identifier of this file in it"))
+
+    # --- what every de-identified instance says about itself ----------------------------------
+    def stamp(self, ds: Dataset, meta: FileMetaDataset | None) -> None:
+        ds[PATIENT_IDENTITY_REMOVED] = DataElement(PATIENT_IDENTITY_REMOVED, "CS", "YES")
+        names = [METHOD_NAME] + [meaning[:64] for _, meaning in self.report.methods[1:]]
+        ds[DEIDENTIFICATION_METHOD] = DataElement(DEIDENTIFICATION_METHOD, "LO", names)
+        items = []
+        for code, meaning in self.report.methods:
+            item = Dataset()
+            item.CodeValue = code
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = meaning
+            items.append(item)
+        ds[DEIDENTIFICATION_METHOD_CODES] = DataElement(DEIDENTIFICATION_METHOD_CODES, "SQ", Sequence(items))
+        state = {"remove": "REMOVED", "full": "UNMODIFIED", "modified": "MODIFIED"}[self.options.dates]
+        tag = LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED
+        ds[tag] = DataElement(tag, "CS", state)
+        for tag in (PATIENT_IDENTITY_REMOVED, DEIDENTIFICATION_METHOD, DEIDENTIFICATION_METHOD_CODES):
+            self.changes.append(Change(_where("", tag), _name(tag), "added", "PS3.15 E.1.1"))
+        if meta is None:
+            return
+        for tag in (0x00020016, 0x00020017, 0x00020018):  # Source/Sending/Receiving AE Title
+            if tag in meta and not self.options.retain_device_identity:
+                del meta[tag]
+                self.changes.append(Change(_where("meta.", tag), _name(tag), "removed", "device identity"))
+        for tag in (0x00020100, 0x00020102):  # Private Information Creator UID, Private Information
+            if tag in meta:
+                del meta[tag]
+                self.changes.append(Change(_where("meta.", tag), _name(tag), "removed", "private information"))
+        if SOP_INSTANCE_UID in ds and 0x00020003 in meta:
+            meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+
+
+def _shift(value: str, vr: str, days: int) -> str:
+    """A DA or DT value (or a DA range) moved `days` back, at the precision it had; '' if unreadable."""
+    if vr == "DA" and "-" in value:
+        return "-".join(_shift(part, "DA", days) if part else "" for part in value.split("-"))
+    text = value.strip()
+    digits = text[:8]
+    if len(digits) not in (4, 6, 8) or not digits.isdigit():
+        return ""
+    padded = digits + "0101"[len(digits) - 4 :] if len(digits) < 8 else digits
+    try:
+        moved = dt.date(int(padded[:4]), int(padded[4:6]), int(padded[6:8])) - dt.timedelta(days=days)
+    except ValueError:
+        return ""
+    return moved.strftime("%Y%m%d")[: len(digits)] + text[8:]
