@@ -34,6 +34,7 @@ from pydicom.datadict import DicomDictionary, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from casebridge.deid.table import CODES, Compiled, Options, compile_options
@@ -200,6 +201,10 @@ def _read(data: bytes) -> Dataset:
             raise Refused("corrupt DICOM file: it ends before its last element does (truncated)")
     if not len(ds):
         raise Refused("not a DICOM file: no data elements")
+    last = ds.get_item(list(ds.keys())[-1])
+    raw = isinstance(last, RawDataElement) and isinstance(last.value, bytes) and last.length != _UNDEFINED
+    if raw and len(last.value) < last.length:
+        raise Refused("corrupt DICOM file: it ends before its last element does (truncated)")
     return ds
 
 
@@ -246,9 +251,10 @@ def _where(path: str, tag: int) -> str:
 def _values(value: Any) -> list[str]:
     if value is None:
         return []
-    if isinstance(value, str | bytes):
-        return [str(value)] if value else []
-    return [str(v) for v in value]
+    if isinstance(value, list | tuple | MultiValue):
+        return [str(v) for v in value]
+    text = str(value)
+    return [text] if text else []
 
 
 class _Walker:
@@ -497,7 +503,7 @@ class _Walker:
             if tag in meta:
                 del meta[tag]
                 self.changes.append(Change(_where("meta.", tag), _name(tag), "removed", "private information"))
-        if SOP_INSTANCE_UID in ds and 0x00020003 in meta:
+        if SOP_INSTANCE_UID in ds and 0x00020003 in meta and not self.options.retain_uids:
             meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
 
 
@@ -506,6 +512,8 @@ def _shift(value: str, vr: str, days: int) -> str:
     if vr == "DA" and "-" in value:
         return "-".join(_shift(part, "DA", days) if part else "" for part in value.split("-"))
     text = value.strip()
+    if len(text) >= 10 and text[4] == "." and text[7] == ".":  # ACR-NEMA's YYYY.MM.DD
+        text = text[:4] + text[5:7] + text[8:10] + text[10:]
     digits = text[:8]
     if len(digits) not in (4, 6, 8) or not digits.isdigit():
         return ""
