@@ -202,8 +202,12 @@ def _read(data: bytes) -> Dataset:
     if not len(ds):
         raise Refused("not a DICOM file: no data elements")
     last = ds.get_item(list(ds.keys())[-1])
-    raw = isinstance(last, RawDataElement) and isinstance(last.value, bytes) and last.length != _UNDEFINED
-    if raw and len(last.value) < last.length:
+    if (
+        isinstance(last, RawDataElement)
+        and isinstance(last.value, bytes)
+        and last.length != _UNDEFINED
+        and len(last.value) < last.length
+    ):
         raise Refused("corrupt DICOM file: it ends before its last element does (truncated)")
     return ds
 
