@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pydicom
+from pydicom import config
 from pydicom.datadict import DicomDictionary, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -92,10 +93,20 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Change:
-    path: str  # "(0008,1140)[0].(0008,1155)": where in the dataset, "meta." for the file meta
-    keyword: str
+    parent: str  # the data set holding it: "" top level, "meta." file meta, "(0008,1140)[0]." an item
+    tag: int
     action: str  # removed, emptied, replaced, kept, cleaned, added
     why: str
+    label: str = ""  # private attributes: "creator:offset" (they have no keyword)
+
+    @property
+    def path(self) -> str:
+        """Where in the data set, e.g. "(0008,1140)[0].(0008,1155)"."""
+        return _where(self.parent, self.tag)
+
+    @property
+    def keyword(self) -> str:
+        return self.label or _name(self.tag)
 
 
 @dataclass
@@ -212,6 +223,12 @@ def _read(data: bytes) -> Dataset:
     return ds
 
 
+def _element(tag: int, vr: str, value: Any) -> DataElement:
+    """A new element; its value is the engine's own (a dummy, an empty value, a 2.25 UID, a shifted
+    date or a cleaned text), so pydicom's value validation is skipped."""
+    return DataElement(tag, vr, value, validation_mode=config.IGNORE)
+
+
 def _vr(elem: Any, tag: int) -> str:
     vr = elem.VR
     if vr is None or vr == "UN":
@@ -269,8 +286,9 @@ class _Walker:
         self.secret = secret
         self.uids: dict[str, str] = {}
         self.identifiers: set[str] = set()
-        self.deferred: list[tuple[Dataset, int, str, str, str]] = []  # text that Clean works on
+        self.deferred: list[tuple[Dataset, int, str, str, str]] = []  # text Clean works on: ds, tag, vr, path, why
         self.shift = date_shift_days(secret) if options.dates == "modified" else None
+        self.cleans = compiled.cleans
         methods = [CODES["basic"]] + [CODES[key] for key in options.selected()]
         self.report = Report(options.selected(), methods, date_shift_days=self.shift)
         self.changes = self.report.changes
@@ -319,7 +337,7 @@ class _Walker:
         for tag in tags:
             if 0x0010 <= tag & 0xFFFF <= 0x00FF and tag not in used:
                 del ds[tag]
-                self.changes.append(Change(_where(path, tag), "private creator", "removed", "no retained element"))
+                self.changes.append(Change(path, tag, "removed", "no retained element", "private creator"))
 
     def is_sequence(self, elem: Any, tag: int) -> bool:
         vr = elem.VR
@@ -345,31 +363,31 @@ class _Walker:
         action, why = entry
         elem = ds.get_item(tag)
         vr = _vr(elem, tag)
-        if action != "K" and (vr == "PN" or tag in _IDENTITY_TAGS):
+        if self.cleans and action != "K" and (vr == "PN" or tag in _IDENTITY_TAGS):
             self.remember(ds[tag].value, vr)
         if action == "X":
             del ds[tag]
-            self.changes.append(Change(_where(path, tag), _name(tag), "removed", why))
+            self.changes.append(Change(path, tag, "removed", why))
         elif action == "Z":
-            ds[tag] = DataElement(tag, vr, _empty(vr))
-            self.changes.append(Change(_where(path, tag), _name(tag), "emptied", why))
+            ds[tag] = _element(tag, vr, _empty(vr))
+            self.changes.append(Change(path, tag, "emptied", why))
         elif action == "K":
             if vr == "SQ" or self.is_sequence(elem, tag):
                 self.items(ds, tag, path)
-            self.changes.append(Change(_where(path, tag), _name(tag), "kept", why))
+            self.changes.append(Change(path, tag, "kept", why))
         elif action == "U" or (action == "D" and vr == "UI"):
             if vr == "SQ" or self.is_sequence(elem, tag):
                 self.items(ds, tag, path)  # X/Z/U*: the sequence stays, its UIDs are replaced
-                self.changes.append(Change(_where(path, tag), _name(tag), "kept", f"{why}: UIDs inside replaced"))
+                self.changes.append(Change(path, tag, "kept", f"{why}: UIDs inside replaced"))
             elif vr == "UI":
                 self.replace_uids(ds, tag)
-                self.changes.append(Change(_where(path, tag), _name(tag), "replaced", f"{why}: UID from case secret"))
+                self.changes.append(Change(path, tag, "replaced", f"{why}: UID from case secret"))
             else:
-                ds[tag] = DataElement(tag, vr, _dummy(vr))
-                self.changes.append(Change(_where(path, tag), _name(tag), "replaced", f"{why}: dummy value"))
+                ds[tag] = _element(tag, vr, _dummy(vr))
+                self.changes.append(Change(path, tag, "replaced", f"{why}: dummy value"))
         elif action == "D":
-            ds[tag] = DataElement(tag, vr, _dummy(vr))
-            self.changes.append(Change(_where(path, tag), _name(tag), "replaced", f"{why}: dummy value"))
+            ds[tag] = _element(tag, vr, _dummy(vr))
+            self.changes.append(Change(path, tag, "replaced", f"{why}: dummy value"))
         else:  # C
             self.clean(ds, tag, elem, vr, why, path)
 
@@ -380,13 +398,13 @@ class _Walker:
             if self.options.retain_safe_private and 0x0010 <= element <= 0x00FF:
                 return
             del ds[tag]
-            self.changes.append(Change(_where(path, tag), "private", "removed", self.compiled.private[1]))
+            self.changes.append(Change(path, tag, "removed", self.compiled.private[1], "private"))
             return
         creator_tag = (group << 16) | (element >> 8)
         creator = ds.get_item(creator_tag) if creator_tag in ds else None
         if creator is None:
             del ds[tag]
-            self.changes.append(Change(_where(path, tag), "private", "removed", "private element without creator"))
+            self.changes.append(Change(path, tag, "removed", "private element without creator", "private"))
             return
         name = ds[creator_tag].value
         name = name.strip() if isinstance(name, str) else str(name)
@@ -395,7 +413,7 @@ class _Walker:
             if self.is_sequence(ds.get_item(tag), tag):
                 self.items(ds, tag, path)
             label = f"{name}:{element & 0xFF:02X}"
-            self.changes.append(Change(_where(path, tag), label, "kept", "Retain Safe Private"))
+            self.changes.append(Change(path, tag, "kept", "Retain Safe Private", label))
             return
         if name not in self.options.known_private_creators and not any(entry[0] == name for entry in safe):
             raise Refused(
@@ -403,14 +421,19 @@ class _Walker:
                 "Retain Safe Private cannot tell which of its attributes are safe"
             )
         del ds[tag]
-        self.changes.append(Change(_where(path, tag), f"{name}:{element & 0xFF:02X}", "removed", "private, not safe"))
+        self.changes.append(Change(path, tag, "removed", "private, not safe", f"{name}:{element & 0xFF:02X}"))
 
     def replace_uids(self, ds: Dataset, tag: int) -> None:
-        value = ds[tag].value
+        elem = ds.get_item(tag)
+        if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
+            value: Any = elem.value.decode("ascii", "replace").strip("\0 ").split("\\")
+            value = value[0] if len(value) == 1 else value
+        else:
+            value = ds[tag].value
         if isinstance(value, str):
-            ds[tag] = DataElement(tag, "UI", self.uid(value))
+            ds[tag] = _element(tag, "UI", self.uid(value))
         elif value:
-            ds[tag] = DataElement(tag, "UI", [self.uid(str(v)) for v in value])
+            ds[tag] = _element(tag, "UI", [self.uid(str(v)) for v in value])
 
     def uid(self, value: str) -> str:
         value = value.strip("\0 ")
@@ -424,28 +447,27 @@ class _Walker:
 
     # --- Clean (C) --------------------------------------------------------------------------
     def clean(self, ds: Dataset, tag: int, elem: Any, vr: str, why: str, path: str) -> None:
-        where = _where(path, tag)
         if vr == "SQ" or self.is_sequence(elem, tag):
             self.items(ds, tag, path)
-            self.changes.append(Change(where, _name(tag), "cleaned", f"{why}: its items de-identified"))
+            self.changes.append(Change(path, tag, "cleaned", f"{why}: its items de-identified"))
         elif vr in ("DA", "DT"):
             if self.shift is None:
-                ds[tag] = DataElement(tag, vr, _empty(vr))
-                self.changes.append(Change(where, _name(tag), "emptied", f"{why}: no date shift for this case"))
+                ds[tag] = _element(tag, vr, _empty(vr))
+                self.changes.append(Change(path, tag, "emptied", f"{why}: no date shift for this case"))
             else:
                 shifted = [_shift(v, vr, self.shift) for v in _values(ds[tag].value)]
-                ds[tag] = DataElement(tag, vr, shifted[0] if len(shifted) == 1 else shifted)
-                self.changes.append(Change(where, _name(tag), "replaced", f"{why}: moved {self.shift} days back"))
+                ds[tag] = _element(tag, vr, shifted[0] if len(shifted) == 1 else shifted)
+                self.changes.append(Change(path, tag, "replaced", f"{why}: moved {self.shift} days back"))
         elif vr == "TM":
-            self.changes.append(Change(where, _name(tag), "kept", f"{why}: dates move by whole days"))
+            self.changes.append(Change(path, tag, "kept", f"{why}: dates move by whole days"))
         elif vr == "AE":
             values = [self.pseudonym(v) for v in _values(ds[tag].value)]
-            ds[tag] = DataElement(tag, vr, values[0] if len(values) == 1 else values)
-            self.changes.append(Change(where, _name(tag), "replaced", f"{why}: a pseudonym per case"))
+            ds[tag] = _element(tag, vr, values[0] if len(values) == 1 else values)
+            self.changes.append(Change(path, tag, "replaced", f"{why}: a pseudonym per case"))
         elif vr in _TEXT_VRS:
-            self.deferred.append((ds, tag, vr, where, why))
+            self.deferred.append((ds, tag, vr, path, why))
         else:
-            self.changes.append(Change(where, _name(tag), "kept", f"{why}: not text"))
+            self.changes.append(Change(path, tag, "kept", f"{why}: not text"))
 
     def pseudonym(self, value: str) -> str:
         digest = hmac.new(self.secret, b"ae/" + value.strip().encode(), hashlib.sha256).hexdigest()
@@ -466,7 +488,7 @@ class _Walker:
         if self.identifiers:
             alternatives = sorted(self.identifiers, key=len, reverse=True)
             pattern = re.compile("|".join(re.escape(a) for a in alternatives), re.IGNORECASE)
-        for ds, tag, vr, where, why in self.deferred:
+        for ds, tag, vr, path, why in self.deferred:
             values = _values(ds[tag].value)
             if pattern is None:
                 found = 0
@@ -474,16 +496,16 @@ class _Walker:
                 found = sum(len(pattern.findall(v)) for v in values)
                 values = [pattern.sub("***", v) for v in values]
             if found:
-                ds[tag] = DataElement(tag, vr, values[0] if len(values) == 1 else values)
-                self.changes.append(Change(where, _name(tag), "cleaned", f"{why}: {found} identifier(s) redacted"))
+                ds[tag] = _element(tag, vr, values[0] if len(values) == 1 else values)
+                self.changes.append(Change(path, tag, "cleaned", f"{why}: {found} identifier(s) redacted"))
             else:
-                self.changes.append(Change(where, _name(tag), "cleaned", f"{why}: no identifier of this file in it"))
+                self.changes.append(Change(path, tag, "cleaned", f"{why}: no identifier of this file in it"))
 
     # --- what every de-identified instance says about itself ----------------------------------
     def stamp(self, ds: Dataset, meta: FileMetaDataset | None) -> None:
-        ds[PATIENT_IDENTITY_REMOVED] = DataElement(PATIENT_IDENTITY_REMOVED, "CS", "YES")
+        ds[PATIENT_IDENTITY_REMOVED] = _element(PATIENT_IDENTITY_REMOVED, "CS", "YES")
         names = [METHOD_NAME] + [meaning[:64] for _, meaning in self.report.methods[1:]]
-        ds[DEIDENTIFICATION_METHOD] = DataElement(DEIDENTIFICATION_METHOD, "LO", names)
+        ds[DEIDENTIFICATION_METHOD] = _element(DEIDENTIFICATION_METHOD, "LO", names)
         items = []
         for code, meaning in self.report.methods:
             item = Dataset()
@@ -491,22 +513,22 @@ class _Walker:
             item.CodingSchemeDesignator = "DCM"
             item.CodeMeaning = meaning
             items.append(item)
-        ds[DEIDENTIFICATION_METHOD_CODES] = DataElement(DEIDENTIFICATION_METHOD_CODES, "SQ", Sequence(items))
+        ds[DEIDENTIFICATION_METHOD_CODES] = _element(DEIDENTIFICATION_METHOD_CODES, "SQ", Sequence(items))
         state = {"remove": "REMOVED", "full": "UNMODIFIED", "modified": "MODIFIED"}[self.options.dates]
         tag = LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED
-        ds[tag] = DataElement(tag, "CS", state)
+        ds[tag] = _element(tag, "CS", state)
         for tag in (PATIENT_IDENTITY_REMOVED, DEIDENTIFICATION_METHOD, DEIDENTIFICATION_METHOD_CODES):
-            self.changes.append(Change(_where("", tag), _name(tag), "added", "PS3.15 E.1.1"))
+            self.changes.append(Change("", tag, "added", "PS3.15 E.1.1"))
         if meta is None:
             return
         for tag in (0x00020016, 0x00020017, 0x00020018):  # Source/Sending/Receiving AE Title
             if tag in meta and not self.options.retain_device_identity:
                 del meta[tag]
-                self.changes.append(Change(_where("meta.", tag), _name(tag), "removed", "device identity"))
+                self.changes.append(Change("meta.", tag, "removed", "device identity"))
         for tag in (0x00020100, 0x00020102):  # Private Information Creator UID, Private Information
             if tag in meta:
                 del meta[tag]
-                self.changes.append(Change(_where("meta.", tag), _name(tag), "removed", "private information"))
+                self.changes.append(Change("meta.", tag, "removed", "private information"))
         if SOP_INSTANCE_UID in ds and 0x00020003 in meta and not self.options.retain_uids:
             meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
 

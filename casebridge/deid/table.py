@@ -159,6 +159,7 @@ class Compiled:
     overlay_data: tuple[str, str]  # (60XX,3000)
     overlay_comments: tuple[str, str]  # (60XX,4000)
     private: tuple[str, str]  # (GGGG,EEEE) where GGGG is odd
+    cleans: bool  # some row's action is C: the walk remembers identifiers for it
 
 
 @lru_cache(maxsize=64)
@@ -177,4 +178,5 @@ def compile_options(options: Options) -> Compiled:
         overlay_data=masked["(60XX,3000)"],
         overlay_comments=masked["(60XX,4000)"],
         private=masked["(GGGG,EEEE) WHERE GGGG IS ODD"],
+        cleans=any(action == "C" for action, _ in [*exact.values(), *masked.values()]),
     )
