@@ -7,7 +7,7 @@ empty, unchanged, changed) and must be one that the row's action allows under th
 
 - a selected option's K wins, then its C, else the Basic Profile code; a combined code (X/Z, X/D,
   X/Z/D, Z/D, X/Z/U*) allows any of its parts, as IOD conformance may ask for a later one.
-- X: gone. Z: present and empty (or, as Z allows, a changed dummy). D: present, not empty, changed.
+- X: gone. Z: present and empty, or changed (Z allows a dummy). D: present, not empty, changed.
   U: every UID changed to a 2.25 UID. K: unchanged (a sequence: its items checked in turn).
   C: a date moved by the case's one shift, or text without the patient's identifiers in it.
 - private attributes (odd groups): gone, unless Retain Safe Private keeps them by (creator, group,
@@ -219,9 +219,9 @@ class Checker:
         if "C" in allowed:
             self.cleaned(rule, vr, value, new, where)
             return
-        if "D" in allowed:
+        if allowed & {"D", "Z"}:  # Z also allows "a non-zero length value that may be a dummy"
             if unchanged and not _empty(value):
-                self.problems.append(f"{where} {rule.name}: D left the value as it was")
+                self.problems.append(f"{where} {rule.name}: {'/'.join(sorted(allowed))} left the value as it was")
             return
         self.problems.append(f"{where} {rule.name}: present with a value, allowed {sorted(allowed)}")
 
