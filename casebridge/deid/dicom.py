@@ -289,6 +289,7 @@ class _Walker:
         self.deferred: list[tuple[Dataset, int, str, str, str]] = []  # text Clean works on: ds, tag, vr, path, why
         self.shift = date_shift_days(secret) if options.dates == "modified" else None
         self.cleans = compiled.cleans
+        self.cleaning = 0  # > 0 while walking the items of a sequence whose action is C
         methods = [CODES["basic"]] + [CODES[key] for key in options.selected()]
         self.report = Report(options.selected(), methods, date_shift_days=self.shift)
         self.changes = self.report.changes
@@ -323,6 +324,11 @@ class _Walker:
                     elem = ds.get_item(tag)
                     if self.is_sequence(elem, tag):
                         self.items(ds, int(tag), path)
+                    elif self.cleaning and _vr(elem, tag) in _TEXT_VRS:
+                        # text the table does not list, inside a sequence that Clean keeps
+                        # (a Text Value of SR content, a graphic annotation's text): cleaned too
+                        why = "inside a cleaned sequence"
+                        self.deferred.append((ds, int(tag), _vr(elem, tag), path, why))
                     else:
                         self.report.untouched += 1
                     continue
@@ -448,7 +454,11 @@ class _Walker:
     # --- Clean (C) --------------------------------------------------------------------------
     def clean(self, ds: Dataset, tag: int, elem: Any, vr: str, why: str, path: str) -> None:
         if vr == "SQ" or self.is_sequence(elem, tag):
-            self.items(ds, tag, path)
+            self.cleaning += 1
+            try:
+                self.items(ds, tag, path)
+            finally:
+                self.cleaning -= 1
             self.changes.append(Change(path, tag, "cleaned", f"{why}: its items de-identified"))
         elif vr in ("DA", "DT"):
             if self.shift is None:

@@ -59,8 +59,9 @@ CODES = {
     "retain_institution_identity": ("113112", "Retain Institution Identity Option"),
 }
 
-# A few entries of PS3.15 Table E.3.10-1 (safe private attributes): (private creator, group,
-# element offset). Extend it with Options.safe_private.
+# A starting safe list: diffusion and mosaic parameters of the kind PS3.15 Table E.3.10-1 lists,
+# as (private creator, group, element offset). Not checked entry by entry against the 2024b
+# table: a site extends or replaces it with Options.safe_private.
 DEFAULT_SAFE_PRIVATE: frozenset[tuple[str, int, int]] = frozenset(
     {
         ("SIEMENS MR HEADER", 0x0019, 0x0A),  # NumberOfImagesInMosaic
@@ -69,9 +70,7 @@ DEFAULT_SAFE_PRIVATE: frozenset[tuple[str, int, int]] = frozenset(
         ("SIEMENS MR HEADER", 0x0019, 0x0D),  # DiffusionDirectionality
         ("SIEMENS MR HEADER", 0x0019, 0x0E),  # DiffusionGradientDirection
         ("SIEMENS MR HEADER", 0x0019, 0x27),  # B_matrix
-        ("SIEMENS MR HEADER", 0x0051, 0x0C),  # FOV
         ("GEMS_PARM_01", 0x0043, 0x39),  # slop_int_6..9 (b value)
-        ("GEMS_ACQU_01", 0x0019, 0x9E),  # internal pulse sequence name
         ("Philips Imaging DD 001", 0x2001, 0x03),  # diffusion b-factor
     }
 )

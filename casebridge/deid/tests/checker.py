@@ -101,6 +101,7 @@ class Checker:
         self.identifiers: set[str] = set()
         self.problems: list[str] = []
         self.rows_checked: set[str] = set()
+        self.cleaning = 0  # > 0 inside a sequence whose action is C: unlisted text may be cleaned
 
     def rule_for(self, tag: int) -> Rule | None:
         rule = self.exact.get(tag)
@@ -175,7 +176,18 @@ class Checker:
         if elem.VR == "SQ" and isinstance(out.value, Sequence):
             self.items(elem.value, out.value, where)
         elif out.value != elem.value:
-            self.problems.append(f"{where} not in the table but changed")
+            if self.cleaning and elem.VR in ("LO", "LT", "SH", "ST", "UT", "UC", "PN", "CS"):
+                self.no_identifier(out.value, where, "cleaned text")
+            else:
+                self.problems.append(f"{where} not in the table but changed")
+        elif self.cleaning:
+            self.no_identifier(out.value, where, "text in a cleaned sequence")
+
+    def no_identifier(self, value: object, where: str, what: str) -> None:
+        for text in _texts(value):
+            low = text.lower()
+            if any(identifier in low for identifier in self.identifiers):
+                self.problems.append(f"{where} {what} still holds an identifier")
 
     def items(self, before: Sequence, after: Sequence, where: str) -> None:
         if len(before) != len(after):
@@ -197,7 +209,11 @@ class Checker:
                 if not ({"Z"} & allowed or (_empty(value) and allowed & {"K", "C", "U"})):
                     self.problems.append(f"{where} {rule.name}: emptied, allowed {sorted(allowed)}")
             elif allowed & {"K", "C", "U"} and len(new) == len(value):
-                self.items(value, new, where)
+                self.cleaning += "C" in allowed
+                try:
+                    self.items(value, new, where)
+                finally:
+                    self.cleaning -= "C" in allowed
             elif "D" not in allowed:
                 self.problems.append(f"{where} {rule.name}: items replaced, allowed {sorted(allowed)}")
             return
@@ -236,11 +252,7 @@ class Checker:
                         continue
                     self.shifts.add((a - b).days)
             return
-        for text in _texts(new):
-            low = text.lower()
-            for identifier in self.identifiers:
-                if identifier in low:
-                    self.problems.append(f"{where} {rule.name}: cleaned text still holds an identifier")
+        self.no_identifier(new, where, f"{rule.name}: cleaned text")
 
     def columns_selected(self) -> set[str]:
         return {key for key, column in OPTION_COLUMNS.items() if column in self.columns}

@@ -320,3 +320,65 @@ def test_round_trip_through_dcmdump(tmp_path: Path) -> None:
         unreadable = [line for line in proc.stderr.decode(errors="replace").splitlines() if "E: " in line]
         assert not unreadable, unreadable[:10]
         assert proc.stdout.decode(errors="replace").count("[YES]") == len(batch)
+
+
+def _structured_report() -> Dataset:
+    ds = _patient_dataset()
+    text = Dataset()
+    text.ValueType = "TEXT"
+    text.TextValue = "Jane Doe (MRN-778899) reports pain at 36"
+    text.ObservationDateTime = "20240315101500"
+    observer = Dataset()
+    observer.ValueType = "PNAME"
+    observer.PersonName = "Smith^John"
+    container = Dataset()
+    container.ValueType = "CONTAINER"
+    container.ContentSequence = Sequence([text, observer])
+    ds.ContentSequence = Sequence([container])
+    annotation = Dataset()
+    label = Dataset()
+    label.UnformattedTextValue = "Doe left canine"
+    annotation.TextObjectSequence = Sequence([label])
+    ds.GraphicAnnotationSequence = Sequence([annotation])
+    ds.add_new(0x60003000, "OW", b"\x01\x00" * 32)  # Overlay Data
+    ds.add_new(0x60004000, "LT", "drawn for Doe")  # Overlay Comments
+    ds.Allergies = "Penicillin (told by Doe^Jane)"
+    ds.PatientWeight = "61"
+    ds.StationAETitle = "CBCT_ROOM2"
+    return ds
+
+
+def test_basic_profile_replaces_structured_content_and_graphics() -> None:
+    out = deidentify(_structured_report(), Options(), SECRET).dataset
+    assert len(out.ContentSequence) == 1 and len(out.ContentSequence[0]) == 0  # D: one empty item
+    assert len(out.GraphicAnnotationSequence) == 1 and len(out.GraphicAnnotationSequence[0]) == 0
+    assert 0x60003000 not in out and 0x60004000 not in out  # X
+    assert "Allergies" not in out and "PatientWeight" not in out and "StationAETitle" not in out
+
+
+def test_clean_structured_content_keeps_the_tree_without_identity() -> None:
+    out = deidentify(_structured_report(), Options(clean_structured_content=True), SECRET).dataset
+    text, observer = out.ContentSequence[0].ContentSequence
+    assert text.ValueType == "TEXT"  # not in the table: kept
+    assert text.TextValue == "*** *** (***) reports pain at 36"  # not in the table: cleaned
+    assert text.ObservationDateTime == "19000101000000"  # its own row, X/D: the dummy
+    assert observer.PersonName == "DEIDENTIFIED"  # its own row, D
+
+
+def test_clean_graphics_keeps_overlays_and_cleans_their_text() -> None:
+    out = deidentify(_structured_report(), Options(clean_graphics=True), SECRET).dataset
+    assert out[0x60003000].value == b"\x01\x00" * 32
+    assert out[0x60004000].value == "drawn for ***"
+    assert out.GraphicAnnotationSequence[0].TextObjectSequence[0].UnformattedTextValue == "*** left canine"
+
+
+def test_patient_characteristics_and_device_identity_options() -> None:
+    options = Options(retain_patient_characteristics=True, retain_device_identity=True)
+    out = deidentify(_structured_report(), options, SECRET).dataset
+    assert out.PatientWeight == "61" and out.PatientSex == "F"
+    assert out.Allergies == "Penicillin (told by ***^***)"
+    station = out.StationAETitle
+    assert station != "CBCT_ROOM2" and station.startswith("AE") and len(station) <= 16
+    again = deidentify(_structured_report(), options, SECRET).dataset.StationAETitle
+    other = deidentify(_structured_report(), options, OTHER_SECRET).dataset.StationAETitle
+    assert again == station != other  # a pseudonym per case
