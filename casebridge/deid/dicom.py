@@ -519,9 +519,9 @@ class _Walker:
         items = []
         for code, meaning in self.report.methods:
             item = Dataset()
-            item.CodeValue = code
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = meaning
+            item[0x00080100] = _element(0x00080100, "SH", code)  # Code Value
+            item[0x00080102] = _element(0x00080102, "SH", "DCM")  # Coding Scheme Designator
+            item[0x00080104] = _element(0x00080104, "LO", meaning)  # Code Meaning
             items.append(item)
         ds[DEIDENTIFICATION_METHOD_CODES] = _element(DEIDENTIFICATION_METHOD_CODES, "SQ", Sequence(items))
         state = {"remove": "REMOVED", "full": "UNMODIFIED", "modified": "MODIFIED"}[self.options.dates]
