@@ -148,8 +148,9 @@ def date_shift_days(case_secret: bytes) -> int:
 
 def deidentify(source: bytes | bytearray | memoryview | Dataset, options: Options, case_secret: bytes) -> Result:
     """De-identify one instance. Bytes in, bytes out (and the dataset); a Dataset is copied first."""
-    if not case_secret:
-        raise ValueError("case_secret must not be empty")
+    if len(case_secret) < 16:
+        # the UIDs and the date shift are only as unguessable as this secret
+        raise ValueError("case_secret must hold at least 16 random bytes")
     if isinstance(source, Dataset):
         ds = copy.deepcopy(source)
         as_bytes = False

@@ -22,8 +22,8 @@ from casebridge.deid.corpus import corpus_files
 from casebridge.deid.tests.checker import OPTION_COLUMNS, Checker
 from casebridge.imaging.synthetic import cbct_series
 
-SECRET = b"case-secret-one"
-OTHER_SECRET = b"case-secret-two"
+SECRET = b"case-secret-one-0123456789"
+OTHER_SECRET = b"case-secret-two-0123456789"
 
 # option set name -> (engine options, checker's table columns)
 OPTION_SETS: dict[str, tuple[Options, set[str]]] = {
@@ -218,6 +218,11 @@ def test_identity_removed_and_the_method_lists_profile_and_options() -> None:
     assert actions["StationName"] == ("kept", "Retain Device Identity Option")
     assert actions["InstitutionName"][0] == "replaced"  # X/Z/D: the dummy
     assert result.report.options == ["retain_device_identity", "dates=modified", "clean_descriptors"]
+
+
+def test_a_short_case_secret_is_refused() -> None:
+    with pytest.raises(ValueError, match="16 random bytes"):
+        deidentify(_patient_dataset(), Options(), b"short")
 
 
 def test_full_and_modified_dates_are_exclusive_options() -> None:
