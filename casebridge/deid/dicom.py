@@ -118,6 +118,24 @@ class Report:
     uids_replaced: int = 0
     date_shift_days: int | None = None  # how far dates moved back (modified dates only)
 
+    def as_dict(self, *, include_date_shift: bool = False) -> dict[str, Any]:
+        """A JSON-ready copy. The date shift is left out unless asked for: whoever holds it can
+        undo Modified Dates, so it must never travel with the de-identified files."""
+        out: dict[str, Any] = {
+            "profile": METHOD_NAME,
+            "options": list(self.options),
+            "methods": [{"code": code, "scheme": "DCM", "meaning": meaning} for code, meaning in self.methods],
+            "counts": self.counts(),
+            "untouched": self.untouched,
+            "uids_replaced": self.uids_replaced,
+            "changes": [
+                {"path": c.path, "attribute": c.keyword, "action": c.action, "why": c.why} for c in self.changes
+            ],
+        }
+        if include_date_shift:
+            out["date_shift_days"] = self.date_shift_days
+        return out
+
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for change in self.changes:
@@ -401,7 +419,8 @@ class _Walker:
     def private(self, ds: Dataset, tag: int, path: str) -> None:
         group, element = tag >> 16, tag & 0xFFFF
         if not self.options.retain_safe_private or element < 0x1000 or group in (1, 3, 5, 7, 0xFFFF):
-            # creators go with their blocks: those of retained blocks are put back in keep_private
+            # a creator stays for now: drop_unused_creators removes it after the walk unless an
+            # element of its block was retained
             if self.options.retain_safe_private and 0x0010 <= element <= 0x00FF:
                 return
             del ds[tag]

@@ -4,6 +4,7 @@ table, not from the engine) over pydicom's and pydicom-data's test files under e
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -218,6 +219,13 @@ def test_identity_removed_and_the_method_lists_profile_and_options() -> None:
     assert actions["StationName"] == ("kept", "Retain Device Identity Option")
     assert actions["InstitutionName"][0] == "replaced"  # X/Z/D: the dummy
     assert result.report.options == ["retain_device_identity", "dates=modified", "clean_descriptors"]
+    shared = result.report.as_dict()
+    assert "date_shift_days" not in shared  # it would undo Modified Dates
+    assert result.report.as_dict(include_date_shift=True)["date_shift_days"] == result.report.date_shift_days
+    assert {"path": "(0010,0010)", "attribute": "PatientName", "action": "emptied", "why": "Basic Profile Z"} in (
+        shared["changes"]
+    )
+    assert "Doe" not in json.dumps(shared)  # the report holds no value of the original
 
 
 def test_a_short_case_secret_is_refused() -> None:
