@@ -333,6 +333,8 @@ class _Walker:
                     self.private(ds, int(tag), path)
                     continue
                 high, element = group & 0xFF00, tag & 0xFFFF
+                if high == 0x6000 and tag not in ds:
+                    continue  # gone with its overlay plane
                 if high == 0x5000:
                     entry = compiled.curve
                 elif high == 0x6000 and element == 0x3000:
@@ -354,6 +356,13 @@ class _Walker:
             self.apply(ds, int(tag), entry, path)
         if self.options.retain_safe_private:
             self.drop_unused_creators(ds, path)
+
+    def drop_overlay_plane(self, ds: Dataset, group: int, path: str) -> None:
+        """An overlay plane without its Overlay Data (Type 1) would make the IOD invalid: the rest of
+        its repeating group goes too."""
+        for tag in [int(t) for t in list(ds.keys()) if t >> 16 == group]:
+            del ds[tag]
+            self.changes.append(Change(path, tag, "removed", "overlay plane whose Overlay Data was removed"))
 
     def drop_unused_creators(self, ds: Dataset, path: str) -> None:
         """Private creators stay only for blocks that still hold a retained element."""
@@ -393,6 +402,8 @@ class _Walker:
         if action == "X":
             del ds[tag]
             self.changes.append(Change(path, tag, "removed", why))
+            if tag & 0xFF00FFFF == 0x60003000:
+                self.drop_overlay_plane(ds, tag >> 16, path)
         elif action == "Z":
             ds[tag] = _element(tag, vr, _empty(vr))
             self.changes.append(Change(path, tag, "emptied", why))

@@ -155,7 +155,7 @@ class Checker:
                     continue
                 if tag >> 16 == 0x0002 or tag & 0xFFFF == 0:
                     continue  # file meta outside the table, group lengths: the writer redoes them
-                self.unlisted(elem, output, where)
+                self.unlisted(elem, output, where, original)
                 continue
             self.rows_checked.add(rule.name)
             self.listed(rule, elem, output, where)
@@ -167,10 +167,14 @@ class Checker:
                 if (creator, tag >> 16, tag & 0xFF) not in self.safe_private:
                     self.problems.append(f"{path}({tag >> 16:04X},{tag & 0xFFFF:04X}) private attribute kept")
 
-    def unlisted(self, elem: Any, output: Dataset, where: str) -> None:
+    def unlisted(self, elem: Any, output: Dataset, where: str, original: Dataset) -> None:
         tag = elem.tag
         if tag not in output:
-            self.problems.append(f"{where} not in the table but removed")
+            # an overlay plane may go with its Overlay Data (X), which the plane needs (Type 1)
+            overlay_data = (tag & 0xFFFF0000) | 0x3000
+            plane = tag >> 24 == 0x60 and overlay_data in original and overlay_data not in output
+            if not (plane and "X" in self.overlay_data.allowed):
+                self.problems.append(f"{where} not in the table but removed")
             return
         out = output[tag]
         if elem.VR == "SQ" and isinstance(out.value, Sequence):

@@ -353,6 +353,8 @@ def _structured_report() -> Dataset:
     label.UnformattedTextValue = "Doe left canine"
     annotation.TextObjectSequence = Sequence([label])
     ds.GraphicAnnotationSequence = Sequence([annotation])
+    ds.add_new(0x60000010, "US", 8)  # Overlay Rows
+    ds.add_new(0x60000011, "US", 8)  # Overlay Columns
     ds.add_new(0x60003000, "OW", b"\x01\x00" * 32)  # Overlay Data
     ds.add_new(0x60004000, "LT", "drawn for Doe")  # Overlay Comments
     ds.Allergies = "Penicillin (told by Doe^Jane)"
@@ -366,6 +368,7 @@ def test_basic_profile_replaces_structured_content_and_graphics() -> None:
     assert len(out.ContentSequence) == 1 and len(out.ContentSequence[0]) == 0  # D: one empty item
     assert len(out.GraphicAnnotationSequence) == 1 and len(out.GraphicAnnotationSequence[0]) == 0
     assert 0x60003000 not in out and 0x60004000 not in out  # X
+    assert not [tag for tag in list(out.keys()) if tag.group == 0x6000]  # the plane goes with its data
     assert "Allergies" not in out and "PatientWeight" not in out and "StationAETitle" not in out
 
 
@@ -381,6 +384,7 @@ def test_clean_structured_content_keeps_the_tree_without_identity() -> None:
 def test_clean_graphics_keeps_overlays_and_cleans_their_text() -> None:
     out = deidentify(_structured_report(), Options(clean_graphics=True), SECRET).dataset
     assert out[0x60003000].value == b"\x01\x00" * 32
+    assert out[0x60000010].value == 8
     assert out[0x60004000].value == "drawn for ***"
     assert out.GraphicAnnotationSequence[0].TextObjectSequence[0].UnformattedTextValue == "*** left canine"
 
