@@ -27,16 +27,21 @@ import io
 import re
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import pydicom
 from pydicom import config
+from pydicom.charset import default_encoding
 from pydicom.datadict import DicomDictionary, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_sequence
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from casebridge.deid.table import CODES, Compiled, Options, compile_options
 
@@ -547,14 +552,11 @@ class _Walker:
         ds[PATIENT_IDENTITY_REMOVED] = _element(PATIENT_IDENTITY_REMOVED, "CS", "YES")
         names = [METHOD_NAME] + [meaning[:64] for _, meaning in self.report.methods[1:]]
         ds[DEIDENTIFICATION_METHOD] = _element(DEIDENTIFICATION_METHOD, "LO", names)
-        items = []
-        for code, meaning in self.report.methods:
-            item = Dataset()
-            item[0x00080100] = _element(0x00080100, "SH", code)  # Code Value
-            item[0x00080102] = _element(0x00080102, "SH", "DCM")  # Coding Scheme Designator
-            item[0x00080104] = _element(0x00080104, "LO", meaning)  # Code Meaning
-            items.append(item)
-        ds[DEIDENTIFICATION_METHOD_CODES] = _element(DEIDENTIFICATION_METHOD_CODES, "SQ", Sequence(items))
+        implicit, little = ds.original_encoding
+        if implicit is None or little is None:
+            ds[DEIDENTIFICATION_METHOD_CODES] = _method_codes(tuple(self.report.methods))
+        else:  # read from bytes: the sequence encoded once per option set and encoding
+            ds[DEIDENTIFICATION_METHOD_CODES] = _method_codes_encoded(tuple(self.report.methods), implicit, little)
         state = {"remove": "REMOVED", "full": "UNMODIFIED", "modified": "MODIFIED"}[self.options.dates]
         tag = LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED
         ds[tag] = _element(tag, "CS", state)
@@ -572,6 +574,29 @@ class _Walker:
                 self.changes.append(Change("meta.", tag, "removed", "private information"))
         if SOP_INSTANCE_UID in ds and 0x00020003 in meta and not self.options.retain_uids:
             meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+
+
+def _method_codes(methods: tuple[tuple[str, str], ...]) -> DataElement:
+    """De-identification Method Code Sequence: one CID 7050 item per profile and option."""
+    items = []
+    for code, meaning in methods:
+        item = Dataset()
+        item[0x00080100] = _element(0x00080100, "SH", code)  # Code Value
+        item[0x00080102] = _element(0x00080102, "SH", "DCM")  # Coding Scheme Designator
+        item[0x00080104] = _element(0x00080104, "LO", meaning)  # Code Meaning
+        items.append(item)
+    return _element(DEIDENTIFICATION_METHOD_CODES, "SQ", Sequence(items))
+
+
+@lru_cache(maxsize=128)
+def _method_codes_encoded(methods: tuple[tuple[str, str], ...], implicit: bool, little: bool) -> RawDataElement:
+    """The same sequence already encoded, which pydicom's writer copies as it is (it decodes it
+    itself should the file be written in another encoding). Immutable, so one serves every file."""
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = implicit, little
+    write_sequence(fp, _method_codes(methods), [default_encoding])
+    value = fp.getvalue()
+    return RawDataElement(BaseTag(DEIDENTIFICATION_METHOD_CODES), "SQ", len(value), value, 0, implicit, little, True)
 
 
 def _shift(value: str, vr: str, days: int) -> str:
