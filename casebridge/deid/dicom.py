@@ -53,6 +53,8 @@ DEIDENTIFICATION_METHOD_CODES = 0x00120064
 LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED = 0x00280303
 SOP_INSTANCE_UID = 0x00080018
 METHOD_NAME = "CaseBridge PS3.15 E.1 2024b"
+DIRECTORY_RECORD_SEQUENCE = 0x00041220
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 
 _SQ_TAGS = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
 _UNDEFINED = 0xFFFFFFFF
@@ -180,6 +182,12 @@ def deidentify(source: bytes | bytearray | memoryview | Dataset, options: Option
     else:
         ds = _read(bytes(source))
         as_bytes = True
+    meta = getattr(ds, "file_meta", None)
+    if DIRECTORY_RECORD_SEQUENCE in ds or (meta is not None and meta.get(0x00020002) == MEDIA_STORAGE_DIRECTORY):
+        raise Refused(
+            "a DICOMDIR indexes other files by byte offsets that de-identification would break: "
+            "de-identify the files it lists and build a new DICOMDIR from them"
+        )
     walker = _Walker(compile_options(options), options, case_secret)
     try:
         walker.run(ds)

@@ -105,7 +105,9 @@ def test_every_row_of_the_table_on_every_file(option_set: str) -> None:
         except Refused as refusal:
             refused += 1
             assert refusal.reason
-            if reference is not None:
+            if reference is not None and "DirectoryRecordSequence" in reference:
+                assert "DICOMDIR" in refusal.reason  # its byte offsets would no longer hold
+            elif reference is not None:
                 # pydicom reads it: only the unknown private creator may stop it, and only here
                 assert options.retain_safe_private and "unknown private creator" in refusal.reason, (name, refusal)
             continue
@@ -117,7 +119,7 @@ def test_every_row_of_the_table_on_every_file(option_set: str) -> None:
             pass
         problems += [f"{name}: {problem}" for problem in checker.check(reference, output)]
     assert not problems, "\n".join(problems[:40]) + f"\n... {len(problems)} in all"
-    assert done >= (100 if options.retain_safe_private else 225), (done, refused)
+    assert done >= (100 if options.retain_safe_private else 220), (done, refused)
     assert len(checker.rows_checked) >= 40  # the corpus exercises many rows, not a handful
     if options.dates == "modified":
         assert len(checker.shifts) == 1, checker.shifts  # one shift for the whole case
@@ -326,7 +328,7 @@ def test_round_trip_through_dcmdump(tmp_path: Path) -> None:
         path = tmp_path / f"{index}.dcm"
         path.write_bytes(result.data or b"")
         written.append(path)
-    assert len(written) >= 225
+    assert len(written) >= 220
     for start in range(0, len(written), 60):
         batch = written[start : start + 60]
         proc = subprocess.run([dcmdump, "-q", "+P", "0012,0062", *map(str, batch)], capture_output=True, timeout=120)
