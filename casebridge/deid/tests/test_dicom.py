@@ -235,7 +235,7 @@ def test_a_short_case_secret_is_refused() -> None:
         deidentify(_patient_dataset(), Options(), b"short")
 
 
-def test_full_and_modified_dates_are_exclusive_options() -> None:
+def test_dates_option_is_remove_full_or_modified_one_at_a_time() -> None:
     with pytest.raises(ValueError):
         Options(dates="shifted")  # type-checked callers cannot, a form value could
 
