@@ -9,6 +9,7 @@ from casebridge.accounts import views as account_views
 from casebridge.api import files as file_api
 from casebridge.api import openapi as rest_api
 from casebridge.api import uploads as upload_api
+from casebridge.audit import alert_views
 from casebridge.audit import views as audit_views
 from casebridge.cases import live as case_live
 from casebridge.cases import slip as case_slip
@@ -73,6 +74,9 @@ org_patterns = [
         name="notification_read",
     ),
     path("audit/", audit_views.audit_log, name="audit_log"),
+    path("alerts/", alert_views.alerts_page, name="alerts"),
+    path("alerts/rules/", alert_views.alert_rules, name="alert_rules"),
+    path("alerts/<uuid:alert_id>/acknowledge/", alert_views.alert_acknowledge, name="alert_acknowledge"),
     path("backups/", retention_views.backups, name="backups"),
     path("retention/", retention_views.retention, name="retention"),
     path(

@@ -37,6 +37,8 @@ from casebridge.access.policy import resolve
 from casebridge.accounts.actions import create_api_token
 from casebridge.accounts.models import ServiceAccount, User
 from casebridge.api.tests.conftest import World, draft_body, ready_case
+from casebridge.audit.alerts import DEFAULT_RULES
+from casebridge.audit.models import Alert, AlertKind
 from casebridge.core.testing import add_member, make_org, make_user, signed_in_client
 from casebridge.imaging.synthetic import dicom_image
 from casebridge.kernel.tickets import internal_key
@@ -68,6 +70,14 @@ STOW_BODY = (
     + STOW_INSTANCE
     + f"\r\n--{STOW_BOUNDARY}--".encode()
 )
+
+
+# The alert rules form as the page posts it: every rule at its default.
+ALERT_RULES_FORM = {
+    f"{kind}-{name}": str(getattr(setting, name))
+    for kind, setting in DEFAULT_RULES.items()
+    for name in ("threshold", "window_minutes", "start_hour", "end_hour")
+}
 
 
 # --- the world each row starts from -----------------------------------------------------------
@@ -445,6 +455,15 @@ OPERATIONS: list[Op] = [
         body=lambda ctx: {"operation": "hold", "reason": "Litigation request 2026-14"},
     ),
     Op("service_accounts", "POST", _org("service-accounts/"), kind="web"),
+    Op(
+        "alert_acknowledge",
+        "POST",
+        _org("alerts/{ctx.ids[alert]}/acknowledge/"),
+        kind="web",
+        body=lambda ctx: {"note": "reviewed with the team"},
+        ok=(302,),
+    ),
+    Op("alert_rules", "POST", _org("alerts/rules/"), kind="web", body=lambda ctx: ALERT_RULES_FORM, ok=(302,)),
     Op("service_account_deactivate", "POST", _org("service-accounts/{ctx.ids[account]}/deactivate/"), kind="web"),
     Op("case_new", "POST", _org("cases/new/"), kind="web"),
     Op("case_edit", "POST", _org("cases/{ctx.number}/edit/"), "draft", kind="web"),
@@ -523,6 +542,7 @@ NOT_IN_THE_MATRIX = {
     "backups": "read-only (retention/tests/test_backup_page.py)",
     "retention_certificate": "read-only PDF (retention/tests/test_retention_page.py)",
     "audit_log": "read-only",
+    "alerts": "read-only page: audit/tests/test_alerts.py",
     "audit_export": "read-only",
     "invitation_accept": "the invitation's token is the credential: orgs/tests/test_members.py",
     "setup_password": "the setup link is the credential: accounts tests",
@@ -611,6 +631,9 @@ def _prepare(world: World, op: Op) -> Ctx:
             reason="covering the front desk",
             expires_at=timezone.now() + timezone.timedelta(hours=1),
         ).pk
+    )
+    ctx.ids["alert"] = str(
+        Alert.objects.create(organization=world.practice, kind=AlertKind.MASS_DOWNLOAD, summary="60 files").pk
     )
     ctx.ids["account"] = str(ServiceAccount.objects.create(organization=world.practice, name="pms", role="staff").pk)
     return ctx
@@ -709,6 +732,8 @@ WATCHED = [
     "cases.Message",
     "cases.CaseEvent",
     "cases.ImagingOrder",
+    "audit.Alert",
+    "audit.AlertRule",
     "vault.StoredObject",
     "vault.ObjectVersion",
     "vault.Upload",

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from casebridge.audit import chain, proofs, witness
+from casebridge.audit import alerts, chain, proofs, witness
 from casebridge.audit import export as audit_export
 from casebridge.audit.api import record
 from casebridge.audit.models import Checkpoint
@@ -94,6 +94,7 @@ class Command(BaseCommand):
             result = chain.verify()
             if not result.ok:
                 where = f" (event {result.bad_event_id})" if result.bad_event_id else ""
+                alerts.raise_audit_failure(f"#{result.bad_seq}{where}: {result.problem}")
                 raise CommandError(f"AUDIT CHAIN BROKEN at #{result.bad_seq}{where}: {result.problem}")
             record("audit.verified", details={"checked": result.checked, "head": result.head_seq})
             self.stdout.write(
