@@ -9,7 +9,7 @@ from casebridge.accounts import views as account_views
 from casebridge.api import files as file_api
 from casebridge.api import openapi as rest_api
 from casebridge.api import uploads as upload_api
-from casebridge.audit import alert_views
+from casebridge.audit import alert_views, forensics_views
 from casebridge.audit import views as audit_views
 from casebridge.cases import live as case_live
 from casebridge.cases import slip as case_slip
@@ -74,6 +74,9 @@ org_patterns = [
         name="notification_read",
     ),
     path("audit/", audit_views.audit_log, name="audit_log"),
+    path("audit/links/<uuid:link_id>/", forensics_views.link_forensics, name="link_forensics"),
+    path("audit/files/<uuid:file_id>/", forensics_views.file_forensics, name="file_forensics"),
+    path("audit/people/<uuid:user_id>/", forensics_views.person_forensics, name="person_forensics"),
     path("alerts/", alert_views.alerts_page, name="alerts"),
     path("alerts/rules/", alert_views.alert_rules, name="alert_rules"),
     path("alerts/<uuid:alert_id>/acknowledge/", alert_views.alert_acknowledge, name="alert_acknowledge"),
