@@ -9,7 +9,7 @@ from casebridge.accounts import views as account_views
 from casebridge.api import files as file_api
 from casebridge.api import openapi as rest_api
 from casebridge.api import uploads as upload_api
-from casebridge.audit import alert_views, forensics_views
+from casebridge.audit import alert_views, forensics_views, review_views
 from casebridge.audit import views as audit_views
 from casebridge.cases import live as case_live
 from casebridge.cases import slip as case_slip
@@ -77,6 +77,7 @@ org_patterns = [
     path("audit/links/<uuid:link_id>/", forensics_views.link_forensics, name="link_forensics"),
     path("audit/files/<uuid:file_id>/", forensics_views.file_forensics, name="file_forensics"),
     path("audit/people/<uuid:user_id>/", forensics_views.person_forensics, name="person_forensics"),
+    path("audit/reviews/", review_views.audit_reviews, name="audit_reviews"),
     path("alerts/", alert_views.alerts_page, name="alerts"),
     path("alerts/rules/", alert_views.alert_rules, name="alert_rules"),
     path("alerts/<uuid:alert_id>/acknowledge/", alert_views.alert_acknowledge, name="alert_acknowledge"),

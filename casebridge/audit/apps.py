@@ -16,3 +16,6 @@ class AuditConfig(AppConfig):
         from casebridge.audit import alerts
 
         register_periodic("audit.alerts", alerts.run)
+        from casebridge.audit import reviews
+
+        register_periodic("audit.review_reminders", reviews.remind_overdue)

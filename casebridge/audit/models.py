@@ -196,3 +196,36 @@ class AlertCursor(models.Model):
 
     def __str__(self) -> str:
         return f"alerts read up to #{self.last_seq}"
+
+
+class ReviewSchedule(models.Model):
+    """How often an organization reviews its audit log (HIPAA 164.308(a)(1)(ii)(D)), and when it
+    was last reminded that a review is overdue."""
+
+    organization = models.OneToOneField("orgs.Organization", on_delete=models.CASCADE, related_name="review_schedule")
+    cadence_days = models.PositiveIntegerField(default=30)
+    last_reminded_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"review every {self.cadence_days} days"
+
+
+class AuditReview(models.Model):
+    """A signed periodic review of the audit log: who reviewed which period, what they found and
+    what follows. Evidence for the compliance dashboard; the sign-off is also an audit event."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="audit_reviews")
+    period_start = models.DateField()
+    period_end = models.DateField()
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    notes = models.TextField(blank=True)
+    findings = models.TextField(blank=True)
+    follow_up = models.TextField(blank=True)
+    signed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-signed_at"]
+
+    def __str__(self) -> str:
+        return f"review of {self.period_start}..{self.period_end}"
