@@ -77,6 +77,7 @@ org_patterns = [
     path("audit/links/<uuid:link_id>/", forensics_views.link_forensics, name="link_forensics"),
     path("audit/files/<uuid:file_id>/", forensics_views.file_forensics, name="file_forensics"),
     path("audit/people/<uuid:user_id>/", forensics_views.person_forensics, name="person_forensics"),
+    path("audit/patients/<uuid:patient_ref>/", forensics_views.patient_report, name="patient_report"),
     path("audit/reviews/", review_views.audit_reviews, name="audit_reviews"),
     path("alerts/", alert_views.alerts_page, name="alerts"),
     path("alerts/rules/", alert_views.alert_rules, name="alert_rules"),

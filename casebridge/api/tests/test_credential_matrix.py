@@ -554,6 +554,7 @@ NOT_IN_THE_MATRIX = {
     "link_forensics": "read-only page: audit/tests/test_forensics.py",
     "file_forensics": "read-only page: audit/tests/test_forensics.py",
     "person_forensics": "read-only page: audit/tests/test_forensics.py",
+    "patient_report": "read-only page and exports: audit/tests/test_patient_report.py",
     "audit_export": "read-only",
     "invitation_accept": "the invitation's token is the credential: orgs/tests/test_members.py",
     "setup_password": "the setup link is the credential: accounts tests",
