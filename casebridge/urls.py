@@ -65,6 +65,7 @@ org_patterns = [
     path("cases/<str:number>/share/<uuid:link_id>/revoke/", share_views.link_revoke, name="share_revoke"),
     path("cases/<str:number>/live/", case_live.case_live, name="case_live"),
     path("disclosures/", share_views.disclosures, name="disclosures"),
+    path("disclosures/export/", share_views.disclosures_export, name="disclosures_export"),
     path("notifications/", notification_views.notifications, name="notifications"),
     path("notifications/bell/", notification_views.notification_bell, name="notification_bell"),
     path("notifications/read-all/", notification_views.notifications_read_all, name="notifications_read_all"),

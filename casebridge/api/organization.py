@@ -148,6 +148,8 @@ class AuditFilters(Schema):
     outcome: Outcome | None = None
     case: str | None = Field(None, pattern=NUMBER, description="Events about this case number")
     emergency: bool = Field(False, description="Only what was done under emergency access")
+    patient: uuid.UUID | None = Field(None, description="Events about this patient (internal reference)")
+    ip: Text100 = Field("", description="Events from this client IP address")
     cursor: Text200 | None = Field(None, description="Opaque cursor from the `next` link")
     limit: int = Field(PAGE_DEFAULT, ge=1, le=PAGE_MAX)
 
@@ -168,6 +170,8 @@ class AuditFilters(Schema):
                 since=self.since,
                 until=self.until,
                 emergency_only=self.emergency,
+                patient=str(self.patient) if self.patient else "",
+                ip=self.ip.strip(),
             )
         except BadFilter as exc:
             raise HttpError(422, str(exc)) from None

@@ -164,6 +164,7 @@ register("case.attachment.version_added", "New version of a file of a case (meta
 register("case.message.posted", "Message posted on a case")
 register("patient.viewed", "Patient reference shown")
 # --- External links (sharing) -------------------------------------------------------------
+register("share.disclosures.exported", "Accounting of disclosures for a patient exported (CSV or PDF)", sensitive=True)
 register("share.link.created", "External link created and e-mailed; disclosure recorded", sensitive=True)
 register("share.link.revoked", "External link revoked")
 register("share.link.opened", "External link opened by its recipient")

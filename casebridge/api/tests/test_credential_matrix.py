@@ -547,6 +547,7 @@ NOT_IN_THE_MATRIX = {
     "scan_viewer": "read-only page (its files come through file_content)",
     "study_viewer": "read-only page (its slices come through DICOMweb)",
     "disclosures": "read-only",
+    "disclosures_export": "read-only export: sharing/tests/test_accounting.py",
     "backups": "read-only (retention/tests/test_backup_page.py)",
     "retention_certificate": "read-only PDF (retention/tests/test_retention_page.py)",
     "audit_log": "read-only",
