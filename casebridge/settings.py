@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "casebridge.notifications",
     "casebridge.imaging",
     "casebridge.retention",
+    "casebridge.compliance",
 ]
 
 MIDDLEWARE = [

@@ -14,6 +14,7 @@ from casebridge.audit import views as audit_views
 from casebridge.cases import live as case_live
 from casebridge.cases import slip as case_slip
 from casebridge.cases import views as case_views
+from casebridge.compliance import views as compliance_views
 from casebridge.imaging import dicomweb
 from casebridge.imaging import views as imaging_views
 from casebridge.notifications import views as notification_views
@@ -79,6 +80,8 @@ org_patterns = [
     path("audit/files/<uuid:file_id>/", forensics_views.file_forensics, name="file_forensics"),
     path("audit/people/<uuid:user_id>/", forensics_views.person_forensics, name="person_forensics"),
     path("audit/patients/<uuid:patient_ref>/", forensics_views.patient_report, name="patient_report"),
+    path("incidents/", compliance_views.incident_list, name="incidents"),
+    path("incidents/<uuid:incident_id>/", compliance_views.incident_detail, name="incident_detail"),
     path("audit/reviews/", review_views.audit_reviews, name="audit_reviews"),
     path("alerts/", alert_views.alerts_page, name="alerts"),
     path("alerts/rules/", alert_views.alert_rules, name="alert_rules"),

@@ -188,4 +188,10 @@ register("alert.acknowledged", "Alert acknowledged with a note")
 register("alert.rules_changed", "Alert rules changed")
 register("audit.review.signed", "Periodic audit log review signed off")
 register("audit.review.cadence_changed", "Audit review cadence changed")
+register("compliance.incident.recorded", "Security incident recorded (or a tabletop exercise)", sensitive=True)
+register("compliance.incident.assessed", "Incident assessed: the four factors and the breach decision", sensitive=True)
+register(
+    "compliance.incident.notice_sent",
+    "Breach notice marked sent (individuals, HHS, media, covered entity or authority)",
+)
 register("audit.proof.given", "Merkle inclusion or consistency proof handed to an auditor")

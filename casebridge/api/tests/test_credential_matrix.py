@@ -39,6 +39,7 @@ from casebridge.accounts.models import ServiceAccount, User
 from casebridge.api.tests.conftest import World, draft_body, ready_case
 from casebridge.audit.alerts import DEFAULT_RULES
 from casebridge.audit.models import Alert, AlertKind
+from casebridge.compliance.models import Incident
 from casebridge.core.testing import add_member, make_org, make_user, signed_in_client
 from casebridge.imaging.synthetic import dicom_image
 from casebridge.kernel.tickets import internal_key
@@ -471,6 +472,22 @@ OPERATIONS: list[Op] = [
         body=lambda ctx: {"period_start": "2026-01-01", "period_end": "2026-01-31", "notes": "sign-ins, links"},
         ok=(302,),
     ),
+    Op(
+        "incidents",
+        "POST",
+        _org("incidents/"),
+        kind="web",
+        body=lambda ctx: {"title": "Lost laptop", "description": "in a taxi", "discovered_at": "2026-01-05T10:00"},
+        ok=(302,),
+    ),
+    Op(
+        "incident_detail",
+        "POST",
+        _org("incidents/{ctx.ids[incident]}/"),
+        kind="web",
+        body=lambda ctx: {"individuals_affected": "0", "most_in_one_state": "0", "decision": "undecided"},
+        ok=(302,),
+    ),
     Op("alert_rules", "POST", _org("alerts/rules/"), kind="web", body=lambda ctx: ALERT_RULES_FORM, ok=(302,)),
     Op("service_account_deactivate", "POST", _org("service-accounts/{ctx.ids[account]}/deactivate/"), kind="web"),
     Op("case_new", "POST", _org("cases/new/"), kind="web"),
@@ -645,6 +662,11 @@ def _prepare(world: World, op: Op) -> Ctx:
             expires_at=timezone.now() + timezone.timedelta(hours=1),
         ).pk
     )
+    ctx.ids["incident"] = str(
+        Incident.objects.create(
+            organization=world.practice, title="Lost laptop", description="x", discovered_at=timezone.now()
+        ).pk
+    )
     ctx.ids["alert"] = str(
         Alert.objects.create(organization=world.practice, kind=AlertKind.MASS_DOWNLOAD, summary="60 files").pk
     )
@@ -748,6 +770,7 @@ WATCHED = [
     "audit.Alert",
     "audit.AlertRule",
     "audit.AuditReview",
+    "compliance.Incident",
     "audit.ReviewSchedule",
     "vault.StoredObject",
     "vault.ObjectVersion",
