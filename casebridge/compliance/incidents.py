@@ -24,6 +24,16 @@ from casebridge.orgs.models import OrgKind
 TEXT_LIMIT = 8000
 
 
+def _audit(action: str, access: OrgAccess, incident: Incident, details: dict[str, object]) -> None:
+    record(
+        action,
+        actor=access.actor,
+        organization=access.organization,
+        target=incident,
+        details={"incident": str(incident.pk), **details},
+    )
+
+
 def _check_text(errors: dict[str, str], **texts: str) -> None:
     for name, text in texts.items():
         if len(text) > TEXT_LIMIT:
@@ -64,12 +74,11 @@ def record_incident(
             is_exercise=is_exercise,
             reported_by=access.actor if isinstance(access.actor, User) else None,
         )
-        record(
+        _audit(
             "compliance.incident.recorded",
-            actor=access.actor,
-            organization=access.organization,
-            target=incident,
-            details={"incident": str(incident.pk), "exercise": is_exercise, "discovered_at": discovered_at.isoformat()},
+            access,
+            incident,
+            {"exercise": is_exercise, "discovered_at": discovered_at.isoformat()},
         )
     return incident
 
@@ -128,17 +137,11 @@ def assess(
             incident.decided_at = timezone.now() if decision != Decision.UNDECIDED else None
             incident.decided_by = access.actor if isinstance(access.actor, User) else None
         incident.save()
-        record(
+        _audit(
             "compliance.incident.assessed",
-            actor=access.actor,
-            organization=access.organization,
-            target=incident,
-            details={
-                "incident": str(incident.pk),
-                "decision": decision,
-                "individuals": individuals_affected,
-                "gdpr": under_gdpr,
-            },
+            access,
+            incident,
+            {"decision": decision, "individuals": individuals_affected, "gdpr": under_gdpr},
         )
     return incident
 
@@ -165,12 +168,11 @@ def mark_notice_sent(access: OrgAccess, incident: Incident, key: str, sent_at: d
     with transaction.atomic():
         incident.notices = {**incident.notices, key: when.isoformat()}
         incident.save(update_fields=["notices"])
-        record(
+        _audit(
             "compliance.incident.notice_sent",
-            actor=access.actor,
-            organization=access.organization,
-            target=incident,
-            details={"incident": str(incident.pk), "notice": key, "sent_at": when.isoformat()},
+            access,
+            incident,
+            {"notice": key, "sent_at": when.isoformat()},
         )
 
 
