@@ -330,11 +330,19 @@ class Sealed:
 
 
 def seal_to_blob(
-    store: BlobStore, blob_name: str, dek: bytes, associated: bytes, source: Readinto, length: int
+    store: BlobStore,
+    blob_name: str,
+    dek: bytes,
+    associated: bytes,
+    source: Readinto,
+    length: int,
+    *,
+    durable: bool = True,
 ) -> Sealed:
     """Encrypt `length` bytes read from `source` into a new blob: SHA-256, type and size come back.
 
-    The blob is durable (fsync + rename on the filesystem) or absent when this returns or raises.
+    The blob is durable (fsync + rename on the filesystem) or absent when this returns or raises;
+    with `durable=False` it is written and renamed, and durable once the caller's store.sync().
     """
     header, cipher = new_stream(dek, associated)
     ciphertext_size = DEFAULT_LAYOUT.ciphertext_size(length)
@@ -346,7 +354,7 @@ def seal_to_blob(
 
     last_index = DEFAULT_LAYOUT.segment_count(length) - 1
     with (
-        store.open_writer(blob_name, ciphertext_size) as sink,
+        store.open_writer(blob_name, ciphertext_size, durable=durable) as sink,
         SealingPipeline(cipher, index=0, last_index=last_index, hashers=[hasher], inspect_first=sniff) as pipeline,
     ):
         write_behind(sink.write, itertools.chain([header], pipeline.seal(source, length)), pipeline.release)

@@ -81,6 +81,41 @@ def test_a_zipped_cbct_series_becomes_one_study_with_one_series_of_every_slice(i
     assert event.patient_ref == str(case.patient_id) and event.details["imported"] == 24
 
 
+def test_slices_are_durable_before_any_is_recorded_and_each_upload_is_audited(
+    ingest: Ingest, case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of slices is synced in one barrier, and only then linked and indexed: an instance
+    is never reported stored while its content could still be lost."""
+    from casebridge.imaging import studies
+    from casebridge.kernel.backends.filesystem import FileSystemStore
+    from casebridge.vault.models import ObjectVersion
+
+    synced: list[str] = []
+    real_sync = FileSystemStore.sync
+
+    def sync(store: FileSystemStore, names: Any) -> None:
+        names = list(names)
+        assert not ObjectVersion.objects.filter(blob_name__in=names).exists()  # nothing linked yet
+        real_sync(store, names)
+        synced.extend(names)
+
+    monkeypatch.setattr(FileSystemStore, "sync", sync)
+    monkeypatch.setattr(studies, "BATCH_INSTANCES", 4)
+    job = ingest(_zip({f"IM{i}": data for i, data in enumerate(cbct_series("jaw", slices=10, size=16))}))
+
+    assert job.state == IngestState.DONE and job.imported == 10
+    blobs = set(
+        ObjectVersion.objects.filter(stored_object__dicom_instance__series__study__case=case).values_list(
+            "blob_name", flat=True
+        )
+    )
+    assert len(blobs) == 10 and blobs <= set(synced)
+    uploaded = Event.objects.filter(
+        action="file.uploaded", target_id__in=[str(i.stored_object_id) for i in Instance.objects.all()]
+    )
+    assert uploaded.count() == 10
+
+
 def test_the_index_holds_no_patient_name(ingest: Ingest, case: Case) -> None:
     ingest(_zip({"a.dcm": cbct_series("jaw", slices=1, size=16, patient_name="CARTER^ROSA")[0]}))
     stored_rows = [str(list(model.objects.values())) for model in (Study, Series, Instance, IngestJob)]
