@@ -144,20 +144,25 @@ class _Index:
         return series
 
 
-def _flush(job: IngestJob, batch: _Batch, index: _Index, known: dict[str, dict[str, Any]]) -> set[Any]:
+def _flush(
+    job: IngestJob, batch: _Batch, index: _Index, known: dict[str, dict[str, Any]], indexed: set[str]
+) -> tuple[set[Any], int]:
     """Make the batch's content durable, then link and index all of it in one transaction; the
-    ids of the series it added to. An instance counts as stored only once this returns."""
+    ids of the series it added to, and how many of its instances another job of the case had
+    indexed meanwhile (duplicates after all). An instance counts as stored only once this returns."""
     if not batch.items:
-        return set()
-    pendings = [pending for _, pending, _ in batch.items if pending is not None]
+        return set(), 0
+    added: dict[Any, list[int]] = {}
     try:
-        vault.sync(pendings)
+        vault.sync(pending for _, pending, _ in batch.items if pending is not None)
         with transaction.atomic():
+            late = _indexed_uids(job, among=batch.sop_uids)
+            fresh = [item for item in batch.items if item[0].sop_instance_uid not in late]
+            pendings = [pending for _, pending, _ in fresh if pending is not None]
             # Part of the case's study, not loose uploads of the person who sent the archive.
             versions = iter(vault.link_new_versions(pendings, actor=job.requested_by, attached_at=timezone.now()))
             rows = []
-            added: dict[Any, list[int]] = {}
-            for header, pending, _ in batch.items:
+            for header, pending, _ in fresh:
                 stored_id = job.source_id if pending is None else next(versions).stored_object_id
                 series = index.series_for(header)
                 rows.append(
@@ -182,12 +187,18 @@ def _flush(job: IngestJob, batch: _Batch, index: _Index, known: dict[str, dict[s
     except BaseException:
         batch.discard()
         raise
-    for header, _, meta in batch.items:
-        known[header.sop_instance_uid] = meta
+    for header, pending, meta in batch.items:
+        if header.sop_instance_uid in late:
+            if pending is not None:
+                vault.discard(pending)
+        else:
+            known[header.sop_instance_uid] = meta
+        indexed.add(header.sop_instance_uid)
+    duplicates = len(batch.items) - len(fresh)
     batch.items.clear()
     batch.sop_uids.clear()
     batch.bytes = 0
-    return set(added)
+    return set(added), duplicates
 
 
 def already_indexed(case: Any, organization: Any, sop_instance_uid: str) -> bool:
@@ -200,8 +211,13 @@ def already_indexed(case: Any, organization: Any, sop_instance_uid: str) -> bool
     ).exists()
 
 
-def _is_duplicate(job: IngestJob, header: InstanceHeader) -> bool:
-    return already_indexed(job.case, job.organization, header.sop_instance_uid)
+def _indexed_uids(job: IngestJob, among: set[str] | None = None) -> set[str]:
+    """already_indexed() for many instances in one query: the SOP Instance UIDs the case's
+    studies (those the job's organization added) hold, all of them or those `among`."""
+    found = Instance.objects.filter(series__study__case=job.case, series__study__organization=job.organization)
+    if among is not None:
+        found = found.filter(sop_instance_uid__in=among)
+    return set(found.values_list("sop_instance_uid", flat=True))
 
 
 def _seal(job: IngestJob, entry: _Entry, zipped: zipfile.ZipFile | None) -> vault.PendingVersion | None:
@@ -258,12 +274,13 @@ def run(job: IngestJob) -> IngestJob:
     imported = duplicates = 0
     touched: set[Any] = set()
     batch, index = _Batch(), _Index(job)
+    indexed = _indexed_uids(job)
     known: dict[str, dict[str, Any]] = {}  # DICOM JSON headers of what this job indexed, by SOP UID
     try:
         for entry in entries:
             try:
                 header, meta = _header(entry)
-                if header.sop_instance_uid in batch.sop_uids or _is_duplicate(job, header):
+                if header.sop_instance_uid in batch.sop_uids or header.sop_instance_uid in indexed:
                     duplicates += 1
                 else:
                     batch.items.append((header, _seal(job, entry, zipped), meta))
@@ -275,8 +292,9 @@ def run(job: IngestJob) -> IngestJob:
                 errors.append({"entry": entry.number, "error": str(exc) or "the archive entry is damaged"})
             if batch.full() or entry.number == len(entries):
                 count = len(batch.items)
-                touched |= _flush(job, batch, index, known)
-                imported += count
+                series_ids, late = _flush(job, batch, index, known, indexed)
+                touched |= series_ids
+                imported, duplicates = imported + count - late, duplicates + late
             if entry.number % PROGRESS_EVERY == 0 or entry.number == len(entries):
                 _progress(job, processed=entry.number, imported=imported, duplicates=duplicates, errors=errors)
     finally:

@@ -144,6 +144,29 @@ def test_duplicates_are_recognised_within_an_archive_and_across_uploads(ingest: 
     assert Instance.objects.filter(series__study__case=case).count() == 3
 
 
+def test_an_instance_another_job_indexed_meanwhile_counts_as_a_duplicate_and_leaves_nothing(
+    ingest: Ingest, case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from casebridge.imaging import studies
+    from casebridge.vault.config import blob_store
+    from casebridge.vault.models import ObjectVersion
+
+    slices = cbct_series("jaw", slices=3, size=16)
+    ingest(_zip({"a": slices[0], "b": slices[1]}))
+    real = studies._indexed_uids
+    # As if the first job committed after the second had looked at what the case holds.
+    monkeypatch.setattr(studies, "_indexed_uids", lambda job, among=None: set() if among is None else real(job, among))
+
+    second = ingest(_zip({"c": slices[1], "d": slices[2], "e": slices[0]}))
+
+    assert (second.imported, second.duplicates) == (1, 2)
+    assert Instance.objects.filter(series__study__case=case).count() == 3
+    # The two slices sealed for nothing were discarded: every blob on disk belongs to a version.
+    store = blob_store()
+    on_disk = {path.name for path in Path(store.root).rglob("*") if path.is_file()}
+    assert on_disk <= {store.path_for(name).name for name in ObjectVersion.objects.values_list("blob_name", flat=True)}
+
+
 def test_a_single_dicom_file_is_indexed_in_place(ingest: Ingest) -> None:
     content = cbct_series("pano", slices=1, size=16)[0]
     job = ingest(content)
