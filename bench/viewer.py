@@ -188,6 +188,10 @@ def main() -> int:
                         .filter((e) => e.name.includes('/frames/'))
                         .map((e) => [e.requestStart, e.responseStart, e.responseEnd])"""
                 )
+                stream_start = viewer.get_attribute("data-stream-start-ms")
+                stream_end = viewer.get_attribute("data-stream-end-ms")
+                if stream_start:
+                    print(f"   round {r + 1}: series stream asked at {stream_start} ms, ended at {stream_end} ms")
                 if frames:
                     waits = sorted(b - a for a, b, _ in frames)
                     print(

@@ -399,9 +399,15 @@ def _instances_response(request: HttpRequest, instances: list[Instance]) -> Http
         return problem(406, "Not Acceptable", 'Instances are sent as multipart/related; type="application/dicom".')
     boundary = uuid.uuid4().hex
 
+    # Every version in one query (a series is hundreds of instances); one destroyed meanwhile
+    # ends the stream, as get_version would.
+    versions = vault.current_versions([instance.stored_object for instance in instances])
+
     def parts() -> Iterator[tuple[dict[str, str], Iterable[bytes]]]:
         for instance in instances:
-            version = vault.get_version(instance.stored_object)
+            version = versions.get(instance.stored_object_id)
+            if version is None:
+                raise vault.ObjectUnavailable("destroyed")
             yield (
                 {"Content-Type": "application/dicom", "Content-Length": str(version.size)},
                 (bytes(chunk) for chunk in stream_plaintext(version, 0, version.size)),
@@ -420,7 +426,11 @@ def retrieve_series(request: HttpRequest, study_uid: str, series_uid: str) -> Ht
     if series is None:
         return _not_found()
     instances = list(series.instances.select_related("stored_object"))
-    _audit(request, "dicomweb.retrieved", series.study, what="instances", series=series_uid, count=len(instances))
+    # A viewer that opened the series by its metadata then streams every instance in this one
+    # request instead of a request per frame: the same single look as its frames.
+    key = _frames_audit_key(request, series)
+    if cache.get(key) is None:
+        _audit(request, "dicomweb.retrieved", series.study, what="instances", series=series_uid, count=len(instances))
     return _instances_response(request, instances)
 
 

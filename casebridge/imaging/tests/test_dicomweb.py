@@ -108,6 +108,26 @@ def test_frames_are_audited_once_per_look_at_the_series(
     assert Event.objects.filter(action="dicomweb.retrieved", details__what="frames").count() == 1
 
 
+def test_a_viewer_streaming_the_series_after_its_metadata_is_one_look_and_the_stream_is_whole(
+    live_server: Any, personas: Personas, study: tuple[Case, list[bytes]]
+) -> None:
+    _case, slices = study
+    study_uid, series_uid, _sop_uids = _uids(slices)
+    client = _client(live_server, personas)
+    # A tool that retrieves the series without opening it first is recorded, every time.
+    client.retrieve_series(study_uid, series_uid)
+    assert Event.objects.filter(action="dicomweb.retrieved", details__what="instances").count() == 1
+
+    client.retrieve_series_metadata(study_uid, series_uid)  # the viewer opens the series
+    instances = client.retrieve_series(study_uid, series_uid)  # and streams its pixels
+
+    assert sorted(bytes(i.PixelData) for i in instances) == sorted(
+        bytes(pydicom.dcmread(io.BytesIO(s)).PixelData) for s in slices
+    )
+    looks = Event.objects.filter(action="dicomweb.retrieved", details__series=series_uid)
+    assert sorted(e.details["what"] for e in looks) == ["instances", "metadata"]
+
+
 def test_another_organization_and_a_token_without_cases_read_get_nothing(
     live_server: Any, personas: Personas, study: tuple[Case, list[bytes]]
 ) -> None:
