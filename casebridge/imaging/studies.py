@@ -59,16 +59,21 @@ def _entries(source: StoredObject, reader: VersionReader) -> tuple[list[_Entry],
     return [_Entry(i, m.size, opener(m)) for i, m in enumerate(found, start=1)], zipped
 
 
-def _header(entry: _Entry) -> tuple[InstanceHeader, dict[str, Any]]:
+def _header(entry: _Entry) -> tuple[InstanceHeader, dict[str, Any] | None]:
     """What the index needs, and the DICOM JSON the series' metadata document holds, from one
-    parse of the header."""
+    parse of the header (None when a value cannot be put in JSON: the document then reads that
+    instance from the vault, as for instances indexed before)."""
     with entry.open() as stream:
         head = stream.read(8)
         if archive.is_nested_archive(head):
             raise DicomError("an archive inside the archive is not accepted")
         stream.seek(0)
         dataset = parse_header(stream)
-    return header_of(dataset), metadata.dataset_json(dataset)
+    header = header_of(dataset)
+    try:
+        return header, metadata.dataset_json(dataset)
+    except Exception:  # pydicom refuses malformed values (an IS of "1A") only when converting them
+        return header, None
 
 
 def _chunks(entry: _Entry, zipped: zipfile.ZipFile | None) -> Iterator[bytes]:
@@ -87,7 +92,7 @@ class _Batch:
     one transaction. Nothing in it is visible, nor counted as imported, until flush() commits."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[InstanceHeader, vault.PendingVersion | None, dict[str, Any]]] = []
+        self.items: list[tuple[InstanceHeader, vault.PendingVersion | None, dict[str, Any] | None]] = []
         self.sop_uids: set[str] = set()
         self.bytes = 0
 
@@ -191,7 +196,7 @@ def _flush(
         if header.sop_instance_uid in late:
             if pending is not None:
                 vault.discard(pending)
-        else:
+        elif meta is not None:
             known[header.sop_instance_uid] = meta
         indexed.add(header.sop_instance_uid)
     duplicates = len(batch.items) - len(fresh)

@@ -175,6 +175,16 @@ def test_a_single_dicom_file_is_indexed_in_place(ingest: Ingest) -> None:
     assert job.imported == 1 and instance.stored_object_id == job.source_id
 
 
+def test_a_header_value_json_cannot_hold_does_not_stop_the_ingest(ingest: Ingest) -> None:
+    # pydicom's badVR.dcm has an IS of "1A": read as text, refused only when converted to JSON.
+    content = open(get_testdata_file("badVR.dcm"), "rb").read()  # noqa: SIM115 - a test file, read once
+    slices = cbct_series("jaw", slices=2, size=16)
+
+    job = ingest(_zip({"a": slices[0], "bad": content, "b": slices[1]}))
+
+    assert job.state == IngestState.DONE and job.imported == 3 and job.errors == []
+
+
 @pytest.mark.parametrize(
     ("name", "frames"),
     [
