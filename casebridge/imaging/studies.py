@@ -22,6 +22,7 @@ from casebridge.imaging import archive, metadata
 from casebridge.imaging.dicom import DicomError, InstanceHeader, header_of, parse_header
 from casebridge.imaging.models import IngestJob, IngestState, Instance, Series, Study
 from casebridge.vault import api as vault
+from casebridge.vault import keystore
 from casebridge.vault.models import StoredObject
 from casebridge.vault.reader import VersionReader
 
@@ -95,6 +96,13 @@ class _Batch:
         self.items: list[tuple[InstanceHeader, vault.PendingVersion | None, dict[str, Any] | None]] = []
         self.sop_uids: set[str] = set()
         self.bytes = 0
+        self._org_key: tuple[int, bytes] | None = None
+
+    def org_key(self, organization_id: Any) -> tuple[int, bytes]:
+        """The organization's current key, looked up once per batch rather than once a slice."""
+        if self._org_key is None:
+            self._org_key = keystore.current_org_key(organization_id)
+        return self._org_key
 
     def full(self) -> bool:
         return len(self.items) >= BATCH_INSTANCES or self.bytes >= BATCH_BYTES
@@ -103,9 +111,13 @@ class _Batch:
         for _, pending, _ in self.items:
             if pending is not None:
                 vault.discard(pending)
+        self.clear()
+
+    def clear(self) -> None:
         self.items.clear()
         self.sop_uids.clear()
         self.bytes = 0
+        self._org_key = None
 
 
 class _Index:
@@ -200,9 +212,7 @@ def _flush(
             known[header.sop_instance_uid] = meta
         indexed.add(header.sop_instance_uid)
     duplicates = len(batch.items) - len(fresh)
-    batch.items.clear()
-    batch.sop_uids.clear()
-    batch.bytes = 0
+    batch.clear()
     return set(added), duplicates
 
 
@@ -225,7 +235,7 @@ def _indexed_uids(job: IngestJob, among: set[str] | None = None) -> set[str]:
     return set(found.values_list("sop_instance_uid", flat=True))
 
 
-def _seal(job: IngestJob, entry: _Entry, zipped: zipfile.ZipFile | None) -> vault.PendingVersion | None:
+def _seal(job: IngestJob, entry: _Entry, zipped: zipfile.ZipFile | None, batch: _Batch) -> vault.PendingVersion | None:
     """The instance's own vault content, not yet durable nor linked (None: a single DICOM file
     is its own instance, already stored)."""
     if zipped is None:
@@ -237,6 +247,7 @@ def _seal(job: IngestJob, entry: _Entry, zipped: zipfile.ZipFile | None) -> vaul
         chunks=_chunks(entry, zipped),
         length=entry.size,
         durable=False,
+        org_key=batch.org_key(job.organization_id),
     )
 
 
@@ -288,7 +299,7 @@ def run(job: IngestJob) -> IngestJob:
                 if header.sop_instance_uid in batch.sop_uids or header.sop_instance_uid in indexed:
                     duplicates += 1
                 else:
-                    batch.items.append((header, _seal(job, entry, zipped), meta))
+                    batch.items.append((header, _seal(job, entry, zipped, batch), meta))
                     batch.sop_uids.add(header.sop_instance_uid)
                     batch.bytes += entry.size
             except DicomError as exc:

@@ -103,13 +103,15 @@ def seal_version(
     chunks: Iterable[bytes],
     length: int,
     durable: bool = True,
+    org_key: tuple[int, bytes] | None = None,
 ) -> PendingVersion:
     """Encrypt `length` bytes into a new blob for (`object_id`, `version`), then scan it.
 
     Heavy (it reads and writes the whole content): call it outside any transaction. With
     `durable=False` the blob is durable only after sync(): a caller sealing many small files
-    makes them durable together before it links any of them."""
-    dek, wrapped, org_key_version = keystore.new_dek(organization_id, object_id, version)
+    makes them durable together before it links any of them; it may also pass the organization's
+    current key (keystore.current_org_key) it looked up once for all of them."""
+    dek, wrapped, org_key_version = keystore.new_dek(organization_id, object_id, version, org_key)
     blob_name = f"objects/{object_id}/v{version}-{secrets.token_hex(6)}"
     source = ChunkReader(chunks).readinto
     sealed = seal_to_blob(
