@@ -206,13 +206,17 @@ function streamedImage(imageId, options) {
   return { promise, cancelFn: undefined };
 }
 
-async function imageIds() {
+async function seriesMetadata() {
   const response = await fetch(`${seriesUrl()}/metadata`, {
     credentials: "same-origin",
     headers: { Accept: "application/dicom+json" },
   });
   if (!response.ok) throw new Error(`the server answered ${response.status}`);
-  const instances = await response.json();
+  return response.json();
+}
+
+async function imageIds(metadata) {
+  const instances = await metadata;
   const ids = [];
   for (const meta of instances) {
     const sop = meta["00080018"].Value[0];
@@ -305,10 +309,13 @@ function fetchOrder(ids) {
 }
 
 async function main() {
+  // Asked for at once: it travels while Cornerstone starts.
+  const metadata = seriesMetadata();
+  metadata.catch(() => {}); // awaited below, where a failure is reported
   await coreInit();
   dicomImageLoader.init({ maxWebWorkers: 2, wasmBasePath: root.dataset.wasm });
   tools.init();
-  const ids = await imageIds();
+  const ids = await imageIds(metadata);
   root.dataset.metadataMs = String(Math.round(performance.now()));
   root.dataset.slices = String(ids.length);
   fetchOrder(ids);
