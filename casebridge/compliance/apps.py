@@ -5,3 +5,9 @@ class ComplianceConfig(AppConfig):
     name = "casebridge.compliance"
     label = "compliance"
     verbose_name = "Compliance workspace"
+
+    def ready(self) -> None:
+        from casebridge.compliance.vendors import remind
+        from casebridge.core.tasks import register_periodic
+
+        register_periodic("compliance.vendor_reminders", remind)

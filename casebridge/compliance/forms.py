@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from casebridge.compliance.models import Decision
+from casebridge.compliance.models import BaaStatus, Decision
 
 
 class DateTimeInput(forms.DateTimeInput):
@@ -48,3 +48,23 @@ class AssessmentForm(forms.Form):
     )
     decision = forms.ChoiceField(label="Decision", choices=Decision.choices)
     decision_rationale = forms.CharField(label="Why", required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+
+class VendorForm(forms.Form):
+    name = forms.CharField(label="System or vendor", max_length=150)
+    category = forms.CharField(
+        label="Kind",
+        max_length=60,
+        required=False,
+        help_text="e.g. e-mail, cloud storage, impression platform, backups.",
+    )
+    data_handled = forms.CharField(label="Patient data it handles", max_length=300, required=False)
+    baa_status = forms.ChoiceField(label="BAA", choices=BaaStatus.choices)
+    baa_signed_on = forms.DateField(label="BAA signed on", required=False, widget=DateInput())
+    renewal_due = forms.DateField(label="BAA renewal due", required=False, widget=DateInput())
+    reassessment_due = forms.DateField(label="Next reassessment", required=False, widget=DateInput())
+    notes = forms.CharField(label="Notes", required=False, widget=forms.Textarea(attrs={"rows": 2}))

@@ -51,3 +51,38 @@ class Incident(models.Model):
 
     def __str__(self) -> str:
         return f"incident {self.pk}"
+
+
+class BaaStatus(models.TextChoices):
+    NONE = "none", "No BAA"
+    REQUESTED = "requested", "Requested"
+    SIGNED = "signed", "Signed"
+    EXPIRED = "expired", "Expired"
+    NOT_NEEDED = "not_needed", "Not needed (no PHI)"
+
+
+class Vendor(models.Model):
+    """A system or vendor that touches PHI (issue 16, item 1): who owns the relationship, what
+    data it handles, and its BAA with the dates that matter."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="vendors")
+    name = models.CharField(max_length=150)
+    category = models.CharField(max_length=60, blank=True)  # e-mail, cloud storage, lab software...
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    data_handled = models.CharField(max_length=300, blank=True)
+    baa_status = models.CharField(max_length=16, choices=BaaStatus.choices, default=BaaStatus.NONE)
+    baa_signed_on = models.DateField(null=True, blank=True)
+    renewal_due = models.DateField(null=True, blank=True)
+    reassessment_due = models.DateField(null=True, blank=True)
+    notes = models.TextField(blank=True)
+    reminded_on = models.DateField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="vendor_name_once")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -17,10 +17,10 @@ from casebridge.access.guards import org_permission
 from casebridge.access.policy import scoped_get
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
-from casebridge.compliance import incidents
+from casebridge.compliance import incidents, vendors
 from casebridge.compliance.clocks import days_left
-from casebridge.compliance.forms import AssessmentForm, IncidentForm
-from casebridge.compliance.models import Incident
+from casebridge.compliance.forms import AssessmentForm, IncidentForm, VendorForm
+from casebridge.compliance.models import Incident, Vendor
 
 
 def _form_errors(form: Form, exc: ValidationError) -> None:
@@ -98,3 +98,41 @@ def incident_detail(request: HttpRequest, incident_id: uuid.UUID) -> HttpRespons
         {"incident": incident, "form": form, "clocks": _clock_rows(incident), "nav": "incidents"},
         status=status,
     )
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def vendor_list(request: HttpRequest) -> HttpResponse:
+    """The inventory: add a vendor (or change one, `vendor` posted), see what needs attention,
+    and the BAA chain through the organization's connections."""
+    access = org_access_of(request)
+    editing = None
+    if request.method == "POST" and request.POST.get("vendor"):
+        editing = scoped_get(Vendor.objects.filter(organization=access.organization), pk=_uuid(request.POST["vendor"]))
+    form = VendorForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            vendors.save_vendor(access, editing, **form.cleaned_data)
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(request, "Inventory saved.")
+            return redirect("vendors", access.organization.slug)
+    listed = [(v, vendors.needs_attention(v)) for v in Vendor.objects.filter(organization=access.organization)]
+    return render(
+        request,
+        "compliance/vendors.html",
+        {
+            "vendors": listed,
+            "form": form,
+            "chain": vendors.baa_chain(access.organization),
+            "nav": "vendors",
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
