@@ -82,6 +82,7 @@ org_patterns = [
     path("audit/patients/<uuid:patient_ref>/", forensics_views.patient_report, name="patient_report"),
     path("incidents/", compliance_views.incident_list, name="incidents"),
     path("vendors/", compliance_views.vendor_list, name="vendors"),
+    path("compliance/", compliance_views.compliance_dashboard, name="compliance"),
     path("incidents/<uuid:incident_id>/", compliance_views.incident_detail, name="incident_detail"),
     path("audit/reviews/", review_views.audit_reviews, name="audit_reviews"),
     path("alerts/", alert_views.alerts_page, name="alerts"),

@@ -17,7 +17,7 @@ from casebridge.access.guards import org_permission
 from casebridge.access.policy import scoped_get
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
-from casebridge.compliance import incidents, vendors
+from casebridge.compliance import dashboard, incidents, vendors
 from casebridge.compliance.clocks import days_left
 from casebridge.compliance.forms import AssessmentForm, IncidentForm, VendorForm
 from casebridge.compliance.models import Incident, Vendor
@@ -136,3 +136,18 @@ def _uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def compliance_dashboard(request: HttpRequest) -> HttpResponse:
+    access = org_access_of(request)
+    found = dashboard.checks(access.organization)
+    return render(
+        request,
+        "compliance/dashboard.html",
+        {
+            "checks": found,
+            "attention": sum(1 for c in found if c.state == dashboard.ATTENTION),
+            "nav": "compliance",
+        },
+    )

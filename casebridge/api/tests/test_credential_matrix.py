@@ -577,6 +577,7 @@ NOT_IN_THE_MATRIX = {
     "retention_certificate": "read-only PDF (retention/tests/test_retention_page.py)",
     "audit_log": "read-only",
     "alerts": "read-only page: audit/tests/test_alerts.py",
+    "compliance": "read-only page: compliance/tests/test_dashboard.py",
     "link_forensics": "read-only page: audit/tests/test_forensics.py",
     "file_forensics": "read-only page: audit/tests/test_forensics.py",
     "person_forensics": "read-only page: audit/tests/test_forensics.py",
