@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "viewer": ([], ["--slices", "100", "--rounds", "1"]),
     "backup": ([], ["--gib", "1", "--files", "40"]),
     "deid": ([], ["--slices", "100", "--rounds", "1"]),
+    "audit_verify": ([], ["--events", "50000", "--rounds", "1"]),
 }
 
 
