@@ -51,6 +51,7 @@ from casebridge.core.mail import absolute_url, queue_mail
 from casebridge.imaging.actions import start_ingest
 from casebridge.imaging.ingest import SHRED_REASON, clean_content
 from casebridge.imaging.sanitize import SanitizeError, SanitizeResult
+from casebridge.imaging.thumbnails import queue_for_file as queue_thumbnail
 from casebridge.kernel.filetypes import version_type_refusal
 from casebridge.notifications.actions import notify_members
 from casebridge.orgs.models import ConnectionStatus, Membership, Organization, OrgKind
@@ -442,6 +443,7 @@ def attach_file(
 
     attachment = _ingest(access, case, current, stored_object.file_type, current.version + 1, link)
     stored_object.refresh_from_db()
+    queue_thumbnail(stored_object)
     if stored_object.file_type == "dicom" or (stored_object.file_type == "zip" and kind == AttachmentKind.CBCT):
         # DICOM (and a ZIP sent as the CBCT) becomes the case's studies, indexed in the background.
         start_ingest(access, case, stored_object)
@@ -547,6 +549,7 @@ def add_version(access: OrgAccess, stored: StoredObject, content: PendingVersion
             return version
 
         version = _ingest(access, case, content, stored.file_type, content.version, link)
+        queue_thumbnail(stored)
     finally:
         # The uploaded content stays only as the version it became (when nothing was removed).
         if not ObjectVersion.objects.filter(blob_name=content.blob_name).exists():

@@ -5,14 +5,13 @@
 import {
   RenderingEngine,
   Enums,
-  init as coreInit,
   setVolumesForViewports,
   volumeLoader,
   eventTarget,
   utilities,
 } from "@cornerstonejs/core";
-import dicomImageLoader from "@cornerstonejs/dicom-image-loader";
 import * as tools from "@cornerstonejs/tools";
+import { choosePrimary, createToolGroup, initCornerstone, measurementOf, seriesImageIds } from "./cornerstone_setup.js";
 
 const root = document.getElementById("cbct-viewer");
 const config = JSON.parse(document.getElementById("cbct-config").textContent);
@@ -32,78 +31,14 @@ const engineId = "casebridge-cbct";
 const volumeId = `cornerstoneStreamingImageVolume:${config.series}`;
 const toolGroupId = "casebridge-cbct-tools";
 
-function seriesUrl() {
-  return `${location.origin}${config.wadoRoot}/studies/${config.study}/series/${config.series}`;
-}
-
-async function imageIds() {
-  const response = await fetch(`${seriesUrl()}/metadata`, {
-    credentials: "same-origin",
-    headers: { Accept: "application/dicom+json" },
-  });
-  if (!response.ok) throw new Error(`the server answered ${response.status}`);
-  const instances = await response.json();
-  const ids = [];
-  for (const meta of instances) {
-    const sop = meta["00080018"].Value[0];
-    const frames = Number(meta["00280008"]?.Value?.[0] || 1);
-    for (let frame = 1; frame <= frames; frame += 1) {
-      const id = `wadors:${seriesUrl()}/instances/${sop}/frames/${frame}`;
-      dicomImageLoader.wadors.metaDataManager.add(id, meta);
-      ids.push(id);
-    }
-  }
-  return ids;
-}
-
 function setupTools(viewportIds) {
-  const {
-    ToolGroupManager,
-    Enums: toolEnums,
-    CrosshairsTool,
-    WindowLevelTool,
-    PanTool,
-    ZoomTool,
-    StackScrollTool,
-    LengthTool,
-    AngleTool,
-  } = tools;
-  for (const tool of [CrosshairsTool, WindowLevelTool, PanTool, ZoomTool, StackScrollTool, LengthTool, AngleTool]) {
-    tools.addTool(tool);
-  }
-  const group = ToolGroupManager.createToolGroup(toolGroupId);
-  for (const id of viewportIds) group.addViewport(id, engineId);
-  for (const tool of [CrosshairsTool, WindowLevelTool, PanTool, ZoomTool, StackScrollTool, LengthTool, AngleTool]) {
-    group.addTool(tool.toolName);
-  }
-  const { MouseBindings } = toolEnums;
-  group.setToolActive(WindowLevelTool.toolName, { bindings: [{ mouseButton: MouseBindings.Primary }] });
-  group.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
-  group.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: MouseBindings.Secondary }] });
-  group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
-  group.setToolPassive(LengthTool.toolName);
-  group.setToolPassive(AngleTool.toolName);
-  group.setToolPassive(CrosshairsTool.toolName);
-  return group;
-}
-
-function choosePrimary(group, toolName) {
-  const { MouseBindings } = tools.Enums;
-  for (const name of ["WindowLevel", "Crosshairs", "Length", "Angle"]) {
-    if (name !== toolName) group.setToolPassive(name);
-  }
-  group.setToolActive(toolName, { bindings: [{ mouseButton: MouseBindings.Primary }] });
-  for (const button of root.querySelectorAll("[data-tool]")) {
-    button.setAttribute("aria-pressed", String(button.dataset.tool === toolName));
-  }
-  root.dataset.tool = toolName;
+  const { CrosshairsTool, LengthTool, AngleTool } = tools;
+  return createToolGroup(toolGroupId, engineId, viewportIds, [CrosshairsTool, LengthTool, AngleTool]);
 }
 
 async function main() {
-  await coreInit();
-  dicomImageLoader.init({ maxWebWorkers: 1, wasmBasePath: root.dataset.wasm });
-  tools.init();
-  const ids = await imageIds();
+  await initCornerstone(root.dataset.wasm);
+  const ids = await seriesImageIds(config.wadoRoot, config.study, config.series);
   root.dataset.slices = String(ids.length);
   statusLine.textContent = `Loading ${ids.length} slices…`;
 
@@ -147,7 +82,7 @@ async function main() {
   };
   root.querySelector("[data-preset]").addEventListener("change", (event) => setWindow(PRESETS[event.target.value]));
   for (const button of root.querySelectorAll("[data-tool]")) {
-    button.addEventListener("click", () => choosePrimary(group, button.dataset.tool));
+    button.addEventListener("click", () => choosePrimary(root, group, button.dataset.tool));
   }
   root.querySelector("[data-reset]").addEventListener("click", () => {
     for (const id of viewportIds) engine.getViewport(id).resetCamera();
@@ -167,13 +102,12 @@ async function main() {
     });
   }
   eventTarget.addEventListener(tools.Enums.Events.ANNOTATION_COMPLETED, (event) => {
-    const { annotation } = event.detail;
-    const stats = Object.values(annotation.data.cachedStats || {})[0] || {};
-    if (stats.length !== undefined) {
-      measureLine.textContent = `Distance: ${stats.length.toFixed(1)} mm`;
-      root.dataset.measuredMm = stats.length.toFixed(2);
-    } else if (stats.angle !== undefined) {
-      measureLine.textContent = `Angle: ${stats.angle.toFixed(1)}°`;
+    const measured = measurementOf(event.detail.annotation);
+    if (measured?.kind === "length") {
+      measureLine.textContent = `Distance: ${measured.value.toFixed(1)} mm`;
+      root.dataset.measuredMm = measured.value.toFixed(2);
+    } else if (measured?.kind === "angle") {
+      measureLine.textContent = `Angle: ${measured.value.toFixed(1)}°`;
     }
   });
   setWindow(PRESETS.bone);
