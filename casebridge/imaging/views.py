@@ -163,7 +163,7 @@ def xray_items(case: Case, org_slug: str) -> list[dict[str, object]]:
         items.append(
             {
                 "kind": "image",
-                "label": f"{attachment.label or 'X-ray'} {number}",
+                "label": f"X-ray {number}",
                 "url": reverse("case_image", args=[org_slug, case.number, attachment.stored_object_id]),
                 "thumbnail": reverse("case_thumbnail", args=[org_slug, case.number, thumb.pk]) if thumb else "",
             }

@@ -18,7 +18,8 @@ function seriesUrl(wadoRoot, study, series) {
 
 // The series' instances in the server's order, each with the image ids of its frames (the
 // decoder learns each frame's header from the metadata: no second request per frame for it).
-export async function seriesInstances(wadoRoot, study, series) {
+// `adjust(meta)` may complete an instance's header first.
+export async function seriesInstances(wadoRoot, study, series, adjust = () => {}) {
   const url = seriesUrl(wadoRoot, study, series);
   const response = await fetch(`${url}/metadata`, {
     credentials: "same-origin",
@@ -27,6 +28,7 @@ export async function seriesInstances(wadoRoot, study, series) {
   if (!response.ok) throw new Error(`the server answered ${response.status}`);
   const instances = await response.json();
   return instances.map((meta) => {
+    adjust(meta);
     const sop = meta["00080018"].Value[0];
     const frames = Number(meta["00280008"]?.Value?.[0] || 1);
     const imageIds = [];

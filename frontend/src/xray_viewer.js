@@ -4,7 +4,7 @@
 // reset, and a strip of the whole set to step through by mouse or keyboard.
 // DICOM images load through our WADO-RS (cornerstone_setup.js, as in the CBCT viewer); JPEG, PNG
 // and TIFF X-rays through the case's image endpoint, as greyscale for window/level to work on.
-import { RenderingEngine, Enums, eventTarget, imageLoader } from "@cornerstonejs/core";
+import { RenderingEngine, Enums, eventTarget, imageLoader, utilities } from "@cornerstonejs/core";
 import * as tools from "@cornerstonejs/tools";
 import { choosePrimary, createToolGroup, initCornerstone, measurementOf, seriesInstances } from "./cornerstone_setup.js";
 
@@ -46,7 +46,7 @@ async function plainImage(item, index) {
     grey[i] = Math.round(0.299 * rgba[p] + 0.587 * rgba[p + 1] + 0.114 * rgba[p + 2]);
   }
   const id = `casebridge-plain:${index}`;
-  imageLoader.createAndCacheLocalImage(id, {
+  const image = imageLoader.createAndCacheLocalImage(id, {
     scalarData: grey,
     dimensions: [bitmap.width, bitmap.height],
     spacing: [1, 1],
@@ -54,8 +54,25 @@ async function plainImage(item, index) {
     direction: [1, 0, 0, 0, 1, 0],
     frameOfReferenceUID: id,
   });
+  // The stack viewport reads the modality of every image it shows ("OT": other, a plain
+  // picture) and its window (the whole 0-255 range: without one its grey ramp comes out reversed).
+  utilities.genericMetadataProvider.add(id, { type: "generalSeriesModule", metadata: { modality: "OT" } });
+  utilities.genericMetadataProvider.add(id, { type: "voiLutModule", metadata: { windowCenter: [127.5], windowWidth: [256] } });
+  image.windowCenter = 127.5;
+  image.windowWidth = 256;
   bitmap.close();
   return id;
+}
+
+// Projection radiographs (panoramic, intraoral) have no patient position or orientation: the
+// DX and IO objects do not require them. Cornerstone then takes the whole plane as unknown and
+// measures in pixels although the file gives the pixel spacing: an image without them lies
+// flat at the origin, which is what it is.
+function completePlane(meta) {
+  const spacing = meta["00280030"]?.Value || meta["00181164"]?.Value;
+  if (!spacing) return;
+  meta["00200032"] ||= { vr: "DS", Value: [0, 0, 0] };
+  meta["00200037"] ||= { vr: "DS", Value: [1, 0, 0, 0, 1, 0] };
 }
 
 // The image ids of every item: DICOM ones from their series' metadata (one request per series),
@@ -65,7 +82,7 @@ async function dicomImageIds() {
   for (const [index, item] of items.entries()) {
     if (item.kind !== "dicom") continue;
     const key = `${item.study}/${item.series}`;
-    if (!bySeries.has(key)) bySeries.set(key, seriesInstances(config.wadoRoot, item.study, item.series));
+    if (!bySeries.has(key)) bySeries.set(key, seriesInstances(config.wadoRoot, item.study, item.series, completePlane));
     const instance = (await bySeries.get(key)).find((found) => found.sop === item.instance);
     if (!instance) throw new Error("an image of the set is missing");
     imageIds[index] = instance.imageIds[Math.floor((instance.imageIds.length - 1) / 2)];
@@ -100,15 +117,28 @@ async function main() {
   // The wheel zooms here (one image at a time; the strip and the keys change images).
   group.setToolPassive(tools.StackScrollTool.toolName);
 
+  // The stack viewport takes the first value of each property ever set as the default of every
+  // image it shows later (an image after an inverted one would open inverted, its window that of
+  // another modality): here each image starts from its own, so no defaults are kept.
+  function setProperties(properties) {
+    viewport.setProperties(properties);
+    viewport.setDefaultProperties({});
+  }
+
   const buttons = [...strip.querySelectorAll("button")];
   async function show(index) {
     index = Math.max(0, Math.min(items.length - 1, index));
     if (index === current) return;
     root.dataset.state = "loading";
     const id = await prepare(index);
-    const wasInverted = root.dataset.inverted === "true";
+    // Leave the current image upright first: the viewport keeps its "inverted" flag across a
+    // new stack but not the inverted grey ramp, and would then never invert the next image.
+    if (current >= 0) setProperties({ invert: false });
     await viewport.setStack([id], 0);
-    viewport.setProperties({ invert: wasInverted });
+    // Each image with its own window (the previous image's would carry over): the file's own
+    // for DICOM, the whole 0-255 range for a plain image, which has none.
+    root.querySelector("[data-preset]").value = "default";
+    setPreset("default", index);
     viewport.render();
     current = index;
     for (const [i, button] of buttons.entries()) {
@@ -122,19 +152,29 @@ async function main() {
     root.dataset.state = "ready";
   }
 
-  function setPreset(name) {
+  function setPreset(name, index = current) {
     const fractions = PRESETS[name];
     if (!fractions) {
       viewport.resetProperties();
+      if (items[index].kind === "image") {
+        setProperties({ voiRange: { lower: 0, upper: 255 } });
+      }
     } else {
       const image = viewport.getCornerstoneImage();
       const low = image.minPixelValue;
       const span = Math.max(1, image.maxPixelValue - low);
       const [centre, width] = [low + fractions[0] * span, fractions[1] * span];
-      viewport.setProperties({ voiRange: { lower: centre - width / 2, upper: centre + width / 2 } });
+      setProperties({ voiRange: { lower: centre - width / 2, upper: centre + width / 2 } });
     }
-    viewport.setProperties({ invert: root.dataset.inverted === "true" });
+    applyInvert(root.dataset.inverted === "true");
     viewport.render();
+  }
+
+  // Set, not toggled: after a new image or a reset of its properties the viewport may still say
+  // it is inverted while its grey ramp is not, and would skip setting the same value again.
+  function applyInvert(inverted) {
+    setProperties({ invert: !inverted });
+    setProperties({ invert: inverted });
   }
 
   function zoomBy(factor) {
@@ -154,7 +194,7 @@ async function main() {
     const inverted = root.dataset.inverted !== "true";
     root.dataset.inverted = String(inverted);
     invertButton.setAttribute("aria-pressed", String(inverted));
-    viewport.setProperties({ invert: inverted });
+    applyInvert(inverted);
     viewport.render();
   });
   root.querySelector("[data-reset]").addEventListener("click", () => {
@@ -162,9 +202,7 @@ async function main() {
     invertButton.setAttribute("aria-pressed", "false");
     root.querySelector("[data-preset]").value = "default";
     viewport.resetCamera();
-    viewport.resetProperties();
-    viewport.setProperties({ invert: false });
-    viewport.render();
+    setPreset("default");
     root.dataset.zoom = viewport.getZoom().toFixed(3);
   });
   root.querySelector("[data-fullscreen]").addEventListener("click", () => {
@@ -199,9 +237,12 @@ async function main() {
   eventTarget.addEventListener(tools.Enums.Events.ANNOTATION_COMPLETED, (event) => {
     const measured = measurementOf(event.detail.annotation);
     if (measured?.kind !== "length") return;
-    const calibrated = items[current].kind === "dicom" && measured.unit === "mm";
+    // Cornerstone says "mm PROJECTION" for a radiograph's spacing at the detector (no
+    // magnification correction in the file), "mm ERMF" when corrected, "px" without any.
+    const calibrated = items[current].kind === "dicom" && measured.unit.startsWith("mm");
     const unit = calibrated ? "mm" : "px";
-    measureLine.textContent = `Distance: ${measured.value.toFixed(1)} ${unit}${calibrated ? "" : " (uncalibrated)"}`;
+    const note = !calibrated ? " (uncalibrated)" : measured.unit.includes("PROJECTION") ? " (at the detector)" : "";
+    measureLine.textContent = `Distance: ${measured.value.toFixed(1)} ${unit}${note}`;
     root.dataset.measured = measured.value.toFixed(2);
     root.dataset.measuredUnit = unit;
   });
