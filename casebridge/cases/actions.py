@@ -51,6 +51,7 @@ from casebridge.core.mail import absolute_url, queue_mail
 from casebridge.imaging.actions import start_ingest
 from casebridge.imaging.ingest import SHRED_REASON, clean_content
 from casebridge.imaging.sanitize import SanitizeError, SanitizeResult
+from casebridge.imaging.thumbnails import destroy_for as destroy_thumbnail
 from casebridge.imaging.thumbnails import queue_for_file as queue_thumbnail
 from casebridge.kernel.filetypes import version_type_refusal
 from casebridge.notifications.actions import notify_members
@@ -954,3 +955,4 @@ def destroy_file(principal: Principal, stored: StoredObject, *, reason: str) -> 
         patient_ref=_patient_ref(case),
         details={"case": case.number, "uploaded_in": str(stored.organization_id)},
     )
+    destroy_thumbnail(stored, reason=reason)

@@ -23,7 +23,7 @@ import struct
 from typing import Any
 
 import numpy as np
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 from PIL import Image, ImageOps
 
@@ -370,3 +370,13 @@ def queue_for_file(stored: StoredObject) -> None:
 
     pk = str(stored.pk)
     transaction.on_commit(lambda: thumbnail_file.enqueue(pk))
+
+
+def destroy_for(stored: StoredObject, *, reason: str) -> None:
+    """Crypto-shred the pictures that show a file just destroyed: its own, and its series' when
+    the file is the series' metadata document (a retention purge destroys the whole record)."""
+    pictures = Thumbnail.objects.select_related("image").filter(
+        models.Q(source=stored) | models.Q(series__metadata_object=stored)
+    )
+    for thumbnail in pictures:
+        vault.destroy_object(thumbnail.image, actor=None, reason=f"its file was destroyed: {reason}"[:200])

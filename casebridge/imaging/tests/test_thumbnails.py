@@ -14,6 +14,7 @@ import pytest
 from django.test import Client
 from PIL import Image
 
+from casebridge.access.principal import Principal
 from casebridge.accounts.actions import create_api_token
 from casebridge.cases import actions
 from casebridge.cases.models import Case
@@ -261,3 +262,16 @@ def test_nobody_outside_the_case_gets_a_thumbnail(pictured: tuple[Case, dict[str
     # A destroyed file's picture goes with it.
     vault.destroy_object(files["photo"], actor=None, reason="test")
     assert signed_in_client(user).get(url).status_code == 404
+
+
+def test_destroying_a_file_of_the_case_destroys_its_picture(
+    pictured: tuple[Case, dict[str, Any]], personas: Personas
+) -> None:
+    _case, files = pictured
+    thumbnail = Thumbnail.objects.select_related("image").get(source=files["photo"])
+    owner = clinician_access(personas, "owner")
+    actions.destroy_file(Principal(owner.actor, None), files["photo"], reason="sent to the wrong case")
+    thumbnail.image.refresh_from_db()
+    assert thumbnail.image.is_destroyed
+    with pytest.raises(vault.ObjectUnavailable):
+        vault.get_version(thumbnail.image)
