@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.contrib.staticfiles.handlers import StaticFilesHandler
@@ -63,15 +63,21 @@ class _OneRequestAtATime:
             return self.app(environ, start_response)
 
 
-def _serialize_under_sqlite(live_server: object) -> None:
+def _serialize_under_sqlite(live_server: object) -> _OneRequestAtATime | None:
     httpd = getattr(getattr(live_server, "thread", None), "httpd", None)
-    if connection.vendor == "sqlite" and httpd is not None and not isinstance(httpd.get_app(), _OneRequestAtATime):
+    if connection.vendor != "sqlite" or httpd is None:
+        return None
+    if not isinstance(httpd.get_app(), _OneRequestAtATime):
         httpd.set_app(_OneRequestAtATime(httpd.get_app()))
+    return cast(_OneRequestAtATime, httpd.get_app())
 
 
 @pytest.fixture
-def site(live_server: object, settings: object) -> str:
-    _serialize_under_sqlite(live_server)
+def site(transactional_db: None, live_server: object, settings: object) -> Iterator[str]:
+    """The live server's URL. Set up after the test database (whose flush then comes after the
+    browser contexts are closed: a page still loading pictures must not write meanwhile), and
+    left only once the request in progress, if any, is done."""
+    gate = _serialize_under_sqlite(live_server)
     url: str = live_server.url  # type: ignore[attr-defined]
     # `localhost` (not 127.0.0.1) is a secure context: WebAuthn and `__Host-` cookies work there.
     url = url.replace("127.0.0.1", "localhost")
@@ -79,7 +85,10 @@ def site(live_server: object, settings: object) -> str:
     settings.PUBLIC_URL = url  # type: ignore[attr-defined]
     # Rate-limit counters and used TOTP codes live in the database cache, which outlives a test.
     cache.clear()
-    return url
+    yield url
+    if gate is not None:
+        with gate.lock:
+            pass
 
 
 class _TLSServer(ThreadedWSGIServer):
