@@ -155,6 +155,7 @@ def xray_items(case: Case, org_slug: str) -> list[dict[str, object]]:
                 "series": series.series_uid,
                 "instance": instance.sop_instance_uid,
                 "frames": instance.frames,
+                "calibrated": series.pixel_spacing_row is not None,
                 "thumbnail": reverse("case_thumbnail", args=[org_slug, case.number, thumb.pk]) if thumb else "",
             }
         )
@@ -165,6 +166,7 @@ def xray_items(case: Case, org_slug: str) -> list[dict[str, object]]:
                 "kind": "image",
                 "label": f"X-ray {number}",
                 "url": reverse("case_image", args=[org_slug, case.number, attachment.stored_object_id]),
+                "calibrated": False,
                 "thumbnail": reverse("case_thumbnail", args=[org_slug, case.number, thumb.pk]) if thumb else "",
             }
         )
@@ -351,6 +353,7 @@ def case_pictures(case: Case, org_slug: str) -> dict[str, object]:
                 picture(thumbs[a.stored_object_id], f"{name} {n}" + (f" ({a.label})" if a.label else ""), href)
     return {
         "pictures": pictures,
+        "xray_series_ids": xray_series_ids,
         "has_xrays": bool(xray_series_ids or plain_xrays),
         "has_photos": bool(photos),
     }

@@ -96,7 +96,7 @@ async function prepare(index) {
 
 function describe(index) {
   const item = items[index];
-  const calibration = item.kind === "dicom" ? "calibrated from the pixel spacing" : "uncalibrated: distances in pixels";
+  const calibration = item.calibrated ? "calibrated from the pixel spacing" : "uncalibrated: distances in pixels";
   return `${item.label}, image ${index + 1} of ${items.length} (${calibration})`;
 }
 
@@ -146,7 +146,7 @@ async function main() {
       button.tabIndex = i === index ? 0 : -1;
     }
     root.dataset.index = String(index);
-    root.dataset.calibrated = String(items[index].kind === "dicom");
+    root.dataset.calibrated = String(items[index].calibrated);
     statusLine.textContent = describe(index);
     measureLine.textContent = "";
     root.dataset.state = "ready";
@@ -239,7 +239,7 @@ async function main() {
     if (measured?.kind !== "length") return;
     // Cornerstone says "mm PROJECTION" for a radiograph's spacing at the detector (no
     // magnification correction in the file), "mm ERMF" when corrected, "px" without any.
-    const calibrated = items[current].kind === "dicom" && measured.unit.startsWith("mm");
+    const calibrated = items[current].calibrated && measured.unit.startsWith("mm");
     const unit = calibrated ? "mm" : "px";
     const note = !calibrated ? " (uncalibrated)" : measured.unit.includes("PROJECTION") ? " (at the detector)" : "";
     measureLine.textContent = `Distance: ${measured.value.toFixed(1)} ${unit}${note}`;

@@ -221,6 +221,9 @@ def test_the_case_page_and_the_case_list_show_thumbnails_the_parties_may_fetch(
         assert _url(personas, case, thumbnail) in page
     assert 'alt="Photo 1 (shade)"' in page and "Jane" not in page.split('class="thumbs"')[1].split("</ul>")[0]
     assert "View X-rays" in page and "Photo gallery" in page
+    # The intraoral series opens in the X-ray viewer, not the CBCT viewer.
+    series = Series.objects.get(study__case=case)
+    assert f"/cases/{case.number}/imaging/{series.pk}/" not in page
     listing = clinician.get(f"/o/{personas.practice.slug}/cases/?view=all").content.decode()
     assert f"/o/{personas.practice.slug}/cases/{case.number}/thumbnails/" in listing
     response = clinician.get(_url(personas, case, Thumbnail.objects.get(source=files["photo"])))

@@ -146,6 +146,7 @@ def test_a_clinician_steps_through_the_xrays_zooms_inverts_and_measures(
     page.goto(f"/o/{p.practice.slug}/cases/{case.number}/")
     imaging = page.get_by_role("region", name="Imaging")
     expect(imaging.get_by_role("list", name="Pictures").get_by_role("img")).to_have_count(1 + SET + 1 + 3 - SET)
+    screenshot(page, "case-page-pictures")
     imaging.get_by_role("link", name="View X-rays").click()
 
     viewer = page.locator("#xray-viewer")
