@@ -230,6 +230,12 @@ def test_the_case_page_and_the_case_list_show_thumbnails_the_parties_may_fetch(
     assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"
     assert response["Cache-Control"] == "private, no-store"
     assert Image.open(io.BytesIO(response.content)).format == "JPEG"
+    for picture in (
+        Thumbnail.objects.get(series=series),
+        Thumbnail.objects.filter(source__dicom_instance__series=series)[0],
+    ):
+        assert _url(personas, case, picture) in page or picture.series_id is None
+        assert clinician.get(_url(personas, case, picture)).status_code == 200
 
 
 def test_nobody_outside_the_case_gets_a_thumbnail(pictured: tuple[Case, dict[str, Any]], personas: Personas) -> None:
