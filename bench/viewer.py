@@ -181,6 +181,25 @@ def main() -> int:
                 )
                 first_ms = float(viewer.get_attribute("data-first-slice-ms") or "nan")
                 loaded_ms = float(viewer.get_attribute("data-loaded-ms") or "nan")
+                metadata_ms = float(viewer.get_attribute("data-metadata-ms") or "nan")
+                # Where the time went: the frames' requests as the browser timed them.
+                frames = page.evaluate(
+                    """() => performance.getEntriesByType('resource')
+                        .filter((e) => e.name.includes('/frames/'))
+                        .map((e) => [e.requestStart, e.responseStart, e.responseEnd])"""
+                )
+                stream_start = viewer.get_attribute("data-stream-start-ms")
+                stream_end = viewer.get_attribute("data-stream-end-ms")
+                if stream_start:
+                    print(f"   round {r + 1}: series stream asked at {stream_start} ms, ended at {stream_end} ms")
+                if frames:
+                    waits = sorted(b - a for a, b, _ in frames)
+                    print(
+                        f"   round {r + 1}: metadata at {metadata_ms:.0f} ms; {len(frames)} frame requests from "
+                        f"{min(a for a, _, _ in frames):.0f} to {max(c for _, _, c in frames):.0f} ms, "
+                        f"server wait median {waits[len(waits) // 2]:.0f} ms",
+                        flush=True,
+                    )
                 first.values.append(first_ms)
                 load.values.append(size / (loaded_ms / 1000) / 1e6)
                 print(f"   round {r + 1}: first slice {first_ms:.0f} ms, volume loaded {loaded_ms:.0f} ms", flush=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from pytest_django.fixtures import Settings
 
 from casebridge.audit import triggers
 from casebridge.core.browser_testing import browser, https_site, new_context, page, site  # noqa: F401 (fixtures)
@@ -34,6 +35,13 @@ def _audit_triggers(request: pytest.FixtureRequest) -> Iterator[None]:
     if transactional:
         triggers.remove(connection)
         _state["triggers_removed"] = True
+
+
+@pytest.fixture(autouse=True)
+def _private_audit_witness(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Each test's checkpoints are witnessed in a folder of its own: another test's later
+    checkpoints would read as a rolled-back database."""
+    settings.AUDIT_WITNESS_DIR = tmp_path_factory.mktemp("audit-witness")
 
 
 @pytest.fixture(autouse=True)

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "casebridge.notifications",
     "casebridge.imaging",
     "casebridge.retention",
+    "casebridge.compliance",
 ]
 
 MIDDLEWARE = [
@@ -286,6 +287,9 @@ AUDIT_SEAL_ON_COMMIT = envbool("CASEBRIDGE_AUDIT_SEAL_ON_COMMIT", True)
 # Refused requests (403/404) are recorded once per actor and reason in this window; the repeats
 # are counted into the next event instead of each writing one (access/refusals.py).
 AUDIT_REFUSAL_WINDOW_SECONDS = envint("CASEBRIDGE_AUDIT_REFUSAL_WINDOW_SECONDS", 60)
+# Every signed checkpoint is also written here, outside the database (audit/witness.py): put it
+# on another disk or a mounted share so that restoring an old database copy shows as a rollback.
+AUDIT_WITNESS_DIR = Path(env("CASEBRIDGE_AUDIT_WITNESS_DIR", str(HOME / "audit-witness")))
 KEYRING_PATH = Path(env("CASEBRIDGE_KEYRING", str(HOME / "keys" / "keyring.json")))
 # Envelope encryption: the provider holding key-encryption keys, and where ciphertext is stored.
 VAULT_KEY_PROVIDER = env("CASEBRIDGE_KEY_PROVIDER", "local:")

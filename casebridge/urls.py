@@ -9,10 +9,12 @@ from casebridge.accounts import views as account_views
 from casebridge.api import files as file_api
 from casebridge.api import openapi as rest_api
 from casebridge.api import uploads as upload_api
+from casebridge.audit import alert_views, forensics_views, review_views
 from casebridge.audit import views as audit_views
 from casebridge.cases import live as case_live
 from casebridge.cases import slip as case_slip
 from casebridge.cases import views as case_views
+from casebridge.compliance import views as compliance_views
 from casebridge.imaging import dicomweb
 from casebridge.imaging import views as imaging_views
 from casebridge.notifications import views as notification_views
@@ -57,6 +59,7 @@ org_patterns = [
     path("cases/<str:number>/files/", case_views.case_files, name="case_files"),
     path("cases/<str:number>/slip.pdf", case_slip.case_slip, name="case_slip"),
     path("cases/<str:number>/files/attach/", case_views.case_attach, name="case_attach"),
+    path("cases/<str:number>/imaging-orders/", case_views.case_imaging_order, name="case_imaging_order"),
     path("cases/<str:number>/scans/", imaging_views.scan_viewer, name="scan_viewer"),
     path("cases/<str:number>/imaging/<uuid:series_id>/", imaging_views.study_viewer, name="study_viewer"),
     path("cases/<str:number>/xrays/", imaging_views.xray_viewer, name="xray_viewer"),
@@ -67,6 +70,7 @@ org_patterns = [
     path("cases/<str:number>/share/<uuid:link_id>/revoke/", share_views.link_revoke, name="share_revoke"),
     path("cases/<str:number>/live/", case_live.case_live, name="case_live"),
     path("disclosures/", share_views.disclosures, name="disclosures"),
+    path("disclosures/export/", share_views.disclosures_export, name="disclosures_export"),
     path("notifications/", notification_views.notifications, name="notifications"),
     path("notifications/bell/", notification_views.notification_bell, name="notification_bell"),
     path("notifications/read-all/", notification_views.notifications_read_all, name="notifications_read_all"),
@@ -76,6 +80,16 @@ org_patterns = [
         name="notification_read",
     ),
     path("audit/", audit_views.audit_log, name="audit_log"),
+    path("audit/links/<uuid:link_id>/", forensics_views.link_forensics, name="link_forensics"),
+    path("audit/files/<uuid:file_id>/", forensics_views.file_forensics, name="file_forensics"),
+    path("audit/people/<uuid:user_id>/", forensics_views.person_forensics, name="person_forensics"),
+    path("audit/patients/<uuid:patient_ref>/", forensics_views.patient_report, name="patient_report"),
+    path("incidents/", compliance_views.incident_list, name="incidents"),
+    path("incidents/<uuid:incident_id>/", compliance_views.incident_detail, name="incident_detail"),
+    path("audit/reviews/", review_views.audit_reviews, name="audit_reviews"),
+    path("alerts/", alert_views.alerts_page, name="alerts"),
+    path("alerts/rules/", alert_views.alert_rules, name="alert_rules"),
+    path("alerts/<uuid:alert_id>/acknowledge/", alert_views.alert_acknowledge, name="alert_acknowledge"),
     path("backups/", retention_views.backups, name="backups"),
     path("retention/", retention_views.retention, name="retention"),
     path(

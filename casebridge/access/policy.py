@@ -17,7 +17,7 @@ from django.utils import timezone
 from casebridge.access.principal import Principal
 from casebridge.access.roles import EMERGENCY_PERMISSIONS, SCOPE_FOR_PERM, Perm, permissions_for
 from casebridge.accounts.models import ApiToken, ServiceAccount, User
-from casebridge.cases.models import Case
+from casebridge.cases.models import Case, ImagingOrder, ImagingOrderStatus
 from casebridge.cases.models import Status as CaseStatus
 from casebridge.imaging.models import Study
 from casebridge.orgs.models import Connection, ConnectionStatus, EmergencyAccess, Membership, Organization, OrgKind
@@ -152,12 +152,26 @@ def require_practice(access: OrgAccess, case: Case | None = None, perm: Perm = P
         raise Forbidden(perm, reason or "Cases are created by dental practices.")
 
 
+def open_imaging_orders(organization: Organization) -> QuerySet[ImagingOrder]:
+    """The imaging orders through which a center sees a case: sent to it and not cancelled, until
+    the practice revokes its access or the grace period after delivery ends."""
+    now = timezone.now()
+    return (
+        ImagingOrder.objects.filter(center=organization, access_revoked_at__isnull=True)
+        .exclude(status=ImagingOrderStatus.CANCELLED)
+        .filter(Q(access_until__isnull=True) | Q(access_until__gt=now))
+    )
+
+
 def visible_cases(access: OrgAccess) -> QuerySet[Case]:
     """Cases this organization's actor may see: the practice's own cases; for a lab, the cases
-    sent to it, until the practice revokes access or the grace period after completion ends."""
+    sent to it, until the practice revokes access or the grace period after completion ends; for
+    an imaging center, the cases with an order to it, on the same terms (open_imaging_orders)."""
     if not access.has(Perm.CASES_VIEW):
         return Case.objects.none()
     org = access.organization
+    if org.kind == OrgKind.IMAGING:
+        return Case.objects.filter(pk__in=open_imaging_orders(org).values("case_id"))
     lab_side = (
         Q(lab=org)
         & ~Q(status=CaseStatus.DRAFT)
@@ -165,6 +179,24 @@ def visible_cases(access: OrgAccess) -> QuerySet[Case]:
         & (Q(lab_access_until__isnull=True) | Q(lab_access_until__gt=timezone.now()))
     )
     return Case.objects.filter(Q(practice=org) | lab_side)
+
+
+def organization_side(access: OrgAccess) -> str:
+    """The side an organization takes on the cases it works on: "practice", "lab" or "imaging"."""
+    kind = access.organization.kind
+    return "imaging" if kind == OrgKind.IMAGING else "practice" if kind == OrgKind.PRACTICE else "lab"
+
+
+def case_side(access: OrgAccess, case: Case) -> str:
+    """Which party of ``case`` ``access`` acts for: "practice", "lab" or "imaging" (an imaging
+    center with an order on it). Callers have already found the case through visible_cases; the
+    side decides what they may do with it."""
+    org = access.organization
+    if org.kind == OrgKind.IMAGING:
+        return "imaging"
+    if case.practice_id == org.pk:
+        return "practice"
+    return "lab"
 
 
 def case_for(access: OrgAccess, number: str) -> Case:

@@ -397,7 +397,21 @@ def _detail(access: OrgAccess, case: Case) -> dict[str, Any]:
         .prefetch_related("items", "events")
         .get(pk=case.pk)
     )
-    lab_side = case.lab_id == access.organization.pk
+    side = policy.case_side(access, case)
+    lab_side = side == "lab"
+    if side == "imaging":
+        # An imaging center needs the patient and its order (api/imaging_orders.py), not the lab's
+        # prescription, notes or shipping address: minimum necessary.
+        return {
+            **_summary(case),
+            **dict.fromkeys(("delivery", "ship_to", "notes", "tracking_number"), ""),
+            **dict.fromkeys(("doctor", "received_at", "received_by", "completed_at"), None),
+            **dict.fromkeys(("lab_access_until", "lab_access_revoked_at", "remake_of"), None),
+            "items": [],
+            "history": [],
+            "missing": [],
+            "next_statuses": [],
+        }
     return {
         **_summary(case),
         "delivery": case.delivery,

@@ -23,7 +23,7 @@ from ninja.utils import check_csrf
 
 from casebridge.access.guards import ACCESS_ATTR, public
 from casebridge.access.policy import Forbidden
-from casebridge.api import cases, organization
+from casebridge.api import cases, imaging_orders, organization
 from casebridge.api.auth import problem
 from casebridge.api.errors import log_unexpected, server_error_problem
 from casebridge.cases.teeth import ToothError
@@ -65,7 +65,7 @@ api = NinjaAPI(
     title="CaseBridge API",
     version="1",
     description=(
-        "Cases, their files and their conversation, for practices and labs. Every call acts for one "
+        "Cases, their files and their conversation, for practices, labs and imaging centers. Every call acts for one "
         "organization: the API token's, or for a signed-in person the organization last opened. "
         "Objects outside it answer 404, missing permissions or token scopes 403; errors are RFC 9457 "
         "problem documents (`application/problem+json`)."
@@ -77,6 +77,7 @@ api = NinjaAPI(
 )
 api.add_router("/", cases.router)
 api.add_router("/", organization.router)
+api.add_router("/", imaging_orders.router)
 
 
 # --- errors: RFC 9457 everywhere -----------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.db.models import Q
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 from django.utils.dateparse import parse_datetime
 from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
@@ -19,6 +19,7 @@ from pydantic import field_validator
 from casebridge.access.roles import Perm
 from casebridge.api.cases import NUMBER, Text100, Text200, caller_access
 from casebridge.api.cursors import decode_cursor, encode_cursor
+from casebridge.audit import proofs
 from casebridge.audit.api import record
 from casebridge.audit.models import Event, Outcome
 from casebridge.audit.queries import BadFilter, EventFilters, organization_events
@@ -147,6 +148,8 @@ class AuditFilters(Schema):
     outcome: Outcome | None = None
     case: str | None = Field(None, pattern=NUMBER, description="Events about this case number")
     emergency: bool = Field(False, description="Only what was done under emergency access")
+    patient: uuid.UUID | None = Field(None, description="Events about this patient (internal reference)")
+    ip: Text100 = Field("", description="Events from this client IP address")
     cursor: Text200 | None = Field(None, description="Opaque cursor from the `next` link")
     limit: int = Field(PAGE_DEFAULT, ge=1, le=PAGE_MAX)
 
@@ -167,6 +170,8 @@ class AuditFilters(Schema):
                 since=self.since,
                 until=self.until,
                 emergency_only=self.emergency,
+                patient=str(self.patient) if self.patient else "",
+                ip=self.ip.strip(),
             )
         except BadFilter as exc:
             raise HttpError(422, str(exc)) from None
@@ -220,3 +225,39 @@ def audit_events(request: HttpRequest, filters: Query[AuditFilters]) -> dict[str
         "results": [_event(e) for e in shown],
         "next": _next_url(request, encode_cursor(shown[-1].pk)) if more else None,
     }
+
+
+@router.get(
+    "/audit/proofs/inclusion/{seq}",
+    response=dict[str, Any],
+    tags=["audit"],
+    summary="RFC 9162 inclusion proof of one of your organization's events (#seq) against the latest checkpoint",
+)
+def audit_inclusion_proof(request: HttpRequest, seq: int) -> dict[str, Any]:
+    """The event must be your organization's (404 otherwise, as for anything of another one).
+    Check it with casebridge/audit/merkle.py and the key of `casebridge audit public-key`."""
+    access = caller_access(request, Perm.AUDIT_VIEW)
+    if not Event.objects.filter(organization_id=access.organization.pk, seal__seq=seq).exists():
+        raise Http404("no such event")
+    try:
+        proof = proofs.inclusion(seq)
+    except proofs.ProofError as exc:
+        raise HttpError(409, str(exc)) from exc
+    record("audit.proof.given", actor=access.actor, organization=access.organization, details={"seq": seq})
+    return proof
+
+
+@router.get(
+    "/audit/proofs/consistency",
+    response=dict[str, Any],
+    tags=["audit"],
+    summary="RFC 9162 consistency proof between two checkpoints (tree sizes old < new)",
+)
+def audit_consistency_proof(request: HttpRequest, old: int, new: int) -> dict[str, Any]:
+    access = caller_access(request, Perm.AUDIT_VIEW)
+    try:
+        proof = proofs.consistency(old, new)
+    except proofs.ProofError as exc:
+        raise HttpError(409, str(exc)) from exc
+    record("audit.proof.given", actor=access.actor, organization=access.organization, details={"old": old, "new": new})
+    return proof

@@ -12,3 +12,10 @@ class AuditConfig(AppConfig):
 
         register_periodic("audit.seal", seal_pending, phase=FIRST)
         register_periodic("audit.checkpoint", checkpoint_now, phase=LAST)
+        # After sealing: the rules read sealed events only (audit/alerts.py).
+        from casebridge.audit import alerts
+
+        register_periodic("audit.alerts", alerts.run)
+        from casebridge.audit import reviews
+
+        register_periodic("audit.review_reminders", reviews.remind_overdue)

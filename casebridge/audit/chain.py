@@ -16,13 +16,14 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidSignature
 from django.db import connection, transaction
 from django.db.models import Subquery
 from django.db.models.functions import Now
 
+from casebridge.audit import merkle, witness
 from casebridge.audit.models import RECORDED_COLUMNS, Checkpoint, Event, PendingSeal, Seal
 from casebridge.vault.keyring import get_keyring
 
@@ -156,15 +157,53 @@ def _seal_passes(blocking: bool, batch: int, *, lock_each_pass: bool) -> int:
             return total
 
 
+def leaf_hashes(after: int, upto: int) -> Iterator[bytes]:
+    """The Merkle leaf hashes of sealed events after..upto: each event's canonical form."""
+    seals = Seal.objects.filter(seq__gt=after, seq__lte=upto).select_related("event").order_by("seq")
+    for seal in seals.iterator(chunk_size=2000):
+        yield merkle.leaf_hash(canonical(seal.event, seal.seq))
+
+
+def frontier_at(seq: int) -> merkle.Frontier:
+    """The Merkle tree over events 1..seq: from the last checkpoint at or before `seq` that kept
+    its frontier, plus the events sealed since (the whole log only once, after an upgrade)."""
+    start = Checkpoint.objects.filter(seq__lte=seq, frontier__isnull=False).order_by("-seq").values("frontier").first()
+    frontier = merkle.Frontier.from_json(cast(dict[str, object], start["frontier"])) if start else merkle.Frontier()
+    for leaf in leaf_hashes(frontier.size, seq):
+        frontier.append(leaf)
+    return frontier
+
+
 def _write_checkpoint(seq: int, chain_hash: str) -> Checkpoint:
     key = get_keyring().signing_key()
-    signature = key.private.sign(_checkpoint_message(seq, chain_hash))
-    return Checkpoint.objects.create(
+    frontier = frontier_at(seq)
+    tree_root = frontier.root().hex()
+    signature = key.private.sign(checkpoint_message(seq, chain_hash, tree_root))
+    checkpoint = Checkpoint.objects.create(
         seq=seq,
         hash=chain_hash,
         key_id=key.key_id,
         signature=base64.b64encode(signature).decode(),
+        tree_root=tree_root,
+        frontier=frontier.to_json(),
     )
+    head = signed_head(Checkpoint.objects.get(seq=seq))  # created_at as the database keeps it
+    transaction.on_commit(lambda: witness.write_after_commit(head))
+    return checkpoint
+
+
+def signed_head(checkpoint: Checkpoint) -> dict[str, Any]:
+    """A checkpoint as a third party sees it: the tree head, the chain head and the signature
+    over the exact message (what proofs carry and the witness folder keeps)."""
+    return {
+        "tree_size": checkpoint.seq,
+        "root": checkpoint.tree_root,
+        "chain_hash": checkpoint.hash,
+        "key_id": checkpoint.key_id,
+        "signature": checkpoint.signature,
+        "signed_message": checkpoint_message(checkpoint.seq, checkpoint.hash, checkpoint.tree_root or None).decode(),
+        "created_at": _iso(checkpoint.created_at),
+    }
 
 
 def checkpoint_now() -> Checkpoint | None:
@@ -178,8 +217,12 @@ def checkpoint_now() -> Checkpoint | None:
         return _write_checkpoint(*head)
 
 
-def _checkpoint_message(seq: int, chain_hash: str) -> bytes:
-    return f"casebridge-audit-checkpoint:{seq}:{chain_hash}".encode()
+def checkpoint_message(seq: int, chain_hash: str, tree_root: str | None = None) -> bytes:
+    """What a checkpoint's key signs. Since the Merkle tree: the chain head and the tree head
+    (size = seq, root); before it, the chain head alone (still verified as such)."""
+    if tree_root is None:
+        return f"casebridge-audit-checkpoint:{seq}:{chain_hash}".encode()
+    return f"casebridge-audit-checkpoint:v2:{seq}:{chain_hash}:{seq}:{tree_root}".encode()
 
 
 @dataclass
@@ -203,12 +246,15 @@ def _seals_in_order() -> Iterator[tuple[int, str, Event | None]]:
         yield seal.seq, seal.hash, event
 
 
-def verify() -> VerifyResult:
-    """Recompute the whole chain and check every signed checkpoint against it."""
+def verify(*, witnesses: bool = True) -> VerifyResult:
+    """Recompute the whole chain and check every signed checkpoint against it, then (unless
+    `witnesses` is False: a restore test checks an earlier copy on purpose) compare the
+    checkpoints with their witness copies outside the database (audit/witness.py)."""
     checkpoints = {c.seq: c for c in Checkpoint.objects.order_by("seq")}
     keys = get_keyring().verification_keys()
     prev, expected_seq, checked = GENESIS, 1, 0
     seen_events: set[int] = set()
+    tree = merkle.Frontier()
 
     def fail(problem: str, seq: int | None, event_id: int | None) -> VerifyResult:
         return VerifyResult(False, checked, expected_seq - 1, prev, 0, problem, seq, event_id)
@@ -224,7 +270,9 @@ def verify() -> VerifyResult:
             return fail(f"#{seq} points to an event that no longer exists", seq, None)
         if event.pk in seen_events:
             return fail(f"#{seq} repeats event {event.pk}", seq, event.pk)
-        recomputed = link(prev, event, seq)
+        form = canonical(event, seq)
+        recomputed = hashlib.sha256(bytes.fromhex(prev) + form).hexdigest()
+        tree.append(merkle.leaf_hash(form))
         if recomputed != stored_hash:
             return fail(
                 f"#{seq} (event {event.pk}) does not match its hash: edited, inserted or reordered",
@@ -234,6 +282,8 @@ def verify() -> VerifyResult:
         checkpoint = checkpoints.get(seq)
         if checkpoint is not None:
             problem = _check_checkpoint(checkpoint, stored_hash, keys)
+            if not problem and checkpoint.tree_root and checkpoint.tree_root != tree.root().hex():
+                problem = f"checkpoint #{seq} signed a different Merkle tree: history rewritten"
             if problem:
                 return fail(problem, seq, event.pk)
         seen_events.add(event.pk)
@@ -252,6 +302,11 @@ def verify() -> VerifyResult:
             head_seq + 1,
             None,
         )
+    if witnesses:
+        disagreements = witness.problems(head_seq, checkpoints, keys)
+        if disagreements:
+            seq, problem = disagreements[0]
+            return VerifyResult(False, checked, head_seq, prev, 0, problem, seq or None, None)
     pending = PendingSeal.objects.count()
     unsealed = Event.objects.filter(seal__isnull=True, pendingseal__isnull=True).order_by("id").first()
     if unsealed is not None:
@@ -277,7 +332,7 @@ def _check_checkpoint(checkpoint: Checkpoint, chain_hash: str, keys: dict) -> st
     try:
         key.verify(
             base64.b64decode(checkpoint.signature),
-            _checkpoint_message(checkpoint.seq, checkpoint.hash),
+            checkpoint_message(checkpoint.seq, checkpoint.hash, checkpoint.tree_root or None),
         )
     except (InvalidSignature, ValueError):
         return f"checkpoint #{checkpoint.seq} has an invalid signature"

@@ -3,13 +3,19 @@
 Events are inserted in the transaction of the change they describe, without any lock. A sealer
 (see chain.py) assigns each committed event a gap-free sequence number and chain hash in a row
 of its own, so unrelated requests never wait for each other on the chain head. Database
-triggers refuse UPDATE and DELETE on all three tables.
+triggers refuse UPDATE and DELETE on all three tables. Alerts (raised from sealed events by
+audit/alerts.py) are ordinary rows: they are acknowledged, and each raise and acknowledgement is
+itself an event.
 """
 
 from __future__ import annotations
 
+import uuid
+
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Now
+from django.utils import timezone
 
 
 class Outcome(models.TextChoices):
@@ -104,16 +110,122 @@ class Seal(models.Model):
 
 
 class Checkpoint(models.Model):
-    """A signed statement "the chain had this hash at this sequence number"."""
+    """A signed statement "the chain had this hash at this sequence number, and the RFC 9162
+    Merkle tree over the events sealed so far (tree size = seq) had this root". Checkpoints
+    written before the tree existed have no root (their signature covers the chain alone)."""
 
     seq = models.BigIntegerField(primary_key=True)
     hash = models.CharField(max_length=64)
     key_id = models.CharField(max_length=64)
     signature = models.CharField(max_length=200)
     created_at = models.DateTimeField(db_default=Now())
+    tree_root = models.CharField(max_length=64, blank=True, default="")  # "": before the tree
+    # The tree's right border at this size (audit.merkle.Frontier): the next checkpoint appends
+    # the events sealed since instead of rehashing the whole log.
+    frontier = models.JSONField(null=True, blank=True)
 
     class Meta:
         db_table = "audit_checkpoint"
 
     def __str__(self) -> str:
         return f"checkpoint #{self.seq}"
+
+
+class AlertKind(models.TextChoices):
+    MASS_DOWNLOAD = "mass_download", "Mass download"
+    FAILED_SIGNINS = "failed_signins", "Repeated failed sign-ins or second-factor codes"
+    DEACTIVATED_ATTEMPT = "deactivated_attempt", "Sign-in attempt by a deactivated account"
+    EMERGENCY_ACCESS = "emergency_access", "Emergency access granted"
+    DENIED_SURGE = "denied_surge", "Surge of refused requests"
+    AFTER_HOURS = "after_hours", "Activity outside the organization's hours"
+    AUDIT_FAILURE = "audit_failure", "Audit verification failed (tampering or witness mismatch)"
+
+
+class AlertRule(models.Model):
+    """An organization's setting for one kind of alert; kinds without a row use the defaults
+    (audit.alerts.DEFAULT_RULES)."""
+
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="alert_rules")
+    kind = models.CharField(max_length=32, choices=AlertKind.choices)
+    enabled = models.BooleanField(default=True)
+    threshold = models.PositiveIntegerField(default=1)  # events (files, failures, refusals)
+    window_minutes = models.PositiveIntegerField(default=10)
+    # Business hours for AFTER_HOURS, in the server's time zone: [start_hour, end_hour).
+    start_hour = models.PositiveSmallIntegerField(default=7)
+    end_hour = models.PositiveSmallIntegerField(default=19)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "kind"], name="alert_rule_once")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} rule of {self.organization_id}"
+
+
+class Alert(models.Model):
+    """Something a compliance officer should look at, raised by a rule from audit events. It
+    names people (workforce, not patients) and counts, never patient data."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=32, choices=AlertKind.choices)
+    summary = models.CharField(max_length=300)
+    subject_key = models.CharField(max_length=300, blank=True)  # who or what it is about, for folding repeats
+    details = models.JSONField(default=dict, blank=True)
+    first_seq = models.BigIntegerField(null=True, blank=True)  # the audit events that raised it
+    last_seq = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["organization", "acknowledged_at", "created_at"], name="audit_alert_inbox")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} alert {self.pk}"
+
+
+class AlertCursor(models.Model):
+    """How far the alert rules have read the sealed chain (one row)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_seq = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"alerts read up to #{self.last_seq}"
+
+
+class ReviewSchedule(models.Model):
+    """How often an organization reviews its audit log (HIPAA 164.308(a)(1)(ii)(D)), and when it
+    was last reminded that a review is overdue."""
+
+    organization = models.OneToOneField("orgs.Organization", on_delete=models.CASCADE, related_name="review_schedule")
+    cadence_days = models.PositiveIntegerField(default=30)
+    last_reminded_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"review every {self.cadence_days} days"
+
+
+class AuditReview(models.Model):
+    """A signed periodic review of the audit log: who reviewed which period, what they found and
+    what follows. Evidence for the compliance dashboard; the sign-off is also an audit event."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="audit_reviews")
+    period_start = models.DateField()
+    period_end = models.DateField()
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    notes = models.TextField(blank=True)
+    findings = models.TextField(blank=True)
+    follow_up = models.TextField(blank=True)
+    signed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-signed_at"]
+
+    def __str__(self) -> str:
+        return f"review of {self.period_start}..{self.period_end}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
@@ -28,8 +30,20 @@ class EventFilters:
     since: datetime | None = None  # inclusive
     until: datetime | None = None  # exclusive
     emergency_only: bool = False
+    patient: str = ""  # an internal patient reference (UUID): the events about that patient
+    ip: str = ""  # the client address recorded with the event
 
     def __post_init__(self) -> None:
+        if self.patient:
+            try:
+                uuid.UUID(self.patient)
+            except ValueError:
+                raise BadFilter("patient must be a patient reference (the id shown in the log)") from None
+        if self.ip:
+            try:
+                ipaddress.ip_address(self.ip)
+            except ValueError:
+                raise BadFilter("ip must be an IPv4 or IPv6 address") from None
         if self.outcome and self.outcome not in Outcome.values:
             raise BadFilter(f"outcome must be one of: {', '.join(Outcome.values)}")
         if self.case and not CASE_NUMBER.match(self.case):
@@ -47,6 +61,8 @@ class EventFilters:
             "since": self.since.isoformat() if self.since else "",
             "until": self.until.isoformat() if self.until else "",
             "emergency": "1" if self.emergency_only else "",
+            "patient": self.patient,
+            "ip": self.ip,
         }
         return {key: value for key, value in values.items() if value}
 
@@ -78,6 +94,8 @@ def filters_from_query(query: Any) -> EventFilters:
         since=parse_moment("since", query.get("since", "")),
         until=parse_moment("until", query.get("until", "")),
         emergency_only=query.get("emergency") == "1",
+        patient=query.get("patient", "").strip().lower(),
+        ip=query.get("ip", "").strip(),
     )
 
 
@@ -98,4 +116,8 @@ def organization_events(organization_id: Any, filters: EventFilters) -> QuerySet
         events = events.filter(occurred_at__lt=filters.until)
     if filters.emergency_only:
         events = events.filter(emergency_access_id__isnull=False)
+    if filters.patient:
+        events = events.filter(patient_ref=filters.patient)
+    if filters.ip:
+        events = events.filter(ip=filters.ip)
     return events

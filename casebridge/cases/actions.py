@@ -19,6 +19,7 @@ from casebridge.access.policy import (
     Forbidden,
     OrgAccess,
     acts_for_practice,
+    case_side,
     destroyable_files,
     organization_connection,
     require_practice,
@@ -38,6 +39,7 @@ from casebridge.cases.models import (
     CaseEvent,
     CaseItem,
     Delivery,
+    ImagingOrderStatus,
     Material,
     Message,
     MessageRead,
@@ -116,7 +118,15 @@ def _history(case: Case, access: OrgAccess, note: str = "") -> None:
     )
 
 
-def _notify(case: Case, org: Organization, event: str, topic: NotifyTopic, *, template: str = "case_event") -> None:
+def _notify(
+    case: Case,
+    org: Organization,
+    event: str,
+    topic: NotifyTopic,
+    *,
+    template: str = "case_event",
+    sender: Organization | None = None,
+) -> None:
     """E-mail the other side: the case number, what happened and a link. Never a patient name.
     Only to the members who chose to be told about this kind of event (accounts.NotifyTopic).
     Every member who may see cases also finds it under the bell (notifications app)."""
@@ -133,7 +143,7 @@ def _notify(case: Case, org: Organization, event: str, topic: NotifyTopic, *, te
             "number": case.number,
             "event": event,
             # The other organization's name (not PHI): who the news is from, at a glance.
-            "sender": _other_side_name(case, org),
+            "sender": sender.name if sender is not None else _other_side_name(case, org),
             "link": absolute_url(reverse("case_detail", args=[org.slug, case.number])),
             "preferences_link": absolute_url(reverse("security")),
         },
@@ -142,8 +152,9 @@ def _notify(case: Case, org: Organization, event: str, topic: NotifyTopic, *, te
 
 def _other_side_name(case: Case, org: Organization) -> str:
     """The organization on the other side of ``case`` from ``org``: who news for ``org`` is from."""
-    other = case.lab if org.pk == case.practice_id else case.practice
-    return other.name if other is not None else ""
+    if org.pk != case.practice_id:
+        return case.practice.name
+    return case.lab.name if case.lab is not None else ""
 
 
 def _next_number() -> str:
@@ -329,21 +340,33 @@ def _neutral_label(label: str) -> str:
 
 def attach_refusal(access: OrgAccess, case: Case) -> Forbidden | ValidationError | None:
     """Why ``access`` may not add files to ``case`` now, or None when it may: the one answer for
-    attaching an upload, adding a version of an attached file and showing the drop zone.
+    attaching an upload, adding a version of an attached file, STOW-RS and showing the drop zone.
 
     The practice adds files while the case is its draft; the lab while it works on the case
-    (LAB_UPLOAD_STATUSES) and until the practice revokes its access. Both need their side's case
-    permission and the upload permission (a token: ``cases:write``)."""
+    (LAB_UPLOAD_STATUSES) and until the practice revokes its access; an imaging center while it
+    works on an order of the case (received, not yet delivered, access not revoked). Each needs
+    its side's case permission (the lab's to work on cases; the practice's and the imaging
+    center's, whose radiologists and technologists hold a practice's roles, to edit them) and
+    the upload permission (a token: ``cases:write``)."""
     org = access.organization.pk
-    lab_side = case.lab_id == org and case.status != Status.DRAFT
-    if not lab_side and case.practice_id != org:
+    side = case_side(access, case)
+    lab_side = side == "lab" and case.lab_id == org and case.status != Status.DRAFT
+    if (side == "practice" and case.practice_id != org) or (side == "lab" and not lab_side):
         return ValidationError("That case is not one of yours.")
-    for perm in (Perm.CASES_WORK if lab_side else Perm.CASES_EDIT, Perm.FILES_UPLOAD):
+    for perm in (Perm.CASES_WORK if side == "lab" else Perm.CASES_EDIT, Perm.FILES_UPLOAD):
         if not access.has(perm):
             return Forbidden(perm)
     if case.status in CLOSED or case.archived_at:
         return ValidationError("Files cannot be added to a closed case.")
-    if lab_side:
+    if side == "imaging":
+        if not case.imaging_orders.filter(
+            center_id=org, status=ImagingOrderStatus.RECEIVED, access_revoked_at__isnull=True
+        ).exists():
+            return ValidationError(
+                "The imaging center adds the study and its report while it works on the order "
+                "(from receipt until the images are delivered)."
+            )
+    elif lab_side:
         if case.lab_access_revoked_at is not None or case.status not in LAB_UPLOAD_STATUSES:
             return ValidationError(
                 "The lab adds files while it works on the case (from receipt until the quality check)."
@@ -368,21 +391,31 @@ def attach_candidates(access: OrgAccess) -> QuerySet[Case]:
     the organization's drafts and the open cases its lab works on. It narrows the query only;
     `attach_refusal` has the last word on each, so keep this a superset of what it allows."""
     org = access.organization
-    return visible_cases(access).filter(
-        Q(practice=org, status=Status.DRAFT) | Q(lab=org, status__in=LAB_UPLOAD_STATUSES, lab_access_revoked_at=None),
-        archived_at__isnull=True,
+    return (
+        visible_cases(access)
+        .filter(
+            Q(practice=org, status=Status.DRAFT)
+            | Q(lab=org, status__in=LAB_UPLOAD_STATUSES, lab_access_revoked_at=None)
+            | Q(imaging_orders__center=org, imaging_orders__status=ImagingOrderStatus.RECEIVED),
+            archived_at__isnull=True,
+        )
+        .distinct()
     )
 
 
-def upload_kinds(lab_side: bool) -> list[tuple[str, str]]:
-    """What a file added to a case can be said to be: a lab adds designs (and other files), a
-    practice everything else. `attach_file` refuses a design from the practice."""
-    if lab_side:
-        return [
-            (AttachmentKind.DESIGN, AttachmentKind.DESIGN.label),
-            (AttachmentKind.OTHER, AttachmentKind.OTHER.label),
-        ]
-    return [(k, label) for k, label in AttachmentKind.choices if k != AttachmentKind.DESIGN]
+# What each side of a case is offered to add: a lab designs (and other files), an imaging center
+# the study and its report, a practice everything else. `attach_file` keeps designs to the lab
+# and reports to the imaging center (a lab's STOW-RS still adds a study, as a CBCT).
+SIDE_KINDS: dict[str, tuple[str, ...]] = {
+    "lab": (AttachmentKind.DESIGN, AttachmentKind.OTHER),
+    "imaging": (AttachmentKind.CBCT, AttachmentKind.REPORT, AttachmentKind.PHOTO, AttachmentKind.OTHER),
+    "practice": tuple(k for k in AttachmentKind.values if k not in (AttachmentKind.DESIGN, AttachmentKind.REPORT)),
+}
+
+
+def upload_kinds(side: str) -> list[tuple[str, str]]:
+    """What a file added to a case by ``side`` can be said to be (SIDE_KINDS)."""
+    return [(k, AttachmentKind(k).label) for k in SIDE_KINDS[side]]
 
 
 def attach_file(
@@ -396,9 +429,11 @@ def attach_file(
     if kind not in AttachmentKind.values:
         raise ValidationError({"kind": "Choose what kind of file this is."})
     require_attach(access, case)
-    lab_side = case.lab_id == access.organization.pk
-    if kind == AttachmentKind.DESIGN and not lab_side:
+    side = case_side(access, case)
+    if kind == AttachmentKind.DESIGN and side != "lab":
         raise ValidationError({"kind": "Designs are added by the lab."})
+    if kind == AttachmentKind.REPORT and side != "imaging":
+        raise ValidationError({"kind": "Radiology reports are added by the imaging center."})
     label = _neutral_label(label)
     if not _attachable(access, stored_object):
         raise ValidationError("That file cannot be attached here.")
@@ -763,7 +798,8 @@ def post_message(
 ) -> Message:
     """A message on the case thread, optionally pointing at files already attached to the case
     (upload into the case first): a message never carries a file of its own."""
-    access.require(Perm.CASES_WORK if case.lab_id == access.organization.pk else Perm.CASES_EDIT)
+    side = case_side(access, case)
+    access.require(Perm.CASES_WORK if side == "lab" else Perm.CASES_EDIT)
     if not body.strip():
         raise ValidationError("Write a message.")
     if case.archived_at:
@@ -791,9 +827,16 @@ def post_message(
             question=question,
             files=[str(a.stored_object_id) for a in referenced],
         )
-        other = case.practice if access.organization.pk == case.lab_id else case.lab
-        if other is not None and case.status != Status.DRAFT:
-            _notify(case, other, "New question" if question else "New message", NotifyTopic.MESSAGES)
+        event = "New question" if question else "New message"
+        if side != "practice":
+            _notify(case, case.practice, event, NotifyTopic.MESSAGES, sender=access.organization)
+            return message
+        if case.lab is not None and case.status != Status.DRAFT:
+            _notify(case, case.lab, event, NotifyTopic.MESSAGES)
+        for order in case.imaging_orders.filter(
+            status__in=[ImagingOrderStatus.SENT, ImagingOrderStatus.RECEIVED], access_revoked_at__isnull=True
+        ).select_related("center"):
+            _notify(case, order.center, event, NotifyTopic.MESSAGES)
     return message
 
 

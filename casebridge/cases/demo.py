@@ -24,7 +24,7 @@ from django.utils import timezone
 from casebridge.access.policy import OrgAccess, resolve
 from casebridge.access.roles import Role
 from casebridge.accounts.models import User
-from casebridge.cases import actions
+from casebridge.cases import actions, imaging_orders
 from casebridge.cases.actions import ItemInput
 from casebridge.cases.models import AttachmentKind, Case, Delivery, Status
 from casebridge.cases.templates import TEMPLATES
@@ -84,6 +84,8 @@ class DemoCase:
     delivery: str = Delivery.SHIP
     files_complete: bool = True
     extras: dict[str, str] = field(default_factory=dict)
+    # A study ordered from the imaging center: (modality, region, teeth, clinical question).
+    imaging: tuple[str, str, str, str] | None = None
 
 
 CASES = (
@@ -188,6 +190,7 @@ CASES = (
         [ItemInput("crown", tooth=47, material="gold")],
         18,
         files_complete=False,
+        imaging=("panoramic", "both_arches", "", "Periapical status of 46 and 47 before the crown; bone levels."),
     ),
     DemoCase(
         Status.SUBMITTED,
@@ -386,6 +389,17 @@ def build(*, on_progress: Any = None) -> list[DemoPerson]:
             )
             # The front desk adds the files, as in most practices; the doctor sends the case.
             _attach_required_files(staff, case, spec.files_complete)
+            if spec.imaging is not None:  # waiting in the imaging center's queue
+                modality, region, teeth_text, question = spec.imaging
+                imaging_orders.order_imaging(
+                    practice,
+                    case,
+                    center=orgs[IMAGING],
+                    modality=modality,
+                    region=region,
+                    teeth_text=teeth_text,
+                    clinical_question=question,
+                )
             if spec.target != Status.DRAFT:
                 _take_through_workflow(spec, case, practice, lab, tech)
             if on_progress:

@@ -8,9 +8,10 @@ from typing import Any, cast
 from django import forms
 
 from casebridge.accounts.models import User
-from casebridge.cases.models import Delivery
+from casebridge.cases.models import Delivery, ImagingModality, ImagingRegion
 from casebridge.cases.queries import LabChoice
 from casebridge.cases.templates import TEMPLATES
+from casebridge.orgs.models import Organization
 
 
 class DateInput(forms.DateInput):
@@ -81,3 +82,33 @@ class DraftForm(NewCaseForm):
         for name in PATIENT_FIELDS:
             self.fields[name].disabled = True
         self.fields["patient_dob"].help_text = ""
+
+
+class ImagingOrderForm(forms.Form):
+    """An imaging order's fields; whether the center may receive it is decided by
+    cases.imaging_orders.order_imaging (connected, agreement recorded)."""
+
+    center = forms.ChoiceField(label="Imaging center")
+    modality = forms.ChoiceField(label="Study", choices=[("", "Choose…"), *ImagingModality.choices])
+    region = forms.ChoiceField(label="Region", choices=[("", "Choose…"), *ImagingRegion.choices])
+    teeth = forms.CharField(
+        label="Teeth",
+        required=False,
+        max_length=120,
+        help_text="FDI codes for a localized study, e.g. 36, 37.",
+    )
+    clinical_question = forms.CharField(
+        label="Clinical question",
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="What the study should answer, e.g. bone volume at 36 for an implant.",
+    )
+
+    def __init__(self, *args: Any, centers: list[tuple[Organization, bool]], **kwargs: Any) -> None:
+        kwargs.setdefault("prefix", "imaging")
+        super().__init__(*args, **kwargs)
+        center_field = cast(forms.ChoiceField, self.fields["center"])
+        center_field.choices = [
+            ("", "Choose…"),
+            *((org.slug, org.name if ok else f"{org.name} (no agreement recorded)") for org, ok in centers),
+        ]

@@ -185,6 +185,7 @@ class AttachmentKind(models.TextChoices):
     CBCT = "cbct", "CBCT / X-ray"
     PHOTO = "photo", "Photo"
     DESIGN = "design", "Design for approval"
+    REPORT = "report", "Radiology report"
     OTHER = "other", "Other"
 
 
@@ -250,3 +251,66 @@ class MessageRead(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} read {self.message_id}"
+
+
+class ImagingModality(models.TextChoices):
+    CBCT = "cbct", "CBCT (cone beam CT)"
+    PANORAMIC = "panoramic", "Panoramic X-ray"
+    CEPHALOMETRIC = "ceph", "Cephalometric X-ray"
+    FULL_MOUTH = "fmx", "Full-mouth intraoral series"
+
+
+class ImagingRegion(models.TextChoices):
+    BOTH_ARCHES = "both_arches", "Both arches"
+    MAXILLA = "maxilla", "Maxilla"
+    MANDIBLE = "mandible", "Mandible"
+    LOCALIZED = "localized", "Localized (the teeth named)"
+    TMJ = "tmj", "Temporomandibular joints"
+    SINUS = "sinus", "Maxillary sinuses"
+    AIRWAY = "airway", "Airway"
+
+
+class ImagingOrderStatus(models.TextChoices):
+    SENT = "sent", "Sent to the imaging center"
+    RECEIVED = "received", "Received by the imaging center"
+    DELIVERED = "delivered", "Images delivered"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ImagingOrder(BaseModel):
+    """A practice refers the patient of a case to a connected imaging center for a study.
+
+    The center sees the case (patient reference and this order, not the lab prescription) from
+    the moment the order is sent until the practice revokes its access or the grace period after
+    delivery ends, adds the study and its report to the case while it works on the order, and
+    delivers. Whoever the practice sends the case to (its lab) sees the study like any file of
+    the case. The policy (access.policy.visible_cases) reads these rows."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="imaging_orders")
+    center = models.ForeignKey("orgs.Organization", on_delete=models.PROTECT, related_name="imaging_orders")
+    modality = models.CharField(max_length=16, choices=ImagingModality.choices)
+    region = models.CharField(max_length=16, choices=ImagingRegion.choices)
+    teeth = models.CharField(max_length=120, blank=True)  # FDI codes, comma-separated
+    clinical_question = models.TextField()
+    status = models.CharField(max_length=16, choices=ImagingOrderStatus.choices, default=ImagingOrderStatus.SENT)
+    ordered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    received_at = models.DateTimeField(null=True, blank=True)
+    received_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    # Set at delivery from the practice's grace period, as for a lab at completion.
+    access_until = models.DateTimeField(null=True, blank=True)
+    access_revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["center", "status"], name="cases_imaging_order_inbox")]
+
+    def __str__(self) -> str:
+        return f"imaging order {self.pk} on {self.case_id}"
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the center still works on it (it may add files)."""
+        return self.status == ImagingOrderStatus.RECEIVED and self.access_revoked_at is None

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from casebridge.access.policy import OrgAccess, visible_cases
 from casebridge.access.roles import Perm
-from casebridge.cases.models import Case, Message, Status
+from casebridge.cases.models import Case, ImagingOrder, ImagingOrderStatus, Message, Status
 from casebridge.orgs.models import OrgKind
 
 OPEN = ~Q(status__in=[Status.COMPLETED, Status.CANCELLED]) & Q(archived_at__isnull=True)
@@ -54,6 +54,9 @@ def waiting_on(access: OrgAccess) -> Q:
         condition |= Q(practice=org, status__in=PRACTICE_WAITING)
     if access.has(Perm.CASES_WORK):
         condition |= Q(lab=org, status__in=LAB_WAITING)
+    if access.has(Perm.CASES_EDIT):  # an imaging center picks up its new orders
+        new_orders = ImagingOrder.objects.filter(center=org, status=ImagingOrderStatus.SENT, access_revoked_at=None)
+        condition |= Q(pk__in=new_orders.values("case_id"))
     return condition
 
 

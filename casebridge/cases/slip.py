@@ -12,11 +12,11 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
 from casebridge.access.guards import org_permission
-from casebridge.access.policy import OrgAccess, case_for
+from casebridge.access.policy import OrgAccess, case_for, case_side
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
@@ -119,9 +119,12 @@ def case_slip(request: HttpRequest, number: str) -> HttpResponse:
     # fpdf2 (with fontTools) adds ~28 MiB to a process: only the processes that print pay for it.
     from casebridge.cases.slip_pdf import render_slip
 
-    """Download the lab slip; printing is an audited disclosure of the patient reference."""
+    """Download the lab slip; printing is an audited disclosure of the patient reference. The
+    slip is the prescription: the practice's and the lab's, not an imaging center's (404)."""
     access: OrgAccess = org_access_of(request)
     case = case_for(access, number)
+    if case_side(access, case) == "imaging":
+        raise Http404("no lab slip")
     content = render_slip(case, notation=getattr(request.user, "tooth_notation", "universal"))
     record(
         "case.slip.printed",

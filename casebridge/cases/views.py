@@ -11,7 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, F, IntegerField, OuterRef, Subquery
+from django.db.models import Case as SqlCase
+from django.db.models import CharField, Count, F, IntegerField, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
@@ -24,6 +25,7 @@ from casebridge.access.policy import (
     OrgAccess,
     acts_for_practice,
     case_for,
+    case_side,
     readable_files,
     scoped_get,
     visible_cases,
@@ -33,9 +35,20 @@ from casebridge.access.requests import org_access_of, principal_of, user_of
 from casebridge.access.roles import Perm
 from casebridge.accounts.models import Notation
 from casebridge.audit.exposure import record_case_opened, record_patients_shown
-from casebridge.cases import actions, live, queries, queue, shades, teeth
-from casebridge.cases.forms import DraftForm, NewCaseForm
-from casebridge.cases.models import Arch, AttachmentKind, Case, Delivery, Material, Message, Restoration, Status
+from casebridge.cases import actions, imaging_orders, live, queries, queue, shades, teeth
+from casebridge.cases.forms import DraftForm, ImagingOrderForm, NewCaseForm
+from casebridge.cases.models import (
+    Arch,
+    AttachmentKind,
+    Case,
+    Delivery,
+    ImagingOrder,
+    ImagingOrderStatus,
+    Material,
+    Message,
+    Restoration,
+    Status,
+)
 from casebridge.cases.slip import prescriber_line, signature_line
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.core import searches
@@ -44,11 +57,13 @@ from casebridge.imaging.models import IngestJob
 from casebridge.imaging.views import MESH_TYPES, case_pictures, case_series, list_thumbnails
 from casebridge.kernel import filetypes
 from casebridge.notifications import actions as notifications
+from casebridge.orgs.models import Organization, OrgKind
 from casebridge.vault.views import UPLOAD_CHUNK_BYTES
 
 PAGE = 50
 OPEN = queue.OPEN
 LIST_VIEWS = frozenset({*queue.COUNTED_VIEWS, "archived", "all"})
+IMAGING_OPERATIONS = frozenset({"imaging_receive", "imaging_deliver", "imaging_cancel", "imaging_revoke"})
 
 
 def _access(request: HttpRequest) -> OrgAccess:
@@ -91,6 +106,14 @@ def case_list(request: HttpRequest) -> HttpResponse:
         .values("n")
     )
     cases = cases.annotate(unread=Coalesce(Subquery(unread, output_field=IntegerField()), 0))
+    imaging_center = access.organization.kind == OrgKind.IMAGING
+    if imaging_center:  # an imaging center follows its orders, not the lab's workflow
+        latest = ImagingOrder.objects.filter(case=OuterRef("pk"), center=access.organization).order_by("-created_at")
+        order_status = Subquery(latest.values("status")[:1])
+        labels = [When(order_status=value, then=Value(label)) for value, label in ImagingOrderStatus.choices]
+        cases = cases.annotate(order_status=order_status).annotate(
+            order_status_label=SqlCase(*labels, output_field=CharField())
+        )
     page = list(cases.order_by("-number")[: PAGE + 1])
     # The rows show patient names: one event naming every patient on this page.
     record_patients_shown(
@@ -127,10 +150,16 @@ def case_detail(request: HttpRequest, number: str) -> HttpResponse:
 
 
 def render_case_page(
-    request: HttpRequest, access: OrgAccess, case: Case, *, share_form: Any = None, status: int = 200
+    request: HttpRequest,
+    access: OrgAccess,
+    case: Case,
+    *,
+    share_form: Any = None,
+    order_form: ImagingOrderForm | None = None,
+    status: int = 200,
 ) -> HttpResponse:
-    """The case page (viewing it is audited). ``share_form``: a refused sharing form
-    (sharing.views), shown again in its section with its errors instead of a fresh one."""
+    """The case page (viewing it is audited). ``share_form`` / ``order_form``: a refused sharing
+    or imaging-order form, shown again in its section with its errors instead of a fresh one."""
     record_case_opened(access, case)
     notation = getattr(request.user, "tooth_notation", "universal")
     items = [
@@ -141,7 +170,8 @@ def render_case_page(
     unread_ids = set(case.messages.exclude(reads__user=request.user.pk).values_list("pk", flat=True))
     actions.mark_read(user_of(request), case)
     notifications.mark_read(access, case=case)
-    lab_side = case.lab_id == access.organization.pk
+    side = case_side(access, case)
+    lab_side = side == "lab"
     files = _files_context(access, case)
     names = {r["attachment"].pk: r["name"] for r in files["attachment_rows"]}
     conversation = [
@@ -169,6 +199,9 @@ def render_case_page(
             "conversation": conversation,
             **live.context(case),
             "lab_side": lab_side,
+            "practice_side": side == "practice",
+            "imaging_side": side == "imaging",
+            **_imaging_orders_context(access, case, order_form),
             "next_statuses": [(s, Status(s).label) for s in sorted(actions.LAB_TRANSITIONS.get(case.status, set()))]
             if lab_side
             else [],
@@ -232,6 +265,12 @@ def case_action(request: HttpRequest, number: str) -> HttpResponse:
         elif operation == "revoke_lab":
             actions.revoke_lab_access(access, case)
             messages.success(request, "The lab can no longer open this case.")
+        elif operation in IMAGING_OPERATIONS:
+            messages.success(
+                request, _imaging_order_action(access, case, operation, request.POST.get("order", ""), text)
+            )
+            if not visible_cases(access).filter(pk=case.pk).exists():
+                return redirect("case_list", access.organization.slug)
         elif operation == "remake":
             remake = actions.create_remake(access, case, reason=text)
             messages.success(request, f"{remake.number} is a draft remake of {case.number}: check it and send it.")
@@ -599,14 +638,73 @@ def _attachment_rows(case: Case) -> list[dict[str, Any]]:
     return rows
 
 
+def _imaging_orders_context(access: OrgAccess, case: Case, form: ImagingOrderForm | None) -> dict[str, Any]:
+    orders = list(imaging_orders.orders_for(access, case))
+    context: dict[str, Any] = {"imaging_orders": orders, "order_form": None}
+    practice = acts_for_practice(access, case) and access.has(Perm.CASES_EDIT)
+    if practice and case.status not in actions.CLOSED and not case.archived_at:
+        centers = imaging_orders.imaging_centers(case.practice)
+        context["order_form"] = form or ImagingOrderForm(centers=centers)
+        context["order_form_open"] = form is not None
+    return context
+
+
+@require_POST
+@org_permission(Perm.CASES_EDIT)
+def case_imaging_order(request: HttpRequest, number: str) -> HttpResponse:
+    """The practice orders a study for the case from a connected imaging center."""
+    access = _access(request)
+    case = case_for(access, number)
+    form = ImagingOrderForm(request.POST, centers=imaging_orders.imaging_centers(case.practice))
+    if form.is_valid():
+        data = form.cleaned_data
+        center = Organization.objects.filter(slug=data["center"]).first()
+        try:
+            order = imaging_orders.order_imaging(
+                access,
+                case,
+                center=center,
+                modality=data["modality"],
+                region=data["region"],
+                teeth_text=data["teeth"],
+                clinical_question=data["clinical_question"],
+            )
+        except ValidationError as exc:
+            if not hasattr(exc, "error_dict"):
+                for message in exc.messages:
+                    messages.error(request, message)
+                return redirect("case_detail", access.organization.slug, case.number)
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            messages.success(request, f"{order.get_modality_display()} ordered from {order.center.name}.")
+            return redirect("case_detail", access.organization.slug, case.number)
+    return render_case_page(request, access, case, order_form=form, status=400)
+
+
+def _imaging_order_action(access: OrgAccess, case: Case, operation: str, order_id: str, text: str) -> str:
+    order = scoped_get(imaging_orders.orders_for(access, case), pk=_uuid_or_none(order_id))
+    if operation == "imaging_receive":
+        imaging_orders.receive_order(access, order)
+        return "Order confirmed: add the study to the case (drop the folder or ZIP under Files), then deliver."
+    if operation == "imaging_deliver":
+        imaging_orders.deliver_order(access, order)
+        return "Delivered: the practice was told."
+    if operation == "imaging_cancel":
+        imaging_orders.cancel_order(access, order, reason=text)
+        return "The imaging order was cancelled; the center can no longer open this case."
+    imaging_orders.revoke_center_access(access, order)
+    return "The imaging center can no longer open this case."
+
+
 def _files_context(access: OrgAccess, case: Case) -> dict[str, Any]:
-    lab_side = case.lab_id == access.organization.pk
+    side = case_side(access, case)
     can_upload = actions.may_attach(access, case)  # the action enforces the same answer
-    draft = case.status == Status.DRAFT and not lab_side
+    draft = case.status == Status.DRAFT and side == "practice"
     return {
         "attachment_rows": _attachment_rows(case),
         "can_upload": can_upload,
-        "upload_kinds": actions.upload_kinds(lab_side),
+        "upload_kinds": actions.upload_kinds(side),
         "upload_labels": actions.ATTACHMENT_LABELS,
         "accepted_types": filetypes.ACCEPTED_TYPES_MESSAGE,
         "refusals": json.dumps(filetypes.browser_refusals()),

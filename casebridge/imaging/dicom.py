@@ -86,6 +86,11 @@ def _date(dataset: Any, keyword: str) -> date | None:
 
 def read_header(stream: IO[bytes]) -> InstanceHeader:
     """Index one Part 10 instance from `stream`, reading its header only (never the pixels)."""
+    return header_of(parse_header(stream))
+
+
+def parse_header(stream: IO[bytes]) -> Any:
+    """The dataset of one Part 10 instance without its pixels; DicomError when it is none."""
     try:
         with warnings.catch_warnings():
             # pydicom's warnings name the file (see LOGGING in settings): the error below is ours.
@@ -95,6 +100,11 @@ def read_header(stream: IO[bytes]) -> InstanceHeader:
         raise DicomError("not a DICOM Part 10 file (no 'DICM' marker)") from None
     except Exception as exc:  # pydicom raises many kinds on damaged input; the file is refused alike
         raise DicomError(f"the DICOM header cannot be read ({type(exc).__name__})") from None
+    return dataset
+
+
+def header_of(dataset: Any) -> InstanceHeader:
+    """What the index keeps of a dataset read by parse_header."""
     meta = dataset.file_meta
     uids = {
         "study": _text(dataset, "StudyInstanceUID"),

@@ -38,6 +38,7 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.http.response import HttpResponseBase
 from django.urls import reverse
 from ninja.errors import HttpError
+from pydicom.dataelem import RawDataElement
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from casebridge.access import policy
@@ -66,6 +67,8 @@ NATIVE_SYNTAXES = {ExplicitVRLittleEndian, ImplicitVRLittleEndian}
 # Retrieval of frames is audited once per person, series and this many seconds: a viewer
 # fetching 500 slices is one look at the series, not 500 events.
 FRAME_AUDIT_WINDOW = 600
+PIXEL_DATA = 0x7FE00010
+DEFER_PIXELS = 4096  # elements larger than this are skipped while a header is read for frames
 
 
 class BadRequest(ValueError):
@@ -399,9 +402,15 @@ def _instances_response(request: HttpRequest, instances: list[Instance]) -> Http
         return problem(406, "Not Acceptable", 'Instances are sent as multipart/related; type="application/dicom".')
     boundary = uuid.uuid4().hex
 
+    # Every version in one query (a series is hundreds of instances); one destroyed meanwhile
+    # ends the stream, as get_version would.
+    versions = vault.current_versions([instance.stored_object for instance in instances])
+
     def parts() -> Iterator[tuple[dict[str, str], Iterable[bytes]]]:
         for instance in instances:
-            version = vault.get_version(instance.stored_object)
+            version = versions.get(instance.stored_object_id)
+            if version is None:
+                raise vault.ObjectUnavailable("destroyed")
             yield (
                 {"Content-Type": "application/dicom", "Content-Length": str(version.size)},
                 (bytes(chunk) for chunk in stream_plaintext(version, 0, version.size)),
@@ -420,7 +429,11 @@ def retrieve_series(request: HttpRequest, study_uid: str, series_uid: str) -> Ht
     if series is None:
         return _not_found()
     instances = list(series.instances.select_related("stored_object"))
-    _audit(request, "dicomweb.retrieved", series.study, what="instances", series=series_uid, count=len(instances))
+    # A viewer that opened the series by its metadata then streams every instance in this one
+    # request instead of a request per frame: the same single look as its frames.
+    key = _frames_audit_key(request, series)
+    if cache.get(key) is None:
+        _audit(request, "dicomweb.retrieved", series.study, what="instances", series=series_uid, count=len(instances))
     return _instances_response(request, instances)
 
 
@@ -474,6 +487,37 @@ def _frame_bytes(dataset: pydicom.Dataset, numbers: list[int]) -> tuple[str, lis
     return str(ExplicitVRLittleEndian), [data[(n - 1) * size : n * size] for n in numbers]
 
 
+def _native_frames(instance: Instance, numbers: list[int]) -> list[bytes] | None:
+    """The frames of an instance with native (uncompressed little-endian) pixels, reading only the
+    header and the frames' own bytes: the pixel data element is skipped, not read, while the
+    header is parsed, so a frame of a 400-frame object decrypts the segments it lies in instead
+    of the whole object. None when the pixels are not laid out so (the caller reads them all)."""
+    with io.BufferedReader(VersionReader(vault.get_version(instance.stored_object)), 1 << 16) as stream:
+        dataset = pydicom.dcmread(stream, defer_size=DEFER_PIXELS)
+        element: Any = dataset.get_item(PIXEL_DATA, keep_deferred=True)  # its value left unread
+        if (
+            dataset.file_meta.TransferSyntaxUID not in NATIVE_SYNTAXES
+            or not isinstance(element, RawDataElement)
+            or element.value is not None  # small enough to have been read: nothing to save
+        ):
+            return None
+        start = element.value_tell
+        size = (
+            int(dataset.Rows)
+            * int(dataset.Columns)
+            * int(dataset.get("SamplesPerPixel", 1))
+            * int(dataset.BitsAllocated)
+            // 8
+        )
+        if size == 0 or max(numbers) * size > element.length:
+            return None
+        frames = []
+        for n in numbers:
+            stream.seek(start + (n - 1) * size)
+            frames.append(stream.read(size))
+        return frames
+
+
 def retrieve_frames(
     request: HttpRequest, study_uid: str, series_uid: str, sop_uid: str, frames: str
 ) -> HttpResponseBase:
@@ -483,7 +527,12 @@ def retrieve_frames(
     numbers = _frame_numbers(frames, instance.frames)
     if not _accepts(request, "application/octet-stream"):
         return problem(406, "Not Acceptable", 'Frames are sent as multipart/related; type="application/octet-stream".')
-    syntax, data = _frame_bytes(_dataset(instance, pixels=True), numbers)
+    native = _native_frames(instance, numbers)
+    syntax, data = (
+        (str(ExplicitVRLittleEndian), native)
+        if native is not None
+        else _frame_bytes(_dataset(instance, pixels=True), numbers)
+    )
     wanted = re.findall(r'transfer-syntax="?([0-9.*]+)', request.headers.get("Accept", ""))
     if wanted and syntax not in wanted and "*" not in wanted:
         return problem(

@@ -35,7 +35,11 @@ MAX_DOCUMENT = 64 << 20  # a series' headers; far above any real one, bounded ag
 def header_json(instance: Instance, version: Any = None) -> dict[str, Any]:
     """One instance's DICOM JSON without its pixels (the caller adds the BulkDataURI)."""
     reader = io.BufferedReader(VersionReader(version or vault.get_version(instance.stored_object)), 1 << 16)
-    dataset = pydicom.dcmread(reader, stop_before_pixels=True)
+    return dataset_json(pydicom.dcmread(reader, stop_before_pixels=True))
+
+
+def dataset_json(dataset: pydicom.Dataset) -> dict[str, Any]:
+    """header_json() of a dataset already read without its pixels (an ingest reads each once)."""
     meta = dataset.to_json_dict(bulk_data_threshold=1 << 30)  # without the pixels every element goes inline
     meta["00083002"] = {"vr": "UI", "Value": [str(dataset.file_meta.get("TransferSyntaxUID", ""))]}
     bits = int(dataset.get("BitsAllocated", 16))
@@ -47,18 +51,25 @@ def _instances(series: Series) -> list[Instance]:
     return list(series.instances.select_related("stored_object"))
 
 
-def build(series: Series) -> list[dict[str, Any]]:
+def build(series: Series, known: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The entries of every instance; headers in `known` (by SOP Instance UID: what an ingest
+    just read) are taken from there, the others read from the vault."""
     instances = _instances(series)
-    versions = vault.current_versions([i.stored_object for i in instances])
+    known = known or {}
+    versions = vault.current_versions([i.stored_object for i in instances if i.sop_instance_uid not in known])
     return [
-        {"sop": i.sop_instance_uid, "frames": i.frames, "meta": header_json(i, versions.get(i.stored_object_id))}
+        {
+            "sop": i.sop_instance_uid,
+            "frames": i.frames,
+            "meta": known.get(i.sop_instance_uid) or header_json(i, versions.get(i.stored_object_id)),
+        }
         for i in instances
     ]
 
 
-def store(series: Series) -> list[dict[str, Any]]:
+def store(series: Series, known: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Write (or replace) the series' document; returns its entries. Call outside a transaction."""
-    entries = build(series)
+    entries = build(series, known)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(ENTRY, json.dumps(entries, separators=(",", ":")))
@@ -109,11 +120,12 @@ def entries_for(series: Series) -> list[dict[str, Any]]:
     return store(series)
 
 
-def refresh_after_ingest(series_ids: list[Any]) -> None:
+def refresh_after_ingest(series_ids: list[Any], known: dict[str, dict[str, Any]] | None = None) -> None:
     """Rewrite the documents of the series an ingest added instances to (errors only logged: the
-    series stays viewable, its metadata is then built on request)."""
+    series stays viewable, its metadata is then built on request). `known`: the headers the
+    ingest read, by SOP Instance UID, so they are not read from the vault again."""
     for series in Series.objects.filter(pk__in=series_ids).select_related("study__organization"):
         try:
-            store(series)
+            store(series, known)
         except Exception:  # the ingest succeeded; a missing document only costs speed
             log.exception("series %s: metadata document not written", series.pk)

@@ -11,6 +11,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import IO, Any, cast
+from uuid import uuid4
 
 from django.db import transaction
 from django.db.models import F
@@ -18,15 +19,20 @@ from django.utils import timezone
 
 from casebridge.audit.api import record
 from casebridge.imaging import archive, metadata
-from casebridge.imaging.dicom import DicomError, InstanceHeader, read_header
+from casebridge.imaging.dicom import DicomError, InstanceHeader, header_of, parse_header
 from casebridge.imaging.models import IngestJob, IngestState, Instance, Series, Study
 from casebridge.vault import api as vault
+from casebridge.vault import keystore
 from casebridge.vault.models import StoredObject
 from casebridge.vault.reader import VersionReader
 
 logger = logging.getLogger(__name__)
 INGESTIBLE = frozenset({"dicom", "zip"})
 PROGRESS_EVERY = 10  # entries between progress writes: the case page polls them
+# Instances sealed before they are made durable together (one barrier, not one fsync each) and
+# indexed in one transaction; bounded so a crash redoes little and progress keeps moving.
+BATCH_INSTANCES = 64
+BATCH_BYTES = 64 << 20
 
 
 class _Entry:
@@ -54,13 +60,21 @@ def _entries(source: StoredObject, reader: VersionReader) -> tuple[list[_Entry],
     return [_Entry(i, m.size, opener(m)) for i, m in enumerate(found, start=1)], zipped
 
 
-def _header(entry: _Entry) -> InstanceHeader:
+def _header(entry: _Entry) -> tuple[InstanceHeader, dict[str, Any] | None]:
+    """What the index needs, and the DICOM JSON the series' metadata document holds, from one
+    parse of the header (None when a value cannot be put in JSON: the document then reads that
+    instance from the vault, as for instances indexed before)."""
     with entry.open() as stream:
         head = stream.read(8)
         if archive.is_nested_archive(head):
             raise DicomError("an archive inside the archive is not accepted")
         stream.seek(0)
-        return read_header(stream)
+        dataset = parse_header(stream)
+    header = header_of(dataset)
+    try:
+        return header, metadata.dataset_json(dataset)
+    except Exception:  # pydicom refuses malformed values (an IS of "1A") only when converting them
+        return header, None
 
 
 def _chunks(entry: _Entry, zipped: zipfile.ZipFile | None) -> Iterator[bytes]:
@@ -74,14 +88,58 @@ def _chunks(entry: _Entry, zipped: zipfile.ZipFile | None) -> Iterator[bytes]:
             raise archive.ArchiveRefused("An archive member's size differs from what the archive declares.")
 
 
-def _index(job: IngestJob, header: InstanceHeader, stored: StoredObject) -> Any:
-    """Index one instance; returns its series' id."""
-    with transaction.atomic():
-        study, _ = Study.objects.get_or_create(
-            case=job.case,
-            study_uid=header.study_uid,
-            defaults={"organization": job.organization, "study_date": header.study_date},
-        )
+class _Batch:
+    """Instances of one job sealed but not yet recorded: made durable together, then indexed in
+    one transaction. Nothing in it is visible, nor counted as imported, until flush() commits."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[InstanceHeader, vault.PendingVersion | None, dict[str, Any] | None]] = []
+        self.sop_uids: set[str] = set()
+        self.bytes = 0
+        self._org_key: tuple[int, bytes] | None = None
+
+    def org_key(self, organization_id: Any) -> tuple[int, bytes]:
+        """The organization's current key, looked up once per batch rather than once a slice."""
+        if self._org_key is None:
+            self._org_key = keystore.current_org_key(organization_id)
+        return self._org_key
+
+    def full(self) -> bool:
+        return len(self.items) >= BATCH_INSTANCES or self.bytes >= BATCH_BYTES
+
+    def discard(self) -> None:
+        for _, pending, _ in self.items:
+            if pending is not None:
+                vault.discard(pending)
+        self.clear()
+
+    def clear(self) -> None:
+        self.items.clear()
+        self.sop_uids.clear()
+        self.bytes = 0
+        self._org_key = None
+
+
+class _Index:
+    """The job's studies and series by UID, made once each, and what its instances add to them."""
+
+    def __init__(self, job: IngestJob) -> None:
+        self.job = job
+        self.studies: dict[str, Study] = {}
+        self.series: dict[tuple[str, str], Series] = {}
+
+    def series_for(self, header: InstanceHeader) -> Series:
+        key = (header.study_uid, header.series_uid)
+        if key in self.series:
+            return self.series[key]
+        study = self.studies.get(header.study_uid)
+        if study is None:
+            study, _ = Study.objects.get_or_create(
+                case=self.job.case,
+                study_uid=header.study_uid,
+                defaults={"organization": self.job.organization, "study_date": header.study_date},
+            )
+            self.studies[header.study_uid] = study
         spacing = header.pixel_spacing or (None, None)
         series, _ = Series.objects.get_or_create(
             study=study,
@@ -99,19 +157,63 @@ def _index(job: IngestJob, header: InstanceHeader, stored: StoredObject) -> Any:
                 "transfer_syntax": header.transfer_syntax,
             },
         )
-        Instance.objects.create(
-            series=series,
-            sop_instance_uid=header.sop_instance_uid,
-            sop_class_uid=header.sop_class_uid,
-            instance_number=header.instance_number,
-            position_z=header.position_z,
-            frames=header.frames,
-            stored_object=stored,
-        )
-        Series.objects.filter(pk=series.pk).update(
-            instance_count=F("instance_count") + 1, frame_count=F("frame_count") + header.frames
-        )
-    return series.pk
+        self.series[key] = series
+        return series
+
+
+def _flush(
+    job: IngestJob, batch: _Batch, index: _Index, known: dict[str, dict[str, Any]], indexed: set[str]
+) -> tuple[set[Any], int]:
+    """Make the batch's content durable, then link and index all of it in one transaction; the
+    ids of the series it added to, and how many of its instances another job of the case had
+    indexed meanwhile (duplicates after all). An instance counts as stored only once this returns."""
+    if not batch.items:
+        return set(), 0
+    added: dict[Any, list[int]] = {}
+    try:
+        vault.sync(pending for _, pending, _ in batch.items if pending is not None)
+        with transaction.atomic():
+            late = _indexed_uids(job, among=batch.sop_uids)
+            fresh = [item for item in batch.items if item[0].sop_instance_uid not in late]
+            pendings = [pending for _, pending, _ in fresh if pending is not None]
+            # Part of the case's study, not loose uploads of the person who sent the archive.
+            versions = iter(vault.link_new_versions(pendings, actor=job.requested_by, attached_at=timezone.now()))
+            rows = []
+            for header, pending, _ in fresh:
+                stored_id = job.source_id if pending is None else next(versions).stored_object_id
+                series = index.series_for(header)
+                rows.append(
+                    Instance(
+                        series=series,
+                        sop_instance_uid=header.sop_instance_uid,
+                        sop_class_uid=header.sop_class_uid,
+                        instance_number=header.instance_number,
+                        position_z=header.position_z,
+                        frames=header.frames,
+                        stored_object_id=stored_id,
+                    )
+                )
+                counts = added.setdefault(series.pk, [0, 0])
+                counts[0] += 1
+                counts[1] += header.frames
+            Instance.objects.bulk_create(rows)
+            for series_id, (instances, frames) in added.items():
+                Series.objects.filter(pk=series_id).update(
+                    instance_count=F("instance_count") + instances, frame_count=F("frame_count") + frames
+                )
+    except BaseException:
+        batch.discard()
+        raise
+    for header, pending, meta in batch.items:
+        if header.sop_instance_uid in late:
+            if pending is not None:
+                vault.discard(pending)
+        elif meta is not None:
+            known[header.sop_instance_uid] = meta
+        indexed.add(header.sop_instance_uid)
+    duplicates = len(batch.items) - len(fresh)
+    batch.clear()
+    return set(added), duplicates
 
 
 def already_indexed(case: Any, organization: Any, sop_instance_uid: str) -> bool:
@@ -124,21 +226,29 @@ def already_indexed(case: Any, organization: Any, sop_instance_uid: str) -> bool
     ).exists()
 
 
-def _is_duplicate(job: IngestJob, header: InstanceHeader) -> bool:
-    return already_indexed(job.case, job.organization, header.sop_instance_uid)
+def _indexed_uids(job: IngestJob, among: set[str] | None = None) -> set[str]:
+    """already_indexed() for many instances in one query: the SOP Instance UIDs the case's
+    studies (those the job's organization added) hold, all of them or those `among`."""
+    found = Instance.objects.filter(series__study__case=job.case, series__study__organization=job.organization)
+    if among is not None:
+        found = found.filter(sop_instance_uid__in=among)
+    return set(found.values_list("sop_instance_uid", flat=True))
 
 
-def _store(job: IngestJob, entry: _Entry, zipped: zipfile.ZipFile | None) -> StoredObject:
-    """The instance's own vault object: the source itself when it is a single DICOM file."""
+def _seal(job: IngestJob, entry: _Entry, zipped: zipfile.ZipFile | None, batch: _Batch) -> vault.PendingVersion | None:
+    """The instance's own vault content, not yet durable nor linked (None: a single DICOM file
+    is its own instance, already stored)."""
     if zipped is None:
-        return job.source
-    version = vault.put_stream(
-        organization=job.organization, actor=job.requested_by, chunks=_chunks(entry, zipped), length=entry.size
+        return None
+    return vault.seal_version(
+        organization_id=job.organization_id,
+        object_id=uuid4(),
+        version=1,
+        chunks=_chunks(entry, zipped),
+        length=entry.size,
+        durable=False,
+        org_key=batch.org_key(job.organization_id),
     )
-    stored = version.stored_object
-    # Part of the case's study, not a loose upload of the person who sent the archive.
-    StoredObject.objects.filter(pk=stored.pk).update(attached_at=timezone.now())
-    return stored
 
 
 def _to_refresh(job: IngestJob, touched: set[Any]) -> list[Any]:
@@ -179,26 +289,37 @@ def run(job: IngestJob) -> IngestJob:
     errors: list[dict[str, Any]] = []
     imported = duplicates = 0
     touched: set[Any] = set()
+    batch, index = _Batch(), _Index(job)
+    indexed = _indexed_uids(job)
+    known: dict[str, dict[str, Any]] = {}  # DICOM JSON headers of what this job indexed, by SOP UID
     try:
         for entry in entries:
             try:
-                header = _header(entry)
-                if _is_duplicate(job, header):
+                header, meta = _header(entry)
+                if header.sop_instance_uid in batch.sop_uids or header.sop_instance_uid in indexed:
                     duplicates += 1
                 else:
-                    touched.add(_index(job, header, _store(job, entry, zipped)))
-                    imported += 1
+                    batch.items.append((header, _seal(job, entry, zipped, batch), meta))
+                    batch.sop_uids.add(header.sop_instance_uid)
+                    batch.bytes += entry.size
             except DicomError as exc:
                 errors.append({"entry": entry.number, "error": str(exc)})
             except (zipfile.BadZipFile, archive.ArchiveRefused) as exc:
                 errors.append({"entry": entry.number, "error": str(exc) or "the archive entry is damaged"})
+            if batch.full() or entry.number == len(entries):
+                count = len(batch.items)
+                series_ids, late = _flush(job, batch, index, known, indexed)
+                touched |= series_ids
+                imported, duplicates = imported + count - late, duplicates + late
             if entry.number % PROGRESS_EVERY == 0 or entry.number == len(entries):
                 _progress(job, processed=entry.number, imported=imported, duplicates=duplicates, errors=errors)
     finally:
+        batch.discard()  # what an error left unlinked
         if zipped is not None:
             zipped.close()
     failed = imported == 0 and duplicates == 0
-    metadata.refresh_after_ingest(_to_refresh(job, touched))  # before "done": a viewer opened then finds it
+    # Before "done": a viewer opened then finds it.
+    metadata.refresh_after_ingest(_to_refresh(job, touched), known)
     _progress(
         job,
         state=IngestState.FAILED if failed else IngestState.DONE,

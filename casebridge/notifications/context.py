@@ -13,6 +13,7 @@ from django.utils.functional import SimpleLazyObject
 from casebridge.access.policy import visible_cases
 from casebridge.access.requests import principal_of
 from casebridge.access.roles import Perm
+from casebridge.audit import alerts
 from casebridge.cases import queue
 from casebridge.notifications import actions
 
@@ -42,8 +43,15 @@ def navigation_counts(request: HttpRequest) -> dict[str, Any]:
         access = current_access()
         return actions.unread_count(access) if access is not None else 0
 
+    def open_alerts() -> int:
+        access = current_access()
+        if access is None or not access.has(Perm.AUDIT_VIEW):
+            return 0
+        return alerts.open_alerts(access.organization).count()
+
     # Lazy: counted only when a page's navigation shows them (not for fragments or JSON).
     return {
+        "nav_alerts": SimpleLazyObject(open_alerts),
         "nav_waiting": SimpleLazyObject(waiting),
         "unread_notifications": SimpleLazyObject(unread),
         "notification_poll_seconds": settings.NOTIFICATION_POLL_SECONDS,

@@ -4,7 +4,7 @@ accounting of disclosures for compliance officers. Views parse input and call sh
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
@@ -24,7 +25,7 @@ from casebridge.audit.api import record
 from casebridge.cases.models import Case
 from casebridge.cases.views import render_case_page
 from casebridge.core import searches
-from casebridge.sharing import actions
+from casebridge.sharing import accounting, actions
 from casebridge.sharing.forms import ShareForm
 from casebridge.sharing.models import Disclosure, ExternalLink
 
@@ -175,3 +176,34 @@ def disclosures(request: HttpRequest) -> HttpResponse:
             "nav": "disclosures",
         },
     )
+
+
+@org_permission(Perm.AUDIT_VIEW)
+def disclosures_export(request: HttpRequest) -> HttpResponse:
+    """The accounting for one patient (the page's patient search) over the six years 164.528
+    covers, as CSV or PDF to hand to the patient. Without a search there is nothing to export:
+    an accounting is per individual."""
+    access = _access(request)
+    _search_id, query = searches.recall(request)
+    if not query:
+        messages.info(request, "Search for the patient first: an accounting of disclosures is given per patient.")
+        return redirect("disclosures", access.organization.slug)
+    since = timezone.now() - timedelta(days=6 * 366)
+    rows = list(
+        Disclosure.objects.filter(practice=access.organization, patient__name__icontains=query, disclosed_at__gte=since)
+        .select_related("patient", "case", "link")
+        .order_by("disclosed_at", "pk")
+    )
+    wanted = "pdf" if request.GET.get("format") == "pdf" else "csv"
+    record(
+        "share.disclosures.exported",
+        actor=access.actor,
+        organization=access.organization,
+        details={"format": wanted, "rows": len(rows), "patients": list(dict.fromkeys(str(r.patient_id) for r in rows))},
+    )
+    content = accounting.as_pdf(access.organization, rows) if wanted == "pdf" else accounting.as_csv(rows).encode()
+    response = HttpResponse(content, content_type="application/pdf" if wanted == "pdf" else "text/csv; charset=utf-8")
+    # The file name carries no patient name: it ends up in download folders and histories.
+    response["Content-Disposition"] = f'attachment; filename="accounting-of-disclosures.{wanted}"'
+    response["Cache-Control"] = "no-store"
+    return response

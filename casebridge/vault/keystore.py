@@ -71,9 +71,13 @@ def forget_cached_keys() -> None:
         _cache.clear()
 
 
-def new_dek(org_id: UUID, object_id: UUID, object_version: int) -> tuple[bytes, bytes, int]:
-    """A fresh DEK for one object version: (dek, wrapped dek, org key version)."""
-    version, key = current_org_key(org_id)
+def new_dek(
+    org_id: UUID, object_id: UUID, object_version: int, org_key: tuple[int, bytes] | None = None
+) -> tuple[bytes, bytes, int]:
+    """A fresh DEK for one object version: (dek, wrapped dek, org key version). `org_key`: the
+    organization's current key as current_org_key() gave it moments ago (a batch of files sealed
+    together looks it up once)."""
+    version, key = org_key or current_org_key(org_id)
     dek = generate_dek()
     wrapped = wrap_dek(
         key, dek, org_id=org_id, org_key_version=version, object_id=object_id, object_version=object_version

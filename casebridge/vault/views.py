@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from casebridge.access import policy
 from casebridge.access.guards import org_permission
-from casebridge.access.policy import OrgAccess, acts_for_practice, case_for, scoped_get
+from casebridge.access.policy import OrgAccess, case_for, organization_side, scoped_get
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.exposure import record_patients_shown
@@ -113,7 +113,7 @@ def file_attach(request: HttpRequest, file_id: UUID) -> HttpResponse:
         messages.info(request, f"That file cannot be attached to another case.{where}")
         return _back(access)
     cases, more = attachable_cases(access)
-    kinds = case_actions.upload_kinds(lab_side=not acts_for_practice(access))
+    kinds = case_actions.upload_kinds(organization_side(access))
     form = AttachForm(request.POST if request.method == "POST" else None, cases=cases, kinds=kinds)
     if request.method == "POST" and form.is_valid():
         try:

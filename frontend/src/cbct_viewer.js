@@ -1,17 +1,21 @@
 // The CBCT / CT viewer: axial, coronal and sagittal planes of a series side by side with linked
 // crosshairs, scrolling, window/level presets and drag, zoom, pan, distance and angle in mm.
-// Cornerstone3D (the engine of OHIF) streams the volume slice by slice through CaseBridge's own
-// WADO-RS: the series metadata once, then each slice's frame, under the same policy and audit.
+// Cornerstone3D (the engine of OHIF) loads the volume through CaseBridge's own WADO-RS: the series
+// metadata once, then every instance in one streamed request (a slice it cannot take from there
+// by its own frames request), under the same policy and audit.
 import {
   RenderingEngine,
   Enums,
   setVolumesForViewports,
   volumeLoader,
   eventTarget,
+  imageLoadPoolManager,
+  registerImageLoader,
   utilities,
 } from "@cornerstonejs/core";
+import dicomImageLoader from "@cornerstonejs/dicom-image-loader";
 import * as tools from "@cornerstonejs/tools";
-import { choosePrimary, createToolGroup, initCornerstone, measurementOf, seriesImageIds } from "./cornerstone_setup.js";
+import { choosePrimary, createToolGroup, initCornerstone, measurementOf } from "./cornerstone_setup.js";
 
 const root = document.getElementById("cbct-viewer");
 const config = JSON.parse(document.getElementById("cbct-config").textContent);
@@ -31,15 +35,252 @@ const engineId = "casebridge-cbct";
 const volumeId = `cornerstoneStreamingImageVolume:${config.series}`;
 const toolGroupId = "casebridge-cbct-tools";
 
+function seriesUrl() {
+  return `${location.origin}${config.wadoRoot}/studies/${config.study}/series/${config.series}`;
+}
+
+// The series' pixels arrive in one request (WADO-RS retrieve series: every instance as a Part 10
+// file in one multipart/related stream, one authorization and no audit event beyond the opening's)
+// rather than a request per slice. Each slice's loader waits for its instance in the stream; one
+// the stream cannot give (compressed, multi-frame, or the stream failed) is fetched on its own by
+// WADO-RS frames, as before.
+const NATIVE_LITTLE_ENDIAN = new Set(["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"]);
+const SCHEME = "cbseries";
+
+class SeriesStream {
+  constructor() {
+    this.slots = new Map();
+    this.direct = new Set(); // fetched on their own request, not waited for in the stream
+    this.expected = new Map(); // SOP Instance UID -> [pixel bytes, transfer syntax] of a streamable slice
+  }
+
+  slot(sop) {
+    let slot = this.slots.get(sop);
+    if (!slot) {
+      slot = {};
+      slot.promise = new Promise((resolve) => {
+        slot.resolve = resolve;
+      });
+      this.slots.set(sop, slot);
+    }
+    return slot;
+  }
+
+  // The pixel data of a native little-endian Part 10 file: found where its tag is followed by
+  // exactly the length the metadata predicts (explicit VR OW/OB or implicit VR), looked for at
+  // the end of the file first, where it nearly always is.
+  pixels(sop, file) {
+    const wanted = this.expected.get(sop);
+    if (!wanted) return null;
+    const [length] = wanted;
+    const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
+    const valueAt = (at) => {
+      if (at < 132 || at + 8 > file.length) return -1;
+      if (view.getUint32(at, true) !== 0x00107fe0) return -1;
+      const vr = String.fromCharCode(file[at + 4], file[at + 5]);
+      if ((vr === "OW" || vr === "OB") && view.getUint32(at + 8, true) === length) return at + 12;
+      if (view.getUint32(at + 4, true) === length) return at + 8;
+      return -1;
+    };
+    let start = Math.max(valueAt(file.length - length - 12), valueAt(file.length - length - 8));
+    for (let at = 132; start < 0 && at + 8 <= file.length - length; at += 1) {
+      if (file[at] === 0xe0 && file[at + 1] === 0x7f) start = valueAt(at);
+    }
+    return start < 0 ? null : file.subarray(start, start + length);
+  }
+
+  deliver(sop, file) {
+    const pixelData = this.pixels(sop, file);
+    if (pixelData) this.slot(sop).resolve({ pixelData, transferSyntax: this.expected.get(sop)[1] });
+  }
+
+  // Whatever the stream did not bring is fetched slice by slice.
+  end() {
+    for (const sop of this.expected.keys()) this.slot(sop).resolve(null);
+  }
+
+  async run(url) {
+    root.dataset.streamStartMs = String(Math.round(performance.now()));
+    try {
+      const response = await fetch(url, {
+        credentials: "same-origin",
+        headers: { Accept: 'multipart/related; type="application/dicom"' },
+      });
+      const boundary = /boundary="?([^";]+)"?/.exec(response.headers.get("Content-Type") || "");
+      if (!response.ok || !boundary) return;
+      await this.parts(response.body.getReader(), boundary[1]);
+    } catch (error) {
+      console.warn("the series stream stopped; the rest comes slice by slice", error);
+    } finally {
+      root.dataset.streamEndMs = String(Math.round(performance.now()));
+      this.end();
+    }
+  }
+
+  // multipart/related whose parts each carry a Content-Length (CaseBridge's always do).
+  async parts(reader, boundary) {
+    const decoder = new TextDecoder();
+    let buffer = new Uint8Array(0);
+    const chunks = [];
+    // At least `count` bytes in `buffer` (false at the end of the body); chunks are joined once
+    // they are all there, not each time one arrives.
+    const ensure = async (count) => {
+      let total = buffer.length;
+      while (total < count) {
+        const next = await reader.read();
+        if (next.done) break;
+        chunks.push(next.value);
+        total += next.value.length;
+      }
+      if (chunks.length) {
+        const joined = new Uint8Array(total);
+        joined.set(buffer);
+        let at = buffer.length;
+        for (const chunk of chunks.splice(0)) {
+          joined.set(chunk, at);
+          at += chunk.length;
+        }
+        buffer = joined;
+      }
+      return buffer.length >= count;
+    };
+    for (;;) {
+      let headerEnd = blankLine(buffer);
+      while (headerEnd < 0) {
+        if (buffer.length > 8192 || !(await ensure(buffer.length + 1))) return; // the end, or not ours
+        headerEnd = blankLine(buffer);
+      }
+      const headers = decoder.decode(buffer.subarray(0, headerEnd));
+      const length = /content-length:\s*(\d+)/i.exec(headers);
+      if (!headers.startsWith(`--${boundary}\r\n`) || !length) return;
+      const start = headerEnd + 4;
+      const end = start + Number(length[1]);
+      if (!(await ensure(end + 2))) return;
+      const file = buffer.slice(start, end); // its own memory: a decoder may take it over
+      buffer = buffer.subarray(end + 2); // past the CRLF before the next delimiter
+      const sop = instanceUid(file);
+      if (sop) this.deliver(sop, file);
+    }
+  }
+}
+
+const stream = new SeriesStream();
+
+function blankLine(bytes) {
+  const limit = Math.min(bytes.length, 8192) - 3;
+  for (let at = 0; at < limit; at += 1) {
+    if (bytes[at] === 13 && bytes[at + 1] === 10 && bytes[at + 2] === 13 && bytes[at + 3] === 10) return at;
+  }
+  return -1;
+}
+
+// (0002,0003) Media Storage SOP Instance UID from a Part 10 file's meta group (explicit VR
+// little endian by definition), or null.
+function instanceUid(file) {
+  if (file.length < 144 || String.fromCharCode(...file.subarray(128, 132)) !== "DICM") return null;
+  const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  let at = 132;
+  while (at + 8 <= file.length && view.getUint16(at, true) === 0x0002) {
+    const element = view.getUint16(at + 2, true);
+    const vr = String.fromCharCode(file[at + 4], file[at + 5]);
+    const long = ["OB", "OW", "OF", "SQ", "UT", "UN"].includes(vr);
+    const length = long ? view.getUint32(at + 8, true) : view.getUint16(at + 6, true);
+    const value = at + (long ? 12 : 8);
+    if (element === 0x0003) {
+      return String.fromCharCode(...file.subarray(value, value + length)).replace(/[\0 ]+$/, "");
+    }
+    at = value + length;
+  }
+  return null;
+}
+
+function streamedImage(imageId, options) {
+  const sop = /\/instances\/([0-9.]+)\/frames\//.exec(imageId)[1];
+  const wadors = `wadors:${imageId.slice(SCHEME.length + 1)}`;
+  const waited = stream.direct.has(sop) ? Promise.resolve(null) : stream.slot(sop).promise;
+  const promise = waited.then((part) =>
+      part
+        ? dicomImageLoader.createImage(imageId, part.pixelData, part.transferSyntax, options)
+        : dicomImageLoader.wadors.loadImage(wadors, options).promise,
+    );
+  return { promise, cancelFn: undefined };
+}
+
+async function seriesMetadata() {
+  const response = await fetch(`${seriesUrl()}/metadata`, {
+    credentials: "same-origin",
+    headers: { Accept: "application/dicom+json" },
+  });
+  if (!response.ok) throw new Error(`the server answered ${response.status}`);
+  return response.json();
+}
+
+async function imageIds(metadata) {
+  const instances = await metadata;
+  const ids = [];
+  for (const meta of instances) {
+    const sop = meta["00080018"].Value[0];
+    const frames = Number(meta["00280008"]?.Value?.[0] || 1);
+    const syntax = meta["00083002"]?.Value?.[0];
+    if (frames === 1 && NATIVE_LITTLE_ENDIAN.has(syntax)) {
+      const value = (tag, fallback) => Number(meta[tag]?.Value?.[0] ?? fallback);
+      const length =
+        (value("00280010", 0) * value("00280011", 0) * value("00280002", 1) * value("00280100", 16)) / 8;
+      stream.expected.set(sop, [length, syntax]);
+    }
+    for (let frame = 1; frame <= frames; frame += 1) {
+      const path = `${seriesUrl()}/instances/${sop}/frames/${frame}`;
+      const id = stream.expected.has(sop) ? `${SCHEME}:${path}` : `wadors:${path}`;
+      dicomImageLoader.wadors.metaDataManager.add(id, meta);
+      dicomImageLoader.wadors.metaDataManager.add(`wadors:${path}`, meta);
+      ids.push(id);
+    }
+  }
+  return ids;
+}
+
 function setupTools(viewportIds) {
   const { CrosshairsTool, LengthTool, AngleTool } = tools;
   return createToolGroup(toolGroupId, engineId, viewportIds, [CrosshairsTool, LengthTool, AngleTool]);
 }
 
+// The order slices are asked for: the middle one first, on its own request (the axial view opens
+// on it, so the first slice to arrive is the one on screen), then every other in the order the
+// series stream brings them. Waiting for the stream costs no connection, so many wait at once.
+function middleFirst(count) {
+  const middle = Math.floor((count - 1) / 2);
+  return [middle, ...Array.from({ length: count }, (_, i) => i).filter((i) => i !== middle)];
+}
+
+function fetchOrder(ids) {
+  const order = middleFirst(ids.length);
+  const middle = /\/instances\/([0-9.]+)\/frames\//.exec(ids[order[0]]);
+  if (middle) stream.direct.add(middle[1]);
+  utilities.imageRetrieveMetadataProvider.add(volumeId, {
+    stages: [
+      {
+        id: "middleFirst",
+        positions: order,
+        retrieveType: "default",
+        requestType: Enums.RequestType.Thumbnail,
+        priority: 5,
+      },
+    ],
+  });
+  imageLoadPoolManager.setMaxSimultaneousRequests(Enums.RequestType.Thumbnail, 32);
+}
+
 async function main() {
-  await initCornerstone(root.dataset.wasm);
-  const ids = await seriesImageIds(config.wadoRoot, config.study, config.series);
+  // Asked for at once: it travels while Cornerstone starts.
+  const metadata = seriesMetadata();
+  metadata.catch(() => {}); // awaited below, where a failure is reported
+  await initCornerstone(root.dataset.wasm, 2);
+  const ids = await imageIds(metadata);
+  root.dataset.metadataMs = String(Math.round(performance.now()));
   root.dataset.slices = String(ids.length);
+  fetchOrder(ids);
+  registerImageLoader(SCHEME, streamedImage);
+  stream.run(seriesUrl());
   statusLine.textContent = `Loading ${ids.length} slices…`;
 
   const engine = new RenderingEngine(engineId);

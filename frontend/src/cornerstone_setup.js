@@ -6,9 +6,9 @@ import { init as coreInit } from "@cornerstonejs/core";
 import dicomImageLoader from "@cornerstonejs/dicom-image-loader";
 import * as tools from "@cornerstonejs/tools";
 
-export async function initCornerstone(wasmBasePath) {
+export async function initCornerstone(wasmBasePath, maxWebWorkers = 1) {
   await coreInit();
-  dicomImageLoader.init({ maxWebWorkers: 1, wasmBasePath });
+  dicomImageLoader.init({ maxWebWorkers, wasmBasePath });
   tools.init();
 }
 

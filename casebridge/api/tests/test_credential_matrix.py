@@ -33,13 +33,27 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
+from casebridge.access.policy import resolve
 from casebridge.accounts.actions import create_api_token
 from casebridge.accounts.models import ServiceAccount, User
 from casebridge.api.tests.conftest import World, draft_body, ready_case
-from casebridge.core.testing import add_member, make_org, signed_in_client
+from casebridge.audit.alerts import DEFAULT_RULES
+from casebridge.audit.models import Alert, AlertKind
+from casebridge.compliance.models import Incident
+from casebridge.core.testing import add_member, make_org, make_user, signed_in_client
 from casebridge.imaging.synthetic import dicom_image
 from casebridge.kernel.tickets import internal_key
-from casebridge.orgs.models import Connection, EmergencyAccess, Invitation, Membership
+from casebridge.orgs import actions as org_actions
+from casebridge.orgs.models import (
+    AgreementBasis,
+    Connection,
+    EmergencyAccess,
+    Invitation,
+    Membership,
+    Organization,
+    OrgKind,
+)
+from casebridge.vault import api as vault
 from casebridge.vault.tests.samples import binary_stl
 
 pytestmark = pytest.mark.django_db
@@ -57,6 +71,14 @@ STOW_BODY = (
     + STOW_INSTANCE
     + f"\r\n--{STOW_BOUNDARY}--".encode()
 )
+
+
+# The alert rules form as the page posts it: every rule at its default.
+ALERT_RULES_FORM = {
+    f"{kind}-{name}": str(getattr(setting, name))
+    for kind, setting in DEFAULT_RULES.items()
+    for name in ("threshold", "window_minutes", "start_hour", "end_hour")
+}
 
 
 # --- the world each row starts from -----------------------------------------------------------
@@ -78,6 +100,10 @@ class Ctx:
     def lab(self) -> str:
         return self.world.lab.slug
 
+    @property
+    def center(self) -> str:
+        return CENTER_SLUG
+
 
 # The case's life, step by step: (stage reached, side acting, operation, body).
 LIFE: list[tuple[str, str, str, dict[str, Any]]] = [
@@ -97,6 +123,52 @@ LIFE: list[tuple[str, str, str, dict[str, Any]]] = [
 ]
 
 
+# An imaging center connected to the practice, and the stages of an imaging order on a draft.
+CENTER_SLUG = "matrix-imaging"
+IMAGING_STAGES = ("imaging_sent", "imaging_received", "imaging_studied")
+REPORT_PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+ORDER_BODY = {"center": CENTER_SLUG, "modality": "cbct", "region": "mandible", "clinical_question": "bone at 36"}
+
+
+def _center(world: World) -> tuple[User, Organization]:
+    """The imaging center and its radiographer, made and connected under a BAA on first use."""
+    center = Organization.objects.filter(slug=CENTER_SLUG).first()
+    if center is None:
+        center = make_org("Matrix Imaging", OrgKind.IMAGING, slug=CENTER_SLUG)
+        add_member(center, make_user("radiographer@matrix-imaging.test"), "staff")  # a technologist
+        center_owner = make_user("owner@matrix-imaging.test")
+        add_member(center, center_owner, "owner")
+        owner = resolve(world.personas.members["owner"], world.practice)
+        assert owner is not None
+        connection = org_actions.request_connection(
+            owner, other_slug=CENTER_SLUG, basis=AgreementBasis.BAA, baa_signed_on=timezone.now().date()
+        )
+        accepting = resolve(center_owner, center)
+        assert accepting is not None
+        org_actions.accept_connection(accepting, connection)
+    return User.objects.get(email="radiographer@matrix-imaging.test"), center
+
+
+def _order_at(world: World, ctx: Ctx, stage: str) -> None:
+    user, center = _center(world)
+    ordered = world.api("owner").post(f"cases/{ctx.number}/imaging-orders", ORDER_BODY)
+    assert ordered.status_code == 201, ordered.content
+    ctx.ids["order"] = ordered.json()["id"]
+    if stage == "imaging_sent":
+        return
+    api = _token_client(world, user, center, ALL_SCOPES)
+    confirmed = api.post(f"/api/v1/cases/{ctx.number}/imaging-orders/{ctx.ids['order']}/receive")
+    assert confirmed.status_code == 200, confirmed.content
+    if stage == "imaging_studied":  # the center added its report: it may deliver
+        report = vault.put_stream(organization=center, actor=user, chunks=[REPORT_PDF], length=len(REPORT_PDF))
+        added = api.post(
+            f"/api/v1/cases/{ctx.number}/attachments",
+            json.dumps({"file_id": str(report.stored_object.pk), "kind": "report"}),
+            content_type="application/json",
+        )
+        assert added.status_code == 201, added.content
+
+
 def _world_at(world: World, stage: str | None) -> Ctx:
     ctx = Ctx(world)
     owner = world.api("owner")
@@ -111,8 +183,10 @@ def _world_at(world: World, stage: str | None) -> Ctx:
     ctx.number = ready_case(world)  # by a clinician, with their uploads
     ctx.attached_file = owner.get(f"cases/{ctx.number}/attachments").json()[0]["file_id"]
     lab = world.api("technician")
+    if stage in IMAGING_STAGES:
+        _order_at(world, ctx, stage)
     for reached, side, operation, body in LIFE:
-        if stage == "draft":
+        if stage == "draft" or stage in IMAGING_STAGES:
             break
         api = owner if side == "practice" else lab
         if operation == "attachments":
@@ -161,7 +235,16 @@ def _case(suffix: str = "") -> Callable[[Ctx], str]:
 
 
 def _org(suffix: str, side: str = "practice") -> Callable[[Ctx], str]:
-    return lambda ctx: f"/o/{ctx.practice if side == 'practice' else ctx.lab}/{suffix.format(ctx=ctx)}"
+    slug: Callable[[Ctx], str] = {
+        "practice": lambda ctx: ctx.practice,
+        "lab": lambda ctx: ctx.lab,
+        "imaging": lambda ctx: ctx.center,
+    }[side]
+    return lambda ctx: f"/o/{slug(ctx)}/{suffix.format(ctx=ctx)}"
+
+
+def _order(suffix: str) -> Callable[[Ctx], str]:
+    return lambda ctx: f"/api/v1/cases/{ctx.number}/imaging-orders/{ctx.ids['order']}/{suffix}"
 
 
 def _stow_headers(ctx: Ctx) -> dict[str, str]:
@@ -325,6 +408,31 @@ OPERATIONS: list[Op] = [
         headers=_stow_headers,
         creates=True,
     ),
+    # imaging orders: the practice orders, the imaging center confirms and delivers
+    Op("create_order", "POST", _case("/imaging-orders"), "draft", body=lambda ctx: ORDER_BODY, ok=(201,)),
+    Op("receive_order", "POST", _order("receive"), "imaging_sent", side="imaging"),
+    Op("deliver_order", "POST", _order("deliver"), "imaging_studied", side="imaging"),
+    Op("cancel_order", "POST", _order("cancel"), "imaging_received", body=lambda ctx: {"reason": "done elsewhere"}),
+    Op("revoke_access", "POST", _order("revoke-access"), "imaging_received"),
+    Op(
+        "case_imaging_order",
+        "POST",
+        _org("cases/{ctx.number}/imaging-orders/"),
+        "draft",
+        kind="web",
+        body=lambda ctx: {f"imaging-{k}": v for k, v in ORDER_BODY.items()},
+        ok=(302,),
+    ),
+    Op(
+        "case_action",
+        "POST",
+        _org("cases/{ctx.number}/action/", "imaging"),
+        "imaging_sent",
+        kind="web",
+        side="imaging",
+        body=lambda ctx: {"operation": "imaging_receive", "order": ctx.ids["order"]},
+        ok=(302,),
+    ),
     # the organization's pages (a person signed in with MFA; tokens are never let in)
     Op(
         "invite",
@@ -348,6 +456,39 @@ OPERATIONS: list[Op] = [
         body=lambda ctx: {"operation": "hold", "reason": "Litigation request 2026-14"},
     ),
     Op("service_accounts", "POST", _org("service-accounts/"), kind="web"),
+    Op(
+        "alert_acknowledge",
+        "POST",
+        _org("alerts/{ctx.ids[alert]}/acknowledge/"),
+        kind="web",
+        body=lambda ctx: {"note": "reviewed with the team"},
+        ok=(302,),
+    ),
+    Op(
+        "audit_reviews",
+        "POST",
+        _org("audit/reviews/"),
+        kind="web",
+        body=lambda ctx: {"period_start": "2026-01-01", "period_end": "2026-01-31", "notes": "sign-ins, links"},
+        ok=(302,),
+    ),
+    Op(
+        "incidents",
+        "POST",
+        _org("incidents/"),
+        kind="web",
+        body=lambda ctx: {"title": "Lost laptop", "description": "in a taxi", "discovered_at": "2026-01-05T10:00"},
+        ok=(302,),
+    ),
+    Op(
+        "incident_detail",
+        "POST",
+        _org("incidents/{ctx.ids[incident]}/"),
+        kind="web",
+        body=lambda ctx: {"individuals_affected": "0", "most_in_one_state": "0", "decision": "undecided"},
+        ok=(302,),
+    ),
+    Op("alert_rules", "POST", _org("alerts/rules/"), kind="web", body=lambda ctx: ALERT_RULES_FORM, ok=(302,)),
     Op("service_account_deactivate", "POST", _org("service-accounts/{ctx.ids[account]}/deactivate/"), kind="web"),
     Op("case_new", "POST", _org("cases/new/"), kind="web"),
     Op("case_edit", "POST", _org("cases/{ctx.number}/edit/"), "draft", kind="web"),
@@ -428,9 +569,15 @@ NOT_IN_THE_MATRIX = {
     "case_image": "read-only image of a case's file: imaging/tests/test_xray_viewer.py tries every wrong credential",
     "case_thumbnail": "read-only picture: imaging/tests/test_thumbnails.py tries every wrong credential",
     "disclosures": "read-only",
+    "disclosures_export": "read-only export: sharing/tests/test_accounting.py",
     "backups": "read-only (retention/tests/test_backup_page.py)",
     "retention_certificate": "read-only PDF (retention/tests/test_retention_page.py)",
     "audit_log": "read-only",
+    "alerts": "read-only page: audit/tests/test_alerts.py",
+    "link_forensics": "read-only page: audit/tests/test_forensics.py",
+    "file_forensics": "read-only page: audit/tests/test_forensics.py",
+    "person_forensics": "read-only page: audit/tests/test_forensics.py",
+    "patient_report": "read-only page and exports: audit/tests/test_patient_report.py",
     "audit_export": "read-only",
     "invitation_accept": "the invitation's token is the credential: orgs/tests/test_members.py",
     "setup_password": "the setup link is the credential: accounts tests",
@@ -459,6 +606,8 @@ NOT_IN_THE_MATRIX = {
     "api_docs": "public page",
     "api-root": "public index",
     "list_cases": "read-only",
+    "list_orders": "read-only: api/tests/test_imaging_orders_api.py",
+    "case_orders": "read-only: api/tests/test_imaging_orders_api.py",
     "retrieve_case": "read-only",
     "list_attachments": "read-only",
     "download_all": "read-only (api/tests/test_download_all.py: other organization, scope, revoked lab)",
@@ -473,6 +622,8 @@ NOT_IN_THE_MATRIX = {
     "notification_read": "the person's own notifications: notifications/tests/test_notifications.py",
     "organization_members": "read-only: api/tests/test_organization_api.py",
     "audit_events": "read-only: api/tests/test_organization_api.py",
+    "audit_inclusion_proof": "read-only: audit/tests/test_proofs_api.py",
+    "audit_consistency_proof": "read-only: audit/tests/test_proofs_api.py",
     **{
         name: "read-only DICOMweb: imaging/tests/test_dicomweb.py"
         for name in (
@@ -491,11 +642,12 @@ NOT_IN_THE_MATRIX = {
 
 
 def _prepare(world: World, op: Op) -> Ctx:
+    _center(world)  # every row's world has the practice's imaging center too
     ctx = _world_at(world, op.stage)
     owner = world.personas.members["owner"]
     staff = Membership.objects.get(organization=world.practice, user=world.personas.members["staff"])
     ctx.ids["staff"] = str(staff.pk)
-    ctx.ids["connection"] = str(Connection.objects.get(requester=world.practice).pk)
+    ctx.ids["connection"] = str(Connection.objects.get(requester=world.practice, recipient=world.lab).pk)
     ctx.ids["invitation"] = str(
         Invitation.objects.create(
             organization=world.practice,
@@ -515,12 +667,22 @@ def _prepare(world: World, op: Op) -> Ctx:
             expires_at=timezone.now() + timezone.timedelta(hours=1),
         ).pk
     )
+    ctx.ids["incident"] = str(
+        Incident.objects.create(
+            organization=world.practice, title="Lost laptop", description="x", discovered_at=timezone.now()
+        ).pk
+    )
+    ctx.ids["alert"] = str(
+        Alert.objects.create(organization=world.practice, kind=AlertKind.MASS_DOWNLOAD, summary="60 files").pk
+    )
     ctx.ids["account"] = str(ServiceAccount.objects.create(organization=world.practice, name="pms", role="staff").pk)
     return ctx
 
 
 # --- credentials ----------------------------------------------------------------------------
 def _actor(world: World, op: Op) -> tuple[User, Any]:
+    if op.side == "imaging":
+        return _center(world)
     if op.side == "lab":
         return world.technician, world.lab
     return world.personas.members["owner"], world.practice
@@ -570,7 +732,13 @@ def _deactivated_member(world: World, op: Op, ctx: Ctx) -> Client:
 
 
 def _revoked_lab(world: World, op: Op, ctx: Ctx) -> Client:
-    """The lab, with a full token, after the practice revoked its access to the case."""
+    """The lab, with a full token, after the practice revoked its access to the case (for an
+    imaging center's operation: the center, after the practice revoked the order's access)."""
+    if op.side == "imaging":
+        response = world.api("owner").post(f"cases/{ctx.number}/imaging-orders/{ctx.ids['order']}/revoke-access")
+        assert response.status_code == 200, response.content
+        user, center = _center(world)
+        return _token_client(world, user, center, ALL_SCOPES)
     if ctx.number:
         response = world.api("owner").post(f"cases/{ctx.number}/revoke-lab-access")
         assert response.status_code in (200, 422), response.content  # 422: a draft was never the lab's
@@ -603,6 +771,12 @@ WATCHED = [
     "cases.Attachment",
     "cases.Message",
     "cases.CaseEvent",
+    "cases.ImagingOrder",
+    "audit.Alert",
+    "audit.AlertRule",
+    "audit.AuditReview",
+    "compliance.Incident",
+    "audit.ReviewSchedule",
     "vault.StoredObject",
     "vault.ObjectVersion",
     "vault.Upload",
@@ -711,6 +885,7 @@ READ_ONLY_POSTS = {("POST", "/api/v1/cases/search")}
 def test_every_state_changing_api_operation_has_a_row(client: Client) -> None:
     document = client.get("/api/v1/openapi.json").json()
     placeholder = Ctx(world=cast(World, None), number="CB-1", attached_file="f1", own_file="f2", upload="u1", link="l1")
+    placeholder.ids["order"] = "o1"
     rows = {(op.method, op.path(placeholder)) for op in OPERATIONS if op.kind != "web"}
     missing = []
     for route, item in document["paths"].items():

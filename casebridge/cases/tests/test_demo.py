@@ -17,7 +17,7 @@ from django.test import RequestFactory
 from casebridge.accounts.models import User
 from casebridge.audit.models import Event
 from casebridge.cases import demo
-from casebridge.cases.models import Attachment, AttachmentKind, Case, Status
+from casebridge.cases.models import Attachment, AttachmentKind, Case, ImagingOrder, Status
 from casebridge.core.testing import make_org
 from casebridge.imaging.models import IngestJob
 from casebridge.kernel import filetypes
@@ -44,6 +44,9 @@ def test_it_creates_the_demo_world(vault_home: Path) -> None:
     assert User.objects.count() == len(demo.PEOPLE) == Membership.objects.count()
     assert Connection.objects.filter(status="active", basis="baa").count() == 2
     assert Case.objects.count() == len(demo.CASES) == 12
+    # The imaging center has an order waiting in its queue.
+    order = ImagingOrder.objects.get()
+    assert order.center.name == demo.IMAGING and order.status == "sent"
     statuses = set(Case.objects.values_list("status", flat=True))
     for status in (
         Status.DRAFT,

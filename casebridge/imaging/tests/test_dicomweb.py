@@ -95,6 +95,31 @@ def test_wado_returns_metadata_instances_frames_and_rendered_images(
     assert sorted(i.SOPInstanceUID for i in series) == sorted(sop_uids)
 
 
+def test_frames_of_a_multi_frame_instance_are_its_own_bytes(
+    live_server: Any, personas: Personas, study: tuple[Case, list[bytes]]
+) -> None:
+    """Frames of a native multi-frame object are read from their own place in it (the pixel data
+    element is skipped while the header is read), and are exactly the object's frames."""
+    from pydicom.data import get_testdata_file
+
+    case, _slices = study
+    content = open(get_testdata_file("rtdose.dcm"), "rb").read()  # noqa: SIM115 - a test file, read once
+    attach(clinician_access(personas), case, content, kind="cbct")
+    original = pydicom.dcmread(io.BytesIO(content))
+    size = original.Rows * original.Columns * original.BitsAllocated // 8
+    client = _client(live_server, personas)
+
+    frames = client.retrieve_instance_frames(
+        original.StudyInstanceUID,
+        original.SeriesInstanceUID,
+        original.SOPInstanceUID,
+        frame_numbers=[3, 15],
+        media_types=(("application/octet-stream", "*"),),
+    )
+
+    assert frames == [original.PixelData[2 * size : 3 * size], original.PixelData[14 * size : 15 * size]]
+
+
 def test_frames_are_audited_once_per_look_at_the_series(
     live_server: Any, personas: Personas, study: tuple[Case, list[bytes]]
 ) -> None:
@@ -106,6 +131,26 @@ def test_frames_are_audited_once_per_look_at_the_series(
             study_uid, series_uid, sop, frame_numbers=[1], media_types=(("application/octet-stream", "*"),)
         )
     assert Event.objects.filter(action="dicomweb.retrieved", details__what="frames").count() == 1
+
+
+def test_a_viewer_streaming_the_series_after_its_metadata_is_one_look_and_the_stream_is_whole(
+    live_server: Any, personas: Personas, study: tuple[Case, list[bytes]]
+) -> None:
+    _case, slices = study
+    study_uid, series_uid, _sop_uids = _uids(slices)
+    client = _client(live_server, personas)
+    # A tool that retrieves the series without opening it first is recorded, every time.
+    client.retrieve_series(study_uid, series_uid)
+    assert Event.objects.filter(action="dicomweb.retrieved", details__what="instances").count() == 1
+
+    client.retrieve_series_metadata(study_uid, series_uid)  # the viewer opens the series
+    instances = client.retrieve_series(study_uid, series_uid)  # and streams its pixels
+
+    assert sorted(bytes(i.PixelData) for i in instances) == sorted(
+        bytes(pydicom.dcmread(io.BytesIO(s)).PixelData) for s in slices
+    )
+    looks = Event.objects.filter(action="dicomweb.retrieved", details__series=series_uid)
+    assert sorted(e.details["what"] for e in looks) == ["instances", "metadata"]
 
 
 def test_another_organization_and_a_token_without_cases_read_get_nothing(

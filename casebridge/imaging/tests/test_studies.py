@@ -81,6 +81,41 @@ def test_a_zipped_cbct_series_becomes_one_study_with_one_series_of_every_slice(i
     assert event.patient_ref == str(case.patient_id) and event.details["imported"] == 24
 
 
+def test_slices_are_durable_before_any_is_recorded_and_each_upload_is_audited(
+    ingest: Ingest, case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of slices is synced in one barrier, and only then linked and indexed: an instance
+    is never reported stored while its content could still be lost."""
+    from casebridge.imaging import studies
+    from casebridge.kernel.backends.filesystem import FileSystemStore
+    from casebridge.vault.models import ObjectVersion
+
+    synced: list[str] = []
+    real_sync = FileSystemStore.sync
+
+    def sync(store: FileSystemStore, names: Any) -> None:
+        names = list(names)
+        assert not ObjectVersion.objects.filter(blob_name__in=names).exists()  # nothing linked yet
+        real_sync(store, names)
+        synced.extend(names)
+
+    monkeypatch.setattr(FileSystemStore, "sync", sync)
+    monkeypatch.setattr(studies, "BATCH_INSTANCES", 4)
+    job = ingest(_zip({f"IM{i}": data for i, data in enumerate(cbct_series("jaw", slices=10, size=16))}))
+
+    assert job.state == IngestState.DONE and job.imported == 10
+    blobs = set(
+        ObjectVersion.objects.filter(stored_object__dicom_instance__series__study__case=case).values_list(
+            "blob_name", flat=True
+        )
+    )
+    assert len(blobs) == 10 and blobs <= set(synced)
+    uploaded = Event.objects.filter(
+        action="file.uploaded", target_id__in=[str(i.stored_object_id) for i in Instance.objects.all()]
+    )
+    assert uploaded.count() == 10
+
+
 def test_the_index_holds_no_patient_name(ingest: Ingest, case: Case) -> None:
     ingest(_zip({"a.dcm": cbct_series("jaw", slices=1, size=16, patient_name="CARTER^ROSA")[0]}))
     stored_rows = [str(list(model.objects.values())) for model in (Study, Series, Instance, IngestJob)]
@@ -109,12 +144,45 @@ def test_duplicates_are_recognised_within_an_archive_and_across_uploads(ingest: 
     assert Instance.objects.filter(series__study__case=case).count() == 3
 
 
+def test_an_instance_another_job_indexed_meanwhile_counts_as_a_duplicate_and_leaves_nothing(
+    ingest: Ingest, case: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from casebridge.imaging import studies
+    from casebridge.vault.config import blob_store
+    from casebridge.vault.models import ObjectVersion
+
+    slices = cbct_series("jaw", slices=3, size=16)
+    ingest(_zip({"a": slices[0], "b": slices[1]}))
+    real = studies._indexed_uids
+    # As if the first job committed after the second had looked at what the case holds.
+    monkeypatch.setattr(studies, "_indexed_uids", lambda job, among=None: set() if among is None else real(job, among))
+
+    second = ingest(_zip({"c": slices[1], "d": slices[2], "e": slices[0]}))
+
+    assert (second.imported, second.duplicates) == (1, 2)
+    assert Instance.objects.filter(series__study__case=case).count() == 3
+    # The two slices sealed for nothing were discarded: every blob on disk belongs to a version.
+    store = blob_store()
+    on_disk = {path.name for path in Path(store.root).rglob("*") if path.is_file()}
+    assert on_disk <= {store.path_for(name).name for name in ObjectVersion.objects.values_list("blob_name", flat=True)}
+
+
 def test_a_single_dicom_file_is_indexed_in_place(ingest: Ingest) -> None:
     content = cbct_series("pano", slices=1, size=16)[0]
     job = ingest(content)
 
     instance = Instance.objects.get()
     assert job.imported == 1 and instance.stored_object_id == job.source_id
+
+
+def test_a_header_value_json_cannot_hold_does_not_stop_the_ingest(ingest: Ingest) -> None:
+    # pydicom's badVR.dcm has an IS of "1A": read as text, refused only when converted to JSON.
+    content = open(get_testdata_file("badVR.dcm"), "rb").read()  # noqa: SIM115 - a test file, read once
+    slices = cbct_series("jaw", slices=2, size=16)
+
+    job = ingest(_zip({"a": slices[0], "bad": content, "b": slices[1]}))
+
+    assert job.state == IngestState.DONE and job.imported == 3 and job.errors == []
 
 
 @pytest.mark.parametrize(

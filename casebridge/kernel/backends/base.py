@@ -60,8 +60,16 @@ class BlobStore(ABC):
     """Where ciphertext lives. Blobs are immutable: a new version is a new name."""
 
     @abstractmethod
-    def open_writer(self, name: str, size_hint: int = 0) -> BlobWriter:
-        """A writer for a new blob; `size_hint` (when known) lets the store reserve space up front."""
+    def open_writer(self, name: str, size_hint: int = 0, *, durable: bool = True) -> BlobWriter:
+        """A writer for a new blob; `size_hint` (when known) lets the store reserve space up front.
+
+        With `durable=False` its commit() makes the blob visible but may leave it in a cache:
+        the caller must pass it to sync() before it reports the blob stored to anyone."""
+
+    @abstractmethod
+    def sync(self, names: Iterable[str]) -> None:
+        """Make blobs committed with `durable=False` durable: one barrier for a batch of them
+        instead of one per blob."""
 
     def put(self, name: str, chunks: Iterable[bytes | bytearray | memoryview]) -> int:
         """Store a stream of chunks under `name`, visible only once complete; returns the size."""

@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ def _libc(name: str, *argtypes: Any) -> Any:
 _fallocate = _libc("fallocate", ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
 # int sync_file_range(int fd, off64_t offset, off64_t nbytes, unsigned int flags)
 _sync_file_range = _libc("sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+# int syncfs(int fd)
+_syncfs = _libc("syncfs", ctypes.c_int)
 WRITEBACK_WINDOW = 8 << 20
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 DIRECT_ALIGNMENT = 4096  # file offset, length and buffer address of a direct write (covers 512e/4Kn disks)
@@ -174,8 +177,36 @@ class FileSystemStore(BlobStore):
         digest = hashlib.sha256(check_name(name).encode()).hexdigest()
         return self.root / digest[:2] / digest[2:4] / name.replace("/", "~")
 
-    def open_writer(self, name: str, size_hint: int = 0) -> BlobWriter:
-        return _FileWriter(self, self.path_for(name), size_hint)
+    def open_writer(self, name: str, size_hint: int = 0, *, durable: bool = True) -> BlobWriter:
+        return _FileWriter(self, self.path_for(name), size_hint, durable=durable)
+
+    def sync(self, names: Iterable[str]) -> None:
+        """One syncfs(2) of the store's filesystem for a whole batch (data, renames and fan-out
+        directories alike; it returns write errors since Linux 5.8). Where there is no syncfs,
+        every file and the directories above it are fsynced, as a durable commit does."""
+        paths = [self.path_for(name) for name in names]
+        if not paths:
+            return
+        if _syncfs is not None:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if _syncfs(fd) == 0:
+                    return
+                error = ctypes.get_errno()
+            finally:
+                os.close(fd)
+            if error != errno.ENOSYS:  # a write error: fsync on new descriptors might not see it
+                raise OSError(error, os.strerror(error))
+        directories: set[Path] = set()
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            directories.update((path.parent, path.parent.parent, self.root))
+        for directory in directories:
+            _fsync_dir(directory)
 
     def read_range(self, name: str, start: int, end: int) -> bytes:
         if start < 0 or end < start:
@@ -206,8 +237,9 @@ class FileSystemStore(BlobStore):
 
 
 class _FileWriter(BlobWriter):
-    def __init__(self, store: FileSystemStore, final: Path, size_hint: int = 0) -> None:
+    def __init__(self, store: FileSystemStore, final: Path, size_hint: int = 0, *, durable: bool = True) -> None:
         self._final = final
+        self._durable = durable
         self._created_dirs = self._make_parents(store.root, final.parent)
         self._temp = final.parent / f"{PARTIAL_PREFIX}{secrets.token_hex(8)}"
         self._file = open(self._temp, "xb")  # noqa: SIM115 - closed in commit/abort
@@ -241,13 +273,15 @@ class _FileWriter(BlobWriter):
         if self._done:
             return self._size
         self._writer.close_direct()
-        os.fsync(self._file.fileno())
+        if self._durable:
+            os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self._temp, self._final)
-        # The rename, and any fan-out directory made for it, must reach the disk too.
-        _fsync_dir(self._final.parent)
-        for directory in self._created_dirs:
-            _fsync_dir(directory.parent)
+        if self._durable:
+            # The rename, and any fan-out directory made for it, must reach the disk too.
+            _fsync_dir(self._final.parent)
+            for directory in self._created_dirs:
+                _fsync_dir(directory.parent)
         self._done = True
         return self._size
 

@@ -238,3 +238,25 @@ def test_write_behind_reports_a_failed_write_and_hands_every_buffer_back() -> No
     with pytest.raises(OSError, match="disk full"):
         writer.close()
     assert released == queued and queued
+
+
+@pytest.mark.parametrize("with_syncfs", [True, False])
+def test_blobs_written_for_a_batch_are_fsynced_by_one_sync_and_none_by_their_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_syncfs: bool
+) -> None:
+    store = FileSystemStore(tmp_path)
+    calls: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    if not with_syncfs:
+        monkeypatch.setattr(filesystem, "_syncfs", None)
+    names = [f"objects/batch/v{n}" for n in range(3)]
+    for name in names:
+        with store.open_writer(name, durable=False) as writer:
+            writer.write(b"x" * 5000)
+    assert calls == [] and all(store.size(name) == 5000 for name in names)  # visible, not yet synced
+
+    store.sync(names)
+
+    # one syncfs of the store, or every file and the directories above them
+    assert calls == ([] if with_syncfs else ["fsync"] * len(calls)) and (with_syncfs or len(calls) >= 3 + 1)

@@ -1,13 +1,19 @@
-"""casebridge audit verify|seal|checkpoint|public-key: operate and check the tamper-evident log."""
+"""casebridge audit verify|seal|checkpoint|witness|export|public-key|prove|consistency: operate and check the
+tamper-evident log, and hand out proofs a third party can check (audit/proofs.py)."""
 
 from __future__ import annotations
 
+import json
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from casebridge.audit import chain
+from casebridge.audit import alerts, chain, proofs, witness
+from casebridge.audit import export as audit_export
 from casebridge.audit.api import record
+from casebridge.audit.models import Checkpoint
 from casebridge.vault.keyring import get_keyring
 
 
@@ -16,10 +22,31 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="operation", required=True)
-        sub.add_parser("verify", help="recompute the whole chain; exit 1 naming the first bad event")
+        verify = sub.add_parser(
+            "verify",
+            help="recompute the whole chain (or, with --export, an export alone); exit 1 naming the first bad event",
+        )
+        verify.add_argument("--export", type=Path, help="verify this export folder instead of the database")
+        verify.add_argument("--public-key", type=Path, help="the log's public key (PEM), with --export")
+        exporting = sub.add_parser(
+            "export", help="write events, checkpoints and a manifest (JSON Lines) for offline verification"
+        )
+        exporting.add_argument("dir", type=Path, help="an empty or new folder")
+        exporting.add_argument("--from", dest="start", type=date.fromisoformat, help="first day (YYYY-MM-DD, UTC)")
+        exporting.add_argument("--to", dest="end", type=date.fromisoformat, help="last day (YYYY-MM-DD, UTC)")
         sub.add_parser("seal", help="chain every committed event not chained yet")
         sub.add_parser("checkpoint", help="seal, then sign the chain head")
         sub.add_parser("public-key", help="print the checkpoint verification key (PEM)")
+        sub.add_parser("witness", help="write the witness copies (outside the database) of checkpoints that lack one")
+        prove = sub.add_parser(
+            "prove", help="print (JSON) the inclusion proof of one event against the latest checkpoint covering it"
+        )
+        prove.add_argument("seq", type=int, help="the event's sequence number in the chain (#N)")
+        consistent = sub.add_parser(
+            "consistency", help="print (JSON) the proof that checkpoint NEW extends checkpoint OLD"
+        )
+        consistent.add_argument("old", type=int, help="the older checkpoint's sequence number (tree size)")
+        consistent.add_argument("new", type=int, help="the newer checkpoint's sequence number (tree size)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         operation = options["operation"]
@@ -28,13 +55,46 @@ class Command(BaseCommand):
         elif operation == "checkpoint":
             checkpoint = chain.checkpoint_now()
             self.stdout.write(f"checkpoint at #{checkpoint.seq}" if checkpoint else "head already checkpointed")
+        elif operation == "export":
+            try:
+                manifest = audit_export.export(options["dir"], start=options["start"], end=options["end"])
+            except ValueError as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(
+                f"exported events #{manifest['first_seq']}-#{manifest['last_seq']} "
+                f"({manifest['events']} events, {manifest['checkpoints']} checkpoints) to {options['dir']}"
+            )
+        elif operation == "verify" and options["export"]:
+            if options["public_key"] is None:
+                raise CommandError("--export needs --public-key FILE (from `casebridge audit public-key`)")
+            checked = audit_export.verify_export(options["export"], options["public_key"].read_bytes())
+            if not checked.ok:
+                where = f" at #{checked.bad_seq}" if checked.bad_seq else ""
+                raise CommandError(f"AUDIT EXPORT BROKEN{where}: {checked.problem}")
+            self.stdout.write(
+                self.style.SUCCESS(f"export intact: {checked.checked} events, {checked.checkpoints} signed checkpoints")
+            )
+        elif operation == "witness":
+            written = witness.catch_up(list(Checkpoint.objects.exclude(tree_root="").order_by("seq")))
+            self.stdout.write(f"{written} witness cop{'y' if written == 1 else 'ies'} written to {witness.directory()}")
         elif operation == "public-key":
             self.stdout.write(get_keyring().signing_key().public_pem())
+        elif operation in ("prove", "consistency"):
+            try:
+                proof = (
+                    proofs.inclusion(options["seq"])
+                    if operation == "prove"
+                    else proofs.consistency(options["old"], options["new"])
+                )
+            except proofs.ProofError as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(json.dumps(proof, indent=2))
         else:
             chain.seal_pending()
             result = chain.verify()
             if not result.ok:
                 where = f" (event {result.bad_event_id})" if result.bad_event_id else ""
+                alerts.raise_audit_failure(f"#{result.bad_seq}{where}: {result.problem}")
                 raise CommandError(f"AUDIT CHAIN BROKEN at #{result.bad_seq}{where}: {result.problem}")
             record("audit.verified", details={"checked": result.checked, "head": result.head_seq})
             self.stdout.write(

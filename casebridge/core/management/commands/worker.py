@@ -51,4 +51,4 @@ class Command(BaseCommand):
         threading.Thread(target=schedule, name="housekeeping-ticker", daemon=True).start()
         if not settings.AUDIT_SEAL_ON_COMMIT:
             threading.Thread(target=seal, name="audit-sealer", daemon=True).start()
-        call_command("db_worker", queue_name="*", interval=1)
+        call_command("db_worker", queue_name="*", interval=0.2)

@@ -1,0 +1,324 @@
+"""Alert rules over the audit log, run in the background worker on newly sealed events.
+
+The request path only records events, as always; `run()` (a periodic task of the worker's
+housekeeping tick) reads the chain from where it stopped (`AlertCursor`), judges each new event
+by its organization's rules, and raises `Alert`s. Each alert is itself an audit event
+(`alert.raised`) and is e-mailed, without patient data, to the organization's compliance
+officers (its owners and administrators when it has none). Repeats fold: while an alert of
+the same kind about the same person (or organization) is open and younger than the rule's
+window, new matching events extend it instead of raising another.
+
+The rules (thresholds per organization, `AlertRule`; defaults in `DEFAULT_RULES`):
+
+- mass download: more than N files by one person within M minutes (single downloads count 1,
+  a case's "Download all" its number of files);
+- failed sign-ins: N failed passwords or second-factor codes for one account within M minutes,
+  raised in every organization the account belongs to;
+- deactivated account: any sign-in attempt with the address of a deactivated account, in the
+  organizations it belonged to;
+- emergency access: every grant;
+- refused requests: N refusals (`access.denied`) in the organization within M minutes;
+- outside hours (off by default): a person's action outside [start, end) server time;
+- audit failure: `audit verify` (or a restore test) found the chain, a checkpoint or a
+  witness out of order: raised in every organization (`raise_audit_failure`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.urls import reverse
+from django.utils import timezone
+
+from casebridge.access.roles import Role
+from casebridge.accounts.models import User
+from casebridge.audit.api import record
+from casebridge.audit.models import Alert, AlertCursor, AlertKind, AlertRule, Event, Seal
+from casebridge.core.mail import absolute_url, queue_mail
+from casebridge.orgs.models import Membership, Organization
+
+BATCH = 5000
+DOWNLOADS = ("file.downloaded", "case.files_downloaded")
+SIGN_IN_FAILURES = ("auth.login.failed", "auth.mfa.failed")
+
+
+@dataclass(frozen=True)
+class RuleSetting:
+    enabled: bool
+    threshold: int = 1
+    window_minutes: int = 10
+    start_hour: int = 7
+    end_hour: int = 19
+
+
+DEFAULT_RULES: dict[str, RuleSetting] = {
+    AlertKind.MASS_DOWNLOAD: RuleSetting(True, threshold=50, window_minutes=10),
+    AlertKind.FAILED_SIGNINS: RuleSetting(True, threshold=5, window_minutes=15),
+    AlertKind.DEACTIVATED_ATTEMPT: RuleSetting(True),
+    AlertKind.EMERGENCY_ACCESS: RuleSetting(True),
+    AlertKind.DENIED_SURGE: RuleSetting(True, threshold=20, window_minutes=5),
+    AlertKind.AFTER_HOURS: RuleSetting(False, window_minutes=24 * 60),
+    AlertKind.AUDIT_FAILURE: RuleSetting(True, window_minutes=24 * 60),
+}
+
+
+def rules_of(organization: Organization) -> dict[str, RuleSetting]:
+    rules = dict(DEFAULT_RULES)
+    for rule in AlertRule.objects.filter(organization=organization):
+        rules[rule.kind] = RuleSetting(
+            rule.enabled, rule.threshold, rule.window_minutes, rule.start_hour, rule.end_hour
+        )
+    return rules
+
+
+def open_alerts(organization: Organization) -> QuerySet[Alert]:
+    return Alert.objects.filter(organization=organization, acknowledged_at__isnull=True)
+
+
+# --- raising --------------------------------------------------------------------------------
+def _recipients(organization: Organization) -> list[str]:
+    members = Membership.objects.filter(organization=organization, is_active=True, user__is_active=True)
+    officers = list(members.filter(role=Role.COMPLIANCE_OFFICER).values_list("user__email", flat=True))
+    return officers or list(members.filter(role__in=[Role.OWNER, Role.ADMIN]).values_list("user__email", flat=True))
+
+
+def _raise(
+    organization: Organization,
+    kind: str,
+    summary: str,
+    *,
+    subject: str,
+    window: timedelta,
+    event: Event | None = None,
+    seq: int | None = None,
+    **details: Any,
+) -> Alert | None:
+    """Raise an alert, or fold the event into an open one about the same subject."""
+    since = (event.occurred_at if event is not None else timezone.now()) - window
+    folded = open_alerts(organization).filter(kind=kind, subject_key=subject, created_at__gte=since).first()
+    if folded is not None:
+        if seq is not None:
+            Alert.objects.filter(pk=folded.pk).update(last_seq=seq)
+        return None
+    alert = Alert.objects.create(
+        organization=organization,
+        kind=kind,
+        summary=summary[:300],
+        subject_key=subject[:300],
+        details=details,
+        first_seq=seq,
+        last_seq=seq,
+    )
+    record(
+        "alert.raised",
+        organization=organization,
+        target=alert,
+        details={"alert": str(alert.pk), "kind": kind, "seq": seq, **details},
+    )
+    queue_mail(
+        _recipients(organization),
+        "alert",
+        {
+            "organization": organization.name,
+            "kind": AlertKind(kind).label,
+            "summary": alert.summary,
+            "link": absolute_url(reverse("alerts", args=[organization.slug])),
+        },
+    )
+    return alert
+
+
+def _organizations_of_address(address: str) -> tuple[User | None, list[Organization]]:
+    user = User.objects.filter(email__iexact=address).first() if address else None
+    if user is None:
+        return None, []
+    return user, list(Organization.objects.filter(memberships__user=user).distinct())
+
+
+def _window(setting: RuleSetting) -> timedelta:
+    return timedelta(minutes=setting.window_minutes)
+
+
+def _files_in(event: Event) -> int:
+    files = event.details.get("files") if isinstance(event.details, dict) else None
+    return len(files) if isinstance(files, list) else 1
+
+
+def _judge(event: Event, seq: int, rules_cache: dict[Any, dict[str, RuleSetting]]) -> None:
+    def rules(org: Organization) -> dict[str, RuleSetting]:
+        if org.pk not in rules_cache:
+            rules_cache[org.pk] = rules_of(org)
+        return rules_cache[org.pk]
+
+    if event.action in SIGN_IN_FAILURES:
+        address = event.actor_label if event.action == "auth.login.failed" else ""
+        user, organizations = _organizations_of_address(address)
+        if event.action == "auth.mfa.failed":
+            user = User.objects.filter(pk=event.actor_id).first() if event.actor_id else None
+            organizations = list(Organization.objects.filter(memberships__user=user).distinct()) if user else []
+        if user is None:
+            return
+        deactivated = not user.is_active or not Membership.objects.filter(user=user, is_active=True).exists()
+        for org in organizations:
+            setting = rules(org)[AlertKind.FAILED_SIGNINS]
+            if deactivated and rules(org)[AlertKind.DEACTIVATED_ATTEMPT].enabled:
+                _raise(
+                    org,
+                    AlertKind.DEACTIVATED_ATTEMPT,
+                    f"Sign-in attempt with the deactivated account {user.email}",
+                    subject=str(user.pk),
+                    window=_window(rules(org)[AlertKind.DEACTIVATED_ATTEMPT]),
+                    event=event,
+                    seq=seq,
+                    user=str(user.pk),
+                )
+            if not setting.enabled:
+                continue
+            since = event.occurred_at - _window(setting)
+            count = Event.objects.filter(
+                Q(actor_label__iexact=user.email) | Q(actor_id=str(user.pk)),
+                action__in=SIGN_IN_FAILURES,
+                occurred_at__gte=since,
+                occurred_at__lte=event.occurred_at,
+            ).count()
+            if count >= setting.threshold:
+                _raise(
+                    org,
+                    AlertKind.FAILED_SIGNINS,
+                    f"{count} failed sign-ins or codes for {user.email} within {setting.window_minutes} minutes",
+                    subject=str(user.pk),
+                    window=_window(setting),
+                    event=event,
+                    seq=seq,
+                    user=str(user.pk),
+                    count=count,
+                )
+        return
+    if event.organization_id is None:
+        return
+    found = Organization.objects.filter(pk=event.organization_id).first()
+    if found is None:
+        return
+    org = found
+    org_rules = rules(org)
+    if event.action == "breakglass.granted" and org_rules[AlertKind.EMERGENCY_ACCESS].enabled:
+        _raise(
+            org,
+            AlertKind.EMERGENCY_ACCESS,
+            f"Emergency access granted by {event.actor_label or 'someone'}",
+            subject=f"grant:{event.target_id or event.pk}",
+            window=_window(org_rules[AlertKind.EMERGENCY_ACCESS]),
+            event=event,
+            seq=seq,
+        )
+    setting = org_rules[AlertKind.MASS_DOWNLOAD]
+    if event.action in DOWNLOADS and event.actor_id and setting.enabled:
+        since = event.occurred_at - _window(setting)
+        recent = Event.objects.filter(
+            organization_id=org.pk,
+            actor_id=event.actor_id,
+            action__in=DOWNLOADS,
+            occurred_at__gte=since,
+            occurred_at__lte=event.occurred_at,
+        )
+        files = sum(_files_in(e) for e in recent.only("details"))
+        if files > setting.threshold:
+            _raise(
+                org,
+                AlertKind.MASS_DOWNLOAD,
+                f"{event.actor_label or 'Someone'} downloaded {files} files within {setting.window_minutes} minutes",
+                subject=event.actor_id,
+                window=_window(setting),
+                event=event,
+                seq=seq,
+                actor=event.actor_id,
+                files=files,
+            )
+    setting = org_rules[AlertKind.DENIED_SURGE]
+    if event.action == "access.denied" and setting.enabled:
+        since = event.occurred_at - _window(setting)
+        refused = Event.objects.filter(
+            organization_id=org.pk, action="access.denied", occurred_at__gte=since, occurred_at__lte=event.occurred_at
+        ).count()
+        if refused >= setting.threshold:
+            _raise(
+                org,
+                AlertKind.DENIED_SURGE,
+                f"{refused} refused requests within {setting.window_minutes} minutes",
+                subject="organization",
+                window=_window(setting),
+                event=event,
+                seq=seq,
+                count=refused,
+            )
+    setting = org_rules[AlertKind.AFTER_HOURS]
+    if setting.enabled and event.actor_type == "user" and event.actor_id:
+        hour = timezone.localtime(event.occurred_at).hour
+        if not setting.start_hour <= hour < setting.end_hour:
+            _raise(
+                org,
+                AlertKind.AFTER_HOURS,
+                f"{event.actor_label or 'Someone'} was active at {timezone.localtime(event.occurred_at):%H:%M}, "
+                f"outside {setting.start_hour}:00-{setting.end_hour}:00",
+                subject=event.actor_id,
+                window=_window(setting),
+                event=event,
+                seq=seq,
+                actor=event.actor_id,
+            )
+
+
+def run(*, batch: int = BATCH) -> int:
+    """Judge the events sealed since the last run; returns how many were read."""
+    with transaction.atomic():
+        cursor, _ = AlertCursor.objects.select_for_update().get_or_create(pk=1)
+        seals = list(Seal.objects.filter(seq__gt=cursor.last_seq).select_related("event").order_by("seq")[:batch])
+        rules_cache: dict[Any, dict[str, RuleSetting]] = {}
+        for seal in seals:
+            if not seal.event.action.startswith("alert."):  # alerts never alert about themselves
+                _judge(seal.event, seal.seq, rules_cache)
+        if seals:
+            cursor.last_seq = seals[-1].seq
+            cursor.save(update_fields=["last_seq"])
+    return len(seals)
+
+
+def raise_audit_failure(problem: str) -> int:
+    """`audit verify` or a restore test failed: every organization's officers must know."""
+    raised = 0
+    for org in Organization.objects.all():
+        setting = rules_of(org)[AlertKind.AUDIT_FAILURE]
+        if setting.enabled and _raise(
+            org,
+            AlertKind.AUDIT_FAILURE,
+            f"Audit verification failed: {problem}"[:300],
+            subject="audit",
+            window=_window(setting),
+        ):
+            raised += 1
+    return raised
+
+
+def acknowledge(alert: Alert, user: User, note: str, at: datetime | None = None) -> None:
+    """Close an alert with a note saying what was found (required): recorded as an event."""
+    note = note.strip()
+    if not note:
+        raise ValueError("Say what you found or did: the note is kept with the alert.")
+    with transaction.atomic():
+        updated = Alert.objects.filter(pk=alert.pk, acknowledged_at__isnull=True).update(
+            acknowledged_at=at or timezone.now(), acknowledged_by=user, note=note[:4000]
+        )
+        if not updated:
+            raise ValueError("This alert was already acknowledged.")
+        # The note is free text (it may name a patient): it stays with the alert, not in the log.
+        record(
+            "alert.acknowledged",
+            actor=user,
+            organization=alert.organization,
+            target=alert,
+            details={"alert": str(alert.pk), "kind": alert.kind},
+        )

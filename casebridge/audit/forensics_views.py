@@ -1,0 +1,92 @@
+"""The forensics pages (audit/forensics.py): AUDIT_VIEW, the organization's own records only."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from casebridge.access.guards import org_permission
+from casebridge.access.requests import org_access_of
+from casebridge.access.roles import Perm
+from casebridge.audit import forensics, reports
+from casebridge.audit.api import record
+from casebridge.audit.targets import target_labels
+from casebridge.orgs.models import Organization
+
+
+def _page(
+    request: HttpRequest, kind: str, subject: uuid.UUID, build: Callable[[Organization, uuid.UUID], forensics.Activity]
+) -> HttpResponse:
+    access = org_access_of(request)
+    activity = build(access.organization, subject)
+    record(
+        "audit.viewed",
+        actor=access.actor,
+        organization=access.organization,
+        details={"via": f"forensics.{kind}", "subject": str(subject), "count": len(activity.events)},
+    )
+    return _render(request, activity, limit=forensics.LIMIT)
+
+
+def _render(request: HttpRequest, activity: forensics.Activity, *, limit: int, exports: bool = False) -> HttpResponse:
+    labels = target_labels(activity.events)
+    return render(
+        request,
+        "audit/forensics.html",
+        {
+            "activity": activity,
+            "rows": [(e, labels.get(e.pk, "")) for e in activity.events],
+            "limit": limit,
+            "exports": exports,
+            "nav": "audit",
+        },
+    )
+
+
+@org_permission(Perm.AUDIT_VIEW)
+def link_forensics(request: HttpRequest, link_id: uuid.UUID) -> HttpResponse:
+    return _page(request, "link", link_id, forensics.link_activity)
+
+
+@org_permission(Perm.AUDIT_VIEW)
+def file_forensics(request: HttpRequest, file_id: uuid.UUID) -> HttpResponse:
+    return _page(request, "file", file_id, forensics.file_activity)
+
+
+@org_permission(Perm.AUDIT_VIEW)
+def person_forensics(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
+    return _page(request, "person", user_id, forensics.person_activity)
+
+
+@org_permission(Perm.AUDIT_VIEW)
+def patient_report(request: HttpRequest, patient_ref: uuid.UUID) -> HttpResponse:
+    """Who saw or did what concerning one patient (by internal reference): page, CSV or PDF."""
+    access = org_access_of(request)
+    events = reports.patient_events(access.organization, patient_ref)
+    if not events:
+        raise Http404("nothing recorded about that patient here")
+    wanted = request.GET.get("format", "")
+    record(
+        "audit.exported" if wanted in ("csv", "pdf") else "audit.viewed",
+        actor=access.actor,
+        organization=access.organization,
+        patient_ref=str(patient_ref),
+        details={"via": f"patient_report{'.' + wanted if wanted else ''}", "count": len(events)},
+    )
+    if wanted == "csv":
+        response = HttpResponse(reports.as_csv(events), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="access-report-{patient_ref}.csv"'
+    elif wanted == "pdf":
+        response = HttpResponse(
+            reports.as_pdf(access.organization, patient_ref, events), content_type="application/pdf"
+        )
+        response["Content-Disposition"] = f'attachment; filename="access-report-{patient_ref}.pdf"'
+    else:
+        facts = [("Events", str(len(events)))]
+        activity = forensics.Activity("Patient access report", str(patient_ref), events, [], facts)
+        return _render(request, activity, limit=reports.LIMIT, exports=True)
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,50 @@
+"""Forms of the incident pages: types and formats; compliance.incidents decides."""
+
+from __future__ import annotations
+
+from django import forms
+
+from casebridge.compliance.models import Decision
+
+
+class DateTimeInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+
+class IncidentForm(forms.Form):
+    title = forms.CharField(label="Title", max_length=200, help_text="Short, without patient names.")
+    description = forms.CharField(label="What happened", widget=forms.Textarea(attrs={"rows": 3}))
+    discovered_at = forms.DateTimeField(
+        label="Discovered",
+        widget=DateTimeInput(),
+        help_text="When it was known, or should have been: the clocks start here.",
+    )
+    occurred_at = forms.DateTimeField(label="Occurred", required=False, widget=DateTimeInput())
+    systems = forms.CharField(label="Systems involved", max_length=300, required=False)
+    is_exercise = forms.BooleanField(label="This is a tabletop exercise", required=False)
+
+
+class AssessmentForm(forms.Form):
+    factor_nature = forms.CharField(
+        label="1. The PHI involved",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Types of identifiers, how sensitive, how likely re-identification is.",
+    )
+    factor_recipient = forms.CharField(
+        label="2. Who used it or received it", required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    factor_acquired = forms.CharField(
+        label="3. Was it actually acquired or viewed?", required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    factor_mitigation = forms.CharField(
+        label="4. How far the risk was mitigated", required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    individuals_affected = forms.IntegerField(label="Individuals affected", min_value=0, initial=0)
+    most_in_one_state = forms.IntegerField(label="Most in one State", min_value=0, initial=0)
+    under_gdpr = forms.BooleanField(label="Individuals under the GDPR are affected", required=False)
+    contract_deadline_days = forms.IntegerField(
+        label="BAA notice deadline (days)", required=False, min_value=1, max_value=60, help_text="Labs: your BAA's."
+    )
+    decision = forms.ChoiceField(label="Decision", choices=Decision.choices)
+    decision_rationale = forms.CharField(label="Why", required=False, widget=forms.Textarea(attrs={"rows": 2}))

@@ -1,0 +1,53 @@
+"""The compliance workspace beside the data (issue 16). First: security incidents and breaches
+with the 4-factor risk assessment of 45 CFR 164.402 and the notification clocks that follow."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Decision(models.TextChoices):
+    UNDECIDED = "undecided", "Not decided yet"
+    BREACH = "breach", "Breach: notification required"
+    NOT_BREACH = "not_breach", "Not a breach: low probability of compromise demonstrated"
+
+
+class Incident(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.PROTECT, related_name="incidents")
+    title = models.CharField(max_length=200)
+    description = models.TextField()
+    discovered_at = models.DateTimeField()  # the clocks run from discovery (164.404(a)(2))
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    systems = models.CharField(max_length=300, blank=True)
+    reported_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    is_exercise = models.BooleanField(default=False)  # a tabletop exercise, recorded the same way
+    individuals_affected = models.PositiveIntegerField(default=0)
+    most_in_one_state = models.PositiveIntegerField(default=0)  # media notice above 500 in a state
+    under_gdpr = models.BooleanField(default=False)
+    # A business associate tells the covered entity within the contract's deadline (at most 60 days).
+    contract_deadline_days = models.PositiveIntegerField(null=True, blank=True)
+    # The four factors of 164.402(2), in the assessor's words.
+    factor_nature = models.TextField(blank=True)
+    factor_recipient = models.TextField(blank=True)
+    factor_acquired = models.TextField(blank=True)
+    factor_mitigation = models.TextField(blank=True)
+    decision = models.CharField(max_length=16, choices=Decision.choices, default=Decision.UNDECIDED)
+    decision_rationale = models.TextField(blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # When each notice went out (None: not yet), keyed by Deadline.key.
+    notices = models.JSONField(default=dict, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-discovered_at"]
+
+    def __str__(self) -> str:
+        return f"incident {self.pk}"

@@ -1,0 +1,100 @@
+"""Incident pages (compliance officers, owners, administrators): the register with the next
+deadline of each, recording one, and an incident with its assessment, decision and clocks."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.forms import Form
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+
+from casebridge.access.guards import org_permission
+from casebridge.access.policy import scoped_get
+from casebridge.access.requests import org_access_of
+from casebridge.access.roles import Perm
+from casebridge.compliance import incidents
+from casebridge.compliance.clocks import days_left
+from casebridge.compliance.forms import AssessmentForm, IncidentForm
+from casebridge.compliance.models import Incident
+
+
+def _form_errors(form: Form, exc: ValidationError) -> None:
+    if not hasattr(exc, "error_dict"):
+        form.add_error(None, exc.messages)
+        return
+    for field, errors in exc.message_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
+
+
+def _clock_rows(incident: Incident) -> list[dict[str, Any]]:
+    today = timezone.localdate()
+    return [
+        {
+            "deadline": d,
+            "sent": incident.notices.get(d.key),
+            "days_left": days_left(d, today),
+        }
+        for d in incidents.clocks(incident)
+    ]
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def incident_list(request: HttpRequest) -> HttpResponse:
+    access = org_access_of(request)
+    form = IncidentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            incident = incidents.record_incident(access, **form.cleaned_data)
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(request, "Incident recorded. Assess it now: the clocks run from discovery.")
+            return redirect("incident_detail", access.organization.slug, incident.pk)
+    rows = []
+    for incident in Incident.objects.filter(organization=access.organization)[:200]:
+        pending = [r for r in _clock_rows(incident) if not r["sent"]]
+        rows.append({"incident": incident, "next": pending[0] if pending else None})
+    return render(
+        request,
+        "compliance/incidents.html",
+        {"rows": rows, "form": form, "nav": "incidents"},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def incident_detail(request: HttpRequest, incident_id: uuid.UUID) -> HttpResponse:
+    access = org_access_of(request)
+    incident = scoped_get(Incident.objects.filter(organization=access.organization), pk=incident_id)
+    initial = {name: getattr(incident, name) for name in AssessmentForm.base_fields}
+    form = AssessmentForm(request.POST or None, initial=initial)
+    status = 200
+    if request.method == "POST" and request.POST.get("operation") == "notice":
+        try:
+            incidents.mark_notice_sent(access, incident, request.POST.get("notice", ""))
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, "Notice marked sent.")
+        return redirect("incident_detail", access.organization.slug, incident.pk)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                incidents.assess(access, incident, **form.cleaned_data)
+            except ValidationError as exc:
+                _form_errors(form, exc)
+            else:
+                messages.success(request, "Assessment saved.")
+                return redirect("incident_detail", access.organization.slug, incident.pk)
+        status = 400
+    return render(
+        request,
+        "compliance/incident.html",
+        {"incident": incident, "form": form, "clocks": _clock_rows(incident), "nav": "incidents"},
+        status=status,
+    )
