@@ -290,6 +290,9 @@ AUDIT_REFUSAL_WINDOW_SECONDS = envint("CASEBRIDGE_AUDIT_REFUSAL_WINDOW_SECONDS",
 # Every signed checkpoint is also written here, outside the database (audit/witness.py): put it
 # on another disk or a mounted share so that restoring an old database copy shows as a rollback.
 AUDIT_WITNESS_DIR = Path(env("CASEBRIDGE_AUDIT_WITNESS_DIR", str(HOME / "audit-witness")))
+# Optionally e-mail each organization's compliance officers a daily digest of the new signed
+# checkpoint heads (hashes and signatures only): copies no database restore can reach.
+AUDIT_CHECKPOINT_DIGEST = envbool("CASEBRIDGE_AUDIT_CHECKPOINT_DIGEST", False)
 KEYRING_PATH = Path(env("CASEBRIDGE_KEYRING", str(HOME / "keys" / "keyring.json")))
 # Envelope encryption: the provider holding key-encryption keys, and where ciphertext is stored.
 VAULT_KEY_PROVIDER = env("CASEBRIDGE_KEY_PROVIDER", "local:")

@@ -19,3 +19,6 @@ class AuditConfig(AppConfig):
         from casebridge.audit import reviews
 
         register_periodic("audit.review_reminders", reviews.remind_overdue)
+        from casebridge.audit import witness
+
+        register_periodic("audit.checkpoint_digest", witness.send_digest, phase=LAST)

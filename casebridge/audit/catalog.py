@@ -196,4 +196,9 @@ register(
     "compliance.incident.notice_sent",
     "Breach notice marked sent (individuals, HHS, media, covered entity or authority)",
 )
+register(
+    "org.connection.baa_expired",
+    "A connection's business associate agreement ended: no patient data over it until renewed",
+    sensitive=True,
+)
 register("audit.proof.given", "Merkle inclusion or consistency proof handed to an auditor")

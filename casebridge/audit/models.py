@@ -229,3 +229,15 @@ class AuditReview(models.Model):
 
     def __str__(self) -> str:
         return f"review of {self.period_start}..{self.period_end}"
+
+
+class DigestState(models.Model):
+    """The last checkpoint e-mailed in the daily digest (one row): a copy of the signed heads in
+    the compliance officers' mailboxes is one more witness outside the database."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_seq = models.BigIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"digest up to #{self.last_seq}"

@@ -127,3 +127,38 @@ def catch_up(checkpoints: list[Checkpoint]) -> int:
             write(signed_head(checkpoint))
             written += 1
     return written
+
+
+def send_digest() -> int:
+    """Once a day, when enabled: e-mail every organization's compliance officers (owners and
+    admins when none) the signed heads of the checkpoints written since the last digest. No
+    patient data: sizes, hashes, signatures. Returns how many checkpoints were sent."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from casebridge.access.roles import Role
+    from casebridge.audit.chain import signed_head
+    from casebridge.audit.models import DigestState
+    from casebridge.core.mail import queue_mail
+    from casebridge.orgs.models import Membership, Organization
+
+    if not settings.AUDIT_CHECKPOINT_DIGEST:
+        return 0
+    with transaction.atomic():
+        state, _ = DigestState.objects.select_for_update().get_or_create(pk=1)
+        now = timezone.now()
+        if state.sent_at is not None and (now - state.sent_at).total_seconds() < 23 * 3600:
+            return 0
+        new = list(Checkpoint.objects.filter(seq__gt=state.last_seq).exclude(tree_root="").order_by("seq"))
+        if not new:
+            return 0
+        heads = [signed_head(c) for c in new]
+        for organization in Organization.objects.all():
+            members = Membership.objects.filter(organization=organization, is_active=True, user__is_active=True)
+            to = list(members.filter(role=Role.COMPLIANCE_OFFICER).values_list("user__email", flat=True)) or list(
+                members.filter(role__in=[Role.OWNER, Role.ADMIN]).values_list("user__email", flat=True)
+            )
+            queue_mail(to, "checkpoint_digest", {"organization": organization.name, "heads": heads})
+        state.last_seq, state.sent_at = new[-1].seq, now
+        state.save(update_fields=["last_seq", "sent_at"])
+    return len(new)

@@ -678,10 +678,7 @@ def submission_problems(case: Case) -> list[str]:
     if connection is None:
         problems.append(f"You are not connected with {case.lab.name}. Connect first on the Connections page.")
     elif not connection.can_carry_phi:
-        problems.append(
-            f"No agreement is recorded with {case.lab.name}: record a signed BAA or a treatment relationship "
-            "on the Connections page before sending patient data."
-        )
+        problems.append(connection.phi_refusal(case.lab.name))
     return problems
 
 

@@ -86,10 +86,7 @@ def order_imaging(
         if connection is None or connection.status != ConnectionStatus.ACTIVE:
             errors["center"] = f"You are not connected with {center.name}. Connect first on the Connections page."
         elif not connection.can_carry_phi:
-            errors["center"] = (
-                f"No agreement is recorded with {center.name}: record a signed BAA or a treatment relationship "
-                "on the Connections page before sending patient data."
-            )
+            errors["center"] = connection.phi_refusal(center.name)
     if modality not in ImagingModality.values:
         errors["modality"] = "Choose the study: CBCT, panoramic, cephalometric or a full-mouth series."
     if region not in ImagingRegion.values:

@@ -430,7 +430,9 @@ def remove_member(access: OrgAccess, membership: Membership) -> None:
 
 
 # --- Connections --------------------------------------------------------------------------
-def _validate_basis(basis: str, baa_signed_on: date | None) -> None:
+def _validate_basis(basis: str, baa_signed_on: date | None, baa_expires_on: date | None = None) -> None:
+    if baa_expires_on is not None and baa_signed_on is not None and baa_expires_on <= baa_signed_on:
+        raise ValidationError("The agreement must end after it was signed.")
     if basis not in AgreementBasis.values:
         raise ValidationError(f"Agreement basis must be one of: {', '.join(AgreementBasis.values)}.")
     if basis == AgreementBasis.BAA and baa_signed_on is None:
@@ -446,9 +448,10 @@ def request_connection(
     basis: str,
     baa_signed_on: date | None = None,
     note: str = "",
+    baa_expires_on: date | None = None,
 ) -> Connection:
     access.require(Perm.CONNECTIONS_MANAGE)
-    _validate_basis(basis, baa_signed_on)
+    _validate_basis(basis, baa_signed_on, baa_expires_on)
     org = access.organization
     other = Organization.objects.filter(slug=other_slug.strip().lower()).first()
     if other is None or other.pk == org.pk:
@@ -467,6 +470,7 @@ def request_connection(
                 recipient=other,
                 basis=basis,
                 baa_signed_on=baa_signed_on if basis == AgreementBasis.BAA else None,
+                baa_expires_on=baa_expires_on if basis == AgreementBasis.BAA else None,
                 basis_note=note.strip(),
                 requested_by=access.actor if isinstance(access.actor, User) else None,
             )
@@ -517,17 +521,26 @@ def change_connection_basis(
     basis: str,
     baa_signed_on: date | None,
     note: str = "",
+    baa_expires_on: date | None = None,
 ) -> None:
     access.require(Perm.CONNECTIONS_MANAGE)
-    _validate_basis(basis, baa_signed_on)
+    _validate_basis(basis, baa_signed_on, baa_expires_on)
     if connection.status == ConnectionStatus.ENDED:
         raise ValidationError("This connection has ended; request a new one.")
     with transaction.atomic():
-        old = {"basis": connection.basis, "baa_signed_on": str(connection.baa_signed_on or "")}
+        old = {
+            "basis": connection.basis,
+            "baa_signed_on": str(connection.baa_signed_on or ""),
+            "baa_expires_on": str(connection.baa_expires_on or ""),
+        }
         connection.basis = basis
         connection.baa_signed_on = baa_signed_on if basis == AgreementBasis.BAA else None
+        connection.baa_expires_on = baa_expires_on if basis == AgreementBasis.BAA else None
+        connection.baa_expiry_notified_on = None  # a renewed agreement is watched afresh
         connection.basis_note = note.strip()
-        connection.save(update_fields=["basis", "baa_signed_on", "basis_note"])
+        connection.save(
+            update_fields=["basis", "baa_signed_on", "baa_expires_on", "baa_expiry_notified_on", "basis_note"]
+        )
         record(
             "org.connection.changed",
             actor=access.actor,
@@ -535,7 +548,11 @@ def change_connection_basis(
             target=connection,
             details={
                 "from": old,
-                "to": {"basis": basis, "baa_signed_on": str(connection.baa_signed_on or "")},
+                "to": {
+                    "basis": basis,
+                    "baa_signed_on": str(connection.baa_signed_on or ""),
+                    "baa_expires_on": str(connection.baa_expires_on or ""),
+                },
             },
         )
 

@@ -11,3 +11,6 @@ class OrgsConfig(AppConfig):
         from casebridge.orgs.actions import record_expired_emergency_grants
 
         register_periodic("orgs.emergency_expiry", record_expired_emergency_grants)
+        from casebridge.orgs.agreements import notify_expired
+
+        register_periodic("orgs.baa_expiry", notify_expired)

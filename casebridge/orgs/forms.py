@@ -80,6 +80,12 @@ class ConnectionRequestForm(forms.Form):
     baa_signed_on = forms.DateField(
         label="BAA signed on", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
+    baa_expires_on = forms.DateField(
+        label="BAA ends on",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Optional. After it, no patient data travels until the renewal is recorded.",
+    )
     note = forms.CharField(label="Note", required=False, max_length=500)
 
 
@@ -87,6 +93,12 @@ class ConnectionBasisForm(forms.Form):
     basis = forms.ChoiceField(label="Agreement basis", choices=AgreementBasis.choices)
     baa_signed_on = forms.DateField(
         label="BAA signed on", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    baa_expires_on = forms.DateField(
+        label="BAA ends on",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Optional. After it, no patient data travels until the renewal is recorded.",
     )
     note = forms.CharField(label="Note", required=False, max_length=500)
 

@@ -99,6 +99,10 @@ class Connection(BaseModel):
     status = models.CharField(max_length=16, choices=ConnectionStatus.choices, default=ConnectionStatus.PENDING)
     basis = models.CharField(max_length=16, choices=AgreementBasis.choices, default=AgreementBasis.NONE)
     baa_signed_on = models.DateField(null=True, blank=True)
+    # A BAA with an end date stops carrying patient data after it (issue 16: BAAs gate the data
+    # plane); both sides are told once when it lapses (orgs.agreements.notify_expired).
+    baa_expires_on = models.DateField(null=True, blank=True)
+    baa_expiry_notified_on = models.DateField(null=True, blank=True)
     basis_note = models.CharField(max_length=500, blank=True)
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     accepted_at = models.DateTimeField(null=True, blank=True)
@@ -114,8 +118,29 @@ class Connection(BaseModel):
         return f"connection {self.pk}"
 
     @property
+    def baa_expired(self) -> bool:
+        return (
+            self.basis == AgreementBasis.BAA
+            and self.baa_expires_on is not None
+            and self.baa_expires_on < timezone.localdate()
+        )
+
+    @property
     def can_carry_phi(self) -> bool:
-        return self.status == ConnectionStatus.ACTIVE and self.basis != AgreementBasis.NONE
+        return self.status == ConnectionStatus.ACTIVE and self.basis != AgreementBasis.NONE and not self.baa_expired
+
+    def phi_refusal(self, other_name: str) -> str:
+        """Why patient data may not travel over this connection, in words for the sender."""
+        if self.baa_expired:
+            assert self.baa_expires_on is not None
+            return (
+                f"The business associate agreement with {other_name} expired on {self.baa_expires_on:%Y-%m-%d}: "
+                "record the renewed agreement on the Connections page before sending patient data."
+            )
+        return (
+            f"No agreement is recorded with {other_name}: record a signed BAA or a treatment relationship "
+            "on the Connections page before sending patient data."
+        )
 
     def other(self, org: Organization) -> Organization:
         return self.recipient if org.pk == self.requester_id else self.requester

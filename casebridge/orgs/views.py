@@ -310,6 +310,7 @@ def connection_request(request: HttpRequest) -> HttpResponse:
                 other_slug=form.cleaned_data["other_slug"],
                 basis=form.cleaned_data["basis"],
                 baa_signed_on=form.cleaned_data["baa_signed_on"],
+                baa_expires_on=form.cleaned_data["baa_expires_on"],
                 note=form.cleaned_data["note"],
             )
             messages.success(request, "Connection requested. It becomes active when they accept.")
@@ -340,6 +341,7 @@ def connection_update(request: HttpRequest, connection_id: str) -> HttpResponse:
                 connection,
                 basis=form.cleaned_data["basis"],
                 baa_signed_on=form.cleaned_data["baa_signed_on"],
+                baa_expires_on=form.cleaned_data["baa_expires_on"],
                 note=form.cleaned_data["note"],
             )
             messages.success(request, "Agreement basis recorded.")

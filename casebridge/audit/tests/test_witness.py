@@ -93,3 +93,20 @@ def test_a_witness_outage_does_not_undo_the_checkpoint_and_is_caught_up(
     assert out.getvalue().startswith("1 witness copy written")
     assert (tmp_path / "witness" / f"checkpoint-{seq:012d}.json").exists()
     assert chain.verify().ok
+
+
+def test_a_daily_digest_of_new_checkpoints_when_enabled(
+    personas: Any, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django.core import mail
+
+    seq = _checkpointed(3, django_capture_on_commit_callbacks)
+    assert witness.send_digest() == 0  # off by default
+    settings.AUDIT_CHECKPOINT_DIGEST = True
+    with django_capture_on_commit_callbacks(execute=True):
+        assert witness.send_digest() == 1
+        assert witness.send_digest() == 0  # once a day
+    [to_practice] = [m for m in mail.outbox if "Smile Dental" in m.subject]
+    head = chain.signed_head(Checkpoint.objects.get(seq=seq))
+    assert to_practice.to == [personas.members["compliance_officer"].email]
+    assert head["root"] in to_practice.body and head["signature"] in to_practice.body

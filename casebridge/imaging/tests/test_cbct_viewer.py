@@ -64,7 +64,7 @@ def test_a_clinician_scrolls_a_cbct_in_three_planes_and_measures_a_known_distanc
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     sign_in(page, p.members["clinician"])
     page.goto(f"/o/{p.practice.slug}/cases/{case.number}/")
-    imaging = page.get_by_role("region", name="Imaging")
+    imaging = page.get_by_role("region", name="Imaging", exact=True)
     expect(imaging).to_contain_text(f"CT · {SLICES} images")
     imaging.get_by_role("link", name="View").click()
 
