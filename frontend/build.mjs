@@ -38,7 +38,7 @@ await build({
 });
 console.log("vendor: viewer/mesh_viewer.js, viewer/mesh_worker.js");
 
-// The CBCT viewer: Cornerstone3D with its image decoder worker next to the page script (it is
+// The CBCT and X-ray viewers (their shared code in src/cornerstone_setup.js): Cornerstone3D with its image decoder worker next to the page script (it is
 // created as new URL("./decodeImageFrameWorker.js", import.meta.url), which esbuild leaves as it
 // is), the tools' compute worker one level up (../workers/computeWorker.js), the codecs' WASM in
 // viewer/wasm (the page passes that path), and Node's url/events shimmed for vtk.js's xmlbuilder2.
@@ -61,6 +61,7 @@ await build({
   ...common,
   entryPoints: {
     cbct_viewer: join(here, "src", "cbct_viewer.js"),
+    xray_viewer: join(here, "src", "xray_viewer.js"),
     decodeImageFrameWorker: join(cornerstone, "dicom-image-loader", "dist", "esm", "decodeImageFrameWorker.js"),
   },
   outdir: join(target, "viewer"),
@@ -79,4 +80,4 @@ for (const [pkg, file] of [
 ]) {
   copyFileSync(join(cornerstone, pkg, "dist", file), join(target, "viewer", "wasm", file));
 }
-console.log("vendor: viewer/cbct_viewer.js, viewer/decodeImageFrameWorker.js, workers/computeWorker.js, viewer/wasm/");
+console.log("vendor: viewer/cbct_viewer.js, viewer/xray_viewer.js, viewer/decodeImageFrameWorker.js, workers/computeWorker.js, viewer/wasm/");

@@ -115,6 +115,8 @@ register("imaging.ingested", "DICOM study indexed (instances stored encrypted, o
 register("imaging.ingest_failed", "DICOM file or archive could not be indexed")
 register("imaging.scans_viewed", "A case's 3D scans opened in the viewer")
 register("imaging.study_viewed", "A CBCT/CT series opened in the viewer")
+register("imaging.xrays_viewed", "A case's X-rays (panoramic, cephalometric, intraoral) opened in the viewer")
+register("imaging.photos_viewed", "A case's photo gallery opened")
 register("dicomweb.searched", "Imaging studies, series or instances searched (QIDO-RS)")
 register("dicomweb.retrieved", "Imaging metadata, instances, frames or images retrieved (WADO-RS)")
 register("dicomweb.stored", "DICOM instances sent into a case or the sender's files (STOW-RS)")

@@ -53,6 +53,8 @@ from casebridge.core.mail import absolute_url, queue_mail
 from casebridge.imaging.actions import start_ingest
 from casebridge.imaging.ingest import SHRED_REASON, clean_content
 from casebridge.imaging.sanitize import SanitizeError, SanitizeResult
+from casebridge.imaging.thumbnails import destroy_for as destroy_thumbnail
+from casebridge.imaging.thumbnails import queue_for_file as queue_thumbnail
 from casebridge.kernel.filetypes import version_type_refusal
 from casebridge.notifications.actions import notify_members
 from casebridge.orgs.models import ConnectionStatus, Membership, Organization, OrgKind
@@ -477,6 +479,7 @@ def attach_file(
 
     attachment = _ingest(access, case, current, stored_object.file_type, current.version + 1, link)
     stored_object.refresh_from_db()
+    queue_thumbnail(stored_object)
     if stored_object.file_type == "dicom" or (stored_object.file_type == "zip" and kind == AttachmentKind.CBCT):
         # DICOM (and a ZIP sent as the CBCT) becomes the case's studies, indexed in the background.
         start_ingest(access, case, stored_object)
@@ -582,6 +585,7 @@ def add_version(access: OrgAccess, stored: StoredObject, content: PendingVersion
             return version
 
         version = _ingest(access, case, content, stored.file_type, content.version, link)
+        queue_thumbnail(stored)
     finally:
         # The uploaded content stays only as the version it became (when nothing was removed).
         if not ObjectVersion.objects.filter(blob_name=content.blob_name).exists():
@@ -991,3 +995,4 @@ def destroy_file(principal: Principal, stored: StoredObject, *, reason: str) -> 
         patient_ref=_patient_ref(case),
         details={"case": case.number, "uploaded_in": str(stored.organization_id)},
     )
+    destroy_thumbnail(stored, reason=reason)

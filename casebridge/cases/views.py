@@ -54,7 +54,7 @@ from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.core import searches
 from casebridge.imaging.ingest import metadata_warning
 from casebridge.imaging.models import IngestJob
-from casebridge.imaging.views import MESH_TYPES, case_series
+from casebridge.imaging.views import MESH_TYPES, case_pictures, case_series, list_thumbnails
 from casebridge.kernel import filetypes
 from casebridge.notifications import actions as notifications
 from casebridge.orgs.models import Organization, OrgKind
@@ -129,7 +129,7 @@ def case_list(request: HttpRequest) -> HttpResponse:
         request,
         "cases/list.html",
         {
-            "cases": page[:PAGE],
+            "cases": list_thumbnails(page[:PAGE], access.organization.slug),
             "next_before": page[PAGE - 1].number if len(page) > PAGE else None,
             "view": view,
             "q": query,
@@ -193,6 +193,7 @@ def render_case_page(
             "attachments": case.attachments.select_related("stored_object").all(),
             "has_scans": any(r["attachment"].stored_object.file_type in MESH_TYPES for r in files["attachment_rows"]),
             "imaging": case_series(case),
+            **case_pictures(case, access.organization.slug),
             "ingests": IngestJob.objects.filter(case=case).order_by("-created_at")[:5],
             "events": case.events.all(),
             "conversation": conversation,

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import os
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.cache import cache
 from django.core.servers.basehttp import ThreadedWSGIServer
+from django.db import connection
 from django.test.testcases import LiveServerThread
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
@@ -46,8 +48,36 @@ def browser(browser_executable: str) -> Iterator[Browser]:
         chromium.close()
 
 
+class _OneRequestAtATime:
+    """The live server's application, entered by one request at a time. Under SQLite the test
+    database is in memory and the server's threads share its one connection: two requests at once
+    (a page's pictures load in parallel) interleave their transactions on it and fail with
+    "database table is locked". PostgreSQL gives each thread its own connection and needs none."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        with self.lock:
+            return self.app(environ, start_response)
+
+
+def _serialize_under_sqlite(live_server: object) -> _OneRequestAtATime | None:
+    httpd = getattr(getattr(live_server, "thread", None), "httpd", None)
+    if connection.vendor != "sqlite" or httpd is None:
+        return None
+    if not isinstance(httpd.get_app(), _OneRequestAtATime):
+        httpd.set_app(_OneRequestAtATime(httpd.get_app()))
+    return cast(_OneRequestAtATime, httpd.get_app())
+
+
 @pytest.fixture
-def site(live_server: object, settings: object) -> str:
+def site(transactional_db: None, live_server: object, settings: object) -> Iterator[str]:
+    """The live server's URL. Set up after the test database (whose flush then comes after the
+    browser contexts are closed: a page still loading pictures must not write meanwhile), and
+    left only once the request in progress, if any, is done."""
+    gate = _serialize_under_sqlite(live_server)
     url: str = live_server.url  # type: ignore[attr-defined]
     # `localhost` (not 127.0.0.1) is a secure context: WebAuthn and `__Host-` cookies work there.
     url = url.replace("127.0.0.1", "localhost")
@@ -55,7 +85,10 @@ def site(live_server: object, settings: object) -> str:
     settings.PUBLIC_URL = url  # type: ignore[attr-defined]
     # Rate-limit counters and used TOTP codes live in the database cache, which outlives a test.
     cache.clear()
-    return url
+    yield url
+    if gate is not None:
+        with gate.lock:
+            pass
 
 
 class _TLSServer(ThreadedWSGIServer):

@@ -110,3 +110,31 @@ class IngestJob(BaseModel):
         return (
             100 if self.total == 0 and self.state == IngestState.DONE else (100 * self.processed) // max(1, self.total)
         )
+
+
+class Thumbnail(BaseModel):
+    """A small picture of a case's file (photo, X-ray, DICOM file, 3D scan) or of a DICOM series,
+    made in the background at ingest (imaging/thumbnails.py). The picture is itself an encrypted
+    vault object, like every other byte of a case; this row only says whose picture it is."""
+
+    source = models.OneToOneField(
+        "vault.StoredObject", null=True, blank=True, on_delete=models.CASCADE, related_name="thumbnail"
+    )
+    series = models.OneToOneField(Series, null=True, blank=True, on_delete=models.CASCADE, related_name="thumbnail")
+    # The source's version, or how many instances the series held, when the picture was made.
+    made_from = models.PositiveIntegerField(default=0)
+    image = models.OneToOneField("vault.StoredObject", on_delete=models.PROTECT, related_name="thumbnail_image")
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(source__isnull=False, series__isnull=True)
+                | models.Q(source__isnull=True, series__isnull=False),
+                name="imaging_thumbnail_of_one_thing",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"thumbnail {self.pk}"

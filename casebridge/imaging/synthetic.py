@@ -8,6 +8,7 @@ import math
 import random
 import struct
 import uuid
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -145,6 +146,37 @@ def photo(seed: str, *, fmt: str = "JPEG", width: int = 320, height: int = 240) 
     return out.getvalue()
 
 
+def _image_dataset(seed: str, index: int, sop_class: str, modality: str, patient_name: str, model: str) -> Any:
+    """Image `index` of the synthetic study and series `seed`: identity, patient, study and series
+    (the caller adds the image's own attributes, then _part10 writes it)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import UID, ExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(_uid(f"{seed}/instance/{index}"))
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = UID(_IMPLEMENTATION_UID)
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    ds.PatientName, ds.PatientID = patient_name, "DEMO"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = _uid(f"{seed}/study"), _uid(f"{seed}/series")
+    ds.StudyDate = "20261201"
+    ds.SeriesNumber, ds.InstanceNumber = 1, index + 1
+    ds.Manufacturer, ds.ManufacturerModelName = "CaseBridge", model
+    return ds
+
+
+def _part10(ds: Any, pixel_data: bytes) -> bytes:
+    ds.PixelData = pixel_data
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
 # --- A CBCT series --------------------------------------------------------------------------
 CBCT_SPACING_MM = 0.3
 # Two bright markers exactly this far apart in the axial plane of the middle slice: what a
@@ -156,11 +188,9 @@ def cbct_series(seed: str, *, slices: int = 40, size: int = 128, patient_name: s
     """A CBCT volume as a CT series of Part 10 files (one per slice), 0.3 mm isotropic voxels: a
     horseshoe-shaped jaw of bone-like density, and two markers CBCT_MARKER_DISTANCE_MM apart."""
     import numpy as np
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
+    from pydicom.uid import CTImageStorage
 
     rng = np.random.default_rng(uuid.uuid5(uuid.NAMESPACE_URL, seed).int % (1 << 32))
-    study, series = _uid(f"{seed}/study"), _uid(f"{seed}/series")
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
     cx, cy = size / 2, size * 0.6
     radius = np.hypot((x - cx) / (size * 0.35), (y - cy) / (size * 0.45))
@@ -175,22 +205,7 @@ def cbct_series(seed: str, *, slices: int = 40, size: int = 128, patient_name: s
         if index == slices // 2:
             for mx, my in markers:
                 pixels[(np.hypot(x - mx, y - my) < 1.5)] = 3000
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = UID(_uid(f"{seed}/instance/{index}"))
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = UID(_IMPLEMENTATION_UID)
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.Modality = "CT"
-        ds.PatientName = patient_name
-        ds.PatientID = "DEMO"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.StudyDate = "20261201"
-        ds.SeriesNumber, ds.InstanceNumber = 1, index + 1
-        ds.Manufacturer, ds.ManufacturerModelName = "CaseBridge", "Synthetic CBCT"
+        ds = _image_dataset(seed, index, CTImageStorage, "CT", patient_name, "Synthetic CBCT")
         ds.ImagePositionPatient = [0.0, 0.0, index * CBCT_SPACING_MM]
         ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
         ds.PixelSpacing = [CBCT_SPACING_MM, CBCT_SPACING_MM]
@@ -200,8 +215,38 @@ def cbct_series(seed: str, *, slices: int = 40, size: int = 128, patient_name: s
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleIntercept, ds.RescaleSlope = -1000, 1
         ds.WindowCenter, ds.WindowWidth = 400, 2000
-        ds.PixelData = pixels.tobytes()
-        out = io.BytesIO()
-        ds.save_as(out, enforce_file_format=True)
-        files.append(out.getvalue())
+        files.append(_part10(ds, pixels.tobytes()))
+    return files
+
+
+# --- An intraoral X-ray set -----------------------------------------------------------------
+XRAY_SPACING_MM = 0.1
+# Two bright markers exactly this far apart on the middle row of every image of the set.
+XRAY_MARKER_DISTANCE_MM = 10.0
+INTRAORAL_XRAY_STORAGE = "1.2.840.10008.5.1.4.1.1.1.3"  # Digital Intra-Oral X-Ray, for presentation
+
+
+def xray_set(seed: str, *, images: int = 4, rows: int = 160, columns: int = 200, modality: str = "IO") -> list[bytes]:
+    """A full-mouth set of intraoral X-rays as one series of single-frame Part 10 files (12-bit,
+    MONOCHROME2, 0.1 mm pixels): a tooth-like bright shape, and two markers
+    XRAY_MARKER_DISTANCE_MM apart on the middle row, centred."""
+    import numpy as np
+
+    rng = np.random.default_rng(uuid.uuid5(uuid.NAMESPACE_URL, seed).int % (1 << 32))
+    y, x = np.mgrid[0:rows, 0:columns].astype(np.float32)
+    gap = XRAY_MARKER_DISTANCE_MM / XRAY_SPACING_MM
+    files = []
+    for index in range(images):
+        pixels = (300 + rng.integers(0, 80, (rows, columns))).astype(np.uint16)
+        crown = ((x - columns * (0.3 + 0.1 * index)) / (columns * 0.12)) ** 2 + ((y - rows * 0.4) / (rows * 0.3)) ** 2
+        pixels[crown < 1] = 2600
+        for mx in (columns / 2 - gap / 2, columns / 2 + gap / 2):
+            pixels[np.hypot(x - mx, y - rows / 2) < 2.5] = 4000
+        ds = _image_dataset(seed, index, INTRAORAL_XRAY_STORAGE, modality, "DEMO^PATIENT", "Synthetic sensor")
+        ds.PixelSpacing = ds.ImagerPixelSpacing = [XRAY_SPACING_MM, XRAY_SPACING_MM]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows, ds.Columns = rows, columns
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.WindowCenter, ds.WindowWidth = 2048, 4096
+        files.append(_part10(ds, pixels.tobytes()))
     return files

@@ -1,11 +1,12 @@
-"""Background work of the imaging app: indexing DICOM files and archives."""
+"""Background work of the imaging app: indexing DICOM files and archives, and thumbnails."""
 
 from __future__ import annotations
 
 from django_tasks import task
 
-from casebridge.imaging import studies
+from casebridge.imaging import studies, thumbnails
 from casebridge.imaging.models import IngestJob, IngestState
+from casebridge.vault.models import StoredObject
 
 
 @task()
@@ -16,3 +17,12 @@ def ingest_study(job_id: str) -> None:
     if job is None or job.state == IngestState.DONE:
         return
     studies.run(job)
+    thumbnails.make_after_ingest(job)
+
+
+@task()
+def thumbnail_file(stored_object_id: str) -> None:
+    """The thumbnail of a file that joined a case (or got a new version): idempotent."""
+    stored = StoredObject.objects.filter(pk=stored_object_id).first()
+    if stored is not None:
+        thumbnails.make_for_file(stored)

@@ -271,6 +271,7 @@ def due(organization: Any, now: datetime | None = None) -> tuple[list[Due], list
 def enforce(organization: Any, now: datetime | None = None) -> DestructionCertificate | None:
     """Destroy what is due for this organization and sign a certificate of it (None: nothing due)."""
     from casebridge.audit.api import record
+    from casebridge.imaging import thumbnails
     from casebridge.vault import api as vault
     from casebridge.vault.keyring import get_keyring
 
@@ -293,6 +294,7 @@ def enforce(organization: Any, now: datetime | None = None) -> DestructionCertif
             patient_ref=str(item.case.patient_id) if item.case is not None else "",
             details=details,
         )
+        thumbnails.destroy_for(item.stored, reason="retention policy")
         destroyed.append(
             {
                 "kind": item.kind,

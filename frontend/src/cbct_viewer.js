@@ -6,7 +6,6 @@
 import {
   RenderingEngine,
   Enums,
-  init as coreInit,
   setVolumesForViewports,
   volumeLoader,
   eventTarget,
@@ -16,6 +15,7 @@ import {
 } from "@cornerstonejs/core";
 import dicomImageLoader from "@cornerstonejs/dicom-image-loader";
 import * as tools from "@cornerstonejs/tools";
+import { choosePrimary, createToolGroup, initCornerstone, measurementOf } from "./cornerstone_setup.js";
 
 const root = document.getElementById("cbct-viewer");
 const config = JSON.parse(document.getElementById("cbct-config").textContent);
@@ -240,46 +240,8 @@ async function imageIds(metadata) {
 }
 
 function setupTools(viewportIds) {
-  const {
-    ToolGroupManager,
-    Enums: toolEnums,
-    CrosshairsTool,
-    WindowLevelTool,
-    PanTool,
-    ZoomTool,
-    StackScrollTool,
-    LengthTool,
-    AngleTool,
-  } = tools;
-  for (const tool of [CrosshairsTool, WindowLevelTool, PanTool, ZoomTool, StackScrollTool, LengthTool, AngleTool]) {
-    tools.addTool(tool);
-  }
-  const group = ToolGroupManager.createToolGroup(toolGroupId);
-  for (const id of viewportIds) group.addViewport(id, engineId);
-  for (const tool of [CrosshairsTool, WindowLevelTool, PanTool, ZoomTool, StackScrollTool, LengthTool, AngleTool]) {
-    group.addTool(tool.toolName);
-  }
-  const { MouseBindings } = toolEnums;
-  group.setToolActive(WindowLevelTool.toolName, { bindings: [{ mouseButton: MouseBindings.Primary }] });
-  group.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
-  group.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: MouseBindings.Secondary }] });
-  group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
-  group.setToolPassive(LengthTool.toolName);
-  group.setToolPassive(AngleTool.toolName);
-  group.setToolPassive(CrosshairsTool.toolName);
-  return group;
-}
-
-function choosePrimary(group, toolName) {
-  const { MouseBindings } = tools.Enums;
-  for (const name of ["WindowLevel", "Crosshairs", "Length", "Angle"]) {
-    if (name !== toolName) group.setToolPassive(name);
-  }
-  group.setToolActive(toolName, { bindings: [{ mouseButton: MouseBindings.Primary }] });
-  for (const button of root.querySelectorAll("[data-tool]")) {
-    button.setAttribute("aria-pressed", String(button.dataset.tool === toolName));
-  }
-  root.dataset.tool = toolName;
+  const { CrosshairsTool, LengthTool, AngleTool } = tools;
+  return createToolGroup(toolGroupId, engineId, viewportIds, [CrosshairsTool, LengthTool, AngleTool]);
 }
 
 // The order slices are asked for: the middle one first, on its own request (the axial view opens
@@ -312,9 +274,7 @@ async function main() {
   // Asked for at once: it travels while Cornerstone starts.
   const metadata = seriesMetadata();
   metadata.catch(() => {}); // awaited below, where a failure is reported
-  await coreInit();
-  dicomImageLoader.init({ maxWebWorkers: 2, wasmBasePath: root.dataset.wasm });
-  tools.init();
+  await initCornerstone(root.dataset.wasm, 2);
   const ids = await imageIds(metadata);
   root.dataset.metadataMs = String(Math.round(performance.now()));
   root.dataset.slices = String(ids.length);
@@ -363,7 +323,7 @@ async function main() {
   };
   root.querySelector("[data-preset]").addEventListener("change", (event) => setWindow(PRESETS[event.target.value]));
   for (const button of root.querySelectorAll("[data-tool]")) {
-    button.addEventListener("click", () => choosePrimary(group, button.dataset.tool));
+    button.addEventListener("click", () => choosePrimary(root, group, button.dataset.tool));
   }
   root.querySelector("[data-reset]").addEventListener("click", () => {
     for (const id of viewportIds) engine.getViewport(id).resetCamera();
@@ -383,13 +343,12 @@ async function main() {
     });
   }
   eventTarget.addEventListener(tools.Enums.Events.ANNOTATION_COMPLETED, (event) => {
-    const { annotation } = event.detail;
-    const stats = Object.values(annotation.data.cachedStats || {})[0] || {};
-    if (stats.length !== undefined) {
-      measureLine.textContent = `Distance: ${stats.length.toFixed(1)} mm`;
-      root.dataset.measuredMm = stats.length.toFixed(2);
-    } else if (stats.angle !== undefined) {
-      measureLine.textContent = `Angle: ${stats.angle.toFixed(1)}°`;
+    const measured = measurementOf(event.detail.annotation);
+    if (measured?.kind === "length") {
+      measureLine.textContent = `Distance: ${measured.value.toFixed(1)} mm`;
+      root.dataset.measuredMm = measured.value.toFixed(2);
+    } else if (measured?.kind === "angle") {
+      measureLine.textContent = `Angle: ${measured.value.toFixed(1)}°`;
     }
   });
   setWindow(PRESETS.bone);

@@ -571,6 +571,11 @@ NOT_IN_THE_MATRIX = {
     "case_slip": "read-only PDF",
     "scan_viewer": "read-only page (its files come through file_content)",
     "study_viewer": "read-only page (its slices come through DICOMweb)",
+    "xray_viewer": "read-only page (its images come through DICOMweb and case_image): "
+    "imaging/tests/test_xray_viewer.py tries every wrong credential",
+    "photo_gallery": "read-only page: imaging/tests/test_xray_viewer.py tries every wrong credential",
+    "case_image": "read-only image of a case's file: imaging/tests/test_xray_viewer.py tries every wrong credential",
+    "case_thumbnail": "read-only picture: imaging/tests/test_thumbnails.py tries every wrong credential",
     "disclosures": "read-only",
     "disclosures_export": "read-only export: sharing/tests/test_accounting.py",
     "backups": "read-only (retention/tests/test_backup_page.py)",
