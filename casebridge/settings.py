@@ -323,6 +323,15 @@ BACKUP_EVERY_HOURS = envint("CASEBRIDGE_BACKUP_EVERY_HOURS", 24)
 BACKUP_KEYS_FILE = env("CASEBRIDGE_BACKUP_KEYS_FILE")
 BACKUP_KEYS_PASSPHRASE_FILE = env("CASEBRIDGE_BACKUP_KEYS_PASSPHRASE_FILE")
 RESTORE_TEST_EVERY_HOURS = envint("CASEBRIDGE_RESTORE_TEST_EVERY_HOURS", 7 * 24)
+# restic repositories (CASEBRIDGE_BACKUP_DESTINATION=restic:<repository>): the password from a
+# 0600 file (or CASEBRIDGE_RESTIC_PASSWORD in the environment), never a command line; after each
+# backup `restic forget --prune` keeps this many daily and weekly snapshots (0 and 0: keep all).
+BACKUP_RESTIC_PASSWORD_FILE = env("CASEBRIDGE_RESTIC_PASSWORD_FILE")
+BACKUP_RESTIC_KEEP_DAILY = envint("CASEBRIDGE_RESTIC_KEEP_DAILY", 7)
+BACKUP_RESTIC_KEEP_WEEKLY = envint("CASEBRIDGE_RESTIC_KEEP_WEEKLY", 5)
+# How much of the repository's data a restore test's `restic check` reads back ("100%", "10%",
+# "1/5"; empty: the structure only). The restore that follows reads the chosen snapshot anyway.
+BACKUP_RESTIC_CHECK_READ_DATA = env("CASEBRIDGE_RESTIC_CHECK_READ_DATA", "100%")
 ADMINS = [(name, address) for name, address in getaddresses([env("CASEBRIDGE_ADMINS")]) if address]
 
 LANGUAGE_CODE = "en-us"

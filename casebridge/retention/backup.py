@@ -172,8 +172,33 @@ def _snapshot_postgresql(target: Path) -> _Snapshot:
     return _Snapshot("postgresql", target.name, blobs, int(row[0]), _iso_utc(row[1]))
 
 
-def _copy_blob(name: str, size: int, dest_blobs: Path) -> tuple[str, bool]:
-    """(SHA-256 of the ciphertext, whether it was copied now)."""
+def _link_blob(store: Any, name: str, size: int, final: Path) -> str | None:
+    """Hard-link the stored ciphertext into a spool on the same disk (no copy: blobs are never
+    changed under their name) and hash it; None when the store cannot (another disk, S3)."""
+    from casebridge.kernel.backends import BlobNotFound
+    from casebridge.kernel.backends.filesystem import FileSystemStore
+
+    if not isinstance(store, FileSystemStore):
+        return None
+    source = store.path_for(name)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.part")
+    try:
+        os.link(source, tmp)
+    except FileNotFoundError:
+        raise BlobNotFound(name) from None
+    except OSError:
+        return None  # another file system: copy instead
+    if tmp.stat().st_size != size:
+        tmp.unlink()
+        return None
+    digest = _sha256_file(tmp)
+    os.replace(tmp, final)
+    return digest
+
+
+def _copy_blob(name: str, size: int, dest_blobs: Path, *, link: bool = False) -> tuple[str, bool]:
+    """(SHA-256 of the ciphertext, whether it was copied now). With `link`, a blob store on the
+    same disk is hard-linked rather than copied (the spool a restic repository is fed from)."""
     from casebridge.vault.config import blob_store
 
     final = dest_blobs / name
@@ -181,9 +206,12 @@ def _copy_blob(name: str, size: int, dest_blobs: Path) -> tuple[str, bool]:
     if final.exists() and final.stat().st_size == size and sidecar.exists():
         return sidecar.read_text().strip(), False  # blobs never change under a name
     final.parent.mkdir(parents=True, exist_ok=True)
+    store = blob_store()
+    if link and (linked := _link_blob(store, name, size, final)) is not None:
+        sidecar.write_text(linked)
+        return linked, True
     tmp = final.with_name(f".{final.name}.{os.getpid()}.part")
     digest = hashlib.sha256()
-    store = blob_store()
     with tmp.open("wb") as out:
         for start in range(0, size, COPY_CHUNK):
             piece = store.read_range(name, start, min(size, start + COPY_CHUNK))
@@ -196,8 +224,9 @@ def _copy_blob(name: str, size: int, dest_blobs: Path) -> tuple[str, bool]:
     return digest.hexdigest(), True
 
 
-def create(dest: Path, *, progress: Progress = _quiet) -> CreatedSet:
-    """Write a new backup set into `dest` (created if missing) while the portal runs."""
+def create(dest: Path, *, progress: Progress = _quiet, link: bool = False) -> CreatedSet:
+    """Write a new backup set into `dest` (created if missing) while the portal runs (`link`:
+    hard-link blobs from a blob store on the same disk; for a spool, not a backup)."""
     from casebridge.audit.api import record
     from casebridge.kernel.backends import BlobNotFound
     from casebridge.vault.keyring import get_keyring
@@ -226,7 +255,7 @@ def create(dest: Path, *, progress: Progress = _quiet) -> CreatedSet:
         entries, missing = [], []
         for name, size in snap.blobs:
             try:
-                digest, fresh = _copy_blob(name, size, dest / "blobs")
+                digest, fresh = _copy_blob(name, size, dest / "blobs", link=link)
             except BlobNotFound:
                 missing.append(name)  # shredded since the snapshot, or lost: the restore names its file
                 continue
