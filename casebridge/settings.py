@@ -332,6 +332,14 @@ BACKUP_RESTIC_KEEP_WEEKLY = envint("CASEBRIDGE_RESTIC_KEEP_WEEKLY", 5)
 # How much of the repository's data a restore test's `restic check` reads back ("100%", "10%",
 # "1/5"; empty: the structure only). The restore that follows reads the chosen snapshot anyway.
 BACKUP_RESTIC_CHECK_READ_DATA = env("CASEBRIDGE_RESTIC_CHECK_READ_DATA", "100%")
+# S3-compatible buckets (CASEBRIDGE_BACKUP_DESTINATION=s3://bucket/prefix): the endpoint (empty:
+# AWS) and region here, credentials from boto3's usual places (AWS_ACCESS_KEY_ID/..., a profile,
+# an instance role). In a bucket with object lock enabled, every object is locked for
+# BACKUP_S3_LOCK_DAYS in BACKUP_S3_LOCK_MODE (COMPLIANCE or GOVERNANCE; 0 days: no lock).
+BACKUP_S3_ENDPOINT = env("CASEBRIDGE_BACKUP_S3_ENDPOINT")
+BACKUP_S3_REGION = env("CASEBRIDGE_BACKUP_S3_REGION")
+BACKUP_S3_LOCK_MODE = env("CASEBRIDGE_BACKUP_S3_LOCK_MODE", "COMPLIANCE")
+BACKUP_S3_LOCK_DAYS = envint("CASEBRIDGE_BACKUP_S3_LOCK_DAYS", 35)
 ADMINS = [(name, address) for name, address in getaddresses([env("CASEBRIDGE_ADMINS")]) if address]
 
 LANGUAGE_CODE = "en-us"

@@ -33,6 +33,7 @@ import secrets
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -107,6 +108,31 @@ def _locked(dest: Path) -> Iterator[None]:
         yield
 
 
+def run_tool(
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run an existing tool (pg_dump, pg_restore, restic) found by shutil.which, without a shell;
+    secrets go in `env`, never in `argv`. Each line of its output goes to `on_line` as it comes
+    (restic's --json progress); the whole output and errors are returned as well."""
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(  # noqa: S603 - a tool from shutil.which; arguments from our settings
+            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, text=True
+        )
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if on_line is not None:
+                on_line(line)
+        code = proc.wait()
+        errors.seek(0)
+        return subprocess.CompletedProcess(argv, code, "".join(lines), errors.read())
+
+
 def _database() -> dict[str, Any]:
     return dict(settings.DATABASES["default"])
 
@@ -160,12 +186,7 @@ def _snapshot_postgresql(target: Path) -> _Snapshot:
         blobs = [(str(n), int(s)) for n, s in conn.execute(_LIVE_BLOBS)]
         row = conn.execute(_EVENTS).fetchone()
         assert row is not None
-        done = subprocess.run(  # noqa: S603 - PostgreSQL's own tool; arguments from our settings
-            [pg_dump, "-Fc", f"--snapshot={snapshot[0]}", "-f", str(target), "--dbname", _pg_url()],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        done = run_tool([pg_dump, "-Fc", f"--snapshot={snapshot[0]}", "-f", str(target), "--dbname", _pg_url()])
         conn.execute("COMMIT")
     if done.returncode != 0:
         raise BackupError(f"pg_dump failed: {done.stderr.strip()[:500]}")
@@ -305,6 +326,24 @@ def create(dest: Path, *, progress: Progress = _quiet, link: bool = False) -> Cr
         },
     )
     return result
+
+
+def spooled(destination: str, progress: Progress = _quiet) -> CreatedSet:
+    """A new set in the spool of a remote destination (restic, S3), under CASEBRIDGE_HOME: blobs
+    hard-linked from a blob store on the same disk (copied otherwise), so a run hashes only new
+    blobs; afterwards the spool holds this set and its blobs only, which is what gets shipped."""
+    spool = Path(settings.HOME) / "backup-spool" / hashlib.sha256(destination.encode()).hexdigest()[:16]
+    spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+    made = create(spool, progress=progress, link=True)
+    keep = {name for name, _size, _digest in json.loads((made.path / "manifest.json").read_text())["blobs"]}
+    for old in (spool / "sets").iterdir():
+        if old.name != made.set_id:
+            shutil.rmtree(old)
+    blobs = spool / "blobs"
+    for path in list(blobs.rglob("*")):
+        if path.is_file() and path.relative_to(blobs).as_posix().removesuffix(".sha256") not in keep:
+            path.unlink()
+    return made
 
 
 def _operator(command: str) -> Any:
@@ -450,11 +489,8 @@ def _install_database(chosen: SetOnDisk) -> None:
     pg_restore = shutil.which("pg_restore")
     if pg_restore is None:
         raise BackupError("pg_restore is not installed (Debian: apt-get install postgresql-client)")
-    done = subprocess.run(  # noqa: S603 - PostgreSQL's own tool; arguments from our settings
-        [pg_restore, "--no-owner", "--exit-on-error", "--clean", "--if-exists", "--dbname", _pg_url(), str(source)],
-        capture_output=True,
-        text=True,
-        check=False,
+    done = run_tool(
+        [pg_restore, "--no-owner", "--exit-on-error", "--clean", "--if-exists", "--dbname", _pg_url(), str(source)]
     )
     if done.returncode != 0:
         raise BackupError(f"pg_restore failed: {done.stderr.strip()[:500]}")

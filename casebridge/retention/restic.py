@@ -24,7 +24,6 @@ repository's location, which may carry credentials (rest:https://user:pass@host/
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -38,7 +37,7 @@ from typing import Any
 from django.conf import settings
 
 from casebridge.retention import backup
-from casebridge.retention.backup import BackupError, Progress, _quiet
+from casebridge.retention.backup import BackupError, Progress, _quiet, run_tool
 
 PREFIX = "restic:"
 TAG = "casebridge"
@@ -94,15 +93,7 @@ class Repository:
         return env
 
     def run(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(  # noqa: S603 - restic itself; the password and location go in its environment
-            [_restic(), *args],
-            env=self._env(),
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        done = run_tool([_restic(), *args], env=self._env(), cwd=cwd)
         if done.returncode != 0:
             raise BackupError(f"restic {args[0]} failed: {_last_words(done.stderr)}")
         return done
@@ -117,29 +108,22 @@ class Repository:
     def backup_folder(self, folder: Path, set_id: str, progress: Progress) -> dict[str, Any]:
         """Snapshot `folder` (its contents at the snapshot's top), tagged with the set; restic's
         --json status lines drive the progress bar. Returns restic's summary."""
-        proc = subprocess.Popen(  # noqa: S603 - restic itself; the password and location go in its environment
-            [_restic(), "backup", "--json", "--tag", TAG, "--tag", f"set:{set_id}", "--host", TAG, "."],
-            env=self._env(),
-            cwd=folder,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
         summary: dict[str, Any] = {}
-        assert proc.stdout is not None and proc.stderr is not None
-        for line in proc.stdout:
+
+        def follow(line: str) -> None:
             try:
                 message = json.loads(line)
             except ValueError:
-                continue
+                return
             if message.get("message_type") == "status":
                 progress("restic", int(message.get("bytes_done", 0)), int(message.get("total_bytes", 0)) or 1)
             elif message.get("message_type") == "summary":
-                summary = message
-        errors = proc.stderr.read()
-        if proc.wait() != 0 or not summary:
-            raise BackupError(f"restic backup failed: {_last_words(errors)}")
+                summary.update(message)
+
+        command = [_restic(), "backup", "--json", "--tag", TAG, "--tag", f"set:{set_id}", "--host", TAG, "."]
+        done = run_tool(command, env=self._env(), cwd=folder, on_line=follow)
+        if done.returncode != 0 or not summary:
+            raise BackupError(f"restic backup failed: {_last_words(done.stderr)}")
         return summary
 
     def snapshots(self) -> list[tuple[str, str]]:
@@ -171,24 +155,6 @@ def _last_words(stderr: str) -> str:
     return " / ".join(lines[-2:])[:500] if lines else "no message"
 
 
-def spool_for(repo: Repository) -> Path:
-    name = hashlib.sha256(repo.location.encode()).hexdigest()[:16]
-    return Path(settings.HOME) / "backup-spool" / name
-
-
-def _trim_spool(spool: Path, keep_set: str, keep_blobs: set[str]) -> None:
-    """Only the newest set and its blobs stay in the spool (what the next snapshot should hold)."""
-    for old in (spool / "sets").iterdir():
-        if old.name != keep_set:
-            shutil.rmtree(old)
-    blobs = spool / "blobs"
-    for path in list(blobs.rglob("*")):
-        if path.is_file():
-            name = path.relative_to(blobs).as_posix().removesuffix(".sha256")
-            if name not in keep_blobs:
-                path.unlink()
-
-
 @dataclass
 class ResticResult:
     made: backup.CreatedSet
@@ -205,12 +171,8 @@ def create(dest: str, *, progress: Progress = _quiet) -> ResticResult:
     started = time.monotonic()
     repo = Repository.parse(dest)
     repo.ensure()
-    spool = spool_for(repo)
-    spool.mkdir(parents=True, exist_ok=True, mode=0o700)
-    made = backup.create(spool, progress=progress, link=True)
-    manifest = json.loads((made.path / "manifest.json").read_text())
-    _trim_spool(spool, made.set_id, {name for name, _size, _digest in manifest["blobs"]})
-    summary = repo.backup_folder(spool, made.set_id, progress)
+    made = backup.spooled(repo.location, progress)
+    summary = repo.backup_folder(made.path.parent.parent, made.set_id, progress)
     forgot = bool(repo.forget())
     return ResticResult(
         made,

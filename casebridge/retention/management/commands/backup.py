@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from casebridge.retention import backup, restic
+from casebridge.retention import backup, restic, s3
 from casebridge.vault.keyexport import ExportedKeys, KeyExportError, open_sealed
 
 UNLOCK_ENV = "CASEBRIDGE_KEYS_PASSPHRASE"
@@ -108,15 +108,18 @@ class Command(BaseCommand):
         if operation == "create":
             if restic.is_restic(options["dest"]):
                 self._create_restic(options["dest"], bar)
+            elif s3.is_s3(options["dest"]):
+                self._create_s3(options["dest"], bar)
             else:
                 self._create(Path(options["dest"]), bar)
         elif operation == "list":
             try:
-                listed = (
-                    restic.set_ids(options["src"])
-                    if restic.is_restic(options["src"])
-                    else backup.sets(Path(options["src"]))
-                )
+                if restic.is_restic(options["src"]):
+                    listed = restic.set_ids(options["src"])
+                elif s3.is_s3(options["src"]):
+                    listed = s3.set_ids(options["src"])
+                else:
+                    listed = backup.sets(Path(options["src"]))
             except backup.BackupError as exc:
                 raise CommandError(str(exc)) from exc
             for set_id in listed:
@@ -173,6 +176,31 @@ class Command(BaseCommand):
             f"backup set {made.made.set_id} in {label}: snapshot {made.snapshot}, {made.made.blobs} file(s), "
             f"{made.files_new} new to restic, {made.data_added / 1e6:,.1f} MB added to the repository, "
             f"{made.seconds:.1f} s" + ("; old snapshots forgotten and pruned" if made.forgot else "")
+        )
+        if made.made.missing:
+            self.stderr.write(f"warning: {len(made.made.missing)} file(s) were missing from the blob store")
+        self.stdout.write("Keys are not in a backup: keep the file of `casebridge keys export` somewhere else.")
+
+    def _create_s3(self, dest: str, bar: _Bar) -> None:
+        from casebridge.retention.models import BackupRun, RunKind
+
+        label = dest.rstrip("/")
+        run = BackupRun.objects.create(kind=RunKind.BACKUP, destination=label, started_at=timezone.now())
+        try:
+            made = s3.create(dest, progress=bar)
+        except (backup.BackupError, OSError) as exc:
+            run.problem, run.finished_at = str(exc)[:500], timezone.now()
+            run.save(update_fields=["problem", "finished_at"])
+            raise CommandError(str(exc)) from exc
+        run.set_id, run.ok, run.files = made.made.set_id, not made.made.missing, made.made.blobs
+        run.bytes_copied, run.finished_at = made.uploaded_bytes, timezone.now()
+        if made.made.missing:
+            run.problem = f"{len(made.made.missing)} file(s) were gone from the blob store"
+        run.save()
+        locked = f"; locked until {made.locked_until:%Y-%m-%d}" if made.locked_until else "; no object lock"
+        self.stdout.write(
+            f"backup set {made.made.set_id} in {label}: {made.made.blobs} file(s), {made.uploaded} uploaded now "
+            f"({made.uploaded_bytes / 1e6:,.1f} MB){locked}"
         )
         if made.made.missing:
             self.stderr.write(f"warning: {len(made.made.missing)} file(s) were missing from the blob store")
@@ -250,7 +278,11 @@ class Command(BaseCommand):
         from casebridge.retention.models import BackupRun, RunKind
 
         started = timezone.now()
-        where = restic.Repository.parse(options["src"]).label if restic.is_restic(options["src"]) else str(src)
+        where = str(src)
+        if restic.is_restic(options["src"]):
+            where = restic.Repository.parse(options["src"]).label
+        elif s3.is_s3(options["src"]):
+            where = options["src"].rstrip("/")
         run = BackupRun.objects.create(
             kind=RunKind.RESTORE_TEST, destination=where, set_id=chosen.manifest["set"], started_at=started
         )
@@ -325,9 +357,13 @@ class Command(BaseCommand):
 @contextlib.contextmanager
 def _source(src: str, set_id: str | None, *, check: bool = False) -> Iterator[tuple[Path, str | None]]:
     """A backup folder to read from: the folder given, or a restic snapshot written out into a
-    scratch folder (`restic check` first when `check`), removed afterwards."""
+    scratch folder (`restic check` first when `check`), or a set downloaded from a bucket,
+    removed afterwards."""
     if restic.is_restic(src):
         with restic.materialized(src, set_id, check=check) as (folder, chosen):
+            yield folder, chosen
+    elif s3.is_s3(src):
+        with s3.materialized(src, set_id) as (folder, chosen):
             yield folder, chosen
     else:
         yield Path(src).resolve(), set_id
