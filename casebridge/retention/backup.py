@@ -413,6 +413,7 @@ class RestoreReport:
     affected: list[dict[str, Any]] = field(default_factory=list)  # files and cases the bad blobs belong to
     sessions_ended: int = 0
     tokens_revoked: int = 0
+    uploads_dropped: int = 0
     files_checked: int = 0
     files_failed: list[str] = field(default_factory=list)
     audit_ok: bool = False
@@ -565,6 +566,15 @@ def _end_credentials(report: RestoreReport) -> None:
     report.tokens_revoked = ApiToken.objects.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
+def _drop_unfinished_uploads(report: RestoreReport) -> None:
+    """Uploads that were half done when the backup ran: their staged bytes are not in a set (only
+    finished files are), so their rows would promise an offset nothing backs. They are removed;
+    a resuming client's HEAD gets 404 and it starts the upload again (tus)."""
+    from casebridge.vault.models import Upload
+
+    report.uploads_dropped = Upload.objects.filter(completed_at__isnull=True).delete()[0]
+
+
 def prove(report: RestoreReport, progress: Progress = _quiet) -> None:
     """Every live file decrypts (its authentication tags all check) to its recorded SHA-256; the
     audit chain and its signed checkpoints verify."""
@@ -624,6 +634,7 @@ def restore(
     keyring.forget_loaded()
     call_command("migrate", verbosity=0)  # a set from an older release gains the newer tables
     _end_credentials(report)
+    _drop_unfinished_uploads(report)
     report.affected = _affected(report.missing_blobs + report.damaged_blobs)
     prove(report, progress)
     report.seconds = time.monotonic() - started
@@ -637,6 +648,7 @@ def restore(
             "damaged": len(report.damaged_blobs),
             "sessions_ended": report.sessions_ended,
             "tokens_revoked": report.tokens_revoked,
+            "uploads_dropped": report.uploads_dropped,
             "ok": report.ok,
         },
     )
