@@ -323,6 +323,10 @@ BACKUP_EVERY_HOURS = envint("CASEBRIDGE_BACKUP_EVERY_HOURS", 24)
 BACKUP_KEYS_FILE = env("CASEBRIDGE_BACKUP_KEYS_FILE")
 BACKUP_KEYS_PASSPHRASE_FILE = env("CASEBRIDGE_BACKUP_KEYS_PASSPHRASE_FILE")
 RESTORE_TEST_EVERY_HOURS = envint("CASEBRIDGE_RESTORE_TEST_EVERY_HOURS", 7 * 24)
+# A folder destination: after each backup, sets older than this many days are removed (never the
+# newest) with the blobs no remaining set names; 0 keeps every set. See "Crypto-shredding and
+# backups" in docs/backups.md: this is how long a shredded file stays recoverable from backups.
+BACKUP_FOLDER_KEEP_DAYS = envint("CASEBRIDGE_BACKUP_KEEP_DAYS", 0)
 # restic repositories (CASEBRIDGE_BACKUP_DESTINATION=restic:<repository>): the password from a
 # 0600 file (or CASEBRIDGE_RESTIC_PASSWORD in the environment), never a command line; after each
 # backup `restic forget --prune` keeps this many daily and weekly snapshots (0 and 0: keep all).

@@ -328,6 +328,38 @@ def create(dest: Path, *, progress: Progress = _quiet, link: bool = False) -> Cr
     return result
 
 
+def prune(dest: Path, older_than_days: int) -> tuple[list[str], int]:
+    """Remove the sets of a folder destination older than the window (never the newest), then the
+    blobs no remaining set names: (sets removed, blobs removed). This is how a crypto-shredded
+    file's wrapped key, and its ciphertext, leave the backups (docs/backups.md)."""
+    from datetime import timedelta
+
+    dest = dest.resolve()
+    if not (dest / "sets").is_dir():
+        return [], 0
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    with _locked(dest):
+        available = sets(dest)
+        old = [
+            s
+            for s in available[:-1]
+            if datetime.strptime(s.split("-", 1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC) < cutoff
+        ]
+        for set_id in old:
+            shutil.rmtree(dest / "sets" / set_id)
+        keep: set[str] = set()
+        for set_id in sets(dest):
+            manifest = json.loads((dest / "sets" / set_id / "manifest.json").read_text())
+            keep.update(name for name, _size, _digest in manifest["blobs"])
+        removed = 0
+        blobs = dest / "blobs"
+        for path in list(blobs.rglob("*")) if old else []:
+            if path.is_file() and path.relative_to(blobs).as_posix().removesuffix(".sha256") not in keep:
+                removed += not path.name.endswith(".sha256")
+                path.unlink()
+    return old, removed
+
+
 def spooled(destination: str, progress: Progress = _quiet) -> CreatedSet:
     """A new set in the spool of a remote destination (restic, S3), under CASEBRIDGE_HOME: blobs
     hard-linked from a blob store on the same disk (copied otherwise), so a run hashes only new

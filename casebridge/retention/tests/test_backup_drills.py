@@ -391,3 +391,30 @@ def test_a_backup_taken_while_an_upload_is_half_done_restores_consistently(fresh
     files = site.query("SELECT count(*) FROM vault_objectversion WHERE wrapped_dek IS NOT NULL")[0][0]
     assert report["ok"] and report["files_checked"] == files and report["uploads_dropped"] == 1
     assert target.query("SELECT count(*) FROM vault_upload WHERE completed_at IS NULL") == [(0,)]
+
+
+def test_pruning_a_backup_folder_removes_a_shredded_files_key_and_ciphertext_from_it(
+    fresh: Installation, tmp_path: Path
+) -> None:
+    site = fresh
+    backup = tmp_path / "backup"
+    site.run("backup", "create", str(backup))
+    victim, blob = site.query(
+        "SELECT stored_object_id, blob_name FROM vault_objectversion WHERE wrapped_dek IS NOT NULL LIMIT 1"
+    )[0]
+    site.run("shell", "-c", SHRED_ONE.format(pk=victim))
+    site.run("backup", "create", str(backup))
+    older = site.run("backup", "list", str(backup)).stdout.split()[0]
+    assert (backup / "blobs" / blob).exists()  # inside the window the earlier set can still bring it back
+
+    pruned = site.run("backup", "prune", str(backup), "--older-than-days", "0").stdout
+
+    assert "removed 1 set(s)" in pruned and "1 unused file(s)" in pruned
+    assert older not in site.run("backup", "list", str(backup)).stdout
+    assert not (backup / "blobs" / blob).exists() and not (backup / "blobs" / f"{blob}.sha256").exists()
+    newest = next((backup / "sets").iterdir())
+    with sqlite3.connect(newest / "database.sqlite3") as conn:
+        assert list(conn.execute("SELECT wrapped_dek FROM vault_objectversion WHERE blob_name = ?", (blob,))) == [
+            (None,)
+        ]
+    assert ("backup.pruned",) in site.query("SELECT action FROM audit_event WHERE action = 'backup.pruned'")

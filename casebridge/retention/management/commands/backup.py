@@ -86,6 +86,11 @@ class Command(BaseCommand):
         create.add_argument(
             "dest", help="a folder, ideally on another disk or machine, or restic:<repository> (docs/backups.md)"
         )
+        prune = sub.add_parser(
+            "prune", help="remove the sets of a backup folder older than N days (never the newest) and unused blobs"
+        )
+        prune.add_argument("dest")
+        prune.add_argument("--older-than-days", type=int, required=True)
         listing = sub.add_parser("list", help="the backup sets in SRC")
         listing.add_argument("src")
         for name, text in (
@@ -112,6 +117,8 @@ class Command(BaseCommand):
                 self._create_s3(options["dest"], bar)
             else:
                 self._create(Path(options["dest"]), bar)
+        elif operation == "prune":
+            self._prune(Path(options["dest"]), options["older_than_days"])
         elif operation == "list":
             try:
                 if restic.is_restic(options["src"]):
@@ -152,6 +159,22 @@ class Command(BaseCommand):
         if made.missing:
             self.stderr.write(f"warning: {len(made.missing)} file(s) were missing from the blob store")
         self.stdout.write("Keys are not in a backup: keep the file of `casebridge keys export` somewhere else.")
+        if settings.BACKUP_FOLDER_KEEP_DAYS > 0:
+            self._prune(dest, settings.BACKUP_FOLDER_KEEP_DAYS)
+
+    def _prune(self, dest: Path, days: int) -> None:
+        from casebridge.audit.api import record
+        from casebridge.retention.backup import _operator
+
+        if days < 0:
+            raise CommandError("--older-than-days must be 0 or more")
+        try:
+            removed, blobs = backup.prune(dest, days)
+        except backup.BackupError as exc:
+            raise CommandError(str(exc)) from exc
+        if removed:
+            record("backup.pruned", actor=_operator("backup prune"), details={"sets": removed, "blobs": blobs})
+        self.stdout.write(f"removed {len(removed)} set(s) older than {days} day(s) and {blobs} unused file(s)")
 
     def _create_restic(self, dest: str, bar: _Bar) -> None:
         from casebridge.retention.models import BackupRun, RunKind
