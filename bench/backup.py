@@ -13,6 +13,11 @@ restore   ours: `casebridge backup restore` into an empty home, which also decry
           against its SHA-256 and verifies the audit chain (the RTO it reports). Peer:
           `age -d | tar -x` into an empty folder, which proves nothing about the content.
 
+restic    the same three steps with `casebridge backup create|restore restic:REPO` (restic 0.14,
+          Debian): the same set hard-linked into a spool and snapshotted by restic (encrypted,
+          deduplicated, compressed where it can), restored from a `restic restore` of the snapshot.
+          Printed beside the native folder copier, with ratios restic / folder.
+
 Ratios are peer time / our time (higher is better for us). Medians over --rounds.
 Usage: python bench/backup.py [--gib 5] [--files 100] [--rounds 1]
 """
@@ -105,34 +110,48 @@ def main() -> int:
     )
 
     ours_b, peer_b, ours_r, peer_r, ours_i, peer_i = (Series(n, []) for n in ("ob", "pb", "or", "pr", "oi", "pi"))
+    restic_b, restic_i, restic_r = (Series(n, []) for n in ("rb", "ri", "rr"))
+    renv = {**env, "CASEBRIDGE_RESTIC_PASSWORD_FILE": str(passfile)}  # restic's own password: a file
     for r in range(args.rounds):
         dest, archive = root / f"dest{r}", root / f"copy{r}.tar.age"
+        skip = "--exclude=./backup-spool --exclude=./restic-cache"  # restic's spool and cache are not the data
+        tar_age = f"tar -cf - -C {home} {skip} . | {age} -r {recipient} > {archive} && sync -f {archive}"
         subprocess.run(["sync"], check=True)
-        peer_b.values.append(timed(f"tar -cf - -C {home} . | {age} -r {recipient} > {archive} && sync -f {archive}"))
+        peer_b.values.append(timed(tar_age))
         subprocess.run(["sync"], check=True)
         ours_b.values.append(timed(casebridge(home, "backup", "create", str(dest)), env))
+        repo = f"restic:{root / f'restic{r}'}"
+        subprocess.run(["sync"], check=True)
+        restic_b.values.append(timed(casebridge(home, "backup", "create", repo), renv))
         # 1% new files, then both again
         fill(home, max(1, args.files // 100), size)
         subprocess.run(["sync"], check=True)
-        peer_i.values.append(timed(f"tar -cf - -C {home} . | {age} -r {recipient} > {archive} && sync -f {archive}"))
+        peer_i.values.append(timed(tar_age))
         ours_i.values.append(timed(casebridge(home, "backup", "create", str(dest)), env))
+        restic_i.values.append(timed(casebridge(home, "backup", "create", repo), renv))
         # restore into empty places
         target, unpacked = root / f"restored{r}", root / f"unpacked{r}"
         unpacked.mkdir()
         peer_r.values.append(timed(f"{age} -d -i {identity} {archive} | tar -xf - -C {unpacked}"))
         restore = ["backup", "restore", str(dest), "--keys", str(keys), "--passphrase-file", str(passfile)]
         ours_r.values.append(timed(casebridge(target, *restore), env_for(target)))
-        for path in (dest, archive, target, unpacked):
+        rtarget = root / f"restic-restored{r}"
+        restore[2] = repo
+        restic_r.values.append(
+            timed(casebridge(rtarget, *restore), {**env_for(rtarget), "CASEBRIDGE_RESTIC_PASSWORD_FILE": str(passfile)})
+        )
+        for path in (dest, archive, target, unpacked, rtarget, root / f"restic{r}", home / "backup-spool"):
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
     gib = total / GiB
-    print(f"\n   {'':28} {'ours':>9} {'tar | age':>10}   (seconds, median)")
-    for label, ours, peer in (
-        ("backup", ours_b, peer_b),
-        ("after +1% files", ours_i, peer_i),
-        ("restore", ours_r, peer_r),
+    print(f"\n   {'':28} {'ours':>9} {'tar | age':>10} {'restic':>9} {'restic/ours':>12}   (seconds, median)")
+    for label, ours, peer, rest in (
+        ("backup", ours_b, peer_b, restic_b),
+        ("after +1% files", ours_i, peer_i, restic_i),
+        ("restore", ours_r, peer_r, restic_r),
     ):
-        print(f"   {label:<28} {ours.median:9.1f} {peer.median:10.1f}")
+        ratio = rest.median / ours.median
+        print(f"   {label:<28} {ours.median:9.1f} {peer.median:10.1f} {rest.median:9.1f} {ratio:12.2f}")
     print(f"   backup throughput: ours {gib / ours_b.median:.2f} GiB/s, tar | age {gib / peer_b.median:.2f} GiB/s")
     ratio = peer_b.median / ours_b.median
     print(f"RESULT backup create ratio {ratio:.2f} of tar | age's time (target >= 1.00) {verdict(ratio, 1.0)}")

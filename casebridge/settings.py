@@ -327,6 +327,27 @@ BACKUP_EVERY_HOURS = envint("CASEBRIDGE_BACKUP_EVERY_HOURS", 24)
 BACKUP_KEYS_FILE = env("CASEBRIDGE_BACKUP_KEYS_FILE")
 BACKUP_KEYS_PASSPHRASE_FILE = env("CASEBRIDGE_BACKUP_KEYS_PASSPHRASE_FILE")
 RESTORE_TEST_EVERY_HOURS = envint("CASEBRIDGE_RESTORE_TEST_EVERY_HOURS", 7 * 24)
+# A folder destination: after each backup, sets older than this many days are removed (never the
+# newest) with the blobs no remaining set names; 0 keeps every set. See "Crypto-shredding and
+# backups" in docs/backups.md: this is how long a shredded file stays recoverable from backups.
+BACKUP_FOLDER_KEEP_DAYS = envint("CASEBRIDGE_BACKUP_KEEP_DAYS", 0)
+# restic repositories (CASEBRIDGE_BACKUP_DESTINATION=restic:<repository>): the password from a
+# 0600 file (or CASEBRIDGE_RESTIC_PASSWORD in the environment), never a command line; after each
+# backup `restic forget --prune` keeps this many daily and weekly snapshots (0 and 0: keep all).
+BACKUP_RESTIC_PASSWORD_FILE = env("CASEBRIDGE_RESTIC_PASSWORD_FILE")
+BACKUP_RESTIC_KEEP_DAILY = envint("CASEBRIDGE_RESTIC_KEEP_DAILY", 7)
+BACKUP_RESTIC_KEEP_WEEKLY = envint("CASEBRIDGE_RESTIC_KEEP_WEEKLY", 5)
+# How much of the repository's data a restore test's `restic check` reads back ("100%", "10%",
+# "1/5"; empty: the structure only). The restore that follows reads the chosen snapshot anyway.
+BACKUP_RESTIC_CHECK_READ_DATA = env("CASEBRIDGE_RESTIC_CHECK_READ_DATA", "100%")
+# S3-compatible buckets (CASEBRIDGE_BACKUP_DESTINATION=s3://bucket/prefix): the endpoint (empty:
+# AWS) and region here, credentials from boto3's usual places (AWS_ACCESS_KEY_ID/..., a profile,
+# an instance role). In a bucket with object lock enabled, every object is locked for
+# BACKUP_S3_LOCK_DAYS in BACKUP_S3_LOCK_MODE (COMPLIANCE or GOVERNANCE; 0 days: no lock).
+BACKUP_S3_ENDPOINT = env("CASEBRIDGE_BACKUP_S3_ENDPOINT")
+BACKUP_S3_REGION = env("CASEBRIDGE_BACKUP_S3_REGION")
+BACKUP_S3_LOCK_MODE = env("CASEBRIDGE_BACKUP_S3_LOCK_MODE", "COMPLIANCE")
+BACKUP_S3_LOCK_DAYS = envint("CASEBRIDGE_BACKUP_S3_LOCK_DAYS", 35)
 ADMINS = [(name, address) for name, address in getaddresses([env("CASEBRIDGE_ADMINS")]) if address]
 
 LANGUAGE_CODE = "en-us"

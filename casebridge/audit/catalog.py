@@ -128,6 +128,7 @@ register("keys.exported", "Installation keys exported to a passphrase-protected 
 # --- Backups ------------------------------------------------------------------------------
 register("backup.created", "Backup set written")
 register("backup.restored", "Installation restored from a backup set", sensitive=True)
+register("backup.pruned", "Backup sets older than the retention window removed", sensitive=True)
 register("backup.verified", "Restore test of a backup set passed")
 register("backup.verify_failed", "Restore test of a backup set failed", sensitive=True)
 

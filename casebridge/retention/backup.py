@@ -33,6 +33,7 @@ import secrets
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -107,6 +108,31 @@ def _locked(dest: Path) -> Iterator[None]:
         yield
 
 
+def run_tool(
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run an existing tool (pg_dump, pg_restore, restic) found by shutil.which, without a shell;
+    secrets go in `env`, never in `argv`. Each line of its output goes to `on_line` as it comes
+    (restic's --json progress); the whole output and errors are returned as well."""
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(  # noqa: S603 - a tool from shutil.which; arguments from our settings
+            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, text=True
+        )
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if on_line is not None:
+                on_line(line)
+        code = proc.wait()
+        errors.seek(0)
+        return subprocess.CompletedProcess(argv, code, "".join(lines), errors.read())
+
+
 def _database() -> dict[str, Any]:
     return dict(settings.DATABASES["default"])
 
@@ -160,20 +186,40 @@ def _snapshot_postgresql(target: Path) -> _Snapshot:
         blobs = [(str(n), int(s)) for n, s in conn.execute(_LIVE_BLOBS)]
         row = conn.execute(_EVENTS).fetchone()
         assert row is not None
-        done = subprocess.run(  # noqa: S603 - PostgreSQL's own tool; arguments from our settings
-            [pg_dump, "-Fc", f"--snapshot={snapshot[0]}", "-f", str(target), "--dbname", _pg_url()],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        done = run_tool([pg_dump, "-Fc", f"--snapshot={snapshot[0]}", "-f", str(target), "--dbname", _pg_url()])
         conn.execute("COMMIT")
     if done.returncode != 0:
         raise BackupError(f"pg_dump failed: {done.stderr.strip()[:500]}")
     return _Snapshot("postgresql", target.name, blobs, int(row[0]), _iso_utc(row[1]))
 
 
-def _copy_blob(name: str, size: int, dest_blobs: Path) -> tuple[str, bool]:
-    """(SHA-256 of the ciphertext, whether it was copied now)."""
+def _link_blob(store: Any, name: str, size: int, final: Path) -> str | None:
+    """Hard-link the stored ciphertext into a spool on the same disk (no copy: blobs are never
+    changed under their name) and hash it; None when the store cannot (another disk, S3)."""
+    from casebridge.kernel.backends import BlobNotFound
+    from casebridge.kernel.backends.filesystem import FileSystemStore
+
+    if not isinstance(store, FileSystemStore):
+        return None
+    source = store.path_for(name)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.part")
+    try:
+        os.link(source, tmp)
+    except FileNotFoundError:
+        raise BlobNotFound(name) from None
+    except OSError:
+        return None  # another file system: copy instead
+    if tmp.stat().st_size != size:
+        tmp.unlink()
+        return None
+    digest = _sha256_file(tmp)
+    os.replace(tmp, final)
+    return digest
+
+
+def _copy_blob(name: str, size: int, dest_blobs: Path, *, link: bool = False) -> tuple[str, bool]:
+    """(SHA-256 of the ciphertext, whether it was copied now). With `link`, a blob store on the
+    same disk is hard-linked rather than copied (the spool a restic repository is fed from)."""
     from casebridge.vault.config import blob_store
 
     final = dest_blobs / name
@@ -181,9 +227,12 @@ def _copy_blob(name: str, size: int, dest_blobs: Path) -> tuple[str, bool]:
     if final.exists() and final.stat().st_size == size and sidecar.exists():
         return sidecar.read_text().strip(), False  # blobs never change under a name
     final.parent.mkdir(parents=True, exist_ok=True)
+    store = blob_store()
+    if link and (linked := _link_blob(store, name, size, final)) is not None:
+        sidecar.write_text(linked)
+        return linked, True
     tmp = final.with_name(f".{final.name}.{os.getpid()}.part")
     digest = hashlib.sha256()
-    store = blob_store()
     with tmp.open("wb") as out:
         for start in range(0, size, COPY_CHUNK):
             piece = store.read_range(name, start, min(size, start + COPY_CHUNK))
@@ -196,8 +245,9 @@ def _copy_blob(name: str, size: int, dest_blobs: Path) -> tuple[str, bool]:
     return digest.hexdigest(), True
 
 
-def create(dest: Path, *, progress: Progress = _quiet) -> CreatedSet:
-    """Write a new backup set into `dest` (created if missing) while the portal runs."""
+def create(dest: Path, *, progress: Progress = _quiet, link: bool = False) -> CreatedSet:
+    """Write a new backup set into `dest` (created if missing) while the portal runs (`link`:
+    hard-link blobs from a blob store on the same disk; for a spool, not a backup)."""
     from casebridge.audit.api import record
     from casebridge.kernel.backends import BlobNotFound
     from casebridge.vault.keyring import get_keyring
@@ -226,7 +276,7 @@ def create(dest: Path, *, progress: Progress = _quiet) -> CreatedSet:
         entries, missing = [], []
         for name, size in snap.blobs:
             try:
-                digest, fresh = _copy_blob(name, size, dest / "blobs")
+                digest, fresh = _copy_blob(name, size, dest / "blobs", link=link)
             except BlobNotFound:
                 missing.append(name)  # shredded since the snapshot, or lost: the restore names its file
                 continue
@@ -276,6 +326,56 @@ def create(dest: Path, *, progress: Progress = _quiet) -> CreatedSet:
         },
     )
     return result
+
+
+def prune(dest: Path, older_than_days: int) -> tuple[list[str], int]:
+    """Remove the sets of a folder destination older than the window (never the newest), then the
+    blobs no remaining set names: (sets removed, blobs removed). This is how a crypto-shredded
+    file's wrapped key, and its ciphertext, leave the backups (docs/backups.md)."""
+    from datetime import timedelta
+
+    dest = dest.resolve()
+    if not (dest / "sets").is_dir():
+        return [], 0
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    with _locked(dest):
+        available = sets(dest)
+        old = [
+            s
+            for s in available[:-1]
+            if datetime.strptime(s.split("-", 1)[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC) < cutoff
+        ]
+        for set_id in old:
+            shutil.rmtree(dest / "sets" / set_id)
+        keep: set[str] = set()
+        for set_id in sets(dest):
+            manifest = json.loads((dest / "sets" / set_id / "manifest.json").read_text())
+            keep.update(name for name, _size, _digest in manifest["blobs"])
+        removed = 0
+        blobs = dest / "blobs"
+        for path in list(blobs.rglob("*")) if old else []:
+            if path.is_file() and path.relative_to(blobs).as_posix().removesuffix(".sha256") not in keep:
+                removed += not path.name.endswith(".sha256")
+                path.unlink()
+    return old, removed
+
+
+def spooled(destination: str, progress: Progress = _quiet) -> CreatedSet:
+    """A new set in the spool of a remote destination (restic, S3), under CASEBRIDGE_HOME: blobs
+    hard-linked from a blob store on the same disk (copied otherwise), so a run hashes only new
+    blobs; afterwards the spool holds this set and its blobs only, which is what gets shipped."""
+    spool = Path(settings.HOME) / "backup-spool" / hashlib.sha256(destination.encode()).hexdigest()[:16]
+    spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+    made = create(spool, progress=progress, link=True)
+    keep = {name for name, _size, _digest in json.loads((made.path / "manifest.json").read_text())["blobs"]}
+    for old in (spool / "sets").iterdir():
+        if old.name != made.set_id:
+            shutil.rmtree(old)
+    blobs = spool / "blobs"
+    for path in list(blobs.rglob("*")):
+        if path.is_file() and path.relative_to(blobs).as_posix().removesuffix(".sha256") not in keep:
+            path.unlink()
+    return made
 
 
 def _operator(command: str) -> Any:
@@ -345,6 +445,7 @@ class RestoreReport:
     affected: list[dict[str, Any]] = field(default_factory=list)  # files and cases the bad blobs belong to
     sessions_ended: int = 0
     tokens_revoked: int = 0
+    uploads_dropped: int = 0
     files_checked: int = 0
     files_failed: list[str] = field(default_factory=list)
     audit_ok: bool = False
@@ -421,11 +522,8 @@ def _install_database(chosen: SetOnDisk) -> None:
     pg_restore = shutil.which("pg_restore")
     if pg_restore is None:
         raise BackupError("pg_restore is not installed (Debian: apt-get install postgresql-client)")
-    done = subprocess.run(  # noqa: S603 - PostgreSQL's own tool; arguments from our settings
-        [pg_restore, "--no-owner", "--exit-on-error", "--clean", "--if-exists", "--dbname", _pg_url(), str(source)],
-        capture_output=True,
-        text=True,
-        check=False,
+    done = run_tool(
+        [pg_restore, "--no-owner", "--exit-on-error", "--clean", "--if-exists", "--dbname", _pg_url(), str(source)]
     )
     if done.returncode != 0:
         raise BackupError(f"pg_restore failed: {done.stderr.strip()[:500]}")
@@ -500,6 +598,15 @@ def _end_credentials(report: RestoreReport) -> None:
     report.tokens_revoked = ApiToken.objects.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
+def _drop_unfinished_uploads(report: RestoreReport) -> None:
+    """Uploads that were half done when the backup ran: their staged bytes are not in a set (only
+    finished files are), so their rows would promise an offset nothing backs. They are removed;
+    a resuming client's HEAD gets 404 and it starts the upload again (tus)."""
+    from casebridge.vault.models import Upload
+
+    report.uploads_dropped = Upload.objects.filter(completed_at__isnull=True).delete()[0]
+
+
 def prove(report: RestoreReport, progress: Progress = _quiet) -> None:
     """Every live file decrypts (its authentication tags all check) to its recorded SHA-256; the
     audit chain and its signed checkpoints verify."""
@@ -559,6 +666,7 @@ def restore(
     keyring.forget_loaded()
     call_command("migrate", verbosity=0)  # a set from an older release gains the newer tables
     _end_credentials(report)
+    _drop_unfinished_uploads(report)
     report.affected = _affected(report.missing_blobs + report.damaged_blobs)
     prove(report, progress)
     report.seconds = time.monotonic() - started
@@ -572,6 +680,7 @@ def restore(
             "damaged": len(report.damaged_blobs),
             "sessions_ended": report.sessions_ended,
             "tokens_revoked": report.tokens_revoked,
+            "uploads_dropped": report.uploads_dropped,
             "ok": report.ok,
         },
     )

@@ -3,7 +3,7 @@ policies, legal holds, the next run's preview, postponement and destruction cert
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -37,7 +37,17 @@ def backups(request: HttpRequest) -> HttpResponse:
     runs = BackupRun.objects.order_by("-started_at")
     last_backup = runs.filter(kind=RunKind.BACKUP, ok=True).first()
     last_test = runs.filter(kind=RunKind.RESTORE_TEST, ok=True).first()
-    copies = 1 + (1 if settings.BACKUP_DESTINATION or last_backup else 0)
+    # 3-2-1: the live data plus each destination a backup reached in the last week; off-site is a
+    # bucket or a restic repository on another host (sftp:, rest:, s3:, ...), not a local path.
+    recent_places = set(
+        runs.filter(kind=RunKind.BACKUP, ok=True, started_at__gte=timezone.now() - timedelta(days=8)).values_list(
+            "destination", flat=True
+        )
+    )
+    if settings.BACKUP_DESTINATION and not recent_places:
+        recent_places.add(settings.BACKUP_DESTINATION)
+    copies = 1 + len(recent_places)
+    offsite = any(_off_site(place) for place in recent_places)
     return render(
         request,
         "retention/backups.html",
@@ -52,8 +62,16 @@ def backups(request: HttpRequest) -> HttpResponse:
             "tests_scheduled": bool(settings.BACKUP_DESTINATION) and restore_tests_configured(),
             "test_every_days": settings.RESTORE_TEST_EVERY_HOURS // 24,
             "copies": copies,
+            "offsite": offsite,
         },
     )
+
+
+def _off_site(destination: str) -> bool:
+    if destination.startswith("s3://"):
+        return True
+    location = destination.removeprefix("restic:")
+    return destination.startswith("restic:") and ":" in location.split("/", 1)[0]
 
 
 # --- retention ----------------------------------------------------------------------------

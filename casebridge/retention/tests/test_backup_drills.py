@@ -255,3 +255,166 @@ def test_a_postgresql_installation_restores_into_a_fresh_database(tmp_path: Path
         with psycopg.connect(url, autocommit=True) as conn:
             for name in names:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- drills on an installation of their own (they change keys and destroy files) -------------
+HALF_ROTATED = """
+from casebridge.vault.config import key_provider
+from casebridge.vault.keys.hierarchy import rewrap_org_key
+from casebridge.vault.keys import WrappedKey
+from casebridge.vault.models import OrgKey
+provider = key_provider()
+provider.rotate()
+row = OrgKey.objects.filter(destroyed_at__isnull=True).order_by("pk").first()
+wrapped = rewrap_org_key(provider, WrappedKey.from_json(row.wrapped), row.organization_id, row.version)
+OrgKey.objects.filter(pk=row.pk).update(wrapped=wrapped.to_json(), kek_version=wrapped.version)
+print(OrgKey.objects.values("kek_version").distinct().count())
+"""
+
+SHRED_ONE = """
+from casebridge.vault import api as vault
+from casebridge.vault.models import StoredObject
+victim = StoredObject.objects.get(pk="{pk}")
+vault.destroy_object(victim, actor=None, reason="retention drill")
+"""
+
+
+HALF_AN_UPLOAD = """
+import os, struct
+from casebridge.accounts.models import User
+from casebridge.orgs.models import Organization
+from casebridge.vault import uploads
+org = Organization.objects.filter(kind="practice").order_by("pk").first()
+user = User.objects.filter(memberships__organization=org).order_by("pk").first()
+triangles = 40000
+content = b"half upload".ljust(80, b" ") + struct.pack("<I", triangles) + os.urandom(50 * triangles)
+upload = uploads.create_upload(organization=org, actor=user, length=len(content))
+half, sent = content[: len(content) // 2], 0
+def body(view):
+    global sent
+    piece = half[sent : sent + len(view)]
+    view[: len(piece)] = piece
+    sent += len(piece)
+    return len(piece)
+def never(_):
+    raise AssertionError("half an upload never finishes")
+uploads.append(upload, actor=user, client_offset=0, body=body, content_length=len(half), add_version=never)
+upload.refresh_from_db()
+print(upload.pk.hex, upload.offset)
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Installation:
+    root = tmp_path_factory.mktemp("fresh")
+    (root / "pass").write_text(PASSPHRASE)
+    (root / "restic-pass").write_text("restic password for the drills")
+    site = _installation(root / "home", CASEBRIDGE_RESTIC_PASSWORD_FILE=str(root / "restic-pass"))
+    site.run("migrate", "--verbosity", "0")
+    site.run("demo")
+    return site
+
+
+def test_a_backup_taken_in_the_middle_of_a_key_rotation_restores_with_every_file(
+    fresh: Installation, tmp_path: Path
+) -> None:
+    site = fresh
+    # The rotation is interrupted after one organization key: keys under two KEK versions.
+    assert site.run("shell", "-c", HALF_ROTATED).stdout.strip().splitlines()[-1] == "2"
+    site.run("backup", "create", str(tmp_path / "backup"))
+    site.run("keys", "rotate")  # resumes and finishes after the backup
+    passphrase = site.home.parent / "pass"
+    site.run("keys", "export", str(tmp_path / "keys.json"), "--passphrase-file", str(passphrase))
+    target = _installation(tmp_path / "new-home")
+
+    done = _restore(target, tmp_path / "backup", tmp_path / "keys.json", passphrase, "--json")
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    files = site.query("SELECT count(*) FROM vault_objectversion WHERE wrapped_dek IS NOT NULL")[0][0]
+    assert report["ok"] and report["files_checked"] == files > 10 and not report["files_failed"]
+
+
+@pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed (.ci/run installs it)")
+def test_a_shredded_file_is_gone_from_every_backup_once_the_backup_retention_window_has_passed(
+    fresh: Installation, tmp_path: Path
+) -> None:
+    """Wrapped keys expire from backup sets by the sets' own expiry: `restic forget --prune` with
+    the retention settings drops every snapshot older than the window (here: all but today's
+    newest), so no set that still holds the shredded file's wrapped key survives it."""
+    site = fresh
+    repo = f"restic:{tmp_path / 'repo'}"
+    keep_all = Installation(site.home, {**site.env, "CASEBRIDGE_RESTIC_KEEP_DAILY": "0"})
+    keep_all.env["CASEBRIDGE_RESTIC_KEEP_WEEKLY"] = "0"
+    before = keep_all.run("backup", "create", repo).stdout.split()[2]
+    victim, blob = site.query(
+        "SELECT stored_object_id, blob_name FROM vault_objectversion WHERE wrapped_dek IS NOT NULL LIMIT 1"
+    )[0]
+    site.run("shell", "-c", SHRED_ONE.format(pk=victim))
+    # Inside the window the earlier set still holds the file's wrapped key: it stays recoverable.
+    keep_all.run("backup", "create", repo)
+    assert before in site.run("backup", "list", repo).stdout
+
+    after = site.run("backup", "create", repo).stdout  # the window (default 7 daily, 5 weekly) applies
+
+    assert "forgotten and pruned" in after
+    listed = site.run("backup", "list", repo).stdout.split()
+    assert before not in listed and len(listed) == 1
+    passphrase = site.home.parent / "pass"
+    site.run("keys", "export", str(tmp_path / "keys.json"), "--passphrase-file", str(passphrase))
+    target = _installation(
+        tmp_path / "new-home", CASEBRIDGE_RESTIC_PASSWORD_FILE=site.env["CASEBRIDGE_RESTIC_PASSWORD_FILE"]
+    )
+    done = _restore(target, Path(repo), tmp_path / "keys.json", passphrase, "--json")
+    assert done.returncode == 0, done.stderr
+    assert target.query(f"SELECT wrapped_dek FROM vault_objectversion WHERE blob_name = '{blob}'") == [(None,)]
+    assert not (target.home / "blobs").exists() or not any(
+        blob.split("/")[-1] in p.name for p in (target.home / "blobs").rglob("*")
+    )
+
+
+def test_a_backup_taken_while_an_upload_is_half_done_restores_consistently(fresh: Installation, tmp_path: Path) -> None:
+    """Only finished files are in a set: the half-done upload's row does not come back promising
+    bytes nothing backs (its client's HEAD gets 404 and it starts again); every file is there."""
+    site = fresh
+    upload_id, offset = site.run("shell", "-c", HALF_AN_UPLOAD).stdout.split()[-2:]
+    assert int(offset) > 0 and site.query(f"SELECT count(*) FROM vault_upload WHERE id = '{upload_id}'") == [(1,)]
+    site.run("backup", "create", str(tmp_path / "backup"))
+    passphrase = site.home.parent / "pass"
+    site.run("keys", "export", str(tmp_path / "keys.json"), "--passphrase-file", str(passphrase))
+    target = _installation(tmp_path / "new-home")
+
+    done = _restore(target, tmp_path / "backup", tmp_path / "keys.json", passphrase, "--json")
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    files = site.query("SELECT count(*) FROM vault_objectversion WHERE wrapped_dek IS NOT NULL")[0][0]
+    assert report["ok"] and report["files_checked"] == files and report["uploads_dropped"] == 1
+    assert target.query("SELECT count(*) FROM vault_upload WHERE completed_at IS NULL") == [(0,)]
+
+
+def test_pruning_a_backup_folder_removes_a_shredded_files_key_and_ciphertext_from_it(
+    fresh: Installation, tmp_path: Path
+) -> None:
+    site = fresh
+    backup = tmp_path / "backup"
+    site.run("backup", "create", str(backup))
+    victim, blob = site.query(
+        "SELECT stored_object_id, blob_name FROM vault_objectversion WHERE wrapped_dek IS NOT NULL LIMIT 1"
+    )[0]
+    site.run("shell", "-c", SHRED_ONE.format(pk=victim))
+    site.run("backup", "create", str(backup))
+    older = site.run("backup", "list", str(backup)).stdout.split()[0]
+    assert (backup / "blobs" / blob).exists()  # inside the window the earlier set can still bring it back
+
+    pruned = site.run("backup", "prune", str(backup), "--older-than-days", "0").stdout
+
+    assert "removed 1 set(s)" in pruned and "1 unused file(s)" in pruned
+    assert older not in site.run("backup", "list", str(backup)).stdout
+    assert not (backup / "blobs" / blob).exists() and not (backup / "blobs" / f"{blob}.sha256").exists()
+    newest = next((backup / "sets").iterdir())
+    with sqlite3.connect(newest / "database.sqlite3") as conn:
+        assert list(conn.execute("SELECT wrapped_dek FROM vault_objectversion WHERE blob_name = ?", (blob,))) == [
+            (None,)
+        ]
+    assert ("backup.pruned",) in site.query("SELECT action FROM audit_event WHERE action = 'backup.pruned'")

@@ -61,6 +61,23 @@ def test_owners_and_compliance_officers_see_the_last_backup_restore_test_and_fai
     assert "1 file(s) missing from the backup" in html and ">Backups</a>" in html
 
 
+def test_the_3_2_1_status_counts_the_destinations_reached_this_week_and_an_off_site_one(personas: Personas) -> None:
+    _runs()  # a folder: two copies, none off-site
+    url = reverse("backups", args=[personas.practice.slug])
+    client = signed_in_client(personas.members["owner"])
+    assert "2 of 3 copies" in client.get(url).content.decode()
+    assert "none off-site" in client.get(url).content.decode()
+    now = timezone.now()
+    for place, ago in (("restic:sftp:backup@offsite:/srv/cb", 2), ("restic:/mnt/usb", 30 * 24)):
+        BackupRun.objects.create(
+            kind=RunKind.BACKUP, destination=place, started_at=now - timedelta(hours=ago), finished_at=now, ok=True
+        )
+
+    html = client.get(url).content.decode()
+
+    assert "3 of 3 copies" in html and "one of them off-site" in html and "met." in html
+
+
 @pytest.mark.parametrize("role", ["clinician", "staff"])
 def test_other_members_get_no_backup_page_nor_its_link(personas: Personas, role: str) -> None:
     client = signed_in_client(personas.members[role])

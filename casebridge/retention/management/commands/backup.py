@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from casebridge.retention import backup
+from casebridge.retention import backup, restic, s3
 from casebridge.vault.keyexport import ExportedKeys, KeyExportError, open_sealed
 
 UNLOCK_ENV = "CASEBRIDGE_KEYS_PASSPHRASE"
@@ -81,7 +83,14 @@ class Command(BaseCommand):
             "create",
             help="write a backup set into DEST while the portal runs (only files not already there are copied)",
         )
-        create.add_argument("dest", help="a folder, ideally on another disk or machine")
+        create.add_argument(
+            "dest", help="a folder, ideally on another disk or machine, or restic:<repository> (docs/backups.md)"
+        )
+        prune = sub.add_parser(
+            "prune", help="remove the sets of a backup folder older than N days (never the newest) and unused blobs"
+        )
+        prune.add_argument("dest")
+        prune.add_argument("--older-than-days", type=int, required=True)
         listing = sub.add_parser("list", help="the backup sets in SRC")
         listing.add_argument("src")
         for name, text in (
@@ -89,7 +98,7 @@ class Command(BaseCommand):
             ("verify", "restore a set into a scratch place, prove it, record the result and its RTO/RPO"),
         ):
             p = sub.add_parser(name, help=text)
-            p.add_argument("src", help="the backup folder")
+            p.add_argument("src", help="the backup folder, or restic:<repository>")
             p.add_argument("--keys", required=True, help="the file `casebridge keys export` wrote")
             p.add_argument("--passphrase-file", help=f"file holding the key export's passphrase (or {UNLOCK_ENV})")
             p.add_argument("--set", dest="set_id", help="which set (default: the newest)")
@@ -102,9 +111,25 @@ class Command(BaseCommand):
         operation = options["operation"]
         bar = _Bar(sys.stderr.isatty())
         if operation == "create":
-            self._create(Path(options["dest"]), bar)
+            if restic.is_restic(options["dest"]):
+                self._create_restic(options["dest"], bar)
+            elif s3.is_s3(options["dest"]):
+                self._create_s3(options["dest"], bar)
+            else:
+                self._create(Path(options["dest"]), bar)
+        elif operation == "prune":
+            self._prune(Path(options["dest"]), options["older_than_days"])
         elif operation == "list":
-            for set_id in backup.sets(Path(options["src"])):
+            try:
+                if restic.is_restic(options["src"]):
+                    listed = restic.set_ids(options["src"])
+                elif s3.is_s3(options["src"]):
+                    listed = s3.set_ids(options["src"])
+                else:
+                    listed = backup.sets(Path(options["src"]))
+            except backup.BackupError as exc:
+                raise CommandError(str(exc)) from exc
+            for set_id in listed:
                 self.stdout.write(set_id)
         elif operation == "restore":
             self._restore(options, bar)
@@ -134,13 +159,81 @@ class Command(BaseCommand):
         if made.missing:
             self.stderr.write(f"warning: {len(made.missing)} file(s) were missing from the blob store")
         self.stdout.write("Keys are not in a backup: keep the file of `casebridge keys export` somewhere else.")
+        if settings.BACKUP_FOLDER_KEEP_DAYS > 0:
+            self._prune(dest, settings.BACKUP_FOLDER_KEEP_DAYS)
+
+    def _prune(self, dest: Path, days: int) -> None:
+        from casebridge.audit.api import record
+        from casebridge.retention.backup import _operator
+
+        if days < 0:
+            raise CommandError("--older-than-days must be 0 or more")
+        try:
+            removed, blobs = backup.prune(dest, days)
+        except backup.BackupError as exc:
+            raise CommandError(str(exc)) from exc
+        if removed:
+            record("backup.pruned", actor=_operator("backup prune"), details={"sets": removed, "blobs": blobs})
+        self.stdout.write(f"removed {len(removed)} set(s) older than {days} day(s) and {blobs} unused file(s)")
+
+    def _create_restic(self, dest: str, bar: _Bar) -> None:
+        from casebridge.retention.models import BackupRun, RunKind
+
+        try:
+            label = restic.Repository.parse(dest).label
+        except backup.BackupError as exc:
+            raise CommandError(str(exc)) from exc
+        run = BackupRun.objects.create(kind=RunKind.BACKUP, destination=label, started_at=timezone.now())
+        try:
+            made = restic.create(dest, progress=bar)
+        except (backup.BackupError, OSError) as exc:
+            run.problem, run.finished_at = str(exc)[:500], timezone.now()
+            run.save(update_fields=["problem", "finished_at"])
+            raise CommandError(str(exc)) from exc
+        run.set_id, run.ok, run.files = made.made.set_id, not made.made.missing, made.made.blobs
+        run.bytes_copied, run.finished_at = made.data_added, timezone.now()
+        if made.made.missing:
+            run.problem = f"{len(made.made.missing)} file(s) were gone from the blob store"
+        run.save()
+        self.stdout.write(
+            f"backup set {made.made.set_id} in {label}: snapshot {made.snapshot}, {made.made.blobs} file(s), "
+            f"{made.files_new} new to restic, {made.data_added / 1e6:,.1f} MB added to the repository, "
+            f"{made.seconds:.1f} s" + ("; old snapshots forgotten and pruned" if made.forgot else "")
+        )
+        if made.made.missing:
+            self.stderr.write(f"warning: {len(made.made.missing)} file(s) were missing from the blob store")
+        self.stdout.write("Keys are not in a backup: keep the file of `casebridge keys export` somewhere else.")
+
+    def _create_s3(self, dest: str, bar: _Bar) -> None:
+        from casebridge.retention.models import BackupRun, RunKind
+
+        label = dest.rstrip("/")
+        run = BackupRun.objects.create(kind=RunKind.BACKUP, destination=label, started_at=timezone.now())
+        try:
+            made = s3.create(dest, progress=bar)
+        except (backup.BackupError, OSError) as exc:
+            run.problem, run.finished_at = str(exc)[:500], timezone.now()
+            run.save(update_fields=["problem", "finished_at"])
+            raise CommandError(str(exc)) from exc
+        run.set_id, run.ok, run.files = made.made.set_id, not made.made.missing, made.made.blobs
+        run.bytes_copied, run.finished_at = made.uploaded_bytes, timezone.now()
+        if made.made.missing:
+            run.problem = f"{len(made.made.missing)} file(s) were gone from the blob store"
+        run.save()
+        locked = f"; locked until {made.locked_until:%Y-%m-%d}" if made.locked_until else "; no object lock"
+        self.stdout.write(
+            f"backup set {made.made.set_id} in {label}: {made.made.blobs} file(s), {made.uploaded} uploaded now "
+            f"({made.uploaded_bytes / 1e6:,.1f} MB){locked}"
+        )
+        if made.made.missing:
+            self.stderr.write(f"warning: {len(made.made.missing)} file(s) were missing from the blob store")
+        self.stdout.write("Keys are not in a backup: keep the file of `casebridge keys export` somewhere else.")
 
     def _restore(self, options: dict[str, Any], bar: _Bar) -> None:
         keys = load_keys(options)
         try:
-            report = backup.restore(
-                Path(options["src"]), keys, set_id=options["set_id"], force=options["force"], progress=bar
-            )
+            with _source(options["src"], options["set_id"]) as (src, set_id):
+                report = backup.restore(src, keys, set_id=set_id, force=options["force"], progress=bar)
         except backup.BackupError as exc:
             raise CommandError(str(exc)) from exc
         if options["json"]:
@@ -173,20 +266,48 @@ class Command(BaseCommand):
 
     def _verify(self, options: dict[str, Any]) -> None:
         """Restore into a scratch CASEBRIDGE_HOME (and a scratch PostgreSQL database when the set
-        holds a dump) in a child process, then record the result as evidence."""
+        holds a dump) in a child process, then record the result as evidence. A restic repository
+        is checked (`restic check`) and its snapshot written out first; a failure there is a
+        failed restore test too."""
         from casebridge.audit.api import record
         from casebridge.retention.backup import _operator
         from casebridge.retention.models import BackupRun, RunKind
 
         keys = load_keys(options)  # the passphrase is checked here, before anything starts
-        src = Path(options["src"]).resolve()
+        clock = time.monotonic()
         try:
-            chosen = backup.open_set(src, keys, options["set_id"])
+            with _source(options["src"], options["set_id"], check=True) as (src, set_id):
+                chosen = backup.open_set(src, keys, set_id)
+                self._verify_set(options, src, chosen, clock)
         except backup.BackupError as exc:
+            if restic.is_restic(options["src"]):  # the repository itself failed: evidence and an alert
+                now = timezone.now()
+                label = restic.Repository.parse(options["src"]).label
+                run = BackupRun.objects.create(
+                    kind=RunKind.RESTORE_TEST,
+                    destination=label,
+                    started_at=now,
+                    finished_at=now,
+                    problem=str(exc)[:500],
+                    rto_seconds=time.monotonic() - clock,
+                )
+                record("backup.verify_failed", actor=_operator("backup verify"), details={"ok": False})
+                _alert(run)
             raise CommandError(str(exc)) from exc
+
+    def _verify_set(self, options: dict[str, Any], src: Path, chosen: backup.SetOnDisk, clock: float) -> None:
+        from casebridge.audit.api import record
+        from casebridge.retention.backup import _operator
+        from casebridge.retention.models import BackupRun, RunKind
+
         started = timezone.now()
+        where = str(src)
+        if restic.is_restic(options["src"]):
+            where = restic.Repository.parse(options["src"]).label
+        elif s3.is_s3(options["src"]):
+            where = options["src"].rstrip("/")
         run = BackupRun.objects.create(
-            kind=RunKind.RESTORE_TEST, destination=str(src), set_id=chosen.manifest["set"], started_at=started
+            kind=RunKind.RESTORE_TEST, destination=where, set_id=chosen.manifest["set"], started_at=started
         )
         scratch = Path(tempfile.mkdtemp(prefix="restore-test-", dir=settings.HOME))
         env = {**os.environ, "CASEBRIDGE_HOME": str(scratch), UNLOCK_ENV: read_passphrase(options)}
@@ -196,7 +317,6 @@ class Command(BaseCommand):
         if chosen.manifest["database"]["engine"] == "postgresql":
             scratch_db = f"casebridge_restore_test_{secrets.token_hex(4)}"
             env["DATABASE_URL"] = _scratch_database(scratch_db)
-        clock = time.monotonic()
         try:
             done = subprocess.run(  # noqa: S603 - our interpreter and command; the paths were given to us
                 [
@@ -255,6 +375,21 @@ class Command(BaseCommand):
             )
         if not ok:
             raise CommandError(f"the restore test failed: {problem}")
+
+
+@contextlib.contextmanager
+def _source(src: str, set_id: str | None, *, check: bool = False) -> Iterator[tuple[Path, str | None]]:
+    """A backup folder to read from: the folder given, or a restic snapshot written out into a
+    scratch folder (`restic check` first when `check`), or a set downloaded from a bucket,
+    removed afterwards."""
+    if restic.is_restic(src):
+        with restic.materialized(src, set_id, check=check) as (folder, chosen):
+            yield folder, chosen
+    elif s3.is_s3(src):
+        with s3.materialized(src, set_id) as (folder, chosen):
+            yield folder, chosen
+    else:
+        yield Path(src).resolve(), set_id
 
 
 def _first_problem(report: dict[str, Any]) -> str:
