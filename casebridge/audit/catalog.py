@@ -202,5 +202,6 @@ register(
     "A connection's business associate agreement ended: no patient data over it until renewed",
     sensitive=True,
 )
+register("compliance.officers.named", "Privacy and security officers named")
 register("compliance.vendor.saved", "System or vendor added to the inventory or changed (BAA status and dates)")
 register("audit.proof.given", "Merkle inclusion or consistency proof handed to an auditor")

@@ -8,11 +8,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from allauth.mfa.models import Authenticator
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from casebridge.access.policy import OrgAccess
+from casebridge.access.roles import Perm
+from casebridge.accounts.models import User
 from casebridge.audit import reviews
+from casebridge.audit.api import record
 from casebridge.audit.models import Event, PendingSeal
-from casebridge.compliance.models import BaaStatus, Decision, Incident, Vendor
+from casebridge.compliance.models import BaaStatus, Decision, Incident, Officers, Vendor
 from casebridge.orgs.models import Connection, ConnectionStatus, Membership, Organization
 from casebridge.retention.models import BackupRun, RunKind
 
@@ -30,6 +35,19 @@ class Check:
 def checks(organization: Organization) -> list[Check]:
     now = timezone.now()
     found: list[Check] = []
+    officers = officers_of(organization)
+    found.append(
+        Check(
+            "Privacy and security officers named",
+            OK if officers.privacy_officer_id and officers.security_officer_id else ATTENTION,
+            "Privacy officer: "
+            + (officers.privacy_officer.display_name if officers.privacy_officer else "not named")
+            + "; security officer: "
+            + (officers.security_officer.display_name if officers.security_officer else "not named")
+            + ".",
+            "45 CFR 164.308(a)(2), 164.530(a)",
+        )
+    )
 
     members = Membership.objects.filter(organization=organization, is_active=True, user__is_active=True)
     total = members.count()
@@ -134,3 +152,38 @@ def checks(organization: Organization) -> list[Check]:
     ):
         found.append(Check(title, UNKNOWN, "Not tracked in CaseBridge yet: keep your own evidence.", citation))
     return found
+
+
+def officers_of(organization: Organization) -> Officers:
+    officers, _ = Officers.objects.get_or_create(organization=organization)
+    return officers
+
+
+def name_officers(access: OrgAccess, *, privacy: User | None, security: User | None) -> Officers:
+    """Name the officers: active members of the organization only; audited."""
+    access.require(Perm.COMPLIANCE_MANAGE)
+    allowed = set(
+        Membership.objects.filter(organization=access.organization, is_active=True, user__is_active=True).values_list(
+            "user_id", flat=True
+        )
+    )
+    errors = {
+        field: "Choose an active member of the organization."
+        for field, person in (("privacy", privacy), ("security", security))
+        if person is not None and person.pk not in allowed
+    }
+    if errors:
+        raise ValidationError(errors)
+    officers = officers_of(access.organization)
+    officers.privacy_officer, officers.security_officer, officers.named_at = privacy, security, timezone.now()
+    officers.save()
+    record(
+        "compliance.officers.named",
+        actor=access.actor,
+        organization=access.organization,
+        details={
+            "privacy": str(privacy.pk) if privacy else None,
+            "security": str(security.pk) if security else None,
+        },
+    )
+    return officers

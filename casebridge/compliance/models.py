@@ -86,3 +86,20 @@ class Vendor(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Officers(models.Model):
+    """The people the organization names as its security officer (45 CFR 164.308(a)(2)) and its
+    privacy officer (164.530(a)): one person may hold both roles."""
+
+    organization = models.OneToOneField("orgs.Organization", on_delete=models.CASCADE, related_name="officers")
+    privacy_officer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    security_officer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    named_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"officers of {self.organization_id}"

@@ -21,6 +21,7 @@ from casebridge.compliance import dashboard, incidents, vendors
 from casebridge.compliance.clocks import days_left
 from casebridge.compliance.forms import AssessmentForm, IncidentForm, VendorForm
 from casebridge.compliance.models import Incident, Vendor
+from casebridge.orgs.models import Membership
 
 
 def _form_errors(form: Form, exc: ValidationError) -> None:
@@ -141,6 +142,26 @@ def _uuid(value: str) -> uuid.UUID | None:
 @org_permission(Perm.COMPLIANCE_MANAGE)
 def compliance_dashboard(request: HttpRequest) -> HttpResponse:
     access = org_access_of(request)
+    people = {
+        str(m.user_id): m.user
+        for m in Membership.objects.filter(organization=access.organization, is_active=True).select_related("user")
+    }
+    if request.method == "POST":
+        posted = [request.POST.get(field, "") for field in ("privacy", "security")]
+        if any(value and value not in people for value in posted):
+            messages.error(request, "Choose officers among the organization's active members.")
+            return redirect("compliance", access.organization.slug)
+        try:
+            dashboard.name_officers(
+                access,
+                privacy=people.get(request.POST.get("privacy", "")),
+                security=people.get(request.POST.get("security", "")),
+            )
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            messages.success(request, "Officers named.")
+        return redirect("compliance", access.organization.slug)
     found = dashboard.checks(access.organization)
     return render(
         request,
@@ -148,6 +169,8 @@ def compliance_dashboard(request: HttpRequest) -> HttpResponse:
         {
             "checks": found,
             "attention": sum(1 for c in found if c.state == dashboard.ATTENTION),
+            "officers": dashboard.officers_of(access.organization),
+            "people": sorted(people.values(), key=lambda u: u.display_name),
             "nav": "compliance",
         },
     )

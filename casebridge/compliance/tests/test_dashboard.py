@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 
 from casebridge.audit.api import record
+from casebridge.audit.models import Event
 from casebridge.compliance import dashboard
 from casebridge.core.testing import Personas, signed_in_client
 
@@ -36,3 +37,16 @@ def test_the_page_for_compliance_managers_only(personas: Personas) -> None:
     assert signed_in_client(personas.members["auditor"]).get(url).status_code == 403
     other = reverse("compliance", args=[personas.other_practice.slug])
     assert signed_in_client(personas.members["compliance_officer"]).get(other).status_code == 404
+
+
+def test_officers_are_named_from_active_members_only(personas: Personas) -> None:
+    officer = signed_in_client(personas.members["compliance_officer"])
+    url = reverse("compliance", args=[personas.practice.slug])
+    assert _states(personas)["Privacy and security officers named"] == dashboard.ATTENTION
+    chosen = personas.members["compliance_officer"]
+    officer.post(url, {"privacy": str(chosen.pk), "security": str(personas.members["owner"].pk)})
+    assert _states(personas)["Privacy and security officers named"] == dashboard.OK
+    officer.post(url, {"privacy": str(personas.outsider.pk), "security": str(personas.deactivated.pk)})
+    named = dashboard.officers_of(personas.practice)
+    assert named.privacy_officer == chosen  # refused: nothing changed
+    assert Event.objects.filter(action="compliance.officers.named").count() == 1
