@@ -43,10 +43,13 @@ from casebridge.cases.models import (
 )
 from casebridge.cases.queries import case_search
 from casebridge.cases.templates import TEMPLATES, missing
+from casebridge.deid import export as deid_export
+from casebridge.deid.table import Options
 from casebridge.imaging.models import IngestJob
 from casebridge.orgs.models import Organization
 from casebridge.vault import api as vault
 from casebridge.vault import zipstream
+from casebridge.vault.models import ObjectVersion
 
 router = Router(tags=["cases"])
 
@@ -714,12 +717,34 @@ def list_attachments(request: HttpRequest, number: CaseNumber) -> list[dict[str,
     summary="Every current file of the case in one ZIP, streamed",
     openapi_extra={"responses": {"200": {"content": {"application/zip": {}}, "description": "The archive"}}},
 )
-def download_all(request: HttpRequest, number: CaseNumber) -> HttpResponseBase:
+def download_all(request: HttpRequest, number: CaseNumber, deidentified: bool = False) -> HttpResponseBase:
     """The case's files as the lab needs them: each under its case name (CB-2026-000013_upper_1.stl),
     decrypted as the archive streams (nothing is written anywhere), by the transfer server when
     one runs (a 307 with a sealed single-use ticket, as single downloads). One audit event names
-    every file in it and the patient, as single downloads do."""
+    every file in it and the patient, as single downloads do.
+
+    `?deidentified=1`: the same files de-identified as they stream (DICOM by the Basic Profile of
+    PS3.15 Annex E, photos and scans cleaned of metadata), files that cannot be de-identified
+    left out and listed, and a report of what was removed in the ZIP (casebridge/deid/export.py).
+    Always streamed from here: the transfer server cannot de-identify."""
     access, case = _case(request, number)
+    entries = _readable_entries(access, case)
+    if deidentified:
+        work = deid_export.plan(entries, Options(), deid_export.case_secret(case))
+        record_case_opened(access, case, "case.files_downloaded", **work.audit_details())
+        return deid_export.archive_response(work, f"{case.number}_deidentified.zip")
+    record_case_opened(
+        access,
+        case,
+        "case.files_downloaded",
+        files=[str(v.stored_object_id) for _, v in entries],
+        size=sum(v.size for _, v in entries),
+    )
+    return zipstream.archive_response(entries, f"{case.number}.zip")
+
+
+def _readable_entries(access: OrgAccess, case: Case) -> list[tuple[str, ObjectVersion]]:
+    """The case's current files the caller may read, under their case names."""
     # The same rule as one file's download (GET /api/v1/files/<id>/content): what the caller may read.
     readable = set(
         policy.readable_files(access.principal, access.organization)
@@ -738,14 +763,7 @@ def download_all(request: HttpRequest, number: CaseNumber) -> HttpResponseBase:
         except vault.ObjectUnavailable:
             continue  # destroyed or shredded meanwhile: not in the archive
         entries.append((attachment.download_name(version.version), version))
-    record_case_opened(
-        access,
-        case,
-        "case.files_downloaded",
-        files=[str(v.stored_object_id) for _, v in entries],
-        size=sum(v.size for _, v in entries),
-    )
-    return zipstream.archive_response(entries, f"{case.number}.zip")
+    return entries
 
 
 @router.post(

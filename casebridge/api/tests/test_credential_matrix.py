@@ -587,7 +587,10 @@ NOT_IN_THE_MATRIX = {
     "case_orders": "read-only: api/tests/test_imaging_orders_api.py",
     "retrieve_case": "read-only",
     "list_attachments": "read-only",
-    "download_all": "read-only (api/tests/test_download_all.py: other organization, scope, revoked lab)",
+    "download_all": (
+        "read-only, ?deidentified=1 too (api/tests/test_download_all.py, test_download_deidentified.py: "
+        "other organization, scope, revoked lab)"
+    ),
     "list_messages": "read-only",
     "list_links": "read-only",
     "search_cases": "read-only (a POST so the term stays out of URLs): api/tests/test_case_workflow.py",
