@@ -62,6 +62,7 @@ org_patterns = [
     path("cases/<str:number>/scans/", imaging_views.scan_viewer, name="scan_viewer"),
     path("cases/<str:number>/imaging/<uuid:series_id>/", imaging_views.study_viewer, name="study_viewer"),
     path("cases/<str:number>/share/", share_views.case_share, name="case_share"),
+    path("cases/<str:number>/share/preview/", share_views.share_preview, name="share_preview"),
     path("cases/<str:number>/share/<uuid:link_id>/revoke/", share_views.link_revoke, name="share_revoke"),
     path("cases/<str:number>/live/", case_live.case_live, name="case_live"),
     path("disclosures/", share_views.disclosures, name="disclosures"),

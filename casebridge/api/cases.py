@@ -807,6 +807,11 @@ class LinkIn(Schema):
     purpose: Text500Min3
     expires_in_days: int = Field(7, ge=1, le=30)
     max_downloads: int = Field(5, ge=1, le=50)
+    deidentified: bool = Field(True, description="the recipient gets de-identified copies (the default)")
+    deid_options: list[str] = Field(
+        default_factory=list, description="option keys kept beyond the Basic Profile (less strict: need a reason)"
+    )
+    reason: str = Field("", max_length=500, description="why originals or more than the Basic Profile (audited)")
 
 
 class LinkOut(Schema):
@@ -818,6 +823,8 @@ class LinkOut(Schema):
     downloads_used: int
     state: str = Field(description="active, or why the link no longer works")
     files: list[str]
+    deidentified: bool
+    deid_options: list[str]
 
 
 def _link(link: Any) -> dict[str, Any]:
@@ -832,6 +839,8 @@ def _link(link: Any) -> dict[str, Any]:
         "downloads_used": link.downloads_used,
         "state": dead_reason(link) or "active",
         "files": [a.display_name for a in shared_files(link)],
+        "deidentified": link.deidentify,
+        "deid_options": list(link.deid_options),
     }
 
 
@@ -871,8 +880,41 @@ def create_link(request: HttpRequest, number: CaseNumber, body: LinkIn) -> Reply
         purpose=body.purpose,
         expires_in_days=body.expires_in_days,
         max_downloads=body.max_downloads,
+        deidentify=body.deidentified,
+        deid_options=body.deid_options,
+        reason=body.reason,
     )
     return Reply(201, _link(link))
+
+
+class PreviewQuery(Schema):
+    files: list[uuid.UUID] = Field(default_factory=list, description="file ids; all the case's files without")
+    deid_options: list[str] = Field(default_factory=list, description="option keys kept beyond the Basic Profile")
+
+
+@router.get(
+    "/cases/{number}/links/preview",
+    response=dict[str, Any],
+    summary="What de-identification removes from the chosen files, before sharing them (practice)",
+)
+def preview_link(request: HttpRequest, number: CaseNumber, query: Query[PreviewQuery]) -> dict[str, Any]:
+    """The report a de-identified link's ZIP would carry (per file: what is removed, replaced or
+    kept and why, or why it is left out); no value of the files. All the case's files without
+    `files`. Audited as a look at the case's files."""
+    access, case = _practice_case(request, number)
+    wanted = {str(f) for f in query.files}
+    chosen = [a for a in case.attachments.all() if not wanted or str(a.stored_object_id) in wanted]
+    if wanted and len(chosen) != len(wanted):
+        raise ValidationError({"files": ["Only files of this case can be shared."]})
+    try:
+        options = deid_export.options_from_names(query.deid_options)
+    except ValueError as error:
+        raise ValidationError({"deid_options": [str(error)]}) from None
+    readable = {str(a.stored_object_id) for a in chosen}
+    entries = [(name, v) for name, v in _readable_entries(access, case) if str(v.stored_object_id) in readable]
+    report = deid_export.preview(deid_export.plan(entries, options, deid_export.case_secret(case)))
+    record_case_opened(access, case, "case.deid_previewed", files=sorted(readable), options=report["options"])
+    return report
 
 
 @router.post("/cases/{number}/links/{link_id}/revoke", response=LinkOut, summary="Revoke an external link now")

@@ -13,6 +13,7 @@ import pydicom
 import pytest
 from django.urls import reverse
 from pydicom.data import get_testdata_file
+from pypdf import PdfReader, PdfWriter
 
 from casebridge.api.tests.conftest import World, ready_case
 from casebridge.audit.models import Event
@@ -127,3 +128,89 @@ def test_the_case_page_offers_the_de_identified_download(world: World) -> None:
     assert page.status_code == 200
     assert f"/api/v1/cases/{number}/files.zip?deidentified=1" in page.content.decode()
     assert b"Download de-identified" in page.content
+
+
+def test_an_api_link_is_de_identified_unless_a_reason_says_otherwise(world: World) -> None:
+    number, _ = _case_with_dicom(world)
+    world.api().post(f"cases/{number}/submit")
+    files = [a["file_id"] for a in world.api().get(f"cases/{number}/attachments").json()][:2]
+    body = {"files": files, "recipient_email": "pt@example.test", "purpose": "second opinion"}
+
+    created = world.api().post(f"cases/{number}/links", body)
+    assert created.status_code == 201 and created.json()["deidentified"] is True
+    assert created.json()["deid_options"] == []
+    refused = world.api().post(f"cases/{number}/links", {**body, "deidentified": False})
+    assert refused.status_code in (400, 422) and "Say why" in refused.content.decode()
+    originals = world.api().post(f"cases/{number}/links", {**body, "deidentified": False, "reason": "surgeon"})
+    assert originals.status_code == 201 and originals.json()["deidentified"] is False
+    event = Event.objects.filter(action="share.link.created").order_by("-occurred_at").first()
+    assert event is not None and event.details["less_strict_reason"] == "surgeon"
+
+
+def test_the_practice_previews_what_a_link_removes_and_nobody_else_can(world: World) -> None:
+    number, _ = _case_with_dicom(world)
+    world.api().post(f"cases/{number}/submit")
+    url = f"cases/{number}/links/preview"
+
+    preview = world.api().get(url + "?deid_options=retain_patient_characteristics")
+
+    assert preview.status_code == 200
+    report = preview.json()
+    assert report["options"] == ["retain_patient_characteristics"] and len(report["files"]) == 9
+    assert PATIENT_NAME not in preview.content.decode() and "CompressedSamples" not in preview.content.decode()
+    assert Event.objects.filter(action="case.deid_previewed").count() == 1
+    assert world.api().get(url + "?deid_options=retain_everything").status_code in (400, 422)
+    assert world.api("outsider").get(url).status_code == 404
+    assert world.api(scopes=["cases:read"]).get(url).status_code == 403
+    assert world.api("technician").get(url).status_code in (403, 404)  # the lab does not share the case
+    assert Event.objects.filter(action="case.deid_previewed").count() == 1
+
+
+def test_images_that_may_show_the_name_in_their_pixels_are_flagged(world: World) -> None:
+    number = ready_case(world)
+    ds = pydicom.dcmread(io.BytesIO(synthetic.dicom_image("burned", patient_name=PATIENT_NAME)))
+    ds.BurnedInAnnotation = "YES"
+    burned = io.BytesIO()
+    ds.save_as(burned)
+    burned_id = _attach(world, number, burned.getvalue())
+    plain_id = _attach(world, number, synthetic.dicom_image("plain"))
+
+    entries = unzip(world.api().client.get(f"/api/v1/cases/{number}/files.zip?deidentified=1"))
+
+    report = json.loads(entries[export.REPORT_JSON])
+    flagged = {f["name"] for f in report["files"] if f.get("burned_in_warning")}
+    names = {a["file_id"]: a["name"] for a in world.api().get(f"cases/{number}/attachments").json()}
+    assert flagged == {names[burned_id]} and names[plain_id] not in flagged
+    assert "WARNING: check before sharing: Burned In Annotation is YES" in entries[export.REPORT_TXT].decode()
+    preview = world.api().get(f"cases/{number}/links/preview?files={burned_id}").json()
+    assert "Burned In Annotation" in preview["files"][0]["burned_in_warning"]
+
+
+def _pdf_with_metadata() -> bytes:
+    writer = PdfWriter()
+    writer.add_blank_page(200, 200)
+    writer.add_metadata({"/Author": PATIENT_NAME, "/Title": "Chart of the patient"})
+    writer.xmp_metadata = (
+        b'<?xpacket begin=""?><x:xmpmeta xmlns:x="adobe:ns:meta/"><dc:creator>'
+        + PATIENT_NAME.encode()
+        + b'</dc:creator></x:xmpmeta><?xpacket end="w"?>'
+    )
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_pdf_document_info_and_xmp_are_removed_and_a_damaged_pdf_left_out(world: World) -> None:
+    number = ready_case(world)
+    pdf_id = _attach(world, number, _pdf_with_metadata(), kind="other")
+    damaged_id = _attach(world, number, b"%PDF-1.7\n1 0 obj << /Type /Catalog", kind="other")
+
+    entries = unzip(world.api().client.get(f"/api/v1/cases/{number}/files.zip?deidentified=1"))
+
+    report = json.loads(entries[export.REPORT_JSON])
+    (pdf,) = [f for f in report["files"] if f["type"] == "pdf"]
+    assert pdf["removed"] == {"XMP metadata streams": 1, "document info fields": 3}  # Author, Title, Producer
+    cleaned = PdfReader(io.BytesIO(entries[pdf["name"]]))
+    assert len(cleaned.pages) == 1 and cleaned.metadata is None and cleaned.xmp_metadata is None
+    assert PATIENT_NAME.encode() not in entries[pdf["name"]]
+    assert [f["file"] for f in report["left_out"]] == [damaged_id] and pdf_id not in str(report["left_out"])
