@@ -87,6 +87,7 @@ def test_a_new_link_sends_de_identified_copies_with_the_report(shared: SharedCas
     client = Client()
     _verified(client, token)
 
+    assert b"de-identified copies" in client.get(f"/s/{token}/files/").content
     response = client.get(f"/s/{token}/files.zip")
 
     entries = unzip(response)
