@@ -254,6 +254,23 @@ def _deid_choice(deidentify: bool, deid_options: Iterable[str], reason: str) -> 
     return options, reason if (options or not deidentify) else ""
 
 
+def burned_in_suspects(attachments: Iterable[Attachment]) -> dict[str, str]:
+    """Shareable DICOM files that may show the patient's name in their pixels, by what imaging
+    ingest recorded (modality, SOP class): file id -> why. The preview reads Burned In Annotation
+    itself; this is the warning the sharing form shows without opening any file."""
+    from casebridge.imaging.models import Instance
+
+    ids = [a.stored_object_id for a in attachments]
+    out = {}
+    for instance in Instance.objects.filter(stored_object_id__in=ids).select_related("series"):
+        why = deid_export.burned_in_warning(
+            {"Modality": instance.series.modality, "SOPClassUID": instance.sop_class_uid}
+        )
+        if why:
+            out[str(instance.stored_object_id)] = why
+    return out
+
+
 def named_versions(attachments: Iterable[Attachment]) -> list[tuple[str, ObjectVersion]]:
     """The current version of each attachment under its download name (gone ones left out)."""
     entries = []

@@ -59,6 +59,12 @@ def section_context(case: Case, form: ShareForm | None = None, notice: str = "")
     ]
     return {
         "case": case,
+        "burned_in": [
+            (name, why)
+            for file_id, why in actions.burned_in_suspects(actions.shared_files_of_case(case)).items()
+            for fid, name in files
+            if fid == file_id
+        ],
         "form": form or ShareForm(file_choices=files),
         "links": links,
         "shareable": case.status not in actions.SHAREABLE_REFUSED and case.archived_at is None,

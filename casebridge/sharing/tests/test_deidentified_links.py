@@ -22,7 +22,9 @@ from casebridge.cases import actions as case_actions
 from casebridge.cases.models import Attachment
 from casebridge.core.testing import Personas, signed_in_client
 from casebridge.deid import export
-from casebridge.imaging import synthetic
+from casebridge.imaging import actions as imaging_actions
+from casebridge.imaging import studies, synthetic
+from casebridge.imaging.models import IngestJob, Instance
 from casebridge.sharing import actions
 from casebridge.sharing.models import ExternalLink
 from casebridge.sharing.tests.conftest import RECIPIENT, SharedCase, build_case, last_token
@@ -182,3 +184,20 @@ def test_the_sender_previews_what_will_be_removed(shared: SharedCase) -> None:
         reverse("share_preview", args=[personas.other_practice.slug, shared.case.number])
     )
     assert outsider.status_code == 404
+
+
+def test_the_sharing_form_warns_of_images_that_may_show_the_name(shared: SharedCase) -> None:
+    dicom = _of_type(shared, "dicom")
+    job = IngestJob.objects.filter(source_id=dicom.stored_object_id).first()
+    studies.run(job or imaging_actions.start_ingest(shared.access, shared.case, dicom.stored_object))
+    assert Instance.objects.filter(stored_object_id=dicom.stored_object_id).exists()
+    ordinary = signed_in_client(shared.personas.members["clinician"]).get(
+        reverse("case_detail", args=[shared.personas.practice.slug, shared.case.number])
+    )
+    assert "burned-in text?" not in ordinary.content.decode()  # a CT slice
+    Instance.objects.filter(stored_object_id=dicom.stored_object_id).update(sop_class_uid="1.2.840.10008.5.1.4.1.1.7")
+    page = signed_in_client(shared.personas.members["clinician"]).get(
+        reverse("case_detail", args=[shared.personas.practice.slug, shared.case.number])
+    )
+    body = page.content.decode()
+    assert "burned-in text?" in body and dicom.display_name in body and "secondary capture" in body
