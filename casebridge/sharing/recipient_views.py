@@ -234,6 +234,11 @@ def _deidentified_file(request: HttpRequest, link: ExternalLink, attachment: Any
             return _plain(409, "Not available", f"this file cannot be de-identified safely ({reason})")
         return _gone(request)
     name = work.files[0][0]
+    if request.method == "HEAD":  # nothing sent, nothing counted (as for originals)
+        head = HttpResponse(content_type="application/octet-stream")
+        head["Content-Disposition"] = f'attachment; filename="{name}"'
+        head["Cache-Control"] = "no-store"
+        return head
     try:
         content = deid_export.single_file(work)
     except deid_export.NotDeidentifiable as refusal:

@@ -105,6 +105,9 @@ def test_a_new_link_sends_de_identified_copies_with_the_report(shared: SharedCas
     link.refresh_from_db()
     assert link.downloads_used == 1
 
+    assert client.head(f"/s/{token}/files/{attachment.stored_object_id}/").status_code == 200
+    link.refresh_from_db()
+    assert link.downloads_used == 1  # a HEAD sends nothing and counts nothing
     single = client.get(f"/s/{token}/files/{attachment.stored_object_id}/")
     assert single.status_code == 200
     ds = pydicom.dcmread(io.BytesIO(b"".join(single.streaming_content)))
