@@ -67,6 +67,7 @@ org_patterns = [
     path("cases/<str:number>/images/<uuid:file_id>/", imaging_views.case_image, name="case_image"),
     path("cases/<str:number>/thumbnails/<uuid:thumbnail_id>/", imaging_views.case_thumbnail, name="case_thumbnail"),
     path("cases/<str:number>/share/", share_views.case_share, name="case_share"),
+    path("cases/<str:number>/share/preview/", share_views.share_preview, name="share_preview"),
     path("cases/<str:number>/share/<uuid:link_id>/revoke/", share_views.link_revoke, name="share_revoke"),
     path("cases/<str:number>/live/", case_live.case_live, name="case_live"),
     path("disclosures/", share_views.disclosures, name="disclosures"),

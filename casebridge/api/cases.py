@@ -43,10 +43,13 @@ from casebridge.cases.models import (
 )
 from casebridge.cases.queries import case_search
 from casebridge.cases.templates import TEMPLATES, missing
+from casebridge.deid import export as deid_export
+from casebridge.deid.table import Options
 from casebridge.imaging.models import IngestJob
 from casebridge.orgs.models import Organization
 from casebridge.vault import api as vault
 from casebridge.vault import zipstream
+from casebridge.vault.models import ObjectVersion
 
 router = Router(tags=["cases"])
 
@@ -714,12 +717,34 @@ def list_attachments(request: HttpRequest, number: CaseNumber) -> list[dict[str,
     summary="Every current file of the case in one ZIP, streamed",
     openapi_extra={"responses": {"200": {"content": {"application/zip": {}}, "description": "The archive"}}},
 )
-def download_all(request: HttpRequest, number: CaseNumber) -> HttpResponseBase:
+def download_all(request: HttpRequest, number: CaseNumber, deidentified: bool = False) -> HttpResponseBase:
     """The case's files as the lab needs them: each under its case name (CB-2026-000013_upper_1.stl),
     decrypted as the archive streams (nothing is written anywhere), by the transfer server when
     one runs (a 307 with a sealed single-use ticket, as single downloads). One audit event names
-    every file in it and the patient, as single downloads do."""
+    every file in it and the patient, as single downloads do.
+
+    `?deidentified=1`: the same files de-identified as they stream (DICOM by the Basic Profile of
+    PS3.15 Annex E, photos and scans cleaned of metadata), files that cannot be de-identified
+    left out and listed, and a report of what was removed in the ZIP (casebridge/deid/export.py).
+    Always streamed from here: the transfer server cannot de-identify."""
     access, case = _case(request, number)
+    entries = _readable_entries(access, case)
+    if deidentified:
+        work = deid_export.plan(entries, Options(), deid_export.case_secret(case))
+        record_case_opened(access, case, "case.files_downloaded", **work.audit_details())
+        return deid_export.archive_response(work, f"{case.number}_deidentified.zip")
+    record_case_opened(
+        access,
+        case,
+        "case.files_downloaded",
+        files=[str(v.stored_object_id) for _, v in entries],
+        size=sum(v.size for _, v in entries),
+    )
+    return zipstream.archive_response(entries, f"{case.number}.zip")
+
+
+def _readable_entries(access: OrgAccess, case: Case) -> list[tuple[str, ObjectVersion]]:
+    """The case's current files the caller may read, under their case names."""
     # The same rule as one file's download (GET /api/v1/files/<id>/content): what the caller may read.
     readable = set(
         policy.readable_files(access.principal, access.organization)
@@ -738,14 +763,7 @@ def download_all(request: HttpRequest, number: CaseNumber) -> HttpResponseBase:
         except vault.ObjectUnavailable:
             continue  # destroyed or shredded meanwhile: not in the archive
         entries.append((attachment.download_name(version.version), version))
-    record_case_opened(
-        access,
-        case,
-        "case.files_downloaded",
-        files=[str(v.stored_object_id) for _, v in entries],
-        size=sum(v.size for _, v in entries),
-    )
-    return zipstream.archive_response(entries, f"{case.number}.zip")
+    return entries
 
 
 @router.post(
@@ -789,6 +807,11 @@ class LinkIn(Schema):
     purpose: Text500Min3
     expires_in_days: int = Field(7, ge=1, le=30)
     max_downloads: int = Field(5, ge=1, le=50)
+    deidentified: bool = Field(True, description="the recipient gets de-identified copies (the default)")
+    deid_options: list[str] = Field(
+        default_factory=list, description="option keys kept beyond the Basic Profile (less strict: need a reason)"
+    )
+    reason: str = Field("", max_length=500, description="why originals or more than the Basic Profile (audited)")
 
 
 class LinkOut(Schema):
@@ -800,6 +823,8 @@ class LinkOut(Schema):
     downloads_used: int
     state: str = Field(description="active, or why the link no longer works")
     files: list[str]
+    deidentified: bool
+    deid_options: list[str]
 
 
 def _link(link: Any) -> dict[str, Any]:
@@ -814,6 +839,8 @@ def _link(link: Any) -> dict[str, Any]:
         "downloads_used": link.downloads_used,
         "state": dead_reason(link) or "active",
         "files": [a.display_name for a in shared_files(link)],
+        "deidentified": link.deidentify,
+        "deid_options": list(link.deid_options),
     }
 
 
@@ -853,8 +880,41 @@ def create_link(request: HttpRequest, number: CaseNumber, body: LinkIn) -> Reply
         purpose=body.purpose,
         expires_in_days=body.expires_in_days,
         max_downloads=body.max_downloads,
+        deidentify=body.deidentified,
+        deid_options=body.deid_options,
+        reason=body.reason,
     )
     return Reply(201, _link(link))
+
+
+class PreviewQuery(Schema):
+    files: list[uuid.UUID] = Field(default_factory=list, description="file ids; all the case's files without")
+    deid_options: list[str] = Field(default_factory=list, description="option keys kept beyond the Basic Profile")
+
+
+@router.get(
+    "/cases/{number}/links/preview",
+    response=dict[str, Any],
+    summary="What de-identification removes from the chosen files, before sharing them (practice)",
+)
+def preview_link(request: HttpRequest, number: CaseNumber, query: Query[PreviewQuery]) -> dict[str, Any]:
+    """The report a de-identified link's ZIP would carry (per file: what is removed, replaced or
+    kept and why, or why it is left out); no value of the files. All the case's files without
+    `files`. Audited as a look at the case's files."""
+    access, case = _practice_case(request, number)
+    wanted = {str(f) for f in query.files}
+    chosen = [a for a in case.attachments.all() if not wanted or str(a.stored_object_id) in wanted]
+    if wanted and len(chosen) != len(wanted):
+        raise ValidationError({"files": ["Only files of this case can be shared."]})
+    try:
+        options = deid_export.options_from_names(query.deid_options)
+    except ValueError as error:
+        raise ValidationError({"deid_options": [str(error)]}) from None
+    readable = {str(a.stored_object_id) for a in chosen}
+    entries = [(name, v) for name, v in _readable_entries(access, case) if str(v.stored_object_id) in readable]
+    report = deid_export.preview(deid_export.plan(entries, options, deid_export.case_secret(case)))
+    record_case_opened(access, case, "case.deid_previewed", files=sorted(readable), options=report["options"])
+    return report
 
 
 @router.post("/cases/{number}/links/{link_id}/revoke", response=LinkOut, summary="Revoke an external link now")

@@ -25,7 +25,10 @@ from casebridge.audit.models import Outcome
 from casebridge.cases.models import Attachment, Case, Status
 from casebridge.core.mail import absolute_url, queue_mail
 from casebridge.core.secrets import digest, new_secret
+from casebridge.deid import export as deid_export
 from casebridge.sharing.models import Disclosure, ExternalLink, OneTimeCode, Recipient
+from casebridge.vault import api as vault
+from casebridge.vault.models import ObjectVersion
 
 DEFAULT_EXPIRY_DAYS = 7
 MAX_EXPIRY_DAYS = 30
@@ -140,10 +143,18 @@ def create_link(
     purpose: str,
     expires_in_days: int = DEFAULT_EXPIRY_DAYS,
     max_downloads: int = 5,
+    deidentify: bool = True,
+    deid_options: Iterable[str] = (),
+    reason: str = "",
 ) -> ExternalLink:
     """Share chosen files of a case with one outside recipient; e-mail them the link (no code,
-    no patient data) and record the disclosure for the patient's accounting."""
+    no patient data) and record the disclosure for the patient's accounting.
+
+    The recipient gets de-identified copies (deid.export) unless `deidentify` is False; sending
+    originals, or adding `deid_options` that keep more than the Basic Profile, needs `reason`,
+    which the audit event records."""
     require_practice(access, case)
+    options, reason = _deid_choice(deidentify, deid_options, reason)
     if case.archived_at is not None:
         raise ValidationError("An archived case cannot be shared.")
     refusal = SHAREABLE_REFUSED.get(Status(case.status))
@@ -181,6 +192,9 @@ def create_link(
             expires_at=now + timedelta(days=expires_in_days),
             max_downloads=max_downloads,
             token_digest=token_digest,
+            deidentify=deidentify,
+            deid_options=options,
+            originals_reason=reason,
         )
         link.attachments.set(chosen)
         Disclosure.objects.create(
@@ -202,6 +216,9 @@ def create_link(
             files=[str(a.stored_object_id) for a in chosen],
             expires_at=link.expires_at.isoformat(),
             max_downloads=max_downloads,
+            deidentified=deidentify,
+            deid_options=options if deidentify else None,
+            less_strict_reason=reason or None,
         )
         queue_mail(
             [email],
@@ -217,6 +234,59 @@ def create_link(
             },
         )
     return link
+
+
+def _deid_choice(deidentify: bool, deid_options: Iterable[str], reason: str) -> tuple[list[str], str]:
+    """The option keys to record and the reason (stripped), or the ValidationError that says why not."""
+    try:
+        options = deid_export.option_names(deid_export.options_from_names(deid_options))
+    except ValueError as error:
+        raise ValidationError(f"De-identification: {error}.") from None
+    if not deidentify:
+        options = []
+    reason = reason.strip()
+    if (options or not deidentify) and not reason:
+        raise ValidationError(
+            "Say why the recipient needs more than the de-identified files (it is recorded in the audit log)."
+        )
+    if len(reason) > 500:
+        raise ValidationError("Keep the reason under 500 characters.")
+    return options, reason if (options or not deidentify) else ""
+
+
+def burned_in_suspects(attachments: Iterable[Attachment]) -> dict[str, str]:
+    """Shareable DICOM files that may show the patient's name in their pixels, by what imaging
+    ingest recorded (modality, SOP class): file id -> why. The preview reads Burned In Annotation
+    itself; this is the warning the sharing form shows without opening any file."""
+    from casebridge.imaging.models import Instance
+
+    ids = [a.stored_object_id for a in attachments]
+    out = {}
+    for instance in Instance.objects.filter(stored_object_id__in=ids).select_related("series"):
+        why = deid_export.burned_in_warning(
+            {"Modality": instance.series.modality, "SOPClassUID": instance.sop_class_uid}
+        )
+        if why:
+            out[str(instance.stored_object_id)] = why
+    return out
+
+
+def named_versions(attachments: Iterable[Attachment]) -> list[tuple[str, ObjectVersion]]:
+    """The current version of each attachment under its download name (gone ones left out)."""
+    entries = []
+    for attachment in attachments:
+        try:
+            version = vault.get_version(attachment.stored_object)
+        except vault.ObjectUnavailable:
+            continue
+        entries.append((attachment.download_name(version.version), version))
+    return entries
+
+
+def deid_plan(link: ExternalLink, attachments: list[Attachment]) -> deid_export.Plan:
+    """What a de-identified download of `attachments` through `link` holds, by the link's options."""
+    options = deid_export.options_from_names(link.deid_options)
+    return deid_export.plan(named_versions(attachments), options, deid_export.case_secret(link.case))
 
 
 def revoke_link(access: OrgAccess, link: ExternalLink) -> None:
@@ -368,13 +438,15 @@ def _check(link: ExternalLink, code: str) -> CodeRejected | None:
     return failure
 
 
-def count_archive_download(link: ExternalLink, attachments: list[Attachment]) -> None:
+def count_archive_download(link: ExternalLink, attachments: list[Attachment], **details: Any) -> None:
     """Take one download from the link's allowance for an archive of every shared file (one
     request, one download), recording which files it held; refused like a single download."""
-    _take_download(link, "share.files.downloaded", files=[str(a.stored_object_id) for a in attachments])
+    _take_download(link, "share.files.downloaded", files=[str(a.stored_object_id) for a in attachments], **details)
 
 
-def count_download(link: ExternalLink, attachment: Attachment, byte_range: tuple[int, int] | None) -> None:
+def count_download(
+    link: ExternalLink, attachment: Attachment, byte_range: tuple[int, int] | None, **details: Any
+) -> None:
     """Take one download from the link's allowance before a byte is sent; every request that
     sends content counts, ranged resumes included, so the allowance is a hard ceiling."""
     _take_download(
@@ -382,6 +454,7 @@ def count_download(link: ExternalLink, attachment: Attachment, byte_range: tuple
         "share.file.downloaded",
         file=str(attachment.stored_object_id),
         range=list(byte_range) if byte_range else None,
+        **details,
     )
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 
+from casebridge.deid import export as deid_export
 from casebridge.sharing import actions
 
 
@@ -40,6 +41,24 @@ class ShareForm(forms.Form):
     )
     max_downloads = forms.IntegerField(
         label="Downloads allowed", min_value=1, max_value=actions.MAX_DOWNLOADS_LIMIT, initial=5
+    )
+
+    send_originals = forms.BooleanField(
+        label="Send the originals, not de-identified copies",
+        required=False,
+        help_text="By default the recipient gets de-identified copies: DICOM without identity, photos and scans "
+        "without metadata, files that cannot be de-identified left out.",
+    )
+    deid_options = forms.MultipleChoiceField(
+        label="Keep more in the DICOM files (each needs the reason below)",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        choices=list(deid_export.OPTION_LABELS.items()),
+    )
+    reason = forms.CharField(
+        label="Why the recipient needs more than the de-identified files (recorded in the audit log)",
+        required=False,
+        max_length=500,
     )
 
     def __init__(self, *args: Any, file_choices: list[tuple[str, str]], **kwargs: Any) -> None:

@@ -27,6 +27,13 @@ class ExternalLink(BaseModel):
     locked_at = models.DateTimeField(null=True, blank=True)
     # SHA-256 of the URL token: the raw token exists only in the e-mail sent to the recipient.
     token_digest = models.CharField(max_length=64, unique=True)
+    # What the recipient receives (issue 14, item 4): de-identified copies made as they download
+    # (DICOM by the Basic Profile plus `deid_options`, option keys of deid.Options.selected()),
+    # unless the sender chose originals; any choice less strict than the Basic Profile carries
+    # the sender's written reason, also recorded in the audit log.
+    deidentify = models.BooleanField(default=True)
+    deid_options = models.JSONField(default=list, blank=True)
+    originals_reason = models.TextField(blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["case", "-created_at"], name="sharing_link_case_recent")]

@@ -9,13 +9,14 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from casebridge.access.guards import public
 from casebridge.core.context import client_ip
+from casebridge.deid import export as deid_export
 from casebridge.sharing import actions
 from casebridge.sharing.models import ExternalLink
 from casebridge.vault import api as vault
@@ -152,6 +153,8 @@ def download(request: HttpRequest, token: str, file_id: UUID) -> HttpResponseBas
     attachment = next((a for a in actions.shared_files(link) if a.stored_object_id == file_id), None)
     if attachment is None:
         return _gone(request)
+    if link.deidentify:
+        return _deidentified_file(request, link, attachment)
     try:
         version = vault.get_version(attachment.stored_object)
     except vault.ObjectUnavailable:
@@ -184,6 +187,8 @@ def download_all(request: HttpRequest, token: str) -> HttpResponseBase:
     if not _is_verified(request, link):
         actions.refuse(link, "not_verified", "download")
         return redirect("share_landing", token=token)
+    if link.deidentify:
+        return _deidentified_archive(request, link)
     entries, included = [], []
     for attachment in actions.shared_files(link):
         try:
@@ -199,3 +204,51 @@ def download_all(request: HttpRequest, token: str) -> HttpResponseBase:
     except actions.LinkUnavailable:
         return _gone(request)
     return zipstream.archive_response(entries, f"{included[0].case.number}.zip")
+
+
+def _deidentified_archive(request: HttpRequest, link: ExternalLink) -> HttpResponseBase:
+    """The shared files de-identified by the link's options as the ZIP streams, with the report;
+    one download of the allowance, audited with the files and the options."""
+    shared = actions.shared_files(link)
+    work = actions.deid_plan(link, shared)
+    if not work.files and not work.left_out:
+        return _gone(request)
+    details = work.audit_details()
+    included = [a for a in shared if str(a.stored_object_id) in set(details["files"])]
+    try:
+        actions.count_archive_download(
+            link, included, deidentified=True, options=details["options"], left_out=details["left_out"]
+        )
+    except actions.LinkUnavailable:
+        return _gone(request)
+    return deid_export.archive_response(work, f"{link.case.number}_deidentified.zip")
+
+
+def _deidentified_file(request: HttpRequest, link: ExternalLink, attachment: Any) -> HttpResponseBase:
+    """One shared file de-identified as it streams (whole: a de-identified copy has no stable
+    byte offsets to resume from), or a 409 naming why it cannot be de-identified safely."""
+    work = actions.deid_plan(link, [attachment])
+    if not work.files:
+        if work.left_out:
+            reason = work.left_out[0]["reason"]
+            return _plain(409, "Not available", f"this file cannot be de-identified safely ({reason})")
+        return _gone(request)
+    name = work.files[0][0]
+    if request.method == "HEAD":  # nothing sent, nothing counted (as for originals)
+        head = HttpResponse(content_type="application/octet-stream")
+        head["Content-Disposition"] = f'attachment; filename="{name}"'
+        head["Cache-Control"] = "no-store"
+        return head
+    try:
+        content = deid_export.single_file(work)
+    except deid_export.NotDeidentifiable as refusal:
+        return _plain(409, "Not available", f"this file cannot be de-identified safely ({refusal})")
+    try:
+        actions.count_download(link, attachment, None, deidentified=True, options=work.audit_details()["options"])
+    except actions.LinkUnavailable:
+        return _gone(request)
+    response = StreamingHttpResponse(content, content_type="application/octet-stream")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Cache-Control"] = "no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

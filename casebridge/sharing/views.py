@@ -22,9 +22,11 @@ from casebridge.access.policy import OrgAccess, acts_for_practice, case_for, sco
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
+from casebridge.audit.exposure import record_case_opened
 from casebridge.cases.models import Case
 from casebridge.cases.views import render_case_page
 from casebridge.core import searches
+from casebridge.deid import export as deid_export
 from casebridge.sharing import accounting, actions
 from casebridge.sharing.forms import ShareForm
 from casebridge.sharing.models import Disclosure, ExternalLink
@@ -58,6 +60,12 @@ def section_context(case: Case, form: ShareForm | None = None, notice: str = "")
     ]
     return {
         "case": case,
+        "burned_in": [
+            (name, why)
+            for file_id, why in actions.burned_in_suspects(actions.shared_files_of_case(case)).items()
+            for fid, name in files
+            if fid == file_id
+        ],
         "form": form or ShareForm(file_choices=files),
         "links": links,
         "shareable": case.status not in actions.SHAREABLE_REFUSED and case.archived_at is None,
@@ -86,6 +94,9 @@ def case_share(request: HttpRequest, number: str) -> HttpResponse:
                     purpose=form.cleaned_data["purpose"],
                     expires_in_days=form.cleaned_data["expires_in_days"],
                     max_downloads=form.cleaned_data["max_downloads"],
+                    deidentify=not form.cleaned_data["send_originals"],
+                    deid_options=form.cleaned_data["deid_options"],
+                    reason=form.cleaned_data["reason"],
                 )
             except ValidationError as exc:
                 form.add_error(None, exc)
@@ -104,6 +115,36 @@ def case_share(request: HttpRequest, number: str) -> HttpResponse:
         request,
         "sharing/case_share.html",
         {**section_context(case, form), "nav": "cases"},
+    )
+
+
+@org_permission(Perm.CASES_EDIT)
+def share_preview(request: HttpRequest, number: str) -> HttpResponse:
+    """What de-identification will remove from the chosen files (the report the recipient's ZIP
+    will carry), before the link is created: the same permission and practice check as sharing."""
+    access = _access(request)
+    case = case_for(access, number)
+    if not acts_for_practice(access, case):
+        return render(request, "sharing/case_share.html", {"case": case, "not_yours": True}, status=403)
+    by_file = {str(a.stored_object_id): a for a in actions.shared_files_of_case(case)}
+    chosen = [by_file[f] for f in request.GET.getlist("shared_files") if f in by_file] or list(by_file.values())
+    try:
+        options = deid_export.options_from_names(request.GET.getlist("deid_options"))
+    except ValueError as error:
+        return render(request, "sharing/preview.html", {"case": case, "error": str(error), "nav": "cases"}, status=400)
+    work = deid_export.plan(actions.named_versions(chosen), options, deid_export.case_secret(case))
+    report = deid_export.preview(work)
+    record_case_opened(
+        access,
+        case,
+        "case.deid_previewed",
+        files=[str(a.stored_object_id) for a in chosen],
+        options=report["options"],
+    )
+    return render(
+        request,
+        "sharing/preview.html",
+        {"case": case, "report": report, "option_labels": list(deid_export.OPTION_LABELS.items()), "nav": "cases"},
     )
 
 

@@ -626,9 +626,14 @@ NOT_IN_THE_MATRIX = {
     "case_orders": "read-only: api/tests/test_imaging_orders_api.py",
     "retrieve_case": "read-only",
     "list_attachments": "read-only",
-    "download_all": "read-only (api/tests/test_download_all.py: other organization, scope, revoked lab)",
+    "download_all": (
+        "read-only, ?deidentified=1 too (api/tests/test_download_all.py, test_download_deidentified.py: "
+        "other organization, scope, revoked lab)"
+    ),
     "list_messages": "read-only",
     "list_links": "read-only",
+    "preview_link": "read-only, practice only: api/tests/test_download_deidentified.py (other org, scope, lab)",
+    "share_preview": "read-only page, practice only: sharing/tests/test_deidentified_links.py (other org, lab)",
     "search_cases": "read-only (a POST so the term stays out of URLs): api/tests/test_case_workflow.py",
     "organization_detail": "read-only: api/tests/test_organization_api.py",
     "case_live": "read-only poll: cases/tests/test_live.py",

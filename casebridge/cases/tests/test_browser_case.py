@@ -206,6 +206,32 @@ def test_download_all_saves_one_zip_with_the_case_names(page: Page, connected: P
         assert sorted(archive.namelist()) == [f"{case.number}_lower_1.stl", f"{case.number}_upper_1.stl"]
 
 
+def test_download_de_identified_saves_the_files_and_the_report(page: Page, connected: Personas, tmp_path: Path) -> None:
+    import zipfile
+
+    from casebridge.imaging import synthetic
+    from casebridge.imaging.tests.cases import attach, draft_case
+
+    p = connected
+    access = resolve(p.members["clinician"], p.practice)
+    assert access is not None
+    case = draft_case(access)
+    attach(access, case, synthetic.dicom_image("browser", patient_name="ROE^JANE"), kind="cbct", label="cbct")
+    sign_in(page, p.members["clinician"])
+    page.goto(f"/o/{p.practice.slug}/cases/{case.number}/")
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name=re.compile("Download de-identified")).click()
+
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == f"{case.number}_deidentified.zip"
+    with zipfile.ZipFile(saved) as archive:
+        names = sorted(archive.namelist())
+        assert names == [f"{case.number}_cbct_1.dcm", "deidentification-report.json", "deidentification-report.txt"]
+        assert b"ROE^JANE" not in archive.read(f"{case.number}_cbct_1.dcm")
+
+
 def test_the_tooth_chart_is_one_tab_stop_with_arrows_inside(page: Page, connected: Personas) -> None:
     p = connected
     sign_in(page, p.members["clinician"])

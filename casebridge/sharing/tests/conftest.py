@@ -113,13 +113,17 @@ def last_code() -> str:
 
 @pytest.fixture
 def make_link(shared: SharedCase) -> Callable[..., tuple[ExternalLink, str]]:
-    """Share files of the case; returns the link and the raw token read from the e-mail."""
+    """Share files of the case; returns the link and the raw token read from the e-mail. These
+    links send the originals (with the reason that needs), so the tests of delivery can compare
+    bytes; de-identified links, the default, are tested in test_deidentified_links.py."""
 
     def make(**overrides: Any) -> tuple[ExternalLink, str]:
         options: dict[str, Any] = {
             "attachments": list(shared.case.attachments.all()[:2]),
             "recipient_email": RECIPIENT,
             "purpose": "Second opinion requested by the patient",
+            "deidentify": False,
+            "reason": "The tests of delivery compare the bytes sent with the originals",
         }
         options.update(overrides)
         link = actions.create_link(shared.access, shared.case, **options)

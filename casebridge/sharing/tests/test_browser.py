@@ -61,8 +61,16 @@ def test_a_download_reaches_the_browser_from_the_transfer_server(
     server's own port, the attachment saved as a download."""
     shared = build_case(connected)
     chosen = list(shared.case.attachments.select_related("stored_object")[:1])
+    # Originals: the transfer server hands over stored versions; de-identified copies stream from
+    # the application (test_deidentified_links.py).
     actions.create_link(
-        shared.access, shared.case, attachments=chosen, recipient_email=RECIPIENT, purpose="Second opinion"
+        shared.access,
+        shared.case,
+        attachments=chosen,
+        recipient_email=RECIPIENT,
+        purpose="Second opinion",
+        deidentify=False,
+        reason="The surgeon needs the original scan",
     )
     token = last_token()
     server = testing.start(tmp_path / "transfer", ticket_key(settings.SECRET_KEY), settings.VAULT_STORAGE_URL)
