@@ -89,6 +89,7 @@ org_patterns = [
     path("vendors/", compliance_views.vendor_list, name="vendors"),
     path("compliance/", compliance_views.compliance_dashboard, name="compliance"),
     path("incidents/<uuid:incident_id>/", compliance_views.incident_detail, name="incident_detail"),
+    path("audit/filters/", audit_views.audit_filters, name="audit_filters"),
     path("audit/reviews/", review_views.audit_reviews, name="audit_reviews"),
     path("alerts/", alert_views.alerts_page, name="alerts"),
     path("alerts/rules/", alert_views.alert_rules, name="alert_rules"),

@@ -241,3 +241,20 @@ class DigestState(models.Model):
 
     def __str__(self) -> str:
         return f"digest up to #{self.last_seq}"
+
+
+class SavedFilter(models.Model):
+    """A reviewer's named set of audit log filters (the query string, never search text about a
+    patient by name: the log's filters hold actions, people, ids, dates)."""
+
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=80)
+    query = models.CharField(max_length=1000)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "user", "name"], name="saved_filter_once")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -8,15 +8,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from casebridge.access.guards import org_permission
-from casebridge.access.requests import org_access_of
+from casebridge.access.requests import org_access_of, user_of
 from casebridge.access.roles import Perm
 from casebridge.audit import catalog
 from casebridge.audit.api import record
-from casebridge.audit.models import Event
+from casebridge.audit.models import Event, SavedFilter
 from casebridge.audit.queries import BadFilter, EventFilters, filters_from_query, organization_events
 from casebridge.audit.targets import target_labels
 
@@ -66,6 +68,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
             "actions": catalog.all_actions(),
             "sensitive": {a.name for a in catalog.all_actions() if a.sensitive},
             "filters": request.GET,
+            "saved_filters": SavedFilter.objects.filter(organization=access.organization, user=user_of(request)),
         },
     )
 
@@ -132,3 +135,30 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     response = StreamingHttpResponse(rows(), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="audit-{access.organization.slug}.csv"'
     return response
+
+
+@require_POST
+@org_permission(Perm.AUDIT_VIEW)
+def audit_filters(request: HttpRequest) -> HttpResponse:
+    """Save the page's current filters under a name, or delete one of one's own saved filters."""
+    access = org_access_of(request)
+    user = user_of(request)
+    mine = SavedFilter.objects.filter(organization=access.organization, user=user)
+    if request.POST.get("delete"):
+        mine.filter(pk=request.POST["delete"] if request.POST["delete"].isdigit() else 0).delete()
+        return redirect("audit_log", access.organization.slug)
+    name = request.POST.get("name", "").strip()[:80]
+    query = request.POST.get("query", "")[:1000]
+    try:
+        filters_from_query(QueryDict(query))  # only filters the page understands are kept
+    except BadFilter as exc:
+        messages.error(request, f"Not saved: {exc}.")
+        return redirect("audit_log", access.organization.slug)
+    if not name:
+        messages.error(request, "Name the filter to save it.")
+    else:
+        SavedFilter.objects.update_or_create(
+            organization=access.organization, user=user, name=name, defaults={"query": query}
+        )
+        messages.success(request, f"Filters saved as “{name}”.")
+    return redirect(f"{reverse('audit_log', args=[access.organization.slug])}?{query}")
