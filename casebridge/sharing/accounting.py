@@ -11,7 +11,17 @@ from fpdf import FPDF
 from casebridge.orgs.models import Organization
 from casebridge.sharing.models import Disclosure
 
-COLUMNS = ("disclosed_at", "patient", "date_of_birth", "case", "recipient", "files", "purpose", "disclosed_by")
+COLUMNS = (
+    "disclosed_at",
+    "patient",
+    "date_of_birth",
+    "case",
+    "recipient",
+    "files",
+    "purpose",
+    "disclosed_by",
+    "copies",
+)
 
 
 def _row(d: Disclosure) -> list[str]:
@@ -24,7 +34,15 @@ def _row(d: Disclosure) -> list[str]:
         "; ".join(str(f.get("name", "")) for f in d.files if isinstance(f, dict)),
         d.purpose,
         d.disclosed_by_label,
+        _copies(d),
     ]
+
+
+def _copies(d: Disclosure) -> str:
+    """What the recipient could get: de-identified copies (external links' default) or originals."""
+    if d.link is None:
+        return ""
+    return "de-identified" if d.link.deidentify else "originals"
 
 
 def as_csv(rows: list[Disclosure]) -> str:
@@ -64,13 +82,14 @@ def as_pdf(organization: Organization, rows: list[Disclosure]) -> bytes:
     if not rows:
         pdf.cell(0, 6, "No disclosures recorded.", new_x="LMARGIN", new_y="NEXT")
     for d in rows:
-        date_text, patient, dob, case, recipient, files, purpose, by = _row(d)
+        date_text, patient, dob, case, recipient, files, purpose, by, copies = _row(d)
         pdf.set_font("Helvetica", "B", 9)
         pdf.multi_cell(
             0, 5, _latin(f"{date_text[:16].replace('T', ' ')} UTC - {patient} {dob}"), new_x="LMARGIN", new_y="NEXT"
         )
         pdf.set_font("Helvetica", size=8)
-        for line in (f"Case {case}; to {recipient}; by {by}", f"Files: {files}", f"Purpose: {purpose}"):
+        shared = f"Files ({copies} copies): {files}" if copies else f"Files: {files}"
+        for line in (f"Case {case}; to {recipient}; by {by}", shared, f"Purpose: {purpose}"):
             pdf.multi_cell(0, 4.2, _latin(line), new_x="LMARGIN", new_y="NEXT")
         pdf.ln(1.5)
     return bytes(pdf.output())

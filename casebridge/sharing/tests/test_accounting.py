@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_patients_accounting_exports_as_csv_and_pdf(shared: SharedCase, make_link: MakeLink) -> None:
-    make_link()
+    link, _token = make_link()
     officer = signed_in_client(shared.personas.members["compliance_officer"])
     slug = shared.personas.practice.slug
     export = reverse("disclosures_export", args=[slug])
@@ -31,6 +31,7 @@ def test_a_patients_accounting_exports_as_csv_and_pdf(shared: SharedCase, make_l
     response = officer.get(export, {"search": search, "format": "csv"})
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[0][0] == "disclosed_at" and rows[1][1] == PATIENT and rows[1][4] == RECIPIENT
+    assert rows[1][-1] == ("de-identified" if link.deidentify else "originals")
     assert response["Content-Disposition"] == 'attachment; filename="accounting-of-disclosures.csv"'
     pdf = officer.get(export, {"search": search, "format": "pdf"})
     assert pdf.content.startswith(b"%PDF")
