@@ -87,6 +87,7 @@ org_patterns = [
     path("audit/patients/<uuid:patient_ref>/", forensics_views.patient_report, name="patient_report"),
     path("incidents/", compliance_views.incident_list, name="incidents"),
     path("vendors/", compliance_views.vendor_list, name="vendors"),
+    path("access-reviews/", compliance_views.access_reviews_page, name="access_reviews"),
     path("compliance/", compliance_views.compliance_dashboard, name="compliance"),
     path("incidents/<uuid:incident_id>/", compliance_views.incident_detail, name="incident_detail"),
     path("audit/filters/", audit_views.audit_filters, name="audit_filters"),

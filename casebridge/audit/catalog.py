@@ -204,5 +204,8 @@ register(
     sensitive=True,
 )
 register("compliance.officers.named", "Privacy and security officers named")
+register("compliance.access_review.started", "Access review started (every member, link and connection listed)")
+register("compliance.access_review.decided", "Access review item kept or revoked")
+register("compliance.access_review.completed", "Access review completed")
 register("compliance.vendor.saved", "System or vendor added to the inventory or changed (BAA status and dates)")
 register("audit.proof.given", "Merkle inclusion or consistency proof handed to an auditor")

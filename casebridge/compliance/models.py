@@ -103,3 +103,36 @@ class Officers(models.Model):
 
     def __str__(self) -> str:
         return f"officers of {self.organization_id}"
+
+
+class AccessReview(models.Model):
+    """A periodic access review campaign (issue 16, item 7): an administrator confirms or revokes
+    every member's role, every active external link and every connection; the outcome and how
+    long revocations took are the record."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="access_reviews")
+    started_at = models.DateTimeField(auto_now_add=True)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"access review {self.pk}"
+
+
+class AccessReviewItem(models.Model):
+    review = models.ForeignKey(AccessReview, on_delete=models.CASCADE, related_name="items")
+    kind = models.CharField(max_length=16)  # member, link, connection
+    ref = models.CharField(max_length=64)
+    label = models.CharField(max_length=300)  # what the reviewer saw: a person and role, a link, an organization
+    decision = models.CharField(max_length=8, blank=True)  # keep, revoke
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["kind", "label"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.ref}"

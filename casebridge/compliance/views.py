@@ -17,10 +17,10 @@ from casebridge.access.guards import org_permission
 from casebridge.access.policy import scoped_get
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
-from casebridge.compliance import dashboard, incidents, vendors
+from casebridge.compliance import access_reviews, dashboard, incidents, vendors
 from casebridge.compliance.clocks import days_left
 from casebridge.compliance.forms import AssessmentForm, IncidentForm, VendorForm
-from casebridge.compliance.models import Incident, Vendor
+from casebridge.compliance.models import AccessReview, AccessReviewItem, Incident, Vendor
 from casebridge.orgs.models import Membership
 
 
@@ -173,4 +173,32 @@ def compliance_dashboard(request: HttpRequest) -> HttpResponse:
             "people": sorted(people.values(), key=lambda u: u.display_name),
             "nav": "compliance",
         },
+    )
+
+
+@org_permission(Perm.MEMBERS_MANAGE)
+def access_reviews_page(request: HttpRequest) -> HttpResponse:
+    """Start an access review, decide each item (keep or revoke), see past campaigns."""
+    access = org_access_of(request)
+    org = access.organization
+    if request.method == "POST":
+        try:
+            if request.POST.get("operation") == "start":
+                access_reviews.start(access)
+                messages.success(request, "Access review started: keep or revoke each line.")
+            else:
+                item = scoped_get(
+                    AccessReviewItem.objects.filter(review__organization=org).select_related("review"),
+                    pk=request.POST.get("item") if str(request.POST.get("item", "")).isdigit() else None,
+                )
+                access_reviews.decide(access, item, request.POST.get("decision", ""))
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        return redirect("access_reviews", org.slug)
+    reviews_list = list(AccessReview.objects.filter(organization=org).prefetch_related("items")[:12])
+    current = next((r for r in reviews_list if r.completed_at is None), None)
+    return render(
+        request,
+        "compliance/access_reviews.html",
+        {"current": current, "reviews": reviews_list, "next_due": access_reviews.next_due(org), "nav": "members"},
     )
