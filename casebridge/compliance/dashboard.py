@@ -18,6 +18,7 @@ from casebridge.audit import reviews
 from casebridge.audit.api import record
 from casebridge.audit.models import Event, PendingSeal
 from casebridge.compliance.models import BaaStatus, Decision, Incident, Officers, Vendor
+from casebridge.compliance.training import coverage as training_coverage
 from casebridge.orgs.models import Connection, ConnectionStatus, Membership, Organization
 from casebridge.retention.models import BackupRun, RunKind
 
@@ -146,10 +147,20 @@ def checks(organization: Organization) -> list[Check]:
             "45 CFR 164.308(a)(6), 164.404-410",
         )
     )
-    for title, citation in (
-        ("Workforce training", "45 CFR 164.308(a)(5)"),
-        ("Security risk assessment", "45 CFR 164.308(a)(1)(ii)(A)"),
-    ):
+    taught = training_coverage(organization)
+    found.append(
+        Check(
+            "Workforce training",
+            UNKNOWN if not taught.required else OK if taught.done == taught.required else ATTENTION,
+            (
+                f"{taught.done} of {taught.required} assigned trainings complete, {taught.overdue} overdue."
+                if taught.required
+                else "No training module assigned yet: write one under Training."
+            ),
+            "45 CFR 164.308(a)(5)",
+        )
+    )
+    for title, citation in (("Security risk assessment", "45 CFR 164.308(a)(1)(ii)(A)"),):
         found.append(Check(title, UNKNOWN, "Not tracked in CaseBridge yet: keep your own evidence.", citation))
     return found
 

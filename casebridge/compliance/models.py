@@ -136,3 +136,40 @@ class AccessReviewItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.ref}"
+
+
+class TrainingModule(models.Model):
+    """A training module written by the compliance officer (issue 16, item 5): text, a short quiz,
+    the roles it is assigned to, days to complete it, and whether it is refreshed yearly."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="training_modules")
+    title = models.CharField(max_length=150)
+    body = models.TextField()
+    # [{"question": str, "choices": [str, ...], "answer": index}]
+    quiz = models.JSONField(default=list, blank=True)
+    pass_mark = models.PositiveSmallIntegerField(default=80)  # percent
+    roles = models.JSONField(default=list, blank=True)  # role values; empty: everyone
+    due_days = models.PositiveSmallIntegerField(default=30)
+    annual = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class TrainingCompletion(models.Model):
+    module = models.ForeignKey(TrainingModule, on_delete=models.CASCADE, related_name="completions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    score = models.PositiveSmallIntegerField()
+    passed = models.BooleanField()
+    completed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-completed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.module_id} {self.score}%"

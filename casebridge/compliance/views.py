@@ -17,10 +17,10 @@ from casebridge.access.guards import org_permission
 from casebridge.access.policy import scoped_get
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
-from casebridge.compliance import access_reviews, dashboard, incidents, vendors
+from casebridge.compliance import access_reviews, dashboard, incidents, training, vendors
 from casebridge.compliance.clocks import days_left
 from casebridge.compliance.forms import AssessmentForm, IncidentForm, VendorForm
-from casebridge.compliance.models import AccessReview, AccessReviewItem, Incident, Vendor
+from casebridge.compliance.models import AccessReview, AccessReviewItem, Incident, TrainingModule, Vendor
 from casebridge.orgs.models import Membership
 
 
@@ -202,3 +202,69 @@ def access_reviews_page(request: HttpRequest) -> HttpResponse:
         "compliance/access_reviews.html",
         {"current": current, "reviews": reviews_list, "next_due": access_reviews.next_due(org), "nav": "members"},
     )
+
+
+@org_permission(Perm.ORG_VIEW)
+def training_page(request: HttpRequest) -> HttpResponse:
+    """Everyone's assigned modules with their state; compliance managers also write modules and
+    see the organization's coverage."""
+    access = org_access_of(request)
+    org = access.organization
+    if request.method == "POST":
+        roles = [r for r in request.POST.getlist("roles") if r]
+        try:
+            days = int(request.POST.get("due_days", "30") or 30)
+            training.save_module(
+                access,
+                title=request.POST.get("title", ""),
+                body=request.POST.get("body", ""),
+                quiz_text=request.POST.get("quiz", ""),
+                roles=roles,
+                due_days=max(1, min(days, 365)),
+            )
+        except (ValidationError, ValueError) as exc:
+            messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
+        else:
+            messages.success(request, "Training module saved and assigned.")
+        return redirect("training", org.slug)
+    now = timezone.now()
+    mine = []
+    if access.membership is not None:
+        for module in TrainingModule.objects.filter(organization=org):
+            if training.assigned(module, access.membership):
+                last = module.completions.filter(user_id=access.membership.user_id, passed=True).first()
+                due = training.due_at(module, access.membership, last)
+                mine.append({"module": module, "last": last, "due": due, "overdue": due is not None and due <= now})
+    return render(
+        request,
+        "compliance/training.html",
+        {
+            "mine": mine,
+            "can_manage": access.has(Perm.COMPLIANCE_MANAGE),
+            "coverage": training.coverage(org) if access.has(Perm.COMPLIANCE_MANAGE) else None,
+            "roles": Membership._meta.get_field("role").choices,
+            "nav": "training",
+        },
+    )
+
+
+@org_permission(Perm.ORG_VIEW)
+def training_module(request: HttpRequest, module_id: uuid.UUID) -> HttpResponse:
+    access = org_access_of(request)
+    module = scoped_get(TrainingModule.objects.filter(organization=access.organization), pk=module_id)
+    if request.method == "POST":
+        answers = []
+        for index in range(len(module.quiz)):
+            value = request.POST.get(f"q{index}", "")
+            answers.append(int(value) if value.isdigit() else -1)
+        try:
+            completion = training.take(access, module, answers)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            if completion.passed:
+                messages.success(request, f"Passed with {completion.score}%. Recorded.")
+            else:
+                messages.error(request, f"{completion.score}%: below {module.pass_mark}%. Read it again and retry.")
+        return redirect("training", access.organization.slug)
+    return render(request, "compliance/training_module.html", {"module": module, "nav": "training"})
