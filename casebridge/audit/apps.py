@@ -21,4 +21,4 @@ class AuditConfig(AppConfig):
         register_periodic("audit.review_reminders", reviews.remind_overdue)
         from casebridge.audit import witness
 
-        register_periodic("audit.checkpoint_digest", witness.send_digest, phase=LAST)
+        register_periodic("audit.checkpoint_digest", witness.send_digest)

@@ -280,7 +280,8 @@ def org_settings(request: HttpRequest) -> HttpResponse:
 def connections(request: HttpRequest) -> HttpResponse:
     access = _access(request)
     org = access.organization
-    form = ConnectionRequestForm()
+    # Its own ids: the agreement forms of the connections above share the field names.
+    form = ConnectionRequestForm(auto_id="new_%s")
     rows = (
         Connection.objects.filter(Q(requester=org) | Q(recipient=org))
         .select_related("requester", "recipient")
@@ -302,7 +303,7 @@ def connections(request: HttpRequest) -> HttpResponse:
 @org_permission(Perm.CONNECTIONS_MANAGE)
 def connection_request(request: HttpRequest) -> HttpResponse:
     access = _access(request)
-    form = ConnectionRequestForm(request.POST)
+    form = ConnectionRequestForm(request.POST, auto_id="new_%s")
     if form.is_valid():
         try:
             actions.request_connection(
