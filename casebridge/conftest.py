@@ -13,7 +13,7 @@ from pytest_django.fixtures import Settings
 
 from casebridge.audit import triggers
 from casebridge.core.browser_testing import browser, https_site, new_context, page, site  # noqa: F401 (fixtures)
-from casebridge.core.testing import Personas, build_personas
+from casebridge.core.testing import Personas, build_personas, require
 
 _state = {"triggers_removed": False}
 
@@ -35,6 +35,18 @@ def _audit_triggers(request: pytest.FixtureRequest) -> Iterator[None]:
     if transactional:
         triggers.remove(connection)
         _state["triggers_removed"] = True
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` runs the suite twice, on SQLite and on PostgreSQL (DATABASE_URL): a test that
+    needs PostgreSQL runs in the second pass only, and one that builds installations with
+    databases of their own (whatever the suite runs on) in the first only, instead of twice."""
+    on_postgres = os.environ.get("DATABASE_URL", "").startswith("postgres")
+    for item in items:
+        if item.get_closest_marker("postgres_only") and not on_postgres:
+            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: `make test-postgres` runs it"))
+        if item.get_closest_marker("sqlite_pass_only") and on_postgres:
+            item.add_marker(pytest.mark.skip(reason="runs once, in the SQLite pass"))
 
 
 @pytest.fixture(autouse=True)
@@ -64,10 +76,8 @@ def chromium_path() -> str | None:
 @pytest.fixture(scope="session")
 def browser_executable() -> str:
     path = chromium_path()
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is required for browser tests under CI=true (apt-get install chromium)")
-        pytest.skip("browser tests skipped: Debian's chromium is not installed (apt-get install chromium)")
+    require(path is not None, "chromium (browser tests)", "apt-get install chromium")
+    assert path is not None
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -109,3 +110,15 @@ def build_personas() -> Personas:
     lab_manager = make_user("manager@lab.test")
     add_member(lab, lab_manager, Role.LAB_MANAGER)
     return Personas(practice, other, lab, members, outsider, deactivated, lab_manager)
+
+
+def require(available: bool, what: str, install: str) -> None:
+    """Skip locally when a tool a test needs is missing, but never under CI, where a skip would
+    hide a gap: there it fails, naming what to install (.ci/run installs it)."""
+    import pytest
+
+    if available:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is required under CI=true ({install})")
+    pytest.skip(f"{what} tests skipped: not installed here ({install})")

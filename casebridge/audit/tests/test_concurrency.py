@@ -21,12 +21,6 @@ EVENTS_PER_WRITER = 300  # 1,200 in all: crosses a signed checkpoint (every 1,00
 ROLLBACK_EVERY = 10
 TIMEOUT = 180
 
-requires_postgresql = pytest.mark.skipif(
-    connection.vendor != "postgresql",
-    reason="needs PostgreSQL (DATABASE_URL; `make test-postgres` runs it): SQLite has a single "
-    "writer by design, so there is no concurrent sealing to test",
-)
-
 
 class _Abandon(Exception):
     pass
@@ -87,8 +81,8 @@ def _run_writers() -> list[dict[str, list[int]]]:
                 proc.wait()
 
 
+# SQLite has a single writer by design, so there is no concurrent sealing to test there.
 @pytest.mark.postgres_only
-@requires_postgresql
 @pytest.mark.usefixtures("transactional_db")
 def test_concurrent_processes_keep_one_gap_free_verifiable_chain() -> None:
     results = _run_writers()

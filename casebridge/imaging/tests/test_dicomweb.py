@@ -103,7 +103,7 @@ def test_frames_of_a_multi_frame_instance_are_its_own_bytes(
     from pydicom.data import get_testdata_file
 
     case, _slices = study
-    content = open(get_testdata_file("rtdose.dcm"), "rb").read()  # noqa: SIM115 - a test file, read once
+    content = Path(str(get_testdata_file("rtdose.dcm"))).read_bytes()
     attach(clinician_access(personas), case, content, kind="cbct")
     original = pydicom.dcmread(io.BytesIO(content))
     size = original.Rows * original.Columns * original.BitsAllocated // 8

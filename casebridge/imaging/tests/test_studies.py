@@ -177,7 +177,7 @@ def test_a_single_dicom_file_is_indexed_in_place(ingest: Ingest) -> None:
 
 def test_a_header_value_json_cannot_hold_does_not_stop_the_ingest(ingest: Ingest) -> None:
     # pydicom's badVR.dcm has an IS of "1A": read as text, refused only when converted to JSON.
-    content = open(get_testdata_file("badVR.dcm"), "rb").read()  # noqa: SIM115 - a test file, read once
+    content = Path(str(get_testdata_file("badVR.dcm"))).read_bytes()
     slices = cbct_series("jaw", slices=2, size=16)
 
     job = ingest(_zip({"a": slices[0], "bad": content, "b": slices[1]}))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from casebridge.core.testing import require
 from casebridge.kernel import filetypes, pipeline
 from casebridge.kernel.backends import filesystem
 from casebridge.kernel.backends.filesystem import FileSystemStore, Writeback, preallocate
@@ -25,7 +26,6 @@ from casebridge.kernel.crypto.streaming import (
     new_stream,
 )
 from casebridge.kernel.pipeline import ChunkReader, SealingPipeline, seal_to_blob
-from casebridge.vault.tests.conftest import require
 from casebridge.vault.tests.samples import binary_stl
 
 KEY = bytes(range(32))

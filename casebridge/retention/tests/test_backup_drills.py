@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from casebridge.core.testing import require
+
 PASSPHRASE = "correct horse battery staple"
 
 
@@ -221,11 +223,7 @@ def test_a_restore_test_records_its_result_rto_and_rpo_and_a_failed_one_says_why
     assert not list(site.home.glob("restore-test-*"))  # the scratch installation is gone
 
 
-@pytest.mark.postgres_only
-@pytest.mark.skipif(
-    not os.environ.get("DATABASE_URL", "").startswith("postgres"),
-    reason="needs PostgreSQL (DATABASE_URL; `make test-postgres` runs it): pg_dump and pg_restore",
-)
+@pytest.mark.postgres_only  # pg_dump and pg_restore
 def test_a_postgresql_installation_restores_into_a_fresh_database(tmp_path: Path) -> None:
     import psycopg
 
@@ -335,13 +333,13 @@ def test_a_backup_taken_in_the_middle_of_a_key_rotation_restores_with_every_file
     assert report["ok"] and report["files_checked"] == files > 10 and not report["files_failed"]
 
 
-@pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed (.ci/run installs it)")
 def test_a_shredded_file_is_gone_from_every_backup_once_the_backup_retention_window_has_passed(
     fresh: Installation, tmp_path: Path
 ) -> None:
     """Wrapped keys expire from backup sets by the sets' own expiry: `restic forget --prune` with
     the retention settings drops every snapshot older than the window (here: all but today's
     newest), so no set that still holds the shredded file's wrapped key survives it."""
+    require(shutil.which("restic") is not None, "restic", "apt-get install restic")
     site = fresh
     repo = f"restic:{tmp_path / 'repo'}"
     keep_all = Installation(site.home, {**site.env, "CASEBRIDGE_RESTIC_KEEP_DAILY": "0"})

@@ -7,7 +7,6 @@ the repository's password never shows; `forget --prune` applies the retention se
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -15,19 +14,18 @@ from pathlib import Path
 
 import pytest
 
+from casebridge.core.testing import require
 from casebridge.retention.tests.test_backup_drills import PASSPHRASE, Installation, _installation
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed (.ci/run installs it)"),
-    # The installations driven here have SQLite databases of their own whatever the suite runs on:
-    # the PostgreSQL pass would repeat the same two minutes.
-    pytest.mark.skipif(os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="runs in the SQLite pass"),
-]
+# The installations driven here have SQLite databases of their own whatever the suite runs on:
+# the PostgreSQL pass would repeat the same two minutes.
+pytestmark = pytest.mark.sqlite_pass_only
 RESTIC_PASSWORD = "restic repository password 8c1f"
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Installation, Path]]:
+    require(shutil.which("restic") is not None, "restic", "apt-get install restic")
     root = tmp_path_factory.mktemp("restic")
     (root / "restic-pass").write_text(RESTIC_PASSWORD)
     (root / "pass").write_text(PASSPHRASE)

@@ -7,7 +7,6 @@ is named by the restore test."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,10 +18,8 @@ import pytest
 from casebridge.retention.tests.test_backup_drills import PASSPHRASE, Installation, _installation
 from casebridge.transfer.testing import free_port
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("DATABASE_URL", "").startswith("postgres"),
-    reason="runs in the SQLite pass: the installations driven here have SQLite databases of their own",
-)
+# The installations driven here have SQLite databases of their own whatever the suite runs on.
+pytestmark = pytest.mark.sqlite_pass_only
 
 ADD_A_FILE = """
 import os, struct

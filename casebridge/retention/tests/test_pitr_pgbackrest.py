@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from casebridge.core.testing import require
 from casebridge.transfer.testing import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -23,13 +24,16 @@ STANZA = "casebridge"
 
 pytestmark = [
     pytest.mark.slow,  # about 30 s: initdb, a full backup, a restore and WAL replay
-    pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest is not installed (.ci/run installs it)"),
-    pytest.mark.skipif(not (PG_BIN / "pg_ctl").exists(), reason="PostgreSQL 15's server binaries are not installed"),
-    # PostgreSQL refuses to run as root: the cluster and pgBackRest run as the `postgres` user.
-    pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("USER") != "postgres", reason="needs root or postgres"),
     # One private cluster whatever the suite runs on: the PostgreSQL pass would repeat it.
-    pytest.mark.skipif(os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="runs in the SQLite pass"),
+    pytest.mark.sqlite_pass_only,
 ]
+
+
+def _require_tools() -> None:
+    require(shutil.which("pgbackrest") is not None, "pgBackRest", "apt-get install pgbackrest")
+    require((PG_BIN / "pg_ctl").exists(), "PostgreSQL 15's server binaries", "apt-get install postgresql-15")
+    # PostgreSQL refuses to run as root: the cluster and pgBackRest run as the `postgres` user.
+    require(os.geteuid() == 0 or os.environ.get("USER") == "postgres", "root or the postgres user", "run as root")
 
 
 class Cluster:
@@ -62,6 +66,7 @@ class Cluster:
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
+    _require_tools()
     root = Path(tempfile.mkdtemp(prefix="cb-pitr-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from casebridge.core.testing import require
 from casebridge.transfer.testing import free_port
 from casebridge.vault.scanning import ClamdScanner, ScannerUnavailable
 
@@ -24,15 +25,6 @@ SOFTHSM_MODULES = [
 ]
 TOKEN_LABEL = "casebridge-test"
 USER_PIN = "271828"
-
-
-def require(available: bool, what: str, install: str) -> None:
-    """Skip locally when a tool is missing, but never under CI, where a skip would hide a gap."""
-    if available:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is required under CI=true ({install})")
-    pytest.skip(f"{what} tests skipped: not installed here ({install})")
 
 
 @pytest.fixture(scope="session")
