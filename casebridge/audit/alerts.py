@@ -34,12 +34,12 @@ from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
-from casebridge.access.roles import Role
 from casebridge.accounts.models import User
 from casebridge.audit.api import record
 from casebridge.audit.models import Alert, AlertCursor, AlertKind, AlertRule, Event, Seal
 from casebridge.core.mail import absolute_url, queue_mail
 from casebridge.orgs.models import Membership, Organization
+from casebridge.orgs.queries import compliance_recipients
 
 BATCH = 5000
 DOWNLOADS = ("file.downloaded", "case.files_downloaded")
@@ -80,12 +80,6 @@ def open_alerts(organization: Organization) -> QuerySet[Alert]:
 
 
 # --- raising --------------------------------------------------------------------------------
-def _recipients(organization: Organization) -> list[str]:
-    members = Membership.objects.filter(organization=organization, is_active=True, user__is_active=True)
-    officers = list(members.filter(role=Role.COMPLIANCE_OFFICER).values_list("user__email", flat=True))
-    return officers or list(members.filter(role__in=[Role.OWNER, Role.ADMIN]).values_list("user__email", flat=True))
-
-
 def _raise(
     organization: Organization,
     kind: str,
@@ -120,7 +114,7 @@ def _raise(
         details={"alert": str(alert.pk), "kind": kind, "seq": seq, **details},
     )
     queue_mail(
-        _recipients(organization),
+        compliance_recipients(organization),
         "alert",
         {
             "organization": organization.name,

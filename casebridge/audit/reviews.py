@@ -24,13 +24,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from casebridge.access.policy import OrgAccess
-from casebridge.access.roles import Perm, Role
+from casebridge.access.roles import Perm
 from casebridge.accounts.models import User
 from casebridge.audit.api import record
 from casebridge.audit.models import AuditReview, Event, ReviewSchedule
 from casebridge.cases.models import Case
 from casebridge.core.mail import absolute_url, queue_mail
 from casebridge.orgs.models import Membership, Organization
+from casebridge.orgs.queries import compliance_recipients
 
 TEXT_LIMIT = 8000
 
@@ -113,10 +114,7 @@ def remind_overdue() -> int:
         schedule = schedule_of(organization)
         if not late or (schedule.last_reminded_at and now - schedule.last_reminded_at < timedelta(hours=23)):
             continue
-        members = Membership.objects.filter(organization=organization, is_active=True, user__is_active=True)
-        to = list(members.filter(role=Role.COMPLIANCE_OFFICER).values_list("user__email", flat=True)) or list(
-            members.filter(role__in=[Role.OWNER, Role.ADMIN]).values_list("user__email", flat=True)
-        )
+        to = compliance_recipients(organization)
         queue_mail(
             to,
             "review_overdue",

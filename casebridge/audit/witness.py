@@ -136,11 +136,11 @@ def send_digest() -> int:
     from django.db import transaction
     from django.utils import timezone
 
-    from casebridge.access.roles import Role
     from casebridge.audit.chain import signed_head
     from casebridge.audit.models import DigestState
     from casebridge.core.mail import queue_mail
-    from casebridge.orgs.models import Membership, Organization
+    from casebridge.orgs.models import Organization
+    from casebridge.orgs.queries import compliance_recipients
 
     if not settings.AUDIT_CHECKPOINT_DIGEST:
         return 0
@@ -154,10 +154,7 @@ def send_digest() -> int:
             return 0
         heads = [signed_head(c) for c in new]
         for organization in Organization.objects.all():
-            members = Membership.objects.filter(organization=organization, is_active=True, user__is_active=True)
-            to = list(members.filter(role=Role.COMPLIANCE_OFFICER).values_list("user__email", flat=True)) or list(
-                members.filter(role__in=[Role.OWNER, Role.ADMIN]).values_list("user__email", flat=True)
-            )
+            to = compliance_recipients(organization)
             queue_mail(to, "checkpoint_digest", {"organization": organization.name, "heads": heads})
         state.last_seq, state.sent_at = new[-1].seq, now
         state.save(update_fields=["last_seq", "sent_at"])

@@ -31,7 +31,8 @@ from casebridge.cases.models import (
     ImagingOrderStatus,
     ImagingRegion,
 )
-from casebridge.orgs.models import Connection, ConnectionStatus, Organization, OrgKind
+from casebridge.cases.queries import connected
+from casebridge.orgs.models import ConnectionStatus, Organization, OrgKind
 
 QUESTION_LIMIT = 2000
 # What the center delivers: at least one of these, added by the center, on the case.
@@ -41,13 +42,7 @@ RESULT_KINDS = (AttachmentKind.CBCT, AttachmentKind.REPORT, AttachmentKind.PHOTO
 def imaging_centers(practice: Organization) -> list[tuple[Organization, bool]]:
     """The imaging centers a practice is connected with, each with whether the connection may
     carry patient data (an agreement is recorded): the choices of the order form."""
-    connections = Connection.objects.filter(status=ConnectionStatus.ACTIVE).select_related("requester", "recipient")
-    centers: list[tuple[Organization, bool]] = []
-    for connection in connections.filter(requester=practice) | connections.filter(recipient=practice):
-        other = connection.recipient if connection.requester_id == practice.pk else connection.requester
-        if other.kind == OrgKind.IMAGING:
-            centers.append((other, connection.can_carry_phi))
-    return sorted(centers, key=lambda pair: pair[0].name)
+    return [(choice.lab, choice.can_receive) for choice in connected(practice, OrgKind.IMAGING)]
 
 
 def _parse_teeth(text: str) -> str:

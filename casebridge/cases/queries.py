@@ -9,7 +9,8 @@ from datetime import UTC, date, datetime
 from django.db.models import Q
 
 from casebridge.accounts.models import User
-from casebridge.orgs.models import Connection, ConnectionStatus, Membership, Organization, OrgKind
+from casebridge.orgs.models import Membership, Organization, OrgKind
+from casebridge.orgs.queries import connections_of
 
 
 @dataclass(frozen=True)
@@ -18,19 +19,19 @@ class LabChoice:
     can_receive: bool  # an agreement basis is recorded: the lab may receive patient data
 
 
-def connected_labs(practice: Organization) -> list[LabChoice]:
-    """Labs with an accepted connection to ``practice``, by name; never any other lab."""
-    connections = (
-        Connection.objects.filter(Q(requester=practice) | Q(recipient=practice), status=ConnectionStatus.ACTIVE)
-        .select_related("requester", "recipient")
-        .order_by("pk")
-    )
+def connected(practice: Organization, kind: str) -> list[LabChoice]:
+    """Organizations of `kind` (labs, imaging centers) with an accepted connection to `practice`,
+    by name, each with whether it may receive patient data; never any other."""
     choices = {}
-    for connection in connections:
+    for connection in connections_of(practice, active=True).order_by("pk"):
         other = connection.other(practice)
-        if other.kind == OrgKind.LAB:
+        if other.kind == kind:
             choices[other.pk] = LabChoice(other, connection.can_carry_phi)
     return sorted(choices.values(), key=lambda c: c.lab.name.lower())
+
+
+def connected_labs(practice: Organization) -> list[LabChoice]:
+    return connected(practice, OrgKind.LAB)
 
 
 def prescribers(practice: Organization) -> list[User]:

@@ -18,7 +18,8 @@ from casebridge.accounts.models import User
 from casebridge.audit.api import record
 from casebridge.compliance.models import AccessReview, AccessReviewItem
 from casebridge.orgs import actions as org_actions
-from casebridge.orgs.models import Connection, ConnectionStatus, Membership, Organization
+from casebridge.orgs.models import Membership, Organization
+from casebridge.orgs.queries import connections_of
 from casebridge.sharing import actions as share_actions
 from casebridge.sharing.models import ExternalLink
 
@@ -49,10 +50,9 @@ def start(access: OrgAccess) -> AccessReview:
                 case__practice=org, revoked_at__isnull=True, expires_at__gt=now
             ).select_related("case")
         ]
-        connections = Connection.objects.filter(status=ConnectionStatus.ACTIVE).select_related("requester", "recipient")
         items += [
             AccessReviewItem(review=review, kind="connection", ref=str(c.pk), label=c.other(org).name)
-            for c in connections.filter(requester=org) | connections.filter(recipient=org)
+            for c in connections_of(org, active=True)
         ]
         AccessReviewItem.objects.bulk_create(items)
         record(
@@ -80,10 +80,7 @@ def decide(access: OrgAccess, item: AccessReviewItem, decision: str) -> None:
             elif item.kind == "link":
                 share_actions.revoke_link(access, ExternalLink.objects.get(pk=item.ref, case__practice=org))
             else:
-                connection = Connection.objects.get(pk=item.ref)
-                if org.pk not in (connection.requester_id, connection.recipient_id):
-                    raise ValidationError("Not one of your connections.")
-                org_actions.end_connection(access, connection)
+                org_actions.end_connection(access, connections_of(org).get(pk=item.ref))
         item.decision, item.decided_at = decision, timezone.now()
         item.save(update_fields=["decision", "decided_at"])
         record(

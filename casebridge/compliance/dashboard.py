@@ -19,7 +19,8 @@ from casebridge.audit.api import record
 from casebridge.audit.models import Event, PendingSeal
 from casebridge.compliance.models import BaaStatus, Decision, Incident, Officers, Vendor
 from casebridge.compliance.training import coverage as training_coverage
-from casebridge.orgs.models import Connection, ConnectionStatus, Membership, Organization
+from casebridge.orgs.models import Membership, Organization
+from casebridge.orgs.queries import connections_of
 from casebridge.retention.models import BackupRun, RunKind
 
 OK, ATTENTION, UNKNOWN = "ok", "attention", "unknown"
@@ -74,9 +75,7 @@ def checks(organization: Organization) -> list[Check]:
             "45 CFR 164.312(a)(2)(iv), (e)(2)(ii)",
         )
     )
-    connections = Connection.objects.filter(status=ConnectionStatus.ACTIVE).filter(
-        requester=organization
-    ) | Connection.objects.filter(status=ConnectionStatus.ACTIVE, recipient=organization)
+    connections = connections_of(organization, active=True)
     carrying = sum(1 for c in connections if c.can_carry_phi)
     vendors = Vendor.objects.filter(organization=organization)
     unsigned = vendors.exclude(baa_status__in=[BaaStatus.SIGNED, BaaStatus.NOT_NEEDED]).count()

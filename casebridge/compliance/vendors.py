@@ -14,11 +14,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from casebridge.access.policy import OrgAccess
-from casebridge.access.roles import Perm, Role
+from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.compliance.models import BaaStatus, Vendor
 from casebridge.core.mail import absolute_url, queue_mail
-from casebridge.orgs.models import Connection, ConnectionStatus, Membership, Organization
+from casebridge.orgs.models import Organization
+from casebridge.orgs.queries import compliance_recipients, connections_of
 
 REMIND_DAYS = 30
 FIELDS = ("name", "category", "data_handled", "baa_status", "baa_signed_on", "renewal_due", "reassessment_due", "notes")
@@ -84,9 +85,8 @@ def needs_attention(vendor: Vendor, today: date | None = None) -> str:
 def baa_chain(organization: Organization) -> list[dict[str, Any]]:
     """The organization's connections and, for each, the agreement it rests on and how many of
     the other side's own vendors lack a signed BAA (counts only: their inventory is theirs)."""
-    connections = Connection.objects.filter(status=ConnectionStatus.ACTIVE).select_related("requester", "recipient")
     rows = []
-    for connection in connections.filter(requester=organization) | connections.filter(recipient=organization):
+    for connection in connections_of(organization, active=True):
         other = connection.other(organization)
         vendors = Vendor.objects.filter(organization=other)
         rows.append(
@@ -109,10 +109,7 @@ def remind() -> int:
     )
     told = 0
     for vendor in due.select_related("organization").distinct():
-        members = Membership.objects.filter(organization=vendor.organization, is_active=True, user__is_active=True)
-        to = list(members.filter(role=Role.COMPLIANCE_OFFICER).values_list("user__email", flat=True)) or list(
-            members.filter(role__in=[Role.OWNER, Role.ADMIN]).values_list("user__email", flat=True)
-        )
+        to = compliance_recipients(vendor.organization)
         queue_mail(
             to,
             "vendor_due",

@@ -6,7 +6,6 @@ from allauth.account.decorators import reauthentication_required
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -34,13 +33,13 @@ from casebridge.orgs.forms import (
 )
 from casebridge.orgs.kinds import check_role_fits, role_choices
 from casebridge.orgs.models import (
-    Connection,
     ConnectionStatus,
     EmergencyAccess,
     Invitation,
     Membership,
     OrgKind,
 )
+from casebridge.orgs.queries import connections_of
 
 
 def _access(request: HttpRequest) -> OrgAccess:
@@ -71,10 +70,7 @@ def org_home(request: HttpRequest) -> HttpResponse:
     context = {
         "member_count": org.memberships.filter(is_active=True).count(),
         "role_label": Role(access.role).label if access.role in Role.values else "",
-        "connections": Connection.objects.filter(Q(requester=org) | Q(recipient=org))
-        .exclude(status=ConnectionStatus.ENDED)
-        .select_related("requester", "recipient")
-        .order_by("-created_at")[:10],
+        "connections": connections_of(org).exclude(status=ConnectionStatus.ENDED).order_by("-created_at")[:10],
     }
     if access.has(Perm.CASES_VIEW):
         context.update(work_queue(access))
@@ -282,11 +278,7 @@ def connections(request: HttpRequest) -> HttpResponse:
     org = access.organization
     # Its own ids: the agreement forms of the connections above share the field names.
     form = ConnectionRequestForm(auto_id="new_%s")
-    rows = (
-        Connection.objects.filter(Q(requester=org) | Q(recipient=org))
-        .select_related("requester", "recipient")
-        .order_by("status", "-created_at")
-    )
+    rows = connections_of(org).order_by("status", "-created_at")
     return render(
         request,
         "orgs/connections.html",
@@ -327,7 +319,7 @@ def connection_request(request: HttpRequest) -> HttpResponse:
 def connection_update(request: HttpRequest, connection_id: str) -> HttpResponse:
     access = _access(request)
     org = access.organization
-    connection = scoped_get(Connection.objects.filter(Q(requester=org) | Q(recipient=org)), pk=connection_id)
+    connection = scoped_get(connections_of(org), pk=connection_id)
     operation = request.POST.get("operation", "")
     try:
         if operation == "accept":
