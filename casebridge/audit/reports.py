@@ -14,9 +14,9 @@ import io
 import uuid
 
 from django.db.models import Q
-from fpdf import FPDF
 
 from casebridge.audit.models import Event
+from casebridge.core.pdf import document, latin
 from casebridge.orgs.models import Organization
 
 LIMIT = 5000
@@ -65,12 +65,7 @@ def as_csv(events: list[Event]) -> str:
 
 
 def as_pdf(organization: Organization, patient_ref: uuid.UUID, events: list[Event]) -> bytes:
-    pdf = FPDF(orientation="landscape", unit="mm", format="letter")
-    pdf.set_title(f"Access report for patient {patient_ref}")
-    pdf.set_creator("CaseBridge")
-    pdf.set_author("")
-    pdf.set_margins(12, 12, 12)
-    pdf.add_page()
+    pdf = document(f"Access report for patient {patient_ref}", landscape=True, margin=12)
     pdf.set_font("Helvetica", "B", 14)
     pdf.cell(0, 8, "Patient access report", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=9)
@@ -91,6 +86,6 @@ def as_pdf(organization: Organization, patient_ref: uuid.UUID, events: list[Even
         cells = _row(event)[:7]
         cells[0] = cells[0][:19].replace("T", " ")
         for width, text in zip(widths, cells, strict=True):
-            pdf.cell(width, 4.5, text.encode("latin-1", "replace").decode("latin-1")[:60], border=1)
+            pdf.cell(width, 4.5, latin(text)[:60], border=1)
         pdf.ln()
     return bytes(pdf.output())

@@ -6,19 +6,13 @@ from __future__ import annotations
 
 import json
 
-from fpdf import FPDF
-
+from casebridge.core.pdf import document
 from casebridge.retention.models import DestructionCertificate
 
 
 def render_certificate(certificate: DestructionCertificate, signature_ok: bool) -> bytes:
     body = json.loads(certificate.body)
-    pdf = FPDF(orientation="portrait", unit="mm", format="letter")
-    pdf.set_title(f"Destruction certificate {certificate.pk}")
-    pdf.set_creator("CaseBridge")
-    pdf.set_author("")
-    pdf.set_margins(15, 15, 15)
-    pdf.add_page()
+    pdf = document(f"Destruction certificate {certificate.pk}")
     pdf.set_font("Helvetica", "B", 15)
     pdf.cell(0, 9, "Certificate of destruction", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=9)

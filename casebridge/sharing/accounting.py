@@ -6,8 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
-from fpdf import FPDF
-
+from casebridge.core.pdf import document, latin
 from casebridge.orgs.models import Organization
 from casebridge.sharing.models import Disclosure
 
@@ -54,24 +53,15 @@ def as_csv(rows: list[Disclosure]) -> str:
     return out.getvalue()
 
 
-def _latin(text: str) -> str:
-    return text.encode("latin-1", "replace").decode("latin-1")
-
-
 def as_pdf(organization: Organization, rows: list[Disclosure]) -> bytes:
-    pdf = FPDF(orientation="portrait", unit="mm", format="letter")
-    pdf.set_title("Accounting of disclosures")
-    pdf.set_creator("CaseBridge")
-    pdf.set_author("")
-    pdf.set_margins(15, 15, 15)
-    pdf.add_page()
+    pdf = document("Accounting of disclosures")
     pdf.set_font("Helvetica", "B", 14)
     pdf.cell(0, 8, "Accounting of disclosures", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=9)
     pdf.multi_cell(
         0,
         5,
-        _latin(
+        latin(
             f"{organization.name}. Disclosures of protected health information outside CaseBridge in the six years "
             "before this report (45 CFR 164.528): date, recipient, what was disclosed and why."
         ),
@@ -85,11 +75,11 @@ def as_pdf(organization: Organization, rows: list[Disclosure]) -> bytes:
         date_text, patient, dob, case, recipient, files, purpose, by, copies = _row(d)
         pdf.set_font("Helvetica", "B", 9)
         pdf.multi_cell(
-            0, 5, _latin(f"{date_text[:16].replace('T', ' ')} UTC - {patient} {dob}"), new_x="LMARGIN", new_y="NEXT"
+            0, 5, latin(f"{date_text[:16].replace('T', ' ')} UTC - {patient} {dob}"), new_x="LMARGIN", new_y="NEXT"
         )
         pdf.set_font("Helvetica", size=8)
         shared = f"Files ({copies} copies): {files}" if copies else f"Files: {files}"
         for line in (f"Case {case}; to {recipient}; by {by}", shared, f"Purpose: {purpose}"):
-            pdf.multi_cell(0, 4.2, _latin(line), new_x="LMARGIN", new_y="NEXT")
+            pdf.multi_cell(0, 4.2, latin(line), new_x="LMARGIN", new_y="NEXT")
         pdf.ln(1.5)
     return bytes(pdf.output())
