@@ -92,8 +92,7 @@ def audit_reviews(request: HttpRequest) -> HttpResponse:
         try:
             reviews.sign_review(access, **form.cleaned_data)
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            form.add_error(None, exc)  # each error beside its field
         else:
             messages.success(request, "Review signed; it is kept as evidence and in the audit log.")
             return redirect("audit_reviews", access.organization.slug)

@@ -674,8 +674,7 @@ def case_imaging_order(request: HttpRequest, number: str) -> HttpResponse:
                 for message in exc.messages:
                     messages.error(request, message)
                 return redirect("case_detail", access.organization.slug, case.number)
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            form.add_error(None, exc)  # each error beside its field
         else:
             messages.success(request, f"{order.get_modality_display()} ordered from {order.center.name}.")
             return redirect("case_detail", access.organization.slug, case.number)

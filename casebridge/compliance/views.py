@@ -8,7 +8,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.forms import Form
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -22,14 +21,6 @@ from casebridge.compliance.clocks import days_left
 from casebridge.compliance.forms import AssessmentForm, IncidentForm, VendorForm
 from casebridge.compliance.models import AccessReview, AccessReviewItem, Incident, TrainingModule, Vendor
 from casebridge.orgs.models import Membership
-
-
-def _form_errors(form: Form, exc: ValidationError) -> None:
-    if not hasattr(exc, "error_dict"):
-        form.add_error(None, exc.messages)
-        return
-    for field, errors in exc.message_dict.items():
-        form.add_error(field if field in form.fields else None, errors)
 
 
 def _clock_rows(incident: Incident) -> list[dict[str, Any]]:
@@ -52,7 +43,7 @@ def incident_list(request: HttpRequest) -> HttpResponse:
         try:
             incident = incidents.record_incident(access, **form.cleaned_data)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form.add_error(None, exc)  # field errors beside their fields
         else:
             messages.success(request, "Incident recorded. Assess it now: the clocks run from discovery.")
             return redirect("incident_detail", access.organization.slug, incident.pk)
@@ -88,7 +79,7 @@ def incident_detail(request: HttpRequest, incident_id: uuid.UUID) -> HttpRespons
             try:
                 incidents.assess(access, incident, **form.cleaned_data)
             except ValidationError as exc:
-                _form_errors(form, exc)
+                form.add_error(None, exc)  # field errors beside their fields
             else:
                 messages.success(request, "Assessment saved.")
                 return redirect("incident_detail", access.organization.slug, incident.pk)
@@ -114,7 +105,7 @@ def vendor_list(request: HttpRequest) -> HttpResponse:
         try:
             vendors.save_vendor(access, editing, **form.cleaned_data)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form.add_error(None, exc)  # field errors beside their fields
         else:
             messages.success(request, "Inventory saved.")
             return redirect("vendors", access.organization.slug)
