@@ -89,6 +89,16 @@ org_patterns = [
     path("vendors/", compliance_views.vendor_list, name="vendors"),
     path("training/", compliance_views.training_page, name="training"),
     path("training/<uuid:module_id>/", compliance_views.training_module, name="training_module"),
+    path(
+        "training/<uuid:module_id>/documents/<uuid:attachment_id>/",
+        compliance_views.training_attachment,
+        name="training_attachment",
+    ),
+    path(
+        "training/certificates/<int:completion_id>.pdf",
+        compliance_views.training_certificate,
+        name="training_certificate",
+    ),
     path("access-reviews/", compliance_views.access_reviews_page, name="access_reviews"),
     path("compliance/", compliance_views.compliance_dashboard, name="compliance"),
     path("incidents/<uuid:incident_id>/", compliance_views.incident_detail, name="incident_detail"),

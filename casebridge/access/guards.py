@@ -9,12 +9,15 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 
+from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
+from django.shortcuts import redirect
 
 from casebridge.access import policy
+from casebridge.access.refusals import record_refusal
 from casebridge.access.requests import principal_of
 from casebridge.access.roles import Perm
 from casebridge.orgs.models import Organization
@@ -22,6 +25,16 @@ from casebridge.orgs.models import Organization
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 ACCESS_ATTR = "casebridge_access"
 SESSION_IDLE = "cb_idle_seconds"
+
+
+def to_onboarding(request: HttpRequest, org_slug: str) -> HttpResponse:
+    """Where a page request goes when the training gate withholds patient data: the training page,
+    saying why (the API answers 403 with the same reason). The refusal is audited as any other."""
+    actor = getattr(request, "actor", None)
+    if actor is not None:
+        record_refusal(request, actor, 403)
+    messages.info(request, "Finish your onboarding training first: patient data opens once you pass it.")
+    return redirect("training", org_slug)
 
 
 def public(view: View) -> View:
@@ -78,6 +91,8 @@ def org_permission(perm: Perm) -> Callable[[View], View]:
             organization = Organization.objects.filter(slug=org).first()
             try:
                 access = principal.enter(organization, perm, via=view.__name__)
+            except policy.OnboardingRequired:
+                return to_onboarding(request, org)
             except policy.Forbidden as exc:
                 raise PermissionDenied(str(exc)) from exc
             request.org_access = access  # type: ignore[attr-defined]

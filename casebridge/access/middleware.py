@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
 from casebridge.access import policy
-from casebridge.access.guards import ACCESS_ATTR
+from casebridge.access.guards import ACCESS_ATTR, to_onboarding
 from casebridge.access.refusals import record_refusal
 
 REFUSALS = frozenset({403, 404})
@@ -46,6 +46,9 @@ class AccessRefusalMiddleware:
                 from casebridge.api.auth import problem
 
                 return problem(403, "Forbidden", f"Your role does not allow: {exception.perm.label}.")
+            access = getattr(request, "org_access", None)
+            if isinstance(exception, policy.OnboardingRequired) and access is not None:
+                return to_onboarding(request, access.organization.slug)
             # Raised here, Django answers it exactly as a guard's PermissionDenied: its 403 page.
             raise PermissionDenied(str(exception)) from exception
         return None

@@ -15,10 +15,17 @@ from django.http import Http404
 from django.utils import timezone
 
 from casebridge.access.principal import Principal
-from casebridge.access.roles import EMERGENCY_PERMISSIONS, SCOPE_FOR_PERM, Perm, permissions_for
+from casebridge.access.roles import (
+    EMERGENCY_PERMISSIONS,
+    PATIENT_DATA_PERMISSIONS,
+    SCOPE_FOR_PERM,
+    Perm,
+    permissions_for,
+)
 from casebridge.accounts.models import ApiToken, ServiceAccount, User
 from casebridge.cases.models import Case, ImagingOrder, ImagingOrderStatus
 from casebridge.cases.models import Status as CaseStatus
+from casebridge.compliance.models import TrainingModule
 from casebridge.imaging.models import Study
 from casebridge.orgs.models import Connection, ConnectionStatus, EmergencyAccess, Membership, Organization, OrgKind
 from casebridge.vault.models import StoredObject, Upload
@@ -39,6 +46,13 @@ class Forbidden(Exception):
         self.reason = reason
 
 
+class OnboardingRequired(Forbidden):
+    """A new member asked for patient data before passing the organization's onboarding training."""
+
+    def __init__(self, perm: Perm) -> None:
+        super().__init__(perm, "finish your onboarding training before you open patient data")
+
+
 @dataclass
 class OrgAccess:
     """What one actor may do in one organization, resolved once per request."""
@@ -51,6 +65,7 @@ class OrgAccess:
     emergency: EmergencyAccess | None = None
     token: ApiToken | None = None
     emergency_only: frozenset[Perm] = field(default_factory=frozenset)
+    onboarding_pending: bool = False  # patient data withheld until onboarding training is passed
 
     @property
     def principal(self) -> Principal:
@@ -64,6 +79,8 @@ class OrgAccess:
 
     def require(self, perm: Perm) -> None:
         if perm not in self.permissions:
+            if self.onboarding_pending and perm in PATIENT_DATA_PERMISSIONS:
+                raise OnboardingRequired(perm)
             raise Forbidden(perm)
 
     def uses_emergency(self, perm: Perm) -> bool:
@@ -83,6 +100,17 @@ def active_emergency_grant(user: User, organization: Organization) -> EmergencyA
     )
 
 
+def onboarding_pending(membership: Membership) -> list[TrainingModule]:
+    """The onboarding modules this member must still pass: those assigned to their role that were
+    made onboarding before they joined (members already at work are not locked out by a new one)."""
+    modules = TrainingModule.objects.filter(
+        organization_id=membership.organization_id,
+        onboarding_since__isnull=False,
+        onboarding_since__lte=membership.created_at,
+    ).exclude(completions__user_id=membership.user_id, completions__passed=True)
+    return [m for m in modules if not m.roles or membership.role in m.roles]
+
+
 def resolve(actor: Any, organization: Organization, token: ApiToken | None = None) -> OrgAccess | None:
     """None means: this actor has nothing to do with this organization."""
     if isinstance(actor, ServiceAccount):
@@ -97,12 +125,17 @@ def resolve(actor: Any, organization: Organization, token: ApiToken | None = Non
         if membership is None:
             return None
         perms = permissions_for(membership.role)
+        pending = bool(perms & PATIENT_DATA_PERMISSIONS) and bool(onboarding_pending(membership))
+        if pending:
+            perms = perms - PATIENT_DATA_PERMISSIONS
+        # Break-glass overrides the training gate as it overrides roles: each use is recorded.
         grant = active_emergency_grant(actor, organization)
         extra: frozenset[Perm] = frozenset()
         if grant is not None:
             extra = EMERGENCY_PERMISSIONS - perms
             perms = perms | EMERGENCY_PERMISSIONS
         access = OrgAccess(organization, actor, membership.role, perms, membership, grant, emergency_only=extra)
+        access.onboarding_pending = pending
     else:
         return None
     if token is not None:

@@ -74,6 +74,12 @@ EMERGENCY_PERMISSIONS = frozenset(
     }
 )
 
+# What opens patient data: withheld from a new member until their onboarding training is passed,
+# when the organization requires it (compliance/training.py, policy.resolve).
+PATIENT_DATA_PERMISSIONS = frozenset(
+    {Perm.CASES_VIEW, Perm.CASES_EDIT, Perm.CASES_WORK, Perm.FILES_UPLOAD, Perm.FILES_DESTROY}
+)
+
 # Which token scope unlocks a permission over the API. Permissions without a scope are never
 # available to tokens: managing people and access always needs a person with MFA.
 SCOPE_FOR_PERM: dict[Perm, str] = {

@@ -153,6 +153,25 @@ class TrainingModule(models.Model):
     due_days = models.PositiveSmallIntegerField(default=30)
     annual = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Onboarding: members who join after this moment open no patient data until they pass it.
+    onboarding_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class TrainingAttachment(models.Model):
+    """A document that goes with a module (a policy, a slide deck), stored encrypted in the vault."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    module = models.ForeignKey(TrainingModule, on_delete=models.CASCADE, related_name="attachments")
+    title = models.CharField(max_length=150)
+    stored_object = models.ForeignKey("vault.StoredObject", on_delete=models.PROTECT, related_name="+")
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    added_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["title"]

@@ -8,19 +8,31 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
 from casebridge.access.guards import org_permission
-from casebridge.access.policy import scoped_get
+from casebridge.access.policy import OrgAccess, onboarding_pending, scoped_get
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
+from casebridge.audit.api import record
 from casebridge.compliance import access_reviews, dashboard, incidents, training, vendors
 from casebridge.compliance.clocks import days_left
 from casebridge.compliance.forms import AssessmentForm, IncidentForm, VendorForm
-from casebridge.compliance.models import AccessReview, AccessReviewItem, Incident, TrainingModule, Vendor
+from casebridge.compliance.models import (
+    AccessReview,
+    AccessReviewItem,
+    Incident,
+    TrainingCompletion,
+    TrainingModule,
+    Vendor,
+)
+from casebridge.kernel.filetypes import FILE_TYPES_BY_NAME
 from casebridge.orgs.models import Membership
+from casebridge.vault import api as vault
+from casebridge.vault.http import ByteRange, version_response
 
 
 def _clock_rows(incident: Incident) -> list[dict[str, Any]]:
@@ -212,6 +224,7 @@ def training_page(request: HttpRequest) -> HttpResponse:
                 quiz_text=request.POST.get("quiz", ""),
                 roles=roles,
                 due_days=max(1, min(days, 365)),
+                onboarding=request.POST.get("onboarding") == "on",
             )
         except (ValidationError, ValueError) as exc:
             messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
@@ -233,6 +246,8 @@ def training_page(request: HttpRequest) -> HttpResponse:
             "mine": mine,
             "can_manage": access.has(Perm.COMPLIANCE_MANAGE),
             "coverage": training.coverage(org) if access.has(Perm.COMPLIANCE_MANAGE) else None,
+            "modules": TrainingModule.objects.filter(organization=org) if access.has(Perm.COMPLIANCE_MANAGE) else [],
+            "pending": {m.pk for m in onboarding_pending(access.membership)} if access.membership else set(),
             "roles": Membership._meta.get_field("role").choices,
             "nav": "training",
         },
@@ -243,6 +258,8 @@ def training_page(request: HttpRequest) -> HttpResponse:
 def training_module(request: HttpRequest, module_id: uuid.UUID) -> HttpResponse:
     access = org_access_of(request)
     module = scoped_get(TrainingModule.objects.filter(organization=access.organization), pk=module_id)
+    if request.method == "POST" and request.POST.get("operation") in ("onboarding", "attach"):
+        return _manage_module(request, access, module)
     if request.method == "POST":
         answers = []
         for index in range(len(module.quiz)):
@@ -254,8 +271,98 @@ def training_module(request: HttpRequest, module_id: uuid.UUID) -> HttpResponse:
             messages.error(request, " ".join(exc.messages))
         else:
             if completion.passed:
-                messages.success(request, f"Passed with {completion.score}%. Recorded.")
-            else:
-                messages.error(request, f"{completion.score}%: below {module.pass_mark}%. Read it again and retry.")
+                messages.success(request, f"Passed with {completion.score}%. Recorded; your certificate is below.")
+                return redirect("training_module", access.organization.slug, module.pk)
+            messages.error(request, f"{completion.score}%: below {module.pass_mark}%. Read it again and retry.")
         return redirect("training", access.organization.slug)
-    return render(request, "compliance/training_module.html", {"module": module, "nav": "training"})
+    passed = None
+    if access.membership is not None:
+        passed = module.completions.filter(user_id=access.membership.user_id, passed=True).first()
+    return render(
+        request,
+        "compliance/training_module.html",
+        {
+            "module": module,
+            "attachments": module.attachments.all() if training.may_read(access, module) else [],
+            "passed": passed,
+            "can_manage": access.has(Perm.COMPLIANCE_MANAGE),
+            "nav": "training",
+        },
+    )
+
+
+def _manage_module(request: HttpRequest, access: OrgAccess, module: TrainingModule) -> HttpResponse:
+    """A compliance manager makes the module onboarding (or not), or attaches a document."""
+    try:
+        access.require(Perm.COMPLIANCE_MANAGE)
+        if request.POST["operation"] == "onboarding":
+            required = request.POST.get("required") == "on"
+            training.set_onboarding(access, module, required)
+            messages.success(
+                request,
+                "New members must pass this module before they open patient data."
+                if required
+                else "This module is no longer required before patient data.",
+            )
+        else:
+            upload = request.FILES.get("document")
+            training.attach(
+                access,
+                module,
+                title=request.POST.get("title", ""),
+                chunks=upload.chunks() if upload is not None else [],
+                length=(upload.size or 0) if upload is not None else 0,
+            )
+            messages.success(request, "Document attached, stored encrypted.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("training_module", access.organization.slug, module.pk)
+
+
+@org_permission(Perm.ORG_VIEW)
+def training_attachment(request: HttpRequest, module_id: uuid.UUID, attachment_id: uuid.UUID) -> HttpResponseBase:
+    """One document of a module, for the members it is assigned to and its managers; audited."""
+    access = org_access_of(request)
+    module = scoped_get(TrainingModule.objects.filter(organization=access.organization), pk=module_id)
+    if not training.may_read(access, module):
+        raise Http404("not assigned")
+    attachment = scoped_get(module.attachments.select_related("stored_object"), pk=attachment_id)
+    try:
+        version = vault.get_version(attachment.stored_object)
+    except vault.ObjectUnavailable as exc:
+        raise Http404("gone") from exc
+
+    def audit(byte_range: ByteRange) -> None:
+        record(
+            "compliance.training.attachment_read",
+            actor=access.actor,
+            organization=access.organization,
+            target=attachment.stored_object,
+            details={"module": str(module.pk), "attachment": str(attachment.pk)},
+        )
+
+    name = f"training-{str(attachment.pk)[:8]}.{FILE_TYPES_BY_NAME[attachment.stored_object.file_type].extension}"
+    stored = attachment.stored_object
+    return version_response(request, stored, version, before_body=audit, refuse=_refused, filename=name)
+
+
+def _refused(status: int, title: str, detail: str) -> HttpResponse:
+    return HttpResponse(detail, status=status, content_type="text/plain")
+
+
+@org_permission(Perm.ORG_VIEW)
+def training_certificate(request: HttpRequest, completion_id: int) -> HttpResponse:
+    """The certificate of a passed completion, for the person or a compliance manager (PDF)."""
+    access = org_access_of(request)
+    completion = scoped_get(
+        TrainingCompletion.objects.filter(module__organization=access.organization).select_related("module", "user"),
+        pk=completion_id,
+    )
+    try:
+        content = training.certificate_pdf(access, completion)
+    except ValidationError as exc:
+        raise Http404("not yours") from exc
+    response = HttpResponse(content, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="training-certificate-{completion.pk}.pdf"'
+    response["Cache-Control"] = "no-store"
+    return response

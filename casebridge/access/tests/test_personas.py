@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.urls import URLPattern, get_resolver, reverse
+from django.urls.converters import IntConverter
 
 from casebridge.access.guards import ACCESS_ATTR
 from casebridge.access.roles import Perm, permissions_for
@@ -30,8 +31,8 @@ def _kwargs(pattern: URLPattern, personas: Personas) -> dict[str, Any]:
     membership = Membership.objects.get(organization=personas.practice, user=personas.members["staff"])
     values = {"membership_id": membership.pk}
     kwargs: dict[str, Any] = {"org": personas.practice.slug}
-    for name in pattern.pattern.converters:
-        kwargs[name] = values.get(name, uuid.uuid4())
+    for name, converter in pattern.pattern.converters.items():
+        kwargs[name] = values.get(name, 1 if isinstance(converter, IntConverter) else uuid.uuid4())
     return kwargs
 
 

@@ -39,7 +39,7 @@ from casebridge.accounts.models import ServiceAccount, User
 from casebridge.api.tests.conftest import World, draft_body, ready_case
 from casebridge.audit.alerts import DEFAULT_RULES
 from casebridge.audit.models import Alert, AlertKind
-from casebridge.compliance.models import Incident
+from casebridge.compliance.models import Incident, TrainingModule
 from casebridge.core.testing import add_member, make_org, make_user, signed_in_client
 from casebridge.imaging.synthetic import dicom_image
 from casebridge.kernel.tickets import internal_key
@@ -528,6 +528,14 @@ OPERATIONS: list[Op] = [
         body=lambda ctx: {"title": "HIPAA basics", "body": "Minimum necessary", "quiz": ""},
         ok=(302,),
     ),
+    Op(
+        "training_module",
+        "POST",
+        _org("training/{ctx.ids[module]}/"),
+        kind="web",
+        body=lambda ctx: {"operation": "onboarding", "required": "on"},
+        ok=(302,),
+    ),
     Op("alert_rules", "POST", _org("alerts/rules/"), kind="web", body=lambda ctx: ALERT_RULES_FORM, ok=(302,)),
     Op("service_account_deactivate", "POST", _org("service-accounts/{ctx.ids[account]}/deactivate/"), kind="web"),
     Op("case_new", "POST", _org("cases/new/"), kind="web"),
@@ -614,7 +622,8 @@ NOT_IN_THE_MATRIX = {
     "retention_certificate": "read-only PDF (retention/tests/test_retention_page.py)",
     "audit_log": "read-only",
     "alerts": "read-only page: audit/tests/test_alerts.py",
-    "training_module": "the person's own attempt at a module of their organization: compliance/tests/test_training.py",
+    "training_attachment": "read-only document of a module: compliance/tests/test_training_onboarding.py",
+    "training_certificate": "read-only PDF of one's own pass: compliance/tests/test_training_onboarding.py",
     "link_forensics": "read-only page: audit/tests/test_forensics.py",
     "file_forensics": "read-only page: audit/tests/test_forensics.py",
     "person_forensics": "read-only page: audit/tests/test_forensics.py",
@@ -717,6 +726,9 @@ def _prepare(world: World, op: Op) -> Ctx:
         Incident.objects.create(
             organization=world.practice, title="Lost laptop", description="x", discovered_at=timezone.now()
         ).pk
+    )
+    ctx.ids["module"] = str(
+        TrainingModule.objects.create(organization=world.practice, title="HIPAA basics", body="Minimum necessary").pk
     )
     ctx.ids["alert"] = str(
         Alert.objects.create(organization=world.practice, kind=AlertKind.MASS_DOWNLOAD, summary="60 files").pk
