@@ -102,6 +102,16 @@ org_patterns = [
     path("access-reviews/", compliance_views.access_reviews_page, name="access_reviews"),
     path("compliance/", compliance_views.compliance_dashboard, name="compliance"),
     path("incidents/<uuid:incident_id>/", compliance_views.incident_detail, name="incident_detail"),
+    path(
+        "incidents/<uuid:incident_id>/letters/<slug:key>/",
+        compliance_views.incident_letter,
+        name="incident_letter",
+    ),
+    path(
+        "incidents/<uuid:incident_id>/letters/<slug:key>.pdf",
+        compliance_views.incident_letter_pdf,
+        name="incident_letter_pdf",
+    ),
     path("audit/filters/", audit_views.audit_filters, name="audit_filters"),
     path("audit/reviews/", review_views.audit_reviews, name="audit_reviews"),
     path("alerts/", alert_views.alerts_page, name="alerts"),

@@ -209,6 +209,8 @@ register("compliance.access_review.decided", "Access review item kept or revoked
 register("compliance.access_review.completed", "Access review completed")
 register("compliance.training.module_saved", "Training module written and assigned")
 register("compliance.training.completed", "Training module taken (score and pass)")
+register("compliance.incident.letter_saved", "Notification letter drafted or made final")
+register("compliance.incident.letter_printed", "Notification letter printed (PDF)")
 register("compliance.training.onboarding", "Training module made (or no longer) required before patient data")
 register("compliance.training.attached", "Document attached to a training module")
 register("compliance.training.attachment_read", "Training document downloaded", sensitive=False)

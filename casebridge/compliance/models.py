@@ -7,6 +7,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Decision(models.TextChoices):
@@ -192,3 +193,23 @@ class TrainingCompletion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.module_id} {self.score}%"
+
+
+class NotificationLetter(models.Model):
+    """The draft, then final, notice for one of an incident's clocks (compliance/letters.py): its
+    elements as the officer wrote them, keyed by the rule's element."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="letters")
+    key = models.CharField(max_length=20)  # Deadline.key: individuals, hhs, media, covered_entity, authority
+    sections = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    finalized_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["incident", "key"], name="one_letter_per_notice")]
+
+    def __str__(self) -> str:
+        return f"{self.key} letter of {self.incident_id}"

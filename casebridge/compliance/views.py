@@ -18,7 +18,7 @@ from casebridge.access.policy import OrgAccess, onboarding_pending, scoped_get
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
-from casebridge.compliance import access_reviews, dashboard, incidents, training, vendors
+from casebridge.compliance import access_reviews, dashboard, incidents, letters, training, vendors
 from casebridge.compliance.clocks import days_left
 from casebridge.compliance.forms import AssessmentForm, IncidentForm, VendorForm
 from casebridge.compliance.models import (
@@ -37,11 +37,13 @@ from casebridge.vault.http import ByteRange, version_response
 
 def _clock_rows(incident: Incident) -> list[dict[str, Any]]:
     today = timezone.localdate()
+    drafted = {letter.key: letter for letter in incident.letters.all()}
     return [
         {
             "deadline": d,
             "sent": incident.notices.get(d.key),
             "days_left": days_left(d, today),
+            "letter": drafted.get(d.key),
         }
         for d in incidents.clocks(incident)
     ]
@@ -102,6 +104,61 @@ def incident_detail(request: HttpRequest, incident_id: uuid.UUID) -> HttpRespons
         {"incident": incident, "form": form, "clocks": _clock_rows(incident), "nav": "incidents"},
         status=status,
     )
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def incident_letter(request: HttpRequest, incident_id: uuid.UUID, key: str) -> HttpResponse:
+    """Draft, edit and finalize the letter for one notice the incident's clocks require."""
+    access = org_access_of(request)
+    incident = scoped_get(Incident.objects.filter(organization=access.organization), pk=incident_id)
+    try:
+        letter = letters.letter_for(incident, key)
+    except ValidationError as exc:
+        raise Http404("no such notice") from exc
+    errors: dict[str, list[str]] = {}
+    sections = letter.sections
+    if request.method == "POST":
+        sections = {e.key: request.POST.get(e.key, "") for e in letters.ELEMENTS[key]}
+        finalize = request.POST.get("operation") == "finalize"
+        try:
+            letters.save(access, incident, key, sections, finalize=finalize)
+        except ValidationError as exc:
+            errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+        else:
+            messages.success(request, "Letter made final." if finalize else "Draft saved.")
+            return redirect("incident_letter", access.organization.slug, incident.pk, key)
+    rows = [
+        {"element": e, "text": sections.get(e.key, ""), "errors": errors.get(e.key, [])} for e in letters.ELEMENTS[key]
+    ]
+    return render(
+        request,
+        "compliance/incident_letter.html",
+        {
+            "incident": incident,
+            "letter": letter,
+            "title": letters.TITLES[key],
+            "rows": rows,
+            "general_errors": errors.get("__all__", []),
+            "open_problems": len(letters.problems(key, sections)),
+            "nav": "incidents",
+        },
+        status=400 if errors else 200,
+    )
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def incident_letter_pdf(request: HttpRequest, incident_id: uuid.UUID, key: str) -> HttpResponse:
+    access = org_access_of(request)
+    incident = scoped_get(Incident.objects.filter(organization=access.organization), pk=incident_id)
+    try:
+        letter = letters.letter_for(incident, key)
+    except ValidationError as exc:
+        raise Http404("no such notice") from exc
+    response = HttpResponse(letters.pdf(access, letter), content_type="application/pdf")
+    state = "final" if letter.finalized_at else "draft"
+    response["Content-Disposition"] = f'attachment; filename="breach-notice-{key}-{state}.pdf"'
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @org_permission(Perm.COMPLIANCE_MANAGE)

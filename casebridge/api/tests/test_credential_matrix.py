@@ -39,7 +39,7 @@ from casebridge.accounts.models import ServiceAccount, User
 from casebridge.api.tests.conftest import World, draft_body, ready_case
 from casebridge.audit.alerts import DEFAULT_RULES
 from casebridge.audit.models import Alert, AlertKind
-from casebridge.compliance.models import Incident, TrainingModule
+from casebridge.compliance.models import Decision, Incident, TrainingModule
 from casebridge.core.testing import add_member, make_org, make_user, signed_in_client
 from casebridge.imaging.synthetic import dicom_image
 from casebridge.kernel.tickets import internal_key
@@ -489,6 +489,14 @@ OPERATIONS: list[Op] = [
         ok=(302,),
     ),
     Op(
+        "incident_letter",
+        "POST",
+        _org("incidents/{ctx.ids[incident]}/letters/individuals/"),
+        kind="web",
+        body=lambda ctx: {"what_happened": "A laptop was stolen.", "operation": "save"},
+        ok=(302,),
+    ),
+    Op(
         "vendors",
         "POST",
         _org("vendors/"),
@@ -622,6 +630,7 @@ NOT_IN_THE_MATRIX = {
     "retention_certificate": "read-only PDF (retention/tests/test_retention_page.py)",
     "audit_log": "read-only",
     "alerts": "read-only page: audit/tests/test_alerts.py",
+    "incident_letter_pdf": "read-only PDF: compliance/tests/test_letters.py",
     "training_attachment": "read-only document of a module: compliance/tests/test_training_onboarding.py",
     "training_certificate": "read-only PDF of one's own pass: compliance/tests/test_training_onboarding.py",
     "link_forensics": "read-only page: audit/tests/test_forensics.py",
@@ -724,7 +733,11 @@ def _prepare(world: World, op: Op) -> Ctx:
     )
     ctx.ids["incident"] = str(
         Incident.objects.create(
-            organization=world.practice, title="Lost laptop", description="x", discovered_at=timezone.now()
+            organization=world.practice,
+            title="Lost laptop",
+            description="x",
+            discovered_at=timezone.now(),
+            decision=Decision.BREACH,  # decided: its notices have letters
         ).pk
     )
     ctx.ids["module"] = str(
