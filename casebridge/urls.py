@@ -101,6 +101,7 @@ org_patterns = [
     ),
     path("access-reviews/", compliance_views.access_reviews_page, name="access_reviews"),
     path("compliance/", compliance_views.compliance_dashboard, name="compliance"),
+    path("compliance/setup/", compliance_views.compliance_setup, name="compliance_setup"),
     path("incidents/<uuid:incident_id>/", compliance_views.incident_detail, name="incident_detail"),
     path(
         "incidents/<uuid:incident_id>/letters/<slug:key>/",

@@ -211,6 +211,7 @@ register("compliance.training.module_saved", "Training module written and assign
 register("compliance.training.completed", "Training module taken (score and pass)")
 register("compliance.incident.letter_saved", "Notification letter drafted or made final")
 register("compliance.incident.letter_printed", "Notification letter printed (PDF)")
+register("compliance.setup.completed", "Compliance baseline set up (every first-run step done)")
 register("compliance.training.onboarding", "Training module made (or no longer) required before patient data")
 register("compliance.training.attached", "Document attached to a training module")
 register("compliance.training.attachment_read", "Training document downloaded", sensitive=False)

@@ -213,3 +213,15 @@ class NotificationLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} letter of {self.incident_id}"
+
+
+class ComplianceSetup(models.Model):
+    """The first-run set-up of one organization (compliance/wizard.py): when it was first opened
+    and when every step was found done."""
+
+    organization = models.OneToOneField("orgs.Organization", on_delete=models.CASCADE, related_name="compliance_setup")
+    started_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"set-up of {self.organization_id}"

@@ -3,6 +3,7 @@ deadline of each, recording one, and an incident with its assessment, decision a
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from typing import Any
 
@@ -11,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 
 from casebridge.access.guards import org_permission
@@ -18,12 +20,13 @@ from casebridge.access.policy import OrgAccess, onboarding_pending, scoped_get
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
-from casebridge.compliance import access_reviews, dashboard, incidents, letters, training, vendors
+from casebridge.compliance import access_reviews, dashboard, incidents, letters, training, vendors, wizard
 from casebridge.compliance.clocks import days_left
 from casebridge.compliance.forms import AssessmentForm, IncidentForm, VendorForm
 from casebridge.compliance.models import (
     AccessReview,
     AccessReviewItem,
+    BaaStatus,
     Incident,
     TrainingCompletion,
     TrainingModule,
@@ -202,25 +205,9 @@ def _uuid(value: str) -> uuid.UUID | None:
 @org_permission(Perm.COMPLIANCE_MANAGE)
 def compliance_dashboard(request: HttpRequest) -> HttpResponse:
     access = org_access_of(request)
-    people = {
-        str(m.user_id): m.user
-        for m in Membership.objects.filter(organization=access.organization, is_active=True).select_related("user")
-    }
+    people = _active_people(access.organization)
     if request.method == "POST":
-        posted = [request.POST.get(field, "") for field in ("privacy", "security")]
-        if any(value and value not in people for value in posted):
-            messages.error(request, "Choose officers among the organization's active members.")
-            return redirect("compliance", access.organization.slug)
-        try:
-            dashboard.name_officers(
-                access,
-                privacy=people.get(request.POST.get("privacy", "")),
-                security=people.get(request.POST.get("security", "")),
-            )
-        except ValidationError as exc:
-            messages.error(request, " ".join(exc.messages))
-        else:
-            messages.success(request, "Officers named.")
+        _name_officers(request, access, people)
         return redirect("compliance", access.organization.slug)
     found = dashboard.checks(access.organization)
     return render(
@@ -231,9 +218,89 @@ def compliance_dashboard(request: HttpRequest) -> HttpResponse:
             "attention": sum(1 for c in found if c.state == dashboard.ATTENTION),
             "officers": dashboard.officers_of(access.organization),
             "people": sorted(people.values(), key=lambda u: u.display_name),
+            "setup_done": wizard.setup_of(access.organization).completed_at is not None,
             "nav": "compliance",
         },
     )
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def compliance_setup(request: HttpRequest) -> HttpResponse:
+    """The first-run set-up: every step on one page, each with its progress read from live data,
+    the law in plain words, and a starting point (officers, usual vendors, BAA status, training)."""
+    access = org_access_of(request)
+    org = access.organization
+    if request.method == "POST":
+        operation = request.POST.get("operation", "")
+        try:
+            if operation == "officers":
+                _name_officers(request, access, _active_people(org))
+            elif operation == "vendors":
+                added = wizard.add_starter_vendors(access, request.POST.getlist("vendors"))
+                messages.success(request, f"{added} system{'s' if added != 1 else ''} added to your inventory.")
+            elif operation == "baa":
+                vendor = scoped_get(Vendor.objects.filter(organization=org), pk=_uuid(request.POST.get("vendor", "")))
+                signed = request.POST.get("baa_signed_on") or None
+                wizard.set_baa_status(
+                    access,
+                    vendor,
+                    request.POST.get("baa_status", ""),
+                    datetime.date.fromisoformat(signed) if signed else None,
+                )
+                messages.success(request, "BAA status recorded.")
+            elif operation == "training":
+                wizard.add_starter_training(access, onboarding=request.POST.get("onboarding") == "on")
+                messages.success(request, "Starter module assigned to everyone, due in 30 days.")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        except ValueError:
+            messages.error(request, "Enter the signing date as a date.")
+        return redirect(f"{reverse('compliance_setup', args=[org.slug])}#step-{operation}")
+    setup = wizard.visit(access)
+    found = wizard.steps(org)
+    listed = set(Vendor.objects.filter(organization=org).values_list("name", flat=True))
+    modules = TrainingModule.objects.filter(organization=org)
+    return render(
+        request,
+        "compliance/setup.html",
+        {
+            "setup": setup,
+            "steps": found,
+            "done": sum(1 for s in found if s.done),
+            "officers": dashboard.officers_of(org),
+            "people": sorted(_active_people(org).values(), key=lambda u: u.display_name),
+            "starters": [(s, s.name in listed) for s in wizard.STARTER_VENDORS.get(org.kind, ())],
+            "unsettled": Vendor.objects.filter(organization=org, baa_status__in=[BaaStatus.NONE, BaaStatus.EXPIRED]),
+            "quick_statuses": [(s.value, s.label) for s in wizard.QUICK_STATUSES],
+            "starter_title": wizard.STARTER_MODULE_TITLE,
+            "starter_assigned": modules.filter(title=wizard.STARTER_MODULE_TITLE).exists(),
+            "minutes": round(((setup.completed_at or timezone.now()) - setup.started_at).total_seconds() / 60),
+            "nav": "compliance",
+        },
+    )
+
+
+def _active_people(org: Any) -> dict[str, Any]:
+    return {
+        str(m.user_id): m.user
+        for m in Membership.objects.filter(organization=org, is_active=True, user__is_active=True).select_related(
+            "user"
+        )
+    }
+
+
+def _name_officers(request: HttpRequest, access: OrgAccess, people: dict[str, Any]) -> None:
+    """The officers form of the checklist and of the set-up: active members only."""
+    posted = [request.POST.get(field, "") for field in ("privacy", "security")]
+    if any(value and value not in people for value in posted):
+        messages.error(request, "Choose officers among the organization's active members.")
+        return
+    try:
+        dashboard.name_officers(access, privacy=people.get(posted[0]), security=people.get(posted[1]))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "Officers named.")
 
 
 @org_permission(Perm.MEMBERS_MANAGE)

@@ -489,6 +489,14 @@ OPERATIONS: list[Op] = [
         ok=(302,),
     ),
     Op(
+        "compliance_setup",
+        "POST",
+        _org("compliance/setup/"),
+        kind="web",
+        body=lambda ctx: {"operation": "vendors", "vendors": ["E-mail provider"]},
+        ok=(302,),
+    ),
+    Op(
         "incident_letter",
         "POST",
         _org("incidents/{ctx.ids[incident]}/letters/individuals/"),
