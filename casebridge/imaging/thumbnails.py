@@ -362,6 +362,52 @@ def make_after_ingest(job: IngestJob) -> None:
             log.exception("series %s: thumbnail not made", series.pk)
 
 
+def missing() -> tuple[list[StoredObject], list[Series]]:
+    """Case files and series that have no picture of their current state: files attached before
+    thumbnails existed, or whose task was lost. What cannot be pictured stays in the list (it has
+    nothing to show), so the count is an upper bound, never a promise."""
+    current = models.OuterRef("current_version")
+    pictured_files = Thumbnail.objects.filter(source=models.OuterRef("pk"), made_from=current)
+    files = (
+        StoredObject.objects.filter(attachment__isnull=False, destroyed_at__isnull=True, file_type__in=QUEUED_FOR)
+        .exclude(models.Exists(pictured_files))
+        .order_by("created_at")
+    )
+    whole = models.OuterRef("instance_count")
+    pictured_series = Thumbnail.objects.filter(series=models.OuterRef("pk"), made_from=whole)
+    series = (
+        Series.objects.filter(study__case__isnull=False, instance_count__gt=0)
+        .exclude(models.Exists(pictured_series))
+        .select_related("study")
+        .order_by("pk")
+    )
+    return list(files), list(series)
+
+
+def backfill(progress: Any = None) -> tuple[int, int]:
+    """Make the missing pictures (run by `casebridge thumbnails`), one at a time; returns how many
+    were made and how many could not be. `progress(done, total)` is called after each."""
+    files, series = missing()
+    total, made, failed = len(files) + len(series), 0, 0
+    work: list[StoredObject | Series] = [*files, *series]
+    for position, item in enumerate(work, start=1):
+        try:
+            if isinstance(item, Series):
+                picture = make_for_series(item)
+                if picture is not None and item.modality in XRAY_MODALITIES:
+                    for instance in Instance.objects.filter(series=item).select_related("stored_object"):
+                        make_for_file(instance.stored_object)
+            else:
+                picture = make_for_file(item)
+        except Exception:  # one damaged file must not stop the rest
+            log.exception("thumbnail backfill: %s not pictured", item.pk)
+            picture = None
+        made, failed = (made + 1, failed) if picture is not None else (made, failed + 1)
+        if progress is not None:
+            progress(position, total)
+    return made, failed
+
+
 def queue_for_file(stored: StoredObject) -> None:
     """After the current transaction commits, have the worker make the file's thumbnail."""
     if stored.file_type not in QUEUED_FOR:

@@ -284,3 +284,45 @@ def test_destroying_a_file_of_the_case_destroys_its_picture(
     assert thumbnail.image.is_destroyed
     with pytest.raises(vault.ObjectUnavailable):
         vault.get_version(thumbnail.image)
+
+
+# --- catching up ----------------------------------------------------------------------------
+def test_files_and_series_attached_without_pictures_are_caught_up_once(
+    pictured: tuple[Case, dict[str, Any]],
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    _case, files = pictured
+    for thumbnail in Thumbnail.objects.select_related("image"):  # as before thumbnails existed
+        thumbnail.delete()
+    assert Thumbnail.objects.count() == 0
+    missing_files, missing_series = thumbnails.missing()
+    assert {f.pk for f in missing_files} == {files["photo"].pk, files["scan"].pk}
+    assert len(missing_series) == 1
+
+    out = StringIO()
+    call_command("thumbnails", stdout=out)
+    assert "made 3 thumbnail(s); 0 could not be made" in out.getvalue()
+    assert Thumbnail.objects.count() == 7  # the photo, the scan, the series and its four X-rays
+    assert thumbnails.missing() == ([], [])
+
+    again = StringIO()
+    call_command("thumbnails", stdout=again)
+    assert "made 0 thumbnail(s)" in again.getvalue()
+    assert Thumbnail.objects.count() == 7
+
+
+def test_a_file_whose_picture_is_out_of_date_is_caught_up_and_one_that_cannot_be_read_is_counted(
+    pictured: tuple[Case, dict[str, Any]],
+) -> None:
+    _case, files = pictured
+    Thumbnail.objects.filter(source=files["photo"]).update(made_from=0)  # a lost task after a new version
+    Thumbnail.objects.filter(source=files["scan"]).delete()
+    blob_store().delete_many([vault.get_version(files["scan"]).blob_name])  # the scan's blob is lost
+    missing_files, _ = thumbnails.missing()
+    assert {f.pk for f in missing_files} == {files["photo"].pk, files["scan"].pk}
+    assert thumbnails.backfill() == (1, 1)
+    assert Thumbnail.objects.get(source=files["photo"]).made_from == files["photo"].current_version
+    assert not Thumbnail.objects.filter(source=files["scan"]).exists()
