@@ -290,6 +290,16 @@ AUDIT_REFUSAL_WINDOW_SECONDS = envint("CASEBRIDGE_AUDIT_REFUSAL_WINDOW_SECONDS",
 # Every signed checkpoint is also written here, outside the database (audit/witness.py): put it
 # on another disk or a mounted share so that restoring an old database copy shows as a rollback.
 AUDIT_WITNESS_DIR = Path(env("CASEBRIDGE_AUDIT_WITNESS_DIR", str(HOME / "audit-witness")))
+# And, when set, to an S3-compatible bucket (`s3://bucket/prefix`; endpoint empty: AWS; credentials
+# from boto3's usual places). In a bucket with object lock enabled each copy is locked for
+# AUDIT_WITNESS_S3_LOCK_DAYS (default six years, as long as the events; 0: no lock) in
+# AUDIT_WITNESS_S3_LOCK_MODE (COMPLIANCE: no one can delete it before then; GOVERNANCE: only with
+# a special permission).
+AUDIT_WITNESS_S3 = env("CASEBRIDGE_AUDIT_WITNESS_S3")
+AUDIT_WITNESS_S3_ENDPOINT = env("CASEBRIDGE_AUDIT_WITNESS_S3_ENDPOINT")
+AUDIT_WITNESS_S3_REGION = env("CASEBRIDGE_AUDIT_WITNESS_S3_REGION")
+AUDIT_WITNESS_S3_LOCK_MODE = env("CASEBRIDGE_AUDIT_WITNESS_S3_LOCK_MODE", "COMPLIANCE")
+AUDIT_WITNESS_S3_LOCK_DAYS = envint("CASEBRIDGE_AUDIT_WITNESS_S3_LOCK_DAYS", 6 * 365 + 2)
 # Optionally e-mail each organization's compliance officers a daily digest of the new signed
 # checkpoint heads (hashes and signatures only): copies no database restore can reach.
 AUDIT_CHECKPOINT_DIGEST = envbool("CASEBRIDGE_AUDIT_CHECKPOINT_DIGEST", False)

@@ -1,13 +1,14 @@
-"""Test helper: make the audit store refuse new events, as a full disk or a lost database would.
-
-Used to show that a change never commits without its event: the write and its event share one
-transaction, so when the event cannot be written the change is rolled back too.
+"""Test helpers: make the audit store refuse new events, as a full disk or a lost database would
+(used to show that a change never commits without its event: the write and its event share one
+transaction, so when the event cannot be written the change is rolled back too);
+sign a checkpoint with its witness copies; tamper with the audit tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.db import connection
 
@@ -39,3 +40,27 @@ def audit_store_refusing_events() -> Iterator[None]:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {_TRIGGER} ON audit_event")
             else:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {_TRIGGER}")
+
+
+def checkpointed(n: int, capture: Callable[..., Any]) -> int:
+    """Record `n` events and sign a checkpoint at the head, running the on-commit hooks (which
+    write the witness copies) with `capture` (django_capture_on_commit_callbacks). Its seq."""
+    from casebridge.audit import chain
+    from casebridge.audit.api import record
+
+    for i in range(n):
+        record("org.created", details={"n": i})
+    with capture(execute=True):
+        checkpoint = chain.checkpoint_now()
+    assert checkpoint is not None
+    return checkpoint.seq
+
+
+def tamper(sql: str, params: list[Any] | None = None) -> None:
+    """Run SQL against the audit tables with their append-only triggers removed, as an attacker
+    with database access would."""
+    from casebridge.audit import triggers
+
+    triggers.remove(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params or [])

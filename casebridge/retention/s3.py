@@ -49,7 +49,9 @@ class Bucket:
     client: Any
 
     @classmethod
-    def parse(cls, dest: str) -> Bucket:
+    def parse(cls, dest: str, *, endpoint: str | None = None, region: str | None = None) -> Bucket:
+        """`s3://bucket/prefix`, reached at `endpoint` in `region` (default: the backup settings;
+        the audit witness bucket passes its own)."""
         import boto3
         from botocore.config import Config
 
@@ -58,8 +60,8 @@ class Bucket:
             raise BackupError("s3:// needs a bucket, e.g. s3://casebridge-backups/site-a")
         client = boto3.client(
             "s3",
-            endpoint_url=settings.BACKUP_S3_ENDPOINT or None,
-            region_name=settings.BACKUP_S3_REGION or None,
+            endpoint_url=(settings.BACKUP_S3_ENDPOINT if endpoint is None else endpoint) or None,
+            region_name=(settings.BACKUP_S3_REGION if region is None else region) or None,
             config=Config(retries={"max_attempts": 5, "mode": "standard"}),
         )
         return cls(bucket, prefix.strip("/"), client)

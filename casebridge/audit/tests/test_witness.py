@@ -5,40 +5,23 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
 
-from casebridge.audit import chain, triggers, witness
-from casebridge.audit.api import record
+from casebridge.audit import chain, witness
 from casebridge.audit.models import Checkpoint
+from casebridge.audit.testing import checkpointed, tamper
 
 pytestmark = pytest.mark.django_db
 
 
-def _checkpointed(n: int, capture: Callable[..., Any]) -> int:
-    for i in range(n):
-        record("org.created", details={"n": i})
-    with capture(execute=True):  # the witness copy is written once the checkpoint commits
-        checkpoint = chain.checkpoint_now()
-    assert checkpoint is not None
-    return checkpoint.seq
-
-
-def _raw(sql: str, params: list[object] | None = None) -> None:
-    triggers.remove(connection)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params or [])
-
-
 def test_each_checkpoint_is_written_outside_the_database_once(django_capture_on_commit_callbacks: Any) -> None:
-    first = _checkpointed(3, django_capture_on_commit_callbacks)
-    second = _checkpointed(2, django_capture_on_commit_callbacks)
+    first = checkpointed(3, django_capture_on_commit_callbacks)
+    second = checkpointed(2, django_capture_on_commit_callbacks)
     files = sorted(Path(settings.AUDIT_WITNESS_DIR).glob("checkpoint-*.json"))
     assert [json.loads(f.read_text())["tree_size"] for f in files] == [first, second]
     assert json.loads(files[1].read_text()) == chain.signed_head(Checkpoint.objects.get(seq=second))
@@ -49,30 +32,28 @@ def test_each_checkpoint_is_written_outside_the_database_once(django_capture_on_
 
 
 def test_a_database_rolled_back_to_an_older_copy_is_reported(django_capture_on_commit_callbacks: Any) -> None:
-    _checkpointed(4, django_capture_on_commit_callbacks)
-    later = _checkpointed(3, django_capture_on_commit_callbacks)
+    checkpointed(4, django_capture_on_commit_callbacks)
+    later = checkpointed(3, django_capture_on_commit_callbacks)
     # As if yesterday's database were restored: the last events, seals and checkpoint are gone.
-    _raw("DELETE FROM audit_checkpoint WHERE seq > 4")
-    _raw("DELETE FROM audit_seal WHERE seq > 4")
-    _raw("DELETE FROM audit_event WHERE id NOT IN (SELECT event_id FROM audit_seal)")
+    tamper("DELETE FROM audit_checkpoint WHERE seq > 4")
+    tamper("DELETE FROM audit_seal WHERE seq > 4")
+    tamper("DELETE FROM audit_event WHERE id NOT IN (SELECT event_id FROM audit_seal)")
     result = chain.verify()
     assert not result.ok and result.problem.startswith("rollback") and result.bad_seq == later
     assert "the database ends at #4" in result.problem
 
 
 def test_a_checkpoint_removed_or_changed_in_the_database_is_named(django_capture_on_commit_callbacks: Any) -> None:
-    first = _checkpointed(3, django_capture_on_commit_callbacks)
-    _checkpointed(2, django_capture_on_commit_callbacks)
-    _raw("DELETE FROM audit_checkpoint WHERE seq = %s", [first])
+    first = checkpointed(3, django_capture_on_commit_callbacks)
+    checkpointed(2, django_capture_on_commit_callbacks)
+    tamper("DELETE FROM audit_checkpoint WHERE seq = %s", [first])
     result = chain.verify()
-    assert (
-        not result.ok
-        and result.problem == f"checkpoint #{first} is missing from the database (its witness copy exists)"
-    )
+    assert not result.ok
+    assert result.problem == f"checkpoint #{first} is missing from the database (its copy in the witness folder exists)"
 
 
 def test_a_witness_file_not_signed_by_the_log_is_reported(django_capture_on_commit_callbacks: Any) -> None:
-    seq = _checkpointed(3, django_capture_on_commit_callbacks)
+    seq = checkpointed(3, django_capture_on_commit_callbacks)
     planted = {**chain.signed_head(Checkpoint.objects.get(seq=seq)), "tree_size": 40, "signature": "AAAA"}
     (Path(settings.AUDIT_WITNESS_DIR) / "checkpoint-000000000040.json").write_text(json.dumps(planted))
     result = chain.verify()
@@ -85,12 +66,12 @@ def test_a_witness_outage_does_not_undo_the_checkpoint_and_is_caught_up(
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
     settings.AUDIT_WITNESS_DIR = blocked
-    seq = _checkpointed(2, django_capture_on_commit_callbacks)
+    seq = checkpointed(2, django_capture_on_commit_callbacks)
     assert Checkpoint.objects.filter(seq=seq).exists()
     settings.AUDIT_WITNESS_DIR = tmp_path / "witness"
     out = io.StringIO()
     call_command("audit", "witness", stdout=out)
-    assert out.getvalue().startswith("1 witness copy written")
+    assert out.getvalue() == "1 witness copy written to the witness folder\n"
     assert (tmp_path / "witness" / f"checkpoint-{seq:012d}.json").exists()
     assert chain.verify().ok
 
@@ -100,7 +81,7 @@ def test_a_daily_digest_of_new_checkpoints_when_enabled(
 ) -> None:
     from django.core import mail
 
-    seq = _checkpointed(3, django_capture_on_commit_callbacks)
+    seq = checkpointed(3, django_capture_on_commit_callbacks)
     assert witness.send_digest() == 0  # off by default
     settings.AUDIT_CHECKPOINT_DIGEST = True
     with django_capture_on_commit_callbacks(execute=True):

@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from casebridge.audit import alerts, chain, proofs, witness
@@ -37,7 +38,9 @@ class Command(BaseCommand):
         sub.add_parser("seal", help="chain every committed event not chained yet")
         sub.add_parser("checkpoint", help="seal, then sign the chain head")
         sub.add_parser("public-key", help="print the checkpoint verification key (PEM)")
-        sub.add_parser("witness", help="write the witness copies (outside the database) of checkpoints that lack one")
+        sub.add_parser(
+            "witness", help="write the witness copies (folder, S3 bucket) of checkpoints that a witness lacks"
+        )
         prove = sub.add_parser(
             "prove", help="print (JSON) the inclusion proof of one event against the latest checkpoint covering it"
         )
@@ -75,8 +78,12 @@ class Command(BaseCommand):
                 self.style.SUCCESS(f"export intact: {checked.checked} events, {checked.checkpoints} signed checkpoints")
             )
         elif operation == "witness":
-            written = witness.catch_up(list(Checkpoint.objects.exclude(tree_root="").order_by("seq")))
-            self.stdout.write(f"{written} witness cop{'y' if written == 1 else 'ies'} written to {witness.directory()}")
+            try:
+                written = witness.catch_up(list(Checkpoint.objects.exclude(tree_root="").order_by("seq")))
+            except (OSError, ImproperlyConfigured) as exc:
+                raise CommandError(str(exc)) from exc
+            for label, count in written.items():
+                self.stdout.write(f"{count} witness cop{'y' if count == 1 else 'ies'} written to {label}")
         elif operation == "public-key":
             self.stdout.write(get_keyring().signing_key().public_pem())
         elif operation in ("prove", "consistency"):
