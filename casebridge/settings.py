@@ -303,6 +303,11 @@ AUDIT_WITNESS_S3_LOCK_DAYS = envint("CASEBRIDGE_AUDIT_WITNESS_S3_LOCK_DAYS", 6 *
 # Optionally e-mail each organization's compliance officers a daily digest of the new signed
 # checkpoint heads (hashes and signatures only): copies no database restore can reach.
 AUDIT_CHECKPOINT_DIGEST = envbool("CASEBRIDGE_AUDIT_CHECKPOINT_DIGEST", False)
+# Sealed events older than this many days leave the hot tables for compressed, signed, encrypted
+# archive segments in the blob store (audit/archive.py), still verified, proved and searchable
+# (`casebridge audit search --archived`). 396 days: 13 months. 0: never. Not deletion: audit
+# events are kept at least six years (retention policies refuse less), segments for ever.
+AUDIT_ARCHIVE_AFTER_DAYS = envint("CASEBRIDGE_AUDIT_ARCHIVE_AFTER_DAYS", 396)
 KEYRING_PATH = Path(env("CASEBRIDGE_KEYRING", str(HOME / "keys" / "keyring.json")))
 # Envelope encryption: the provider holding key-encryption keys, and where ciphertext is stored.
 VAULT_KEY_PROVIDER = env("CASEBRIDGE_KEY_PROVIDER", "local:")

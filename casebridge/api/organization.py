@@ -19,7 +19,7 @@ from pydantic import field_validator
 from casebridge.access.roles import Perm
 from casebridge.api.cases import NUMBER, Text100, Text200, caller_access
 from casebridge.api.cursors import decode_cursor, encode_cursor
-from casebridge.audit import proofs
+from casebridge.audit import archive, proofs
 from casebridge.audit.api import record
 from casebridge.audit.models import Event, Outcome
 from casebridge.audit.queries import BadFilter, EventFilters, organization_events
@@ -237,8 +237,14 @@ def audit_inclusion_proof(request: HttpRequest, seq: int) -> dict[str, Any]:
     """The event must be your organization's (404 otherwise, as for anything of another one).
     Check it with casebridge/audit/merkle.py and the key of `casebridge audit public-key`."""
     access = caller_access(request, Perm.AUDIT_VIEW)
-    if not Event.objects.filter(organization_id=access.organization.pk, seal__seq=seq).exists():
-        raise Http404("no such event")
+    own = str(access.organization.pk)
+    if not Event.objects.filter(organization_id=own, seal__seq=seq).exists():
+        try:
+            archived = archive.organization_of(seq)
+        except archive.ArchiveError as exc:
+            raise HttpError(409, str(exc)) from exc
+        if archived != own:
+            raise Http404("no such event")  # neither in the hot tables nor in an archive segment
     try:
         proof = proofs.inclusion(seq)
     except proofs.ProofError as exc:

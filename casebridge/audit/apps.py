@@ -22,3 +22,7 @@ class AuditConfig(AppConfig):
         from casebridge.audit import witness
 
         register_periodic("audit.checkpoint_digest", witness.send_digest)
+        from casebridge.audit import archive
+
+        # Events older than AUDIT_ARCHIVE_AFTER_DAYS into segments (one query when none are).
+        register_periodic("audit.archive", archive.archive_due)

@@ -24,7 +24,7 @@ from django.db.models import Subquery
 from django.db.models.functions import Now
 
 from casebridge.audit import merkle, witness
-from casebridge.audit.models import RECORDED_COLUMNS, Checkpoint, Event, PendingSeal, Seal
+from casebridge.audit.models import RECORDED_COLUMNS, ArchiveSegment, Checkpoint, Event, PendingSeal, Seal
 from casebridge.vault.keyring import get_keyring
 
 GENESIS = "0" * 64
@@ -157,11 +157,36 @@ def _seal_passes(blocking: bool, batch: int, *, lock_each_pass: bool) -> int:
             return total
 
 
+def sealed_forms(after: int, upto: int) -> Iterator[tuple[int, str, bytes]]:
+    """(seq, chain hash, canonical form) of the sealed events after..upto, in order: those in
+    archive segments (audit/archive.py) first, then those in the hot tables."""
+    from casebridge.audit import archive
+
+    last = after
+    for event in archive.forms(after, upto):
+        yield event.seq, event.hash, event.form
+        last = event.seq
+    seals = Seal.objects.filter(seq__gt=last, seq__lte=upto).select_related("event").order_by("seq")
+    for seal in seals.iterator(chunk_size=2000):
+        yield seal.seq, seal.hash, canonical(seal.event, seal.seq)
+
+
+def hash_at(seq: int) -> str:
+    """The chain hash at #seq (GENESIS before the first event), hot or archived."""
+    if seq <= 0:
+        return GENESIS
+    found = Seal.objects.filter(seq=seq).values_list("hash", flat=True).first()
+    if found is None:
+        found = next((stored for _seq, stored, _form in sealed_forms(seq - 1, seq)), None)
+    if found is None:
+        raise ValueError(f"no sealed event #{seq}")
+    return found
+
+
 def leaf_hashes(after: int, upto: int) -> Iterator[bytes]:
     """The Merkle leaf hashes of sealed events after..upto: each event's canonical form."""
-    seals = Seal.objects.filter(seq__gt=after, seq__lte=upto).select_related("event").order_by("seq")
-    for seal in seals.iterator(chunk_size=2000):
-        yield merkle.leaf_hash(canonical(seal.event, seal.seq))
+    for _seq, _hash, form in sealed_forms(after, upto):
+        yield merkle.leaf_hash(form)
 
 
 def frontier_at(seq: int) -> merkle.Frontier:
@@ -261,9 +286,12 @@ def _seals_in_order() -> Iterator[tuple[int, str, dict[str, Any] | None]]:
 
 
 def verify(*, witnesses: bool = True) -> VerifyResult:
-    """Recompute the whole chain and check every signed checkpoint against it, then (unless
-    `witnesses` is False: a restore test checks an earlier copy on purpose) compare the
-    checkpoints with their witness copies outside the database (audit/witness.py)."""
+    """Recompute the whole chain, archived segments first (audit/archive.py), and check every
+    signed checkpoint against it, then (unless `witnesses` is False: a restore test checks an
+    earlier copy on purpose) compare the checkpoints with their witness copies outside the
+    database (audit/witness.py)."""
+    from casebridge.audit import archive
+
     checkpoints = {c.seq: c for c in Checkpoint.objects.defer("frontier").order_by("seq")}
     keys = get_keyring().verification_keys()
     prev, expected_seq, checked = GENESIS, 1, 0
@@ -273,36 +301,57 @@ def verify(*, witnesses: bool = True) -> VerifyResult:
     def fail(problem: str, seq: int | None, event_id: int | None) -> VerifyResult:
         return VerifyResult(False, checked, expected_seq - 1, prev, 0, problem, seq, event_id)
 
-    for seq, stored_hash, row in _seals_in_order():
+    def step(seq: int, stored_hash: str, event_id: int, form: bytes) -> str:
+        """Chain one event and check the checkpoint signed at it; the problem, or ""."""
+        nonlocal prev, expected_seq, checked
         if seq != expected_seq:
-            return fail(
-                f"sequence gap: expected #{expected_seq}, found #{seq} (events deleted)",
-                expected_seq,
-                None,
-            )
-        if row is None:
-            return fail(f"#{seq} points to an event that no longer exists", seq, None)
-        event_id = row["id"]
+            return f"sequence gap: expected #{expected_seq}, found #{seq} (events deleted)"
         if event_id in seen_events:
-            return fail(f"#{seq} repeats event {event_id}", seq, event_id)
-        form = canonical_values(row, seq)
+            return f"#{seq} repeats event {event_id}"
         recomputed = hashlib.sha256(bytes.fromhex(prev) + form).hexdigest()
         tree.append(merkle.leaf_hash(form))
         if recomputed != stored_hash:
-            return fail(
-                f"#{seq} (event {event_id}) does not match its hash: edited, inserted or reordered",
-                seq,
-                event_id,
-            )
+            return f"#{seq} (event {event_id}) does not match its hash: edited, inserted or reordered"
         checkpoint = checkpoints.get(seq)
         if checkpoint is not None:
             problem = _check_checkpoint(checkpoint, stored_hash, keys)
             if not problem and checkpoint.tree_root and checkpoint.tree_root != tree.root().hex():
                 problem = f"checkpoint #{seq} signed a different Merkle tree: history rewritten"
             if problem:
-                return fail(problem, seq, event_id)
+                return problem
         seen_events.add(event_id)
         prev, expected_seq, checked = recomputed, seq + 1, checked + 1
+        return ""
+
+    for segment in ArchiveSegment.objects.order_by("first_seq"):
+        if segment.first_seq != expected_seq:
+            return fail(
+                f"sequence gap: expected #{expected_seq}, the next archive segment starts at #{segment.first_seq}",
+                expected_seq,
+                None,
+            )
+        try:
+            for event in archive.events(segment):
+                event_id = int(event.values.get("id") or 0)
+                problem = step(event.seq, event.hash, event_id, event.form)
+                if problem:
+                    return fail(problem, expected_seq if problem.startswith("sequence gap") else event.seq, event_id)
+            problem = "" if expected_seq == segment.last_seq + 1 else f"#{expected_seq} is missing from its segment"
+            problem = problem or archive.seal_problem(segment, keys)
+        except archive.ArchiveError as exc:
+            problem = str(exc)
+        if problem:
+            return fail(problem, min(expected_seq, segment.last_seq), None)
+
+    for seq, stored_hash, row in _seals_in_order():
+        if row is None:
+            if seq == expected_seq:
+                return fail(f"#{seq} points to an event that no longer exists", seq, None)
+            return fail(f"sequence gap: expected #{expected_seq}, found #{seq} (events deleted)", expected_seq, None)
+        problem = step(seq, stored_hash, row["id"], canonical_values(row, seq))
+        if problem:
+            bad = expected_seq if problem.startswith("sequence gap") else seq
+            return fail(problem, bad, None if problem.startswith("sequence gap") else row["id"])
 
     head_seq = expected_seq - 1
     beyond = [s for s in checkpoints if s > head_seq]

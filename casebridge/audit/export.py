@@ -67,30 +67,33 @@ def _day_start(day: date) -> datetime:
 def export(folder: Path, *, start: date | None = None, end: date | None = None) -> dict[str, Any]:
     """Write the export of events that occurred from `start` to `end` (inclusive days, UTC) into
     `folder`, which must be empty or absent. Returns the manifest."""
-    from casebridge.audit import chain
+    from casebridge.audit import archive, chain
     from casebridge.audit.models import Checkpoint, Seal
 
     if folder.exists() and any(folder.iterdir()):
         raise ValueError(f"{folder} is not empty")
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     chain.checkpoint_now()  # a full export then ends on a signed head
-    seals = Seal.objects.select_related("event").order_by("seq")
+    seals = Seal.objects.order_by("seq")
     if start is not None:
         seals = seals.filter(event__occurred_at__gte=_day_start(start))
     if end is not None:
         seals = seals.filter(event__occurred_at__lt=_day_start(end + timedelta(days=1)))
     bounds = seals.values_list("seq", flat=True)
-    first, last = bounds.order_by("seq").first(), bounds.order_by("-seq").first()
-    if first is None or last is None:
+    hot = [bounds.order_by("seq").first(), bounds.order_by("-seq").first()]
+    archived = archive.seq_bounds(
+        _day_start(start) if start else None, _day_start(end + timedelta(days=1)) if end else None
+    )
+    found = [seq for seq in [*hot, *(archived or ())] if seq is not None]
+    if not found:
         raise ValueError("no sealed events in that range")
-    previous = Seal.objects.filter(seq=first - 1).values_list("hash", flat=True).first() or GENESIS
+    first, last = min(found), max(found)
+    previous = chain.hash_at(first - 1)
     frontier = chain.frontier_at(first - 1)
     count = 0
     with (folder / "events.jsonl").open("w") as out:
-        in_range = Seal.objects.select_related("event").filter(seq__gte=first, seq__lte=last).order_by("seq")
-        for seal in in_range.iterator(chunk_size=2000):
-            leaf = chain.canonical(seal.event, seal.seq).decode()
-            out.write(json.dumps({"seq": seal.seq, "event": leaf, "hash": seal.hash}, ensure_ascii=False) + "\n")
+        for seq, stored_hash, form in chain.sealed_forms(first - 1, last):  # archived ones too
+            out.write(json.dumps({"seq": seq, "event": form.decode(), "hash": stored_hash}, ensure_ascii=False) + "\n")
             count += 1
     heads = [chain.signed_head(c) for c in Checkpoint.objects.filter(seq__gte=first, seq__lte=last).order_by("seq")]
     with (folder / "checkpoints.jsonl").open("w") as out:

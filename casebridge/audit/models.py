@@ -258,3 +258,50 @@ class SavedFilter(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ArchiveSegment(models.Model):
+    """Sealed events older than AUDIT_ARCHIVE_AFTER_DAYS, moved out of the hot tables into one
+    compressed, signed file in the blob store, encrypted like every file (audit/archive.py). The
+    events keep their numbers, hashes and Merkle leaves: `audit verify` and proofs read them here."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    first_seq = models.BigIntegerField(unique=True)
+    last_seq = models.BigIntegerField(unique=True)
+    events = models.PositiveIntegerField()
+    first_at = models.DateTimeField()  # the earliest and latest occurred_at inside (search skips others)
+    last_at = models.DateTimeField()
+    previous_hash = models.CharField(max_length=64)  # the chain hash before first_seq
+    last_hash = models.CharField(max_length=64)
+    content_sha256 = models.CharField(max_length=64)  # of events.jsonl, as signed
+    key_id = models.CharField(max_length=64)
+    signature = models.CharField(max_length=200)
+    blob_name = models.CharField(max_length=200, unique=True)
+    size = models.BigIntegerField()  # the ZIP's plaintext size
+    ciphertext_size = models.BigIntegerField()
+    # The segment's data key, wrapped by the key provider's KEK (like an organization key: no
+    # organization owns the audit log, and no organization's key destruction may take it).
+    wrapped_key = models.TextField()
+    kek_version = models.CharField(max_length=200, db_index=True)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "audit_archive_segment"
+        ordering = ["first_seq"]
+
+    def __str__(self) -> str:
+        return f"archive segment #{self.first_seq}-#{self.last_seq}"
+
+
+class ArchiveGate(models.Model):
+    """A row exists only inside the transaction that moves events into a segment: the
+    append-only triggers let that transaction (and no other: the row is uncommitted) delete the
+    archived events and their seals."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+
+    class Meta:
+        db_table = "audit_archive_gate"
+
+    def __str__(self) -> str:
+        return "archiving in progress"

@@ -11,11 +11,12 @@ public-key`) are all a verifier needs. Building a proof reads the events up to t
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from casebridge.audit import merkle
-from casebridge.audit.chain import canonical, leaf_hashes, signed_head
-from casebridge.audit.models import Checkpoint, Seal
+from casebridge.audit.chain import leaf_hashes, sealed_forms, signed_head
+from casebridge.audit.models import Checkpoint
 
 
 class ProofError(ValueError):
@@ -32,23 +33,24 @@ def _checkpoints() -> Any:
 
 def inclusion(seq: int) -> dict[str, Any]:
     """The inclusion proof of event #seq against the latest checkpoint that covers it."""
-    seal = Seal.objects.select_related("event").filter(seq=seq).first()
-    if seal is None:
+    found = next(sealed_forms(seq - 1, seq), None) if seq > 0 else None  # hot or archived
+    if found is None:
         raise ProofError(f"no sealed event #{seq}")
+    form = found[2]
     checkpoint = _checkpoints().filter(seq__gte=seq).order_by("-seq").first()
     if checkpoint is None:
         raise ProofError(f"no checkpoint covers #{seq} yet: run `casebridge audit checkpoint`")
-    leaf = merkle.leaf_hash(canonical(seal.event, seq))
+    leaf = merkle.leaf_hash(form)
     path = _tree(checkpoint.seq).inclusion(seq - 1, checkpoint.seq)
     if not merkle.verify_inclusion(seq - 1, checkpoint.seq, leaf, path, bytes.fromhex(checkpoint.tree_root)):
         raise ProofError(f"event #{seq} does not match checkpoint #{checkpoint.seq}: run `casebridge audit verify`")
     return {
         "kind": "inclusion",
         "seq": seq,
-        "event_id": seal.event_id,
+        "event_id": json.loads(form)["id"],
         "leaf_index": seq - 1,
         "leaf_hash": leaf.hex(),
-        "leaf": canonical(seal.event, seq).decode(),
+        "leaf": form.decode(),
         "path": [node.hex() for node in path],
         "checkpoint": signed_head(checkpoint),
     }

@@ -1,28 +1,44 @@
-"""Database triggers that refuse UPDATE and DELETE on the audit tables (SQLite and PostgreSQL)."""
+"""Database triggers that refuse UPDATE and DELETE on the audit tables (SQLite and PostgreSQL).
+
+One exception: the transaction that moves old events into an archive segment (audit/archive.py)
+holds a row in `audit_archive_gate`, uncommitted and so invisible to every other transaction;
+while it does, DELETE on `audit_event` and `audit_seal` is let through for that transaction.
+(Installed only once the gate table exists; before it, the triggers refuse every change.)"""
 
 from __future__ import annotations
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 PROTECTED_TABLES = ("audit_event", "audit_seal", "audit_checkpoint")
+ARCHIVED_TABLES = ("audit_event", "audit_seal")  # what archiving may delete
+GATE = "audit_archive_gate"
 
 
-def _sqlite_statements(table: str) -> list[str]:
+def _sqlite_statements(table: str, gated: bool) -> list[str]:
+    when = "WHEN NOT EXISTS (SELECT 1 FROM audit_archive_gate) " if gated and table in ARCHIVED_TABLES else ""
     return [
         f"CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table} "
         f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END",
-        f"CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table} "
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table} {when}"
         f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END",
     ]
 
 
-_PG_FUNCTION = """
-CREATE OR REPLACE FUNCTION casebridge_audit_refuse_change() RETURNS trigger AS $$
-BEGIN
-    RAISE EXCEPTION '% is append-only', TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
-END;
-$$ LANGUAGE plpgsql
-"""
+def _pg_function(gated: bool) -> str:
+    gate = (
+        "    IF TG_OP = 'DELETE' AND TG_TABLE_NAME IN ('audit_event', 'audit_seal')\n"
+        "       AND EXISTS (SELECT 1 FROM audit_archive_gate) THEN\n"
+        "        RETURN OLD;\n"
+        "    END IF;\n"
+        if gated
+        else ""
+    )
+    return (
+        "CREATE OR REPLACE FUNCTION casebridge_audit_refuse_change() RETURNS trigger AS $$\nBEGIN\n"
+        f"{gate}"
+        "    RAISE EXCEPTION '% is append-only', TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';\n"
+        "END;\n$$ LANGUAGE plpgsql"
+    )
 
 
 def _pg_statements(table: str) -> list[str]:
@@ -37,15 +53,16 @@ def _pg_statements(table: str) -> list[str]:
 
 
 def install(connection: BaseDatabaseWrapper) -> None:
+    gated = GATE in connection.introspection.table_names()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(_PG_FUNCTION)
+            cursor.execute(_pg_function(gated))
             for table in PROTECTED_TABLES:
                 for sql in _pg_statements(table):
                     cursor.execute(sql)
         elif connection.vendor == "sqlite":
             for table in PROTECTED_TABLES:
-                for sql in _sqlite_statements(table):
+                for sql in _sqlite_statements(table, gated):
                     cursor.execute(sql)
         else:
             raise NotImplementedError(f"no audit triggers for {connection.vendor}")

@@ -116,7 +116,8 @@ def upload_dek(upload: Upload) -> bytes:
 
 
 def rewrap_all(progress: object = None) -> int:
-    """Move every organization key to the provider's current KEK version; resumable, idempotent."""
+    """Move every organization key (and audit archive segment key) to the provider's current KEK
+    version; resumable, idempotent."""
     from casebridge.vault.keys.hierarchy import rewrap_org_key
 
     provider = key_provider()
@@ -133,7 +134,9 @@ def rewrap_all(progress: object = None) -> int:
         if callable(progress):
             progress(done, total)
     forget_cached_keys()
-    return done
+    from casebridge.audit import archive  # audit archive segments' keys are wrapped by the KEK too
+
+    return done + archive.rewrap_all()
 
 
 def destroy_org_keys(org_id: UUID, *, actor: Any, reason: str) -> int:

@@ -75,3 +75,24 @@ def test_a_consistency_proof_between_checkpoints(personas: Personas, log: tuple[
     assert merkle.verify_document(proof)
     refused = client.get("/api/v1/audit/proofs/consistency", {"old": second.seq, "new": first.seq})
     assert refused.status_code == 409 and "older first" in refused.content.decode()
+
+
+def test_an_archived_event_is_still_proved_and_still_only_to_its_organization(
+    personas: Personas, log: tuple[int, int]
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from casebridge.audit import archive
+
+    ours, theirs = log
+    record("org.created", organization=personas.practice)  # the head, which stays hot
+    chain.checkpoint_now()
+    assert archive.archive(now=timezone.now() + timedelta(days=400))
+    assert not Event.objects.filter(seal__seq__in=[ours, theirs]).exists()
+    auditor = _client(personas.members["auditor"], personas.practice, ["audit:read"])
+    response = auditor.get(f"/api/v1/audit/proofs/inclusion/{ours}")
+    assert response.status_code == 200, response.content
+    assert merkle.verify_document(response.json())
+    assert auditor.get(f"/api/v1/audit/proofs/inclusion/{theirs}").status_code == 404

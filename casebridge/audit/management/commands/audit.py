@@ -1,17 +1,19 @@
-"""casebridge audit verify|seal|checkpoint|witness|export|public-key|prove|consistency: operate and check the
-tamper-evident log, and hand out proofs a third party can check (audit/proofs.py)."""
+"""casebridge audit verify|seal|checkpoint|witness|export|public-key|prove|consistency|archive|search: operate
+and check the tamper-evident log, hand out proofs a third party can check (audit/proofs.py), move
+old events into archive segments and search them (audit/archive.py)."""
 
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.test import override_settings
 
-from casebridge.audit import alerts, chain, proofs, witness
+from casebridge.audit import alerts, archive, chain, proofs, witness
 from casebridge.audit import export as audit_export
 from casebridge.audit.api import record
 from casebridge.audit.models import Checkpoint
@@ -50,6 +52,25 @@ class Command(BaseCommand):
         )
         consistent.add_argument("old", type=int, help="the older checkpoint's sequence number (tree size)")
         consistent.add_argument("new", type=int, help="the newer checkpoint's sequence number (tree size)")
+        archiving = sub.add_parser(
+            "archive", help="move sealed events older than CASEBRIDGE_AUDIT_ARCHIVE_AFTER_DAYS into archive segments"
+        )
+        archiving.add_argument(
+            "--older-than-days",
+            type=int,
+            help="this age instead of the setting (at least 1; the worker uses the setting)",
+        )
+        searching = sub.add_parser(
+            "search", help="print matching events as JSON Lines (oldest first); --archived: the archive segments"
+        )
+        searching.add_argument("--archived", action="store_true", help="search the archive segments (slower)")
+        searching.add_argument("--action", default="", help="an action, or a dotted prefix such as case.")
+        searching.add_argument("--actor", default="", help="the actor's id or label (e-mail)")
+        searching.add_argument("--organization", default="", help="the organization's id (UUID)")
+        searching.add_argument("--patient", default="", help="an internal patient id (also found in lists)")
+        searching.add_argument("--outcome", default="", choices=["", "success", "failure", "denied"])
+        searching.add_argument("--from", dest="start", type=date.fromisoformat, help="first day (YYYY-MM-DD, UTC)")
+        searching.add_argument("--to", dest="end", type=date.fromisoformat, help="last day (YYYY-MM-DD, UTC)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         operation = options["operation"]
@@ -84,6 +105,10 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from exc
             for label, count in written.items():
                 self.stdout.write(f"{count} witness cop{'y' if count == 1 else 'ies'} written to {label}")
+        elif operation == "archive":
+            self._archive(options["older_than_days"])
+        elif operation == "search":
+            self._search(options)
         elif operation == "public-key":
             self.stdout.write(get_keyring().signing_key().public_pem())
         elif operation in ("prove", "consistency"):
@@ -109,3 +134,46 @@ class Command(BaseCommand):
                     f"audit chain intact: {result.checked} events, head #{result.head_seq} {result.head_hash[:16]}…"
                 )
             )
+
+    def _archive(self, days: int | None) -> None:
+        if days is not None and days < 1:
+            raise CommandError("--older-than-days must be at least 1")
+        try:
+            if days is None:
+                made = archive.archive()
+            else:
+                with override_settings(AUDIT_ARCHIVE_AFTER_DAYS=days):
+                    made = archive.archive()
+        except archive.ArchiveError as exc:
+            raise CommandError(str(exc)) from exc
+        if not made:
+            self.stdout.write("no sealed events old enough to archive (the chain's head always stays)")
+        for segment in made:
+            self.stdout.write(
+                f"archived #{segment.first_seq}-#{segment.last_seq} ({segment.events} events, "
+                f"{segment.size} bytes compressed) into segment {segment.pk}"
+            )
+
+    def _search(self, options: dict[str, Any]) -> None:
+        from casebridge.audit.export import _day_start
+
+        start = _day_start(options["start"]) if options["start"] else None
+        end = _day_start(options["end"] + timedelta(days=1)) if options["end"] else None
+        filters = {k: options[k] for k in ("action", "actor", "organization", "patient", "outcome") if options[k]}
+        if not options["archived"]:
+            raise CommandError("only the archive is searched here (--archived); the hot log: the audit log page or API")
+
+        def progress(done: int, total: int) -> None:
+            self.stderr.write(f"\rsegments read: {done}/{total}", ending="")
+
+        found = 0
+        try:
+            for event in archive.search(start=start, end=end, progress=progress, **filters):
+                self.stdout.write(json.dumps(event, ensure_ascii=False, sort_keys=True))
+                found += 1
+        except archive.ArchiveError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stderr.write(f"\n{found} archived event(s) found")
+        shown = {**filters, "from": options["start"] and options["start"].isoformat()}
+        shown["to"] = options["end"] and options["end"].isoformat()
+        record("audit.viewed", details={"via": "archive search", "filters": shown, "found": found})

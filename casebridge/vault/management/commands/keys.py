@@ -79,10 +79,14 @@ class Command(BaseCommand):
         version = options["version"]
         if version == provider.current_version():
             raise CommandError(f"version {version} is the current KEK version; rotate first")
+        from casebridge.audit.models import ArchiveSegment
+
         still = live.filter(kek_version=version).count()
-        if still:
+        segments = ArchiveSegment.objects.filter(kek_version=version).count()
+        if still or segments:
             raise CommandError(
-                f"version {version} still wraps {still} organization key(s): run `casebridge keys rotate` first"
+                f"version {version} still wraps {still} organization key(s) and {segments} audit archive "
+                "segment key(s): run `casebridge keys rotate` first"
             )
         retire = getattr(provider, "retire", None)
         if retire is None:

@@ -1,0 +1,387 @@
+"""Archive segments: sealed events older than AUDIT_ARCHIVE_AFTER_DAYS (default 13 months) leave
+the hot tables for compressed, signed files in the blob store, encrypted like every file.
+
+A segment holds a run of consecutive sealed events #first..#last, as a ZIP (the vault accepts
+ZIP; its members are DEFLATE-compressed, gzip's algorithm):
+
+- `events.jsonl`: per event, in chain order, its number, the exact canonical text the chain and
+  the Merkle tree hash (chain.canonical) and its stored chain hash: the lines of an offline
+  export (audit/export.py);
+- `segment.json`: the range, the chain hash before #first and at #last, the SHA-256 of
+  `events.jsonl`, and the Ed25519 signature (the keyring's audit key) over
+  `casebridge-audit-archive:v1:{first}:{last}:{previous hash}:{last hash}:{sha256}`.
+
+The ZIP is encrypted with the vault's streaming AEAD under a data key of its own, wrapped by the
+key provider's KEK (as organization keys are: no organization owns the audit log, so no
+organization's key destruction can take archived events with it) and rewrapped with them on KEK
+rotation. Backups carry segment blobs with the files' (retention/backup.py).
+
+Nothing is lost: the segment is written, read back and compared before, in one transaction, its
+row is inserted and the events and seals it holds are deleted (the append-only triggers let only
+that transaction do so: audit/triggers.py). A segment ends at a signed checkpoint and never takes
+the chain's head, so the sealer and the next checkpoint carry on from the hot tables.
+`audit verify` reads the segments first, event by event (naming the first bad one), then the hot
+tables; proofs and `audit search --archived` read them too. Archiving is not deletion: audit
+events are kept at least six years (retention/policies.py refuses shorter), segments for ever.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import secrets
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from casebridge.audit.models import ArchiveGate, ArchiveSegment, Checkpoint, Seal
+
+FORMAT = "casebridge-audit-archive/1"
+SEGMENT_EVENTS = 50_000
+GENESIS = "0" * 64
+
+
+class ArchiveError(Exception):
+    """A segment that cannot be read or does not hold what its row says (named by its range)."""
+
+
+@dataclass(frozen=True)
+class ArchivedEvent:
+    seq: int
+    hash: str
+    form: bytes  # the canonical text the chain and the tree hash
+
+    @property
+    def values(self) -> dict[str, Any]:
+        return dict(json.loads(self.form))
+
+
+def segment_message(first: int, last: int, previous_hash: str, last_hash: str, content_sha256: str) -> bytes:
+    return f"casebridge-audit-archive:v1:{first}:{last}:{previous_hash}:{last_hash}:{content_sha256}".encode()
+
+
+def _context(segment_id: UUID | str) -> dict[str, str]:
+    return {"purpose": "casebridge.audit-archive", "segment": str(segment_id)}
+
+
+def _associated(segment_id: UUID | str) -> bytes:
+    from casebridge.kernel.crypto.streaming import associated_data
+
+    return associated_data(segment_id, 1)
+
+
+def _label(segment: ArchiveSegment) -> str:
+    return f"archive segment #{segment.first_seq}-#{segment.last_seq}"
+
+
+def read(segment: ArchiveSegment) -> tuple[bytes, dict[str, Any]]:
+    """The segment's `events.jsonl` and `segment.json`, decrypted (every tag checked)."""
+    from casebridge.kernel.crypto.streaming import decrypt_range
+    from casebridge.vault.config import blob_store, key_provider
+    from casebridge.vault.keys import WrappedKey
+
+    try:
+        key = key_provider().unwrap(WrappedKey.from_json(segment.wrapped_key), _context(segment.pk))
+        store = blob_store()
+        parts = decrypt_range(
+            lambda lo, hi: store.read_range(segment.blob_name, lo, hi),
+            segment.ciphertext_size,
+            key,
+            _associated(segment.pk),
+        )
+        data = b"".join(bytes(part) for part in parts)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return archive.read("events.jsonl"), json.loads(archive.read("segment.json"))
+    except Exception as exc:  # a missing blob, a changed byte, a wrong key: all mean unreadable
+        raise ArchiveError(f"{_label(segment)} cannot be read ({type(exc).__name__}): damaged or replaced") from exc
+
+
+def events(segment: ArchiveSegment) -> Iterator[ArchivedEvent]:
+    """The segment's events in order (ArchiveError when it cannot be read or parsed)."""
+    content, _meta = read(segment)
+    for number, line in enumerate(content.splitlines(), 1):
+        try:
+            row = json.loads(line)
+            yield ArchivedEvent(int(row["seq"]), str(row["hash"]), str(row["event"]).encode())
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArchiveError(f"{_label(segment)}: line {number} is not an archived event") from exc
+
+
+def seal_problem(segment: ArchiveSegment, keys: dict[str, Any]) -> str:
+    """What is wrong with the segment as a whole (its content's digest, its signature, the copy
+    of its description inside), once its events chained correctly; "" when nothing."""
+    from cryptography.exceptions import InvalidSignature
+
+    content, meta = read(segment)
+    digest = hashlib.sha256(content).hexdigest()
+    message = segment_message(
+        segment.first_seq, segment.last_seq, segment.previous_hash, segment.last_hash, segment.content_sha256
+    )
+    if digest != segment.content_sha256:
+        return f"{_label(segment)} holds other events than it was signed for"
+    key = keys.get(segment.key_id)
+    try:
+        if key is None:
+            raise InvalidSignature
+        key.verify(base64.b64decode(segment.signature), message)
+    except (InvalidSignature, ValueError):
+        return f"{_label(segment)} has an invalid signature or one by an unknown key"
+    if meta.get("signed_message") != message.decode() or meta.get("signature") != segment.signature:
+        return f"{_label(segment)} does not describe itself as its row does"
+    return ""
+
+
+def containing(seq: int) -> ArchiveSegment | None:
+    return ArchiveSegment.objects.filter(first_seq__lte=seq, last_seq__gte=seq).first()
+
+
+def forms(after: int, upto: int) -> Iterator[ArchivedEvent]:
+    """Archived events after..upto, in order."""
+    for segment in ArchiveSegment.objects.filter(last_seq__gt=after, first_seq__lte=upto).order_by("first_seq"):
+        for event in events(segment):
+            if after < event.seq <= upto:
+                yield event
+
+
+def seq_bounds(start: datetime | None, end: datetime | None) -> tuple[int, int] | None:
+    """The first and last archived event that occurred in [start, end), or None."""
+    seqs = [event["seq"] for event in search(start=start, end=end)]
+    return (min(seqs), max(seqs)) if seqs else None
+
+
+def organization_of(seq: int) -> str | None:
+    """The organization (its id as text) of archived event #seq, None if none or not archived."""
+    segment = containing(seq)
+    if segment is None:
+        return None
+    return next((e.values["organization_id"] for e in events(segment) if e.seq == seq), None)
+
+
+# --- Moving events into segments ----------------------------------------------------------
+
+
+def _range(cutoff: datetime, max_events: int) -> tuple[int, int] | None:
+    """The next run of sealed events to archive: from the first hot one, all older than the
+    cutoff, ending at a signed checkpoint and before the chain's head."""
+    oldest = Seal.objects.order_by("seq").values_list("seq", "event__occurred_at").first()
+    if oldest is None or oldest[1] >= cutoff:
+        return None
+    start = oldest[0]
+    head = Seal.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+    checkpoint = Checkpoint.objects.filter(seq__lte=head).order_by("-seq").values_list("seq", flat=True).first()
+    signed = min(checkpoint or 0, head - 1)  # covered by a signed tree head, and never the head itself
+    young = (
+        Seal.objects.filter(seq__gte=start, seq__lte=signed, event__occurred_at__gte=cutoff)
+        .order_by("seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+    upto = min(signed, start + max_events - 1, young - 1 if young is not None else signed)
+    return (start, upto) if upto >= start else None
+
+
+def _previous_hash(start: int) -> str:
+    if start == 1:
+        return GENESIS
+    before = ArchiveSegment.objects.filter(last_seq=start - 1).values_list("last_hash", flat=True).first()
+    if before is None:
+        raise ArchiveError(f"the chain hash before #{start} is in no segment: run `casebridge audit verify`")
+    return before
+
+
+def _build(start: int, upto: int) -> tuple[bytes, bytes, dict[str, Any], list[int], datetime, datetime]:
+    """events.jsonl, the ZIP, segment.json, the event ids, the earliest and latest time."""
+    from casebridge.audit import chain
+    from casebridge.vault.keyring import get_keyring
+
+    previous = prev = _previous_hash(start)
+    lines, ids, times = [], [], []
+    seals = Seal.objects.filter(seq__gte=start, seq__lte=upto).select_related("event").order_by("seq")
+    expected = start
+    for seal in seals.iterator(chunk_size=2000):
+        form = chain.canonical(seal.event, seal.seq)
+        prev = hashlib.sha256(bytes.fromhex(prev) + form).hexdigest()
+        if seal.seq != expected or prev != seal.hash:
+            raise ArchiveError(f"#{seal.seq} does not chain: nothing archived (run `casebridge audit verify`)")
+        lines.append(json.dumps({"seq": seal.seq, "event": form.decode(), "hash": seal.hash}, ensure_ascii=False))
+        ids.append(seal.event_id)
+        times.append(seal.event.occurred_at)
+        expected += 1
+    if expected != upto + 1:
+        raise ArchiveError(f"#{expected} is missing: nothing archived (run `casebridge audit verify`)")
+    content = ("\n".join(lines) + "\n").encode()
+    digest = hashlib.sha256(content).hexdigest()
+    message = segment_message(start, upto, previous, prev, digest)
+    key = get_keyring().signing_key()
+    meta = {
+        "format": FORMAT,
+        "first_seq": start,
+        "last_seq": upto,
+        "events": len(lines),
+        "previous_hash": previous,
+        "last_hash": prev,
+        "content_sha256": digest,
+        "key_id": key.key_id,
+        "signature": base64.b64encode(key.private.sign(message)).decode(),
+        "signed_message": message.decode(),
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        archive.writestr("events.jsonl", content)
+        archive.writestr("segment.json", json.dumps(meta, indent=1))
+    return content, buffer.getvalue(), meta, ids, min(times), max(times)
+
+
+def _archive_one(cutoff: datetime, max_events: int) -> ArchiveSegment | None:
+    from casebridge.audit.api import record
+    from casebridge.kernel.pipeline import ChunkReader, seal_to_blob
+    from casebridge.vault.config import blob_store, key_provider
+    from casebridge.vault.keys.hierarchy import generate_dek
+
+    bounds = _range(cutoff, max_events)
+    if bounds is None:
+        return None
+    start, upto = bounds
+    content, data, meta, ids, first_at, last_at = _build(start, upto)
+    segment_id = uuid4()
+    dek = generate_dek()
+    wrapped = key_provider().wrap(dek, _context(segment_id))
+    store = blob_store()
+    blob_name = f"audit-archive/{segment_id}-{secrets.token_hex(6)}"
+    sealed = seal_to_blob(store, blob_name, dek, _associated(segment_id), ChunkReader([data]).readinto, len(data))
+    segment = ArchiveSegment(
+        id=segment_id,
+        first_seq=start,
+        last_seq=upto,
+        events=len(ids),
+        first_at=first_at,
+        last_at=last_at,
+        **{name: meta[name] for name in ("previous_hash", "last_hash", "content_sha256", "key_id", "signature")},
+        blob_name=blob_name,
+        size=len(data),
+        ciphertext_size=sealed.ciphertext_size,
+        wrapped_key=wrapped.to_json(),
+        kek_version=wrapped.version,
+    )
+    try:
+        if read(segment) != (content, meta):  # read back before anything leaves the hot tables
+            raise ArchiveError(f"{_label(segment)} did not read back as written: nothing archived")
+        with transaction.atomic():
+            segment.save(force_insert=True)
+            ArchiveGate.objects.create()
+            with connection.cursor() as cursor:
+                # Events first (the seals name them): both foreign keys are checked at commit.
+                cursor.execute(
+                    "DELETE FROM audit_event WHERE id IN "
+                    "(SELECT event_id FROM audit_seal WHERE seq >= %s AND seq <= %s)",
+                    [start, upto],
+                )
+                moved = cursor.rowcount
+                cursor.execute("DELETE FROM audit_seal WHERE seq >= %s AND seq <= %s", [start, upto])
+            ArchiveGate.objects.all().delete()
+            if moved != len(ids):
+                raise ArchiveError(f"{_label(segment)}: {moved} events left the table for {len(ids)} archived")
+            record(
+                "audit.archived",
+                details={"first_seq": start, "last_seq": upto, "events": len(ids), "segment": str(segment_id)},
+            )
+    except BaseException:
+        store.delete(blob_name)
+        raise
+    return segment
+
+
+def archive(*, now: datetime | None = None, max_events: int = SEGMENT_EVENTS) -> list[ArchiveSegment]:
+    """Move every sealed event older than AUDIT_ARCHIVE_AFTER_DAYS into segments of at most
+    `max_events` (0 days: archiving is off). Returns the segments written."""
+    if settings.AUDIT_ARCHIVE_AFTER_DAYS <= 0:
+        return []
+    from casebridge.audit import chain
+
+    chain.seal_pending()
+    cutoff = (now or timezone.now()) - timedelta(days=settings.AUDIT_ARCHIVE_AFTER_DAYS)
+    made = []
+    while (segment := _archive_one(cutoff, max_events)) is not None:
+        made.append(segment)
+    return made
+
+
+def archive_due() -> int:
+    """The worker's periodic entry: one query when nothing is old enough."""
+    return len(archive())
+
+
+def rewrap_all() -> int:
+    """Wrap every segment's data key with the key provider's current KEK version (keys rotate)."""
+    from casebridge.vault.config import key_provider
+    from casebridge.vault.keys import WrappedKey
+
+    provider = key_provider()
+    current = provider.current_version()
+    done = 0
+    for segment in ArchiveSegment.objects.exclude(kek_version=current).order_by("first_seq"):
+        context = _context(segment.pk)
+        wrapped = provider.wrap(provider.unwrap(WrappedKey.from_json(segment.wrapped_key), context), context)
+        # The segment row is not an audit table: its key may be rewrapped like an organization's.
+        ArchiveSegment.objects.filter(pk=segment.pk, kek_version=segment.kek_version).update(
+            wrapped_key=wrapped.to_json(), kek_version=wrapped.version
+        )
+        done += 1
+    return done
+
+
+# --- Searching archived events ------------------------------------------------------------
+
+
+def search(
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    action: str = "",
+    actor: str = "",
+    organization: str = "",
+    patient: str = "",
+    outcome: str = "",
+    progress: Any = None,
+) -> Iterator[dict[str, Any]]:
+    """Archived events matching every filter given (action: exact or a dotted prefix ending in
+    "."; patient: the event's patient or one of a list's `details.patients`), oldest first. Reads
+    only the segments whose time span meets [start, end)."""
+    segments = ArchiveSegment.objects.order_by("first_seq")
+    if start is not None:
+        segments = segments.filter(last_at__gte=start)
+    if end is not None:
+        segments = segments.filter(first_at__lt=end)
+    chosen = list(segments)
+    for done, segment in enumerate(chosen, 1):
+        for event in events(segment):
+            values = event.values
+            occurred = datetime.fromisoformat(values["occurred_at"])
+            if (start is not None and occurred < start) or (end is not None and occurred >= end):
+                continue
+            if action and not (
+                values["action"] == action or (action.endswith(".") and values["action"].startswith(action))
+            ):
+                continue
+            if actor and actor not in (values["actor_id"], values["actor_label"]):
+                continue
+            if organization and values["organization_id"] != organization:
+                continue
+            if outcome and values["outcome"] != outcome:
+                continue
+            details = values.get("details") or {}
+            listed = details.get("patients") if isinstance(details, dict) else None
+            if patient and values["patient_ref"] != patient and patient not in (listed or []):
+                continue
+            yield {**values, "seq": event.seq, "archived": True}
+        if callable(progress):
+            progress(done, len(chosen))
