@@ -40,7 +40,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from casebridge.audit.models import ArchiveGate, ArchiveSegment, Checkpoint, Seal
@@ -105,9 +105,11 @@ def read(segment: ArchiveSegment) -> tuple[bytes, dict[str, Any]]:
         raise ArchiveError(f"{_label(segment)} cannot be read ({type(exc).__name__}): damaged or replaced") from exc
 
 
-def events(segment: ArchiveSegment) -> Iterator[ArchivedEvent]:
-    """The segment's events in order (ArchiveError when it cannot be read or parsed)."""
-    content, _meta = read(segment)
+def events(segment: ArchiveSegment, content: bytes | None = None) -> Iterator[ArchivedEvent]:
+    """The segment's events in order, from its `events.jsonl` when the caller read it already
+    (ArchiveError when it cannot be read or parsed)."""
+    if content is None:
+        content, _meta = read(segment)
     for number, line in enumerate(content.splitlines(), 1):
         try:
             row = json.loads(line)
@@ -116,12 +118,11 @@ def events(segment: ArchiveSegment) -> Iterator[ArchivedEvent]:
             raise ArchiveError(f"{_label(segment)}: line {number} is not an archived event") from exc
 
 
-def seal_problem(segment: ArchiveSegment, keys: dict[str, Any]) -> str:
+def seal_problem(segment: ArchiveSegment, content: bytes, meta: dict[str, Any], keys: dict[str, Any]) -> str:
     """What is wrong with the segment as a whole (its content's digest, its signature, the copy
     of its description inside), once its events chained correctly; "" when nothing."""
     from cryptography.exceptions import InvalidSignature
 
-    content, meta = read(segment)
     digest = hashlib.sha256(content).hexdigest()
     message = segment_message(
         segment.first_seq, segment.last_seq, segment.previous_hash, segment.last_hash, segment.content_sha256
@@ -276,7 +277,12 @@ def _archive_one(cutoff: datetime, max_events: int) -> ArchiveSegment | None:
         if read(segment) != (content, meta):  # read back before anything leaves the hot tables
             raise ArchiveError(f"{_label(segment)} did not read back as written: nothing archived")
         with transaction.atomic():
-            segment.save(force_insert=True)
+            try:
+                with transaction.atomic():
+                    segment.save(force_insert=True)
+            except IntegrityError:  # another worker archived this range first
+                store.delete(blob_name)
+                return None
             ArchiveGate.objects.create()
             with connection.cursor() as cursor:
                 # Events first (the seals name them): both foreign keys are checked at commit.

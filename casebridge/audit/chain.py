@@ -331,13 +331,14 @@ def verify(*, witnesses: bool = True) -> VerifyResult:
                 None,
             )
         try:
-            for event in archive.events(segment):
+            content, meta = archive.read(segment)  # decrypted once: the events, then the signature
+            for event in archive.events(segment, content):
                 event_id = int(event.values.get("id") or 0)
                 problem = step(event.seq, event.hash, event_id, event.form)
                 if problem:
                     return fail(problem, expected_seq if problem.startswith("sequence gap") else event.seq, event_id)
             problem = "" if expected_seq == segment.last_seq + 1 else f"#{expected_seq} is missing from its segment"
-            problem = problem or archive.seal_problem(segment, keys)
+            problem = problem or archive.seal_problem(segment, content, meta, keys)
         except archive.ArchiveError as exc:
             problem = str(exc)
         if problem:

@@ -119,6 +119,11 @@ def test_an_archived_range_exports_and_verifies_offline(archived: ArchiveSegment
     assert manifest["first_seq"] == 1 and manifest["events"] == manifest["last_seq"]
     public = _command("public-key").encode()
     assert export.verify_export(tmp_path / "out", public).ok
+    today = timezone.now().date()  # by date: the archived events are found by their time too
+    dated = export.export(tmp_path / "today", start=today, end=today)
+    assert dated["first_seq"] == 1 and export.verify_export(tmp_path / "today", public).ok
+    with pytest.raises(ValueError, match="no sealed events"):
+        export.export(tmp_path / "past", start=today - timedelta(days=9), end=today - timedelta(days=8))
 
 
 def _rewrite(segment: ArchiveSegment, change: Any) -> None:
