@@ -155,7 +155,7 @@ def forms(after: int, upto: int) -> Iterator[ArchivedEvent]:
 
 def seq_bounds(start: datetime | None, end: datetime | None) -> tuple[int, int] | None:
     """The first and last archived event that occurred in [start, end), or None."""
-    seqs = [event["seq"] for event in search(start=start, end=end)]
+    seqs = [event["seq"] for event in search(Filters(start=start, end=end))]
     return (min(seqs), max(seqs)) if seqs else None
 
 
@@ -345,49 +345,86 @@ def rewrap_all() -> int:
     return done
 
 
-# --- Searching archived events ------------------------------------------------------------
+# --- Searching (archived events, and the hot tables with the same filters) -------------------
 
 
-def search(
-    *,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    action: str = "",
-    actor: str = "",
-    organization: str = "",
-    patient: str = "",
-    outcome: str = "",
-    progress: Any = None,
-) -> Iterator[dict[str, Any]]:
-    """Archived events matching every filter given (action: exact or a dotted prefix ending in
-    "."; patient: the event's patient or one of a list's `details.patients`), oldest first. Reads
-    only the segments whose time span meets [start, end)."""
+@dataclass(frozen=True)
+class Filters:
+    """What `casebridge audit search` asks for. action: exact, or a dotted prefix ending in ".";
+    patient: the event's patient, or one of a list's `details.patients` (audit/reports.py)."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    action: str = ""
+    actor: str = ""
+    organization: str = ""
+    patient: str = ""
+    outcome: str = ""
+
+    def match(self, values: dict[str, Any]) -> bool:
+        occurred = values["occurred_at"]
+        if isinstance(occurred, str):
+            occurred = datetime.fromisoformat(occurred)
+        name, details = values["action"], values.get("details")
+        listed = details.get("patients") if isinstance(details, dict) else None
+        return not (
+            (self.start is not None and occurred < self.start)
+            or (self.end is not None and occurred >= self.end)
+            or (
+                self.action
+                and not (name == self.action or (self.action.endswith(".") and name.startswith(self.action)))
+            )
+            or (self.actor and self.actor not in (values["actor_id"], values["actor_label"]))
+            or (self.organization and str(values["organization_id"] or "") != self.organization)
+            or (self.outcome and values["outcome"] != self.outcome)
+            or (self.patient and values["patient_ref"] != self.patient and self.patient not in (listed or []))
+        )
+
+
+def search(filters: Filters, *, progress: Any = None) -> Iterator[dict[str, Any]]:
+    """Archived events matching every filter, oldest first. Reads only the segments whose time
+    span meets [start, end); `progress(done, total)` after each segment."""
     segments = ArchiveSegment.objects.order_by("first_seq")
-    if start is not None:
-        segments = segments.filter(last_at__gte=start)
-    if end is not None:
-        segments = segments.filter(first_at__lt=end)
+    if filters.start is not None:
+        segments = segments.filter(last_at__gte=filters.start)
+    if filters.end is not None:
+        segments = segments.filter(first_at__lt=filters.end)
     chosen = list(segments)
     for done, segment in enumerate(chosen, 1):
         for event in events(segment):
             values = event.values
-            occurred = datetime.fromisoformat(values["occurred_at"])
-            if (start is not None and occurred < start) or (end is not None and occurred >= end):
-                continue
-            if action and not (
-                values["action"] == action or (action.endswith(".") and values["action"].startswith(action))
-            ):
-                continue
-            if actor and actor not in (values["actor_id"], values["actor_label"]):
-                continue
-            if organization and values["organization_id"] != organization:
-                continue
-            if outcome and values["outcome"] != outcome:
-                continue
-            details = values.get("details") or {}
-            listed = details.get("patients") if isinstance(details, dict) else None
-            if patient and values["patient_ref"] != patient and patient not in (listed or []):
-                continue
-            yield {**values, "seq": event.seq, "archived": True}
+            if filters.match(values):
+                yield {**values, "seq": event.seq, "archived": True}
         if callable(progress):
             progress(done, len(chosen))
+
+
+def search_hot(filters: Filters) -> Iterator[dict[str, Any]]:
+    """Sealed events still in the hot tables matching every filter, oldest first: the database
+    narrows by time, action, actor, organization and outcome; the patient is checked here (lists
+    keep theirs in `details`), in the canonical form the chain hashes."""
+    from django.db.models import Q
+
+    from casebridge.audit import chain
+    from casebridge.audit.reports import LISTS
+
+    seals = Seal.objects.select_related("event").order_by("seq")
+    if filters.start is not None:
+        seals = seals.filter(event__occurred_at__gte=filters.start)
+    if filters.end is not None:
+        seals = seals.filter(event__occurred_at__lt=filters.end)
+    if filters.action:
+        prefix = filters.action.endswith(".")
+        seals = seals.filter(**{"event__action__startswith" if prefix else "event__action": filters.action})
+    if filters.actor:
+        seals = seals.filter(Q(event__actor_id=filters.actor) | Q(event__actor_label=filters.actor))
+    if filters.organization:
+        seals = seals.filter(event__organization_id=filters.organization)
+    if filters.outcome:
+        seals = seals.filter(event__outcome=filters.outcome)
+    if filters.patient:
+        seals = seals.filter(Q(event__patient_ref=filters.patient) | Q(event__action__in=LISTS))
+    for seal in seals.iterator(chunk_size=2000):
+        values = json.loads(chain.canonical(seal.event, seal.seq))
+        if filters.match(values):
+            yield {**values, "archived": False}

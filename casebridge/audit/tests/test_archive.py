@@ -218,8 +218,15 @@ def test_the_archive_is_searched_from_the_command_line_and_the_search_is_audited
     assert _command("search", "--archived", "--to", str(today - timedelta(days=1))) == ""
     viewed = Event.objects.filter(action="audit.viewed").order_by("-id").first()
     assert viewed is not None and viewed.details["via"] == "archive search" and viewed.details["found"] == 0
-    with pytest.raises(CommandError, match="--archived"):
-        _command("search", "--patient", "P-1001")
+    # Without --archived the same filters search the hot tables: the archiving itself is there.
+    hot = [json.loads(line) for line in _command("search", "--action", "audit.").splitlines()]
+    assert "audit.archived" in {e["action"] for e in hot} and not any(e["archived"] for e in hot)
+    assert _command("search", "--patient", "P-1001") == ""  # all three were archived
+    record("case.viewed", organization=practice, patient_ref="P-1001")
+    [recent] = [json.loads(line) for line in _command("search", "--patient", "P-1001").splitlines()]
+    assert recent["action"] == "case.viewed" and recent["organization_id"] == str(practice.pk)
+    with pytest.raises(CommandError, match="UUID"):
+        _command("search", "--organization", "smile-dental")
 
 
 def test_the_command_and_the_setting_refuse_what_is_not_an_age(settings: Any) -> None:
@@ -253,3 +260,14 @@ def test_backups_carry_the_segments_and_rotation_rewraps_their_keys(archived: Ar
     keystore.rewrap_all()
     assert ArchiveSegment.objects.get(pk=archived.pk).kek_version == new
     assert chain.verify().ok
+
+
+def test_a_segment_whose_signature_or_description_was_changed_is_named(archived: ArchiveSegment) -> None:
+    forged = ArchiveSegment.objects.get(pk=archived.pk).signature[::-1]
+    ArchiveSegment.objects.filter(pk=archived.pk).update(signature=forged)
+    result = chain.verify()
+    assert not result.ok and result.bad_seq == 20
+    assert result.problem == "archive segment #1-#20 has an invalid signature or one by an unknown key"
+
+    ArchiveSegment.objects.filter(pk=archived.pk).update(signature=archived.signature, content_sha256="0" * 64)
+    assert chain.verify().problem == "archive segment #1-#20 holds other events than it was signed for"
