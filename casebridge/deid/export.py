@@ -25,6 +25,7 @@ from django.http.response import HttpResponseBase
 from pypdf import PdfReader, PdfWriter
 
 from casebridge.deid.dicom import METHOD_NAME, Refused, deidentify
+from casebridge.deid.photo import ImageRefused, clean_image
 from casebridge.deid.table import CODES, COLUMNS, Dates, Options
 from casebridge.imaging.sanitize import SanitizeError, sanitize
 from casebridge.kernel import zipstream
@@ -36,10 +37,14 @@ REPORT_JSON = "deidentification-report.json"
 REPORT_TXT = "deidentification-report.txt"
 # Photos and scans: the ingest sanitizer's formats, run again on the way out.
 SANITIZED = frozenset({"jpeg", "png", "stl", "obj", "ply"})
+# TIFF and HEIC: decoded and written again with their pixels only (deid/photo.py).
+REWRITTEN = frozenset({"tiff", "heic"})
 LEFT_OUT = {
-    "tiff": "TIFF metadata cannot be removed safely yet (it sits behind offsets anywhere in the file)",
-    "heic": "HEIC metadata cannot be removed safely yet (it sits in boxes anywhere in the file)",
     "zip": "a ZIP archive is not opened for de-identification: attach its files one by one",
+}
+REWRITTEN_NOTE = {
+    "tiff": "pixels written again into a new TIFF (lossless), every page, nothing else; orientation applied",
+    "heic": "decoded and written as PNG (lossless from the decoded pixels), nothing else; orientation applied",
 }
 # The de-identified DICOM may be slightly longer than the original (the method attributes added):
 # the size only decides ZIP64, so a margin keeps a file just under 2 GiB on the safe side.
@@ -121,7 +126,7 @@ def plan(entries: Iterable[tuple[str, ObjectVersion]], options: Options, secret:
     out = Plan(options, secret)
     for name, version in entries:
         file_type = version.stored_object.file_type
-        if file_type in ("dicom", "pdf") or file_type in SANITIZED:
+        if file_type in ("dicom", "pdf") or file_type in SANITIZED or file_type in REWRITTEN:
             out.files.append((name, version))
         else:
             reason = LEFT_OUT.get(file_type, f"no de-identification is known for {file_type or 'this'} files")
@@ -188,15 +193,28 @@ def deidentified_entries(work: Plan, report: dict[str, Any]) -> Iterator[zipstre
                 work.left_out.append(_left_out(name, version, str(refusal)))
                 continue
             report["files"].append(
-                {
-                    "name": name,
-                    "type": "pdf",
-                    "outcome": "metadata removed" if removed else "no metadata found",
-                    "removed": removed,
-                    "note": "document info and XMP removed; the pages' text and images are unchanged",
-                }
+                _cleaned(name, "pdf", removed, "document info and XMP removed; pages' text and images unchanged")
             )
             yield name, len(cleaned_pdf), _once(cleaned_pdf)
+            continue
+        if file_type in REWRITTEN:
+            try:
+                image = clean_image(file_type, _read_all(version))
+            except ImageRefused as refusal:
+                work.left_out.append(_left_out(name, version, f"its metadata cannot be removed: {refusal}"))
+                continue
+            if image.file_type != file_type:
+                name = f"{name.rsplit('.', 1)[0]}.{image.file_type}"
+            report["files"].append(
+                _cleaned(
+                    name,
+                    file_type,
+                    image.removed,
+                    REWRITTEN_NOTE[file_type],
+                    orientation_applied=image.orientation_applied,
+                )
+            )
+            yield name, len(image.data), _once(image.data)
             continue
         # First pass measures (and proves the file can be cleaned), second writes: nothing of a
         # file that fails half-way ever reaches the archive.
@@ -208,14 +226,13 @@ def deidentified_entries(work: Plan, report: dict[str, Any]) -> Iterator[zipstre
             work.left_out.append(_left_out(name, version, f"its metadata cannot be removed: {error}"))
             continue
         report["files"].append(
-            {
-                "name": name,
-                "type": file_type,
-                "outcome": "metadata removed" if cleaned.removed else "no metadata found",
-                "removed": dict(sorted(cleaned.removed.items())),
-                "orientation_kept": cleaned.orientation,
-                "note": "photos and scans are already cleaned when they are attached; cleaned again on the way out",
-            }
+            _cleaned(
+                name,
+                file_type,
+                cleaned.removed,
+                "photos and scans are already cleaned when they are attached; cleaned again on the way out",
+                orientation_kept=cleaned.orientation,
+            )
         )
         yield name, version.size, _sanitized(file_type, version)
     report["left_out"] = work.left_out
@@ -223,6 +240,18 @@ def deidentified_entries(work: Plan, report: dict[str, Any]) -> Iterator[zipstre
     yield REPORT_JSON, len(summary), _once(summary)
     text = human_report(report).encode()
     yield REPORT_TXT, len(text), _once(text)
+
+
+def _cleaned(name: str, file_type: str, removed: dict[str, int], note: str, **extra: Any) -> dict[str, Any]:
+    """A report entry for a file cleaned of its metadata (anything but DICOM)."""
+    return {
+        "name": name,
+        "type": file_type,
+        "outcome": "metadata removed" if removed else "no metadata found",
+        "removed": dict(sorted(removed.items())),
+        "note": note,
+        **extra,
+    }
 
 
 def clean_pdf(data: bytes) -> tuple[bytes, dict[str, int]]:
@@ -272,7 +301,7 @@ def human_report(report: dict[str, Any]) -> str:
     lines = [
         "De-identified copy made by CaseBridge.",
         f"DICOM: {report['profile']}, options: {', '.join(report['options']) or 'none (Basic Profile)'}.",
-        "Photos and scans: EXIF, XMP, IPTC, GPS, comments and headers removed.",
+        "Photos and scans: EXIF, XMP, IPTC, GPS, maker notes, thumbnails, comments and headers removed.",
         "",
     ]
     for entry in report["files"]:

@@ -61,6 +61,7 @@ def metadata_warning(file_type: str) -> str:
     if file_type in NOT_CLEANABLE:
         return (
             f"{file_type.upper()} metadata (camera, location, dates) could not be removed: "
-            "the file is stored as uploaded."
+            "the file is stored as uploaded. Download de-identified and de-identified links send a "
+            "copy without it."
         )
     return ""
