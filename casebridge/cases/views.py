@@ -614,13 +614,15 @@ def case_edit(request: HttpRequest, number: str) -> HttpResponse:
 
 # --- Files on the case page ---------------------------------------------------------------
 def _attachment_rows(case: Case) -> list[dict[str, Any]]:
-    """Each attachment with its neutral name, size and any metadata warning, in two queries."""
+    """Each attachment with its neutral name, size, any metadata warning and what de-identification
+    would remove (identifier kinds recorded on attach), in two queries."""
     attachments = list(case.attachments.select_related("stored_object").order_by("kind", "added_at", "pk"))
-    sizes = dict(
-        case.attachments.filter(stored_object__versions__version=F("stored_object__current_version")).values_list(
-            "pk", "stored_object__versions__size"
-        )
-    )
+    current = {
+        pk: (size, found)
+        for pk, size, found in case.attachments.filter(
+            stored_object__versions__version=F("stored_object__current_version")
+        ).values_list("pk", "stored_object__versions__size", "stored_object__versions__identifiers")
+    }
     seen: dict[tuple[str, str], int] = {}
     rows: list[dict[str, Any]] = []
     for a in sorted(attachments, key=lambda a: (a.added_at, a.pk)):
@@ -630,8 +632,9 @@ def _attachment_rows(case: Case) -> list[dict[str, Any]]:
             {
                 "attachment": a,
                 "name": f"{case.number}_{a.label or a.kind}_{seen[key]}.{a.stored_object.extension}",
-                "size": sizes.get(a.pk),
+                "size": current.get(a.pk, (None, None))[0],
                 "warning": metadata_warning(a.stored_object.file_type),
+                "identifiers": current.get(a.pk, (None, None))[1] or {},
             }
         )
     rows.sort(key=lambda r: (r["attachment"].kind, r["attachment"].added_at))

@@ -24,6 +24,7 @@ from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from pypdf import PdfReader, PdfWriter
 
+from casebridge.deid import identifiers
 from casebridge.deid.dicom import METHOD_NAME, Refused, deidentify
 from casebridge.deid.photo import ImageRefused, clean_image
 from casebridge.deid.table import CODES, COLUMNS, Dates, Options
@@ -260,15 +261,27 @@ def clean_pdf(data: bytes) -> tuple[bytes, dict[str, int]]:
     the orphaned objects dropped so the old metadata is not left behind unreferenced. Held in
     memory once (a PDF is read by offsets). NotDeidentifiable when it cannot be read or is
     encrypted (its metadata cannot be checked)."""
+    cleaned, removed, _found = _clean_pdf(data)
+    return cleaned, removed
+
+
+def pdf_metadata(data: bytes) -> list[str]:
+    """The kinds of identifier `clean_pdf` removes from this PDF (author, software, dates, XMP...)."""
+    return _clean_pdf(data)[2]
+
+
+def _clean_pdf(data: bytes) -> tuple[bytes, dict[str, int], list[str]]:
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise NotDeidentifiable("an encrypted PDF cannot be checked for metadata")
         writer = PdfWriter(clone_from=reader)
         removed: dict[str, int] = {}
+        found: set[str] = set()
         info = reader.metadata
         if info:
             removed["document info fields"] = len(info)
+            found.update(identifiers.of_pdf_info(info.keys()))
         writer.metadata = None
         if "/Metadata" in writer.root_object:
             removed["XMP metadata streams"] = 1
@@ -278,6 +291,7 @@ def clean_pdf(data: bytes) -> tuple[bytes, dict[str, int]]:
                 if key in page:
                     del page[key]
                     removed[what] = removed.get(what, 0) + 1
+        found.update(_PDF_KINDS[what] for what in removed if what in _PDF_KINDS)
         writer.compress_identical_objects(remove_duplicates=False, remove_unreferenced=True)
         out = io.BytesIO()
         writer.write(out)
@@ -285,7 +299,10 @@ def clean_pdf(data: bytes) -> tuple[bytes, dict[str, int]]:
         raise
     except Exception as error:  # pypdf raises many kinds on a damaged file
         raise NotDeidentifiable(f"the PDF cannot be read ({type(error).__name__})") from error
-    return out.getvalue(), dict(sorted(removed.items()))
+    return out.getvalue(), dict(sorted(removed.items())), sorted(found)
+
+
+_PDF_KINDS = {"XMP metadata streams": "XMP", "page-piece dictionaries": "application private data"}
 
 
 def _once(data: bytes) -> Callable[[], Iterable[bytes]]:

@@ -27,12 +27,10 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-import pillow_heif
 from PIL import Image, ImageOps
-
-pillow_heif.register_heif_opener(thumbnails=True)
 
 # Output tags a TIFF needs to be read (and resolution/ICC, kept on purpose); anything else found
 # in the written file refuses it.
@@ -88,6 +86,7 @@ def clean_image(file_type: str, data: bytes) -> CleanedImage:
     cannot be decoded or the result would still carry anything else."""
     if file_type not in ("tiff", "heic"):
         raise ValueError(f"clean_image cleans TIFF and HEIC, not {file_type!r}")
+    _open_heif()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -99,6 +98,14 @@ def clean_image(file_type: str, data: bytes) -> CleanedImage:
         raise ImageRefused("the image is larger than the decoder allows") from error
     except Exception as error:  # Pillow and libheif raise many kinds on a damaged file
         raise ImageRefused(f"the image cannot be decoded ({type(error).__name__})") from error
+
+
+@cache
+def _open_heif() -> None:
+    """Teach Pillow HEIC on first use (libheif is not loaded by every web process at start)."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener(thumbnails=True)
 
 
 def _clean_tiff(image: Any) -> CleanedImage:

@@ -25,6 +25,11 @@ def _plaintext(source: Content) -> Iterator[memoryview]:
     return vault.read_pending(source)
 
 
+def read_content(source: Content) -> bytes:
+    """The whole plaintext of `source`, for the steps that need a file whole (DICOM, PDF, images)."""
+    return b"".join(bytes(piece) for piece in _plaintext(source))
+
+
 def clean_content(
     source: Content, *, file_type: str, version: int
 ) -> tuple[SanitizeResult, vault.PendingVersion | None]:

@@ -8,6 +8,8 @@ import io
 
 from PIL import Image, TiffImagePlugin
 
+from casebridge.deid.photo import _open_heif
+
 MARKER = "SECRET-MARKER"
 GPS = {1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)}
 
@@ -44,6 +46,7 @@ def tiff(*, orientation: int = 6, thumbnail: bool = True) -> bytes:
 
 def heic(*, orientation: int = 6) -> bytes:
     """A HEIC as a phone writes it: EXIF with GPS, maker notes and camera tags, XMP."""
+    _open_heif()  # Pillow writes HEIF through pillow-heif
     exif = Image.Exif()
     exif[271] = f"Apple {MARKER}"
     exif[272] = "iPhone 15"
