@@ -52,6 +52,7 @@ from casebridge.cases.models import (
 from casebridge.cases.slip import prescriber_line, signature_line
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.core import searches
+from casebridge.imaging.actions import masks_for_files
 from casebridge.imaging.ingest import metadata_warning
 from casebridge.imaging.models import IngestJob
 from casebridge.imaging.views import MESH_TYPES, case_pictures, case_series, list_thumbnails
@@ -703,8 +704,13 @@ def _files_context(access: OrgAccess, case: Case) -> dict[str, Any]:
     side = case_side(access, case)
     can_upload = actions.may_attach(access, case)  # the action enforces the same answer
     draft = case.status == Status.DRAFT and side == "practice"
+    rows = _attachment_rows(case)
+    masked = masks_for_files(access.organization, [r["attachment"].stored_object_id for r in rows])
+    for row in rows:
+        row["masked"] = row["attachment"].stored_object_id in masked
     return {
-        "attachment_rows": _attachment_rows(case),
+        "attachment_rows": rows,
+        "has_masks": bool(masked),
         "can_upload": can_upload,
         "upload_kinds": actions.upload_kinds(side),
         "upload_labels": actions.ATTACHMENT_LABELS,

@@ -27,6 +27,7 @@ from pypdf import PdfReader, PdfWriter
 from casebridge.deid import identifiers
 from casebridge.deid.dicom import METHOD_NAME, Refused, deidentify
 from casebridge.deid.photo import ImageRefused, clean_image
+from casebridge.deid.pixels import Region, blank
 from casebridge.deid.table import CODES, COLUMNS, Dates, Options
 from casebridge.imaging.sanitize import SanitizeError, sanitize
 from casebridge.kernel import zipstream
@@ -110,12 +111,15 @@ class Plan:
     secret: bytes
     files: list[tuple[str, ObjectVersion]] = field(default_factory=list)
     left_out: list[dict[str, str]] = field(default_factory=list)
+    # Clean Pixel Data (item 2): None when not chosen; else each DICOM file's mask rectangles (the
+    # exporting organization's masks for the file's device model), files without one are absent.
+    masks: dict[Any, list[Region]] | None = None
 
     def audit_details(self) -> dict[str, Any]:
         return {
             "deidentified": True,
             "profile": METHOD_NAME,
-            "options": option_names(self.options),
+            "options": option_names(self.options) + (["clean_pixel"] if self.masks is not None else []),
             "files": [str(v.stored_object_id) for _, v in self.files],
             "left_out": [{"file": entry["file"], "reason": entry["reason"]} for entry in self.left_out],
             "size": sum(v.size for _, v in self.files),
@@ -182,8 +186,27 @@ def deidentified_entries(work: Plan, report: dict[str, Any]) -> Iterator[zipstre
             data = result.data or b""
             entry = {"name": name, "type": "dicom", "outcome": "de-identified", "report": result.report.as_dict()}
             warning = burned_in_warning(result.dataset)
+            masked = 0
+            if work.masks is not None:
+                regions = work.masks.get(version.stored_object_id) or []
+                if regions:
+                    try:
+                        data, masked = blank(data, regions)
+                    except Exception as error:  # pydicom's decoders raise many kinds
+                        work.left_out.append(
+                            _left_out(
+                                name, version, f"its pixels cannot be decoded for the mask ({type(error).__name__})"
+                            )
+                        )
+                        continue
+                entry["pixel_mask"] = (
+                    f"{len(regions)} rectangle(s) blanked, {masked} pixels per frame"
+                    if masked
+                    else "no mask for this device model, or the rectangles lie outside the image: pixels unchanged"
+                )
             if warning:
-                entry["burned_in_warning"] = f"check before sharing: {warning}; pixels are not changed"
+                after = "pixels outside the mask are not changed" if masked else "pixels are not changed"
+                entry["burned_in_warning"] = f"check before sharing: {warning}; {after}"
             report["files"].append(entry)
             yield name, len(data) + _DICOM_MARGIN, _once(data)
             continue
@@ -326,6 +349,8 @@ def human_report(report: dict[str, Any]) -> str:
             counts = entry["report"]["counts"]
             done = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
             lines.append(f"{entry['name']}: de-identified ({done}; {entry['report']['uids_replaced']} UIDs replaced)")
+            if entry.get("pixel_mask"):
+                lines.append(f"  Clean Pixel Data: {entry['pixel_mask']}")
             if entry.get("burned_in_warning"):
                 lines.append(f"  WARNING: {entry['burned_in_warning']}")
         else:
@@ -338,9 +363,13 @@ def human_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _report_head(work: Plan) -> dict[str, Any]:
+    return {"profile": METHOD_NAME, "options": work.audit_details()["options"]}
+
+
 def single_file(work: Plan) -> Iterator[bytes]:
     """The first file of `work`, de-identified (checked before a byte is returned), piece by piece."""
-    report: dict[str, Any] = {"profile": METHOD_NAME, "options": option_names(work.options)}
+    report = _report_head(work)
     refused_before = len(work.left_out)
     entries = deidentified_entries(work, report)
     first = next(entries)
@@ -352,7 +381,7 @@ def single_file(work: Plan) -> Iterator[bytes]:
 def preview(work: Plan) -> dict[str, Any]:
     """The report the archive would carry, without writing it: what the sender sees before sending.
     It de-identifies every file to say so (one at a time, nothing kept)."""
-    report: dict[str, Any] = {"profile": METHOD_NAME, "options": option_names(work.options)}
+    report = _report_head(work)
     for _name, _size, _pieces in deidentified_entries(work, report):
         pass
     return report
@@ -360,7 +389,7 @@ def preview(work: Plan) -> dict[str, Any]:
 
 def archive_response(work: Plan, filename: str) -> HttpResponseBase:
     """The de-identified ZIP, streamed from here (never handed to the transfer server)."""
-    report: dict[str, Any] = {"profile": METHOD_NAME, "options": option_names(work.options)}
+    report = _report_head(work)
     response = StreamingHttpResponse(
         zipstream.archive(deidentified_entries(work, report)), content_type="application/zip"
     )
