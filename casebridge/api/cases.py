@@ -816,7 +816,9 @@ class LinkIn(Schema):
     max_downloads: int = Field(5, ge=1, le=50)
     deidentified: bool = Field(True, description="the recipient gets de-identified copies (the default)")
     deid_options: list[str] = Field(
-        default_factory=list, description="option keys kept beyond the Basic Profile (less strict: need a reason)"
+        default_factory=list,
+        description="option keys kept beyond the Basic Profile (less strict: need a reason); "
+        "clean_pixel (stricter, no reason): the practice's pixel masks blank burned-in text",
     )
     reason: str = Field("", max_length=500, description="why originals or more than the Basic Profile (audited)")
 

@@ -74,10 +74,15 @@ OFFERED = [key for key in COLUMNS.values() if key != "retain_safe_private"]
 OPTION_LABELS = {key: CODES[key][1].removesuffix(" Option") for key in OFFERED}
 
 
+# Stricter than the Basic Profile, so chosen without a reason: the exporting organization's pixel
+# masks blank burned-in text (deid/pixels.py). Not an engine option: the export applies it.
+CLEAN_PIXEL = "clean_pixel"
+
+
 def options_from_names(names: Iterable[str]) -> Options:
     """The Options for option keys as `option_names` gives them; ValueError for an unknown key or
-    both date options."""
-    chosen = set(names)
+    both date options. CLEAN_PIXEL is accepted and left to the caller (Plan.masks)."""
+    chosen = set(names) - {CLEAN_PIXEL}
     unknown = chosen - set(OFFERED)
     if unknown:
         raise ValueError(f"unknown de-identification option: {', '.join(sorted(unknown))}")
@@ -119,7 +124,7 @@ class Plan:
         return {
             "deidentified": True,
             "profile": METHOD_NAME,
-            "options": option_names(self.options) + (["clean_pixel"] if self.masks is not None else []),
+            "options": option_names(self.options) + ([CLEAN_PIXEL] if self.masks is not None else []),
             "files": [str(v.stored_object_id) for _, v in self.files],
             "left_out": [{"file": entry["file"], "reason": entry["reason"]} for entry in self.left_out],
             "size": sum(v.size for _, v in self.files),

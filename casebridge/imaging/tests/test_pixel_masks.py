@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 from PIL import Image
 from pydicom.data import get_testdata_file
@@ -27,6 +28,8 @@ from casebridge.deid.pixels import MaskError, blank, parse_regions
 from casebridge.imaging.models import PixelMask
 from casebridge.imaging.synthetic import photo, stl_mesh, xray_set
 from casebridge.imaging.tests.cases import attach, clinician_access, connect_lab, draft_case
+from casebridge.sharing import actions as share_actions
+from casebridge.sharing.tests.conftest import last_code, last_token
 from casebridge.sharing.tests.test_download_all import unzip
 
 SECRET = b"s" * 32
@@ -220,3 +223,48 @@ def test_clean_pixel_data_blanks_the_masked_device_in_the_de_identified_download
     lab_entry = next(f for f in json.loads(lab_zip[export.REPORT_JSON])["files"] if f["name"] == name)
     assert lab_entry["pixel_mask"].startswith("no mask for this device model")
     assert (pydicom.dcmread(io.BytesIO(lab_zip[name])).pixel_array == without.pixel_array).all()
+
+
+def test_a_link_with_clean_pixel_data_sends_masked_images_without_a_reason(
+    personas: Personas, panoramic: Case, django_capture_on_commit_callbacks: Any
+) -> None:
+    signed_in_client(personas.members["owner"]).post(_pages(personas), MASK)
+    access = clinician_access(personas)
+    xray = panoramic.attachments.get(label="xray")
+    with django_capture_on_commit_callbacks(execute=True):
+        link = share_actions.create_link(
+            access,
+            panoramic,
+            attachments=[xray],
+            recipient_email="dr.who@referral.test",
+            purpose="second opinion",
+            clean_pixel=True,
+        )
+    assert link.deid_options == ["clean_pixel"] and link.originals_reason == ""
+    created = Event.objects.get(action="share.link.created")
+    assert created.details["deid_options"] == ["clean_pixel"] and created.details["less_strict_reason"] is None
+    token = last_token()
+    client = Client()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(f"/s/{token}/code/").status_code == 302
+    assert client.post(f"/s/{token}/verify/", {"code": last_code()}).status_code == 302
+
+    entries = unzip(client.get(f"/s/{token}/files.zip"))
+
+    name = next(n for n in entries if n.endswith(".dcm"))
+    ds = pydicom.dcmread(io.BytesIO(entries[name]))
+    assert ds.pixel_array[:20, :60].max() == 0 and ds.pixel_array[20:, :].max() > 0
+    assert "113101" in [c.CodeValue for c in ds.DeidentificationMethodCodeSequence]
+    single = client.get(f"/s/{token}/files/{xray.stored_object_id}/")
+    assert pydicom.dcmread(io.BytesIO(b"".join(single.streaming_content))).pixel_array[:20, :60].max() == 0
+    # originals cannot be "cleaned": Clean Pixel Data goes with de-identified copies only
+    with pytest.raises(ValidationError, match="Say why"):
+        share_actions.create_link(
+            access,
+            panoramic,
+            attachments=[xray],
+            recipient_email="dr.who@referral.test",
+            purpose="second opinion",
+            deidentify=False,
+            clean_pixel=True,
+        )
