@@ -135,7 +135,15 @@ def of_pdf_info(keys: Iterable[str]) -> list[str]:
 
 def examine(file_type: str, size: int, read_all: Callable[[], bytes]) -> dict[str, Any]:
     """What de-identification would remove from a stored file: {"present": kinds} (sorted, maybe
-    empty), {"refused": why} when it cannot be de-identified at all, or {"not_examined": why}."""
+    empty), {"refused": why} when it cannot be de-identified at all, or {"not_examined": why}.
+    Never raises for the content: a report must not stop a file from being attached."""
+    try:
+        return _examine(file_type, size, read_all)
+    except Exception as error:  # a step failing in a way it does not foresee: say so, attach anyway
+        return {"not_examined": f"the file could not be examined ({type(error).__name__})"}
+
+
+def _examine(file_type: str, size: int, read_all: Callable[[], bytes]) -> dict[str, Any]:
     if size > MAX_EXAMINED:
         return {"not_examined": f"larger than {MAX_EXAMINED >> 20} MiB"}
     if file_type == "dicom":

@@ -64,3 +64,10 @@ def test_sanitizer_counts_map_to_kinds() -> None:
         "camera maker notes",
         "other metadata",
     ]
+
+
+def test_an_unforeseen_failure_is_recorded_not_raised() -> None:
+    def broken() -> bytes:
+        raise OSError("the blob store is away")
+
+    assert identifiers.examine("pdf", 10, broken) == {"not_examined": "the file could not be examined (OSError)"}
