@@ -45,6 +45,7 @@ from casebridge.cases.queries import case_search
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.deid import export as deid_export
 from casebridge.deid.table import Options
+from casebridge.imaging.actions import masks_for_files
 from casebridge.imaging.models import IngestJob
 from casebridge.orgs.models import Organization
 from casebridge.vault import api as vault
@@ -717,7 +718,9 @@ def list_attachments(request: HttpRequest, number: CaseNumber) -> list[dict[str,
     summary="Every current file of the case in one ZIP, streamed",
     openapi_extra={"responses": {"200": {"content": {"application/zip": {}}, "description": "The archive"}}},
 )
-def download_all(request: HttpRequest, number: CaseNumber, deidentified: bool = False) -> HttpResponseBase:
+def download_all(
+    request: HttpRequest, number: CaseNumber, deidentified: bool = False, clean_pixel: bool = False
+) -> HttpResponseBase:
     """The case's files as the lab needs them: each under its case name (CB-2026-000013_upper_1.stl),
     decrypted as the archive streams (nothing is written anywhere), by the transfer server when
     one runs (a 307 with a sealed single-use ticket, as single downloads). One audit event names
@@ -726,11 +729,15 @@ def download_all(request: HttpRequest, number: CaseNumber, deidentified: bool = 
     `?deidentified=1`: the same files de-identified as they stream (DICOM by the Basic Profile of
     PS3.15 Annex E, photos and scans cleaned of metadata), files that cannot be de-identified
     left out and listed, and a report of what was removed in the ZIP (casebridge/deid/export.py).
-    Always streamed from here: the transfer server cannot de-identify."""
+    Always streamed from here: the transfer server cannot de-identify. With `&clean_pixel=1`
+    (Clean Pixel Data), DICOM images of a device model your organization has a pixel mask for
+    have its rectangles blanked (deid/pixels.py)."""
     access, case = _case(request, number)
     entries = _readable_entries(access, case)
     if deidentified:
         work = deid_export.plan(entries, Options(), deid_export.case_secret(case))
+        if clean_pixel:
+            work.masks = masks_for_files(access.organization, [v.stored_object_id for _, v in entries])
         record_case_opened(access, case, "case.files_downloaded", **work.audit_details())
         return deid_export.archive_response(work, f"{case.number}_deidentified.zip")
     record_case_opened(
@@ -809,7 +816,9 @@ class LinkIn(Schema):
     max_downloads: int = Field(5, ge=1, le=50)
     deidentified: bool = Field(True, description="the recipient gets de-identified copies (the default)")
     deid_options: list[str] = Field(
-        default_factory=list, description="option keys kept beyond the Basic Profile (less strict: need a reason)"
+        default_factory=list,
+        description="option keys kept beyond the Basic Profile (less strict: need a reason); "
+        "clean_pixel (stricter, no reason): the practice's pixel masks blank burned-in text",
     )
     reason: str = Field("", max_length=500, description="why originals or more than the Basic Profile (audited)")
 

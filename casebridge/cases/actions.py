@@ -50,8 +50,9 @@ from casebridge.cases.models import (
 from casebridge.cases.queries import prescriber_membership, prescribers
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.core.mail import absolute_url, queue_mail
+from casebridge.deid import identifiers
 from casebridge.imaging.actions import start_ingest
-from casebridge.imaging.ingest import SHRED_REASON, clean_content
+from casebridge.imaging.ingest import SHRED_REASON, clean_content, read_content
 from casebridge.imaging.sanitize import SanitizeError, SanitizeResult
 from casebridge.imaging.thumbnails import destroy_for as destroy_thumbnail
 from casebridge.imaging.thumbnails import queue_for_file as queue_thumbnail
@@ -510,10 +511,18 @@ def _ingest(
             f"The file could not be checked for hidden patient data ({exc}); it was not added."
         ) from exc
     try:
+        # What de-identification would still remove (kinds only), shown on the case page before
+        # sharing; and what the attach itself removed.
+        kept = cleaned or source
+        found = identifiers.examine(file_type, kept.size, lambda: read_content(kept))
+        found["removed_on_attach"] = identifiers.of_removed(cleaning.removed)
         with transaction.atomic():
             locked_case = Case.objects.select_for_update().get(pk=case.pk)
             require_attach(access, locked_case)
-            return link(cleaned, cleaning)
+            linked = link(cleaned, cleaning)
+            object_id = kept.stored_object_id if isinstance(kept, ObjectVersion) else kept.object_id
+            ObjectVersion.objects.filter(stored_object_id=object_id, version=kept.version).update(identifiers=found)
+            return linked
     except BaseException:
         if cleaned is not None:
             vault.discard(cleaned)

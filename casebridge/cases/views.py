@@ -52,6 +52,7 @@ from casebridge.cases.models import (
 from casebridge.cases.slip import prescriber_line, signature_line
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.core import searches
+from casebridge.imaging.actions import masks_for_files
 from casebridge.imaging.ingest import metadata_warning
 from casebridge.imaging.models import IngestJob
 from casebridge.imaging.views import MESH_TYPES, case_pictures, case_series, list_thumbnails
@@ -614,13 +615,15 @@ def case_edit(request: HttpRequest, number: str) -> HttpResponse:
 
 # --- Files on the case page ---------------------------------------------------------------
 def _attachment_rows(case: Case) -> list[dict[str, Any]]:
-    """Each attachment with its neutral name, size and any metadata warning, in two queries."""
+    """Each attachment with its neutral name, size, any metadata warning and what de-identification
+    would remove (identifier kinds recorded on attach), in two queries."""
     attachments = list(case.attachments.select_related("stored_object").order_by("kind", "added_at", "pk"))
-    sizes = dict(
-        case.attachments.filter(stored_object__versions__version=F("stored_object__current_version")).values_list(
-            "pk", "stored_object__versions__size"
-        )
-    )
+    current = {
+        pk: (size, found)
+        for pk, size, found in case.attachments.filter(
+            stored_object__versions__version=F("stored_object__current_version")
+        ).values_list("pk", "stored_object__versions__size", "stored_object__versions__identifiers")
+    }
     seen: dict[tuple[str, str], int] = {}
     rows: list[dict[str, Any]] = []
     for a in sorted(attachments, key=lambda a: (a.added_at, a.pk)):
@@ -630,8 +633,9 @@ def _attachment_rows(case: Case) -> list[dict[str, Any]]:
             {
                 "attachment": a,
                 "name": f"{case.number}_{a.label or a.kind}_{seen[key]}.{a.stored_object.extension}",
-                "size": sizes.get(a.pk),
+                "size": current.get(a.pk, (None, None))[0],
                 "warning": metadata_warning(a.stored_object.file_type),
+                "identifiers": current.get(a.pk, (None, None))[1] or {},
             }
         )
     rows.sort(key=lambda r: (r["attachment"].kind, r["attachment"].added_at))
@@ -700,8 +704,13 @@ def _files_context(access: OrgAccess, case: Case) -> dict[str, Any]:
     side = case_side(access, case)
     can_upload = actions.may_attach(access, case)  # the action enforces the same answer
     draft = case.status == Status.DRAFT and side == "practice"
+    rows = _attachment_rows(case)
+    masked = masks_for_files(access.organization, [r["attachment"].stored_object_id for r in rows])
+    for row in rows:
+        row["masked"] = row["attachment"].stored_object_id in masked
     return {
-        "attachment_rows": _attachment_rows(case),
+        "attachment_rows": rows,
+        "has_masks": bool(masked),
         "can_upload": can_upload,
         "upload_kinds": actions.upload_kinds(side),
         "upload_labels": actions.ATTACHMENT_LABELS,

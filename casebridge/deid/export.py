@@ -24,7 +24,10 @@ from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from pypdf import PdfReader, PdfWriter
 
+from casebridge.deid import identifiers
 from casebridge.deid.dicom import METHOD_NAME, Refused, deidentify
+from casebridge.deid.photo import ImageRefused, clean_image
+from casebridge.deid.pixels import Region, blank
 from casebridge.deid.table import CODES, COLUMNS, Dates, Options
 from casebridge.imaging.sanitize import SanitizeError, sanitize
 from casebridge.kernel import zipstream
@@ -36,10 +39,14 @@ REPORT_JSON = "deidentification-report.json"
 REPORT_TXT = "deidentification-report.txt"
 # Photos and scans: the ingest sanitizer's formats, run again on the way out.
 SANITIZED = frozenset({"jpeg", "png", "stl", "obj", "ply"})
+# TIFF and HEIC: decoded and written again with their pixels only (deid/photo.py).
+REWRITTEN = frozenset({"tiff", "heic"})
 LEFT_OUT = {
-    "tiff": "TIFF metadata cannot be removed safely yet (it sits behind offsets anywhere in the file)",
-    "heic": "HEIC metadata cannot be removed safely yet (it sits in boxes anywhere in the file)",
     "zip": "a ZIP archive is not opened for de-identification: attach its files one by one",
+}
+REWRITTEN_NOTE = {
+    "tiff": "pixels written again into a new TIFF (lossless), every page, nothing else; orientation applied",
+    "heic": "decoded and written as PNG (lossless from the decoded pixels), nothing else; orientation applied",
 }
 # The de-identified DICOM may be slightly longer than the original (the method attributes added):
 # the size only decides ZIP64, so a margin keeps a file just under 2 GiB on the safe side.
@@ -67,10 +74,15 @@ OFFERED = [key for key in COLUMNS.values() if key != "retain_safe_private"]
 OPTION_LABELS = {key: CODES[key][1].removesuffix(" Option") for key in OFFERED}
 
 
+# Stricter than the Basic Profile, so chosen without a reason: the exporting organization's pixel
+# masks blank burned-in text (deid/pixels.py). Not an engine option: the export applies it.
+CLEAN_PIXEL = "clean_pixel"
+
+
 def options_from_names(names: Iterable[str]) -> Options:
     """The Options for option keys as `option_names` gives them; ValueError for an unknown key or
-    both date options."""
-    chosen = set(names)
+    both date options. CLEAN_PIXEL is accepted and left to the caller (Plan.masks)."""
+    chosen = set(names) - {CLEAN_PIXEL}
     unknown = chosen - set(OFFERED)
     if unknown:
         raise ValueError(f"unknown de-identification option: {', '.join(sorted(unknown))}")
@@ -104,12 +116,15 @@ class Plan:
     secret: bytes
     files: list[tuple[str, ObjectVersion]] = field(default_factory=list)
     left_out: list[dict[str, str]] = field(default_factory=list)
+    # Clean Pixel Data (item 2): None when not chosen; else each DICOM file's mask rectangles (the
+    # exporting organization's masks for the file's device model), files without one are absent.
+    masks: dict[Any, list[Region]] | None = None
 
     def audit_details(self) -> dict[str, Any]:
         return {
             "deidentified": True,
             "profile": METHOD_NAME,
-            "options": option_names(self.options),
+            "options": option_names(self.options) + ([CLEAN_PIXEL] if self.masks is not None else []),
             "files": [str(v.stored_object_id) for _, v in self.files],
             "left_out": [{"file": entry["file"], "reason": entry["reason"]} for entry in self.left_out],
             "size": sum(v.size for _, v in self.files),
@@ -121,7 +136,7 @@ def plan(entries: Iterable[tuple[str, ObjectVersion]], options: Options, secret:
     out = Plan(options, secret)
     for name, version in entries:
         file_type = version.stored_object.file_type
-        if file_type in ("dicom", "pdf") or file_type in SANITIZED:
+        if file_type in ("dicom", "pdf") or file_type in SANITIZED or file_type in REWRITTEN:
             out.files.append((name, version))
         else:
             reason = LEFT_OUT.get(file_type, f"no de-identification is known for {file_type or 'this'} files")
@@ -176,8 +191,27 @@ def deidentified_entries(work: Plan, report: dict[str, Any]) -> Iterator[zipstre
             data = result.data or b""
             entry = {"name": name, "type": "dicom", "outcome": "de-identified", "report": result.report.as_dict()}
             warning = burned_in_warning(result.dataset)
+            masked = 0
+            if work.masks is not None:
+                regions = work.masks.get(version.stored_object_id) or []
+                if regions:
+                    try:
+                        data, masked = blank(data, regions)
+                    except Exception as error:  # pydicom's decoders raise many kinds
+                        work.left_out.append(
+                            _left_out(
+                                name, version, f"its pixels cannot be decoded for the mask ({type(error).__name__})"
+                            )
+                        )
+                        continue
+                entry["pixel_mask"] = (
+                    f"{len(regions)} rectangle(s) blanked, {masked} pixels per frame"
+                    if masked
+                    else "no mask for this device model, or the rectangles lie outside the image: pixels unchanged"
+                )
             if warning:
-                entry["burned_in_warning"] = f"check before sharing: {warning}; pixels are not changed"
+                after = "pixels outside the mask are not changed" if masked else "pixels are not changed"
+                entry["burned_in_warning"] = f"check before sharing: {warning}; {after}"
             report["files"].append(entry)
             yield name, len(data) + _DICOM_MARGIN, _once(data)
             continue
@@ -188,15 +222,28 @@ def deidentified_entries(work: Plan, report: dict[str, Any]) -> Iterator[zipstre
                 work.left_out.append(_left_out(name, version, str(refusal)))
                 continue
             report["files"].append(
-                {
-                    "name": name,
-                    "type": "pdf",
-                    "outcome": "metadata removed" if removed else "no metadata found",
-                    "removed": removed,
-                    "note": "document info and XMP removed; the pages' text and images are unchanged",
-                }
+                _cleaned(name, "pdf", removed, "document info and XMP removed; pages' text and images unchanged")
             )
             yield name, len(cleaned_pdf), _once(cleaned_pdf)
+            continue
+        if file_type in REWRITTEN:
+            try:
+                image = clean_image(file_type, _read_all(version))
+            except ImageRefused as refusal:
+                work.left_out.append(_left_out(name, version, f"its metadata cannot be removed: {refusal}"))
+                continue
+            if image.file_type != file_type:
+                name = f"{name.rsplit('.', 1)[0]}.{image.file_type}"
+            report["files"].append(
+                _cleaned(
+                    name,
+                    file_type,
+                    image.removed,
+                    REWRITTEN_NOTE[file_type],
+                    orientation_applied=image.orientation_applied,
+                )
+            )
+            yield name, len(image.data), _once(image.data)
             continue
         # First pass measures (and proves the file can be cleaned), second writes: nothing of a
         # file that fails half-way ever reaches the archive.
@@ -208,14 +255,13 @@ def deidentified_entries(work: Plan, report: dict[str, Any]) -> Iterator[zipstre
             work.left_out.append(_left_out(name, version, f"its metadata cannot be removed: {error}"))
             continue
         report["files"].append(
-            {
-                "name": name,
-                "type": file_type,
-                "outcome": "metadata removed" if cleaned.removed else "no metadata found",
-                "removed": dict(sorted(cleaned.removed.items())),
-                "orientation_kept": cleaned.orientation,
-                "note": "photos and scans are already cleaned when they are attached; cleaned again on the way out",
-            }
+            _cleaned(
+                name,
+                file_type,
+                cleaned.removed,
+                "photos and scans are already cleaned when they are attached; cleaned again on the way out",
+                orientation_kept=cleaned.orientation,
+            )
         )
         yield name, version.size, _sanitized(file_type, version)
     report["left_out"] = work.left_out
@@ -225,21 +271,45 @@ def deidentified_entries(work: Plan, report: dict[str, Any]) -> Iterator[zipstre
     yield REPORT_TXT, len(text), _once(text)
 
 
+def _cleaned(name: str, file_type: str, removed: dict[str, int], note: str, **extra: Any) -> dict[str, Any]:
+    """A report entry for a file cleaned of its metadata (anything but DICOM)."""
+    return {
+        "name": name,
+        "type": file_type,
+        "outcome": "metadata removed" if removed else "no metadata found",
+        "removed": dict(sorted(removed.items())),
+        "note": note,
+        **extra,
+    }
+
+
 def clean_pdf(data: bytes) -> tuple[bytes, dict[str, int]]:
     """The PDF without its document information dictionary and XMP metadata (the catalog's and
     every page's), nor page-piece data (/PieceInfo: application private data), rewritten with
     the orphaned objects dropped so the old metadata is not left behind unreferenced. Held in
     memory once (a PDF is read by offsets). NotDeidentifiable when it cannot be read or is
     encrypted (its metadata cannot be checked)."""
+    cleaned, removed, _found = _clean_pdf(data)
+    return cleaned, removed
+
+
+def pdf_metadata(data: bytes) -> list[str]:
+    """The kinds of identifier `clean_pdf` removes from this PDF (author, software, dates, XMP...)."""
+    return _clean_pdf(data)[2]
+
+
+def _clean_pdf(data: bytes) -> tuple[bytes, dict[str, int], list[str]]:
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise NotDeidentifiable("an encrypted PDF cannot be checked for metadata")
         writer = PdfWriter(clone_from=reader)
         removed: dict[str, int] = {}
+        found: set[str] = set()
         info = reader.metadata
         if info:
             removed["document info fields"] = len(info)
+            found.update(identifiers.of_pdf_info(info.keys()))
         writer.metadata = None
         if "/Metadata" in writer.root_object:
             removed["XMP metadata streams"] = 1
@@ -249,6 +319,7 @@ def clean_pdf(data: bytes) -> tuple[bytes, dict[str, int]]:
                 if key in page:
                     del page[key]
                     removed[what] = removed.get(what, 0) + 1
+        found.update(_PDF_KINDS[what] for what in removed if what in _PDF_KINDS)
         writer.compress_identical_objects(remove_duplicates=False, remove_unreferenced=True)
         out = io.BytesIO()
         writer.write(out)
@@ -256,7 +327,10 @@ def clean_pdf(data: bytes) -> tuple[bytes, dict[str, int]]:
         raise
     except Exception as error:  # pypdf raises many kinds on a damaged file
         raise NotDeidentifiable(f"the PDF cannot be read ({type(error).__name__})") from error
-    return out.getvalue(), dict(sorted(removed.items()))
+    return out.getvalue(), dict(sorted(removed.items())), sorted(found)
+
+
+_PDF_KINDS = {"XMP metadata streams": "XMP", "page-piece dictionaries": "application private data"}
 
 
 def _once(data: bytes) -> Callable[[], Iterable[bytes]]:
@@ -272,7 +346,7 @@ def human_report(report: dict[str, Any]) -> str:
     lines = [
         "De-identified copy made by CaseBridge.",
         f"DICOM: {report['profile']}, options: {', '.join(report['options']) or 'none (Basic Profile)'}.",
-        "Photos and scans: EXIF, XMP, IPTC, GPS, comments and headers removed.",
+        "Photos and scans: EXIF, XMP, IPTC, GPS, maker notes, thumbnails, comments and headers removed.",
         "",
     ]
     for entry in report["files"]:
@@ -280,6 +354,8 @@ def human_report(report: dict[str, Any]) -> str:
             counts = entry["report"]["counts"]
             done = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
             lines.append(f"{entry['name']}: de-identified ({done}; {entry['report']['uids_replaced']} UIDs replaced)")
+            if entry.get("pixel_mask"):
+                lines.append(f"  Clean Pixel Data: {entry['pixel_mask']}")
             if entry.get("burned_in_warning"):
                 lines.append(f"  WARNING: {entry['burned_in_warning']}")
         else:
@@ -292,9 +368,13 @@ def human_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _report_head(work: Plan) -> dict[str, Any]:
+    return {"profile": METHOD_NAME, "options": work.audit_details()["options"]}
+
+
 def single_file(work: Plan) -> Iterator[bytes]:
     """The first file of `work`, de-identified (checked before a byte is returned), piece by piece."""
-    report: dict[str, Any] = {"profile": METHOD_NAME, "options": option_names(work.options)}
+    report = _report_head(work)
     refused_before = len(work.left_out)
     entries = deidentified_entries(work, report)
     first = next(entries)
@@ -306,7 +386,7 @@ def single_file(work: Plan) -> Iterator[bytes]:
 def preview(work: Plan) -> dict[str, Any]:
     """The report the archive would carry, without writing it: what the sender sees before sending.
     It de-identifies every file to say so (one at a time, nothing kept)."""
-    report: dict[str, Any] = {"profile": METHOD_NAME, "options": option_names(work.options)}
+    report = _report_head(work)
     for _name, _size, _pieces in deidentified_entries(work, report):
         pass
     return report
@@ -314,7 +394,7 @@ def preview(work: Plan) -> dict[str, Any]:
 
 def archive_response(work: Plan, filename: str) -> HttpResponseBase:
     """The de-identified ZIP, streamed from here (never handed to the transfer server)."""
-    report: dict[str, Any] = {"profile": METHOD_NAME, "options": option_names(work.options)}
+    report = _report_head(work)
     response = StreamingHttpResponse(
         zipstream.archive(deidentified_entries(work, report)), content_type="application/zip"
     )

@@ -25,6 +25,11 @@ def _plaintext(source: Content) -> Iterator[memoryview]:
     return vault.read_pending(source)
 
 
+def read_content(source: Content) -> bytes:
+    """The whole plaintext of `source`, for the steps that need a file whole (DICOM, PDF, images)."""
+    return b"".join(bytes(piece) for piece in _plaintext(source))
+
+
 def clean_content(
     source: Content, *, file_type: str, version: int
 ) -> tuple[SanitizeResult, vault.PendingVersion | None]:
@@ -61,6 +66,7 @@ def metadata_warning(file_type: str) -> str:
     if file_type in NOT_CLEANABLE:
         return (
             f"{file_type.upper()} metadata (camera, location, dates) could not be removed: "
-            "the file is stored as uploaded."
+            "the file is stored as uploaded. Download de-identified and de-identified links send a "
+            "copy without it."
         )
     return ""

@@ -138,3 +138,27 @@ class Thumbnail(BaseModel):
 
     def __str__(self) -> str:
         return f"thumbnail {self.pk}"
+
+
+class PixelMask(BaseModel):
+    """Rectangles an organization blanks in the images of one device model (issue 14, item 2),
+    where that device burns text (often the patient's name) into the pixels. Applied by a
+    de-identified export when Clean Pixel Data is chosen (deid/pixels.py)."""
+
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    # As ingest recorded them on the series (DICOM Manufacturer, Manufacturer's Model Name).
+    manufacturer = models.CharField(max_length=64)
+    model = models.CharField(max_length=64)
+    regions = models.JSONField(default=list)  # [[x, y, width, height], ...] in pixels
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["manufacturer", "model"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "manufacturer", "model"], name="imaging_mask_per_device")
+        ]
+
+    def __str__(self) -> str:
+        return f"pixel mask {self.pk}"

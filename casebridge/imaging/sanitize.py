@@ -43,7 +43,8 @@ structure parsed: a 64 KiB JPEG segment, a 64 KiB PLY header, a 64 KiB text line
   the model. Object and group names are kept too (CAD software relies on them).
 - TIFF and HEIC: not cleaned (``sanitized=False``). Their metadata sits behind offsets that can
   point anywhere in the file, so they cannot be cleaned in one pass, and re-encoding through an
-  imaging library would change clinical pixels (HEIC is lossy) and load the whole image.
+  imaging library would change clinical pixels (HEIC is lossy) and load the whole image. The
+  de-identified exports do that on the way out (``deid/photo.py``: TIFF losslessly, HEIC as PNG).
 - DICOM, ZIP, PDF: passed through unchanged with ``reason="not handled here"``; DICOM
   de-identification (PS3.15 Annex E) is a separate step.
 

@@ -16,9 +16,12 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
+from allauth.account.decorators import reauthentication_required
+from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
@@ -29,7 +32,10 @@ from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.audit.exposure import record_case_opened
 from casebridge.cases.models import Attachment, AttachmentKind, Case
-from casebridge.imaging.models import Instance, Series, Thumbnail
+from casebridge.deid.pixels import format_regions, preview_png
+from casebridge.imaging import actions as imaging_actions
+from casebridge.imaging.actions import masks_for_files
+from casebridge.imaging.models import Instance, PixelMask, Series, Thumbnail
 from casebridge.imaging.thumbnails import XRAY_MODALITIES
 from casebridge.vault import api as vault
 from casebridge.vault.models import StoredObject
@@ -232,6 +238,17 @@ def _case_file(case: Case, file_id: UUID) -> StoredObject:
     return attachment.stored_object
 
 
+def _rendition_source(stored: StoredObject) -> tuple[Any, bytes]:
+    """The current version of a file shown as an image, whole (404 when gone or too large)."""
+    try:
+        version = vault.get_version(stored)
+    except vault.ObjectUnavailable:
+        raise Http404("no such version") from None
+    if version.size > MAX_RENDITION_BYTES:
+        raise Http404("too large to show")
+    return version, b"".join(bytes(chunk) for chunk in vault.read_version(version))
+
+
 @require_GET
 @org_permission(Perm.CASES_VIEW)
 def case_image(request: HttpRequest, number: str, file_id: UUID) -> HttpResponse:
@@ -242,13 +259,7 @@ def case_image(request: HttpRequest, number: str, file_id: UUID) -> HttpResponse
     stored = _case_file(case, file_id)
     if stored.file_type not in (*BROWSER_TYPES, "tiff"):
         raise Http404("no browser rendition of this file")
-    try:
-        version = vault.get_version(stored)
-    except vault.ObjectUnavailable:
-        raise Http404("no such version") from None
-    if version.size > MAX_RENDITION_BYTES:
-        raise Http404("too large to show")
-    data = b"".join(bytes(chunk) for chunk in vault.read_version(version))
+    version, data = _rendition_source(stored)
     content_type = "image/jpeg" if stored.file_type == "jpeg" else "image/png"
     if stored.file_type == "tiff":
         data = _tiff_as_png(data)
@@ -380,3 +391,76 @@ def list_thumbnails(cases: Sequence[CaseT], org_slug: str) -> Sequence[CaseT]:
         url = reverse("case_thumbnail", args=[org_slug, case.number, picture]) if picture else ""
         vars(case)["thumbnail_url"] = url  # for the template only: not a field of the model
     return cases
+
+
+# --- Pixel masks (issue 14, item 2) -----------------------------------------------------------
+@org_permission(Perm.ORG_SETTINGS)
+@reauthentication_required(allow_get=True)
+def pixel_masks(request: HttpRequest) -> HttpResponse:
+    """The organization's masks, one per device model: rectangles blanked in that device's images
+    when a de-identified copy is made with Clean Pixel Data. POST `operation` save or delete."""
+    access = org_access_of(request)
+    org = access.organization
+    errors: dict[str, list[str]] = {}
+    values = {"manufacturer": "", "model": "", "regions": ""}
+    if request.method == "POST":
+        try:
+            if request.POST.get("operation") == "delete":
+                imaging_actions.delete_pixel_mask(access, _uuid_or_none(request.POST.get("mask", "")))
+                messages.success(request, "Mask deleted.")
+            else:
+                values = {key: request.POST.get(key, "") for key in values}
+                imaging_actions.save_pixel_mask(
+                    access, manufacturer=values["manufacturer"], model=values["model"], regions_text=values["regions"]
+                )
+                messages.success(request, "Mask saved.")
+            return redirect("pixel_masks", org.slug)
+        except ValidationError as error:
+            errors = error.message_dict if hasattr(error, "error_dict") else {"__all__": error.messages}
+    masks = [
+        {"mask": mask, "regions": format_regions(mask.regions)} for mask in PixelMask.objects.filter(organization=org)
+    ]
+    devices = (
+        Series.objects.filter(study__organization=org)
+        .exclude(manufacturer="", model="")
+        .values_list("manufacturer", "model")
+        .distinct()
+        .order_by("manufacturer", "model")[:200]
+    )
+    return render(
+        request,
+        "imaging/pixel_masks.html",
+        {"masks": masks, "devices": list(devices), "values": values, "errors": errors, "nav": "settings"},
+        status=400 if errors else 200,
+    )
+
+
+def _uuid_or_none(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+@require_GET
+@org_permission(Perm.CASES_VIEW)
+def mask_preview(request: HttpRequest, number: str, file_id: UUID) -> HttpResponse:
+    """The first frame of a DICOM file of the case with your organization's pixel mask for its
+    device drawn on it (PNG): what Clean Pixel Data will blank, to check before sharing. Audited
+    as a de-identification preview of the file."""
+    access = org_access_of(request)
+    case = case_for(access, number)
+    stored = _case_file(case, file_id)
+    regions = masks_for_files(access.organization, [stored.pk]).get(stored.pk)
+    if stored.file_type != "dicom" or not regions:
+        raise Http404("no pixel mask for this file's device")
+    _version, data = _rendition_source(stored)
+    try:
+        picture = preview_png(data, regions)
+    except Exception:  # pydicom's decoders raise many kinds for a damaged or unsupported file
+        raise Http404("the pixels cannot be read") from None
+    record_case_opened(access, case, "case.deid_previewed", files=[str(stored.pk)], pixel_mask=True)
+    response = HttpResponse(picture, content_type="image/png")
+    response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -146,15 +146,21 @@ def create_link(
     deidentify: bool = True,
     deid_options: Iterable[str] = (),
     reason: str = "",
+    clean_pixel: bool = False,
 ) -> ExternalLink:
     """Share chosen files of a case with one outside recipient; e-mail them the link (no code,
     no patient data) and record the disclosure for the patient's accounting.
 
     The recipient gets de-identified copies (deid.export) unless `deidentify` is False; sending
     originals, or adding `deid_options` that keep more than the Basic Profile, needs `reason`,
-    which the audit event records."""
+    which the audit event records. `clean_pixel` (or "clean_pixel" among `deid_options`) is
+    stricter: the practice's pixel masks blank burned-in text in the recipient's copies."""
     require_practice(access, case)
+    deid_options = list(deid_options)
+    stricter = deidentify and (clean_pixel or deid_export.CLEAN_PIXEL in deid_options)
     options, reason = _deid_choice(deidentify, deid_options, reason)
+    if stricter:
+        options.append(deid_export.CLEAN_PIXEL)
     if case.archived_at is not None:
         raise ValidationError("An archived case cannot be shared.")
     refusal = SHAREABLE_REFUSED.get(Status(case.status))
@@ -286,7 +292,12 @@ def named_versions(attachments: Iterable[Attachment]) -> list[tuple[str, ObjectV
 def deid_plan(link: ExternalLink, attachments: list[Attachment]) -> deid_export.Plan:
     """What a de-identified download of `attachments` through `link` holds, by the link's options."""
     options = deid_export.options_from_names(link.deid_options)
-    return deid_export.plan(named_versions(attachments), options, deid_export.case_secret(link.case))
+    work = deid_export.plan(named_versions(attachments), options, deid_export.case_secret(link.case))
+    if deid_export.CLEAN_PIXEL in link.deid_options:
+        from casebridge.imaging.actions import masks_for_files
+
+        work.masks = masks_for_files(link.case.practice, [v.stored_object_id for _, v in work.files])
+    return work
 
 
 def revoke_link(access: OrgAccess, link: ExternalLink) -> None:

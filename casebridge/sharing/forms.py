@@ -49,6 +49,12 @@ class ShareForm(forms.Form):
         help_text="By default the recipient gets de-identified copies: DICOM without identity, photos and scans "
         "without metadata, files that cannot be de-identified left out.",
     )
+    clean_pixel = forms.BooleanField(
+        label="Blank burned-in text with our pixel masks (Clean Pixel Data)",
+        required=False,
+        help_text="DICOM images of a device your organization has a pixel mask for (Settings) have its "
+        "rectangles set to black. Stricter than the default: no reason needed.",
+    )
     deid_options = forms.MultipleChoiceField(
         label="Keep more in the DICOM files (each needs the reason below)",
         required=False,

@@ -97,6 +97,7 @@ def case_share(request: HttpRequest, number: str) -> HttpResponse:
                     deidentify=not form.cleaned_data["send_originals"],
                     deid_options=form.cleaned_data["deid_options"],
                     reason=form.cleaned_data["reason"],
+                    clean_pixel=form.cleaned_data["clean_pixel"],
                 )
             except ValidationError as exc:
                 form.add_error(None, exc)

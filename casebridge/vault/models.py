@@ -81,6 +81,10 @@ class ObjectVersion(models.Model):
     # When the malware scanner found this content clean. Empty: not scanned, because no scanner
     # was configured when it came in (or it came in before CaseBridge recorded the check).
     scanned_at = models.DateTimeField(null=True, blank=True)
+    # What de-identification would remove from this content, by kind only, never a value
+    # (deid/identifiers.py): {"present": [...], "removed_on_attach": [...]} or {"not_examined":
+    # why}. Empty: not examined (a version made before CaseBridge recorded it, or not attached).
+    identifiers = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["stored_object", "version"], name="vault_version_unique")]

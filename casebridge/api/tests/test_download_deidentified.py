@@ -12,6 +12,7 @@ import json
 import pydicom
 import pytest
 from django.urls import reverse
+from PIL import Image
 from pydicom.data import get_testdata_file
 from pypdf import PdfReader, PdfWriter
 
@@ -20,6 +21,7 @@ from casebridge.audit.models import Event
 from casebridge.cases.models import Case
 from casebridge.core.testing import signed_in_client
 from casebridge.deid import export, new_uid
+from casebridge.deid.tests import photos
 from casebridge.imaging import synthetic
 from casebridge.sharing.tests.test_download_all import unzip
 from casebridge.vault import api as vault
@@ -88,19 +90,40 @@ def test_files_that_cannot_be_de_identified_are_left_out_with_the_reason(world: 
     number = ready_case(world)
     good = synthetic.dicom_image("good", patient_name=PATIENT_NAME)
     truncated_id = _attach(world, number, good[: len(good) - 300])  # DICOM, cut inside its pixel data
-    tiff = synthetic.photo("tiff", fmt="TIFF")
-    tiff_id = _attach(world, number, tiff, kind="photo")
+    damaged = photos.tiff()[:3000]  # cut short: it cannot be decoded, so nobody can say it is clean
+    tiff_id = _attach(world, number, damaged, kind="photo")
 
     entries = unzip(world.api().client.get(f"/api/v1/cases/{number}/files.zip?deidentified=1"))
 
     report = json.loads(entries[export.REPORT_JSON])
     left_out = {entry["file"]: entry["reason"] for entry in report["left_out"]}
     assert set(left_out) == {truncated_id, tiff_id}
-    assert "TIFF" in left_out[tiff_id] and left_out[truncated_id]
+    assert "cannot be decoded" in left_out[tiff_id] and left_out[truncated_id]
     names = {entry["name"] for entry in report["left_out"]}
     assert not names & set(entries)  # never passed through
     assert "Left out" in entries[export.REPORT_TXT].decode()
     assert PATIENT_NAME not in entries[export.REPORT_JSON].decode()
+
+
+def test_tiff_and_heic_photos_go_out_without_their_metadata(world: World) -> None:
+    number = ready_case(world)
+    tiff_id = _attach(world, number, photos.tiff(), kind="photo")
+    heic_id = _attach(world, number, photos.heic(), kind="photo")
+
+    entries = unzip(world.api().client.get(f"/api/v1/cases/{number}/files.zip?deidentified=1"))
+
+    report = json.loads(entries.pop(export.REPORT_JSON))
+    assert report["left_out"] == []
+    by_type = {entry["type"]: entry for entry in report["files"] if entry["type"] in ("tiff", "heic")}
+    assert by_type["tiff"]["removed"]["GPS"] == 1 and by_type["tiff"]["removed"]["maker notes"] == 1
+    assert by_type["heic"]["name"].endswith(".png") and by_type["heic"]["orientation_applied"] == 6
+    for entry in by_type.values():
+        body = entries[entry["name"]]
+        assert photos.MARKER.encode() not in body
+        image = Image.open(io.BytesIO(body))
+        assert image.size == (48, 64) and not image.getexif().get_ifd(0x8825)
+    event = Event.objects.get(action="case.files_downloaded")
+    assert {tiff_id, heic_id} <= set(event.details["files"]) and event.details["left_out"] == []
 
 
 def test_the_per_case_secret_is_stable_and_differs_between_cases(world: World) -> None:
