@@ -25,6 +25,7 @@ def test_an_officer_answers_a_question_and_records_a_risk(
     page.goto(f"/o/{personas.practice.slug}/compliance/")
     page.get_by_role("link", name="Risk assessment").click()
     expect(page.get_by_text("the first one is due now")).to_be_visible()
+    assert accessibility_violations(page) == []
     page.get_by_role("button", name="Start a risk assessment").click()
     expect(page.get_by_text("Assessment started: answers")).to_be_visible()
     expect(page.locator("#q-mfa").get_by_text("from live data")).to_be_visible()

@@ -104,6 +104,9 @@ def test_live_answers_are_suggested_then_frozen_when_the_assessment_is_completed
     completed = Event.objects.get(action="compliance.risk.completed")
     assert completed.details["answers"]["no"] == 2 and completed.details["from_live_data"] >= 5
     assert "Nobody" not in json.dumps([e.details for e in Event.objects.filter(action__startswith="compliance.risk")])
+    page = officer.get(reverse("risk_assessment", args=[personas.practice.slug, assessment.pk])).content.decode()
+    assert "Completed" in page and "Save answer" not in page and "Add to the register" not in page
+    assert "from live data" in page and "Nobody runs the verification yet." in page
     with pytest.raises(ValidationError, match="completed"):
         risk.answer(access, assessment, "sanctions", "no", "changed my mind")
     assert RiskAnswer.objects.get(question="sanctions").answer == "yes"
