@@ -104,6 +104,14 @@ org_patterns = [
     path("access-reviews/", compliance_views.access_reviews_page, name="access_reviews"),
     path("compliance/", compliance_views.compliance_dashboard, name="compliance"),
     path("compliance/setup/", compliance_views.compliance_setup, name="compliance_setup"),
+    path("compliance/risk/", compliance_views.risk_assessments, name="risk_assessments"),
+    path("compliance/risk/<uuid:assessment_id>/", compliance_views.risk_assessment, name="risk_assessment"),
+    path(
+        "compliance/risk/<uuid:assessment_id>/evidence/<uuid:evidence_id>/",
+        compliance_views.risk_evidence,
+        name="risk_evidence",
+    ),
+    path("compliance/risk/<uuid:assessment_id>/report.pdf", compliance_views.risk_report, name="risk_report"),
     path("incidents/<uuid:incident_id>/", compliance_views.incident_detail, name="incident_detail"),
     path(
         "incidents/<uuid:incident_id>/letters/<slug:key>/",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
-from casebridge.compliance.models import BaaStatus, Decision
+from casebridge.compliance.models import BaaStatus, Decision, RiskStatus
+from casebridge.compliance.risk import NOTE_LIMIT
 
 
 class DateTimeInput(forms.DateTimeInput):
@@ -68,3 +69,24 @@ class VendorForm(forms.Form):
     renewal_due = forms.DateField(label="BAA renewal due", required=False, widget=DateInput())
     reassessment_due = forms.DateField(label="Next reassessment", required=False, widget=DateInput())
     notes = forms.CharField(label="Notes", required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class RiskEntryForm(forms.Form):
+    threat = forms.CharField(
+        label="Threat", max_length=200, help_text="What could happen, e.g. a laptop with patient files is stolen."
+    )
+    vulnerability = forms.CharField(
+        label="Vulnerability", max_length=300, help_text="What makes it possible, e.g. its disk is not encrypted."
+    )
+    likelihood = forms.TypedChoiceField(
+        label="Likelihood (1-5)", coerce=int, choices=[(n, str(n)) for n in range(1, 6)], initial=3
+    )
+    impact = forms.TypedChoiceField(
+        label="Impact (1-5)", coerce=int, choices=[(n, str(n)) for n in range(1, 6)], initial=3
+    )
+    owner = forms.CharField(label="Owner", required=False)  # an active member's id, checked by compliance.risk
+    remediation = forms.CharField(
+        label="Remediation plan", required=False, max_length=NOTE_LIMIT, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    due_on = forms.DateField(label="Due", required=False, widget=DateInput())
+    status = forms.ChoiceField(label="Status", choices=RiskStatus.choices, initial=RiskStatus.OPEN)

@@ -225,3 +225,100 @@ class ComplianceSetup(models.Model):
 
     def __str__(self) -> str:
         return f"set-up of {self.organization_id}"
+
+
+class RiskAssessment(models.Model):
+    """One security risk assessment (45 CFR 164.308(a)(1)(ii)(A)), its answers, evidence and risk
+    register (compliance/risk.py). Completed once a year: the next is due a year after this one."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="risk_assessments")
+    started_at = models.DateTimeField(default=timezone.now)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    completed_at = models.DateTimeField(null=True, blank=True)
+    completed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"risk assessment {self.pk}"
+
+
+class RiskAnswer(models.Model):
+    """The answer to one question of compliance.risk.QUESTIONS, by hand or taken from live data
+    when the assessment was completed."""
+
+    assessment = models.ForeignKey(RiskAssessment, on_delete=models.CASCADE, related_name="answers")
+    question = models.CharField(max_length=40)  # Question.key
+    answer = models.CharField(max_length=8)  # yes, partly, no, na
+    note = models.TextField(blank=True)
+    from_live_data = models.BooleanField(default=False)
+    answered_at = models.DateTimeField(default=timezone.now)
+    answered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["assessment", "question"], name="one_answer_per_question")]
+
+    def __str__(self) -> str:
+        return f"{self.question}: {self.answer}"
+
+
+class RiskEvidence(models.Model):
+    """A document that supports an answer (a policy, a photo of a locked server room), stored
+    encrypted in the vault."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    assessment = models.ForeignKey(RiskAssessment, on_delete=models.CASCADE, related_name="evidence")
+    question = models.CharField(max_length=40)
+    title = models.CharField(max_length=150)
+    stored_object = models.ForeignKey("vault.StoredObject", on_delete=models.PROTECT, related_name="+")
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class RiskStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    IN_PROGRESS = "in_progress", "In progress"
+    DONE = "done", "Remediated"
+    ACCEPTED = "accepted", "Accepted (documented decision)"
+
+
+class RiskEntry(models.Model):
+    """One line of the risk register (164.308(a)(1)(ii)(B)): a threat exploiting a vulnerability,
+    scored likelihood x impact, with who fixes it, how and by when."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    assessment = models.ForeignKey(RiskAssessment, on_delete=models.CASCADE, related_name="entries")
+    threat = models.CharField(max_length=200)
+    vulnerability = models.CharField(max_length=300)
+    likelihood = models.PositiveSmallIntegerField()  # 1-5
+    impact = models.PositiveSmallIntegerField()  # 1-5
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    remediation = models.TextField(blank=True)
+    due_on = models.DateField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=RiskStatus.choices, default=RiskStatus.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"risk {self.pk}"
+
+    @property
+    def score(self) -> int:
+        return self.likelihood * self.impact

@@ -18,13 +18,10 @@ from casebridge.access.policy import OrgAccess
 from casebridge.access.roles import Perm
 from casebridge.accounts.models import User
 from casebridge.audit.api import record
+from casebridge.compliance import documents
 from casebridge.compliance.models import TrainingAttachment, TrainingCompletion, TrainingModule
 from casebridge.core.pdf import document, latin
-from casebridge.kernel.filetypes import ACCEPTED_TYPES_MESSAGE, UnsupportedFileType
 from casebridge.orgs.models import Membership, Organization
-from casebridge.vault import api as vault
-
-ATTACHMENT_LIMIT = 50 * 1024 * 1024  # training documents: policies, slides; not scans
 
 
 def parse_quiz(text: str) -> list[dict[str, Any]]:
@@ -104,32 +101,18 @@ def attach(access: OrgAccess, module: TrainingModule, *, title: str, chunks: Any
     """Store a document with a module, encrypted in the vault like every other file (scanned for
     malware there when scanning is on); its type is recognised from its bytes."""
     access.require(Perm.COMPLIANCE_MANAGE)
-    errors = {}
     if module.organization_id != access.organization.pk:
         raise ValidationError("This module belongs to another organization.")
-    if not title.strip():
-        errors["title"] = "Name the document (for example: Sanctions policy 2026)."
-    if length <= 0:
-        errors["document"] = "Choose a file: this one is empty."
-    elif length > ATTACHMENT_LIMIT:
-        errors["document"] = f"Training documents are limited to {ATTACHMENT_LIMIT // (1024 * 1024)} MB."
-    if errors:
-        raise ValidationError(errors)
-    try:
-        version = vault.put_stream(organization=access.organization, actor=access.actor, chunks=chunks, length=length)
-    except UnsupportedFileType as exc:
-        raise ValidationError({"document": ACCEPTED_TYPES_MESSAGE}) from exc
-    except vault.MalwareFound as exc:
-        raise ValidationError({"document": "The malware scanner refused this file; it was not kept."}) from exc
+    stored = documents.store(access, title=title, chunks=chunks, length=length, errors={}, kind="Training documents")
     with transaction.atomic():
         attachment = TrainingAttachment.objects.create(
-            module=module, title=title.strip()[:150], stored_object=version.stored_object, added_by=_person(access)
+            module=module, title=title.strip()[:150], stored_object=stored, added_by=_person(access)
         )
         record(
             "compliance.training.attached",
             actor=access.actor,
             organization=access.organization,
-            target=version.stored_object,
+            target=stored,
             details={"module": str(module.pk), "attachment": str(attachment.pk), "size": length},
         )
     return attachment

@@ -20,14 +20,17 @@ from casebridge.access.policy import OrgAccess, onboarding_pending, scoped_get
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
-from casebridge.compliance import access_reviews, dashboard, incidents, letters, training, vendors, wizard
+from casebridge.compliance import access_reviews, dashboard, incidents, letters, risk, training, vendors, wizard
 from casebridge.compliance.clocks import days_left
-from casebridge.compliance.forms import AssessmentForm, IncidentForm, VendorForm
+from casebridge.compliance.forms import AssessmentForm, IncidentForm, RiskEntryForm, VendorForm
 from casebridge.compliance.models import (
     AccessReview,
     AccessReviewItem,
     BaaStatus,
     Incident,
+    RiskAssessment,
+    RiskEntry,
+    RiskStatus,
     TrainingCompletion,
     TrainingModule,
     Vendor,
@@ -274,6 +277,7 @@ def compliance_setup(request: HttpRequest) -> HttpResponse:
             "quick_statuses": [(s.value, s.label) for s in wizard.QUICK_STATUSES],
             "starter_title": wizard.STARTER_MODULE_TITLE,
             "starter_assigned": modules.filter(title=wizard.STARTER_MODULE_TITLE).exists(),
+            "risk_current": risk.current(org),
             "minutes": round(((setup.completed_at or timezone.now()) - setup.started_at).total_seconds() / 60),
             "nav": "compliance",
         },
@@ -451,23 +455,35 @@ def training_attachment(request: HttpRequest, module_id: uuid.UUID, attachment_i
     if not training.may_read(access, module):
         raise Http404("not assigned")
     attachment = scoped_get(module.attachments.select_related("stored_object"), pk=attachment_id)
+    return _document(
+        request,
+        access,
+        attachment.stored_object,
+        "compliance.training.attachment_read",
+        {"module": str(module.pk), "attachment": str(attachment.pk)},
+        f"training-{str(attachment.pk)[:8]}",
+    )
+
+
+def _document(
+    request: HttpRequest,
+    access: OrgAccess,
+    stored: Any,
+    action: str,
+    details: dict[str, str],
+    name: str,
+) -> HttpResponseBase:
+    """A compliance document from the vault under a neutral name, its reading audited."""
     try:
-        version = vault.get_version(attachment.stored_object)
+        version = vault.get_version(stored)
     except vault.ObjectUnavailable as exc:
         raise Http404("gone") from exc
 
     def audit(byte_range: ByteRange) -> None:
-        record(
-            "compliance.training.attachment_read",
-            actor=access.actor,
-            organization=access.organization,
-            target=attachment.stored_object,
-            details={"module": str(module.pk), "attachment": str(attachment.pk)},
-        )
+        record(action, actor=access.actor, organization=access.organization, target=stored, details=details)
 
-    name = f"training-{str(attachment.pk)[:8]}.{FILE_TYPES_BY_NAME[attachment.stored_object.file_type].extension}"
-    stored = attachment.stored_object
-    return version_response(request, stored, version, before_body=audit, refuse=_refused, filename=name)
+    filename = f"{name}.{FILE_TYPES_BY_NAME[stored.file_type].extension}"
+    return version_response(request, stored, version, before_body=audit, refuse=_refused, filename=filename)
 
 
 def _refused(status: int, title: str, detail: str) -> HttpResponse:
@@ -488,5 +504,163 @@ def training_certificate(request: HttpRequest, completion_id: int) -> HttpRespon
         raise Http404("not yours") from exc
     response = HttpResponse(content, content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="training-certificate-{completion.pk}.pdf"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def risk_assessments(request: HttpRequest) -> HttpResponse:
+    """The organization's risk assessments, the yearly schedule, and starting the next one."""
+    access = org_access_of(request)
+    org = access.organization
+    if request.method == "POST":
+        try:
+            assessment = risk.start(access)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect("risk_assessments", org.slug)
+        messages.success(request, "Assessment started: answers CaseBridge can know are filled in from live data.")
+        return redirect("risk_assessment", org.slug, assessment.pk)
+    return render(
+        request,
+        "compliance/risk_list.html",
+        {
+            "assessments": RiskAssessment.objects.filter(organization=org).prefetch_related("entries")[:20],
+            "current": risk.current(org),
+            "last": risk.last_completed(org),
+            "next_due": risk.next_due(org),
+            "overdue": risk.overdue_days(org),
+            "nav": "compliance",
+        },
+    )
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def risk_assessment(request: HttpRequest, assessment_id: uuid.UUID) -> HttpResponse:
+    """One assessment: its questions by standard with answers, live data and evidence; its risk
+    register; completing it."""
+    access = org_access_of(request)
+    org = access.organization
+    assessment = scoped_get(RiskAssessment.objects.filter(organization=org), pk=assessment_id)
+    people = _active_people(org)
+    entry_form = RiskEntryForm(request.POST if request.POST.get("operation") == "entry" else None)
+    if request.method == "POST":
+        operation = request.POST.get("operation", "")
+        try:
+            if operation == "answer":
+                risk.answer(
+                    access,
+                    assessment,
+                    request.POST.get("question", ""),
+                    request.POST.get("answer", ""),
+                    request.POST.get("note", ""),
+                )
+                messages.success(request, "Answer saved.")
+            elif operation == "evidence":
+                upload = request.FILES.get("document")
+                risk.attach(
+                    access,
+                    assessment,
+                    request.POST.get("question", ""),
+                    title=request.POST.get("title", ""),
+                    chunks=upload.chunks() if upload is not None else [],
+                    length=(upload.size or 0) if upload is not None else 0,
+                )
+                messages.success(request, "Evidence attached, stored encrypted.")
+            elif operation == "entry":
+                entry = None
+                if request.POST.get("entry"):
+                    entry = scoped_get(RiskEntry.objects.filter(assessment=assessment), pk=_uuid(request.POST["entry"]))
+                if not entry_form.is_valid():
+                    raise ValidationError(
+                        [
+                            f"{entry_form.fields[name].label}: {' '.join(str(e) for e in errors)}"
+                            for name, errors in entry_form.errors.items()
+                        ]
+                    )
+                data = entry_form.cleaned_data
+                owner = data["owner"]
+                if owner and owner not in people:
+                    raise ValidationError({"owner": "Choose an active member of the organization."})
+                risk.save_entry(
+                    access,
+                    assessment,
+                    entry,
+                    threat=data["threat"],
+                    vulnerability=data["vulnerability"],
+                    likelihood=data["likelihood"],
+                    impact=data["impact"],
+                    owner=people.get(owner) if owner else None,
+                    remediation=data["remediation"],
+                    due_on=data["due_on"],
+                    status=data["status"],
+                )
+                messages.success(request, "Risk register saved.")
+            elif operation == "complete":
+                risk.complete(access, assessment)
+                messages.success(request, "Assessment completed. The next one is due in a year.")
+            else:
+                messages.error(request, "Nothing to do: choose an action on the page.")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        return _back_to(request, org.slug, assessment)
+    found = risk.rows(assessment)
+    sections = [
+        {"key": key, "heading": heading, "citation": citation, "rows": [r for r in found if r.question.standard == key]}
+        for key, heading, citation in risk.STANDARDS
+    ]
+    entries = sorted(assessment.entries.select_related("owner"), key=lambda e: -e.score)
+    return render(
+        request,
+        "compliance/risk_assessment.html",
+        {
+            "assessment": assessment,
+            "sections": sections,
+            "answered": sum(1 for r in found if r.value),
+            "total": len(found),
+            "entries": [(e, risk.level(e.score)) for e in entries],
+            "entry_form": RiskEntryForm(),
+            "answers": list(risk.ANSWERS.items()),
+            "people": sorted(people.values(), key=lambda u: u.display_name),
+            "statuses": RiskStatus.choices,
+            "editable": assessment.completed_at is None,
+            "next_due": risk.next_due(org) if assessment.completed_at else None,
+            "nav": "compliance",
+        },
+    )
+
+
+def _back_to(request: HttpRequest, slug: str, assessment: RiskAssessment) -> HttpResponse:
+    """Back to the part of the assessment page the form was on."""
+    operation = request.POST.get("operation", "")
+    question = request.POST.get("question", "")
+    anchor = f"q-{question}" if question in risk.BY_KEY else "register" if operation == "entry" else "complete"
+    return redirect(f"{reverse('risk_assessment', args=[slug, assessment.pk])}#{anchor}")
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def risk_evidence(request: HttpRequest, assessment_id: uuid.UUID, evidence_id: uuid.UUID) -> HttpResponseBase:
+    """One evidence document, for the organization's compliance managers; audited."""
+    access = org_access_of(request)
+    assessment = scoped_get(RiskAssessment.objects.filter(organization=access.organization), pk=assessment_id)
+    evidence = scoped_get(assessment.evidence.select_related("stored_object"), pk=evidence_id)
+    return _document(
+        request,
+        access,
+        evidence.stored_object,
+        "compliance.risk.evidence_read",
+        {"assessment": str(assessment.pk), "evidence": str(evidence.pk), "question": evidence.question},
+        f"evidence-{str(evidence.pk)[:8]}",
+    )
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def risk_report(request: HttpRequest, assessment_id: uuid.UUID) -> HttpResponse:
+    """The assessment's report (PDF): a draft while in progress, the record once completed."""
+    access = org_access_of(request)
+    assessment = scoped_get(RiskAssessment.objects.filter(organization=access.organization), pk=assessment_id)
+    response = HttpResponse(risk.report_pdf(access, assessment), content_type="application/pdf")
+    stamp = f"{assessment.completed_at:%Y-%m-%d}" if assessment.completed_at else "draft"
+    response["Content-Disposition"] = f'attachment; filename="risk-assessment-{stamp}.pdf"'
     response["Cache-Control"] = "no-store"
     return response

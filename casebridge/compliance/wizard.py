@@ -18,7 +18,7 @@ from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.compliance import training
 from casebridge.compliance.dashboard import officers_of
-from casebridge.compliance.models import BaaStatus, ComplianceSetup, TrainingModule, Vendor
+from casebridge.compliance.models import BaaStatus, ComplianceSetup, RiskAssessment, TrainingModule, Vendor
 from casebridge.orgs.models import Organization, OrgKind
 from casebridge.orgs.queries import connections_of
 
@@ -120,6 +120,7 @@ def steps(organization: Organization) -> list[Step]:
     connections = connections_of(organization, active=True)
     uncovered = sum(1 for c in connections if not c.can_carry_phi)
     modules = TrainingModule.objects.filter(organization=organization).count()
+    assessment = RiskAssessment.objects.filter(organization=organization).first()
     return [
         Step(
             "officers",
@@ -152,6 +153,21 @@ def steps(organization: Organization) -> list[Step]:
             "A vendor that handles patient data for you may do so only under a written business associate "
             "agreement. Mark each one requested or signed (or not needed if it never sees patient data).",
             "45 CFR 164.502(e), 164.504(e), 164.308(b)",
+        ),
+        Step(
+            "risk",
+            "Start your first risk assessment",
+            assessment is not None,
+            (
+                "Not started yet."
+                if assessment is None
+                else f"Started {assessment.started_at:%Y-%m-%d}"
+                + (f", completed {assessment.completed_at:%Y-%m-%d}." if assessment.completed_at else ", in progress.")
+            ),
+            "Look at where patient data lives and what could go wrong with it, then plan how to reduce each "
+            "risk. CaseBridge fills in what it already knows (second factors, encryption, audit log, backups); "
+            "you answer the rest, once a year.",
+            "45 CFR 164.308(a)(1)(ii)(A)-(B)",
         ),
         Step(
             "training",

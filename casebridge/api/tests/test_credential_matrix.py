@@ -39,7 +39,7 @@ from casebridge.accounts.models import ServiceAccount, User
 from casebridge.api.tests.conftest import World, draft_body, ready_case
 from casebridge.audit.alerts import DEFAULT_RULES
 from casebridge.audit.models import Alert, AlertKind
-from casebridge.compliance.models import Decision, Incident, TrainingModule
+from casebridge.compliance.models import Decision, Incident, RiskAssessment, TrainingModule
 from casebridge.core.testing import add_member, make_org, make_user, signed_in_client
 from casebridge.imaging.synthetic import dicom_image
 from casebridge.kernel.tickets import internal_key
@@ -505,6 +505,22 @@ OPERATIONS: list[Op] = [
         ok=(302,),
     ),
     Op(
+        "risk_assessments",
+        "POST",
+        _org("compliance/risk/"),
+        kind="web",
+        body=lambda ctx: {},
+        ok=(302,),
+    ),
+    Op(
+        "risk_assessment",
+        "POST",
+        _org("compliance/risk/{ctx.ids[assessment]}/"),
+        kind="web",
+        body=lambda ctx: {"operation": "answer", "question": "sanctions", "answer": "yes", "note": ""},
+        ok=(302,),
+    ),
+    Op(
         "incident_letter",
         "POST",
         _org("incidents/{ctx.ids[incident]}/letters/individuals/"),
@@ -650,6 +666,8 @@ NOT_IN_THE_MATRIX = {
     "alerts": "read-only page: audit/tests/test_alerts.py",
     "incident_letter_pdf": "read-only PDF: compliance/tests/test_letters.py",
     "training_attachment": "read-only document of a module: compliance/tests/test_training_onboarding.py",
+    "risk_evidence": "read-only evidence document: compliance/tests/test_risk.py",
+    "risk_report": "read-only PDF: compliance/tests/test_risk.py",
     "training_certificate": "read-only PDF of one's own pass: compliance/tests/test_training_onboarding.py",
     "link_forensics": "read-only page: audit/tests/test_forensics.py",
     "file_forensics": "read-only page: audit/tests/test_forensics.py",
@@ -761,6 +779,8 @@ def _prepare(world: World, op: Op) -> Ctx:
     ctx.ids["module"] = str(
         TrainingModule.objects.create(organization=world.practice, title="HIPAA basics", body="Minimum necessary").pk
     )
+    if op.name != "risk_assessments":  # that row starts one: there must be none in progress
+        ctx.ids["assessment"] = str(RiskAssessment.objects.create(organization=world.practice).pk)
     ctx.ids["alert"] = str(
         Alert.objects.create(organization=world.practice, kind=AlertKind.MASS_DOWNLOAD, summary="60 files").pk
     )
@@ -872,6 +892,10 @@ WATCHED = [
     "compliance.TrainingCompletion",
     "compliance.AccessReview",
     "compliance.AccessReviewItem",
+    "compliance.RiskAssessment",
+    "compliance.RiskAnswer",
+    "compliance.RiskEntry",
+    "compliance.RiskEvidence",
     "audit.SavedFilter",
     "audit.ReviewSchedule",
     "vault.StoredObject",

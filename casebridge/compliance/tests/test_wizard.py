@@ -1,5 +1,5 @@
-"""The first-run set-up: four steps read from live data (officers, vendors, BAA status,
-training), each with a starting point; the clock runs from the first visit to the last step and is
+"""The first-run set-up: five steps read from live data (officers, vendors, BAA status, first
+risk assessment, training), each with a starting point; the clock runs from the first visit to the last step and is
 recorded once; compliance managers of the organization only."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from django.urls import reverse
 from casebridge.access.policy import OrgAccess, resolve
 from casebridge.audit.models import Event
 from casebridge.compliance import training, wizard
-from casebridge.compliance.models import BaaStatus, ComplianceSetup, TrainingModule, Vendor
+from casebridge.compliance.models import BaaStatus, ComplianceSetup, RiskAssessment, TrainingModule, Vendor
 from casebridge.core.testing import Personas, signed_in_client
 
 pytestmark = pytest.mark.django_db
@@ -33,15 +33,16 @@ def test_a_practice_goes_from_nothing_to_a_baseline_through_the_page(personas: P
     client = signed_in_client(personas.members["compliance_officer"])
     url = reverse("compliance_setup", args=[personas.practice.slug])
     page = client.get(url).content.decode()
-    assert "0 of 4 steps done" in page and "164.308(a)(2)" in page and "Practice management software" in page
-    assert _done(personas) == {"officers": False, "vendors": False, "baas": False, "training": False}
+    assert "0 of 5 steps done" in page and "164.308(a)(2)" in page and "Practice management software" in page
+    assert "Start your first risk assessment" in page and "164.308(a)(1)(ii)(A)-(B)" in page
+    assert _done(personas) == {"officers": False, "vendors": False, "baas": False, "risk": False, "training": False}
 
     officer = str(personas.members["compliance_officer"].pk)
     client.post(url, {"operation": "officers", "privacy": officer, "security": officer})
     chosen = ["E-mail provider", "Cloud backup"]
     client.post(url, {"operation": "vendors", "vendors": chosen})
     assert sorted(Vendor.objects.values_list("name", flat=True)) == sorted(chosen)
-    assert _done(personas) == {"officers": True, "vendors": True, "baas": False, "training": False}
+    assert _done(personas) == {"officers": True, "vendors": True, "baas": False, "risk": False, "training": False}
 
     mail, backup = Vendor.objects.get(name="E-mail provider"), Vendor.objects.get(name="Cloud backup")
     client.post(url, {"operation": "baa", "vendor": mail.pk, "baa_status": "signed", "baa_signed_on": "2026-11-02"})
@@ -50,13 +51,18 @@ def test_a_practice_goes_from_nothing_to_a_baseline_through_the_page(personas: P
     assert mail.baa_status == BaaStatus.SIGNED and mail.baa_signed_on == date(2026, 11, 2)
     assert _done(personas)["baas"]
 
+    assert list(_done(personas)).index("risk") == list(_done(personas)).index("training") - 1  # before training
+    client.post(reverse("risk_assessments", args=[personas.practice.slug]))
+    assert RiskAssessment.objects.filter(organization=personas.practice).count() == 1
+    assert _done(personas)["risk"] and "Continue the assessment" in client.get(url).content.decode()
+
     client.post(url, {"operation": "training", "onboarding": "on"})
     module = TrainingModule.objects.get()
     assert module.title == wizard.STARTER_MODULE_TITLE and module.onboarding_since is not None
     assert not module.roles and module.due_days == 30
 
     page = client.get(url).content.decode()
-    assert "4 of 4 steps done" in page and "Baseline complete" in page
+    assert "5 of 5 steps done" in page and "Baseline complete" in page
     setup = ComplianceSetup.objects.get(organization=personas.practice)
     assert setup.completed_at is not None
     client.get(url)
