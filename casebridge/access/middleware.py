@@ -45,10 +45,14 @@ class AccessRefusalMiddleware:
             if request.path.startswith("/api/"):
                 from casebridge.api.auth import problem
 
-                return problem(403, "Forbidden", f"Your role does not allow: {exception.perm.label}.")
+                return problem(
+                    403, "Forbidden", exception.reason or f"Your role does not allow: {exception.perm.label}."
+                )
             access = getattr(request, "org_access", None)
             if isinstance(exception, policy.OnboardingRequired) and access is not None:
                 return to_onboarding(request, access.organization.slug)
-            # Raised here, Django answers it exactly as a guard's PermissionDenied: its 403 page.
+            # Raised here, Django answers it exactly as a guard's PermissionDenied: its 403 page,
+            # which says the action's own reason when it gave one (a restricted patient...).
+            request.refusal_reason = exception.reason  # type: ignore[attr-defined]
             raise PermissionDenied(str(exception)) from exception
         return None

@@ -217,4 +217,14 @@ register("compliance.training.attached", "Document attached to a training module
 register("compliance.training.attachment_read", "Training document downloaded", sensitive=False)
 register("compliance.training.certificate", "Training certificate printed")
 register("compliance.vendor.saved", "System or vendor added to the inventory or changed (BAA status and dates)")
+register(
+    "compliance.request.registered", "Patient's request registered (access, erasure or restriction) with its deadline"
+)
+register("compliance.request.extended", "Patient's request deadline extended once, with the written reason")
+register(
+    "compliance.request.exported", "Copy of everything held about a patient downloaded (access request)", sensitive=True
+)
+register("compliance.request.completed", "Patient's request done (copy given, restriction agreed, files erased)")
+register("compliance.request.refused", "Patient's request refused, with the reason (officer, law or retention)")
+register("compliance.request.restriction_lifted", "Patient's restriction of sharing lifted")
 register("audit.proof.given", "Merkle inclusion or consistency proof handed to an auditor")

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from casebridge.access.policy import OrgAccess, require_practice
+from casebridge.access.policy import OrgAccess, require_practice, require_sharing
 from casebridge.accounts.models import User
 from casebridge.audit.api import record
 from casebridge.audit.models import Outcome
@@ -152,8 +152,9 @@ def create_link(
 
     The recipient gets de-identified copies (deid.export) unless `deidentify` is False; sending
     originals, or adding `deid_options` that keep more than the Basic Profile, needs `reason`,
-    which the audit event records."""
-    require_practice(access, case)
+    which the audit event records. Refused (Forbidden, with the reason) when the patient's
+    records may not be shared (access/policy.py sharing_refusal)."""
+    require_sharing(access, case)
     options, reason = _deid_choice(deidentify, deid_options, reason)
     if case.archived_at is not None:
         raise ValidationError("An archived case cannot be shared.")
