@@ -34,7 +34,7 @@ from casebridge.access.policy import OrgAccess
 from casebridge.access.roles import Perm
 from casebridge.accounts.models import User
 from casebridge.audit.api import record
-from casebridge.cases.models import Patient
+from casebridge.cases.models import Message, Patient
 from casebridge.compliance.models import RequestKind, RequestStatus, SubjectRequest
 from casebridge.retention import policies
 from casebridge.sharing import accounting
@@ -325,16 +325,37 @@ def erase(access: OrgAccess, request: SubjectRequest) -> SubjectRequest:
             reason=f"erasure at the patient's request {request.pk}",
             actor_label=f"erasure request {request.pk} (GDPR Art. 17)",
         )
+        texts = _erase_identifiers(request)
         _decide(
             access,
             request,
             RequestStatus.COMPLETED,
-            f"Every file of the patient's cases was crypto-shredded ({certificate.items} files); "
-            f"destruction certificate {certificate.pk}.",
+            f"Every file of the patient's cases was crypto-shredded ({certificate.items} files; destruction "
+            f"certificate {certificate.pk}); the patient's name, date of birth and chart number, the cases' "
+            f"notes and {texts} messages were erased. The cases' numbers, dates and the audit log remain.",
             files=certificate.items,
             certificate=str(certificate.pk),
+            messages=texts,
         )
     return request
+
+
+ERASED = "[erased at the patient's request]"
+
+
+def _erase_identifiers(request: SubjectRequest) -> int:
+    """After the files: what identifies the patient in the records' text (name, date of birth,
+    chart number, case notes, messages). The rows stay, so case numbers, the accounting of
+    disclosures and the audit log keep their references; the number of messages erased."""
+    patient = request.patient
+    patient.name = f"Erased patient {str(request.pk)[:8]}"
+    patient.date_of_birth = None
+    patient.chart_number = ""
+    patient.save(update_fields=["name", "date_of_birth", "chart_number"])
+    cases = patient.cases.all()
+    cases.exclude(notes="").update(notes=ERASED)
+    cases.exclude(ship_to="").update(ship_to=ERASED)
+    return Message.objects.filter(case__in=cases).exclude(body=ERASED).update(body=ERASED)
 
 
 # --- the copy given for an access request --------------------------------------------------

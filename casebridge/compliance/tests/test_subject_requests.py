@@ -246,6 +246,7 @@ def test_erasure_refused_under_hold_or_retention_changes_nothing(
     made.refresh_from_db()
     assert made.status == RequestStatus.REFUSED and expected in made.decision_reason
     assert all(f.destroyed_at is None for f in StoredObject.objects.filter(attachment__case=case))
+    assert Patient.objects.get(pk=case.patient_id).name == "Jane Roe"
     assert not DestructionCertificate.objects.exists()
     assert not Event.objects.filter(action="file.destroyed").exists()
     refused = Event.objects.get(action="compliance.request.refused")
@@ -257,6 +258,8 @@ def test_an_allowed_erasure_shreds_through_the_retention_path(personas: Personas
     policies.set_policy(owner, RecordType.CASE_FILES, 6 * 365, "US-TX")
     case = _closed_case(owner, "Jane Roe", 8 * YEAR)
     kept = _closed_case(owner, "John Doe", 8 * YEAR)  # another patient: untouched
+    for each in (case, kept):
+        Message.objects.create(case=each, author=owner.actor, author_org=owner.organization, body="Shade A1")
     made = _request(personas, case, RequestKind.ERASURE)
 
     requests.erase(_officer(personas), made)
@@ -269,6 +272,11 @@ def test_an_allowed_erasure_shreds_through_the_retention_path(personas: Personas
     assert policies.verify_certificate(certificate) and certificate.items == 1
     assert "Jane" not in certificate.body and str(certificate.pk) in made.decision_reason
     assert Event.objects.filter(action="file.destroyed", patient_ref=str(case.patient_id)).count() == 1
+    case.refresh_from_db()
+    assert case.patient.name.startswith("Erased patient") and case.patient.date_of_birth is None
+    assert Message.objects.get(case=case).body == requests.ERASED
+    assert Message.objects.get(case=kept).body == "Shade A1"
+    assert Case.objects.get(pk=kept.pk).patient.name == "John Doe"
     with pytest.raises(ValidationError, match="already decided"):
         requests.erase(_officer(personas), made)
 
