@@ -45,9 +45,7 @@ class AccessRefusalMiddleware:
             if request.path.startswith("/api/"):
                 from casebridge.api.auth import problem
 
-                return problem(
-                    403, "Forbidden", exception.reason or f"Your role does not allow: {exception.perm.label}."
-                )
+                return problem(403, "Forbidden", f"Your role does not allow: {exception.perm.label}.")
             access = getattr(request, "org_access", None)
             if isinstance(exception, policy.OnboardingRequired) and access is not None:
                 return to_onboarding(request, access.organization.slug)
