@@ -374,3 +374,44 @@ def clinician_access_of_other(personas: Personas) -> OrgAccess:
     access = resolve(personas.outsider, personas.other_practice)
     assert access is not None
     return access
+
+
+@pytest.mark.django_db
+def test_a_minor_at_treatment_is_kept_until_the_states_age(personas: Personas, owner: OrgAccess) -> None:
+    policies.set_policy(owner, RecordType.CASE_FILES, 6 * 365, "US-TX")
+    case = _closed_case(owner, "Jane Roe", 8 * YEAR)
+    born = (timezone.now() - 12 * YEAR).date()  # four at treatment, twelve now
+    Patient.objects.filter(pk=case.patient_id).update(date_of_birth=born)
+    made = _request(personas, case, RequestKind.ERASURE)
+    requests.erase(_officer(personas), made)
+    made.refresh_from_db()
+    assert made.status == RequestStatus.REFUSED and "minor" in made.decision_reason
+    assert all(f.destroyed_at is None for f in StoredObject.objects.filter(attachment__case=case))
+
+
+@pytest.mark.django_db
+def test_the_officer_records_the_answer_or_refuses_with_the_reason(personas: Personas, owner: OrgAccess) -> None:
+    case = draft_case(owner, patient_name="Jane Roe")
+    given = _request(personas, case, RequestKind.ACCESS)
+    refused = _request(personas, case, RequestKind.RESTRICTION)
+    client = signed_in_client(personas.members["compliance_officer"])
+    slug = personas.practice.slug
+
+    client.post(reverse("subject_request", args=[slug, given.pk]), {"operation": "provided", "text": ""})
+    client.post(reverse("subject_request", args=[slug, given.pk]), {"operation": "restrict", "text": "Agreed today"})
+    given.refresh_from_db()
+    assert given.status == RequestStatus.OPEN  # no note, then the wrong kind: nothing recorded
+    client.post(reverse("subject_request", args=[slug, given.pk]), {"operation": "provided", "text": "Handed over"})
+    client.post(
+        reverse("subject_request", args=[slug, refused.pk]), {"operation": "refuse", "text": "Identity not verified"}
+    )
+
+    given.refresh_from_db()
+    refused.refresh_from_db()
+    assert given.status == RequestStatus.COMPLETED and given.decision_reason == "Handed over"
+    assert refused.status == RequestStatus.REFUSED and refused.decision_reason == "Identity not verified"
+    assert sharing_refusal(case) == ""  # a refused restriction restricts nothing
+    page = client.get(reverse("subject_request", args=[slug, refused.pk])).content.decode()
+    assert "Identity not verified" in page
+    events = Event.objects.filter(action__startswith="compliance.request.").values_list("details", flat=True)
+    assert not any("Identity" in json.dumps(d) or "Handed" in json.dumps(d) for d in events)  # words stay out
