@@ -14,6 +14,7 @@ from casebridge.audit import views as audit_views
 from casebridge.cases import live as case_live
 from casebridge.cases import slip as case_slip
 from casebridge.cases import views as case_views
+from casebridge.compliance import request_views
 from casebridge.compliance import views as compliance_views
 from casebridge.imaging import dicomweb
 from casebridge.imaging import views as imaging_views
@@ -112,6 +113,11 @@ org_patterns = [
         name="risk_evidence",
     ),
     path("compliance/risk/<uuid:assessment_id>/report.pdf", compliance_views.risk_report, name="risk_report"),
+    path("compliance/requests/", request_views.request_list, name="subject_requests"),
+    path("compliance/requests/<uuid:request_id>/", request_views.request_detail, name="subject_request"),
+    path(
+        "compliance/requests/<uuid:request_id>/records.zip", request_views.request_export, name="subject_request_export"
+    ),
     path("incidents/<uuid:incident_id>/", compliance_views.incident_detail, name="incident_detail"),
     path(
         "incidents/<uuid:incident_id>/letters/<slug:key>/",

@@ -49,6 +49,8 @@ class AccessRefusalMiddleware:
             access = getattr(request, "org_access", None)
             if isinstance(exception, policy.OnboardingRequired) and access is not None:
                 return to_onboarding(request, access.organization.slug)
-            # Raised here, Django answers it exactly as a guard's PermissionDenied: its 403 page.
+            # Raised here, Django answers it exactly as a guard's PermissionDenied: its 403 page,
+            # which says the action's own reason when it gave one (a restricted patient...).
+            request.refusal_reason = exception.reason  # type: ignore[attr-defined]
             raise PermissionDenied(str(exception)) from exception
         return None

@@ -25,7 +25,7 @@ from casebridge.access.roles import (
 from casebridge.accounts.models import ApiToken, ServiceAccount, User
 from casebridge.cases.models import Case, ImagingOrder, ImagingOrderStatus
 from casebridge.cases.models import Status as CaseStatus
-from casebridge.compliance.models import TrainingModule
+from casebridge.compliance.models import RequestKind, RequestStatus, SubjectRequest, TrainingModule
 from casebridge.imaging.models import Study
 from casebridge.orgs.models import Connection, ConnectionStatus, EmergencyAccess, Membership, Organization, OrgKind
 from casebridge.vault.models import StoredObject, Upload
@@ -183,6 +183,34 @@ def require_practice(access: OrgAccess, case: Case | None = None, perm: Perm = P
     if not acts_for_practice(access, case):
         reason = "Only the practice that owns the case may do this." if case is not None else ""
         raise Forbidden(perm, reason or "Cases are created by dental practices.")
+
+
+def sharing_refusal(case: Case) -> str:
+    """Why no new sharing of this case's patient data is allowed ("" when it is): the patient
+    asked for a restriction and the practice agreed (HIPAA 164.522(a), GDPR Art. 18;
+    compliance/subject_requests.py). External links, sending to a lab and imaging orders ask here."""
+    restricted = SubjectRequest.objects.filter(
+        patient_id=case.patient_id,
+        kind=RequestKind.RESTRICTION,
+        status=RequestStatus.COMPLETED,
+        lifted_at__isnull=True,
+    ).exists()
+    if restricted:
+        return (
+            "The patient asked to restrict the sharing of their records and the practice agreed "
+            "(45 CFR 164.522(a); GDPR Art. 18): nothing of this case can be shared until the restriction "
+            "is lifted on the Compliance > Patients' requests page."
+        )
+    return ""
+
+
+def require_sharing(access: OrgAccess, case: Case, perm: Perm = Perm.CASES_EDIT) -> None:
+    """require_practice, then Forbidden with the reason when the patient's records may not be
+    shared (sharing_refusal)."""
+    require_practice(access, case, perm)
+    reason = sharing_refusal(case)
+    if reason:
+        raise Forbidden(perm, reason)
 
 
 def open_imaging_orders(organization: Organization) -> QuerySet[ImagingOrder]:

@@ -227,4 +227,14 @@ register("compliance.risk.evidence_read", "Risk assessment evidence downloaded",
 register("compliance.risk.entry_saved", "Risk register entry added or changed (score, owner, status)")
 register("compliance.risk.completed", "Security risk assessment completed (answers frozen, next one due in a year)")
 register("compliance.risk.report", "Security risk assessment report printed (PDF)")
+register(
+    "compliance.request.registered", "Patient's request registered (access, erasure or restriction) with its deadline"
+)
+register("compliance.request.extended", "Patient's request deadline extended once, with the written reason")
+register(
+    "compliance.request.exported", "Copy of everything held about a patient downloaded (access request)", sensitive=True
+)
+register("compliance.request.completed", "Patient's request done (copy given, restriction agreed, files erased)")
+register("compliance.request.refused", "Patient's request refused, with the reason (officer, law or retention)")
+register("compliance.request.restriction_lifted", "Patient's restriction of sharing lifted")
 register("audit.proof.given", "Merkle inclusion or consistency proof handed to an auditor")

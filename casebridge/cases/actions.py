@@ -23,6 +23,7 @@ from casebridge.access.policy import (
     destroyable_files,
     organization_connection,
     require_practice,
+    sharing_refusal,
     visible_cases,
 )
 from casebridge.access.principal import Principal
@@ -676,6 +677,9 @@ def submission_problems(case: Case) -> list[str]:
     """Everything that stops ``case`` from being sent, in plain words: what is missing from it
     (cases.templates.missing), then whether its lab may receive patient data at all."""
     problems = missing(case)
+    restricted = sharing_refusal(case)  # the patient restricted sharing (access/policy.py)
+    if restricted:
+        problems.append(restricted)
     if case.doctor is not None and prescriber_membership(case.practice, case.doctor) is None:
         # The case is signed in the doctor's name when sent: only someone who may prescribe now.
         problems.append(

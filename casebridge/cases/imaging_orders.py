@@ -18,7 +18,13 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from casebridge.access.policy import OrgAccess, case_side, organization_connection, require_practice
+from casebridge.access.policy import (
+    OrgAccess,
+    case_side,
+    organization_connection,
+    require_practice,
+    require_sharing,
+)
 from casebridge.access.roles import Perm
 from casebridge.accounts.models import NotifyTopic, User
 from casebridge.cases import teeth
@@ -70,7 +76,7 @@ def order_imaging(
 ) -> ImagingOrder:
     """The practice that owns ``case`` orders a study from a connected imaging center. Every
     field is checked before anything is written, so the form shows all problems at once."""
-    require_practice(access, case)
+    require_sharing(access, case)
     if case.status in CLOSED or case.archived_at:
         raise ValidationError("Imaging is ordered for an open case; this one is closed.")
     errors: dict[str, str] = {}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
-from casebridge.compliance.models import BaaStatus, Decision, RiskStatus
+from casebridge.compliance.models import BaaStatus, Decision, RequestKind, RiskStatus
 from casebridge.compliance.risk import NOTE_LIMIT
 
 
@@ -90,3 +92,22 @@ class RiskEntryForm(forms.Form):
     )
     due_on = forms.DateField(label="Due", required=False, widget=DateInput())
     status = forms.ChoiceField(label="Status", choices=RiskStatus.choices, initial=RiskStatus.OPEN)
+
+
+class SubjectRequestForm(forms.Form):
+    patient = forms.ChoiceField(label="Patient")
+    kind = forms.ChoiceField(label="The patient asks for", choices=RequestKind.choices)
+    received_on = forms.DateField(
+        label="Received on", widget=DateInput(), help_text="The deadline runs from the day the request arrived."
+    )
+    under_gdpr = forms.BooleanField(
+        label="The GDPR applies",
+        required=False,
+        help_text="Your organization is in the EU/EEA, or the patient was there when you offered them care (Art. 3).",
+    )
+
+    def __init__(self, *args: Any, patients: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["patient"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [("", "Choose…"), *patients]

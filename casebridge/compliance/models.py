@@ -322,3 +322,51 @@ class RiskEntry(models.Model):
     @property
     def score(self) -> int:
         return self.likelihood * self.impact
+
+
+class RequestKind(models.TextChoices):
+    ACCESS = "access", "Access: a copy of everything held"
+    ERASURE = "erasure", "Erasure"
+    RESTRICTION = "restriction", "Restriction of sharing"
+
+
+class RequestStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    EXTENDED = "extended", "Open, deadline extended"
+    COMPLETED = "completed", "Done"
+    REFUSED = "refused", "Refused"
+
+
+class SubjectRequest(models.Model):
+    """A patient's request about their own data (compliance/subject_requests.py): a copy of it
+    (HIPAA 164.524, GDPR Art. 15), its erasure (GDPR Art. 17) or a restriction of its sharing
+    (HIPAA 164.522(a), GDPR Art. 18), with the deadline the law sets and the decision with its
+    reason. A restriction in effect (done, not lifted) stops new sharing of the patient's cases
+    (access/policy.py)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.PROTECT, related_name="subject_requests")
+    patient = models.ForeignKey("cases.Patient", on_delete=models.PROTECT, related_name="subject_requests")
+    kind = models.CharField(max_length=16, choices=RequestKind.choices)
+    received_on = models.DateField()  # the deadlines run from receipt (164.524(b)(2), Art. 12(3))
+    under_gdpr = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=RequestStatus.choices, default=RequestStatus.OPEN)
+    extension_reason = models.TextField(blank=True)  # the written statement 164.524(b)(2)(ii) asks for
+    extended_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lifted_at = models.DateTimeField(null=True, blank=True)  # a restriction ended
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_on", "-created_at"]
+        indexes = [models.Index(fields=["patient", "kind", "status"], name="compliance_request_patient")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} request {self.pk}"

@@ -271,63 +271,31 @@ def due(organization: Any, now: datetime | None = None) -> tuple[list[Due], list
 def enforce(organization: Any, now: datetime | None = None) -> DestructionCertificate | None:
     """Destroy what is due for this organization and sign a certificate of it (None: nothing due)."""
     from casebridge.audit.api import record
-    from casebridge.imaging import thumbnails
-    from casebridge.vault import api as vault
-    from casebridge.vault.keyring import get_keyring
 
     now = now or timezone.now()
     items, _kept = due(organization, now)
     if not items:
         return None
-    destroyed = []
-    for item in items:
-        versions = [
-            {"version": v.version, "sha256": v.sha256, "size": v.size} for v in item.stored.versions.order_by("version")
-        ]
-        details = {"case": item.case.number} if item.case is not None else {}
-        vault.destroy_object(
+    destroyed = [
+        _shred(
             item.stored,
-            actor=None,
+            organization,
             reason=f"retention policy: {RecordType(item.policy.record_type).label.lower()}, "
             f"{item.policy.keep_days} days",
-            record_in=organization.pk,
-            patient_ref=str(item.case.patient_id) if item.case is not None else "",
-            details=details,
+            kind=item.kind,
+            case=item.case,
+            since=item.since.isoformat(),
         )
-        thumbnails.destroy_for(item.stored, reason="retention policy")
-        destroyed.append(
-            {
-                "kind": item.kind,
-                "file": str(item.stored.pk),
-                "case": item.case.number if item.case is not None else "",
-                "retained_since": item.since.isoformat(),
-                "versions": versions,
-            }
-        )
+        for item in items
+    ]
     policies = {
         p.record_type: {"keep_days": p.keep_days, "preset": p.preset}
         for p in RetentionPolicy.objects.filter(organization=organization)
     }
-    body = json.dumps(
-        {
-            "certificate": "casebridge-destruction/1",
-            "organization": str(organization.pk),
-            "run_at": now.isoformat(),
-            "actor": "system (retention enforcement)",
-            "method": "crypto-shredding: wrapped keys erased, then ciphertext deleted",
-            "policies": policies,
-            "destroyed": destroyed,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    key = get_keyring().signing_key()
-    certificate = DestructionCertificate.objects.create(
-        organization=organization,
-        body=body,
-        key_id=key.key_id,
-        signature=key.private.sign(body.encode()).hex(),
-        items=len(destroyed),
+    certificate = _certify(
+        organization,
+        {"run_at": now.isoformat(), "actor": "system (retention enforcement)", "policies": policies},
+        destroyed,
     )
     record(
         "retention.destroyed",
@@ -337,6 +305,118 @@ def enforce(organization: Any, now: datetime | None = None) -> DestructionCertif
         details={"files": len(destroyed), "certificate": str(certificate.pk)},
     )
     return certificate
+
+
+def _shred(stored: Any, organization: Any, *, reason: str, kind: str, case: Any, since: str) -> dict[str, Any]:
+    """Crypto-shred one vault object (the vault records its own audit event) and its thumbnails;
+    the certificate's line for it. Every destruction of a record's files comes through here."""
+    from casebridge.imaging import thumbnails
+    from casebridge.vault import api as vault
+
+    versions = [{"version": v.version, "sha256": v.sha256, "size": v.size} for v in stored.versions.order_by("version")]
+    vault.destroy_object(
+        stored,
+        actor=None,
+        reason=reason,
+        record_in=organization.pk,
+        patient_ref=str(case.patient_id) if case is not None else "",
+        details={"case": case.number} if case is not None else {},
+    )
+    thumbnails.destroy_for(stored, reason=reason)
+    return {
+        "kind": kind,
+        "file": str(stored.pk),
+        "case": case.number if case is not None else "",
+        "retained_since": since,
+        "versions": versions,
+    }
+
+
+def _certify(organization: Any, header: dict[str, Any], destroyed: list[dict[str, Any]]) -> DestructionCertificate:
+    """The signed certificate of a destruction (Ed25519, keyring key)."""
+    from casebridge.vault.keyring import get_keyring
+
+    body = json.dumps(
+        {
+            "certificate": "casebridge-destruction/1",
+            "organization": str(organization.pk),
+            "method": "crypto-shredding: wrapped keys erased, then ciphertext deleted",
+            **header,
+            "destroyed": destroyed,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    key = get_keyring().signing_key()
+    return DestructionCertificate.objects.create(
+        organization=organization,
+        body=body,
+        key_id=key.key_id,
+        signature=key.private.sign(body.encode()).hex(),
+        items=len(destroyed),
+    )
+
+
+# --- erasure at the patient's request (GDPR Art. 17) -----------------------------------------
+def erasure_refusals(patient: Any, now: datetime | None = None) -> list[str]:
+    """Why the patient's records cannot be erased now, in plain words (empty: they can). The same
+    rules as the enforcement run, applied to one patient: a legal hold keeps everything; an open
+    case is still in treatment; a closed case is kept for the floor of the state's dental-record
+    rule (and its minors' rule), which GDPR Art. 17(3)(b) and (e) let stand over an erasure."""
+    from casebridge.cases.models import Status
+
+    now = now or timezone.now()
+    organization = patient.practice
+    reasons: list[str] = []
+    if organization_is_held(organization.pk):
+        reasons.append("A legal hold covers all of the organization's records.")
+    if LegalHold.objects.filter(patient=patient, lifted_at__isnull=True).exists():
+        reasons.append("A legal hold covers this patient's records.")
+    policy = RetentionPolicy.objects.filter(organization=organization, record_type=RecordType.CASE_FILES).first()
+    for case in patient.cases.select_related("patient").order_by("created_at"):
+        if LegalHold.objects.filter(case=case, lifted_at__isnull=True).exists():
+            reasons.append(f"Case {case.number} is under a legal hold.")
+            continue
+        if case.status not in (Status.COMPLETED, Status.CANCELLED):
+            reasons.append(f"Case {case.number} is still open: finish or cancel it first.")
+            continue
+        if policy is None or not policy.preset:
+            reasons.append(
+                f"Case {case.number}: choose the state whose dental-record rule applies (Retention page) so the "
+                "legal minimum can be checked; until then the records are kept."
+            )
+            continue
+        floor = timedelta(days=floor_days(RecordType.CASE_FILES, policy.preset))
+        kept_until = _closed_at(case) + floor
+        if kept_until > now:
+            reasons.append(
+                f"Case {case.number} must be kept until {kept_until.date().isoformat()} under "
+                f"{state_rules()[policy.preset]['source']}."
+            )
+            continue
+        minor = _kept_for_minor(case, policy, now)
+        if minor:
+            reasons.append(f"Case {case.number}: {minor}.")
+    return list(dict.fromkeys(reasons))
+
+
+def erase_patient(patient: Any, *, reason: str, actor_label: str) -> DestructionCertificate:
+    """Crypto-shred every file of the patient's cases after erasure_refusals found nothing, and
+    sign a certificate of it; raises UnderLegalHold or ValidationError (nothing destroyed)."""
+    refusals = erasure_refusals(patient)
+    if refusals:
+        raise (UnderLegalHold if any("legal hold" in r for r in refusals) else ValidationError)(refusals)
+    organization = patient.practice
+    destroyed = [
+        _shred(stored, organization, reason=reason, kind="case_file", case=case, since=_closed_at(case).isoformat())
+        for case in patient.cases.order_by("created_at")
+        for stored in case_file_objects(case)
+    ]
+    return _certify(
+        organization,
+        {"run_at": timezone.now().isoformat(), "actor": actor_label, "reason": reason},
+        destroyed,
+    )
 
 
 def verify_certificate(certificate: DestructionCertificate) -> bool:

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from casebridge.access.policy import OrgAccess, require_practice
+from casebridge.access.policy import OrgAccess, require_practice, require_sharing
 from casebridge.accounts.models import User
 from casebridge.audit.api import record
 from casebridge.audit.models import Outcome
@@ -154,8 +154,10 @@ def create_link(
     The recipient gets de-identified copies (deid.export) unless `deidentify` is False; sending
     originals, or adding `deid_options` that keep more than the Basic Profile, needs `reason`,
     which the audit event records. `clean_pixel` (or "clean_pixel" among `deid_options`) is
-    stricter: the practice's pixel masks blank burned-in text in the recipient's copies."""
-    require_practice(access, case)
+    stricter: the practice's pixel masks blank burned-in text in the recipient's copies. Refused
+    (Forbidden, with the reason) when the patient's records may not be shared (access/policy.py
+    sharing_refusal)."""
+    require_sharing(access, case)
     deid_options = list(deid_options)
     stricter = deidentify and (clean_pixel or deid_export.CLEAN_PIXEL in deid_options)
     options, reason = _deid_choice(deidentify, deid_options, reason)

@@ -18,7 +18,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
 from casebridge.access.guards import org_permission
-from casebridge.access.policy import OrgAccess, acts_for_practice, case_for, scoped_get
+from casebridge.access.policy import OrgAccess, acts_for_practice, case_for, scoped_get, sharing_refusal
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.audit.api import record
@@ -69,6 +69,7 @@ def section_context(case: Case, form: ShareForm | None = None, notice: str = "")
         "form": form or ShareForm(file_choices=files),
         "links": links,
         "shareable": case.status not in actions.SHAREABLE_REFUSED and case.archived_at is None,
+        "restricted": sharing_refusal(case),
         "notice": notice,
     }
 

@@ -23,6 +23,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, cast
 
 import pydicom
@@ -39,7 +40,15 @@ from casebridge.accounts.models import ServiceAccount, User
 from casebridge.api.tests.conftest import World, draft_body, ready_case
 from casebridge.audit.alerts import DEFAULT_RULES
 from casebridge.audit.models import Alert, AlertKind
-from casebridge.compliance.models import Decision, Incident, RiskAssessment, TrainingModule
+from casebridge.cases.models import Patient
+from casebridge.compliance.models import (
+    Decision,
+    Incident,
+    RequestKind,
+    RiskAssessment,
+    SubjectRequest,
+    TrainingModule,
+)
 from casebridge.core.testing import add_member, make_org, make_user, signed_in_client
 from casebridge.imaging.synthetic import dicom_image
 from casebridge.kernel.tickets import internal_key
@@ -529,6 +538,22 @@ OPERATIONS: list[Op] = [
         ok=(302,),
     ),
     Op(
+        "subject_requests",
+        "POST",
+        _org("compliance/requests/"),
+        kind="web",
+        body=lambda ctx: {"patient": ctx.ids["patient"], "kind": "access", "received_on": "2026-01-05"},
+        ok=(302,),
+    ),
+    Op(
+        "subject_request",
+        "POST",
+        _org("compliance/requests/{ctx.ids[subject_request]}/"),
+        kind="web",
+        body=lambda ctx: {"operation": "restrict", "text": "No sharing outside the practice"},
+        ok=(302,),
+    ),
+    Op(
         "vendors",
         "POST",
         _org("vendors/"),
@@ -665,6 +690,7 @@ NOT_IN_THE_MATRIX = {
     "audit_log": "read-only",
     "alerts": "read-only page: audit/tests/test_alerts.py",
     "incident_letter_pdf": "read-only PDF: compliance/tests/test_letters.py",
+    "subject_request_export": "read-only archive of an access request: compliance/tests/test_subject_requests.py",
     "training_attachment": "read-only document of a module: compliance/tests/test_training_onboarding.py",
     "risk_evidence": "read-only evidence document: compliance/tests/test_risk.py",
     "risk_report": "read-only PDF: compliance/tests/test_risk.py",
@@ -774,6 +800,13 @@ def _prepare(world: World, op: Op) -> Ctx:
             description="x",
             discovered_at=timezone.now(),
             decision=Decision.BREACH,  # decided: its notices have letters
+        ).pk
+    )
+    patient = Patient.objects.create(practice=world.practice, name="Matrix Patient")
+    ctx.ids["patient"] = str(patient.pk)
+    ctx.ids["subject_request"] = str(
+        SubjectRequest.objects.create(
+            organization=world.practice, patient=patient, kind=RequestKind.RESTRICTION, received_on=date(2026, 1, 5)
         ).pk
     )
     ctx.ids["module"] = str(
@@ -896,6 +929,7 @@ WATCHED = [
     "compliance.RiskAnswer",
     "compliance.RiskEntry",
     "compliance.RiskEvidence",
+    "compliance.SubjectRequest",
     "audit.SavedFilter",
     "audit.ReviewSchedule",
     "vault.StoredObject",

@@ -407,3 +407,23 @@ def test_the_center_lists_its_cases_on_the_case_list(personas: Personas, center:
     assert home.status_code == 200 and order.case.number in home.content.decode()
     files = client.get(reverse("files", args=[center.org.slug]))
     assert files.status_code == 200
+
+
+def test_no_order_for_a_patient_who_restricted_sharing(personas: Personas, center: Center) -> None:
+    """An imaging order sends the patient's data to the center: a restriction agreed with the
+    patient (compliance/subject_requests.py) refuses it through the policy, with the reason."""
+    from casebridge.compliance import subject_requests
+    from casebridge.compliance.models import RequestKind
+
+    case = _ready_crown(personas)
+    officer = resolve(personas.members["compliance_officer"], personas.practice)
+    assert officer is not None
+    made = subject_requests.register(
+        officer, patient=case.patient, kind=RequestKind.RESTRICTION, received_on=timezone.localdate(), under_gdpr=False
+    )
+    subject_requests.restrict(officer, made, "No sharing outside the practice.")
+    with pytest.raises(Forbidden, match="restrict the sharing"):
+        _order(personas, center, case)
+    assert not ImagingOrder.objects.exists()
+    subject_requests.lift(officer, made, "The patient consents to the scan.")
+    assert _order(personas, center, case).status == ImagingOrderStatus.SENT
