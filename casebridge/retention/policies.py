@@ -30,6 +30,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
+from casebridge.retention import backup_window
 from casebridge.retention.models import (
     DestructionCertificate,
     LegalHold,
@@ -317,6 +318,7 @@ def enforce(organization: Any, now: datetime | None = None) -> DestructionCertif
             "method": "crypto-shredding: wrapped keys erased, then ciphertext deleted",
             "policies": policies,
             "destroyed": destroyed,
+            "backups": backup_window.current().as_dict(now),
         },
         sort_keys=True,
         separators=(",", ":"),
