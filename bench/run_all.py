@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "imaging": ([], ["--slices", "100", "--rounds", "1"]),
     "viewer": ([], ["--slices", "100", "--rounds", "1"]),
     "backup": ([], ["--gib", "1", "--files", "40"]),
+    "backup_incremental": ([], ["--files", "50", "--rounds", "2"]),
     "deid": ([], ["--slices", "100", "--rounds", "1"]),
     "audit_verify": ([], ["--events", "50000", "--rounds", "1"]),
 }

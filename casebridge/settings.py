@@ -363,6 +363,10 @@ BACKUP_S3_ENDPOINT = env("CASEBRIDGE_BACKUP_S3_ENDPOINT")
 BACKUP_S3_REGION = env("CASEBRIDGE_BACKUP_S3_REGION")
 BACKUP_S3_LOCK_MODE = env("CASEBRIDGE_BACKUP_S3_LOCK_MODE", "COMPLIANCE")
 BACKUP_S3_LOCK_DAYS = envint("CASEBRIDGE_BACKUP_S3_LOCK_DAYS", 35)
+# After how many days the bucket's lifecycle rule expires a set's objects (CaseBridge deletes
+# nothing in a bucket). Only read to state, on destruction certificates, until when a shredded
+# file can remain in backups; 0: no expiry is set, and certificates say there is no end.
+BACKUP_S3_EXPIRE_DAYS = envint("CASEBRIDGE_BACKUP_S3_EXPIRE_DAYS", 0)
 ADMINS = [(name, address) for name, address in getaddresses([env("CASEBRIDGE_ADMINS")]) if address]
 
 LANGUAGE_CODE = "en-us"

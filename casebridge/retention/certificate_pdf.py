@@ -5,6 +5,8 @@ It names case numbers and file ids only, never a patient."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from typing import Any
 
 from casebridge.core.pdf import document
 from casebridge.retention.models import DestructionCertificate
@@ -28,6 +30,7 @@ def render_certificate(certificate: DestructionCertificate, signature_ok: bool) 
             if p["keep_days"] is not None
         ),
         f"Files destroyed: {len(body['destroyed'])}",
+        *_backup_lines(body),
         f"Signature (Ed25519, key {certificate.key_id}): "
         + ("verified against this installation's key" if signature_ok else "DOES NOT VERIFY"),
     ]
@@ -54,3 +57,25 @@ def render_certificate(certificate: DestructionCertificate, signature_ok: bool) 
     pdf.set_font("Helvetica", size=7)
     pdf.multi_cell(0, 3.5, f"Signature: {certificate.signature}", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
+
+
+def _backup_lines(body: dict[str, Any]) -> list[str]:
+    """Until when copies of the destroyed files may remain in backup sets, and from when they are
+    unrecoverable from backups too (retention/backup_window.py); signed with the rest."""
+    backups = body.get("backups")
+    if backups is None:
+        return ["Backups: this certificate predates the statement of the backup window."]
+    until = backups["copies_may_remain_until"]
+    if until is None:
+        return [
+            f"Backups: {backups['rule']}",
+            "Copies may remain in backup sets: without an end date under these settings; the files stay "
+            "recoverable from those sets until they are removed.",
+        ]
+    day = datetime.fromisoformat(until).strftime("%Y-%m-%d %H:%M UTC")
+    return [
+        f"Backups: {backups['rule']}",
+        f"Copies may remain in backup sets until: {day} (at most {backups['window_days']} days and one backup "
+        "interval after this run).",
+        f"Unrecoverable from backups too after: {day}: the last set holding the wrapped keys is gone by then.",
+    ]

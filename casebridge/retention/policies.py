@@ -30,6 +30,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
+from casebridge.retention import backup_window
 from casebridge.retention.models import (
     DestructionCertificate,
     LegalHold,
@@ -333,9 +334,11 @@ def _shred(stored: Any, organization: Any, *, reason: str, kind: str, case: Any,
 
 
 def _certify(organization: Any, header: dict[str, Any], destroyed: list[dict[str, Any]]) -> DestructionCertificate:
-    """The signed certificate of a destruction (Ed25519, keyring key)."""
+    """The signed certificate of a destruction (Ed25519, keyring key), with until when copies may
+    remain in backup sets (retention/backup_window.py)."""
     from casebridge.vault.keyring import get_keyring
 
+    run_at = datetime.fromisoformat(header["run_at"])
     body = json.dumps(
         {
             "certificate": "casebridge-destruction/1",
@@ -343,6 +346,7 @@ def _certify(organization: Any, header: dict[str, Any], destroyed: list[dict[str
             "method": "crypto-shredding: wrapped keys erased, then ciphertext deleted",
             **header,
             "destroyed": destroyed,
+            "backups": backup_window.current().as_dict(run_at),
         },
         sort_keys=True,
         separators=(",", ":"),

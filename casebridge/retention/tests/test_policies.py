@@ -49,9 +49,11 @@ def owner(personas: Personas, vault_home: Path) -> OrgAccess:
 
 def test_every_state_rule_names_its_source_and_its_numbers() -> None:
     rules = policies.state_rules()
-    assert {"US-TX", "US-FL", "US-NH"} <= set(rules)
+    assert {"US-TX", "US-FL", "US-NH", "US-KS", "US-KY", "US-MA", "US-MI", "US-MO", "US-NC", "US-OR"} <= set(rules)
+    assert {"US-PA", "US-VA", "US-WA"} <= set(rules)
     for code, rule in rules.items():
-        assert code.startswith("US-") and rule["source"] and rule["url"].startswith("https://") and rule["rule"]
+        assert code.startswith("US-") and len(code) == 5 and rule["state"] and rule["rule"]
+        assert rule["source"] and rule["url"].startswith(("https://", "http://")), code
         assert 1 <= rule["years_after_last_treatment"] <= 30
         assert rule["minor_until_age"] is None or 18 <= rule["minor_until_age"] <= 30
 
@@ -69,6 +71,19 @@ def test_no_policy_can_go_below_its_legal_floor(owner: OrgAccess) -> None:
     policies.set_policy(owner, RecordType.CASE_FILES, 5 * 365 + 2, "US-TX")
     policies.set_policy(owner, RecordType.AUDIT_EVENTS, None)  # for ever is always allowed
     assert Event.objects.filter(action="retention.policy_set").count() == 2
+
+
+@pytest.mark.parametrize("code", sorted(policies.state_rules()))
+def test_no_state_preset_can_be_set_below_its_rule(owner: OrgAccess, code: str) -> None:
+    rule = policies.state_rules()[code]
+    floor = rule["years_after_last_treatment"] * 365 + 2
+    assert policies.floor_days(RecordType.CASE_FILES, code) == floor
+    with pytest.raises(ValidationError, match=f"at least {floor} days") as refused:
+        policies.set_policy(owner, RecordType.CASE_FILES, floor - 1, code)
+    assert rule["source"] in str(refused.value)
+    assert not RetentionPolicy.objects.exists()
+    policy = policies.set_policy(owner, RecordType.CASE_FILES, floor, code)
+    assert (policy.keep_days, policy.preset) == (floor, code)
 
 
 def test_without_a_policy_nothing_is_due(owner: OrgAccess) -> None:
