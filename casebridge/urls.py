@@ -14,6 +14,7 @@ from casebridge.audit import views as audit_views
 from casebridge.cases import live as case_live
 from casebridge.cases import slip as case_slip
 from casebridge.cases import views as case_views
+from casebridge.compliance import policy_views
 from casebridge.compliance import views as compliance_views
 from casebridge.imaging import dicomweb
 from casebridge.imaging import views as imaging_views
@@ -102,6 +103,8 @@ org_patterns = [
     path("access-reviews/", compliance_views.access_reviews_page, name="access_reviews"),
     path("compliance/", compliance_views.compliance_dashboard, name="compliance"),
     path("compliance/setup/", compliance_views.compliance_setup, name="compliance_setup"),
+    path("compliance/policies/", policy_views.policy_list, name="policies"),
+    path("compliance/policies/<slug:kind>/", policy_views.policy_detail, name="policy"),
     path("incidents/<uuid:incident_id>/", compliance_views.incident_detail, name="incident_detail"),
     path(
         "incidents/<uuid:incident_id>/letters/<slug:key>/",

@@ -1,0 +1,103 @@
+"""Pages of the written policies (every member reads and acknowledges; compliance managers edit
+and approve), of the GDPR records, and the auditor's one-page checklist report."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from casebridge.access.guards import org_permission
+from casebridge.access.policy import scoped_get
+from casebridge.access.requests import org_access_of
+from casebridge.access.roles import Perm
+from casebridge.compliance import policies
+from casebridge.compliance.models import Policy, PolicyKind, PolicyVersion
+
+
+def _kind(kind: str) -> str:
+    if kind not in PolicyKind.values:
+        raise Http404("no such policy")
+    return kind
+
+
+@org_permission(Perm.ORG_VIEW)
+def policy_list(request: HttpRequest) -> HttpResponse:
+    access = org_access_of(request)
+    viewer = access.membership.user_id if access.membership else None
+    return render(
+        request,
+        "compliance/policies.html",
+        {
+            "statuses": policies.statuses(access.organization, viewer),
+            "can_manage": access.has(Perm.COMPLIANCE_MANAGE),
+            "nav": "policies",
+        },
+    )
+
+
+@org_permission(Perm.ORG_VIEW)
+def policy_detail(request: HttpRequest, kind: str) -> HttpResponse:
+    """Read the version in effect and acknowledge it; managers also save a new version (from the
+    starting text the first time), approve the newest, and see every version kept."""
+    access = org_access_of(request)
+    org = access.organization
+    kind = _kind(kind)
+    can_manage = access.has(Perm.COMPLIANCE_MANAGE)
+    errors: list[str] = []
+    body = None
+    if request.method == "POST":
+        operation = request.POST.get("operation", "")
+        try:
+            if operation == "acknowledge":
+                existing = Policy.objects.filter(organization=org, kind=kind).first()
+                if existing is None:
+                    raise ValidationError("This policy has no approved version to acknowledge yet.")
+                policies.acknowledge(access, existing)
+                messages.success(request, "Acknowledged: recorded with today's date.")
+            elif operation == "approve":
+                access.require(Perm.COMPLIANCE_MANAGE)
+                version = scoped_get(
+                    PolicyVersion.objects.filter(policy__organization=org, policy__kind=kind),
+                    pk=_uuid(request.POST.get("version", "")),
+                )
+                policies.approve(access, version)
+                messages.success(request, f"Version {version.number} approved: it is in effect now.")
+            elif operation == "save":
+                access.require(Perm.COMPLIANCE_MANAGE)
+                body = request.POST.get("body", "")
+                saved = policies.save(access, kind, body)
+                messages.success(request, f"Saved as version {saved.number}. Approve it to put it in effect.")
+            else:
+                raise ValidationError("Unknown operation.")
+        except ValidationError as exc:
+            errors = exc.messages
+        else:
+            return redirect("policy", org.slug, kind)
+    viewer = access.membership.user_id if access.membership else None
+    status = next(s for s in policies.statuses(org, viewer) if s.kind == kind)
+    versions = list(status.policy.versions.select_related("saved_by", "approved_by")) if status.policy else []
+    draft = body if body is not None else (status.latest.body if status.latest else policies.template(kind, org))
+    return render(
+        request,
+        "compliance/policy.html",
+        {
+            "status": status,
+            "versions": versions if can_manage else [],
+            "draft": draft,
+            "errors": errors,
+            "can_manage": can_manage,
+            "nav": "policies",
+        },
+        status=400 if errors else 200,
+    )
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
