@@ -9,12 +9,14 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
 
 from casebridge.access.guards import org_permission
 from casebridge.access.policy import scoped_get
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
-from casebridge.compliance import policies
+from casebridge.compliance import dashboard, policies
 from casebridge.compliance.models import Policy, PolicyKind, PolicyVersion
 
 
@@ -101,3 +103,27 @@ def _uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def compliance_attest(request: HttpRequest) -> HttpResponse:
+    """Attest one checklist item CaseBridge cannot see (POST only): a note, today's date."""
+    access = org_access_of(request)
+    if request.method != "POST":
+        return redirect("compliance", access.organization.slug)
+    try:
+        dashboard.attest(access, request.POST.get("item", ""), request.POST.get("note", ""))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, "Attested: valid for a year.")
+    return redirect(f"{reverse('compliance', args=[access.organization.slug])}#checklist")
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def compliance_report(request: HttpRequest) -> HttpResponse:
+    access = org_access_of(request)
+    response = HttpResponse(dashboard.report_pdf(access), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="compliance-checklist-{timezone.localdate():%Y-%m-%d}.pdf"'
+    response["Cache-Control"] = "no-store"
+    return response

@@ -529,6 +529,14 @@ OPERATIONS: list[Op] = [
         ok=(302,),
     ),
     Op(
+        "compliance_attest",
+        "POST",
+        _org("compliance/attest/"),
+        kind="web",
+        body=lambda ctx: {"item": "devices", "note": "Laptops encrypted; disposal log in the office binder."},
+        ok=(302,),
+    ),
+    Op(
         "audit_filters",
         "POST",
         _org("audit/filters/"),
@@ -648,6 +656,7 @@ NOT_IN_THE_MATRIX = {
     "alerts": "read-only page: audit/tests/test_alerts.py",
     "incident_letter_pdf": "read-only PDF: compliance/tests/test_letters.py",
     "policies": "read-only list: compliance/tests/test_policies.py",
+    "compliance_report": "read-only PDF: compliance/tests/test_checklist.py",
     "training_attachment": "read-only document of a module: compliance/tests/test_training_onboarding.py",
     "training_certificate": "read-only PDF of one's own pass: compliance/tests/test_training_onboarding.py",
     "link_forensics": "read-only page: audit/tests/test_forensics.py",
