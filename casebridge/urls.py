@@ -106,6 +106,8 @@ org_patterns = [
     path("compliance/attest/", policy_views.compliance_attest, name="compliance_attest"),
     path("compliance/checklist.pdf", policy_views.compliance_report, name="compliance_report"),
     path("compliance/policies/", policy_views.policy_list, name="policies"),
+    path("compliance/gdpr/", policy_views.gdpr_page, name="gdpr"),
+    path("compliance/gdpr/record.pdf", policy_views.gdpr_record_pdf, name="gdpr_record_pdf"),
     path("compliance/policies/<slug:kind>/", policy_views.policy_detail, name="policy"),
     path("incidents/<uuid:incident_id>/", compliance_views.incident_detail, name="incident_detail"),
     path(

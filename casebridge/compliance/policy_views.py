@@ -1,5 +1,6 @@
 """Pages of the written policies (every member reads and acknowledges; compliance managers edit
-and approve), of the GDPR records, and the auditor's one-page checklist report."""
+and approve), of the checklist's attestations and its one-page auditor report, and of the GDPR
+records."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from casebridge.access.guards import org_permission
 from casebridge.access.policy import scoped_get
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
-from casebridge.compliance import dashboard, policies
-from casebridge.compliance.models import Policy, PolicyKind, PolicyVersion
+from casebridge.compliance import dashboard, gdpr, policies
+from casebridge.compliance.models import ImpactAssessment, Incident, Policy, PolicyKind, PolicyVersion
 
 
 def _kind(kind: str) -> str:
@@ -125,5 +126,65 @@ def compliance_report(request: HttpRequest) -> HttpResponse:
     access = org_access_of(request)
     response = HttpResponse(dashboard.report_pdf(access), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="compliance-checklist-{timezone.localdate():%Y-%m-%d}.pdf"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def gdpr_page(request: HttpRequest) -> HttpResponse:
+    """Declare whether the GDPR applies; then the record of processing activities and the impact
+    assessments."""
+    access = org_access_of(request)
+    org = access.organization
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        operation = request.POST.get("operation", "")
+        try:
+            if operation == "profile":
+                gdpr.save_profile(
+                    access,
+                    applies=request.POST.get("applies") == "on",
+                    contact=request.POST.get("contact", ""),
+                    transfers=request.POST.get("transfers", ""),
+                )
+                messages.success(request, "Saved.")
+            elif operation == "dpia":
+                assessment = gdpr.record_dpia(access, **{name: request.POST.get(name, "") for name in gdpr.DPIA_FIELDS})
+                messages.success(request, f"Impact assessment recorded ({assessment.recorded_at:%Y-%m-%d}).")
+            else:
+                raise ValidationError("Unknown operation.")
+        except ValidationError as exc:
+            errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+        else:
+            return redirect("gdpr", org.slug)
+    profile = gdpr.profile_of(org)
+    under = profile is not None and profile.applies
+    return render(
+        request,
+        "compliance/gdpr.html",
+        {
+            "profile": profile,
+            "applies": under,
+            "record": gdpr.processing_record(org) if under else None,
+            "assessments": ImpactAssessment.objects.filter(organization=org) if under else [],
+            "posted": request.POST if errors else {},
+            "errors": errors,
+            "general_errors": errors.get("__all__", []),
+            "gdpr_incidents": Incident.objects.filter(organization=org, under_gdpr=True).exists(),
+            "nav": "compliance",
+        },
+        status=400 if errors else 200,
+    )
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def gdpr_record_pdf(request: HttpRequest) -> HttpResponse:
+    access = org_access_of(request)
+    try:
+        content = gdpr.record_pdf(access)
+    except ValidationError as exc:
+        raise Http404("the GDPR does not apply") from exc
+    response = HttpResponse(content, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="record-of-processing-{timezone.localdate():%Y-%m-%d}.pdf"'
     response["Cache-Control"] = "no-store"
     return response

@@ -537,6 +537,14 @@ OPERATIONS: list[Op] = [
         ok=(302,),
     ),
     Op(
+        "gdpr",
+        "POST",
+        _org("compliance/gdpr/"),
+        kind="web",
+        body=lambda ctx: {"operation": "profile", "applies": "on", "contact": "dpo@smile.test"},
+        ok=(302,),
+    ),
+    Op(
         "audit_filters",
         "POST",
         _org("audit/filters/"),
@@ -657,6 +665,7 @@ NOT_IN_THE_MATRIX = {
     "incident_letter_pdf": "read-only PDF: compliance/tests/test_letters.py",
     "policies": "read-only list: compliance/tests/test_policies.py",
     "compliance_report": "read-only PDF: compliance/tests/test_checklist.py",
+    "gdpr_record_pdf": "read-only PDF: compliance/tests/test_gdpr.py",
     "training_attachment": "read-only document of a module: compliance/tests/test_training_onboarding.py",
     "training_certificate": "read-only PDF of one's own pass: compliance/tests/test_training_onboarding.py",
     "link_forensics": "read-only page: audit/tests/test_forensics.py",
