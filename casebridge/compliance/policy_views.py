@@ -124,10 +124,7 @@ def compliance_attest(request: HttpRequest) -> HttpResponse:
 @org_permission(Perm.COMPLIANCE_MANAGE)
 def compliance_report(request: HttpRequest) -> HttpResponse:
     access = org_access_of(request)
-    response = HttpResponse(dashboard.report_pdf(access), content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="compliance-checklist-{timezone.localdate():%Y-%m-%d}.pdf"'
-    response["Cache-Control"] = "no-store"
-    return response
+    return _pdf(dashboard.report_pdf(access), "compliance-checklist")
 
 
 @org_permission(Perm.COMPLIANCE_MANAGE)
@@ -184,7 +181,12 @@ def gdpr_record_pdf(request: HttpRequest) -> HttpResponse:
         content = gdpr.record_pdf(access)
     except ValidationError as exc:
         raise Http404("the GDPR does not apply") from exc
+    return _pdf(content, "record-of-processing")
+
+
+def _pdf(content: bytes, name: str) -> HttpResponse:
+    """A PDF download, dated, never cached."""
     response = HttpResponse(content, content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="record-of-processing-{timezone.localdate():%Y-%m-%d}.pdf"'
+    response["Content-Disposition"] = f'attachment; filename="{name}-{timezone.localdate():%Y-%m-%d}.pdf"'
     response["Cache-Control"] = "no-store"
     return response
