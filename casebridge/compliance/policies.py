@@ -5,6 +5,7 @@ keeps them 6 years), approves (audited), and members acknowledge, version by ver
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -129,6 +130,43 @@ def acknowledge(access: OrgAccess, policy: Policy) -> PolicyAcknowledgement:
         details={"kind": policy.kind, "version": current.number},
     )
     return ack
+
+
+RETAIN_YEARS = 6
+
+
+def kept_until(versions: list[PolicyVersion]) -> dict[object, date | None]:
+    """Per version (newest first), the earliest date it may be discarded: six years after it was
+    written or was last in effect, whichever is later (164.316(b)(2)(i)); None while in effect or
+    never superseded by an approved version (it may still take effect)."""
+    found: dict[object, date | None] = {}
+    superseded_at = None  # when the next approved version took effect
+    for version in versions:
+        if version.approved_at is None:
+            found[version.pk] = None if superseded_at is None else _plus_years(version.saved_at.date(), RETAIN_YEARS)
+            continue
+        found[version.pk] = None if superseded_at is None else _plus_years(superseded_at.date(), RETAIN_YEARS)
+        superseded_at = version.approved_at
+    return found
+
+
+def _plus_years(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # February 29th
+        return day.replace(year=day.year + years, day=28)
+
+
+def missing(organization: Organization, version: PolicyVersion) -> list[User]:
+    """Active members who have not acknowledged this version."""
+    readers = set(version.acknowledgements.values_list("user_id", flat=True))
+    return [
+        m.user
+        for m in Membership.objects.filter(organization=organization, is_active=True, user__is_active=True)
+        .select_related("user")
+        .order_by("user__email")
+        if m.user_id not in readers
+    ]
 
 
 @dataclass

@@ -83,13 +83,15 @@ def policy_detail(request: HttpRequest, kind: str) -> HttpResponse:
     viewer = access.membership.user_id if access.membership else None
     status = next(s for s in policies.statuses(org, viewer) if s.kind == kind)
     versions = list(status.policy.versions.select_related("saved_by", "approved_by")) if status.policy else []
+    until = policies.kept_until(versions)
     draft = body if body is not None else (status.latest.body if status.latest else policies.template(kind, org))
     return render(
         request,
         "compliance/policy.html",
         {
             "status": status,
-            "versions": versions if can_manage else [],
+            "versions": [{"v": v, "until": until[v.pk]} for v in versions] if can_manage else [],
+            "missing": policies.missing(org, status.current) if can_manage and status.current else [],
             "draft": draft,
             "errors": errors,
             "can_manage": can_manage,

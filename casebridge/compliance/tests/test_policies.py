@@ -89,3 +89,20 @@ def test_wrong_role_and_other_organization(personas: Personas) -> None:
     assert PolicyVersion.objects.get().approved_at is None and PolicyVersion.objects.count() == 1
     listing = staff.get(reverse("policies", args=[personas.practice.slug]))
     assert listing.status_code == 200 and "none approved" in listing.content.decode()
+
+
+def test_versions_are_kept_six_years_after_they_leave_effect(personas: Personas) -> None:
+    officer = signed_in_client(personas.members["compliance_officer"])
+    for body in ("One", "Two"):
+        officer.post(_url(personas), {"operation": "save", "body": body})
+        version = PolicyVersion.objects.get(body=body)
+        officer.post(_url(personas), {"operation": "approve", "version": str(version.pk)})
+    officer.post(_url(personas), {"operation": "save", "body": "Three, a draft"})
+    versions = list(PolicyVersion.objects.order_by("-number"))
+    until = policies.kept_until(versions)
+    one, two, three = versions[2], versions[1], versions[0]
+    assert until[three.pk] is None and until[two.pk] is None  # may still take effect; in effect
+    assert two.approved_at is not None
+    assert until[one.pk] == two.approved_at.date().replace(year=two.approved_at.year + 6)
+    page = officer.get(_url(personas)).content.decode()
+    assert "kept at least until" in page and "Not acknowledged yet" in page
