@@ -303,7 +303,7 @@ def _exercise(organization: Organization, now: datetime) -> Check:
     return Check(
         "Incident response tested and documented",
         OK if recent else ATTENTION,
-        (f"Last tabletop exercise {last.discovered_at:%Y-%m-%d}." if last else "No tabletop exercise recorded yet")
+        (f"Last tabletop exercise {last.discovered_at:%Y-%m-%d}." if last else "No tabletop exercise recorded yet.")
         + ("" if recent else " Record one (lost device, wrong recipient) under Incidents as an exercise."),
         "45 CFR 164.308(a)(6), (a)(7)(ii)(D)",
         key="incident_test",
