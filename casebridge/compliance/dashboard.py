@@ -19,8 +19,16 @@ from casebridge.accounts.models import User
 from casebridge.audit import reviews
 from casebridge.audit.api import record
 from casebridge.audit.models import Event, PendingSeal
-from casebridge.compliance import policies
-from casebridge.compliance.models import Attestation, BaaStatus, Decision, Incident, Officers, Vendor
+from casebridge.compliance import gdpr, policies
+from casebridge.compliance.models import (
+    Attestation,
+    BaaStatus,
+    Decision,
+    ImpactAssessment,
+    Incident,
+    Officers,
+    Vendor,
+)
 from casebridge.compliance.training import coverage as training_coverage
 from casebridge.core.pdf import document, latin
 from casebridge.orgs.models import Membership, Organization
@@ -253,6 +261,7 @@ def checks(organization: Organization) -> list[Check]:
     )
     found.extend(_inventory_and_policies(organization))
     found.append(_exercise(organization, now))
+    found.extend(_gdpr(organization))
     attested = latest_attestations(organization)
     for item in ATTESTABLE:
         live = risk_assessment_evidence(organization) if item.key == RISK_ASSESSMENT else None
@@ -309,6 +318,35 @@ def _exercise(organization: Organization, now: datetime) -> Check:
         key="incident_test",
         checked_on=last.discovered_at.date() if last else None,
     )
+
+
+def _gdpr(organization: Organization) -> list[Check]:
+    """Only for an organization that declared it processes data under the GDPR."""
+    profile = gdpr.profile_of(organization)
+    if profile is None or not profile.applies:
+        return []
+    last = ImpactAssessment.objects.filter(organization=organization).order_by("-recorded_at").first()
+    return [
+        Check(
+            "Record of processing activities (GDPR)",
+            OK if profile.contact else ATTENTION,
+            "Written from your connections and vendor inventory; contact "
+            + ("named." if profile.contact else "missing: name it under GDPR records."),
+            "GDPR Art. 30",
+            key="gdpr_record",
+            checked_on=profile.updated_at.date(),
+        ),
+        Check(
+            "Data-protection impact assessment (GDPR)",
+            OK if last else ATTENTION,
+            f"Last recorded {last.recorded_at:%Y-%m-%d}."
+            if last
+            else "None recorded: health data processed on a large scale needs one (Art. 35(3)(b)).",
+            "GDPR Art. 35",
+            key="gdpr_dpia",
+            checked_on=last.recorded_at.date() if last else None,
+        ),
+    ]
 
 
 def risk_assessment_evidence(organization: Organization) -> Check | None:

@@ -11,7 +11,7 @@ from django.urls import reverse
 from pypdf import PdfReader
 
 from casebridge.audit.models import Event
-from casebridge.compliance import gdpr
+from casebridge.compliance import dashboard, gdpr
 from casebridge.compliance.models import BaaStatus, GdprProfile, ImpactAssessment, Vendor
 from casebridge.core.testing import Personas, signed_in_client
 from casebridge.orgs.models import AgreementBasis, Connection, ConnectionStatus
@@ -39,6 +39,7 @@ def test_the_record_comes_from_the_inventory_and_connections(personas: Personas)
     assert officer.post(_url(personas), {**DPIA}).status_code == 400  # not declared: no DPIA either
     assert officer.post(_url(personas), {"operation": "profile", "applies": "on", "contact": ""}).status_code == 400
     assert not GdprProfile.objects.exists()
+    assert "gdpr_record" not in {c.key for c in dashboard.checks(personas.practice)}  # not declared: not listed
     Connection.objects.create(
         requester=personas.practice,
         recipient=personas.lab,
@@ -73,6 +74,8 @@ def test_impact_assessment(personas: Personas) -> None:
     event = Event.objects.get(action="compliance.gdpr.dpia_recorded")
     assert event.details == {"dpia": str(assessment.pk), "dpo_opinion": True}
     assert "Case exchange with laboratories" in officer.get(_url(personas)).content.decode()
+    states = {c.key: c.state for c in dashboard.checks(personas.practice)}
+    assert states["gdpr_record"] == dashboard.OK and states["gdpr_dpia"] == dashboard.OK
 
 
 def test_wrong_role_and_other_organization(personas: Personas) -> None:
