@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import cast
 
 from allauth.mfa.models import Authenticator
 from django.core.exceptions import ValidationError
@@ -19,8 +20,9 @@ from casebridge.accounts.models import User
 from casebridge.audit import reviews
 from casebridge.audit.api import record
 from casebridge.audit.models import Event, PendingSeal
-from casebridge.compliance import gdpr, policies
+from casebridge.compliance import access_reviews, gdpr, policies
 from casebridge.compliance.models import (
+    AccessReview,
     Attestation,
     BaaStatus,
     Decision,
@@ -260,6 +262,7 @@ def checks(organization: Organization) -> list[Check]:
         )
     )
     found.extend(_inventory_and_policies(organization))
+    found.append(_access_review(organization, now))
     found.append(_exercise(organization, now))
     found.extend(_gdpr(organization))
     attested = latest_attestations(organization)
@@ -297,6 +300,31 @@ def _inventory_and_policies(organization: Organization) -> list[Check]:
             ),
         ),
     ]
+
+
+def _access_review(organization: Organization, now: datetime) -> Check:
+    """Access reviewed on schedule, and how long the last campaign took from start to the last
+    keep-or-revoke (revocations act at once)."""
+    last = AccessReview.objects.filter(organization=organization, completed_at__isnull=False).first()
+    due = cast(date, access_reviews.next_due(organization))
+    late = last is None or due < now.date()
+    if last is not None and last.completed_at is not None:
+        hours = (last.completed_at - last.started_at).total_seconds() / 3600
+        revoked = last.items.filter(decision="revoke").count()
+        evidence = (
+            f"Last review completed {last.completed_at:%Y-%m-%d}: {revoked} revoked, decided within {hours:.0f} h; "
+            f"next due {due:%Y-%m-%d}."
+        )
+    else:
+        evidence = "No access review completed yet: start one from the Members page."
+    return Check(
+        "Access reviewed every quarter",
+        ATTENTION if late else OK,
+        evidence,
+        "45 CFR 164.308(a)(3)(ii)(B), (a)(4)(ii)(C)",
+        key="access_review",
+        checked_on=last.completed_at.date() if last and last.completed_at else None,
+    )
 
 
 def _exercise(organization: Organization, now: datetime) -> Check:

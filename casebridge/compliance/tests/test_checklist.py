@@ -15,7 +15,7 @@ from pypdf import PdfReader
 
 from casebridge.audit.models import Event
 from casebridge.compliance import dashboard
-from casebridge.compliance.models import Attestation, GdprProfile, Incident
+from casebridge.compliance.models import AccessReview, Attestation, GdprProfile, Incident
 from casebridge.core.testing import Personas, signed_in_client
 
 pytestmark = pytest.mark.django_db
@@ -85,6 +85,11 @@ def test_live_items_read_the_records(personas: Personas) -> None:
         is_exercise=True,
     )  # fmt: skip
     assert _by_key(personas)["incident_test"].state == dashboard.OK
+    assert _by_key(personas)["access_review"].state == dashboard.ATTENTION  # never reviewed
+    review = AccessReview.objects.create(organization=personas.practice)
+    AccessReview.objects.filter(pk=review.pk).update(completed_at=timezone.now())
+    assert _by_key(personas)["access_review"].state == dashboard.OK
+    assert "0 revoked" in _by_key(personas)["access_review"].evidence
     assert _by_key(personas)["policies"].state == dashboard.ATTENTION  # none approved
     assert "0 of 6 policies approved" in _by_key(personas)["policies"].evidence
 
