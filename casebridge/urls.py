@@ -14,7 +14,7 @@ from casebridge.audit import views as audit_views
 from casebridge.cases import live as case_live
 from casebridge.cases import slip as case_slip
 from casebridge.cases import views as case_views
-from casebridge.compliance import request_views
+from casebridge.compliance import policy_views, request_views
 from casebridge.compliance import views as compliance_views
 from casebridge.imaging import dicomweb
 from casebridge.imaging import views as imaging_views
@@ -118,6 +118,12 @@ org_patterns = [
     path(
         "compliance/requests/<uuid:request_id>/records.zip", request_views.request_export, name="subject_request_export"
     ),
+    path("compliance/attest/", policy_views.compliance_attest, name="compliance_attest"),
+    path("compliance/checklist.pdf", policy_views.compliance_report, name="compliance_report"),
+    path("compliance/policies/", policy_views.policy_list, name="policies"),
+    path("compliance/gdpr/", policy_views.gdpr_page, name="gdpr"),
+    path("compliance/gdpr/record.pdf", policy_views.gdpr_record_pdf, name="gdpr_record_pdf"),
+    path("compliance/policies/<slug:kind>/", policy_views.policy_detail, name="policy"),
     path("incidents/<uuid:incident_id>/", compliance_views.incident_detail, name="incident_detail"),
     path(
         "incidents/<uuid:incident_id>/letters/<slug:key>/",

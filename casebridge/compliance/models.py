@@ -370,3 +370,117 @@ class SubjectRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} request {self.pk}"
+
+
+class PolicyKind(models.TextChoices):
+    FILE_SHARING = "file-sharing", "File-sharing policy"
+    RETENTION = "retention", "Retention policy"
+    INCIDENT_RESPONSE = "incident-response", "Incident response plan"
+    SANCTIONS = "sanctions", "Sanctions policy"
+    DEVICE_MEDIA = "device-media", "Device and media policy"
+    ACCESS_MANAGEMENT = "access-management", "Access management policy"
+
+
+class Policy(models.Model):
+    """One of the organization's written policies (45 CFR 164.316(a), 164.530(i)): its text lives in
+    versions, each save a new one; none is ever deleted (kept 6 years, 164.316(b)(2)(i))."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="policies")
+    kind = models.CharField(max_length=24, choices=PolicyKind.choices)
+
+    class Meta:
+        ordering = ["kind"]
+        constraints = [models.UniqueConstraint(fields=["organization", "kind"], name="one_policy_per_kind")]
+
+    def __str__(self) -> str:
+        return self.kind
+
+
+class PolicyVersion(models.Model):
+    """A saved text of a policy; in effect once approved, until a later version is approved."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    body = models.TextField()
+    saved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    saved_at = models.DateTimeField(default=timezone.now)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["policy", "number"], name="policy_version_number_once")]
+
+    def __str__(self) -> str:
+        return f"{self.policy_id} v{self.number}"
+
+
+class PolicyAcknowledgement(models.Model):
+    """A member's statement that they read an approved version (45 CFR 164.308(a)(5), 164.530(b))."""
+
+    version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="acknowledgements")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    acknowledged_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "user"], name="acknowledged_once")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} read {self.version_id}"
+
+
+class Attestation(models.Model):
+    """A person's statement that a checklist item CaseBridge cannot see is in place, with a note;
+    valid for a year. Every attestation is kept (the newest counts)."""
+
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="attestations")
+    item = models.CharField(max_length=40)  # the checklist item's key
+    note = models.TextField()
+    attested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    attested_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-attested_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.item} attested {self.attested_at:%Y-%m-%d}"
+
+
+class GdprProfile(models.Model):
+    """Whether the organization processes personal data under the GDPR, and what the record of
+    processing activities (Art. 30(1)) needs beyond what CaseBridge already knows."""
+
+    organization = models.OneToOneField("orgs.Organization", on_delete=models.CASCADE, related_name="gdpr")
+    applies = models.BooleanField(default=False)
+    contact = models.CharField(max_length=300, blank=True)  # controller's representative / DPO, Art. 30(1)(a)
+    transfers = models.TextField(blank=True)  # transfers to third countries and safeguards, Art. 30(1)(e)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"GDPR profile of {self.organization_id}"
+
+
+class ImpactAssessment(models.Model):
+    """A data-protection impact assessment (GDPR Art. 35(7)): the processing, its necessity, the
+    risks, the measures, and the data protection officer's advice (Art. 35(2))."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="impact_assessments")
+    title = models.CharField(max_length=200)
+    description = models.TextField()
+    necessity = models.TextField()
+    risks = models.TextField()
+    measures = models.TextField()
+    dpo_opinion = models.TextField(blank=True)
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    recorded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-recorded_at"]
+
+    def __str__(self) -> str:
+        return self.title

@@ -301,3 +301,27 @@ def test_compliance_managers_of_the_organization_only(personas: Personas) -> Non
         risk.answer(_access(personas), theirs, "mfa", "yes", "")
     assert not RiskAnswer.objects.exists()
     assert officer.get(reverse("compliance", args=[slug])).content.decode().count(listing) == 1  # linked
+
+
+def test_the_checklist_reads_the_assessment_instead_of_an_attestation_once_one_is_started(
+    personas: Personas,
+) -> None:
+    from casebridge.compliance import dashboard
+
+    def item() -> dashboard.Check:
+        return next(c for c in dashboard.checks(personas.practice) if c.key == dashboard.RISK_ASSESSMENT)
+
+    assert item().attestable  # assessed elsewhere (a consultant, HHS's tool): a person attests it
+    access = _access(personas)
+    assessment = risk.start(access)
+    assert not item().attestable and item().state == dashboard.ATTENTION and "in progress" in item().evidence
+    with pytest.raises(ValidationError, match="not checked by attestation"):
+        dashboard.attest(access, dashboard.RISK_ASSESSMENT, "We did it on paper.")
+    _answer_by_hand(access, assessment)
+    risk.complete(access, assessment)
+    done = item()
+    assert done.state == dashboard.OK and done.checked_on == timezone.localdate()
+    assert f"next due {risk.next_due(personas.practice):%Y-%m-%d}" in done.evidence
+    RiskAssessment.objects.filter(pk=assessment.pk).update(completed_at=timezone.now() - timedelta(days=400))
+    late = item()
+    assert late.state == dashboard.ATTENTION and "35 days overdue" in late.evidence
