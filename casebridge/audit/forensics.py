@@ -34,6 +34,7 @@ class Activity:
     events: list[Event]
     sessions: list[UserSession]
     facts: list[tuple[str, str]]
+    archive_note: str = ""  # "includes N archived events from <period>" (audit/history.py)
 
 
 def _events(query: Q, organization: Organization) -> list[Event]:

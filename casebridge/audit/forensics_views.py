@@ -65,28 +65,32 @@ def person_forensics(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
 def patient_report(request: HttpRequest, patient_ref: uuid.UUID) -> HttpResponse:
     """Who saw or did what concerning one patient (by internal reference): page, CSV or PDF."""
     access = org_access_of(request)
-    events = reports.patient_events(access.organization, patient_ref)
+    reading = reports.patient_events(access.organization, patient_ref)
+    events = reading.events
     if not events:
         raise Http404("nothing recorded about that patient here")
     wanted = request.GET.get("format", "")
+    details: dict[str, object] = {"via": f"patient_report{'.' + wanted if wanted else ''}", "count": len(events)}
+    if reading.segments:
+        details.update(archived=reading.archived, segments=reading.segments)
     record(
         "audit.exported" if wanted in ("csv", "pdf") else "audit.viewed",
         actor=access.actor,
         organization=access.organization,
         patient_ref=str(patient_ref),
-        details={"via": f"patient_report{'.' + wanted if wanted else ''}", "count": len(events)},
+        details=details,
     )
     if wanted == "csv":
         response = HttpResponse(reports.as_csv(events), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="access-report-{patient_ref}.csv"'
     elif wanted == "pdf":
         response = HttpResponse(
-            reports.as_pdf(access.organization, patient_ref, events), content_type="application/pdf"
+            reports.as_pdf(access.organization, patient_ref, events, reading.note), content_type="application/pdf"
         )
         response["Content-Disposition"] = f'attachment; filename="access-report-{patient_ref}.pdf"'
     else:
         facts = [("Events", str(len(events)))]
-        activity = forensics.Activity("Patient access report", str(patient_ref), events, [], facts)
+        activity = forensics.Activity("Patient access report", str(patient_ref), events, [], facts, reading.note)
         return _render(request, activity, limit=reports.LIMIT, exports=True)
     response["Cache-Control"] = "no-store"
     return response
