@@ -360,6 +360,15 @@ class Filters:
     organization: str = ""
     patient: str = ""
     outcome: str = ""
+    # The review screen's own filters (audit/queries.py EventFilters.for_archive), so its
+    # "include the archive" asks the segments exactly what it asks the hot tables:
+    patient_ref: str = ""  # the event's own patient only (not lists)
+    action_starts: str = ""  # any action starting with this text
+    actor_part: str = ""  # part of the actor's label, any case
+    case: str = ""  # details.case
+    ip: str = ""
+    emergency_only: bool = False
+    before_id: int | None = None  # events with a smaller id only (the page's cursor)
 
     def match(self, values: dict[str, Any]) -> bool:
         occurred = values["occurred_at"]
@@ -378,6 +387,13 @@ class Filters:
             or (self.organization and str(values["organization_id"] or "") != self.organization)
             or (self.outcome and values["outcome"] != self.outcome)
             or (self.patient and values["patient_ref"] != self.patient and self.patient not in (listed or []))
+            or (self.patient_ref and values["patient_ref"] != self.patient_ref)
+            or (self.action_starts and not name.startswith(self.action_starts))
+            or (self.actor_part and self.actor_part.lower() not in (values["actor_label"] or "").lower())
+            or (self.case and not (isinstance(details, dict) and details.get("case") == self.case))
+            or (self.ip and values["ip"] != self.ip)
+            or (self.emergency_only and not values["emergency_access_id"])
+            or (self.before_id is not None and values["id"] >= self.before_id)
         )
 
 

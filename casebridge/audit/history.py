@@ -16,6 +16,7 @@ seen twice (and kept once, by its id), never missed. A site without segments pay
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +51,14 @@ class Reading:
             f"from {self.first_at:%Y-%m-%d} to {self.last_at:%Y-%m-%d} ({segments})"
         )
 
+    def only(self, events: list[Event]) -> None:
+        """Keep these of the archived events (a page's share), counts and period with them."""
+        self.events = events
+        self.archived = len(events)
+        self.first_at = min((e.occurred_at for e in events), default=None)
+        self.last_at = max((e.occurred_at for e in events), default=None)
+        self.ids = {e.pk for e in events}
+
 
 def as_event(values: dict[str, Any]) -> Event:
     """An archived event (its canonical values) as an unsaved Event, marked `archived`."""
@@ -71,10 +80,13 @@ def archived(
     limit: int,
     keep: Callable[[dict[str, Any]], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    newest: bool = False,
 ) -> Reading:
     """The archived events matching `filters` (and `keep`, for what Filters cannot say), oldest
-    first, at most `limit`; the segments read are counted."""
+    first: the oldest `limit`, or with `newest` the newest `limit` (a page of the review screen,
+    newest first, takes the end); the segments read are counted."""
     reading = Reading([])
+    kept: deque[dict[str, Any]] = deque(maxlen=limit)
     if not ArchiveSegment.objects.exists():
         return reading
 
@@ -86,15 +98,12 @@ def archived(
     for values in archive.search(filters, progress=step):
         if keep is not None and not keep(values):
             continue
-        if len(reading.events) >= limit:
+        if len(kept) >= limit:
             reading.truncated = True
-            break
-        reading.events.append(as_event(values))
-    if reading.events:
-        reading.archived = len(reading.events)
-        reading.first_at = min(e.occurred_at for e in reading.events)
-        reading.last_at = max(e.occurred_at for e in reading.events)
-        reading.ids = {e.pk for e in reading.events}
+            if not newest:
+                break
+        kept.append(values)
+    reading.only([as_event(values) for values in kept])
     return reading
 
 
@@ -109,7 +118,6 @@ def combined(
     hot_events = list(hot)
     reading = archived(filters, limit=limit, keep=keep)
     seen = {e.pk for e in hot_events}
-    old = [e for e in reading.events if e.pk not in seen]
-    reading.archived, reading.ids = len(old), {e.pk for e in old}
-    reading.events = sorted(hot_events + old, key=lambda e: (e.occurred_at, e.pk))
+    reading.only([e for e in reading.events if e.pk not in seen])
+    reading.events = sorted(hot_events + reading.events, key=lambda e: (e.occurred_at, e.pk))
     return reading
