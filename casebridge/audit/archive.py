@@ -33,7 +33,7 @@ import io
 import json
 import secrets
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -397,19 +397,22 @@ class Filters:
         )
 
 
-def search(filters: Filters, *, progress: Any = None) -> Iterator[dict[str, Any]]:
-    """Archived events matching every filter, oldest first. Reads only the segments whose time
-    span meets [start, end); `progress(done, total)` after each segment."""
+def search(filters: Filters | Sequence[Filters], *, progress: Any = None) -> Iterator[dict[str, Any]]:
+    """Archived events matching every filter (of one of several `Filters`: each segment is still
+    read once), oldest first. Reads only the segments whose time span meets [start, end);
+    `progress(done, total)` after each segment."""
+    alternatives = [filters] if isinstance(filters, Filters) else list(filters)
     segments = ArchiveSegment.objects.order_by("first_seq")
-    if filters.start is not None:
-        segments = segments.filter(last_at__gte=filters.start)
-    if filters.end is not None:
-        segments = segments.filter(first_at__lt=filters.end)
+    starts, ends = [f.start for f in alternatives], [f.end for f in alternatives]
+    if alternatives and all(start is not None for start in starts):
+        segments = segments.filter(last_at__gte=min(start for start in starts if start is not None))
+    if alternatives and all(end is not None for end in ends):
+        segments = segments.filter(first_at__lt=max(end for end in ends if end is not None))
     chosen = list(segments)
     for done, segment in enumerate(chosen, 1):
         for event in events(segment):
             values = event.values
-            if filters.match(values):
+            if any(alternative.match(values) for alternative in alternatives):
                 yield {**values, "seq": event.seq, "archived": True}
         if callable(progress):
             progress(done, len(chosen))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -75,7 +75,7 @@ def as_event(values: dict[str, Any]) -> Event:
 
 
 def archived(
-    filters: archive.Filters,
+    filters: archive.Filters | Sequence[archive.Filters],
     *,
     limit: int,
     keep: Callable[[dict[str, Any]], bool] | None = None,
@@ -109,14 +109,16 @@ def archived(
 
 def combined(
     hot: Iterable[Event],
-    filters: archive.Filters,
+    filters: archive.Filters | Sequence[archive.Filters],
     *,
     limit: int,
     keep: Callable[[dict[str, Any]], bool] | None = None,
+    newest: bool = False,
 ) -> Reading:
-    """The hot events (read first) and the archived ones matching `filters`, oldest first."""
+    """The hot events (read first) and the archived ones matching `filters` (the oldest `limit`,
+    or the newest with `newest`), oldest first."""
     hot_events = list(hot)
-    reading = archived(filters, limit=limit, keep=keep)
+    reading = archived(filters, limit=limit, keep=keep, newest=newest)
     seen = {e.pk for e in hot_events}
     reading.only([e for e in reading.events if e.pk not in seen])
     reading.events = sorted(hot_events + reading.events, key=lambda e: (e.occurred_at, e.pk))

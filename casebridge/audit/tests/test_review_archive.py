@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from casebridge.audit import chain, views
+from casebridge.audit import chain, forensics, views
 from casebridge.audit.api import record
 from casebridge.audit.models import Event, PendingSeal, Seal
 from casebridge.audit.queries import EventFilters, filters_from_query, for_archive, organization_events
@@ -128,3 +128,30 @@ def test_the_wrong_role_and_another_organization_get_nothing_more(personas: Pers
     shown = [e for e, _target, _description in response.context["rows"]]
     assert shown and all(str(e.organization_id) == str(personas.other_practice.pk) for e in shown)
     assert personas.members["clinician"].email not in response.content.decode()
+
+
+def test_the_person_page_includes_the_archive_when_asked(personas: Personas) -> None:
+    clinician = personas.members["clinician"]
+    _varied(personas)
+    record("auth.login.failed", actor_label=clinician.email, outcome="failure")  # no organization
+    # What the page showed before these events left the hot tables.
+    archived = {e.pk for e in forensics.person_activity(personas.practice, clinician.pk).events}
+    assert len(archived) == 6  # five in the organization (by actor id), the failed sign-in (by e-mail)
+    archive_everything_so_far()
+    auditor = signed_in_client(personas.members["auditor"])
+    url = reverse("person_forensics", args=[personas.practice.slug, clinician.pk])
+
+    recent = auditor.get(url)
+    assert "Include the archive" in recent.content.decode() and "data-archive-note" not in recent.content.decode()
+    assert not archived & {e.pk for e, _label in recent.context["rows"]}
+
+    response = auditor.get(url, {"archive": "1"})
+    page = response.content.decode()
+    assert {e.pk for e, _label in response.context["rows"]} == archived  # nothing more, nothing less
+    assert f"includes {len(archived)} archived events from" in page and "(archived)" in page
+    look = Event.objects.filter(action="audit.viewed", details__via="forensics.person").order_by("-id").first()
+    assert look is not None and look.details["archive"] == "1"
+
+    assert signed_in_client(personas.members["staff"]).get(url, {"archive": "1"}).status_code == 403
+    other = reverse("person_forensics", args=[personas.other_practice.slug, clinician.pk])
+    assert signed_in_client(personas.outsider).get(other, {"archive": "1"}).status_code == 404
