@@ -108,7 +108,7 @@ def test_the_archive_follows_the_recent_events_page_by_page(
     assert len(ids) == len(set(ids)) and set(ids) >= archived | set(recent)
     hot = [i for i, pk in enumerate(ids) if pk not in archived]
     assert max(hot) < min(ids.index(pk) for pk in archived)  # the recent ones first, then the archive
-    assert any("archived events from" in page and "segment" in page for page in pages)
+    assert any("archived events from" in page and "segment" in page and "(archived)" in page for page in pages)
     looks = Event.objects.filter(action="audit.viewed", organization_id=personas.practice.pk).order_by("id")
     with_archive = [e.details for e in looks if e.details["filters"].get("archive") == "1"]
     # Pages the hot tables filled read no segment; the others say how many they read.
