@@ -33,7 +33,7 @@ import io
 import json
 import secrets
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -360,6 +360,15 @@ class Filters:
     organization: str = ""
     patient: str = ""
     outcome: str = ""
+    # The review screen's own filters (audit/queries.py EventFilters.for_archive), so its
+    # "include the archive" asks the segments exactly what it asks the hot tables:
+    patient_ref: str = ""  # the event's own patient only (not lists)
+    action_starts: str = ""  # any action starting with this text
+    actor_part: str = ""  # part of the actor's label, any case
+    case: str = ""  # details.case
+    ip: str = ""
+    emergency_only: bool = False
+    before_id: int | None = None  # events with a smaller id only (the page's cursor)
 
     def match(self, values: dict[str, Any]) -> bool:
         occurred = values["occurred_at"]
@@ -378,22 +387,32 @@ class Filters:
             or (self.organization and str(values["organization_id"] or "") != self.organization)
             or (self.outcome and values["outcome"] != self.outcome)
             or (self.patient and values["patient_ref"] != self.patient and self.patient not in (listed or []))
+            or (self.patient_ref and values["patient_ref"] != self.patient_ref)
+            or (self.action_starts and not name.startswith(self.action_starts))
+            or (self.actor_part and self.actor_part.lower() not in (values["actor_label"] or "").lower())
+            or (self.case and not (isinstance(details, dict) and details.get("case") == self.case))
+            or (self.ip and values["ip"] != self.ip)
+            or (self.emergency_only and not values["emergency_access_id"])
+            or (self.before_id is not None and values["id"] >= self.before_id)
         )
 
 
-def search(filters: Filters, *, progress: Any = None) -> Iterator[dict[str, Any]]:
-    """Archived events matching every filter, oldest first. Reads only the segments whose time
-    span meets [start, end); `progress(done, total)` after each segment."""
+def search(filters: Filters | Sequence[Filters], *, progress: Any = None) -> Iterator[dict[str, Any]]:
+    """Archived events matching every filter (of one of several `Filters`: each segment is still
+    read once), oldest first. Reads only the segments whose time span meets [start, end);
+    `progress(done, total)` after each segment."""
+    alternatives = [filters] if isinstance(filters, Filters) else list(filters)
     segments = ArchiveSegment.objects.order_by("first_seq")
-    if filters.start is not None:
-        segments = segments.filter(last_at__gte=filters.start)
-    if filters.end is not None:
-        segments = segments.filter(first_at__lt=filters.end)
+    starts, ends = [f.start for f in alternatives], [f.end for f in alternatives]
+    if alternatives and all(start is not None for start in starts):
+        segments = segments.filter(last_at__gte=min(start for start in starts if start is not None))
+    if alternatives and all(end is not None for end in ends):
+        segments = segments.filter(first_at__lt=max(end for end in ends if end is not None))
     chosen = list(segments)
     for done, segment in enumerate(chosen, 1):
         for event in events(segment):
             values = event.values
-            if filters.match(values):
+            if any(alternative.match(values) for alternative in alternatives):
                 yield {**values, "seq": event.seq, "archived": True}
         if callable(progress):
             progress(done, len(chosen))

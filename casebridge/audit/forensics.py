@@ -17,6 +17,8 @@ from django.db.models import Q
 from django.http import Http404
 
 from casebridge.accounts.models import User
+from casebridge.audit import history
+from casebridge.audit.archive import Filters
 from casebridge.audit.models import Event
 from casebridge.orgs.models import Organization
 from casebridge.sharing.models import ExternalLink
@@ -34,6 +36,7 @@ class Activity:
     events: list[Event]
     sessions: list[UserSession]
     facts: list[tuple[str, str]]
+    archive_note: str = ""  # "includes N archived events from <period>" (audit/history.py)
 
 
 def _events(query: Q, organization: Organization) -> list[Event]:
@@ -73,7 +76,7 @@ def file_activity(organization: Organization, file_id: uuid.UUID) -> Activity:
     )
 
 
-def person_activity(organization: Organization, user_id: uuid.UUID) -> Activity:
+def person_activity(organization: Organization, user_id: uuid.UUID, include_archive: bool = False) -> Activity:
     user = User.objects.filter(pk=user_id, memberships__organization=organization).distinct().first()
     if user is None:
         raise Http404("no such member")
@@ -84,6 +87,20 @@ def person_activity(organization: Organization, user_id: uuid.UUID) -> Activity:
         )[:LIMIT]
     )
     events.reverse()
+    note = ""
+    if include_archive:  # the same question of the segments (events older than 13 months)
+        mine = str(user.pk)
+        reading = history.combined(
+            events,
+            [
+                Filters(organization=str(organization.pk), actor=mine),
+                Filters(action="auth.", actor=mine),
+                *(Filters(action="auth.", actor=label) for label in dict.fromkeys((user.email, user.email.lower()))),
+            ],
+            limit=LIMIT,
+            newest=True,
+        )
+        events, note = reading.events, reading.note
     sessions = list(UserSession.objects.filter(user=user).order_by("-last_seen_at")[:100])
     facts: list[tuple[str, Any]] = [("Person", user.email), ("Sessions kept", str(len(sessions)))]
-    return Activity("Person", user.email, events, sessions, facts)
+    return Activity("Person", user.email, events, sessions, facts, note)

@@ -18,20 +18,29 @@ from casebridge.orgs.models import Organization
 
 
 def _page(
-    request: HttpRequest, kind: str, subject: uuid.UUID, build: Callable[[Organization, uuid.UUID], forensics.Activity]
+    request: HttpRequest,
+    kind: str,
+    subject: uuid.UUID,
+    build: Callable[[Organization, uuid.UUID], forensics.Activity],
+    archive_option: bool = False,
 ) -> HttpResponse:
     access = org_access_of(request)
     activity = build(access.organization, subject)
-    record(
-        "audit.viewed",
-        actor=access.actor,
-        organization=access.organization,
-        details={"via": f"forensics.{kind}", "subject": str(subject), "count": len(activity.events)},
-    )
-    return _render(request, activity, limit=forensics.LIMIT)
+    details: dict[str, object] = {"via": f"forensics.{kind}", "subject": str(subject), "count": len(activity.events)}
+    if activity.archive_note:
+        details["archive"] = "1"
+    record("audit.viewed", actor=access.actor, organization=access.organization, details=details)
+    return _render(request, activity, limit=forensics.LIMIT, archive_option=archive_option)
 
 
-def _render(request: HttpRequest, activity: forensics.Activity, *, limit: int, exports: bool = False) -> HttpResponse:
+def _render(
+    request: HttpRequest,
+    activity: forensics.Activity,
+    *,
+    limit: int,
+    exports: bool = False,
+    archive_option: bool = False,
+) -> HttpResponse:
     labels = target_labels(activity.events)
     return render(
         request,
@@ -41,6 +50,7 @@ def _render(request: HttpRequest, activity: forensics.Activity, *, limit: int, e
             "rows": [(e, labels.get(e.pk, "")) for e in activity.events],
             "limit": limit,
             "exports": exports,
+            "archive_option": archive_option and not activity.archive_note,
             "nav": "audit",
         },
     )
@@ -58,35 +68,46 @@ def file_forensics(request: HttpRequest, file_id: uuid.UUID) -> HttpResponse:
 
 @org_permission(Perm.AUDIT_VIEW)
 def person_forensics(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
-    return _page(request, "person", user_id, forensics.person_activity)
+    wanted = request.GET.get("archive") == "1"
+    return _page(
+        request,
+        "person",
+        user_id,
+        lambda organization, subject: forensics.person_activity(organization, subject, include_archive=wanted),
+        archive_option=True,
+    )
 
 
 @org_permission(Perm.AUDIT_VIEW)
 def patient_report(request: HttpRequest, patient_ref: uuid.UUID) -> HttpResponse:
     """Who saw or did what concerning one patient (by internal reference): page, CSV or PDF."""
     access = org_access_of(request)
-    events = reports.patient_events(access.organization, patient_ref)
+    reading = reports.patient_events(access.organization, patient_ref)
+    events = reading.events
     if not events:
         raise Http404("nothing recorded about that patient here")
     wanted = request.GET.get("format", "")
+    details: dict[str, object] = {"via": f"patient_report{'.' + wanted if wanted else ''}", "count": len(events)}
+    if reading.segments:
+        details.update(archived=reading.archived, segments=reading.segments)
     record(
         "audit.exported" if wanted in ("csv", "pdf") else "audit.viewed",
         actor=access.actor,
         organization=access.organization,
         patient_ref=str(patient_ref),
-        details={"via": f"patient_report{'.' + wanted if wanted else ''}", "count": len(events)},
+        details=details,
     )
     if wanted == "csv":
         response = HttpResponse(reports.as_csv(events), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="access-report-{patient_ref}.csv"'
     elif wanted == "pdf":
         response = HttpResponse(
-            reports.as_pdf(access.organization, patient_ref, events), content_type="application/pdf"
+            reports.as_pdf(access.organization, patient_ref, events, reading.note), content_type="application/pdf"
         )
         response["Content-Disposition"] = f'attachment; filename="access-report-{patient_ref}.pdf"'
     else:
         facts = [("Events", str(len(events)))]
-        activity = forensics.Activity("Patient access report", str(patient_ref), events, [], facts)
+        activity = forensics.Activity("Patient access report", str(patient_ref), events, [], facts, reading.note)
         return _render(request, activity, limit=reports.LIMIT, exports=True)
     response["Cache-Control"] = "no-store"
     return response

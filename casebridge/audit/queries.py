@@ -12,6 +12,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
 
+from casebridge.audit.archive import Filters
 from casebridge.audit.models import Event, Outcome
 
 CASE_NUMBER = re.compile(r"^CB-\d{4}-\d{6,9}$")
@@ -32,6 +33,8 @@ class EventFilters:
     emergency_only: bool = False
     patient: str = ""  # an internal patient reference (UUID): the events about that patient
     ip: str = ""  # the client address recorded with the event
+    # Also the archive segments (events older than 13 months): slower, read segment by segment.
+    include_archive: bool = False
 
     def __post_init__(self) -> None:
         if self.patient:
@@ -63,6 +66,7 @@ class EventFilters:
             "emergency": "1" if self.emergency_only else "",
             "patient": self.patient,
             "ip": self.ip,
+            "archive": "1" if self.include_archive else "",
         }
         return {key: value for key, value in values.items() if value}
 
@@ -96,6 +100,25 @@ def filters_from_query(query: Any) -> EventFilters:
         emergency_only=query.get("emergency") == "1",
         patient=query.get("patient", "").strip().lower(),
         ip=query.get("ip", "").strip(),
+        include_archive=query.get("archive") == "1",
+    )
+
+
+def for_archive(organization_id: Any, filters: EventFilters, before_id: int | None = None) -> Filters:
+    """The same question for the archive segments (archive.Filters.match), as organization_events
+    asks the hot tables: tests/test_review_archive.py checks that both agree event for event."""
+    return Filters(
+        start=filters.since,
+        end=filters.until,
+        organization=str(organization_id),
+        outcome=filters.outcome,
+        patient_ref=filters.patient,
+        action_starts=filters.action,
+        actor_part=filters.actor,
+        case=filters.case,
+        ip=filters.ip,
+        emergency_only=filters.emergency_only,
+        before_id=before_id,
     )
 
 

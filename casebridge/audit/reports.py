@@ -4,8 +4,10 @@ what concerning one patient, and when — as a page, CSV and PDF.
 A patient is named in the log by internal reference only: as `patient_ref` of the events about
 one patient (a case opened, a file downloaded, a link shared...), and inside `details.patients`
 of the events that showed a list of patients (`patient.viewed`, disclosures viewed). Both are
-collected, from the organization's own log only. The report itself names the patient by
-reference; the person asking already knows whom they asked about."""
+collected, from the organization's own log only: the hot tables and the archive segments
+(events older than 13 months, audit/history.py), so the report covers the whole log. The
+report itself names the patient by reference; the person asking already knows whom they asked
+about."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import uuid
 
 from django.db.models import Q
 
+from casebridge.audit import history
+from casebridge.audit.archive import Filters
 from casebridge.audit.models import Event
 from casebridge.core.pdf import document, latin
 from casebridge.orgs.models import Organization
@@ -23,7 +27,7 @@ LIMIT = 5000
 LISTS = ("patient.viewed", "share.disclosures.viewed")
 
 
-def patient_events(organization: Organization, patient_ref: uuid.UUID) -> list[Event]:
+def patient_events(organization: Organization, patient_ref: uuid.UUID) -> history.Reading:
     ref = str(patient_ref)
     direct = list(
         Event.objects.filter(organization_id=organization.pk, patient_ref=ref).order_by("-occurred_at", "-id")[:LIMIT]
@@ -35,10 +39,11 @@ def patient_events(organization: Organization, patient_ref: uuid.UUID) -> list[E
         .order_by("-id")[:LIMIT]
         if ref in (e.details.get("patients") or [])
     ]
-    return sorted(direct + listed, key=lambda e: (e.occurred_at, e.pk))
+    # The same question of the segments: its patient filter also finds the lists that showed them.
+    return history.combined(direct + listed, Filters(organization=str(organization.pk), patient=ref), limit=LIMIT)
 
 
-COLUMNS = ("occurred_at", "action", "outcome", "actor", "ip", "case", "via", "event_id")
+COLUMNS = ("occurred_at", "action", "outcome", "actor", "ip", "case", "via", "event_id", "archived")
 
 
 def _row(event: Event) -> list[str]:
@@ -52,6 +57,7 @@ def _row(event: Event) -> list[str]:
         str(details.get("case", "")),
         str(details.get("via", "")),
         str(event.pk),
+        "yes" if getattr(event, "archived", False) else "",
     ]
 
 
@@ -64,7 +70,7 @@ def as_csv(events: list[Event]) -> str:
     return out.getvalue()
 
 
-def as_pdf(organization: Organization, patient_ref: uuid.UUID, events: list[Event]) -> bytes:
+def as_pdf(organization: Organization, patient_ref: uuid.UUID, events: list[Event], note: str = "") -> bytes:
     pdf = document(f"Access report for patient {patient_ref}", landscape=True, margin=12)
     pdf.set_font("Helvetica", "B", 14)
     pdf.cell(0, 8, "Patient access report", new_x="LMARGIN", new_y="NEXT")
@@ -72,7 +78,7 @@ def as_pdf(organization: Organization, patient_ref: uuid.UUID, events: list[Even
     for line in (
         f"Organization: {organization.name}",
         f"Patient reference: {patient_ref}",
-        f"Events: {len(events)} (from the organization's tamper-evident audit log)",
+        f"Events: {len(events)} (from the organization's tamper-evident audit log)" + (f"; {note}" if note else ""),
     ):
         pdf.cell(0, 5, line, new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)

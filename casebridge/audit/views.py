@@ -16,10 +16,10 @@ from django.views.decorators.http import require_POST
 from casebridge.access.guards import org_permission
 from casebridge.access.requests import org_access_of, user_of
 from casebridge.access.roles import Perm
-from casebridge.audit import catalog
+from casebridge.audit import catalog, history
 from casebridge.audit.api import record
 from casebridge.audit.models import Event, SavedFilter
-from casebridge.audit.queries import BadFilter, EventFilters, filters_from_query, organization_events
+from casebridge.audit.queries import BadFilter, EventFilters, filters_from_query, for_archive, organization_events
 from casebridge.audit.targets import target_labels
 
 PAGE_SIZE = 50
@@ -41,36 +41,64 @@ def _filtered(request: HttpRequest, org_id: Any) -> tuple[Any, EventFilters]:
 def audit_log(request: HttpRequest) -> HttpResponse:
     access = org_access_of(request)
     events, filters = _filtered(request, access.organization.pk)
-    # Cursor pagination on the primary key: constant cost however deep the log is.
-    before = request.GET.get("before", "")
-    if before.isdigit():
-        events = events.filter(id__lt=int(before))
-    page = list(events.order_by("-id")[: PAGE_SIZE + 1])
+    archived_before = request.GET.get("archived_before", "")
+    page: list[Event] = []
+    if not (filters.include_archive and archived_before.isdigit()):
+        # Cursor pagination on the primary key: constant cost however deep the log is.
+        before = request.GET.get("before", "")
+        if before.isdigit():
+            events = events.filter(id__lt=int(before))
+        page = list(events.order_by("-id")[: PAGE_SIZE + 1])
     has_more = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
-    record(
-        "audit.viewed",
-        actor=access.actor,
-        organization=access.organization,
-        details={"filters": filters.as_details()},
-    )
     query = request.GET.copy()
     query.pop("before", None)
+    query.pop("archived_before", None)
+    next_query = f"{query.urlencode()}&before={page[-1].pk}" if has_more else ""
+    reading = None
+    if filters.include_archive and not has_more:
+        reading, next_query = _archived_page(access.organization.pk, filters, archived_before, page, query)
+    details: dict[str, Any] = {"filters": filters.as_details()}
+    if reading is not None:
+        details.update(archived=reading.archived, segments=reading.segments)
+    record("audit.viewed", actor=access.actor, organization=access.organization, details=details)
     labels = target_labels(page)
     descriptions = {a.name: a.description for a in catalog.all_actions()}
     return render(
         request,
         "audit/log.html",
         {
-            "rows": [(e, labels[e.pk], descriptions.get(e.action, "")) for e in page],
-            "next_before": page[-1].pk if has_more else None,
+            "rows": [(e, labels.get(e.pk, ""), descriptions.get(e.action, "")) for e in page],
+            "next_query": next_query,
             "query": query.urlencode(),
+            "archive_note": reading.note if reading is not None else "",
             "actions": catalog.all_actions(),
             "sensitive": {a.name for a in catalog.all_actions() if a.sensitive},
             "filters": request.GET,
             "saved_filters": SavedFilter.objects.filter(organization=access.organization, user=user_of(request)),
         },
     )
+
+
+def _archived_page(
+    organization_id: Any, filters: EventFilters, archived_before: str, page: list[Event], query: QueryDict
+) -> tuple[history.Reading, str]:
+    """Once the hot tables have no more events for the page, the archive's newest matching
+    events below the archive cursor fill it (`page` is extended), newest first: the archived
+    events follow every recent one, so nothing is skipped at the line between them. Returns
+    what was read and the query of the next page ("" at the end)."""
+    cursor = int(archived_before) if archived_before.isdigit() and int(archived_before) > 0 else None
+    room = PAGE_SIZE - len(page)
+    reading = history.archived(for_archive(organization_id, filters, cursor), limit=room + 1, newest=True)
+    seen = {e.pk for e in page}  # an event archived while the page was read is shown once
+    older = [e for e in reversed(reading.events) if e.pk not in seen]
+    reading.only(older[:room])
+    page.extend(reading.events)
+    next_query = ""
+    if len(older) > room:
+        # 0: the archive from its newest event (the hot rows filled this page exactly).
+        next_query = f"{query.urlencode()}&archived_before={reading.events[-1].pk if room else 0}"
+    return reading, next_query
 
 
 class _Echo:

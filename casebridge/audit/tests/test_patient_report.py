@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from casebridge.audit.api import record
 from casebridge.audit.models import Event
+from casebridge.audit.testing import archive_everything_so_far
 from casebridge.core.testing import Personas, signed_in_client
 
 pytestmark = pytest.mark.django_db
@@ -63,3 +64,37 @@ def test_only_auditors_of_the_organization(personas: Personas, patient: str) -> 
     assert personas.members["clinician"].email not in outsider_page  # only their own organization's events
     unknown = reverse("patient_report", args=[personas.practice.slug, uuid.uuid4()])
     assert signed_in_client(personas.members["auditor"]).get(unknown).status_code == 404
+
+
+def test_archived_events_stay_in_the_report_page_csv_and_pdf(personas: Personas, patient: str) -> None:
+    archive_everything_so_far()
+    assert not Event.objects.filter(patient_ref=patient).exists()  # they left the hot tables
+    auditor = signed_in_client(personas.members["auditor"])
+    url = reverse("patient_report", args=[personas.practice.slug, patient])
+    page = auditor.get(url).content.decode()
+    assert "case.viewed" in page and "patient.viewed" in page and "(archived)" in page
+    assert "includes 2 archived events from" in page
+    assert personas.members["staff"].email in page and personas.outsider.email not in page  # own org only
+    rows = list(csv.reader(io.StringIO(auditor.get(url, {"format": "csv"}).content.decode())))
+    assert [(r[1], r[-1]) for r in rows[1:]] == [
+        ("case.viewed", "yes"),
+        ("patient.viewed", "yes"),
+        ("audit.viewed", ""),  # the page look just before, still hot
+    ]
+    assert auditor.get(url, {"format": "pdf"}).content.startswith(b"%PDF")
+    look = Event.objects.filter(patient_ref=patient, action="audit.viewed").get()
+    assert look.details["archived"] == 2 and look.details["segments"] >= 1
+    # The other organization's auditor finds nothing of ours in the segments either.
+    other = reverse("patient_report", args=[personas.other_practice.slug, patient])
+    outsider_page = signed_in_client(personas.outsider).get(other).content.decode()
+    assert personas.members["clinician"].email not in outsider_page and "(archived)" in outsider_page
+    assert signed_in_client(personas.members["staff"]).get(url).status_code == 403
+
+
+def test_without_segments_nothing_changes(personas: Personas, patient: str) -> None:
+    auditor = signed_in_client(personas.members["auditor"])
+    url = reverse("patient_report", args=[personas.practice.slug, patient])
+    assert "archived" not in auditor.get(url).content.decode()
+    rows = list(csv.reader(io.StringIO(auditor.get(url, {"format": "csv"}).content.decode())))
+    assert {r[-1] for r in rows[1:]} == {""}
+    assert "archived" not in Event.objects.filter(patient_ref=patient, action="audit.viewed").get().details
