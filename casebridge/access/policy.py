@@ -265,6 +265,22 @@ def case_for(access: OrgAccess, number: str) -> Case:
     return scoped_get(visible_cases(access).select_related("patient", "practice", "lab"), number=number)
 
 
+def receives_deidentified(organization: Organization, case: Case) -> bool:
+    """Whether `organization` gets this case's files de-identified: it received the case from
+    another organization (lab, imaging center) and has De-identification on receipt on. The
+    practice that owns the case always gets the originals."""
+    return case.practice_id != organization.pk and organization.deidentify_on_receipt
+
+
+def originals_withheld(principal: Principal, case: Case) -> bool:
+    """True when every organization through which `principal` sees `case` receives it
+    de-identified: its downloads of the case's files are then de-identified copies. A principal
+    that also sees the case through an organization that gets originals (the practice, or a
+    receiver with the setting off) gets the originals, as it could ask for them there."""
+    seeing = [a for a in principal.accesses(Perm.CASES_VIEW) if visible_cases(a).filter(pk=case.pk).exists()]
+    return bool(seeing) and all(receives_deidentified(a.organization, case) for a in seeing)
+
+
 def _case_file_filter(accesses: list[OrgAccess]) -> Q:
     condition = Q(pk__in=[])
     for access in accesses:
@@ -319,8 +335,14 @@ def owned_uploads(principal: Principal) -> QuerySet[Upload]:
 
 def visible_studies(principal: Principal) -> QuerySet[Study]:
     """Imaging studies a principal may see: those of the cases it may see, in every organization
-    it acts for (a study inherits its case's access, revocation and grace period included)."""
+    it acts for (a study inherits its case's access, revocation and grace period included), but
+    not the cases an organization with De-identification on receipt received."""
     condition = Q(pk__in=[])
     for access in principal.accesses(Perm.CASES_VIEW):
-        condition |= Q(case__in=visible_cases(access).values("pk"))
+        cases = visible_cases(access)
+        if access.organization.deidentify_on_receipt:
+            # DICOMweb serves original instances and their metadata (the patient's name among
+            # them): an organization that receives de-identified copies does not get them there.
+            cases = cases.filter(practice=access.organization)
+        condition |= Q(case__in=cases.values("pk"))
     return Study.objects.filter(condition)

@@ -731,14 +731,19 @@ def download_all(
     left out and listed, and a report of what was removed in the ZIP (casebridge/deid/export.py).
     Always streamed from here: the transfer server cannot de-identify. With `&clean_pixel=1`
     (Clean Pixel Data), DICOM images of a device model your organization has a pixel mask for
-    have its rectangles blanked (deid/pixels.py)."""
+    have its rectangles blanked (deid/pixels.py).
+
+    An organization with De-identification on receipt gets the de-identified ZIP for the cases it
+    received, whatever it asks for (the event says `on_receipt: true`)."""
     access, case = _case(request, number)
     entries = _readable_entries(access, case)
-    if deidentified:
+    on_receipt = policy.receives_deidentified(access.organization, case)
+    if deidentified or on_receipt:
         work = deid_export.plan(entries, Options(), deid_export.case_secret(case))
         if clean_pixel:
             work.masks = masks_for_files(access.organization, [v.stored_object_id for _, v in entries])
-        record_case_opened(access, case, "case.files_downloaded", **work.audit_details())
+        extra = {"on_receipt": True} if on_receipt else {}
+        record_case_opened(access, case, "case.files_downloaded", **work.audit_details(), **extra)
         return deid_export.archive_response(work, f"{case.number}_deidentified.zip")
     record_case_opened(
         access,

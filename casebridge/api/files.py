@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
@@ -17,6 +18,8 @@ from casebridge.api.auth import api_actor, problem
 from casebridge.audit.api import record
 from casebridge.cases import actions as case_actions
 from casebridge.cases.models import Attachment
+from casebridge.deid import export as deid_export
+from casebridge.deid.table import Options
 from casebridge.retention.policies import UnderLegalHold
 from casebridge.vault import api as vault
 from casebridge.vault.http import ByteRange, version_response
@@ -52,11 +55,12 @@ def file_content(request: HttpRequest, file_id: str) -> HttpResponseBase:
     except vault.ObjectUnavailable:
         return problem(404, "Not Found", "no such version")
 
-    def audit(byte_range: ByteRange, action: str = "file.downloaded") -> None:
+    attached = Attachment.objects.filter(stored_object=stored).select_related("case", "stored_object").first()
+    case = attached.case if attached is not None else None
+
+    def audit(byte_range: ByteRange, action: str = "file.downloaded", **extra: object) -> None:
         # A file of a case is PHI: the event names the patient, so the patient's access report
         # (and the case's) finds every download, whoever made it.
-        attachment = Attachment.objects.filter(stored_object=stored).select_related("case").first()
-        case = attachment.case if attachment is not None else None
         record(
             action,
             actor=actor_of(request),
@@ -68,15 +72,48 @@ def file_content(request: HttpRequest, file_id: str) -> HttpResponseBase:
                 "range": list(byte_range) if byte_range else None,
                 "size": version.size,
                 **({"case": case.number} if case is not None else {}),
+                **extra,
             },
         )
 
+    name = attached.download_name(version.version) if attached is not None else None
+    if attached is not None and case is not None and policy.originals_withheld(_principal(request), case):
+        return _deidentified(request, attached, version, audit)
     if request.method == "HEAD":
         # No bytes, but the size, checksum, type and the case's file name of a patient's file.
         audit(None, "file.inspected")
-    attached = Attachment.objects.filter(stored_object=stored).select_related("case", "stored_object").first()
-    name = attached.download_name(version.version) if attached is not None else None
     return version_response(request, stored, version, before_body=audit, refuse=problem, filename=name)
+
+
+def _deidentified(
+    request: HttpRequest, attached: Attachment, version: ObjectVersion, audit: Callable[..., None]
+) -> HttpResponseBase:
+    """A file of a case the caller's organization received with De-identification on receipt:
+    the de-identified copy, made now by deid/export.py exactly as the case's de-identified ZIP and
+    external links make it (Basic Profile, the case secret; nothing stored, the original
+    untouched), whole (a copy has no stable byte offsets to resume from), or a 409 naming why the
+    file cannot be de-identified safely (never the original)."""
+    name = attached.download_name(version.version)
+    work = deid_export.plan([(name, version)], Options(), deid_export.case_secret(attached.case))
+    details = {
+        key: value for key, value in work.audit_details().items() if key in ("deidentified", "profile", "options")
+    }
+    try:
+        if not work.files:
+            raise deid_export.NotDeidentifiable(work.left_out[0]["reason"])
+        if request.method == "HEAD":
+            audit(None, "file.inspected", on_receipt=True, **details)
+            return deid_export.file_response(iter(()), name)
+        content = deid_export.single_file(work)
+    except deid_export.NotDeidentifiable as refusal:
+        return problem(
+            409,
+            "Conflict",
+            f"This file cannot be de-identified safely ({refusal}); your organization receives only "
+            "de-identified copies of the files of cases sent to it.",
+        )
+    audit(None, on_receipt=True, **details)
+    return deid_export.file_response(content, name)
 
 
 def _version_json(version: ObjectVersion) -> dict[str, object]:

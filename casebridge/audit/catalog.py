@@ -94,7 +94,7 @@ register("file.uploaded", "File uploaded")
 register("file.version_added", "New version of a file uploaded")
 register("file.upload.rejected", "Upload refused (type, size, checksum or malware)", sensitive=True)
 register("file.upload.terminated", "Upload cancelled")
-register("file.downloaded", "File downloaded (whole or a byte range)")
+register("file.downloaded", "File downloaded (whole or a byte range; a de-identified copy when details say so)")
 register("file.inspected", "File's size, checksum and type read without its content (HEAD)")
 register("file.destroyed", "File destroyed beyond recovery (crypto-shredded)", sensitive=True)
 register(

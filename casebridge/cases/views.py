@@ -27,6 +27,7 @@ from casebridge.access.policy import (
     case_for,
     case_side,
     readable_files,
+    receives_deidentified,
     scoped_get,
     visible_cases,
 )
@@ -711,6 +712,7 @@ def _files_context(access: OrgAccess, case: Case) -> dict[str, Any]:
     return {
         "attachment_rows": rows,
         "has_masks": bool(masked),
+        "received_deidentified": receives_deidentified(access.organization, case),
         "can_upload": can_upload,
         "upload_kinds": actions.upload_kinds(side),
         "upload_labels": actions.ATTACHMENT_LABELS,

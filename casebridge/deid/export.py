@@ -392,6 +392,15 @@ def preview(work: Plan) -> dict[str, Any]:
     return report
 
 
+def file_response(content: Iterator[bytes], name: str) -> HttpResponseBase:
+    """One de-identified file (from `single_file`), streamed from here under `name`."""
+    response = StreamingHttpResponse(content, content_type="application/octet-stream")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Cache-Control"] = "no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 def archive_response(work: Plan, filename: str) -> HttpResponseBase:
     """The de-identified ZIP, streamed from here (never handed to the transfer server)."""
     report = _report_head(work)

@@ -81,6 +81,21 @@ def update_settings(access: OrgAccess, *, idle_timeout_seconds: int, lab_access_
         record("org.setting.changed", actor=access.actor, organization=org, target=org, details=changes)
 
 
+def update_deidentify_on_receipt(access: OrgAccess, *, enabled: bool) -> bool:
+    """Turn De-identification on receipt on or off (issue 14, item 4); True when it changed.
+    The same permission and audit event as the other settings."""
+    access.require(Perm.ORG_SETTINGS)
+    org = access.organization
+    if org.deidentify_on_receipt == enabled:
+        return False
+    with transaction.atomic():
+        changes = {"deidentify_on_receipt": [org.deidentify_on_receipt, enabled]}
+        org.deidentify_on_receipt = enabled
+        org.save(update_fields=["deidentify_on_receipt"])
+        record("org.setting.changed", actor=access.actor, organization=org, target=org, details=changes)
+    return True
+
+
 ADDRESS_MAX_CHARS = 500
 PHONE_CHARS = frozenset("0123456789+-() .")
 # USPS codes of the states, DC and territories that license dentists.

@@ -46,6 +46,18 @@ class SettingsForm(forms.Form):
     )
 
 
+class ReceiptForm(forms.Form):
+    deidentify_on_receipt = forms.BooleanField(
+        label="De-identify the files of cases we receive",
+        required=False,
+        help_text=(
+            "Your members then see and download de-identified copies of the files of cases another "
+            "organization sends you (DICOM by the Basic Profile of DICOM PS3.15 Annex E; photos, scans "
+            "and PDFs without their metadata). The sender's originals stay untouched."
+        ),
+    )
+
+
 class ProfileForm(forms.Form):
     address = forms.CharField(
         label="Postal address",

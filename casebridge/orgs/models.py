@@ -27,6 +27,10 @@ class Organization(BaseModel):
     # shipped by default, and its phone is how a patient checks that a shared link is genuine.
     address = models.TextField(blank=True)
     phone = models.CharField(max_length=40, blank=True)
+    # De-identification on receipt (issue 14, item 4): members see and download de-identified
+    # copies of the files of cases another organization sent (deid/export.py, made at download
+    # time; the originals stay in the vault). Off by default.
+    deidentify_on_receipt = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return self.name

@@ -27,6 +27,7 @@ from casebridge.orgs.forms import (
     InviteForm,
     PrescriberForm,
     ProfileForm,
+    ReceiptForm,
     RoleForm,
     ServiceAccountForm,
     SettingsForm,
@@ -228,8 +229,9 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
 @org_permission(Perm.ORG_SETTINGS)
 @reauthentication_required(allow_get=True)
 def org_settings(request: HttpRequest) -> HttpResponse:
-    """Two forms on one page, each posting its own `section`: the practice's profile (address,
-    phone) and the security settings (automatic logoff, lab access grace period)."""
+    """Three forms on one page, each posting its own `section`: the practice's profile (address,
+    phone), De-identification on receipt and the security settings (automatic logoff, lab access
+    grace period)."""
     access = _access(request)
     org = access.organization
     # A post naming no section is the security form, the only one this page used to have.
@@ -253,6 +255,19 @@ def org_settings(request: HttpRequest) -> HttpResponse:
             return redirect("org_settings", org.slug)
         except ValidationError as exc:
             _errors(request, exc)
+    receipt_form = ReceiptForm(
+        request.POST if section == "receipt" else None, initial={"deidentify_on_receipt": org.deidentify_on_receipt}
+    )
+    if section == "receipt" and receipt_form.is_valid():
+        enabled = receipt_form.cleaned_data["deidentify_on_receipt"]
+        switched = actions.update_deidentify_on_receipt(access, enabled=enabled)
+        messages.success(
+            request,
+            ("De-identification on receipt is on." if enabled else "De-identification on receipt is off.")
+            if switched
+            else "Nothing was changed.",
+        )
+        return redirect("org_settings", org.slug)
     if section == "profile" and profile_form.is_valid():
         try:
             changed = actions.update_profile(
@@ -267,7 +282,10 @@ def org_settings(request: HttpRequest) -> HttpResponse:
             return redirect("org_settings", org.slug)
     status = 400 if section and (form.errors or profile_form.errors) else 200
     return render(
-        request, "orgs/settings.html", {"form": form, "profile_form": profile_form, "nav": "settings"}, status=status
+        request,
+        "orgs/settings.html",
+        {"form": form, "profile_form": profile_form, "receipt_form": receipt_form, "nav": "settings"},
+        status=status,
     )
 
 

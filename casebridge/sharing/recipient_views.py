@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -247,8 +247,4 @@ def _deidentified_file(request: HttpRequest, link: ExternalLink, attachment: Any
         actions.count_download(link, attachment, None, deidentified=True, options=work.audit_details()["options"])
     except actions.LinkUnavailable:
         return _gone(request)
-    response = StreamingHttpResponse(content, content_type="application/octet-stream")
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    response["Cache-Control"] = "no-store"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return deid_export.file_response(content, name)
