@@ -225,3 +225,55 @@ class ComplianceSetup(models.Model):
 
     def __str__(self) -> str:
         return f"set-up of {self.organization_id}"
+
+
+class BaaDocument(models.Model):
+    """A business associate agreement drafted with the generator (compliance/baa.py) for one
+    connection: the sections as edited, the contractual reporting deadline, final, then signed by
+    both sides; the signed PDF is kept in the vault."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="baa_drafts")
+    connection = models.ForeignKey("orgs.Connection", on_delete=models.CASCADE, related_name="baa_documents")
+    covered_entity = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    business_associate = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    sections = models.JSONField(default=dict)
+    report_days = models.PositiveSmallIntegerField(default=10)
+    expires_on = models.DateField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    finalized_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    signed_at = models.DateTimeField(null=True, blank=True)
+    signed_pdf = models.ForeignKey(
+        "vault.StoredObject", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"BAA {self.pk}"
+
+
+class BaaSignature(models.Model):
+    """One party's signature: who, with the name and title they typed, when (after confirming
+    their identity again)."""
+
+    document = models.ForeignKey(BaaDocument, on_delete=models.CASCADE, related_name="signatures")
+    party = models.CharField(max_length=20)  # covered_entity, business_associate
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=150)
+    title = models.CharField(max_length=150)
+    signed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["signed_at"]
+        constraints = [models.UniqueConstraint(fields=["document", "party"], name="baa_one_signature_per_party")]
+
+    def __str__(self) -> str:
+        return f"{self.party} signature of {self.document_id}"

@@ -39,6 +39,7 @@ from casebridge.accounts.models import ServiceAccount, User
 from casebridge.api.tests.conftest import World, draft_body, ready_case
 from casebridge.audit.alerts import DEFAULT_RULES
 from casebridge.audit.models import Alert, AlertKind
+from casebridge.compliance import baa
 from casebridge.compliance.models import Decision, Incident, TrainingModule
 from casebridge.core.testing import add_member, make_org, make_user, signed_in_client
 from casebridge.imaging.synthetic import dicom_image
@@ -513,6 +514,30 @@ OPERATIONS: list[Op] = [
         ok=(302,),
     ),
     Op(
+        "baa_list",
+        "POST",
+        _org("baas/"),
+        kind="web",
+        body=lambda ctx: {"connection": ctx.ids["connection"]},
+        ok=(302,),
+    ),
+    Op(
+        "baa_detail",
+        "POST",
+        _org("baas/{ctx.ids[baa]}/"),
+        kind="web",
+        body=lambda ctx: {"report_days": "10", "operation": "save"},
+        ok=(302,),
+    ),
+    Op(
+        "baa_sign",
+        "POST",
+        _org("baas/{ctx.ids[baa_final]}/sign/"),
+        kind="web",
+        body=lambda ctx: {"name": "Dana Smile", "title": "Owner"},
+        ok=(302,),
+    ),
+    Op(
         "compliance",
         "POST",
         _org("compliance/"),
@@ -641,6 +666,7 @@ NOT_IN_THE_MATRIX = {
     "incident_letter_pdf": "read-only PDF: compliance/tests/test_letters.py",
     "training_attachment": "read-only document of a module: compliance/tests/test_training_onboarding.py",
     "training_certificate": "read-only PDF of one's own pass: compliance/tests/test_training_onboarding.py",
+    "baa_file": "read-only PDF or Word copy of an agreement: compliance/tests/test_baa.py (other organization)",
     "link_forensics": "read-only page: audit/tests/test_forensics.py",
     "file_forensics": "read-only page: audit/tests/test_forensics.py",
     "person_forensics": "read-only page: audit/tests/test_forensics.py",
@@ -751,6 +777,14 @@ def _prepare(world: World, op: Op) -> Ctx:
     ctx.ids["module"] = str(
         TrainingModule.objects.create(organization=world.practice, title="HIPAA basics", body="Minimum necessary").pk
     )
+    officer = resolve(world.personas.members["compliance_officer"], world.practice)
+    assert officer is not None
+    connection = Connection.objects.get(pk=ctx.ids["connection"])
+    ctx.ids["baa"] = str(baa.draft(officer, connection).pk)
+    final = baa.draft(officer, connection)
+    ctx.ids["baa_final"] = str(
+        baa.save(officer, final, final.sections, report_days=10, expires_on=None, finalize=True).pk
+    )
     ctx.ids["alert"] = str(
         Alert.objects.create(organization=world.practice, kind=AlertKind.MASS_DOWNLOAD, summary="60 files").pk
     )
@@ -856,6 +890,8 @@ WATCHED = [
     "audit.AuditReview",
     "compliance.Incident",
     "compliance.Vendor",
+    "compliance.BaaDocument",
+    "compliance.BaaSignature",
     "compliance.Officers",
     "compliance.TrainingModule",
     "compliance.TrainingCompletion",
