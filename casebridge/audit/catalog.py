@@ -224,4 +224,7 @@ register("compliance.baa.finalized", "Business associate agreement made final (e
 register("compliance.baa.signed", "Business associate agreement signed for one party (name, title, time)")
 register("compliance.baa.completed", "Business associate agreement signed by both: signed PDF kept, connection updated")
 register("compliance.baa.downloaded", "Business associate agreement downloaded (PDF or Word)")
+register("compliance.baa.uploaded", "A vendor's signed business associate agreement stored in the vault")
+register("compliance.baa.document_read", "A vendor's business associate agreement downloaded")
+register("compliance.vendor.reassessed", "Vendor's annual reassessment recorded (result and gaps)")
 register("audit.proof.given", "Merkle inclusion or consistency proof handed to an auditor")

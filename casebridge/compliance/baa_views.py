@@ -19,8 +19,10 @@ from casebridge.access.guards import org_permission
 from casebridge.access.policy import OrgAccess, scoped_get
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
-from casebridge.compliance import baa
-from casebridge.compliance.models import BaaDocument
+from casebridge.audit.api import record
+from casebridge.compliance import baa, vendors
+from casebridge.compliance.models import BaaDocument, Vendor
+from casebridge.kernel.filetypes import FILE_TYPES_BY_NAME
 from casebridge.orgs.models import Connection, ConnectionStatus
 from casebridge.vault import api as vault
 from casebridge.vault.http import ByteRange, version_response
@@ -199,3 +201,79 @@ def _uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def vendor_detail(request: HttpRequest, vendor_id: uuid.UUID) -> HttpResponse:
+    """One vendor: its signed BAA (upload, stored in the vault) and its annual reassessment."""
+    access = org_access_of(request)
+    vendor = scoped_get(Vendor.objects.filter(organization=access.organization), pk=vendor_id)
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        try:
+            if request.POST.get("operation") == "document":
+                upload = request.FILES.get("document")
+                signed = request.POST.get("baa_signed_on", "")
+                try:
+                    signed_on = datetime.date.fromisoformat(signed) if signed else None
+                except ValueError:
+                    raise ValidationError({"baa_signed_on": "Enter the signing date as a date."}) from None
+                vendors.upload_baa(
+                    access,
+                    vendor,
+                    chunks=upload.chunks() if upload is not None else [],
+                    length=(upload.size or 0) if upload is not None else 0,
+                    signed_on=signed_on,
+                )
+                messages.success(request, "Signed BAA stored encrypted; the vendor's BAA is now signed.")
+            else:
+                answers = {key: request.POST.get(key, "") for key, *_ in vendors.QUESTIONS}
+                done = vendors.reassess(access, vendor, answers, request.POST.get("breach_notes", ""))
+                messages.success(
+                    request,
+                    "Reassessment recorded: satisfactory." if not done.gaps else "Reassessment recorded: follow up.",
+                )
+        except ValidationError as exc:
+            errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
+        else:
+            return redirect("vendor_detail", access.organization.slug, vendor.pk)
+    return render(
+        request,
+        "compliance/vendor.html",
+        {
+            "vendor": vendor,
+            "questions": vendors.QUESTIONS,
+            "reassessments": vendor.reassessments.select_related("assessed_by")[:10],
+            "errors": errors,
+            "posted": request.POST,
+            "nav": "vendors",
+        },
+        status=400 if errors else 200,
+    )
+
+
+@org_permission(Perm.COMPLIANCE_MANAGE)
+def vendor_baa_document(request: HttpRequest, vendor_id: uuid.UUID) -> HttpResponseBase:
+    """The vendor's signed BAA from the vault; each download audited."""
+    access = org_access_of(request)
+    vendor = scoped_get(
+        Vendor.objects.filter(organization=access.organization, baa_document__isnull=False), pk=vendor_id
+    )
+    stored = vendor.baa_document
+    assert stored is not None
+    try:
+        version = vault.get_version(stored)
+    except vault.ObjectUnavailable as exc:
+        raise Http404("gone") from exc
+
+    def audit(byte_range: ByteRange) -> None:
+        record(
+            "compliance.baa.document_read",
+            actor=access.actor,
+            organization=access.organization,
+            target=stored,
+            details={"vendor": str(vendor.pk)},
+        )
+
+    name = f"vendor-baa-{str(vendor.pk)[:8]}.{FILE_TYPES_BY_NAME[stored.file_type].extension}"
+    return version_response(request, stored, version, before_body=audit, refuse=_refused, filename=name)

@@ -80,6 +80,10 @@ class Vendor(models.Model):
     reassessment_due = models.DateField(null=True, blank=True)
     notes = models.TextField(blank=True)
     reminded_on = models.DateField(null=True, blank=True)
+    # The signed agreement as uploaded, encrypted in the vault (compliance/vendors.py).
+    baa_document = models.ForeignKey(
+        "vault.StoredObject", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -277,3 +281,22 @@ class BaaSignature(models.Model):
 
     def __str__(self) -> str:
         return f"{self.party} signature of {self.document_id}"
+
+
+class VendorReassessment(models.Model):
+    """The annual reassessment of a vendor (issue 16, item 1): the questionnaire's answers, what
+    falls short, the result and when."""
+
+    vendor = models.ForeignKey(Vendor, on_delete=models.CASCADE, related_name="reassessments")
+    answers = models.JSONField(default=dict)  # question key -> bool
+    breach_notes = models.TextField(blank=True)
+    gaps = models.JSONField(default=list)  # question keys answered the wrong way
+    result = models.CharField(max_length=16)  # satisfactory, follow_up
+    assessed_at = models.DateTimeField(default=timezone.now)
+    assessed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-assessed_at"]
+
+    def __str__(self) -> str:
+        return f"reassessment of {self.vendor_id}"

@@ -18,11 +18,10 @@ from casebridge.access.policy import OrgAccess
 from casebridge.access.roles import Perm
 from casebridge.accounts.models import User
 from casebridge.audit.api import record
+from casebridge.compliance import documents
 from casebridge.compliance.models import TrainingAttachment, TrainingCompletion, TrainingModule
 from casebridge.core.pdf import document, latin
-from casebridge.kernel.filetypes import ACCEPTED_TYPES_MESSAGE, UnsupportedFileType
 from casebridge.orgs.models import Membership, Organization
-from casebridge.vault import api as vault
 
 ATTACHMENT_LIMIT = 50 * 1024 * 1024  # training documents: policies, slides; not scans
 
@@ -115,12 +114,7 @@ def attach(access: OrgAccess, module: TrainingModule, *, title: str, chunks: Any
         errors["document"] = f"Training documents are limited to {ATTACHMENT_LIMIT // (1024 * 1024)} MB."
     if errors:
         raise ValidationError(errors)
-    try:
-        version = vault.put_stream(organization=access.organization, actor=access.actor, chunks=chunks, length=length)
-    except UnsupportedFileType as exc:
-        raise ValidationError({"document": ACCEPTED_TYPES_MESSAGE}) from exc
-    except vault.MalwareFound as exc:
-        raise ValidationError({"document": "The malware scanner refused this file; it was not kept."}) from exc
+    version = documents.store(access, chunks, length)
     with transaction.atomic():
         attachment = TrainingAttachment.objects.create(
             module=module, title=title.strip()[:150], stored_object=version.stored_object, added_by=_person(access)

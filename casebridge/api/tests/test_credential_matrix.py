@@ -40,7 +40,7 @@ from casebridge.api.tests.conftest import World, draft_body, ready_case
 from casebridge.audit.alerts import DEFAULT_RULES
 from casebridge.audit.models import Alert, AlertKind
 from casebridge.compliance import baa
-from casebridge.compliance.models import Decision, Incident, TrainingModule
+from casebridge.compliance.models import Decision, Incident, TrainingModule, Vendor
 from casebridge.core.testing import add_member, make_org, make_user, signed_in_client
 from casebridge.imaging.synthetic import dicom_image
 from casebridge.kernel.tickets import internal_key
@@ -514,6 +514,17 @@ OPERATIONS: list[Op] = [
         ok=(302,),
     ),
     Op(
+        "vendor_detail",
+        "POST",
+        _org("vendors/{ctx.ids[vendor]}/"),
+        kind="web",
+        body=lambda ctx: {
+            "operation": "reassess",
+            **{"security": "yes", "encryption": "yes", "mfa": "yes", "audit": "yes", "breaches": "no"},
+        },
+        ok=(302,),
+    ),
+    Op(
         "baa_list",
         "POST",
         _org("baas/"),
@@ -666,6 +677,7 @@ NOT_IN_THE_MATRIX = {
     "incident_letter_pdf": "read-only PDF: compliance/tests/test_letters.py",
     "training_attachment": "read-only document of a module: compliance/tests/test_training_onboarding.py",
     "training_certificate": "read-only PDF of one's own pass: compliance/tests/test_training_onboarding.py",
+    "vendor_baa_document": "read-only download: compliance/tests/test_vendor_baa.py (other organization, role)",
     "baa_file": "read-only PDF or Word copy of an agreement: compliance/tests/test_baa.py (other organization)",
     "link_forensics": "read-only page: audit/tests/test_forensics.py",
     "file_forensics": "read-only page: audit/tests/test_forensics.py",
@@ -785,6 +797,7 @@ def _prepare(world: World, op: Op) -> Ctx:
     ctx.ids["baa_final"] = str(
         baa.save(officer, final, final.sections, report_days=10, expires_on=None, finalize=True).pk
     )
+    ctx.ids["vendor"] = str(Vendor.objects.create(organization=world.practice, name="CloudStore").pk)
     ctx.ids["alert"] = str(
         Alert.objects.create(organization=world.practice, kind=AlertKind.MASS_DOWNLOAD, summary="60 files").pk
     )
@@ -892,6 +905,7 @@ WATCHED = [
     "compliance.Vendor",
     "compliance.BaaDocument",
     "compliance.BaaSignature",
+    "compliance.VendorReassessment",
     "compliance.Officers",
     "compliance.TrainingModule",
     "compliance.TrainingCompletion",
