@@ -5,7 +5,10 @@ finalize a document that lacks any required provision (empty, a [[placeholder]] 
 no longer says what the provision must say). Once final, each side signs in the app after
 confirming its identity (the views' reauthentication); when both have signed, the signed PDF is
 stored in the vault and the connection's agreement becomes a signed BAA (orgs.actions, the same
-path as recording one by hand, so the BAA gate on the data plane follows it)."""
+path as recording one by hand, so the BAA gate on the data plane follows it). An agreement with
+one of the organization's vendors is generated the same way; the vendor signs outside CaseBridge,
+so the organization's signature keeps the PDF on the vendor, whose BAA stays requested until the
+countersigned copy is uploaded (compliance/vendors.py)."""
 
 from __future__ import annotations
 
@@ -22,11 +25,11 @@ from casebridge.access.policy import OrgAccess
 from casebridge.access.roles import Perm
 from casebridge.accounts.models import User
 from casebridge.audit.api import record
-from casebridge.compliance.models import BaaDocument, BaaSignature
+from casebridge.compliance import documents
+from casebridge.compliance.models import BaaDocument, BaaSignature, BaaStatus, Vendor
 from casebridge.core.pdf import document, latin
 from casebridge.orgs import actions as org_actions
 from casebridge.orgs.models import AgreementBasis, Connection, ConnectionStatus, Organization, OrgKind
-from casebridge.vault import api as vault
 
 PLACEHOLDER = "[["
 TEXT_LIMIT = 6000
@@ -170,9 +173,7 @@ def _party_line(org: Organization) -> str:
     return f"{org.name} ({org.get_kind_display()}){', ' + address if address else ''}"
 
 
-def prefill(connection: Connection, days: int = REPORT_DAYS_DEFAULT) -> dict[str, str]:
-    sides = parties(connection)
-    ce, ba = sides[COVERED_ENTITY].name, sides[BUSINESS_ASSOCIATE].name
+def prefill(ce: str, ba: str, days: int = REPORT_DAYS_DEFAULT) -> dict[str, str]:
     sections = {p.key: p.text.format(ce=ce, ba=ba, days=days) for p in PROVISIONS}
     sections[ADDITIONAL] = ""
     return sections
@@ -202,9 +203,12 @@ def problems(sections: dict[str, str], report_days: int) -> dict[str, str]:
 
 
 def _require_party(access: OrgAccess, doc: BaaDocument) -> None:
-    connection = doc.connection
-    if access.organization.pk not in (connection.requester_id, connection.recipient_id):
+    if access.organization.pk not in (doc.covered_entity_id, doc.business_associate_id):
         raise ValidationError("This agreement belongs to other organizations.")
+
+
+def _target(doc: BaaDocument) -> Any:
+    return doc.connection if doc.connection_id else doc.vendor
 
 
 def draft(access: OrgAccess, connection: Connection) -> BaaDocument:
@@ -216,22 +220,38 @@ def draft(access: OrgAccess, connection: Connection) -> BaaDocument:
     if connection.status == ConnectionStatus.ENDED:
         raise ValidationError("This connection has ended: request a new one first.")
     sides = parties(connection)
+    ce, ba = sides[COVERED_ENTITY], sides[BUSINESS_ASSOCIATE]
+    return _create(access, connection, ba.name, connection=connection, covered_entity=ce, business_associate=ba)
+
+
+def draft_for_vendor(access: OrgAccess, vendor: Vendor) -> BaaDocument:
+    """Start an agreement between the organization (covered entity, or a business associate
+    passing the terms down to its subcontractor) and one of its vendors, pre-filled."""
+    access.require(Perm.COMPLIANCE_MANAGE)
+    org = access.organization
+    if vendor.organization_id != org.pk:
+        raise ValidationError("That vendor is not one of this organization's.")
+    return _create(access, vendor, vendor.name, vendor=vendor, covered_entity=org)
+
+
+def _create(access: OrgAccess, target: Connection | Vendor, ba_name: str, **fields: Any) -> BaaDocument:
+    """The draft, pre-filled with both parties' names, and its audit event."""
+    org = access.organization
     with transaction.atomic():
         doc = BaaDocument.objects.create(
             organization=org,
-            connection=connection,
-            covered_entity=sides[COVERED_ENTITY],
-            business_associate=sides[BUSINESS_ASSOCIATE],
-            sections=prefill(connection),
+            sections=prefill(fields["covered_entity"].name, ba_name),
             report_days=REPORT_DAYS_DEFAULT,
             created_by=_person(access),
+            **fields,
         )
+        kind = "connection" if isinstance(target, Connection) else "vendor"
         record(
             "compliance.baa.drafted",
             actor=access.actor,
             organization=org,
-            target=connection,
-            details={"document": str(doc.pk), "connection": str(connection.pk)},
+            target=target,
+            details={"document": str(doc.pk), kind: str(target.pk)},
         )
     return doc
 
@@ -279,7 +299,7 @@ def save(
             "compliance.baa.finalized" if finalize else "compliance.baa.saved",
             actor=access.actor,
             organization=access.organization,
-            target=doc.connection,
+            target=_target(doc),
             details={"document": str(doc.pk), "report_days": days},
         )
     return doc
@@ -326,7 +346,7 @@ def sign(access: OrgAccess, doc: BaaDocument, *, name: str, title: str) -> BaaSi
             "compliance.baa.signed",
             actor=access.actor,
             organization=access.organization,
-            target=locked.connection,
+            target=_target(locked),
             details={
                 "document": str(locked.pk),
                 "party": party,
@@ -335,21 +355,45 @@ def sign(access: OrgAccess, doc: BaaDocument, *, name: str, title: str) -> BaaSi
                 "signed_at": signature.signed_at.isoformat(),
             },
         )
-        if locked.signatures.count() == 2:
+        if locked.vendor_id is not None:
+            _sent_to_vendor(access, locked)
+        elif locked.signatures.count() == 2:
             _complete(access, locked)
     doc.refresh_from_db()
     return signature
 
 
+def _sent_to_vendor(access: OrgAccess, doc: BaaDocument) -> None:
+    """The organization signed an agreement with a vendor, who signs outside CaseBridge: the PDF
+    with the organization's signature is kept in the vault and on the vendor, whose BAA is now
+    requested until its countersigned copy is uploaded on the vendor's page."""
+    content = pdf_bytes(doc)
+    version = documents.store(access, [content], len(content))
+    doc.signed_pdf = version.stored_object
+    doc.save(update_fields=["signed_pdf"])
+    assert doc.vendor_id is not None
+    vendor = Vendor.objects.select_for_update().get(pk=doc.vendor_id)
+    vendor.baa_document = version.stored_object
+    if vendor.baa_status != BaaStatus.SIGNED:
+        vendor.baa_status = BaaStatus.REQUESTED
+    vendor.save(update_fields=["baa_document", "baa_status"])
+    record(
+        "compliance.baa.completed",
+        actor=access.actor,
+        organization=access.organization,
+        target=vendor,
+        details={"document": str(doc.pk), "stored_object": str(version.stored_object.pk), "vendor": str(vendor.pk)},
+    )
+
+
 def _complete(access: OrgAccess, doc: BaaDocument) -> None:
     """Both signed: keep the signed PDF in the vault, and record the connection's agreement."""
     content = pdf_bytes(doc)
-    version = vault.put_stream(
-        organization=access.organization, actor=access.actor, chunks=[content], length=len(content)
-    )
+    version = documents.store(access, [content], len(content))
     doc.signed_pdf = version.stored_object
     doc.signed_at = timezone.now()
     doc.save(update_fields=["signed_pdf", "signed_at"])
+    assert doc.connection_id is not None
     connection = Connection.objects.select_for_update().get(pk=doc.connection_id)
     org_actions.change_connection_basis(
         access,
@@ -397,9 +441,10 @@ def pdf_bytes(doc: BaaDocument) -> bytes:
 
 
 def _preamble(doc: BaaDocument) -> list[str]:
+    ba = doc.business_associate
     lines = [
         f"Covered entity: {_party_line(doc.covered_entity)}",
-        f"Business associate: {_party_line(doc.business_associate)}",
+        f"Business associate: {_party_line(ba) if ba else doc.business_associate_name}",
         "This agreement sets out the terms 45 CFR 164.504(e) requires of a business associate that "
         "creates, receives, maintains or transmits protected health information for the covered entity.",
     ]
@@ -418,13 +463,21 @@ def _sections(doc: BaaDocument) -> list[tuple[int, str, str, str]]:
 def _signature_lines(doc: BaaDocument) -> list[str]:
     signed = {s.party: s for s in doc.signatures.all()}
     lines = []
-    for party, org in ((COVERED_ENTITY, doc.covered_entity), (BUSINESS_ASSOCIATE, doc.business_associate)):
+    names = ((COVERED_ENTITY, doc.covered_entity.name), (BUSINESS_ASSOCIATE, doc.business_associate_name))
+    for party, name in names:
         s = signed.get(party)
         if s is None:
-            lines.append(f"{PARTY_LABELS[party]} ({org.name}): not signed yet")
+            lines.append(
+                f"{PARTY_LABELS[party]} ({name}): "
+                + (
+                    "sign here: ______________________  Title: ____________  Date: ________"
+                    if doc.vendor_id and party == BUSINESS_ASSOCIATE
+                    else "not signed yet"
+                )
+            )
         else:
             lines.append(
-                f"{PARTY_LABELS[party]} ({org.name}): signed electronically by {s.name}, {s.title}, "
+                f"{PARTY_LABELS[party]} ({name}): signed electronically by {s.name}, {s.title}, "
                 f"on {s.signed_at:%Y-%m-%d %H:%M} UTC after confirming identity"
             )
     return lines
@@ -460,7 +513,7 @@ def printed(access: OrgAccess, doc: BaaDocument, kind: str) -> None:
         "compliance.baa.downloaded",
         actor=access.actor,
         organization=access.organization,
-        target=doc.connection,
+        target=_target(doc),
         details={"document": str(doc.pk), "format": kind, "signed": doc.signed_pdf_id is not None},
     )
 

@@ -31,7 +31,7 @@ from casebridge.vault.http import ByteRange, version_response
 def _documents(access: OrgAccess) -> QuerySet[BaaDocument]:
     org = access.organization
     return BaaDocument.objects.filter(Q(covered_entity=org) | Q(business_associate=org)).select_related(
-        "connection", "covered_entity", "business_associate"
+        "connection", "vendor", "covered_entity", "business_associate"
     )
 
 
@@ -44,8 +44,12 @@ def baa_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
             access.require(Perm.COMPLIANCE_MANAGE)
-            connection = scoped_get(connections, pk=_uuid(request.POST.get("connection", "")))
-            doc = baa.draft(access, connection)
+            if request.POST.get("vendor"):
+                own = Vendor.objects.filter(organization=org)
+                doc = baa.draft_for_vendor(access, scoped_get(own, pk=_uuid(request.POST["vendor"])))
+            else:
+                connection = scoped_get(connections, pk=_uuid(request.POST.get("connection", "")))
+                doc = baa.draft(access, connection)
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
             return redirect("baa_list", org.slug)
@@ -57,6 +61,7 @@ def baa_list(request: HttpRequest) -> HttpResponse:
         {
             "documents": _documents(access),
             "connections": [(c, c.other(org)) for c in connections.select_related("requester", "recipient")],
+            "vendors": Vendor.objects.filter(organization=org) if access.has(Perm.COMPLIANCE_MANAGE) else [],
             "can_draft": access.has(Perm.COMPLIANCE_MANAGE),
             "nav": "vendors",
         },
@@ -119,8 +124,8 @@ def baa_detail(request: HttpRequest, document_id: uuid.UUID) -> HttpResponse:
             "parties": [
                 (label, org, signatures.get(key))
                 for key, label, org in (
-                    (baa.COVERED_ENTITY, "Covered entity", doc.covered_entity),
-                    (baa.BUSINESS_ASSOCIATE, "Business associate", doc.business_associate),
+                    (baa.COVERED_ENTITY, "Covered entity", doc.covered_entity.name),
+                    (baa.BUSINESS_ASSOCIATE, "Business associate", doc.business_associate_name),
                 )
             ],
             "nav": "vendors",
@@ -143,13 +148,14 @@ def baa_sign(request: HttpRequest, document_id: uuid.UUID) -> HttpResponse:
         except ValidationError as exc:
             errors = exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}
         else:
-            done = doc.signed_pdf_id is not None
-            messages.success(
-                request,
-                "Signed by both sides: the signed PDF is kept in the vault and the connection now rests on this BAA."
-                if done
-                else "Signed. The other side signs next.",
-            )
+            doc.refresh_from_db()
+            if doc.vendor_id:
+                said = "Signed: the PDF is kept in the vault; send it to the vendor and upload its countersigned copy."
+            elif doc.signed_at:
+                said = "Signed by both sides: the signed PDF is kept in the vault and the connection rests on this BAA."
+            else:
+                said = "Signed. The other side signs next."
+            messages.success(request, said)
             return redirect("baa_detail", access.organization.slug, doc.pk)
     return render(
         request,

@@ -238,9 +238,16 @@ class BaaDocument(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="baa_drafts")
-    connection = models.ForeignKey("orgs.Connection", on_delete=models.CASCADE, related_name="baa_documents")
+    # Between the two sides of a connection, or between the organization and one of its vendors
+    # (who signs outside CaseBridge: its countersigned copy is uploaded on the vendor's page).
+    connection = models.ForeignKey(
+        "orgs.Connection", null=True, blank=True, on_delete=models.CASCADE, related_name="baa_documents"
+    )
+    vendor = models.ForeignKey(Vendor, null=True, blank=True, on_delete=models.CASCADE, related_name="baa_documents")
     covered_entity = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
-    business_associate = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    business_associate = models.ForeignKey(
+        "orgs.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     sections = models.JSONField(default=dict)
     report_days = models.PositiveSmallIntegerField(default=10)
     expires_on = models.DateField(null=True, blank=True)
@@ -258,9 +265,20 @@ class BaaDocument(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(connection__isnull=False, vendor__isnull=True)
+                | models.Q(connection__isnull=True, vendor__isnull=False),
+                name="baa_connection_or_vendor",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"BAA {self.pk}"
+
+    @property
+    def business_associate_name(self) -> str:
+        return self.business_associate.name if self.business_associate else self.vendor.name if self.vendor else ""
 
 
 class BaaSignature(models.Model):

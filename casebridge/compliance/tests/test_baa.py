@@ -284,3 +284,38 @@ def test_an_ended_connection_gets_no_agreement(personas: Personas, connection: C
     org_actions.end_connection(_access(personas.members["owner"], personas.practice), connection)
     with pytest.raises(ValidationError, match="ended"):
         baa.draft(_access(personas.members["compliance_officer"], personas.practice), connection)
+
+
+def test_an_agreement_with_a_vendor_is_signed_here_and_countersigned_outside(personas: Personas) -> None:
+    from casebridge.compliance.models import BaaStatus, Vendor
+
+    vendor = Vendor.objects.create(organization=personas.practice, name="CloudStore")
+    client = signed_in_client(personas.members["compliance_officer"])
+    response = client.post(reverse("baa_list", args=[personas.practice.slug]), {"vendor": str(vendor.pk)})
+    doc = BaaDocument.objects.get(vendor=vendor)
+    assert response["Location"] == _url(personas, "baa_detail", doc)
+    assert (doc.covered_entity, doc.business_associate, doc.business_associate_name) == (
+        personas.practice,
+        None,
+        "CloudStore",
+    )
+    assert "CloudStore" in doc.sections["subcontractors"]
+    officer = _access(personas.members["compliance_officer"], personas.practice)
+    sections = {**doc.sections, "hhs_books": ""}
+    with pytest.raises(ValidationError, match="Books and records available to HHS"):
+        baa.save(officer, doc, sections, report_days=10, expires_on=None, finalize=True)
+    baa.save(officer, doc, doc.sections, report_days=10, expires_on=None, finalize=True)
+    owner = signed_in_client(personas.members["owner"])
+    assert owner.post(_url(personas, "baa_sign", doc), {"name": "Dana Smile", "title": "Owner"}).status_code == 302
+    vendor.refresh_from_db()
+    doc.refresh_from_db()
+    # Kept in the vault and on the vendor; requested until the vendor's countersigned copy comes.
+    assert vendor.baa_document_id == doc.signed_pdf_id is not None
+    assert vendor.baa_status == BaaStatus.REQUESTED and doc.signed_at is None
+    page = owner.get(_url(personas, "baa_detail", doc)).content.decode()
+    assert "signs outside CaseBridge" in page and "Sign for" not in page
+    assert owner.get(reverse("vendor_baa_document", args=[personas.practice.slug, vendor.pk])).status_code == 200
+    # Another organization cannot draft for this vendor.
+    outsider = signed_in_client(personas.outsider)
+    outside = outsider.post(reverse("baa_list", args=[personas.other_practice.slug]), {"vendor": str(vendor.pk)})
+    assert outside.status_code == 404 and BaaDocument.objects.count() == 1
