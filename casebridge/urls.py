@@ -14,7 +14,7 @@ from casebridge.audit import views as audit_views
 from casebridge.cases import live as case_live
 from casebridge.cases import slip as case_slip
 from casebridge.cases import views as case_views
-from casebridge.compliance import policy_views, request_views
+from casebridge.compliance import baa_views, policy_views, request_views
 from casebridge.compliance import views as compliance_views
 from casebridge.imaging import dicomweb
 from casebridge.imaging import views as imaging_views
@@ -90,6 +90,12 @@ org_patterns = [
     path("audit/patients/<uuid:patient_ref>/", forensics_views.patient_report, name="patient_report"),
     path("incidents/", compliance_views.incident_list, name="incidents"),
     path("vendors/", compliance_views.vendor_list, name="vendors"),
+    path("vendors/<uuid:vendor_id>/", baa_views.vendor_detail, name="vendor_detail"),
+    path("vendors/<uuid:vendor_id>/baa-document/", baa_views.vendor_baa_document, name="vendor_baa_document"),
+    path("baas/", baa_views.baa_list, name="baa_list"),
+    path("baas/<uuid:document_id>/", baa_views.baa_detail, name="baa_detail"),
+    path("baas/<uuid:document_id>/sign/", baa_views.baa_sign, name="baa_sign"),
+    path("baas/<uuid:document_id>.<str:kind>", baa_views.baa_file, name="baa_file"),
     path("training/", compliance_views.training_page, name="training"),
     path("training/<uuid:module_id>/", compliance_views.training_module, name="training_module"),
     path(

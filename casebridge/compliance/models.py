@@ -80,6 +80,10 @@ class Vendor(models.Model):
     reassessment_due = models.DateField(null=True, blank=True)
     notes = models.TextField(blank=True)
     reminded_on = models.DateField(null=True, blank=True)
+    # The signed agreement as uploaded, encrypted in the vault (compliance/vendors.py).
+    baa_document = models.ForeignKey(
+        "vault.StoredObject", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -484,3 +488,92 @@ class ImpactAssessment(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class BaaDocument(models.Model):
+    """A business associate agreement drafted with the generator (compliance/baa.py) for one
+    connection: the sections as edited, the contractual reporting deadline, final, then signed by
+    both sides; the signed PDF is kept in the vault."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="baa_drafts")
+    # Between the two sides of a connection, or between the organization and one of its vendors
+    # (who signs outside CaseBridge: its countersigned copy is uploaded on the vendor's page).
+    connection = models.ForeignKey(
+        "orgs.Connection", null=True, blank=True, on_delete=models.CASCADE, related_name="baa_documents"
+    )
+    vendor = models.ForeignKey(Vendor, null=True, blank=True, on_delete=models.CASCADE, related_name="baa_documents")
+    covered_entity = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    business_associate = models.ForeignKey(
+        "orgs.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    sections = models.JSONField(default=dict)
+    report_days = models.PositiveSmallIntegerField(default=10)
+    expires_on = models.DateField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    finalized_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    signed_at = models.DateTimeField(null=True, blank=True)
+    signed_pdf = models.ForeignKey(
+        "vault.StoredObject", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(connection__isnull=False, vendor__isnull=True)
+                | models.Q(connection__isnull=True, vendor__isnull=False),
+                name="baa_connection_or_vendor",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"BAA {self.pk}"
+
+    @property
+    def business_associate_name(self) -> str:
+        return self.business_associate.name if self.business_associate else self.vendor.name if self.vendor else ""
+
+
+class BaaSignature(models.Model):
+    """One party's signature: who, with the name and title they typed, when (after confirming
+    their identity again)."""
+
+    document = models.ForeignKey(BaaDocument, on_delete=models.CASCADE, related_name="signatures")
+    party = models.CharField(max_length=20)  # covered_entity, business_associate
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=150)
+    title = models.CharField(max_length=150)
+    signed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["signed_at"]
+        constraints = [models.UniqueConstraint(fields=["document", "party"], name="baa_one_signature_per_party")]
+
+    def __str__(self) -> str:
+        return f"{self.party} signature of {self.document_id}"
+
+
+class VendorReassessment(models.Model):
+    """The annual reassessment of a vendor (issue 16, item 1): the questionnaire's answers, what
+    falls short, the result and when."""
+
+    vendor = models.ForeignKey(Vendor, on_delete=models.CASCADE, related_name="reassessments")
+    answers = models.JSONField(default=dict)  # question key -> bool
+    breach_notes = models.TextField(blank=True)
+    gaps = models.JSONField(default=list)  # question keys answered the wrong way
+    result = models.CharField(max_length=16)  # satisfactory, follow_up
+    assessed_at = models.DateTimeField(default=timezone.now)
+    assessed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-assessed_at"]
+
+    def __str__(self) -> str:
+        return f"reassessment of {self.vendor_id}"

@@ -15,8 +15,10 @@ from django.utils import timezone
 
 from casebridge.access.policy import OrgAccess
 from casebridge.access.roles import Perm
+from casebridge.accounts.models import User
 from casebridge.audit.api import record
-from casebridge.compliance.models import BaaStatus, Vendor
+from casebridge.compliance import documents
+from casebridge.compliance.models import BaaStatus, Vendor, VendorReassessment
 from casebridge.core.mail import absolute_url, queue_mail
 from casebridge.orgs.models import Organization
 from casebridge.orgs.queries import compliance_recipients, connections_of
@@ -123,3 +125,92 @@ def remind() -> int:
         Vendor.objects.filter(pk=vendor.pk).update(reminded_on=today)
         told += 1
     return told
+
+
+DOCUMENT_LIMIT = 50 * 1024 * 1024  # a signed agreement: a PDF or a scan of one
+# The annual reassessment: each question, the answer that is in order, and why it is asked.
+QUESTIONS: tuple[tuple[str, str, bool, str], ...] = (
+    (
+        "security",
+        "Does the vendor run a documented security program (risk analysis, policies, a security officer)?",
+        True,
+        "45 CFR 164.308(a)(1), 164.314(a)",
+    ),
+    ("encryption", "Is patient data encrypted at rest and in transit?", True, "45 CFR 164.312(a)(2)(iv), (e)(2)(ii)"),
+    ("mfa", "Is multi-factor authentication required for access to patient data?", True, "45 CFR 164.312(d)"),
+    ("audit", "Does the vendor keep audit logs of access to patient data?", True, "45 CFR 164.312(b)"),
+    (
+        "breaches",
+        "Has the vendor had a breach or security incident involving patient data in the past year?",
+        False,
+        "45 CFR 164.410, 164.314(a)(2)(i)(C)",
+    ),
+)
+REASSESS_EVERY_DAYS = 365
+
+
+def upload_baa(access: OrgAccess, vendor: Vendor, *, chunks: Any, length: int, signed_on: date | None) -> Vendor:
+    """Keep the vendor's signed BAA, encrypted in the vault; the vendor's status becomes signed."""
+    access.require(Perm.COMPLIANCE_MANAGE)
+    if vendor.organization_id != access.organization.pk:
+        raise ValidationError("This vendor belongs to another organization.")
+    errors = {}
+    if length <= 0:
+        errors["document"] = "Choose the signed agreement: this file is empty."
+    elif length > DOCUMENT_LIMIT:
+        errors["document"] = f"Agreements are limited to {DOCUMENT_LIMIT // (1024 * 1024)} MB."
+    if signed_on is None:
+        errors["baa_signed_on"] = "Enter the date the BAA was signed."
+    elif signed_on > timezone.localdate():
+        errors["baa_signed_on"] = "The signing date cannot be in the future."
+    if errors:
+        raise ValidationError(errors)
+    version = documents.put(access, chunks, length)
+    with transaction.atomic():
+        vendor.baa_document = version.stored_object
+        vendor.baa_status = BaaStatus.SIGNED
+        vendor.baa_signed_on = signed_on
+        vendor.save(update_fields=["baa_document", "baa_status", "baa_signed_on"])
+        record(
+            "compliance.baa.uploaded",
+            actor=access.actor,
+            organization=access.organization,
+            target=version.stored_object,
+            details={"vendor": str(vendor.pk), "size": length, "signed_on": str(signed_on)},
+        )
+    return vendor
+
+
+def reassess(access: OrgAccess, vendor: Vendor, answers: dict[str, str], breach_notes: str) -> VendorReassessment:
+    """Record the year's questionnaire: every question answered yes or no; an answer out of order
+    is a gap and the result is 'follow up'. The next reassessment is due a year from today."""
+    access.require(Perm.COMPLIANCE_MANAGE)
+    if vendor.organization_id != access.organization.pk:
+        raise ValidationError("This vendor belongs to another organization.")
+    unanswered = [key for key, *_ in QUESTIONS if answers.get(key) not in ("yes", "no")]
+    if unanswered:
+        raise ValidationError({key: "Answer yes or no." for key in unanswered})
+    given = {key: answers[key] == "yes" for key, *_ in QUESTIONS}
+    if given["breaches"] and not breach_notes.strip():
+        raise ValidationError({"breach_notes": "Say what happened and what the vendor did about it."})
+    gaps = [key for key, _q, good, _c in QUESTIONS if given[key] != good]
+    with transaction.atomic():
+        done = VendorReassessment.objects.create(
+            vendor=vendor,
+            answers=given,
+            breach_notes=breach_notes.strip()[:2000],
+            gaps=gaps,
+            result="follow_up" if gaps else "satisfactory",
+            assessed_by=access.actor if isinstance(access.actor, User) else None,
+        )
+        vendor.reassessment_due = timezone.localdate() + timedelta(days=REASSESS_EVERY_DAYS)
+        vendor.reminded_on = None
+        vendor.save(update_fields=["reassessment_due", "reminded_on"])
+        record(
+            "compliance.vendor.reassessed",
+            actor=access.actor,
+            organization=access.organization,
+            target=vendor,
+            details={"vendor": str(vendor.pk), "result": done.result, "gaps": gaps},
+        )
+    return done

@@ -41,6 +41,7 @@ from casebridge.api.tests.conftest import World, draft_body, ready_case
 from casebridge.audit.alerts import DEFAULT_RULES
 from casebridge.audit.models import Alert, AlertKind
 from casebridge.cases.models import Patient
+from casebridge.compliance import baa
 from casebridge.compliance.models import (
     Decision,
     Incident,
@@ -48,6 +49,7 @@ from casebridge.compliance.models import (
     RiskAssessment,
     SubjectRequest,
     TrainingModule,
+    Vendor,
 )
 from casebridge.core.testing import add_member, make_org, make_user, signed_in_client
 from casebridge.imaging.synthetic import dicom_image
@@ -562,6 +564,41 @@ OPERATIONS: list[Op] = [
         ok=(302,),
     ),
     Op(
+        "vendor_detail",
+        "POST",
+        _org("vendors/{ctx.ids[vendor]}/"),
+        kind="web",
+        body=lambda ctx: {
+            "operation": "reassess",
+            **{"security": "yes", "encryption": "yes", "mfa": "yes", "audit": "yes", "breaches": "no"},
+        },
+        ok=(302,),
+    ),
+    Op(
+        "baa_list",
+        "POST",
+        _org("baas/"),
+        kind="web",
+        body=lambda ctx: {"connection": ctx.ids["connection"]},
+        ok=(302,),
+    ),
+    Op(
+        "baa_detail",
+        "POST",
+        _org("baas/{ctx.ids[baa]}/"),
+        kind="web",
+        body=lambda ctx: {"report_days": "10", "operation": "save"},
+        ok=(302,),
+    ),
+    Op(
+        "baa_sign",
+        "POST",
+        _org("baas/{ctx.ids[baa_final]}/sign/"),
+        kind="web",
+        body=lambda ctx: {"name": "Dana Smile", "title": "Owner"},
+        ok=(302,),
+    ),
+    Op(
         "compliance",
         "POST",
         _org("compliance/"),
@@ -722,6 +759,8 @@ NOT_IN_THE_MATRIX = {
     "risk_evidence": "read-only evidence document: compliance/tests/test_risk.py",
     "risk_report": "read-only PDF: compliance/tests/test_risk.py",
     "training_certificate": "read-only PDF of one's own pass: compliance/tests/test_training_onboarding.py",
+    "vendor_baa_document": "read-only download: compliance/tests/test_vendor_baa.py (other organization, role)",
+    "baa_file": "read-only PDF or Word copy of an agreement: compliance/tests/test_baa.py (other organization)",
     "link_forensics": "read-only page: audit/tests/test_forensics.py",
     "file_forensics": "read-only page: audit/tests/test_forensics.py",
     "person_forensics": "read-only page: audit/tests/test_forensics.py",
@@ -841,6 +880,15 @@ def _prepare(world: World, op: Op) -> Ctx:
     )
     if op.name != "risk_assessments":  # that row starts one: there must be none in progress
         ctx.ids["assessment"] = str(RiskAssessment.objects.create(organization=world.practice).pk)
+    officer = resolve(world.personas.members["compliance_officer"], world.practice)
+    assert officer is not None
+    connection = Connection.objects.get(pk=ctx.ids["connection"])
+    ctx.ids["baa"] = str(baa.draft(officer, connection).pk)
+    final = baa.draft(officer, connection)
+    ctx.ids["baa_final"] = str(
+        baa.save(officer, final, final.sections, report_days=10, expires_on=None, finalize=True).pk
+    )
+    ctx.ids["vendor"] = str(Vendor.objects.create(organization=world.practice, name="CloudStore").pk)
     ctx.ids["alert"] = str(
         Alert.objects.create(organization=world.practice, kind=AlertKind.MASS_DOWNLOAD, summary="60 files").pk
     )
@@ -947,6 +995,9 @@ WATCHED = [
     "audit.AuditReview",
     "compliance.Incident",
     "compliance.Vendor",
+    "compliance.BaaDocument",
+    "compliance.BaaSignature",
+    "compliance.VendorReassessment",
     "compliance.Officers",
     "compliance.TrainingModule",
     "compliance.TrainingCompletion",
