@@ -181,8 +181,9 @@ def gdpr_record_pdf(request: HttpRequest) -> HttpResponse:
     access = org_access_of(request)
     try:
         content = gdpr.record_pdf(access)
-    except ValidationError as exc:
-        raise Http404("the GDPR does not apply") from exc
+    except ValidationError as exc:  # not declared: say what to do on the page that does it
+        messages.error(request, " ".join(exc.messages))
+        return redirect("gdpr", access.organization.slug)
     return _pdf(content, "record-of-processing")
 
 

@@ -35,7 +35,8 @@ def _url(personas: Personas, name: str = "gdpr") -> str:
 
 def test_the_record_comes_from_the_inventory_and_connections(personas: Personas) -> None:
     officer = signed_in_client(personas.members["compliance_officer"])
-    assert officer.get(_url(personas, "gdpr_record_pdf")).status_code == 404  # not declared
+    undeclared = officer.get(_url(personas, "gdpr_record_pdf"))  # not declared: sent to declare it
+    assert undeclared.status_code == 302 and undeclared["Location"] == _url(personas, "gdpr")
     assert officer.post(_url(personas), {**DPIA}).status_code == 400  # not declared: no DPIA either
     assert officer.post(_url(personas), {"operation": "profile", "applies": "on", "contact": ""}).status_code == 400
     assert not GdprProfile.objects.exists()
