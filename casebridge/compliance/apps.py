@@ -7,7 +7,8 @@ class ComplianceConfig(AppConfig):
     verbose_name = "Compliance workspace"
 
     def ready(self) -> None:
-        from casebridge.compliance.vendors import remind
+        from casebridge.compliance import risk, vendors
         from casebridge.core.tasks import register_periodic
 
-        register_periodic("compliance.vendor_reminders", remind)
+        register_periodic("compliance.vendor_reminders", vendors.remind)
+        register_periodic("compliance.risk_reminders", risk.remind)

@@ -243,6 +243,7 @@ class RiskAssessment(models.Model):
     completed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    reminded_on = models.DateField(null=True, blank=True)  # the next one's due date was e-mailed
 
     class Meta:
         ordering = ["-started_at"]

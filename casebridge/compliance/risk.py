@@ -294,6 +294,46 @@ def next_due(organization: Organization) -> date:
     return timezone.localdate(last.completed_at + CADENCE)
 
 
+REMIND_DAYS = 30
+
+
+def remind() -> int:
+    """E-mail the compliance officers once when the yearly assessment falls due within 30 days
+    (run by the worker); starting the next one before then needs no reminder."""
+    from django.urls import reverse
+
+    from casebridge.core.mail import absolute_url, queue_mail
+    from casebridge.orgs.queries import compliance_recipients
+
+    today = timezone.localdate()
+    latest = (
+        RiskAssessment.objects.filter(completed_at__isnull=False, reminded_on__isnull=True)
+        .select_related("organization")
+        .order_by("organization_id", "-completed_at")
+    )
+    told = 0
+    for assessment in latest:
+        organization = assessment.organization
+        if last_completed(organization) != assessment or current(organization) is not None:
+            continue
+        due = next_due(organization)
+        if due - today > timedelta(days=REMIND_DAYS):
+            continue
+        queue_mail(
+            compliance_recipients(organization),
+            "risk_due",
+            {
+                "organization": organization.name,
+                "due": due,
+                "late": max(0, (today - due).days),
+                "link": absolute_url(reverse("risk_assessments", args=[organization.slug])),
+            },
+        )
+        RiskAssessment.objects.filter(pk=assessment.pk).update(reminded_on=today)
+        told += 1
+    return told
+
+
 def overdue_days(organization: Organization) -> int:
     """Days past the yearly due date of the last completed assessment (0 when on time or when
     none was ever completed: the page then asks for the first one)."""

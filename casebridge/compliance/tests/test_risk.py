@@ -10,6 +10,7 @@ import io
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -325,3 +326,25 @@ def test_the_checklist_reads_the_assessment_instead_of_an_attestation_once_one_i
     RiskAssessment.objects.filter(pk=assessment.pk).update(completed_at=timezone.now() - timedelta(days=400))
     late = item()
     assert late.state == dashboard.ATTENTION and "35 days overdue" in late.evidence
+
+
+def test_the_officers_are_told_once_when_the_yearly_assessment_falls_due(
+    personas: Personas, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django.core import mail
+
+    access = _access(personas)
+    assessment = risk.start(access)
+    _answer_by_hand(access, assessment)
+    risk.complete(access, assessment)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert risk.remind() == 0  # due in a year: nothing yet
+    RiskAssessment.objects.filter(pk=assessment.pk).update(completed_at=timezone.now() - timedelta(days=340))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert risk.remind() == 1
+        assert risk.remind() == 0  # once
+    [message] = mail.outbox
+    assert message.to == [personas.members["compliance_officer"].email]
+    assert "Security risk assessment due on" in message.subject and "164.308(a)(1)(ii)(A)" in message.body
+    risk.start(access)  # next year's, started: a new completion resets the reminder for the year after
+    assert RiskAssessment.objects.filter(reminded_on__isnull=True).count() == 1
