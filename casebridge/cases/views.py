@@ -4,7 +4,6 @@ actions each side may take. Views parse input and call cases.actions; the policy
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -53,6 +52,7 @@ from casebridge.cases.models import (
 from casebridge.cases.slip import prescriber_line, signature_line
 from casebridge.cases.templates import TEMPLATES, missing
 from casebridge.core import searches
+from casebridge.core.params import uuid_or_none
 from casebridge.imaging.actions import masks_for_files
 from casebridge.imaging.ingest import metadata_warning
 from casebridge.imaging.models import IngestJob
@@ -687,7 +687,7 @@ def case_imaging_order(request: HttpRequest, number: str) -> HttpResponse:
 
 
 def _imaging_order_action(access: OrgAccess, case: Case, operation: str, order_id: str, text: str) -> str:
-    order = scoped_get(imaging_orders.orders_for(access, case), pk=_uuid_or_none(order_id))
+    order = scoped_get(imaging_orders.orders_for(access, case), pk=uuid_or_none(order_id))
     if operation == "imaging_receive":
         imaging_orders.receive_order(access, order)
         return "Order confirmed: add the study to the case (drop the folder or ZIP under Files), then deliver."
@@ -753,7 +753,7 @@ def case_attach(request: HttpRequest, number: str) -> HttpResponse:
     access = _access(request)
     case = case_for(access, number)
     stored = scoped_get(
-        readable_files(_principal(request), access.organization), pk=_uuid_or_none(request.POST.get("file", ""))
+        readable_files(_principal(request), access.organization), pk=uuid_or_none(request.POST.get("file", ""))
     )
     try:
         attachment = actions.attach_file(
@@ -765,10 +765,3 @@ def case_attach(request: HttpRequest, number: str) -> HttpResponse:
     return JsonResponse(
         {"name": name, "kind": attachment.get_kind_display(), "warning": metadata_warning(stored.file_type)}
     )
-
-
-def _uuid_or_none(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None

@@ -22,6 +22,7 @@ from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.compliance import baa, vendors
 from casebridge.compliance.models import BaaDocument, Vendor
+from casebridge.core.params import uuid_or_none
 from casebridge.kernel.filetypes import FILE_TYPES_BY_NAME
 from casebridge.orgs.models import Connection, ConnectionStatus
 from casebridge.vault import api as vault
@@ -46,9 +47,9 @@ def baa_list(request: HttpRequest) -> HttpResponse:
             access.require(Perm.COMPLIANCE_MANAGE)
             if request.POST.get("vendor"):
                 own = Vendor.objects.filter(organization=org)
-                doc = baa.draft_for_vendor(access, scoped_get(own, pk=_uuid(request.POST["vendor"])))
+                doc = baa.draft_for_vendor(access, scoped_get(own, pk=uuid_or_none(request.POST["vendor"])))
             else:
-                connection = scoped_get(connections, pk=_uuid(request.POST.get("connection", "")))
+                connection = scoped_get(connections, pk=uuid_or_none(request.POST.get("connection", "")))
                 doc = baa.draft(access, connection)
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
@@ -200,13 +201,6 @@ def baa_file(request: HttpRequest, document_id: uuid.UUID, kind: str) -> HttpRes
 
 def _refused(status: int, title: str, detail: str) -> HttpResponse:
     return HttpResponse(detail, status=status, content_type="text/plain")
-
-
-def _uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 @org_permission(Perm.COMPLIANCE_MANAGE)

@@ -4,8 +4,6 @@ records."""
 
 from __future__ import annotations
 
-import uuid
-
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -19,6 +17,7 @@ from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
 from casebridge.compliance import dashboard, gdpr, policies
 from casebridge.compliance.models import ImpactAssessment, Incident, Policy, PolicyKind, PolicyVersion
+from casebridge.core.params import uuid_or_none
 
 
 def _kind(kind: str) -> str:
@@ -65,7 +64,7 @@ def policy_detail(request: HttpRequest, kind: str) -> HttpResponse:
                 access.require(Perm.COMPLIANCE_MANAGE)
                 version = scoped_get(
                     PolicyVersion.objects.filter(policy__organization=org, policy__kind=kind),
-                    pk=_uuid(request.POST.get("version", "")),
+                    pk=uuid_or_none(request.POST.get("version", "")),
                 )
                 policies.approve(access, version)
                 messages.success(request, f"Version {version.number} approved: it is in effect now.")
@@ -99,13 +98,6 @@ def policy_detail(request: HttpRequest, kind: str) -> HttpResponse:
         },
         status=400 if errors else 200,
     )
-
-
-def _uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 @org_permission(Perm.COMPLIANCE_MANAGE)

@@ -35,6 +35,7 @@ from casebridge.compliance.models import (
     TrainingModule,
     Vendor,
 )
+from casebridge.core.params import uuid_or_none
 from casebridge.kernel.filetypes import FILE_TYPES_BY_NAME
 from casebridge.orgs.models import Membership
 from casebridge.vault import api as vault
@@ -174,7 +175,9 @@ def vendor_list(request: HttpRequest) -> HttpResponse:
     access = org_access_of(request)
     editing = None
     if request.method == "POST" and request.POST.get("vendor"):
-        editing = scoped_get(Vendor.objects.filter(organization=access.organization), pk=_uuid(request.POST["vendor"]))
+        editing = scoped_get(
+            Vendor.objects.filter(organization=access.organization), pk=uuid_or_none(request.POST["vendor"])
+        )
     form = VendorForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -196,13 +199,6 @@ def vendor_list(request: HttpRequest) -> HttpResponse:
         },
         status=400 if request.method == "POST" else 200,
     )
-
-
-def _uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 @org_permission(Perm.COMPLIANCE_MANAGE)
@@ -242,7 +238,9 @@ def compliance_setup(request: HttpRequest) -> HttpResponse:
                 added = wizard.add_starter_vendors(access, request.POST.getlist("vendors"))
                 messages.success(request, f"{added} system{'s' if added != 1 else ''} added to your inventory.")
             elif operation == "baa":
-                vendor = scoped_get(Vendor.objects.filter(organization=org), pk=_uuid(request.POST.get("vendor", "")))
+                vendor = scoped_get(
+                    Vendor.objects.filter(organization=org), pk=uuid_or_none(request.POST.get("vendor", ""))
+                )
                 signed = request.POST.get("baa_signed_on") or None
                 wizard.set_baa_status(
                     access,
@@ -570,7 +568,9 @@ def risk_assessment(request: HttpRequest, assessment_id: uuid.UUID) -> HttpRespo
             elif operation == "entry":
                 entry = None
                 if request.POST.get("entry"):
-                    entry = scoped_get(RiskEntry.objects.filter(assessment=assessment), pk=_uuid(request.POST["entry"]))
+                    entry = scoped_get(
+                        RiskEntry.objects.filter(assessment=assessment), pk=uuid_or_none(request.POST["entry"])
+                    )
                 if not entry_form.is_valid():
                     raise ValidationError(
                         [

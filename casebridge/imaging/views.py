@@ -32,6 +32,7 @@ from casebridge.access.roles import Perm
 from casebridge.audit.api import record
 from casebridge.audit.exposure import record_case_opened
 from casebridge.cases.models import Attachment, AttachmentKind, Case
+from casebridge.core.params import uuid_or_none
 from casebridge.deid.pixels import format_regions, preview_png
 from casebridge.imaging import actions as imaging_actions
 from casebridge.imaging.actions import masks_for_files
@@ -406,7 +407,7 @@ def pixel_masks(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
             if request.POST.get("operation") == "delete":
-                imaging_actions.delete_pixel_mask(access, _uuid_or_none(request.POST.get("mask", "")))
+                imaging_actions.delete_pixel_mask(access, uuid_or_none(request.POST.get("mask", "")))
                 messages.success(request, "Mask deleted.")
             else:
                 values = {key: request.POST.get(key, "") for key in values}
@@ -433,13 +434,6 @@ def pixel_masks(request: HttpRequest) -> HttpResponse:
         {"masks": masks, "devices": list(devices), "values": values, "errors": errors, "nav": "settings"},
         status=400 if errors else 200,
     )
-
-
-def _uuid_or_none(value: str) -> UUID | None:
-    try:
-        return UUID(value)
-    except ValueError:
-        return None
 
 
 @require_GET

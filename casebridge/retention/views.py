@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET
 from casebridge.access.guards import org_permission
 from casebridge.access.requests import org_access_of
 from casebridge.access.roles import Perm
+from casebridge.core.params import uuid_or_none
 from casebridge.retention import policies
 from casebridge.retention.models import (
     BackupRun,
@@ -178,7 +179,7 @@ def _apply(access: Any, operation: str, post: Any) -> str:
         policies.place_hold(access, reason=post.get("reason", ""), case=case)
         return f"Legal hold placed on {case.number}."
     if operation == "lift":
-        hold_id = _uuid(post.get("hold", ""))
+        hold_id = uuid_or_none(post.get("hold", ""))
         hold = (
             LegalHold.objects.filter(organization=access.organization, pk=hold_id, lifted_at__isnull=True).first()
             if hold_id is not None
@@ -198,13 +199,6 @@ def _apply(access: Any, operation: str, post: Any) -> str:
         policies.postpone(access, until=until, reason=post.get("reason", ""))
         return f"Nothing will be destroyed before {until:%Y-%m-%d}."
     raise ValidationError("Unknown operation.")
-
-
-def _uuid(value: str) -> UUID | None:
-    try:
-        return UUID(value)
-    except ValueError:
-        return None
 
 
 @require_GET
