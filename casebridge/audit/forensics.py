@@ -43,7 +43,7 @@ def _events(query: Q, organization: Organization) -> list[Event]:
     return list(Event.objects.filter(query, organization_id=organization.pk).order_by("occurred_at", "id")[:LIMIT])
 
 
-def link_activity(organization: Organization, link_id: uuid.UUID) -> Activity:
+def link_activity(organization: Organization, link_id: uuid.UUID, include_archive: bool = False) -> Activity:
     link = ExternalLink.objects.filter(pk=link_id, case__practice=organization).select_related("case").first()
     if link is None:
         raise Http404("no such link")
@@ -55,25 +55,45 @@ def link_activity(organization: Organization, link_id: uuid.UUID) -> Activity:
         ("Wrong codes", str(link.failed_attempts)),
         ("State", "revoked" if link.revoked_at else "locked" if link.locked_at else "active"),
     ]
-    events = _events(Q(target_id=str(link.pk)), organization)
-    return Activity("External link", str(link.pk), events, [], facts)
+    wanted = str(link.pk)
+    events = _events(Q(target_id=wanted), organization)
+    note = ""
+    if include_archive:  # the same question of the segments (events older than 13 months)
+        reading = history.combined(
+            events, Filters(organization=str(organization.pk)), limit=LIMIT, keep=lambda v: v["target_id"] == wanted
+        )
+        events, note = reading.events, reading.note
+    return Activity("External link", wanted, events, [], facts, note)
 
 
-def file_activity(organization: Organization, file_id: uuid.UUID) -> Activity:
-    named = _events(Q(target_id=str(file_id)), organization)
+def _names_file(details: object, wanted: str) -> bool:
+    """An event that names the file in its details (a ZIP's `files`, a link's `file`)."""
+    return isinstance(details, dict) and (details.get("file") == wanted or wanted in (details.get("files") or []))
+
+
+def file_activity(organization: Organization, file_id: uuid.UUID, include_archive: bool = False) -> Activity:
     wanted = str(file_id)
+    named = _events(Q(target_id=wanted), organization)
     recent = Event.objects.filter(organization_id=organization.pk, action__in=DETAIL_DOWNLOADS).order_by("-id")
-    archives = [
-        e for e in recent[:LIMIT] if e.details.get("file") == wanted or wanted in (e.details.get("files") or [])
-    ]
+    archives = [e for e in recent[:LIMIT] if _names_file(e.details, wanted)]
     events = sorted(named + archives, key=lambda e: (e.occurred_at, e.pk))
+    note = ""
+    if include_archive or not events:  # nothing recent names it: its history is in the archive, if anywhere
+        reading = history.combined(
+            events,
+            Filters(organization=str(organization.pk)),
+            limit=LIMIT,
+            keep=lambda v: (
+                v["target_id"] == wanted or (v["action"] in DETAIL_DOWNLOADS and _names_file(v.get("details"), wanted))
+            ),
+        )
+        events, note = reading.events, reading.note
     if not events:
         raise Http404("no such file in this organization's log")
     ranges = sum(1 for e in events if isinstance(e.details, dict) and e.details.get("range"))
     downloads = sum(1 for e in events if "downloaded" in e.action)
-    return Activity(
-        "File", str(file_id), events, [], [("Downloads", str(downloads)), ("Partial (ranges)", str(ranges))]
-    )
+    facts = [("Downloads", str(downloads)), ("Partial (ranges)", str(ranges))]
+    return Activity("File", wanted, events, [], facts, note)
 
 
 def person_activity(organization: Organization, user_id: uuid.UUID, include_archive: bool = False) -> Activity:

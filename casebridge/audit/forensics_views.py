@@ -56,26 +56,33 @@ def _render(
     )
 
 
+def _with_archive(
+    request: HttpRequest, kind: str, subject: uuid.UUID, build: Callable[..., forensics.Activity]
+) -> HttpResponse:
+    """A forensics page whose `?archive=1` also reads the events older than 13 months."""
+    wanted = request.GET.get("archive") == "1"
+    return _page(
+        request,
+        kind,
+        subject,
+        lambda organization, about: build(organization, about, include_archive=wanted),
+        archive_option=True,
+    )
+
+
 @org_permission(Perm.AUDIT_VIEW)
 def link_forensics(request: HttpRequest, link_id: uuid.UUID) -> HttpResponse:
-    return _page(request, "link", link_id, forensics.link_activity)
+    return _with_archive(request, "link", link_id, forensics.link_activity)
 
 
 @org_permission(Perm.AUDIT_VIEW)
 def file_forensics(request: HttpRequest, file_id: uuid.UUID) -> HttpResponse:
-    return _page(request, "file", file_id, forensics.file_activity)
+    return _with_archive(request, "file", file_id, forensics.file_activity)
 
 
 @org_permission(Perm.AUDIT_VIEW)
 def person_forensics(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
-    wanted = request.GET.get("archive") == "1"
-    return _page(
-        request,
-        "person",
-        user_id,
-        lambda organization, subject: forensics.person_activity(organization, subject, include_archive=wanted),
-        archive_option=True,
-    )
+    return _with_archive(request, "person", user_id, forensics.person_activity)
 
 
 @org_permission(Perm.AUDIT_VIEW)
