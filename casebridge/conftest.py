@@ -12,7 +12,14 @@ from django.db import connection
 from pytest_django.fixtures import Settings
 
 from casebridge.audit import triggers
-from casebridge.core.browser_testing import browser, https_site, new_context, page, site  # noqa: F401 (fixtures)
+from casebridge.core.browser_testing import (  # noqa: F401 (fixtures)
+    browser,
+    https_site,
+    new_context,
+    page,
+    server_idle,
+    site,
+)
 from casebridge.core.testing import Personas, build_personas, require
 
 _state = {"triggers_removed": False}

@@ -8,6 +8,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -89,6 +90,16 @@ def site(transactional_db: None, live_server: object, settings: object) -> Itera
     if gate is not None:
         with gate.lock:
             pass
+
+
+@pytest.fixture
+def server_idle(site: str, live_server: object) -> Callable[[], AbstractContextManager[object]]:
+    """`with server_idle():` around a test's own writes while pages may still be loading (a
+    page's poll or pictures). Under SQLite they share the server's one connection: the write
+    waits until no request is in progress and holds the next ones off ("database table is
+    locked" otherwise). Under PostgreSQL it does nothing."""
+    gate = _serialize_under_sqlite(live_server)
+    return (lambda: gate.lock) if gate is not None else nullcontext
 
 
 class _TLSServer(ThreadedWSGIServer):
