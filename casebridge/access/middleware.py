@@ -51,6 +51,7 @@ class AccessRefusalMiddleware:
                 return to_onboarding(request, access.organization.slug)
             # Raised here, Django answers it exactly as a guard's PermissionDenied: its 403 page,
             # which says the action's own reason when it gave one (a restricted patient...).
+            # An attribute of the request, like guards.py's request.org_access (Django types it not).
             request.refusal_reason = exception.reason  # type: ignore[attr-defined]
             raise PermissionDenied(str(exception)) from exception
         return None

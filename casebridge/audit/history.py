@@ -70,7 +70,7 @@ def as_event(values: dict[str, Any]) -> Event:
     for name in ("organization_id", "emergency_access_id"):
         if values[name]:
             setattr(event, name, uuid.UUID(values[name]))
-    event.archived = True  # type: ignore[attr-defined]
+    event.archived = True
     return event
 
 

@@ -35,6 +35,10 @@ class ActorType(models.TextChoices):
 
 
 class Event(models.Model):
+    # Not a column: True on the unsaved copies audit/history.py builds from archive segments, so
+    # pages and exports can mark them "(archived)".
+    archived = False
+
     id = models.BigAutoField(primary_key=True)
     occurred_at = models.DateTimeField(db_default=Now())
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)

@@ -48,10 +48,10 @@ def test_attach_records_what_de_identification_would_remove_and_the_case_page_sh
 
     assert _recorded(dicom_id) == {"present": ["UIDs", "patient ID", "patient name"], "removed_on_attach": []}
     tiff = _recorded(tiff_id)
-    assert {"GPS location", "camera maker notes", "embedded thumbnail"} <= set(tiff["present"])  # type: ignore[arg-type]
+    assert {"GPS location", "camera maker notes", "embedded thumbnail"} <= set(tiff["present"])
     # the JPEG was cleaned when attached: nothing left, and the page says what went
     jpeg = _recorded(jpeg_id)
-    assert jpeg["present"] == [] and {"GPS location", "camera make and model"} <= set(jpeg["removed_on_attach"])  # type: ignore[arg-type]
+    assert jpeg["present"] == [] and {"GPS location", "camera make and model"} <= set(jpeg["removed_on_attach"])
 
     client = signed_in_client(world.personas.members["clinician"])
     page = client.get(reverse("case_detail", args=[world.practice.slug, number])).content.decode()

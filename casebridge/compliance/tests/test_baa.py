@@ -29,7 +29,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _access(user: User, org: object) -> OrgAccess:
-    access = resolve(user, org)  # type: ignore[arg-type]
+    access = resolve(user, org)
     assert access is not None
     return access
 
@@ -48,7 +48,7 @@ def _final(personas: Personas, connection: Connection) -> BaaDocument:
 
 
 def _url(personas: Personas, name: str, doc: BaaDocument, org: object = None) -> str:
-    return reverse(name, args=[(org or personas.practice).slug, doc.pk])  # type: ignore[attr-defined]
+    return reverse(name, args=[(org or personas.practice).slug, doc.pk])
 
 
 def test_the_draft_is_filled_from_both_organizations_with_every_provision_cited(

@@ -186,7 +186,7 @@ def test_the_copy_holds_every_case_file_message_and_disclosure_with_an_index(
 
     assert response.status_code == 200
     assert "Jane" not in response["Content-Disposition"]
-    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))  # type: ignore[attr-defined]
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
     names = archive.namelist()
     index = json.loads(archive.read("index.json"))
     assert index["cases"] == [case.number]  # only this patient's cases

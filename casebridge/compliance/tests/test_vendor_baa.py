@@ -47,7 +47,7 @@ def test_the_signed_baa_is_stored_and_its_download_audited(personas: Personas, v
     assert str(vendor.baa_signed_on) == signed
     download = client.get(_url(personas, "vendor_baa_document", vendor))
     assert download.status_code == 200
-    assert b"".join(download.streaming_content) == PDF  # type: ignore[attr-defined]
+    assert b"".join(download.streaming_content) == PDF
     read = Event.objects.get(action="compliance.baa.document_read")
     assert read.details == {"vendor": str(vendor.pk)}
     assert Event.objects.filter(action="compliance.baa.uploaded").count() == 1
