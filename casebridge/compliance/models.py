@@ -168,21 +168,28 @@ class TrainingModule(models.Model):
         return self.title
 
 
-class TrainingAttachment(models.Model):
-    """A document that goes with a module (a policy, a slide deck), stored encrypted in the vault."""
+class StoredDocument(models.Model):
+    """A titled document kept encrypted in the vault beside a compliance record (a module's
+    slides, a risk answer's evidence); compliance/documents.py stores and serves them."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    module = models.ForeignKey(TrainingModule, on_delete=models.CASCADE, related_name="attachments")
     title = models.CharField(max_length=150)
     stored_object = models.ForeignKey("vault.StoredObject", on_delete=models.PROTECT, related_name="+")
     added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     added_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        abstract = True
         ordering = ["title"]
 
     def __str__(self) -> str:
         return self.title
+
+
+class TrainingAttachment(StoredDocument):
+    """A document that goes with a module (a policy, a slide deck)."""
+
+    module = models.ForeignKey(TrainingModule, on_delete=models.CASCADE, related_name="attachments")
 
 
 class TrainingCompletion(models.Model):
@@ -273,23 +280,11 @@ class RiskAnswer(models.Model):
         return f"{self.question}: {self.answer}"
 
 
-class RiskEvidence(models.Model):
-    """A document that supports an answer (a policy, a photo of a locked server room), stored
-    encrypted in the vault."""
+class RiskEvidence(StoredDocument):
+    """A document that supports an answer (a policy, a photo of a locked server room)."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     assessment = models.ForeignKey(RiskAssessment, on_delete=models.CASCADE, related_name="evidence")
     question = models.CharField(max_length=40)
-    title = models.CharField(max_length=150)
-    stored_object = models.ForeignKey("vault.StoredObject", on_delete=models.PROTECT, related_name="+")
-    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    added_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["title"]
-
-    def __str__(self) -> str:
-        return self.title
 
 
 class RiskStatus(models.TextChoices):
