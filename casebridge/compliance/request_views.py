@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+from allauth.account.decorators import reauthentication_required
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -82,7 +83,14 @@ def _request_of(request: HttpRequest, request_id: uuid.UUID) -> SubjectRequest:
     )
 
 
+def _erasing(request: HttpRequest) -> bool:
+    return request.method == "POST" and request.POST.get("operation") == "erase"
+
+
 @org_permission(Perm.COMPLIANCE_MANAGE)
+# Erasure crypto-shreds a patient's files: whoever asks confirms who they are first (as for
+# signing a BAA or changing roles); the page's other actions only record a decision.
+@reauthentication_required(enabled=_erasing)
 def request_detail(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
     access = org_access_of(request)
     item = _request_of(request, request_id)

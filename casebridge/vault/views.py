@@ -10,6 +10,7 @@ import json
 import uuid
 from uuid import UUID
 
+from allauth.account.decorators import reauthentication_required
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -142,6 +143,7 @@ def file_attach(request: HttpRequest, file_id: UUID) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @org_permission(Perm.FILES_UPLOAD)
+@reauthentication_required(allow_get=True)  # destruction cannot be undone: confirm identity first
 def file_destroy(request: HttpRequest, file_id: UUID) -> HttpResponse:
     """Delete a file no case uses, after a confirmation with the reason: the API's destruction
     (`destroy_file`: who may destroy what, legal holds, crypto-shredding, the audit event).

@@ -9,6 +9,7 @@ import csv
 import hashlib
 import io
 import json
+import time
 import zipfile
 from datetime import date, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from casebridge.access.policy import Forbidden, OrgAccess, resolve, sharing_refusal
+from casebridge.accounts.middleware import SESSION_AUTH_AT
 from casebridge.audit.models import Event
 from casebridge.cases import actions as case_actions
 from casebridge.cases.models import Case, Message, Patient, Status
@@ -279,6 +281,30 @@ def test_an_allowed_erasure_shreds_through_the_retention_path(personas: Personas
     assert Case.objects.get(pk=kept.pk).patient.name == "John Doe"
     with pytest.raises(ValidationError, match="already decided"):
         requests.erase(_officer(personas), made)
+
+
+@pytest.mark.django_db
+def test_erasing_asks_an_officer_who_signed_in_a_while_ago_to_confirm_their_identity_first(
+    personas: Personas, owner: OrgAccess
+) -> None:
+    policies.set_policy(owner, RecordType.CASE_FILES, 6 * 365, "US-TX")
+    case = _closed_case(owner, "Jane Roe", 8 * YEAR)
+    made = _request(personas, case, RequestKind.ERASURE)
+    client = signed_in_client(personas.members["compliance_officer"], reauthenticated=False)
+    session = client.session
+    session[SESSION_AUTH_AT] = time.time() - 600  # signed in ten minutes ago, identity not confirmed since
+    session.save()
+    url = reverse("subject_request", args=[personas.practice.slug, made.pk])
+
+    assert client.get(url).status_code == 200  # reading the request needs nothing more
+    assert client.post(url, {"operation": "extend", "text": "Records are at a second site."}).status_code == 302
+    response = client.post(url, {"operation": "erase"})
+
+    assert response.status_code == 302 and reverse("account_reauthenticate") in response["Location"]
+    made.refresh_from_db()
+    assert made.status == RequestStatus.EXTENDED  # the extension was recorded, the erasure was not
+    assert all(f.destroyed_at is None for f in StoredObject.objects.filter(attachment__case=case))
+    assert not DestructionCertificate.objects.exists()
 
 
 # --- restriction -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ destruction, only for a file no case uses. Constant queries whatever the number 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries
 
 from casebridge.access.policy import OrgAccess, resolve
+from casebridge.accounts.middleware import SESSION_AUTH_AT
 from casebridge.accounts.models import ServiceAccount, User
 from casebridge.audit.models import Event
 from casebridge.cases import actions
@@ -462,6 +464,25 @@ def test_an_unused_upload_is_deleted_after_confirming_with_a_reason(
     assert event.details["reason"] == "Uploaded twice" and event.actor_id == str(staff.actor.pk)
     assert row_of(done.content.decode(), upload) == ""
     assert client.post(url, {"reason": "Uploaded twice"}).status_code == 404  # gone
+
+
+def test_deleting_asks_whoever_signed_in_a_while_ago_to_confirm_their_identity_first(
+    personas: Personas, inbox: tuple[OrgAccess, StoredObject, Case]
+) -> None:
+    _staff, upload, _case = inbox
+    client = signed_in_client(personas.members["staff"], reauthenticated=False)
+    session = client.session
+    session[SESSION_AUTH_AT] = time.time() - 600  # signed in ten minutes ago, identity not confirmed since
+    session.save()
+    url = delete_url(personas.practice, upload)
+
+    assert "Delete this file?" in client.get(url).content.decode()  # looking needs nothing more
+    response = client.post(url, {"reason": "Uploaded twice"})
+
+    assert response.status_code == 302 and reverse("account_reauthenticate") in response["Location"]
+    upload.refresh_from_db()
+    assert upload.destroyed_at is None
+    assert not Event.objects.filter(action="file.destroyed").exists()
 
 
 def test_an_owner_deletes_a_colleagues_forgotten_upload_but_a_colleague_cannot(
