@@ -228,15 +228,23 @@ register("compliance.risk.entry_saved", "Risk register entry added or changed (s
 register("compliance.risk.completed", "Security risk assessment completed (answers frozen, next one due in a year)")
 register("compliance.risk.report", "Security risk assessment report printed (PDF)")
 register(
-    "compliance.request.registered", "Patient's request registered (access, erasure or restriction) with its deadline"
+    "compliance.request.registered",
+    "Patient's request registered (access, erasure, restriction or amendment) with its deadline",
 )
 register("compliance.request.extended", "Patient's request deadline extended once, with the written reason")
 register(
     "compliance.request.exported", "Copy of everything held about a patient downloaded (access request)", sensitive=True
 )
-register("compliance.request.completed", "Patient's request done (copy given, restriction agreed, files erased)")
+register(
+    "compliance.request.completed",
+    "Patient's request done (copy given, restriction agreed, files erased, amendment appended to the record)",
+)
 register("compliance.request.refused", "Patient's request refused, with the reason (officer, law or retention)")
 register("compliance.request.restriction_lifted", "Patient's restriction of sharing lifted")
+register(
+    "compliance.request.disagreement",
+    "Patient's statement of disagreement with a refused amendment recorded and appended to the record",
+)
 register("compliance.policy.saved", "Policy saved as a new version (earlier versions kept)")
 register("compliance.policy.approved", "Policy version approved: in effect from now")
 register("compliance.policy.acknowledged", "Member acknowledged the policy version in effect")

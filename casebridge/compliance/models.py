@@ -328,6 +328,7 @@ class RequestKind(models.TextChoices):
     ACCESS = "access", "Access: a copy of everything held"
     ERASURE = "erasure", "Erasure"
     RESTRICTION = "restriction", "Restriction of sharing"
+    AMENDMENT = "amendment", "Amendment: correct the record"
 
 
 class RequestStatus(models.TextChoices):
@@ -339,10 +340,10 @@ class RequestStatus(models.TextChoices):
 
 class SubjectRequest(models.Model):
     """A patient's request about their own data (compliance/subject_requests.py): a copy of it
-    (HIPAA 164.524, GDPR Art. 15), its erasure (GDPR Art. 17) or a restriction of its sharing
-    (HIPAA 164.522(a), GDPR Art. 18), with the deadline the law sets and the decision with its
-    reason. A restriction in effect (done, not lifted) stops new sharing of the patient's cases
-    (access/policy.py)."""
+    (HIPAA 164.524, GDPR Art. 15), its erasure (GDPR Art. 17), a restriction of its sharing
+    (HIPAA 164.522(a), GDPR Art. 18) or an amendment (HIPAA 164.526, GDPR Art. 16), with the
+    deadline the law sets and the decision with its reason. A restriction in effect (done, not
+    lifted) stops new sharing of the patient's cases (access/policy.py)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey("orgs.Organization", on_delete=models.PROTECT, related_name="subject_requests")
@@ -359,6 +360,9 @@ class SubjectRequest(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     lifted_at = models.DateTimeField(null=True, blank=True)  # a restriction ended
+    # An amendment refused: the patient's statement of disagreement (164.526(d)(1)(iii)), appended
+    # to the record with the request and the refusal.
+    disagreement = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -1,6 +1,6 @@
 """Patients' requests pages (compliance officers, owners, administrators): the register with each
 request's deadline, registering one, and a request with what the law asks and the actions it
-allows (a copy of everything held, erasure, restriction)."""
+allows (a copy of everything held, erasure, restriction, amendment)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ OPERATIONS = {
     "restrict": lambda access, req, text: requests.restrict(access, req, text),
     "lift": lambda access, req, text: requests.lift(access, req, text),
     "erase": lambda access, req, text: requests.erase(access, req),
+    "amend": lambda access, req, text: requests.amend(access, req, text),
+    "disagree": lambda access, req, text: requests.disagree(access, req, text),
 }
 DONE = {
     "extend": "Deadline extended. Tell the patient in writing why, and when they will have the answer.",
@@ -37,6 +39,8 @@ DONE = {
     "provided": "Recorded as provided.",
     "restrict": "Restriction in effect: the patient's cases can no longer be shared.",
     "lift": "Restriction lifted.",
+    "amend": "Amendment appended to the patient's cases. Tell the patient, and the holders listed below.",
+    "disagree": "Statement of disagreement appended to the patient's cases with the refusal.",
 }
 
 
@@ -128,6 +132,7 @@ def request_detail(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
             "laws": requests.laws(item.kind, item.under_gdpr),
             "erasure_refusals": requests.erasure_refusals(item) if is_open and item.kind == RequestKind.ERASURE else [],
             "cases": item.patient.cases.order_by("created_at"),
+            "holders": requests.holders(item) if item.kind == RequestKind.AMENDMENT else [],
             "nav": "compliance",
         },
     )

@@ -1,14 +1,16 @@
 """Patients' requests about their own data: a copy of everything held (HIPAA right of access, 45
-CFR 164.524; GDPR Art. 15), erasure (GDPR Art. 17) and restriction (HIPAA 164.522(a); GDPR Art.
-18). Each is registered with the date it was received, its deadline by the law that applies, and
-a decision with its reason. The audit events name the request and the patient's reference, never
-the patient's name or the reasons' words.
+CFR 164.524; GDPR Art. 15), erasure (GDPR Art. 17), restriction (HIPAA 164.522(a); GDPR Art.
+18) and amendment (HIPAA 164.526; GDPR Art. 16). Each is registered with the date it was
+received, its deadline by the law that applies, and a decision with its reason. The audit events
+name the request and the patient's reference, never the patient's name or the reasons' words.
 
 Deadlines (pure function, tested with frozen dates):
 
 - HIPAA access: 30 days after receipt, one extension of at most 30 days with a written statement
   of the reasons and the date it will be done (164.524(b)(2));
-- GDPR (access, erasure, restriction): one month of receipt, extendable by two further months
+- HIPAA amendment: 60 days after receipt, one extension of at most 30 days on the same terms
+  (164.526(b)(2));
+- GDPR (access, erasure, restriction, amendment): one month of receipt, extendable by two further months
   where necessary, the person told within the first month (Art. 12(3));
 - HIPAA gives no right of erasure and no deadline to answer a request for restriction: without
   GDPR an erasure is refused with that reason, and a restriction has no legal deadline;
@@ -28,6 +30,7 @@ from datetime import date, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from casebridge.access.policy import OrgAccess
@@ -44,6 +47,8 @@ from casebridge.vault.models import ObjectVersion
 
 TEXT_LIMIT = 4000
 HIPAA_DAYS = 30
+HIPAA_AMENDMENT_DAYS = 60
+HIPAA_EXTENSION_DAYS = 30  # the one extension both 164.524(b)(2)(iii) and 164.526(b)(2)(ii) allow
 GDPR_MONTHS = 1
 GDPR_EXTENDED_MONTHS = 3  # one month and "two further months" (Art. 12(3))
 
@@ -65,8 +70,9 @@ def add_months(day: date, months: int) -> date:
 def due_on(kind: str, received_on: date, *, under_gdpr: bool, extended: bool) -> date | None:
     """The last day to answer, by the laws that apply (None: no law sets one)."""
     found: list[date] = []
-    if kind == RequestKind.ACCESS:
-        found.append(received_on + timedelta(days=HIPAA_DAYS * (2 if extended else 1)))
+    hipaa_days = {RequestKind.ACCESS: HIPAA_DAYS, RequestKind.AMENDMENT: HIPAA_AMENDMENT_DAYS}.get(RequestKind(kind))
+    if hipaa_days is not None:
+        found.append(received_on + timedelta(days=hipaa_days + (HIPAA_EXTENSION_DAYS if extended else 0)))
     if under_gdpr:
         found.append(add_months(received_on, GDPR_EXTENDED_MONTHS if extended else GDPR_MONTHS))
     return min(found) if found else None
@@ -98,6 +104,18 @@ def laws(kind: str, under_gdpr: bool) -> list[Law]:
                 "practice keeps them as long as its state's dental-record rule requires.",
             )
         )
+    elif kind == RequestKind.AMENDMENT:
+        found.append(
+            Law(
+                "45 CFR 164.526",
+                "The patient may ask you to amend their record. Act within 60 days (one extension of up to 30 "
+                "days, told in writing with why and when). Accept: amend the record, tell the patient, and tell "
+                "the people they name and those you know hold the information. Deny only because you did not "
+                "create it, it is not part of the record set, it is not open to their inspection, or it is "
+                "accurate and complete: in writing, with the basis, how to file a statement of disagreement "
+                "and how to complain.",
+            )
+        )
     else:
         found.append(
             Law(
@@ -118,6 +136,11 @@ def laws(kind: str, under_gdpr: bool) -> list[Law]:
                 "GDPR Art. 17",
                 "The person may have their data erased when it is no longer needed, unless keeping it is a "
                 "legal obligation or needed for legal claims (Art. 17(3)(b) and (e)): then refuse and say why.",
+            ),
+            RequestKind.AMENDMENT: (
+                "GDPR Art. 16",
+                "The person may have inaccurate personal data rectified without undue delay, and incomplete "
+                "data completed, including by a supplementary statement.",
             ),
             RequestKind.RESTRICTION: (
                 "GDPR Art. 18",
@@ -294,6 +317,74 @@ def lift(access: OrgAccess, request: SubjectRequest, reason: str) -> SubjectRequ
         request.lifted_at = timezone.now()
         request.save(update_fields=["lifted_at"])
         _audit("compliance.request.restriction_lifted", access, request)
+    return request
+
+
+# --- amendment ----------------------------------------------------------------------------
+def holders(request: SubjectRequest) -> list[str]:
+    """Who the practice knows holds the patient's information and must be told of an amendment
+    (164.526(c)(3)(ii)): the labs and imaging centers of the patient's cases and the recipients
+    of its external links (from the accounting of disclosures), each once."""
+    from casebridge.cases.models import ImagingOrder
+    from casebridge.orgs.models import Organization
+
+    cases = request.patient.cases.all()
+    organizations = Organization.objects.filter(
+        Q(cases_received__in=cases) | Q(pk__in=ImagingOrder.objects.filter(case__in=cases).values("center"))
+    ).exclude(pk=request.organization_id)
+    found = sorted({org.name for org in organizations})
+    emails = Disclosure.objects.filter(patient=request.patient).values_list("recipient_email", flat=True)
+    return found + sorted(set(emails))
+
+
+def _append_to_record(access: OrgAccess, request: SubjectRequest, text: str) -> int:
+    """Append `text` to every case of the patient as a message from the practice (the record's
+    own thread, which the case's lab sees too); how many cases."""
+    cases = list(request.patient.cases.all())
+    Message.objects.bulk_create(
+        [Message(case=case, author=_user(access), author_org=access.organization, body=text) for case in cases]
+    )
+    return len(cases)
+
+
+def amend(access: OrgAccess, request: SubjectRequest, amendment: str) -> SubjectRequest:
+    """Accept an amendment: the amendment is appended to each of the patient's cases (the
+    record is amended by addition, never rewritten, 164.526(c)(1)), the request completed with
+    it; the page then lists who must be told."""
+    access.require(Perm.COMPLIANCE_MANAGE)
+    _open(request)
+    if request.kind != RequestKind.AMENDMENT:
+        raise ValidationError("This is not a request for an amendment.")
+    text = _reason(amendment, "the amendment: what the record now says, and what it corrects")
+    with transaction.atomic():
+        cases = _append_to_record(
+            access,
+            request,
+            f"Amendment to the record, accepted {timezone.localdate():%Y-%m-%d} at the patient's request: {text}",
+        )
+        _decide(access, request, RequestStatus.COMPLETED, text, cases=cases)
+    return request
+
+
+def disagree(access: OrgAccess, request: SubjectRequest, statement: str) -> SubjectRequest:
+    """Record the patient's statement of disagreement with a refused amendment and append it,
+    with the refusal, to each of the patient's cases (164.526(d)(1)(iii), (d)(4))."""
+    access.require(Perm.COMPLIANCE_MANAGE)
+    if request.kind != RequestKind.AMENDMENT or request.status != RequestStatus.REFUSED:
+        raise ValidationError("A statement of disagreement answers a refused amendment.")
+    if request.disagreement:
+        raise ValidationError("The patient's statement of disagreement is already recorded.")
+    text = _reason(statement, "the patient's statement of disagreement")
+    with transaction.atomic():
+        request.disagreement = text
+        request.save(update_fields=["disagreement"])
+        cases = _append_to_record(
+            access,
+            request,
+            f"The patient asked to amend this record; refused on {request.decided_at:%Y-%m-%d}: "
+            f"{request.decision_reason}\nThe patient's statement of disagreement: {text}",
+        )
+        _audit("compliance.request.disagreement", access, request, cases=cases)
     return request
 
 

@@ -56,6 +56,10 @@ YEAR = timedelta(days=365)
         # HIPAA sets no deadline for erasure (no such right) or restriction (164.522(a)).
         (RequestKind.ERASURE, date(2026, 3, 10), False, False, None),
         (RequestKind.RESTRICTION, date(2026, 3, 10), False, True, None),
+        # HIPAA amendment: 60 days, one 30-day extension (164.526(b)(2)); GDPR Art. 16 under Art. 12(3).
+        (RequestKind.AMENDMENT, date(2026, 3, 10), False, False, date(2026, 5, 9)),
+        (RequestKind.AMENDMENT, date(2026, 3, 10), False, True, date(2026, 6, 8)),
+        (RequestKind.AMENDMENT, date(2026, 3, 10), True, False, date(2026, 4, 10)),
     ],
 )
 def test_the_deadline_follows_the_law_that_applies(
@@ -72,6 +76,11 @@ def test_each_kind_cites_its_law() -> None:
         "GDPR Art. 12(3)",
     ]
     assert "GDPR Art. 18" in [law.citation for law in requests.laws(RequestKind.RESTRICTION, True)]
+    assert [law.citation for law in requests.laws(RequestKind.AMENDMENT, True)] == [
+        "45 CFR 164.526",
+        "GDPR Art. 16",
+        "GDPR Art. 12(3)",
+    ]
 
 
 # --- the register ----------------------------------------------------------------------------
@@ -305,6 +314,81 @@ def test_erasing_asks_an_officer_who_signed_in_a_while_ago_to_confirm_their_iden
     assert made.status == RequestStatus.EXTENDED  # the extension was recorded, the erasure was not
     assert all(f.destroyed_at is None for f in StoredObject.objects.filter(attachment__case=case))
     assert not DestructionCertificate.objects.exists()
+
+
+# --- amendment -------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_an_accepted_amendment_is_appended_to_every_case_and_names_who_holds_the_information(
+    personas: Personas, owner: OrgAccess
+) -> None:
+    connect_lab(personas)
+    case = draft_case(owner, patient_name="Jane Roe", lab=personas.lab)
+    attach(owner, case, binary_stl(800), kind="scan", label="upper")
+    Case.objects.filter(pk=case.pk).update(status=Status.SUBMITTED)
+    case.refresh_from_db()
+    sharing.create_link(
+        owner,
+        case,
+        attachments=list(case.attachments.all()),
+        recipient_email="specialist@example.test",
+        purpose="Second opinion",
+    )
+    second = draft_case(owner, patient_name="Jane Roe")
+    Case.objects.filter(pk=second.pk).update(patient=case.patient)
+    someone_else = draft_case(owner, patient_name="John Doe")
+    made = _request(personas, case, RequestKind.AMENDMENT, gdpr=False)
+    client = signed_in_client(personas.members["compliance_officer"])
+    url = reverse("subject_request", args=[personas.practice.slug, made.pk])
+
+    page = client.get(url).content.decode()
+    assert "164.526" in page and personas.lab.name in page and "specialist@example.test" in page
+    assert requests.holders(made) == [personas.lab.name, "specialist@example.test"]
+    assert client.post(url, {"operation": "amend", "text": "x"}).status_code == 302  # too short: nothing changes
+    made.refresh_from_db()
+    assert made.status == RequestStatus.OPEN and not Message.objects.exists()
+
+    client.post(url, {"operation": "amend", "text": "Allergy to latex, not to penicillin."})
+
+    made.refresh_from_db()
+    assert made.status == RequestStatus.COMPLETED and made.decision_reason == "Allergy to latex, not to penicillin."
+    appended = Message.objects.filter(case__patient=case.patient)
+    assert appended.count() == 2 and all("Allergy to latex, not to penicillin." in m.body for m in appended)
+    assert {m.case_id for m in appended} == {case.pk, second.pk}
+    assert not Message.objects.filter(case=someone_else).exists()
+    event = Event.objects.get(action="compliance.request.completed")
+    assert event.details["cases"] == 2 and "latex" not in json.dumps(event.details)
+    with pytest.raises(ValidationError, match="already decided"):
+        requests.amend(_officer(personas), made, "Another amendment entirely.")
+    access = _request(personas, case, RequestKind.ACCESS)
+    with pytest.raises(ValidationError, match="not a request for an amendment"):
+        requests.amend(_officer(personas), access, "Allergy to latex, not to penicillin.")
+
+
+@pytest.mark.django_db
+def test_a_refused_amendment_takes_the_patients_statement_of_disagreement_once(
+    personas: Personas, owner: OrgAccess
+) -> None:
+    case = draft_case(owner, patient_name="Jane Roe")
+    made = _request(personas, case, RequestKind.AMENDMENT, gdpr=False)
+    with pytest.raises(ValidationError, match="refused amendment"):
+        requests.disagree(_officer(personas), made, "The record is wrong about my allergy.")
+    requests.refuse(_officer(personas), made, "The record is accurate and complete: the allergy test of 2024.")
+    clinician = signed_in_client(personas.members["clinician"])
+    url = reverse("subject_request", args=[personas.practice.slug, made.pk])
+    assert clinician.post(url, {"operation": "disagree", "text": "The record is wrong."}).status_code == 403
+
+    signed_in_client(personas.members["compliance_officer"]).post(
+        url, {"operation": "disagree", "text": "The record is wrong about my allergy."}
+    )
+
+    made.refresh_from_db()
+    assert made.disagreement == "The record is wrong about my allergy."
+    note = Message.objects.get(case=case).body
+    assert "accurate and complete" in note and "The record is wrong about my allergy." in note
+    assert Event.objects.filter(action="compliance.request.disagreement").count() == 1
+    with pytest.raises(ValidationError, match="already recorded"):
+        requests.disagree(_officer(personas), made, "A second statement.")
+    assert Message.objects.filter(case=case).count() == 1
 
 
 # --- restriction -----------------------------------------------------------------------------
