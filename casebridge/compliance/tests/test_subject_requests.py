@@ -109,6 +109,21 @@ def _request(personas: Personas, case: Case, kind: str, *, gdpr: bool = True) ->
     )
 
 
+def _send_to_specialist(owner: OrgAccess, case: Case, *, deidentify: bool = True, reason: str = "") -> None:
+    """The case sent, and its files shared by an external link with a specialist."""
+    Case.objects.filter(pk=case.pk).update(status=Status.SUBMITTED)
+    case.refresh_from_db()
+    sharing.create_link(
+        owner,
+        case,
+        attachments=list(case.attachments.all()),
+        recipient_email="specialist@example.test",
+        purpose="Second opinion",
+        deidentify=deidentify,
+        reason=reason,
+    )
+
+
 @pytest.fixture
 def owner(personas: Personas, vault_home: Path) -> OrgAccess:
     return clinician_access(personas, "owner")
@@ -177,17 +192,7 @@ def test_the_copy_holds_every_case_file_message_and_disclosure_with_an_index(
     content = binary_stl(900)
     attach(owner, case, content, kind="scan", label="upper")
     Message.objects.create(case=case, author=owner.actor, author_org=owner.organization, body="Shade A2 please")
-    Case.objects.filter(pk=case.pk).update(status=Status.SUBMITTED)
-    case.refresh_from_db()
-    sharing.create_link(
-        owner,
-        case,
-        attachments=list(case.attachments.all()),
-        recipient_email="specialist@example.test",
-        purpose="Second opinion",
-        deidentify=False,
-        reason="the specialist needs the originals",
-    )
+    _send_to_specialist(owner, case, deidentify=False, reason="the specialist needs the originals")
     someone_else = draft_case(owner, patient_name="John Doe")
     attach(owner, someone_else, binary_stl(700), kind="scan", label="lower")
     made = _request(personas, case, RequestKind.ACCESS)
@@ -324,15 +329,7 @@ def test_an_accepted_amendment_is_appended_to_every_case_and_names_who_holds_the
     connect_lab(personas)
     case = draft_case(owner, patient_name="Jane Roe", lab=personas.lab)
     attach(owner, case, binary_stl(800), kind="scan", label="upper")
-    Case.objects.filter(pk=case.pk).update(status=Status.SUBMITTED)
-    case.refresh_from_db()
-    sharing.create_link(
-        owner,
-        case,
-        attachments=list(case.attachments.all()),
-        recipient_email="specialist@example.test",
-        purpose="Second opinion",
-    )
+    _send_to_specialist(owner, case)
     second = draft_case(owner, patient_name="Jane Roe")
     Case.objects.filter(pk=second.pk).update(patient=case.patient)
     someone_else = draft_case(owner, patient_name="John Doe")
