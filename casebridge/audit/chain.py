@@ -58,8 +58,8 @@ def link(prev_hash: str, event: Event, seq: int) -> str:
     return hashlib.sha256(bytes.fromhex(prev_hash) + canonical(event, seq)).hexdigest()
 
 
-def _link_values(prev_hash: str, row: Mapping[str, Any], seq: int) -> str:
-    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_values(row, seq)).hexdigest()
+def _link_form(prev_hash: str, form: bytes) -> str:
+    return hashlib.sha256(bytes.fromhex(prev_hash) + form).hexdigest()
 
 
 def _insert_seals(seqs: list[int], event_ids: list[int], hashes: list[str], now: datetime) -> None:
@@ -72,9 +72,14 @@ def _insert_seals(seqs: list[int], event_ids: list[int], hashes: list[str], now:
                 [now, seqs, event_ids, hashes],
             )
         return
-    Seal.objects.bulk_create(
-        Seal(seq=s, event_id=e, hash=h, sealed_at=now) for s, e, h in zip(seqs, event_ids, hashes, strict=True)
-    )
+    # SQLite: one prepared statement run for every row (executemany), without building a model
+    # per seal: bulk_create's per-object work was a third of the sealer's time (profiled).
+    sealed_at = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO audit_seal (seq, event_id, hash, sealed_at) VALUES (%s, %s, %s, %s)",
+            [(s, e, h, sealed_at) for s, e, h in zip(seqs, event_ids, hashes, strict=True)],
+        )
 
 
 def _take_sealer_lock(blocking: bool) -> bool:
@@ -141,17 +146,22 @@ def _seal_passes(blocking: bool, batch: int, *, lock_each_pass: bool) -> int:
             first = pending[0]
             seq, prev = first["head_seq"] or 0, first["head_hash"] or GENESIS
             checkpointed, now = first["last_checkpoint"], first["now"]
-            seqs, event_ids, hashes = [], [], []
+            seqs, event_ids, hashes, leaves = [], [], [], []
             for row in pending:
                 seq += 1
-                prev = _link_values(prev, row, seq)
+                # One canonical form per event: its chain link and its Merkle leaf.
+                form = canonical_values(row, seq)
+                prev = _link_form(prev, form)
                 seqs.append(seq)
                 event_ids.append(row["id"])
                 hashes.append(prev)
+                leaves.append(merkle.leaf_hash(form))
             _insert_seals(seqs, event_ids, hashes, now)
             PendingSeal.objects.filter(event_id__in=event_ids).delete()
             if seq - (checkpointed or 0) >= CHECKPOINT_EVERY:
-                _write_checkpoint(seq, prev)
+                # The tree takes this pass's leaves as computed above instead of reading the
+                # events back from the database (which was a third of the sealer's time).
+                _write_checkpoint(seq, prev, tail=(seqs[0], leaves))
             total += len(pending)
         if len(pending) < batch:
             return total
@@ -189,19 +199,26 @@ def leaf_hashes(after: int, upto: int) -> Iterator[bytes]:
         yield merkle.leaf_hash(form)
 
 
-def frontier_at(seq: int) -> merkle.Frontier:
+def frontier_at(seq: int, tail: tuple[int, list[bytes]] | None = None) -> merkle.Frontier:
     """The Merkle tree over events 1..seq: from the last checkpoint at or before `seq` that kept
-    its frontier, plus the events sealed since (the whole log only once, after an upgrade)."""
+    its frontier, plus the events sealed since (the whole log only once, after an upgrade).
+    `tail` = (first seq, leaf hashes of events first..seq) are leaves the caller has computed
+    already: only those before them are read back."""
     start = Checkpoint.objects.filter(seq__lte=seq, frontier__isnull=False).order_by("-seq").values("frontier").first()
     frontier = merkle.Frontier.from_json(cast(dict[str, object], start["frontier"])) if start else merkle.Frontier()
-    for leaf in leaf_hashes(frontier.size, seq):
+    first, known = tail if tail is not None else (seq + 1, [])
+    for leaf in leaf_hashes(frontier.size, min(seq, first - 1)):
         frontier.append(leaf)
+    for leaf in known[max(0, frontier.size + 1 - first) : seq + 1 - first]:
+        frontier.append(leaf)
+    if frontier.size != seq:
+        raise ValueError(f"the Merkle tree reached #{frontier.size}, not #{seq}")
     return frontier
 
 
-def _write_checkpoint(seq: int, chain_hash: str) -> Checkpoint:
+def _write_checkpoint(seq: int, chain_hash: str, tail: tuple[int, list[bytes]] | None = None) -> Checkpoint:
     key = get_keyring().signing_key()
-    frontier = frontier_at(seq)
+    frontier = frontier_at(seq, tail)
     tree_root = frontier.root().hex()
     signature = key.private.sign(checkpoint_message(seq, chain_hash, tree_root))
     checkpoint = Checkpoint.objects.create(

@@ -56,6 +56,21 @@ def test_a_checkpoint_signs_the_merkle_root_of_every_event_so_far() -> None:
     assert chain.verify().ok
 
 
+def test_the_sealers_own_checkpoints_sign_the_same_tree_whatever_its_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The sealer hands each checkpoint the leaves of its pass and only reads back those sealed
+    # by earlier passes since the last checkpoint: passes of 5 with a checkpoint every 7 events
+    # mix both, at every offset.
+    monkeypatch.setattr(chain, "CHECKPOINT_EVERY", 7)
+    for i in range(40):
+        record("org.created", details={"n": i})
+    chain.seal_pending(batch=5)
+    checkpoints = list(Checkpoint.objects.order_by("seq"))
+    assert [c.seq for c in checkpoints] == [10, 20, 30, 40]
+    for checkpoint in checkpoints:
+        assert checkpoint.tree_root == merkle.root(list(chain.leaf_hashes(0, checkpoint.seq))).hex()
+    assert chain.verify().ok
+
+
 def test_an_inclusion_proof_checks_out_with_the_public_key_and_merkle_alone() -> None:
     _events(10)
     chain.checkpoint_now()
