@@ -25,6 +25,7 @@ The rules (thresholds per organization, `AlertRule`; defaults in `DEFAULT_RULES`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -142,7 +143,11 @@ def _files_in(event: Event) -> int:
     return len(files) if isinstance(files, list) else 1
 
 
-def _judge(event: Event, seq: int, rules_cache: dict[Any, dict[str, RuleSetting]]) -> None:
+def _judge(
+    event: Event, seq: int, rules_cache: dict[Any, dict[str, RuleSetting]], raise_: Callable[..., object]
+) -> None:
+    """Decide which alerts `event` raises; each is handed to `raise_` (with `_raise`'s arguments)."""
+
     def rules(org: Organization) -> dict[str, RuleSetting]:
         if org.pk not in rules_cache:
             rules_cache[org.pk] = rules_of(org)
@@ -160,7 +165,7 @@ def _judge(event: Event, seq: int, rules_cache: dict[Any, dict[str, RuleSetting]
         for org in organizations:
             setting = rules(org)[AlertKind.FAILED_SIGNINS]
             if deactivated and rules(org)[AlertKind.DEACTIVATED_ATTEMPT].enabled:
-                _raise(
+                raise_(
                     org,
                     AlertKind.DEACTIVATED_ATTEMPT,
                     f"Sign-in attempt with the deactivated account {user.email}",
@@ -180,7 +185,7 @@ def _judge(event: Event, seq: int, rules_cache: dict[Any, dict[str, RuleSetting]
                 occurred_at__lte=event.occurred_at,
             ).count()
             if count >= setting.threshold:
-                _raise(
+                raise_(
                     org,
                     AlertKind.FAILED_SIGNINS,
                     f"{count} failed sign-ins or codes for {user.email} within {setting.window_minutes} minutes",
@@ -200,7 +205,7 @@ def _judge(event: Event, seq: int, rules_cache: dict[Any, dict[str, RuleSetting]
     org = found
     org_rules = rules(org)
     if event.action == "breakglass.granted" and org_rules[AlertKind.EMERGENCY_ACCESS].enabled:
-        _raise(
+        raise_(
             org,
             AlertKind.EMERGENCY_ACCESS,
             f"Emergency access granted by {event.actor_label or 'someone'}",
@@ -221,7 +226,7 @@ def _judge(event: Event, seq: int, rules_cache: dict[Any, dict[str, RuleSetting]
         )
         files = sum(_files_in(e) for e in recent.only("details"))
         if files > setting.threshold:
-            _raise(
+            raise_(
                 org,
                 AlertKind.MASS_DOWNLOAD,
                 f"{event.actor_label or 'Someone'} downloaded {files} files within {setting.window_minutes} minutes",
@@ -239,7 +244,7 @@ def _judge(event: Event, seq: int, rules_cache: dict[Any, dict[str, RuleSetting]
             organization_id=org.pk, action="access.denied", occurred_at__gte=since, occurred_at__lte=event.occurred_at
         ).count()
         if refused >= setting.threshold:
-            _raise(
+            raise_(
                 org,
                 AlertKind.DENIED_SURGE,
                 f"{refused} refused requests within {setting.window_minutes} minutes",
@@ -253,7 +258,7 @@ def _judge(event: Event, seq: int, rules_cache: dict[Any, dict[str, RuleSetting]
     if setting.enabled and event.actor_type == "user" and event.actor_id:
         hour = timezone.localtime(event.occurred_at).hour
         if not setting.start_hour <= hour < setting.end_hour:
-            _raise(
+            raise_(
                 org,
                 AlertKind.AFTER_HOURS,
                 f"{event.actor_label or 'Someone'} was active at {timezone.localtime(event.occurred_at):%H:%M}, "
@@ -267,17 +272,30 @@ def _judge(event: Event, seq: int, rules_cache: dict[Any, dict[str, RuleSetting]
 
 
 def run(*, batch: int = BATCH) -> int:
-    """Judge the events sealed since the last run; returns how many were read."""
+    """Judge the events sealed since the last run; returns how many were read.
+
+    Judging only reads (the events, the rules, recent counts) and happens outside any
+    transaction; the alerts it decides on are then raised, and the cursor moved, in one short
+    transaction. On SQLite a write transaction holds the only write lock: judging thousands of
+    events inside it stalled every request's audit write for seconds (found by
+    bench/audit_throughput.py --db sqlite --alerts)."""
+    start = AlertCursor.objects.filter(pk=1).values_list("last_seq", flat=True).first() or 0
+    seals = list(Seal.objects.filter(seq__gt=start).select_related("event").order_by("seq")[:batch])
+    if not seals:
+        return 0
+    decided: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    rules_cache: dict[Any, dict[str, RuleSetting]] = {}
+    for seal in seals:
+        if not seal.event.action.startswith("alert."):  # alerts never alert about themselves
+            _judge(seal.event, seal.seq, rules_cache, lambda *args, **kwargs: decided.append((args, kwargs)))
     with transaction.atomic():
         cursor, _ = AlertCursor.objects.select_for_update().get_or_create(pk=1)
-        seals = list(Seal.objects.filter(seq__gt=cursor.last_seq).select_related("event").order_by("seq")[:batch])
-        rules_cache: dict[Any, dict[str, RuleSetting]] = {}
-        for seal in seals:
-            if not seal.event.action.startswith("alert."):  # alerts never alert about themselves
-                _judge(seal.event, seal.seq, rules_cache)
-        if seals:
-            cursor.last_seq = seals[-1].seq
-            cursor.save(update_fields=["last_seq"])
+        if cursor.last_seq != start:
+            return 0  # another runner judged these meanwhile: its alerts stand
+        for args, kwargs in decided:
+            _raise(*args, **kwargs)
+        cursor.last_seq = seals[-1].seq
+        cursor.save(update_fields=["last_seq"])
     return len(seals)
 
 

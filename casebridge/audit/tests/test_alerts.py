@@ -71,6 +71,25 @@ def test_below_the_threshold_nothing_is_raised_and_each_event_is_read_once(
     assert not Alert.objects.exists()
 
 
+def test_judging_holds_no_write_lock_and_a_runner_that_lost_the_race_raises_nothing_twice(
+    personas: Personas, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _downloads(personas, 51)
+    judge = alerts._judge
+    depth: list[int] = []
+
+    def judge_while_another_runner_finishes(*args: Any) -> None:
+        depth.append(len(connection.atomic_blocks))
+        judge(*args)
+        AlertCursor.objects.filter(pk=1).update(last_seq=10**9)  # it judged these and moved on
+
+    monkeypatch.setattr(alerts, "_judge", judge_while_another_runner_finishes)
+    assert _run(django_capture_on_commit_callbacks) == 0
+    assert not Alert.objects.exists() and not mail.outbox
+    # Only the test's own transaction is open while judging: the run opened none around it.
+    assert depth and set(depth) == {len(connection.atomic_blocks)}
+
+
 def test_repeated_failed_sign_ins_and_a_deactivated_account(
     personas: Personas, django_capture_on_commit_callbacks: Any
 ) -> None:
