@@ -26,3 +26,7 @@ class AuditConfig(AppConfig):
 
         # Events older than AUDIT_ARCHIVE_AFTER_DAYS into segments (one query when none are).
         register_periodic("audit.archive", archive.archive_due)
+        from casebridge.audit import partitions
+
+        # PostgreSQL: this month's and the next months' partitions of audit_event, ahead of time.
+        register_periodic("audit.partitions", partitions.ensure)

@@ -318,6 +318,9 @@ def archive(*, now: datetime | None = None, max_events: int = SEGMENT_EVENTS) ->
     made = []
     while (segment := _archive_one(cutoff, max_events)) is not None:
         made.append(segment)
+    from casebridge.audit import partitions
+
+    partitions.drop_emptied(cutoff)  # PostgreSQL: the months that no longer hold an event
     return made
 
 
