@@ -62,6 +62,9 @@ class Event(models.Model):
         indexes = [
             models.Index(fields=["organization_id", "-id"], name="audit_event_org_recent"),
             models.Index(fields=["action", "-id"], name="audit_event_action_recent"),
+            # Time ranges: where the alert rules' windows begin (alerts._floor), the review
+            # screen's from/to filter.
+            models.Index(fields=["occurred_at"], name="audit_event_time"),
         ]
 
     def __str__(self) -> str:

@@ -202,3 +202,12 @@ def test_a_compliance_officer_changes_a_threshold_and_bad_hours_are_refused(pers
     assert refused.status_code == 400 and "must end after they start" in refused.content.decode()
     assert alerts.rules_of(personas.practice)[AlertKind.AFTER_HOURS].start_hour == 7
     assert timedelta(minutes=alerts.rules_of(personas.practice)[AlertKind.MASS_DOWNLOAD].window_minutes)
+
+
+def test_a_timeline_counts_the_weights_inside_a_window_bounds_included() -> None:
+    t0 = timezone.now()
+    line = alerts.Timeline([(t0 + timedelta(minutes=m), w) for m, w in [(9, 1), (0, 3), (5, 2), (10, 4)]])
+    assert line.within(t0, t0 + timedelta(minutes=10)) == 10
+    assert line.within(t0 + timedelta(minutes=1), t0 + timedelta(minutes=9)) == 3
+    assert line.within(t0 + timedelta(minutes=5), t0 + timedelta(minutes=5)) == 2
+    assert line.within(t0 + timedelta(minutes=11), t0 + timedelta(minutes=20)) == 0
