@@ -333,16 +333,38 @@ def owned_uploads(principal: Principal) -> QuerySet[Upload]:
     return Upload.objects.filter(principal.owns(), organization__in=organizations)
 
 
-def visible_studies(principal: Principal) -> QuerySet[Study]:
-    """Imaging studies a principal may see: those of the cases it may see, in every organization
-    it acts for (a study inherits its case's access, revocation and grace period included), but
-    not the cases an organization with De-identification on receipt received."""
-    condition = Q(pk__in=[])
+def _study_conditions(principal: Principal) -> tuple[Q, Q]:
+    """(studies seen as stored, studies seen de-identified) for every organization the principal
+    acts for: a study inherits its case's access, revocation and grace period included; the cases
+    an organization received with De-identification on receipt on (receives_deidentified) are seen
+    de-identified through it."""
+    originals, received = Q(pk__in=[]), Q(pk__in=[])
     for access in principal.accesses(Perm.CASES_VIEW):
         cases = visible_cases(access)
         if access.organization.deidentify_on_receipt:
-            # DICOMweb serves original instances and their metadata (the patient's name among
-            # them): an organization that receives de-identified copies does not get them there.
+            received |= Q(case__in=cases.exclude(practice=access.organization).values("pk"))
             cases = cases.filter(practice=access.organization)
-        condition |= Q(case__in=cases.values("pk"))
-    return Study.objects.filter(condition)
+        originals |= Q(case__in=cases.values("pk"))
+    return originals, received
+
+
+def visible_studies(principal: Principal) -> QuerySet[Study]:
+    """Imaging studies a principal may see: those of the cases it may see, in every organization
+    it acts for. Those in deidentified_studies are handed out de-identified only."""
+    originals, received = _study_conditions(principal)
+    return Study.objects.filter(originals | received)
+
+
+def stored_studies(principal: Principal) -> QuerySet[Study]:
+    """The visible studies a principal gets as stored (original attributes and UIDs)."""
+    return Study.objects.filter(_study_conditions(principal)[0])
+
+
+def deidentified_studies(principal: Principal) -> QuerySet[Study]:
+    """The visible studies a principal gets only de-identified (DICOMweb serves them with the
+    attributes of the on-receipt profile and the case's de-identified UIDs, never by their original
+    UIDs): those seen only through organizations that received their case with De-identification
+    on receipt; as originals_withheld decides for files, a principal that also sees the case
+    through an organization that gets originals gets the originals."""
+    originals, received = _study_conditions(principal)
+    return Study.objects.filter(received).exclude(originals)

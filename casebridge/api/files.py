@@ -19,7 +19,6 @@ from casebridge.audit.api import record
 from casebridge.cases import actions as case_actions
 from casebridge.cases.models import Attachment
 from casebridge.deid import export as deid_export
-from casebridge.deid.table import Options
 from casebridge.retention.policies import UnderLegalHold
 from casebridge.vault import api as vault
 from casebridge.vault.http import ByteRange, version_response
@@ -94,7 +93,7 @@ def _deidentified(
     untouched), whole (a copy has no stable byte offsets to resume from), or a 409 naming why the
     file cannot be de-identified safely (never the original)."""
     name = attached.download_name(version.version)
-    work = deid_export.plan([(name, version)], Options(), deid_export.case_secret(attached.case))
+    work = deid_export.plan([(name, version)], deid_export.ON_RECEIPT, deid_export.case_secret(attached.case))
     details = {
         key: value for key, value in work.audit_details().items() if key in ("deidentified", "profile", "options")
     }

@@ -63,6 +63,11 @@ def case_secret(case: Any) -> bytes:
     return ring.derive(f"deid/case-secret/{case.pk}", secret_id=ring.secret_ids()[0])
 
 
+# What an organization with De-identification on receipt gets of the cases it received: the
+# Basic Profile, nothing retained, the case secret's UIDs (single downloads, the ZIP, DICOMweb).
+ON_RECEIPT = Options()
+
+
 def option_names(options: Options) -> list[str]:
     return list(options.selected())
 

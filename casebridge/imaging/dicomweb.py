@@ -15,7 +15,10 @@ caller may see, under the same policy and audit as every other door.
   (imaging/stow.py). The answer is the Store Instances Response Module in DICOM JSON.
 
 A study is visible exactly when its case is (policy.visible_studies); anything else is 404,
-the same answer as "no such study". Bearer tokens need `cases:read` to search and retrieve and
+the same answer as "no such study". A study of a case the caller's organization received with
+De-identification on receipt (policy.deidentified_studies) is served de-identified: attributes
+after the on-receipt profile, the case's de-identified UIDs (the only ones it answers to), pixel
+data as stored (View below; docs/deid.md). Bearer tokens need `cases:read` to search and retrieve and
 `cases:write` to store; a browser session (with MFA, and its CSRF token for a store) works too.
 """
 
@@ -26,6 +29,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,6 +53,8 @@ from casebridge.api.cases import NUMBER, caller_access
 from casebridge.audit.api import record
 from casebridge.cases import actions as case_actions
 from casebridge.cases.models import Case
+from casebridge.deid import export as deid_export
+from casebridge.deid.dicom import METHOD_NAME, Refused, deidentify, new_uid
 from casebridge.imaging import metadata, stow
 from casebridge.imaging.models import Instance, Series, Study
 from casebridge.kernel.multipart import MultipartError, MultipartReader, media_type_parameters
@@ -76,17 +82,103 @@ class BadRequest(ValueError):
 
 
 # --- access ---------------------------------------------------------------------------------
-def _studies(request: HttpRequest) -> QuerySet[Study]:
+@dataclass(frozen=True)
+class View:
+    """How the caller gets one study, as the policy decides: as stored, or (an organization with
+    De-identification on receipt, policy.deidentified_studies) de-identified by the on-receipt
+    profile with the case's de-identified UIDs, which are then the only UIDs it is known by."""
+
+    secret: bytes | None = None
+
+    @property
+    def deidentified(self) -> bool:
+        return self.secret is not None
+
+    def uid(self, original: str) -> str:
+        return original if self.secret is None else new_uid(original, self.secret)
+
+
+AS_STORED = View()
+_VIEW = "_dicomweb_view"
+
+
+def view_of(study: Study) -> View:
+    view: View = vars(study).get(_VIEW, AS_STORED)
+    return view
+
+
+def _with_view(study: Study, view: View) -> Study:
+    vars(study)[_VIEW] = view  # for this request's handlers only: not a field of the model
+    return study
+
+
+def _deidentified_view(case_id: Any) -> View:
+    return View(deid_export.case_secret(Case(pk=case_id)))
+
+
+def view_for(principal: Any, case: Case) -> View:
+    """The UIDs a viewer page gives its DICOMweb requests for `case`: the de-identified ones when
+    the principal gets the case de-identified (policy.originals_withheld, as for its downloads)."""
+    return _deidentified_view(case.pk) if policy.originals_withheld(principal, case) else AS_STORED
+
+
+def _stored(request: HttpRequest) -> QuerySet[Study]:
     principal = principal_of(request)
     if principal is None:
         return Study.objects.none()
-    return policy.visible_studies(principal).select_related("case", "case__patient")
+    return policy.stored_studies(principal).select_related("case", "case__patient")
+
+
+def _deidentified(request: HttpRequest) -> QuerySet[Study]:
+    principal = principal_of(request)
+    if principal is None:
+        return Study.objects.none()
+    return policy.deidentified_studies(principal).select_related("case", "case__patient")
+
+
+def _hint_key(uid: str) -> str:
+    return f"dicomweb-deid-study:{uid}"
+
+
+def _deidentified_study(request: HttpRequest, study_uid: str) -> Study | None:
+    """The study the caller gets de-identified whose de-identified Study Instance UID is
+    `study_uid`. The UIDs are one-way (HMAC of the case secret): the caller's studies are mapped
+    until one matches; the cache only remembers which study matched last time (a hint, checked
+    again against the policy and the mapping: a viewer asks for hundreds of frames)."""
+    candidates = _deidentified(request)
+    hint = cache.get(_hint_key(study_uid))
+    if hint is not None:
+        study = candidates.filter(pk=hint).first()
+        if study is not None and _deidentified_view(study.case_id).uid(study.study_uid) == study_uid:
+            return _with_view(study, _deidentified_view(study.case_id))
+    for pk, original, case_id in candidates.values_list("pk", "study_uid", "case_id").iterator():
+        view = _deidentified_view(case_id)
+        if view.uid(original) == study_uid:
+            cache.set(_hint_key(study_uid), pk, FRAME_AUDIT_WINDOW)
+            study = candidates.get(pk=pk)
+            return _with_view(study, view)
+    return None
 
 
 def _study(request: HttpRequest, study_uid: str) -> Study | None:
+    """A study by the UID the caller knows it by: its own for a study it gets as stored, the
+    de-identified one for a study it gets de-identified (its original UID is no such study)."""
     if not UID.match(study_uid):
         return None
-    return _studies(request).filter(study_uid=study_uid).first()
+    found = _stored(request).filter(study_uid=study_uid).first()
+    return found if found is not None else _deidentified_study(request, study_uid)
+
+
+def _series_of(study: Study, series_uid: str) -> Series | None:
+    view = view_of(study)
+    series: Series | None
+    if view.deidentified:
+        series = next((s for s in study.series.all() if view.uid(s.series_uid) == series_uid), None)
+    else:
+        series = study.series.filter(series_uid=series_uid).first()
+    if series is not None:
+        series.study = study  # its view with it
+    return series
 
 
 def _series(request: HttpRequest, study_uid: str, series_uid: str) -> Series | None:
@@ -94,21 +186,25 @@ def _series(request: HttpRequest, study_uid: str, series_uid: str) -> Series | N
         return None
     found = (
         Series.objects.filter(
-            study__in=_studies(request).values("pk"), study__study_uid=study_uid, series_uid=series_uid
+            study__in=_stored(request).values("pk"), study__study_uid=study_uid, series_uid=series_uid
         )
         .select_related("study__case__patient")
         .order_by()[:1]
     )
-    return next(iter(found), None)
+    series = next(iter(found), None)
+    if series is not None:
+        return series
+    study = _deidentified_study(request, study_uid)
+    return _series_of(study, series_uid) if study is not None else None
 
 
 def _instance(request: HttpRequest, study_uid: str, series_uid: str, sop_uid: str) -> Instance | None:
-    # One query: a viewer asks for hundreds of frames, each through here.
+    # One query as stored: a viewer asks for hundreds of frames, each through here.
     if not (UID.match(study_uid) and UID.match(series_uid) and UID.match(sop_uid)):
         return None
     found = (
         Instance.objects.filter(
-            series__study__in=_studies(request).values("pk"),
+            series__study__in=_stored(request).values("pk"),
             series__study__study_uid=study_uid,
             series__series_uid=series_uid,
             sop_instance_uid=sop_uid,
@@ -116,7 +212,22 @@ def _instance(request: HttpRequest, study_uid: str, series_uid: str, sop_uid: st
         .select_related("stored_object", "series__study__case__patient")
         .order_by()[:1]
     )
-    return next(iter(found), None)
+    instance = next(iter(found), None)
+    if instance is not None:
+        return instance
+    study = _deidentified_study(request, study_uid)
+    series = _series_of(study, series_uid) if study is not None else None
+    if series is None:
+        return None
+    view = view_of(series.study)
+    pk = next(
+        (pk for pk, uid in series.instances.values_list("pk", "sop_instance_uid") if view.uid(uid) == sop_uid), None
+    )
+    if pk is None:
+        return None
+    instance = series.instances.select_related("stored_object").get(pk=pk)
+    instance.series = series
+    return instance
 
 
 def _not_found() -> HttpResponseBase:
@@ -137,8 +248,22 @@ def _audit(request: HttpRequest, action: str, study: Study, **details: Any) -> N
         organization=study.organization_id,
         target=case,
         patient_ref=str(case.patient_id) if case is not None else "",
-        details={"case": case.number if case is not None else "", "study": str(study.pk), **details},
+        details={
+            "case": case.number if case is not None else "",
+            "study": str(study.pk),
+            **details,
+            **(_ON_RECEIPT if view_of(study).deidentified else {}),
+        },
     )
+
+
+# What the audit events of a de-identified view add, as the on-receipt downloads' events do.
+_ON_RECEIPT = {
+    "deidentified": True,
+    "profile": METHOD_NAME,
+    "options": deid_export.option_names(deid_export.ON_RECEIPT),
+    "on_receipt": True,
+}
 
 
 # --- DICOM JSON -----------------------------------------------------------------------------
@@ -201,6 +326,18 @@ def _iso(value: str) -> str:
 def _study_json(study: Study) -> dict[str, Any]:
     case = study.case
     modalities = sorted({s.modality for s in study.series.all()})
+    view = view_of(study)
+    if view.deidentified:
+        # The Basic Profile: Study Date, Accession Number and Patient's Name are Z (kept empty).
+        return {
+            "0020000D": _attr("UI", view.uid(study.study_uid)),
+            "00080020": _attr("DA"),
+            "00080050": _attr("SH"),
+            "00080061": _attr("CS", *modalities),
+            "00100010": _attr("PN"),
+            "00201206": _attr("IS", getattr(study, "series_total", None)),
+            "00201208": _attr("IS", getattr(study, "instance_total", None)),
+        }
     return {
         "0020000D": _attr("UI", study.study_uid),
         "00080020": _attr("DA", study.study_date.strftime("%Y%m%d") if study.study_date else None),
@@ -213,9 +350,10 @@ def _study_json(study: Study) -> dict[str, Any]:
 
 
 def _series_json(series: Series) -> dict[str, Any]:
+    view = view_of(series.study)
     return {
-        "0020000D": _attr("UI", series.study.study_uid),
-        "0020000E": _attr("UI", series.series_uid),
+        "0020000D": _attr("UI", view.uid(series.study.study_uid)),
+        "0020000E": _attr("UI", view.uid(series.series_uid)),
         "00080060": _attr("CS", series.modality),
         "00200011": _attr("IS", series.series_number),
         "00201209": _attr("IS", series.instance_count),
@@ -224,11 +362,12 @@ def _series_json(series: Series) -> dict[str, Any]:
 
 def _instance_json(instance: Instance) -> dict[str, Any]:
     series = instance.series
+    view = view_of(series.study)
     return {
-        "0020000D": _attr("UI", series.study.study_uid),
-        "0020000E": _attr("UI", series.series_uid),
+        "0020000D": _attr("UI", view.uid(series.study.study_uid)),
+        "0020000E": _attr("UI", view.uid(series.series_uid)),
         "00080016": _attr("UI", instance.sop_class_uid),
-        "00080018": _attr("UI", instance.sop_instance_uid),
+        "00080018": _attr("UI", view.uid(instance.sop_instance_uid)),
         "00200013": _attr("IS", instance.instance_number),
         "00280008": _attr("IS", instance.frames),
         "00280010": _attr("US", series.rows),
@@ -274,14 +413,27 @@ def _int_key(value: str, name: str) -> int:
 def search_studies(request: HttpRequest) -> HttpResponseBase:
     keys = _keys(request, STUDY_KEYS)
     limit, offset = _page(request)
-    studies = _studies(request)
+    principal = principal_of(request)
+    if principal is None:
+        return _json([])
+    studies = policy.visible_studies(principal).select_related("case", "case__patient")
+    # Studies seen de-identified match on their de-identified attributes: their UIDs as mapped,
+    # and no Accession Number or Study Date (the profile empties both).
+    deidentified = {pk: case_id for pk, case_id in _deidentified(request).values_list("pk", "case_id")}
     if "StudyInstanceUID" in keys:
-        studies = studies.filter(study_uid__in=keys["StudyInstanceUID"].split(","))
+        wanted = set(keys["StudyInstanceUID"].split(","))
+        matching = set(_stored(request).filter(study_uid__in=wanted).values_list("pk", flat=True))
+        matching |= {
+            pk
+            for pk, original, case_id in _deidentified(request).values_list("pk", "study_uid", "case_id")
+            if _deidentified_view(case_id).uid(original) in wanted
+        }
+        studies = studies.filter(pk__in=matching)
     if "AccessionNumber" in keys:
-        studies = studies.filter(case__number=keys["AccessionNumber"])
+        studies = studies.filter(case__number=keys["AccessionNumber"]).exclude(pk__in=list(deidentified))
     if "StudyDate" in keys:
         low, high = _date_range(keys["StudyDate"])
-        studies = studies.filter(
+        studies = studies.exclude(pk__in=list(deidentified)).filter(
             **({"study_date__gte": _iso(low)} if low else {}), **({"study_date__lte": _iso(high)} if high else {})
         )
     if "ModalitiesInStudy" in keys:
@@ -291,7 +443,10 @@ def search_studies(request: HttpRequest) -> HttpResponseBase:
         .prefetch_related("series")
         .order_by("-study_date", "-created_at")
     )
-    page = list(studies[offset : offset + limit])
+    page = [
+        _with_view(s, _deidentified_view(deidentified[s.pk])) if s.pk in deidentified else s
+        for s in studies[offset : offset + limit]
+    ]
     for study in {s.pk: s for s in page}.values():
         _audit(request, "dicomweb.searched", study, level="study")
     return _json([_study_json(s) for s in page])
@@ -303,15 +458,20 @@ def search_series(request: HttpRequest, study_uid: str) -> HttpResponseBase:
         return _not_found()
     keys = _keys(request, SERIES_KEYS)
     limit, offset = _page(request)
-    series = study.series.select_related("study")
+    series = study.series.all()
+    view = view_of(study)
     if "SeriesInstanceUID" in keys:
-        series = series.filter(series_uid__in=keys["SeriesInstanceUID"].split(","))
+        wanted = set(keys["SeriesInstanceUID"].split(","))
+        series = series.filter(pk__in=[s.pk for s in series if view.uid(s.series_uid) in wanted])
     if "Modality" in keys:
         series = series.filter(modality=keys["Modality"].upper())
     if "SeriesNumber" in keys:
         series = series.filter(series_number=_int_key(keys["SeriesNumber"], "SeriesNumber"))
     _audit(request, "dicomweb.searched", study, level="series")
-    return _json([_series_json(s) for s in series[offset : offset + limit]])
+    found = list(series[offset : offset + limit])
+    for s in found:
+        s.study = study  # its view with it
+    return _json([_series_json(s) for s in found])
 
 
 def search_instances(request: HttpRequest, study_uid: str, series_uid: str) -> HttpResponseBase:
@@ -320,13 +480,20 @@ def search_instances(request: HttpRequest, study_uid: str, series_uid: str) -> H
         return _not_found()
     keys = _keys(request, INSTANCE_KEYS)
     limit, offset = _page(request)
-    instances = series.instances.select_related("series__study")
+    instances = series.instances.all()
+    view = view_of(series.study)
     if "SOPInstanceUID" in keys:
-        instances = instances.filter(sop_instance_uid__in=keys["SOPInstanceUID"].split(","))
+        wanted = set(keys["SOPInstanceUID"].split(","))
+        instances = instances.filter(
+            pk__in=[pk for pk, uid in instances.values_list("pk", "sop_instance_uid") if view.uid(uid) in wanted]
+        )
     if "InstanceNumber" in keys:
         instances = instances.filter(instance_number=_int_key(keys["InstanceNumber"], "InstanceNumber"))
     _audit(request, "dicomweb.searched", series.study, level="instance", series=series.series_uid)
-    return _json([_instance_json(i) for i in instances[offset : offset + limit]])
+    found = list(instances[offset : offset + limit])
+    for i in found:
+        i.series = series  # its view with it
+    return _json([_instance_json(i) for i in found])
 
 
 # --- WADO-RS --------------------------------------------------------------------------------
@@ -337,15 +504,40 @@ def _dataset(instance: Instance, *, pixels: bool, version: ObjectVersion | None 
 
 def _frames_uri(request: HttpRequest, instance: Instance) -> str:
     series = instance.series
+    view = view_of(series.study)
     frames = ",".join(str(n) for n in range(1, instance.frames + 1))
-    return request.build_absolute_uri(
-        reverse("dicomweb_frames", args=[series.study.study_uid, series.series_uid, instance.sop_instance_uid, frames])
-    )
+    uids = [view.uid(series.study.study_uid), view.uid(series.series_uid), view.uid(instance.sop_instance_uid)]
+    return request.build_absolute_uri(reverse("dicomweb_frames", args=[*uids, frames]))
 
 
-def _metadata(request: HttpRequest, instance: Instance, version: ObjectVersion | None = None) -> dict[str, Any]:
-    meta = metadata.header_json(instance, version)
-    meta["7FE00010"]["BulkDataURI"] = _frames_uri(request, instance)
+# Not attributes of the instance: what the header document adds (imaging/metadata.py).
+_ADDED = ("00083002", "7FE00010")
+
+
+def deidentified_header(meta: dict[str, Any], view: View) -> dict[str, Any] | None:
+    """An instance's DICOM JSON header as the de-identified copy of the instance has it: the
+    on-receipt profile and options applied by the engine (the same call as the downloads), the
+    case's de-identified UIDs. None when the engine refuses the instance (it is then withheld)."""
+    assert view.secret is not None
+    header = {tag: value for tag, value in meta.items() if tag not in _ADDED}
+    try:
+        result = deidentify(pydicom.Dataset.from_json(header), deid_export.ON_RECEIPT, view.secret)
+    except Refused:
+        return None
+    out: dict[str, Any] = result.dataset.to_json_dict(bulk_data_threshold=1 << 30)
+    out.update({tag: meta[tag] for tag in _ADDED if tag in meta})  # pixels and their syntax unchanged
+    return out
+
+
+def _header(instance: Instance, meta: dict[str, Any]) -> dict[str, Any] | None:
+    view = view_of(instance.series.study)
+    return deidentified_header(meta, view) if view.deidentified else meta
+
+
+def _metadata(request: HttpRequest, instance: Instance, version: ObjectVersion | None = None) -> dict[str, Any] | None:
+    meta = _header(instance, metadata.header_json(instance, version))
+    if meta is not None:
+        meta["7FE00010"] = {**meta["7FE00010"], "BulkDataURI": _frames_uri(request, instance)}
     return meta
 
 
@@ -359,11 +551,14 @@ def series_metadata(request: HttpRequest, study_uid: str, series_uid: str) -> Ht
     cache.set(_frames_audit_key(request, series), 1, FRAME_AUDIT_WINDOW)
     # One stored document (imaging/metadata.py) instead of every instance's header.
     base = request.build_absolute_uri(reverse("dicomweb_series_retrieve", args=[study_uid, series_uid]) + "/instances/")
+    view = view_of(series.study)
     answer = []
     for entry in metadata.entries_for(series):
-        meta = entry["meta"]
+        meta = deidentified_header(entry["meta"], view) if view.deidentified else entry["meta"]
+        if meta is None:
+            continue  # the engine refuses it: a de-identified view leaves it out
         frames = ",".join(str(n) for n in range(1, int(entry["frames"]) + 1))
-        meta["7FE00010"] = {**meta["7FE00010"], "BulkDataURI": f"{base}{entry['sop']}/frames/{frames}"}
+        meta["7FE00010"] = {**meta["7FE00010"], "BulkDataURI": f"{base}{view.uid(entry['sop'])}/frames/{frames}"}
         answer.append(meta)
     return _json(answer)
 
@@ -372,8 +567,20 @@ def instance_metadata(request: HttpRequest, study_uid: str, series_uid: str, sop
     instance = _instance(request, study_uid, series_uid, sop_uid)
     if instance is None:
         return _not_found()
-    _audit(request, "dicomweb.retrieved", instance.series.study, what="metadata", instance=sop_uid)
-    return _json([_metadata(request, instance)])
+    meta = _metadata(request, instance)
+    if meta is None:
+        return _refused()
+    _audit(request, "dicomweb.retrieved", instance.series.study, what="metadata", instance=instance.sop_instance_uid)
+    return _json([meta])
+
+
+def _refused() -> HttpResponseBase:
+    return problem(
+        409,
+        "Conflict",
+        "This instance cannot be de-identified safely; your organization receives only de-identified "
+        "copies of the cases sent to it.",
+    )
 
 
 def _multipart(parts: Iterable[tuple[dict[str, str], Iterable[bytes]]], boundary: str) -> Iterator[bytes]:
@@ -397,7 +604,19 @@ def _accepts(request: HttpRequest, media_type: str) -> bool:
     )
 
 
-def _instances_response(request: HttpRequest, instances: list[Instance]) -> HttpResponseBase:
+def deidentified_instance(version: ObjectVersion, view: View) -> bytes | None:
+    """The de-identified copy of one stored instance, made as the on-receipt downloads make it
+    (the engine, the on-receipt options, the case secret; pixel data as stored); None when the
+    engine refuses it."""
+    assert view.secret is not None
+    try:
+        data = deidentify(b"".join(bytes(p) for p in vault.read_version(version)), deid_export.ON_RECEIPT, view.secret)
+    except Refused:
+        return None
+    return data.data
+
+
+def _instances_response(request: HttpRequest, instances: list[Instance], view: View = AS_STORED) -> HttpResponseBase:
     if not _accepts(request, "application/dicom"):
         return problem(406, "Not Acceptable", 'Instances are sent as multipart/related; type="application/dicom".')
     boundary = uuid.uuid4().hex
@@ -411,13 +630,22 @@ def _instances_response(request: HttpRequest, instances: list[Instance]) -> Http
             version = versions.get(instance.stored_object_id)
             if version is None:
                 raise vault.ObjectUnavailable("destroyed")
+            if view.deidentified:
+                data = deidentified_instance(version, view)
+                if data is not None:  # one the engine refuses is left out, never sent as stored
+                    yield {"Content-Type": "application/dicom", "Content-Length": str(len(data))}, [data]
+                continue
             yield (
                 {"Content-Type": "application/dicom", "Content-Length": str(version.size)},
                 (bytes(chunk) for chunk in stream_plaintext(version, 0, version.size)),
             )
 
+    return _dicom_parts(parts(), boundary)
+
+
+def _dicom_parts(parts: Iterable[tuple[dict[str, str], Iterable[bytes]]], boundary: str) -> HttpResponseBase:
     response = StreamingHttpResponse(
-        _multipart(parts(), boundary),
+        _multipart(parts, boundary),
         content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
     )
     response["Cache-Control"] = "no-store"
@@ -433,8 +661,15 @@ def retrieve_series(request: HttpRequest, study_uid: str, series_uid: str) -> Ht
     # request instead of a request per frame: the same single look as its frames.
     key = _frames_audit_key(request, series)
     if cache.get(key) is None:
-        _audit(request, "dicomweb.retrieved", series.study, what="instances", series=series_uid, count=len(instances))
-    return _instances_response(request, instances)
+        _audit(
+            request,
+            "dicomweb.retrieved",
+            series.study,
+            what="instances",
+            series=series.series_uid,
+            count=len(instances),
+        )
+    return _instances_response(request, instances, view_of(series.study))
 
 
 def retrieve_study(request: HttpRequest, study_uid: str) -> HttpResponseBase:
@@ -443,13 +678,25 @@ def retrieve_study(request: HttpRequest, study_uid: str) -> HttpResponseBase:
         return _not_found()
     instances = list(Instance.objects.filter(series__study=study).select_related("stored_object"))
     _audit(request, "dicomweb.retrieved", study, what="instances", count=len(instances))
-    return _instances_response(request, instances)
+    return _instances_response(request, instances, view_of(study))
 
 
 def retrieve_instance(request: HttpRequest, study_uid: str, series_uid: str, sop_uid: str) -> HttpResponseBase:
     instance = _instance(request, study_uid, series_uid, sop_uid)
     if instance is None:
         return _not_found()
+    view = view_of(instance.series.study)
+    if view.deidentified:
+        if not _accepts(request, "application/dicom"):
+            return _instances_response(request, [instance], view)  # the 406
+        data = deidentified_instance(vault.get_version(instance.stored_object), view)
+        if data is None:
+            return _refused()
+        part = {"Content-Type": "application/dicom", "Content-Length": str(len(data))}
+        _audit(
+            request, "dicomweb.retrieved", instance.series.study, what="instance", instance=instance.sop_instance_uid
+        )
+        return _dicom_parts([(part, [data])], uuid.uuid4().hex)
     _audit(request, "dicomweb.retrieved", instance.series.study, what="instance", instance=sop_uid)
     return _instances_response(request, [instance])
 
@@ -711,9 +958,15 @@ def _store_response(request: HttpRequest, result: stow.StowResult, case: Case | 
         limit = settings.DICOMWEB_STOW_MAX_BYTES
         return problem(413, "Content Too Large", f"One request carries at most {limit} bytes; send fewer instances.")
 
+    # The sender retrieves them as it gets the case: by its de-identified UIDs when it received
+    # the case with De-identification on receipt (the Referenced SOP Instance UIDs stay the ones it sent).
+    principal = principal_of(request)
+    view = view_for(principal, case) if case is not None and principal is not None else AS_STORED
+
     def url(name: str, *args: str) -> str | None:
         # Only instances of a case can be retrieved over DICOMweb (once indexed, in the background).
-        return request.build_absolute_uri(reverse(name, args=args)) if case is not None else None
+        uids = [view.uid(uid) for uid in args]
+        return request.build_absolute_uri(reverse(name, args=uids)) if case is not None else None
 
     studies = {p.study_uid for p in stored}
     answer: dict[str, Any] = {

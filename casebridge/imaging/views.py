@@ -35,6 +35,7 @@ from casebridge.cases.models import Attachment, AttachmentKind, Case
 from casebridge.core.params import uuid_or_none
 from casebridge.deid.pixels import format_regions, preview_png
 from casebridge.imaging import actions as imaging_actions
+from casebridge.imaging import dicomweb
 from casebridge.imaging.actions import masks_for_files
 from casebridge.imaging.models import Instance, PixelMask, Series, Thumbnail
 from casebridge.imaging.thumbnails import XRAY_MODALITIES
@@ -85,7 +86,8 @@ def study_viewer(request: HttpRequest, number: str, series_id: str) -> HttpRespo
     if series is None:
         raise Http404("no such series")
     record_case_opened(access, case, "imaging.study_viewed", study=str(series.study_id), series=str(series.pk))
-    config = {"wadoRoot": "/dicomweb", "study": series.study.study_uid, "series": series.series_uid}
+    uids = dicomweb.view_for(access.principal, case)  # de-identified ones if the case comes so
+    config = {"wadoRoot": "/dicomweb", "study": uids.uid(series.study.study_uid), "series": uids.uid(series.series_uid)}
     response = render(request, "imaging/cbct_viewer.html", {"case": case, "series": series, "config": config})
     return _image_page(response)
 
@@ -139,9 +141,10 @@ def thumbnails_of(objects: list[StoredObject]) -> dict[object, Thumbnail]:
     return {t.source_id: t for t in found if t.source_id in by_id and t.made_from == by_id[t.source_id].current_version}
 
 
-def xray_items(case: Case, org_slug: str) -> list[dict[str, object]]:
+def xray_items(case: Case, org_slug: str, uids: dicomweb.View = dicomweb.AS_STORED) -> list[dict[str, object]]:
     """Every X-ray of the case in the order of the strip: DICOM X-ray series image by image, then
-    the plain images. The DICOM ones load through WADO-RS, the others through case_image."""
+    the plain images. The DICOM ones load through WADO-RS (by the UIDs of `uids`), the others
+    through case_image."""
     items: list[dict[str, object]] = []
     series_list = xray_series(case)
     instances = list(
@@ -158,9 +161,9 @@ def xray_items(case: Case, org_slug: str) -> list[dict[str, object]]:
             {
                 "kind": "dicom",
                 "label": f"{series.modality} {instance.instance_number or ''}".strip(),
-                "study": series.study.study_uid,
-                "series": series.series_uid,
-                "instance": instance.sop_instance_uid,
+                "study": uids.uid(series.study.study_uid),
+                "series": uids.uid(series.series_uid),
+                "instance": uids.uid(instance.sop_instance_uid),
                 "frames": instance.frames,
                 "calibrated": series.pixel_spacing_row is not None,
                 "thumbnail": reverse("case_thumbnail", args=[org_slug, case.number, thumb.pk]) if thumb else "",
@@ -186,7 +189,7 @@ def xray_viewer(request: HttpRequest, number: str) -> HttpResponse:
     """The case's X-rays in the 2D viewer, with the strip of the whole set."""
     access = org_access_of(request)
     case = case_for(access, number)
-    items = xray_items(case, access.organization.slug)
+    items = xray_items(case, access.organization.slug, dicomweb.view_for(access.principal, case))
     instance_ids = [str(i) for i in Instance.objects.filter(series__in=xray_series(case)).values_list("pk", flat=True)]
     record_case_opened(
         access,
