@@ -400,12 +400,23 @@ class Filters:
         )
 
 
-def search(filters: Filters | Sequence[Filters], *, progress: Any = None) -> Iterator[dict[str, Any]]:
+def search(
+    filters: Filters | Sequence[Filters],
+    *,
+    progress: Any = None,
+    upto_seq: int | None = None,
+    after_seq: int | None = None,
+) -> Iterator[dict[str, Any]]:
     """Archived events matching every filter (of one of several `Filters`: each segment is still
-    read once), oldest first. Reads only the segments whose time span meets [start, end);
+    read once), oldest first. Reads only the segments whose time span meets [start, end) (and,
+    when given, that end at or before `upto_seq` or begin after `after_seq`);
     `progress(done, total)` after each segment."""
     alternatives = [filters] if isinstance(filters, Filters) else list(filters)
     segments = ArchiveSegment.objects.order_by("first_seq")
+    if upto_seq is not None:
+        segments = segments.filter(last_seq__lte=upto_seq)
+    if after_seq is not None:
+        segments = segments.filter(first_seq__gt=after_seq)
     starts, ends = [f.start for f in alternatives], [f.end for f in alternatives]
     if alternatives and all(start is not None for start in starts):
         segments = segments.filter(last_at__gte=min(start for start in starts if start is not None))

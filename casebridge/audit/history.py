@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Max, QuerySet, Subquery
+
 from casebridge.audit import archive
-from casebridge.audit.models import RECORDED_COLUMNS, ArchiveSegment, Event
+from casebridge.audit.models import RECORDED_COLUMNS, ArchiveSegment, Event, Seal
 
 
 @dataclass
@@ -123,3 +125,41 @@ def combined(
     reading.only([e for e in reading.events if e.pk not in seen])
     reading.events = sorted(hot_events + reading.events, key=lambda e: (e.occurred_at, e.pk))
     return reading
+
+
+def streamed(hot: QuerySet[Event], filters: archive.Filters | None, *, batch: int) -> Iterator[list[Event]]:
+    """Every event of an export in batches, in constant memory however many segments there are:
+    the archived events matching `filters` (segment by segment, oldest first; None: the hot
+    tables alone), then the hot ones (`hot`, by id), each once.
+
+    The segments present at the start are read first. The hot rows are one query, which also
+    reads the oldest sequence number still hot (the same snapshot): a segment written while the
+    export ran is read last, and of its events only those older than that number are given (the
+    others were hot in the snapshot and given with it). If the query gave no row, none of that
+    segment's matching events was given, so all are."""
+    upto = ArchiveSegment.objects.aggregate(last=Max("last_seq"))["last"] if filters is not None else None
+    floor: int | None = None  # the oldest sequence number hot when the hot rows were read
+    pending: list[Event] = []
+
+    def batched(events: Iterable[Event]) -> Iterator[list[Event]]:
+        for event in events:
+            pending.append(event)
+            if len(pending) == batch:
+                yield pending.copy()
+                pending.clear()
+
+    def recent() -> Iterator[Event]:
+        nonlocal floor
+        oldest_hot = Subquery(Seal.objects.order_by("seq").values("seq")[:1])
+        for event in hot.annotate(hot_floor=oldest_hot).order_by("id").iterator(chunk_size=batch):
+            floor = event.hot_floor
+            yield event
+
+    if filters is not None and upto is not None:
+        yield from batched(as_event(v) for v in archive.search(filters, upto_seq=upto))
+    yield from batched(recent())
+    if filters is not None:
+        late = archive.search(filters, after_seq=upto or 0)
+        yield from batched(as_event(v) for v in late if floor is None or int(v["seq"]) < floor)
+    if pending:
+        yield pending

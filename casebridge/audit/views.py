@@ -110,7 +110,6 @@ class _Echo:
 def audit_export(request: HttpRequest) -> StreamingHttpResponse:
     access = org_access_of(request)
     events, filters = _filtered(request, access.organization.pk)
-    events = events.order_by("id")
     record(
         "audit.exported",
         actor=access.actor,
@@ -132,6 +131,7 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
         "request_id",
         "emergency_access_id",
         "details",
+        "archived",
     ]
     writer = csv.writer(_Echo())
 
@@ -141,17 +141,14 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
             return json.dumps(event.details, sort_keys=True, ensure_ascii=False)
         if column == "target_label":
             return labels[event.pk]
+        if column == "archived":
+            return "yes" if getattr(event, "archived", False) else ""
         return getattr(event, column)
 
     def batches() -> Iterator[list[Event]]:
-        batch: list[Event] = []
-        for event in events.iterator(chunk_size=EXPORT_BATCH):
-            batch.append(event)
-            if len(batch) == EXPORT_BATCH:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        # With the archive: its events (the oldest) first, then the recent ones; segment by segment.
+        archived = for_archive(access.organization.pk, filters) if filters.include_archive else None
+        return history.streamed(events, archived, batch=EXPORT_BATCH)
 
     def rows() -> Any:
         yield writer.writerow(columns)

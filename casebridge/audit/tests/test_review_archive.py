@@ -5,14 +5,18 @@ archive, the look is audited, and the wrong role or another organization gets no
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from casebridge.audit import chain, forensics, views
+from casebridge.audit import archive, chain, forensics, views
 from casebridge.audit.api import record
 from casebridge.audit.models import Event, PendingSeal, Seal
 from casebridge.audit.queries import EventFilters, filters_from_query, for_archive, organization_events
@@ -155,3 +159,109 @@ def test_the_person_page_includes_the_archive_when_asked(personas: Personas) -> 
     assert signed_in_client(personas.members["staff"]).get(url, {"archive": "1"}).status_code == 403
     other = reverse("person_forensics", args=[personas.other_practice.slug, clinician.pk])
     assert signed_in_client(personas.outsider).get(other, {"archive": "1"}).status_code == 404
+
+
+def _exported(client: Any, slug: str, query: dict[str, str]) -> list[dict[str, str]]:
+    response = client.get(reverse("audit_export", args=[slug]), query)
+    assert response.status_code == 200 and response.streaming
+    return list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+def test_the_export_includes_the_archive_when_asked(personas: Personas) -> None:
+    _varied(personas)
+    archived = set(Event.objects.filter(organization_id=personas.practice.pk).values_list("id", flat=True))
+    archive_everything_so_far()
+    for n in range(3):
+        record("case.viewed", actor=personas.members["clinician"], organization=personas.practice, details={"n": n})
+    auditor = signed_in_client(personas.members["auditor"])
+    slug = personas.practice.slug
+
+    recent = _exported(auditor, slug, {})
+    assert recent and not archived & {int(r["id"]) for r in recent} and {r["archived"] for r in recent} == {""}
+
+    rows = _exported(auditor, slug, {"archive": "1"})
+    ids = [int(r["id"]) for r in rows]
+    looked = Event.objects.filter(action="audit.exported").latest("id").pk  # this export, recorded first
+    assert len(ids) == len(set(ids)) and set(ids) == archived | {int(r["id"]) for r in recent} | {looked}
+    assert {int(r["id"]) for r in rows if r["archived"] == "yes"} == archived
+    assert [r["archived"] for r in rows] == sorted((r["archived"] for r in rows), reverse=True)  # archive first
+    download = next(r for r in rows if r["action"] == "file.downloaded")
+    assert download["ip"] == "10.0.0.8" and download["emergency_access_id"] == str(EMERGENCY)
+    assert json.loads(next(r for r in rows if r["action"] == "patient.viewed")["details"]) == {"patients": [PATIENT]}
+
+    # The page's filters, asked of the segments as of the hot tables.
+    only = _exported(auditor, slug, {"archive": "1", "action": "file.", "ip": "10.0.0.8"})
+    assert [(r["action"], r["archived"]) for r in only] == [("file.downloaded", "yes")]
+    by_patient = _exported(auditor, slug, {"archive": "1", "patient": PATIENT})
+    assert [r["action"] for r in by_patient] == ["case.viewed"]
+
+    exports = Event.objects.filter(action="audit.exported", organization_id=personas.practice.pk).order_by("id")
+    assert [e.details["filters"].get("archive", "") for e in exports] == ["", "1", "1", "1"]
+    assert exports.last().details["filters"]["patient"] == PATIENT  # type: ignore[union-attr]
+
+
+def test_the_export_reads_one_segment_at_a_time(personas: Personas, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamed: the first rows go out after one segment is read, not after all of them."""
+    for n in range(6):
+        record("case.viewed", actor=personas.members["clinician"], organization=personas.practice, details={"n": n})
+    chain.seal_pending()
+    assert chain.checkpoint_now() is not None
+    record("org.created", details={"n": 0})
+    chain.seal_pending()
+    segments = archive.archive(now=timezone.now() + timedelta(days=400), max_events=2)
+    assert len(segments) >= 3
+    read: list[Any] = []
+    real = archive.events
+    monkeypatch.setattr(archive, "events", lambda segment, content=None: (read.append(segment), real(segment))[1])
+    monkeypatch.setattr(views, "EXPORT_BATCH", 1)
+    response = signed_in_client(personas.members["auditor"]).get(
+        reverse("audit_export", args=[personas.practice.slug]), {"archive": "1"}
+    )
+    stream = iter(response.streaming_content)
+    next(stream), next(stream)  # the header, the first row
+    assert len(read) == 1
+    rest = b"".join(stream).decode()
+    assert len(read) == len(segments) and rest.count(",yes\r\n") == 6 - 1
+
+
+@pytest.mark.parametrize("when", ["before the recent rows are read", "after the recent rows are read"])
+def test_events_archived_while_the_export_runs_are_exported_once(
+    personas: Personas, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    _varied(personas)
+    archive_everything_so_far()
+    moved = record("case.viewed", actor=personas.members["clinician"], organization=personas.practice).pk
+    auditor = signed_in_client(personas.members["auditor"])
+    everything = {int(r["id"]) for r in _exported(auditor, personas.practice.slug, {"archive": "1"})}
+    added: list[int] = []
+    real = archive.search
+
+    def search(filters: Any, **kwargs: Any) -> Any:
+        first_pass = kwargs.get("upto_seq") is not None
+        if not first_pass and when.startswith("after"):
+            archive_everything_so_far()  # the recent rows are out: the new segment holds them again
+        yield from real(filters, **kwargs)
+        if first_pass and when.startswith("before"):
+            archive_everything_so_far()  # these recent rows are no longer hot when the query runs
+            added.append(record("case.viewed", actor=personas.members["clinician"], organization=personas.practice).pk)
+
+    monkeypatch.setattr(archive, "search", search)
+    rows = _exported(auditor, personas.practice.slug, {"archive": "1"})
+    ids = [int(r["id"]) for r in rows]
+    assert len(ids) == len(set(ids)) and set(ids) >= everything | set(added)
+    assert [r["action"] for r in rows if int(r["id"]) not in everything | set(added)] == ["audit.exported"]
+    # Before: given from the segment written meanwhile; after: given hot, and not again.
+    assert next(r["archived"] for r in rows if int(r["id"]) == moved) == ("yes" if when.startswith("before") else "")
+
+
+def test_the_export_gives_the_wrong_role_and_another_organization_nothing_more(personas: Personas) -> None:
+    _varied(personas)
+    archive_everything_so_far()
+    url = reverse("audit_export", args=[personas.practice.slug])
+    for role in ("staff", "clinician"):
+        assert signed_in_client(personas.members[role]).get(url, {"archive": "1"}).status_code == 403
+    rows = _exported(signed_in_client(personas.outsider), personas.other_practice.slug, {"archive": "1"})
+    assert any(r["archived"] == "yes" for r in rows)  # its own archived event, and nothing else
+    assert personas.members["clinician"].email not in json.dumps(rows)
+    organization_ids = {str(e.organization_id) for e in Event.objects.filter(action="audit.exported")}
+    assert organization_ids == {str(personas.other_practice.pk)}
