@@ -30,6 +30,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+# SQL here names tables (S608 marks each f-string): only these constants, name_of(month) for a
+# month computed here, and the sequence PostgreSQL's catalog names; never anything from input.
 TABLE = "audit_event"
 DEFAULT = "audit_event_default"
 SEQUENCE = "audit_event_id_seq"
@@ -94,6 +96,7 @@ def _create_month(cursor: Any, month: datetime) -> int:
 
     name, start, end = name_of(month), month, add_months(month, 1)
     bounds = f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+    # table name built here, not input (see TABLE)
     cursor.execute(f"SELECT count(*) FROM {DEFAULT} WHERE occurred_at >= %s AND occurred_at < %s", [start, end])  # noqa: S608
     waiting = cursor.fetchone()[0]
     if not waiting:
@@ -102,6 +105,7 @@ def _create_month(cursor: Any, month: datetime) -> int:
         cursor.execute(f"CREATE TABLE {name} (LIKE {TABLE} INCLUDING DEFAULTS)")
         ArchiveGate.objects.create()
         cursor.execute(
+            # table name built here, not input (see TABLE)
             f"WITH moved AS (DELETE FROM {DEFAULT} WHERE occurred_at >= %s AND occurred_at < %s RETURNING *) "  # noqa: S608
             f"INSERT INTO {name} SELECT * FROM moved",
             [start, end],
@@ -156,7 +160,7 @@ def drop_emptied(cutoff: datetime, now: datetime | None = None) -> list[str]:
     for month in candidates:
         name = name_of(month)
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {name})")  # noqa: S608
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {name})")  # noqa: S608  (names: see TABLE)
             if cursor.fetchone()[0]:
                 continue  # events not archived yet (the archive stops at a checkpoint)
         with transaction.atomic(), connection.cursor() as cursor:
@@ -165,7 +169,7 @@ def drop_emptied(cutoff: datetime, now: datetime | None = None) -> list[str]:
                 continue  # another worker dropped it
             ArchiveGate.objects.create()
             cursor.execute(f"ALTER TABLE {TABLE} DETACH PARTITION {name}")  # locks it: nothing enters now
-            cursor.execute(f"SELECT count(*) FROM {name}")  # noqa: S608
+            cursor.execute(f"SELECT count(*) FROM {name}")  # noqa: S608  (names: see TABLE)
             if cursor.fetchone()[0]:
                 raise RuntimeError(f"{name} is not empty: not dropped")  # rolls the detach back
             cursor.execute(f"DROP TABLE {name}")
@@ -203,9 +207,9 @@ def convert(schema_connection: Any, now: datetime | None = None) -> None:
         )
         indexes = cursor.fetchall()
         cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [TABLE])
-        cursor.execute(f"SELECT last_value, is_called FROM {cursor.fetchone()[0]}")  # noqa: S608
+        cursor.execute(f"SELECT last_value, is_called FROM {cursor.fetchone()[0]}")  # noqa: S608  (names: see TABLE)
         last_value, is_called = cursor.fetchone()
-        cursor.execute(f"SELECT min(occurred_at), max(id) FROM {TABLE}")  # noqa: S608
+        cursor.execute(f"SELECT min(occurred_at), max(id) FROM {TABLE}")  # noqa: S608  (names: see TABLE)
         oldest, max_id = cursor.fetchone()
         next_id = max(last_value + 1 if is_called else last_value, (max_id or 0) + 1)
 
@@ -222,7 +226,7 @@ def convert(schema_connection: Any, now: datetime | None = None) -> None:
             )
             month = add_months(month, 1)
         cursor.execute(f"CREATE TABLE {DEFAULT} PARTITION OF {TABLE} DEFAULT")
-        cursor.execute(f"INSERT INTO {TABLE} SELECT * FROM {TABLE}_unpartitioned")  # noqa: S608
+        cursor.execute(f"INSERT INTO {TABLE} SELECT * FROM {TABLE}_unpartitioned")  # noqa: S608  (names: see TABLE)
         cursor.execute(f"DROP TABLE {TABLE}_unpartitioned")  # its triggers, indexes and sequence with it
 
         cursor.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {TABLE}_pkey PRIMARY KEY (id, occurred_at)")

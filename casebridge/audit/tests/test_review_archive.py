@@ -197,7 +197,8 @@ def test_the_export_includes_the_archive_when_asked(personas: Personas) -> None:
 
     exports = Event.objects.filter(action="audit.exported", organization_id=personas.practice.pk).order_by("id")
     assert [e.details["filters"].get("archive", "") for e in exports] == ["", "1", "1", "1"]
-    assert exports.last().details["filters"]["patient"] == PATIENT  # type: ignore[union-attr]
+    last = exports.last()
+    assert last is not None and last.details["filters"]["patient"] == PATIENT
 
 
 def test_the_export_reads_one_segment_at_a_time(personas: Personas, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,6 +30,7 @@ from casebridge.deid.dicom import new_uid
 from casebridge.imaging.models import Series
 from casebridge.imaging.synthetic import cbct_series, dicom_image, photo, stl_mesh, xray_set
 from casebridge.imaging.tests.cases import attach, clinician_access, connect_lab, draft_case, zipped
+from casebridge.kernel.multipart import media_type_parameters
 
 pytestmark = pytest.mark.django_db
 SLICES = 4
@@ -101,7 +102,7 @@ def _body(response: Any) -> bytes:
 
 
 def _parts(response: Any) -> list[bytes]:
-    boundary = re.search(r"boundary=([^;\s]+)", response["Content-Type"]).group(1).encode()  # type: ignore[union-attr]
+    boundary = media_type_parameters(response["Content-Type"])[1]["boundary"].encode()
     body = _body(response)
     parts = body.split(b"--" + boundary)[1:-1]
     return [part.split(b"\r\n\r\n", 1)[1].removesuffix(b"\r\n") for part in parts]
