@@ -142,7 +142,7 @@ def audit_export(request: HttpRequest) -> StreamingHttpResponse:
         if column == "target_label":
             return labels[event.pk]
         if column == "archived":
-            return "yes" if getattr(event, "archived", False) else ""
+            return "yes" if event.archived else ""
         return getattr(event, column)
 
     def batches() -> Iterator[list[Event]]:

@@ -419,14 +419,13 @@ def search_studies(request: HttpRequest) -> HttpResponseBase:
     studies = policy.visible_studies(principal).select_related("case", "case__patient")
     # Studies seen de-identified match on their de-identified attributes: their UIDs as mapped,
     # and no Accession Number or Study Date (the profile empties both).
-    deidentified = {pk: case_id for pk, case_id in _deidentified(request).values_list("pk", "case_id")}
+    seen_deidentified = list(_deidentified(request).values_list("pk", "study_uid", "case_id"))
+    deidentified = {pk: case_id for pk, _original, case_id in seen_deidentified}
     if "StudyInstanceUID" in keys:
         wanted = set(keys["StudyInstanceUID"].split(","))
         matching = set(_stored(request).filter(study_uid__in=wanted).values_list("pk", flat=True))
         matching |= {
-            pk
-            for pk, original, case_id in _deidentified(request).values_list("pk", "study_uid", "case_id")
-            if _deidentified_view(case_id).uid(original) in wanted
+            pk for pk, original, case_id in seen_deidentified if _deidentified_view(case_id).uid(original) in wanted
         }
         studies = studies.filter(pk__in=matching)
     if "AccessionNumber" in keys:
