@@ -406,16 +406,8 @@ def test_a_restriction_refuses_new_sharing_through_the_policy_until_lifted(
     with pytest.raises(ValidationError, match="restrict"):
         case_actions.submit_case(owner, case)
     assert Case.objects.get(pk=case.pk).status == Status.DRAFT
-    Case.objects.filter(pk=case.pk).update(status=Status.SUBMITTED)
-    case.refresh_from_db()
     with pytest.raises(Forbidden, match="restrict"):
-        sharing.create_link(
-            owner,
-            case,
-            attachments=list(case.attachments.all()),
-            recipient_email="specialist@example.test",
-            purpose="Second opinion",
-        )
+        _send_to_specialist(owner, case)
     client = signed_in_client(personas.members["owner"])
     page = client.get(reverse("case_detail", args=[personas.practice.slug, case.number]))
     assert "restrict the sharing" in page.content.decode()

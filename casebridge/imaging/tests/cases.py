@@ -14,6 +14,7 @@ from casebridge.cases import actions
 from casebridge.cases.actions import ItemInput
 from casebridge.cases.models import Case
 from casebridge.core.testing import Personas
+from casebridge.imaging.synthetic import photo, stl_mesh
 from casebridge.vault import api as vault
 from casebridge.vault.models import StoredObject
 
@@ -55,6 +56,14 @@ def attach(access: OrgAccess, case: Case, content: bytes, kind: str, label: str 
     obj = stored(access, content)
     actions.attach_file(access, case, obj, kind=kind, label=label)
     return obj
+
+
+def attach_what_sending_needs(access: OrgAccess, case: Case) -> None:
+    """The scans (prep, opposing, bite) and shade photos a crown case needs before it can be sent."""
+    for label in ("prep", "opposing", "bite"):
+        attach(access, case, stl_mesh(label), kind="scan", label=label)
+    for seed in ("a", "b"):
+        attach(access, case, photo(seed), kind="photo", label="shade")
 
 
 def connect_lab(personas: Personas) -> None:

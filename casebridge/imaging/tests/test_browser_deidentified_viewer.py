@@ -18,8 +18,8 @@ from casebridge.core.testing import build_personas
 from casebridge.deid import export
 from casebridge.deid.dicom import new_uid
 from casebridge.imaging.models import Series
-from casebridge.imaging.synthetic import cbct_series, photo, stl_mesh
-from casebridge.imaging.tests.cases import attach, connect_lab, draft_case, zipped
+from casebridge.imaging.synthetic import cbct_series
+from casebridge.imaging.tests.cases import attach, attach_what_sending_needs, connect_lab, draft_case, zipped
 from casebridge.imaging.tests.test_cbct_viewer import _plane_pixels
 
 pytestmark = pytest.mark.browser
@@ -36,10 +36,7 @@ def test_the_lab_views_a_received_cbct_by_its_de_identified_uids(
     case = draft_case(access, lab=p.lab)
     slices = cbct_series("deid-viewer", slices=SLICES, size=SIZE, patient_name="CARTER^ROSA")
     attach(access, case, zipped({f"IM{i:04d}": data for i, data in enumerate(slices)}), kind="cbct")
-    for label in ("prep", "opposing", "bite"):
-        attach(access, case, stl_mesh(label), kind="scan", label=label)
-    for seed in ("a", "b"):
-        attach(access, case, photo(seed), kind="photo", label="shade")
+    attach_what_sending_needs(access, case)
     case_actions.submit_case(access, case)
     p.lab.deidentify_on_receipt = True
     p.lab.save(update_fields=["deidentify_on_receipt"])

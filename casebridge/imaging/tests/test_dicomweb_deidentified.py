@@ -28,8 +28,15 @@ from casebridge.core.testing import Personas, add_member, signed_in_client
 from casebridge.deid import export
 from casebridge.deid.dicom import new_uid
 from casebridge.imaging.models import Series
-from casebridge.imaging.synthetic import cbct_series, dicom_image, photo, stl_mesh, xray_set
-from casebridge.imaging.tests.cases import attach, clinician_access, connect_lab, draft_case, zipped
+from casebridge.imaging.synthetic import cbct_series, dicom_image, xray_set
+from casebridge.imaging.tests.cases import (
+    attach,
+    attach_what_sending_needs,
+    clinician_access,
+    connect_lab,
+    draft_case,
+    zipped,
+)
 from casebridge.kernel.multipart import media_type_parameters
 
 pytestmark = pytest.mark.django_db
@@ -82,10 +89,7 @@ def received(personas: Personas, vault_home: Path, django_capture_on_commit_call
         attach(access, case, zipped({f"{i}.dcm": s for i, s in enumerate(slices)}), kind="cbct")
     with django_capture_on_commit_callbacks(execute=True):
         attach(access, case, xray[0], kind="cbct", label="xray")
-        for label in ("prep", "opposing", "bite"):
-            attach(access, case, stl_mesh(label), kind="scan", label=label)
-        for seed in ("a", "b"):
-            attach(access, case, photo(seed), kind="photo", label="shade")
+        attach_what_sending_needs(access, case)
     case_actions.submit_case(access, case)
     personas.lab.deidentify_on_receipt = True
     personas.lab.save(update_fields=["deidentify_on_receipt"])

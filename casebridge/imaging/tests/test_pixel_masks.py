@@ -26,8 +26,8 @@ from casebridge.core.testing import Personas, signed_in_client
 from casebridge.deid import Options, deidentify, export
 from casebridge.deid.pixels import MaskError, blank, parse_regions
 from casebridge.imaging.models import PixelMask
-from casebridge.imaging.synthetic import photo, stl_mesh, xray_set
-from casebridge.imaging.tests.cases import attach, clinician_access, connect_lab, draft_case
+from casebridge.imaging.synthetic import xray_set
+from casebridge.imaging.tests.cases import attach, attach_what_sending_needs, clinician_access, connect_lab, draft_case
 from casebridge.sharing import actions as share_actions
 from casebridge.sharing.tests.conftest import last_code, last_token
 from casebridge.sharing.tests.test_download_all import unzip
@@ -97,10 +97,7 @@ def panoramic(personas: Personas, vault_home: Path, django_capture_on_commit_cal
     case = draft_case(access, lab=personas.lab)
     with django_capture_on_commit_callbacks(execute=True):
         attach(access, case, xray_set("pan", images=1, modality="PX")[0], kind="cbct", label="xray")
-        for label in ("prep", "opposing", "bite"):
-            attach(access, case, stl_mesh(label), kind="scan", label=label)
-        for seed in ("a", "b"):
-            attach(access, case, photo(seed), kind="photo", label="shade")
+        attach_what_sending_needs(access, case)
     case_actions.submit_case(access, case)
     return case
 
