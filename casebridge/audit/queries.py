@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
+from django.db.models.lookups import IContains
 from django.utils.dateparse import parse_date, parse_datetime
 
 from casebridge.audit.archive import Filters
@@ -122,13 +123,26 @@ def for_archive(organization_id: Any, filters: EventFilters, before_id: int | No
     )
 
 
+class _ContainsIgnoringCase(IContains):
+    """`icontains`, written as ILIKE on PostgreSQL. Django's `UPPER(label) LIKE UPPER('%x%')`
+    matches the same rows, but PostgreSQL estimates it at a handful of rows and plans a full scan
+    of the organization's events and a sort (8 s at 10 million events, docs/audit.md), where
+    `label ILIKE '%x%'` is estimated as the substring match it is and read newest first from the
+    index until a page is full (0.2 s). Other databases: `icontains` as is."""
+
+    def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
+        lhs, lhs_params = compiler.compile(self.lhs)
+        rhs, rhs_params = self.process_rhs(compiler, connection)  # '%x%', its own % and _ escaped
+        return f"{lhs}::text ILIKE {rhs}", (*lhs_params, *rhs_params)
+
+
 def organization_events(organization_id: Any, filters: EventFilters) -> QuerySet[Event]:
     """The events of one organization matching `filters`, unordered (callers page by id)."""
     events = Event.objects.filter(organization_id=organization_id)
     if filters.action:
         events = events.filter(action__startswith=filters.action)
     if filters.actor:
-        events = events.filter(actor_label__icontains=filters.actor)
+        events = events.filter(_ContainsIgnoringCase(F("actor_label"), filters.actor))
     if filters.outcome:
         events = events.filter(outcome=filters.outcome)
     if filters.case:
