@@ -84,6 +84,7 @@ org_patterns = [
         name="notification_read",
     ),
     path("audit/", audit_views.audit_log, name="audit_log"),
+    path("audit/archive-reads/<uuid:read_id>/", audit_views.audit_archive_read, name="audit_archive_read"),
     path("audit/links/<uuid:link_id>/", forensics_views.link_forensics, name="link_forensics"),
     path("audit/files/<uuid:file_id>/", forensics_views.file_forensics, name="file_forensics"),
     path("audit/people/<uuid:user_id>/", forensics_views.person_forensics, name="person_forensics"),

@@ -30,3 +30,7 @@ class AuditConfig(AppConfig):
 
         # PostgreSQL: this month's and the next months' partitions of audit_event, ahead of time.
         register_periodic("audit.partitions", partitions.ensure)
+        from casebridge.audit import archive_reads
+
+        # The review screen's archive reads are kept a day (their progress and what they found).
+        register_periodic("audit.archive_reads", archive_reads.purge)

@@ -423,6 +423,8 @@ def search(
     if alternatives and all(end is not None for end in ends):
         segments = segments.filter(first_at__lt=max(end for end in ends if end is not None))
     chosen = list(segments)
+    if callable(progress):
+        progress(0, len(chosen))  # the total, before the first (slow) segment
     for done, segment in enumerate(chosen, 1):
         for event in events(segment):
             values = event.values

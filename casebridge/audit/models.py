@@ -324,3 +324,44 @@ class ArchiveGate(models.Model):
 
     def __str__(self) -> str:
         return "archiving in progress"
+
+
+class ArchiveReadState(models.TextChoices):
+    QUEUED = "queued", "Waiting for the worker"
+    READING = "reading", "Reading the archive"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ArchiveRead(models.Model):
+    """One page of the review screen's "include the archive", read by the task worker while the
+    page shows its progress (audit/archive_reads.py). It keeps the filters it was asked (the
+    page's query string) and the numbers of the events it found, never their content: the page
+    reads those from their segments again, so no decrypted copy of the archive is left behind.
+    Rows older than a day are deleted by the housekeeping tick."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    query = models.CharField(max_length=1000)  # the review screen's filters and archive cursor
+    state = models.CharField(max_length=10, choices=ArchiveReadState.choices, default=ArchiveReadState.QUEUED)
+    segments_done = models.PositiveIntegerField(default=0)
+    segments_total = models.PositiveIntegerField(null=True, blank=True)
+    found = models.JSONField(default=list, blank=True)  # [[event id, seq], ...] of the newest matches, oldest first
+    truncated = models.BooleanField(default=False)  # more matched than `found` holds
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "audit_archive_read"
+
+    def __str__(self) -> str:
+        return f"archive read {self.pk}"
+
+    @property
+    def percent(self) -> int:
+        if self.state == ArchiveReadState.DONE:
+            return 100
+        if not self.segments_total:
+            return 0
+        return min(99, self.segments_done * 100 // self.segments_total)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -16,9 +17,9 @@ from django.views.decorators.http import require_POST
 from casebridge.access.guards import org_permission
 from casebridge.access.requests import org_access_of, user_of
 from casebridge.access.roles import Perm
-from casebridge.audit import catalog, history
+from casebridge.audit import archive_reads, catalog, history
 from casebridge.audit.api import record
-from casebridge.audit.models import Event, SavedFilter
+from casebridge.audit.models import ArchiveRead, ArchiveReadState, ArchiveSegment, Event, SavedFilter
 from casebridge.audit.queries import BadFilter, EventFilters, filters_from_query, for_archive, organization_events
 from casebridge.audit.targets import target_labels
 
@@ -52,15 +53,34 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     has_more = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
     query = request.GET.copy()
-    query.pop("before", None)
-    query.pop("archived_before", None)
+    for name in ("before", "archived_before", "read"):
+        query.pop(name, None)
     next_query = f"{query.urlencode()}&before={page[-1].pk}" if has_more else ""
     reading = None
-    if filters.include_archive and not has_more:
-        reading, next_query = _archived_page(access.organization.pk, filters, archived_before, page, query)
+    waiting: ArchiveRead | None = None
+    failed = False
+    if filters.include_archive and not has_more and ArchiveSegment.objects.exists():
+        cursor = int(archived_before) if archived_before.isdigit() and int(archived_before) > 0 else None
+        question = archive_reads.key(filters, cursor)
+        job = archive_reads.find(request.GET.get("read", ""), access.organization, user_of(request), question)
+        if job is None:
+            # Segments are read by the task worker; this page (its number in the URL) shows
+            # the progress, then what was found.
+            job = archive_reads.start(access.organization, user_of(request), question, limit=PAGE_SIZE + 1)
+            again = request.GET.copy()
+            again["read"] = str(job.pk)
+            return redirect(f"{request.path}?{again.urlencode()}")
+        if job.state == ArchiveReadState.DONE:
+            reading, next_query = _archived_page(job, page, query)
+        elif job.state == ArchiveReadState.FAILED:
+            failed = True
+        else:
+            waiting = job
     details: dict[str, Any] = {"filters": filters.as_details()}
     if reading is not None:
         details.update(archived=reading.archived, segments=reading.segments)
+    elif waiting is not None or failed:
+        details["archive"] = "failed" if failed else "reading"
     record("audit.viewed", actor=access.actor, organization=access.organization, details=details)
     labels = target_labels(page)
     descriptions = {a.name: a.description for a in catalog.all_actions()}
@@ -72,6 +92,8 @@ def audit_log(request: HttpRequest) -> HttpResponse:
             "next_query": next_query,
             "query": query.urlencode(),
             "archive_note": reading.note if reading is not None else "",
+            "archive_read": waiting,
+            "archive_failed": failed,
             "actions": catalog.all_actions(),
             "sensitive": {a.name for a in catalog.all_actions() if a.sensitive},
             "filters": request.GET,
@@ -80,16 +102,28 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _archived_page(
-    organization_id: Any, filters: EventFilters, archived_before: str, page: list[Event], query: QueryDict
-) -> tuple[history.Reading, str]:
+@org_permission(Perm.AUDIT_VIEW)
+def audit_archive_read(request: HttpRequest, read_id: uuid.UUID) -> HttpResponse:
+    """The progress of one's own archive read, polled by the review page (htmx); once it has
+    finished, the page is told to load again and shows what was found."""
+    access = org_access_of(request)
+    job = archive_reads.find(str(read_id), access.organization, user_of(request))
+    if job is None:
+        raise Http404("No such archive read.")
+    if job.state in (ArchiveReadState.DONE, ArchiveReadState.FAILED):
+        response = HttpResponse(status=204)
+        response["HX-Refresh"] = "true"
+        return response
+    return render(request, "audit/_archive_read.html", {"archive_read": job})
+
+
+def _archived_page(job: ArchiveRead, page: list[Event], query: QueryDict) -> tuple[history.Reading, str]:
     """Once the hot tables have no more events for the page, the archive's newest matching
-    events below the archive cursor fill it (`page` is extended), newest first: the archived
-    events follow every recent one, so nothing is skipped at the line between them. Returns
-    what was read and the query of the next page ("" at the end)."""
-    cursor = int(archived_before) if archived_before.isdigit() and int(archived_before) > 0 else None
+    events below the archive cursor (what `job` found) fill it (`page` is extended), newest
+    first: the archived events follow every recent one, so nothing is skipped at the line
+    between them. Returns what was read and the query of the next page ("" at the end)."""
     room = PAGE_SIZE - len(page)
-    reading = history.archived(for_archive(organization_id, filters, cursor), limit=room + 1, newest=True)
+    reading = archive_reads.reading_of(job)
     seen = {e.pk for e in page}  # an event archived while the page was read is shown once
     older = [e for e in reversed(reading.events) if e.pk not in seen]
     reading.only(older[:room])
