@@ -263,7 +263,7 @@ def _is_transfer_server(pid: int) -> bool:
     return False
 
 
-def _cli(home: Path, *args: str, timeout: float = 120) -> str:
+def _cli(home: Path, *args: str, timeout: float = 600) -> str:
     env = {**os.environ, "CASEBRIDGE_HOME": str(home), "DJANGO_SETTINGS_MODULE": "casebridge.settings"}
     env.pop("DATABASE_URL", None)
     env.pop("CASEBRIDGE_STORAGE_URL", None)

@@ -28,18 +28,21 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 import secrets
 import shutil
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.utils import timezone
@@ -48,7 +51,13 @@ from casebridge.vault.keyexport import ExportedKeys
 
 FORMAT = "casebridge-backup/1"
 COPY_CHUNK = 8 << 20
+# Blobs are copied, installed and proved this many at a time: reading, writing, SHA-256 and
+# AES-GCM all release the GIL, so two threads use two cores (and overlap one's disk wait with
+# the other's hashing).
+WORKERS = max(2, min(4, os.cpu_count() or 1))
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 class BackupError(RuntimeError):
@@ -95,6 +104,63 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_local = threading.local()
+
+
+def _copy_buffer() -> memoryview:
+    """This thread's COPY_CHUNK buffer (an anonymous mmap), reused for every blob: no new memory
+    (and no page faults) per piece read."""
+    view: memoryview | None = getattr(_local, "view", None)
+    if view is None:
+        _local.buffer = mmap.mmap(-1, COPY_CHUNK)
+        view = _local.view = memoryview(_local.buffer)
+    return view
+
+
+def _read_full(handle: Any, view: memoryview) -> int:
+    """Fill `view` from a raw file (fewer bytes only at its end); returns how many were read."""
+    got = 0
+    while got < len(view):
+        n = handle.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _in_parallel(items: Iterable[_T], work: Callable[[_T], _R], workers: int = WORKERS) -> Iterator[tuple[_T, _R]]:
+    """(item, work(item)) in the items' order, `workers` at a time with a bounded backlog; an
+    exception in `work` is raised here, after the work already started has finished."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backup") as pool:
+        window: list[tuple[_T, Future[_R]]] = []
+        for item in items:
+            window.append((item, pool.submit(work, item)))
+            if len(window) >= 2 * workers:
+                first, future = window.pop(0)
+                yield first, future.result()
+        for item, future in window:
+            yield item, future.result()
+
+
+def _sync_destination(folder: Path, paths: Iterable[Path]) -> None:
+    """Make what was written under `folder` durable: one syncfs(2) of its filesystem, or, where
+    there is none, an fsync of every path and of the directories above it up to `folder`."""
+    from casebridge.kernel.backends.filesystem import syncfs
+
+    if syncfs(folder):
+        return
+    directories: set[Path] = {folder}
+    for path in paths:
+        if path.is_dir():
+            directories.add(path)
+        else:
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+        directories.update(p for p in path.parents if p.is_relative_to(folder))
+    for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
+        _fsync_dir(directory)
 
 
 @contextlib.contextmanager
@@ -219,32 +285,83 @@ def _link_blob(store: Any, name: str, size: int, final: Path) -> str | None:
     return digest
 
 
-def _copy_blob(name: str, size: int, dest_blobs: Path, *, link: bool = False) -> tuple[str, bool]:
+def _known_digest(final: Path, size: int) -> str | None:
+    """The SHA-256 of a blob already in the destination (blobs never change under a name), from
+    its sidecar; None when the blob or a whole sidecar is not there (it is copied again)."""
+    try:
+        if final.stat().st_size != size:
+            return None
+        digest = final.with_name(final.name + ".sha256").read_text().strip()
+    except FileNotFoundError:
+        return None
+    return digest if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest) else None
+
+
+def _blob_pieces(store: Any, name: str, size: int) -> Iterator[memoryview]:
+    """The stored ciphertext of a blob in pieces of up to COPY_CHUNK, read into this thread's
+    buffer (each piece is overwritten by the next: write it out first)."""
+    from casebridge.kernel.backends import BlobNotFound
+    from casebridge.kernel.backends.filesystem import FileSystemStore
+
+    if not isinstance(store, FileSystemStore):
+        for start in range(0, size, COPY_CHUNK):
+            yield memoryview(store.read_range(name, start, min(size, start + COPY_CHUNK)))
+        return
+    view = _copy_buffer()
+    try:
+        with open(store.path_for(name), "rb", buffering=0) as handle:
+            left = size
+            while left > 0:
+                got = _read_full(handle, view[: min(left, COPY_CHUNK)])
+                if not got:
+                    return
+                yield view[:got]
+                left -= got
+    except FileNotFoundError:  # only open() raises it here: a blob shredded since the snapshot
+        raise BlobNotFound(name) from None
+
+
+def _copy_blob(store: Any, name: str, size: int, dest_blobs: Path, *, link: bool = False) -> tuple[str, bool]:
     """(SHA-256 of the ciphertext, whether it was copied now). With `link`, a blob store on the
-    same disk is hard-linked rather than copied (the spool a restic repository is fed from)."""
-    from casebridge.vault.config import blob_store
+    same disk is hard-linked rather than copied (the spool a restic repository is fed from).
+
+    A blob copied now is renamed into place but not yet synced, and has no sidecar: the caller
+    syncs the destination once, then writes the sidecars (_write_sidecars), so a sidecar only
+    ever vouches for a blob that is on disk."""
+    from casebridge.kernel.backends.filesystem import Writeback, preallocate
 
     final = dest_blobs / name
-    sidecar = final.with_name(final.name + ".sha256")
-    if final.exists() and final.stat().st_size == size and sidecar.exists():
-        return sidecar.read_text().strip(), False  # blobs never change under a name
+    if (known := _known_digest(final, size)) is not None:
+        return known, False
     final.parent.mkdir(parents=True, exist_ok=True)
-    store = blob_store()
     if link and (linked := _link_blob(store, name, size, final)) is not None:
-        sidecar.write_text(linked)
         return linked, True
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.part")
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.{threading.get_ident()}.part")
     digest = hashlib.sha256()
-    with tmp.open("wb") as out:
-        for start in range(0, size, COPY_CHUNK):
-            piece = store.read_range(name, start, min(size, start + COPY_CHUNK))
+    with tmp.open("wb", buffering=0) as out:
+        fd = out.fileno()
+        preallocate(fd, size)
+        # Through the page cache (a restore soon after reads it from there, as `age -d` reads its
+        # archive), with writeback started as it goes so the one sync at the end waits little.
+        writeback, position = Writeback(fd), 0
+        for piece in _blob_pieces(store, name, size):
             digest.update(piece)
-            out.write(piece)
-        out.flush()
-        os.fsync(out.fileno())
+            while piece:
+                written = os.write(fd, piece)
+                piece, position = piece[written:], position + written
+            writeback.advance(position)
     os.replace(tmp, final)
-    sidecar.write_text(digest.hexdigest())
     return digest.hexdigest(), True
+
+
+def _write_sidecars(dest_blobs: Path, fresh: list[tuple[str, str]]) -> list[Path]:
+    """The `.sha256` beside each blob copied now (after the sync that made the blobs durable)."""
+    written = []
+    for name, digest in fresh:
+        sidecar = dest_blobs / f"{name}.sha256"
+        sidecar.write_text(digest)
+        written.append(sidecar)
+    return written
 
 
 def create(dest: Path, *, progress: Progress = _quiet, link: bool = False) -> CreatedSet:
@@ -252,6 +369,7 @@ def create(dest: Path, *, progress: Progress = _quiet, link: bool = False) -> Cr
     hard-link blobs from a blob store on the same disk; for a spool, not a backup)."""
     from casebridge.audit.api import record
     from casebridge.kernel.backends import BlobNotFound
+    from casebridge.vault.config import blob_store
     from casebridge.vault.keyring import get_keyring
 
     started = time.monotonic()
@@ -275,18 +393,32 @@ def create(dest: Path, *, progress: Progress = _quiet, link: bool = False) -> Cr
         progress("database", 1, 1)
         total = sum(size for _, size in snap.blobs)
         done, copied, copied_bytes = 0, 0, 0
-        entries, missing = [], []
-        for name, size in snap.blobs:
+        entries, missing, fresh = [], [], []
+        store = blob_store()
+
+        def copy(blob: tuple[str, int]) -> tuple[str, bool] | None:
             try:
-                digest, fresh = _copy_blob(name, size, dest / "blobs", link=link)
+                return _copy_blob(store, blob[0], blob[1], dest / "blobs", link=link)
             except BlobNotFound:
-                missing.append(name)  # shredded since the snapshot, or lost: the restore names its file
+                return None  # shredded since the snapshot, or lost: the restore names its file
+
+        for (name, size), outcome in _in_parallel(snap.blobs, copy):
+            if outcome is None:
+                missing.append(name)
                 continue
+            digest, is_new = outcome
             entries.append([name, size, digest])
-            copied += fresh
-            copied_bytes += size if fresh else 0
+            if is_new:
+                fresh.append((name, digest))
+                copied += 1
+                copied_bytes += size
             done += size
             progress("files", done, total)
+        # Every blob copied now is on disk before a sidecar or a manifest names it: one sync of
+        # the destination for all of them (not an fsync per blob), then the sidecars.
+        if fresh:
+            _sync_destination(dest / "blobs", [dest / "blobs" / name for name, _ in fresh])
+        sidecars = _write_sidecars(dest / "blobs", fresh)
         database_file = partial / snap.file
         manifest = {
             "format": FORMAT,
@@ -308,10 +440,8 @@ def create(dest: Path, *, progress: Progress = _quiet, link: bool = False) -> Cr
         (partial / "manifest.json").write_bytes(body)
         signature = {"key_id": key.key_id, "signature": key.private.sign(body).hex()}
         (partial / "manifest.sig.json").write_text(json.dumps(signature))
-        for path in partial.iterdir():
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
-        _fsync_dir(partial)
+        # The sidecars, the set's files and its folder are on disk before the set is renamed in.
+        _sync_destination(dest, [*sidecars, *partial.iterdir(), partial])
         final = dest / "sets" / set_id
         os.replace(partial, final)
         _fsync_dir(dest / "sets")
@@ -531,6 +661,33 @@ def _install_database(chosen: SetOnDisk) -> None:
         raise BackupError(f"pg_restore failed: {done.stderr.strip()[:500]}")
 
 
+def _install_blob(store: Any, src: Path, name: str, size: int, expected: str) -> str:
+    """Copy one blob of the set into the store, hashing it on the way: "installed", "missing"
+    (not in the set's folder) or "damaged" (not its recorded SHA-256: not installed). Committed
+    with durable=False: the caller syncs the store once for all of them."""
+    path = src / "blobs" / name
+    if not path.is_file():
+        return "missing"
+    view = _copy_buffer()
+    digest = hashlib.sha256()
+    writer = store.open_writer(name, size_hint=size, durable=False)
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            while got := _read_full(handle, view):
+                digest.update(view[:got])
+                # Read-only: the store writes it through the page cache (not around it, as it
+                # does aligned buffers), where prove() reads it back moments later.
+                writer.write(view[:got].toreadonly())
+    except BaseException:
+        writer.abort()
+        raise
+    if digest.hexdigest() != expected:
+        writer.abort()  # a damaged copy is not installed: the file is reported instead
+        return "damaged"
+    writer.commit()
+    return "installed"
+
+
 def _install_blobs(chosen: SetOnDisk, src: Path, report: RestoreReport, progress: Progress) -> None:
     from casebridge.vault.config import blob_store
 
@@ -538,35 +695,22 @@ def _install_blobs(chosen: SetOnDisk, src: Path, report: RestoreReport, progress
     entries = chosen.manifest["blobs"]
     total = sum(size for _, size, _ in entries)
     done = 0
-    for name, size, expected in entries:
-        path = src / "blobs" / name
-        if not path.is_file():
+    installed = []
+    for (name, size, _digest), outcome in _in_parallel(entries, lambda e: _install_blob(store, src, *e)):
+        if outcome == "missing":
             report.missing_blobs.append(name)
             continue
-        digest = hashlib.sha256()
-
-        def chunks(p: Path = path, d: Any = digest) -> Iterator[bytes]:
-            with p.open("rb") as handle:
-                while piece := handle.read(COPY_CHUNK):
-                    d.update(piece)
-                    yield piece
-
-        writer = store.open_writer(name, size_hint=size)
-        try:
-            for piece in chunks():
-                writer.write(piece)
-        except BaseException:
-            writer.abort()
-            raise
-        if digest.hexdigest() != expected:
-            writer.abort()  # a damaged copy is not installed: the file is reported instead
+        if outcome == "damaged":
             report.damaged_blobs.append(name)
             continue
-        writer.commit()
+        installed.append(name)
         report.files += 1
         report.bytes += size
         done += size
         progress("files", done, total)
+    # One barrier for every blob, before the keys are installed and anything is proved or
+    # declared restored (a crash before it leaves an installation without keys: restore again).
+    store.sync(installed)
     report.missing_blobs.extend(chosen.manifest.get("missing_at_source", []))
 
 
@@ -611,26 +755,41 @@ def _drop_unfinished_uploads(report: RestoreReport) -> None:
 
 def prove(report: RestoreReport, progress: Progress = _quiet) -> None:
     """Every live file decrypts (its authentication tags all check) to its recorded SHA-256; the
-    audit chain and its signed checkpoints verify."""
+    audit chain and its signed checkpoints verify. Files are checked WORKERS at a time: each
+    one's key is unwrapped here (the database), its decryption and hashing run in a thread."""
     from casebridge.audit.chain import verify as verify_chain
     from casebridge.vault import api as vault
     from casebridge.vault.models import ObjectVersion
 
     versions = list(ObjectVersion.objects.filter(wrapped_dek__isnull=False).select_related("stored_object"))
     skip = set(report.missing_blobs) | set(report.damaged_blobs)
-    for n, version in enumerate(versions, 1):
-        if version.blob_name in skip:
-            continue
+
+    def opened() -> Iterator[tuple[ObjectVersion, Iterator[memoryview] | Exception]]:
+        for version in versions:
+            if version.blob_name in skip:
+                continue
+            try:
+                yield version, vault.read_version(version)  # unwraps the key; reads nothing yet
+            except Exception as exc:  # any failure to decrypt is a failed restore, named by file
+                yield version, exc
+
+    def check(item: tuple[ObjectVersion, Iterator[memoryview] | Exception]) -> str | None:
+        version, segments = item
+        if isinstance(segments, Exception):
+            return type(segments).__name__
         digest = hashlib.sha256()
         try:
-            for segment in vault.read_version(version):
+            for segment in segments:
                 digest.update(segment)
         except Exception as exc:  # any failure to decrypt is a failed restore, named by file
-            report.files_failed.append(f"{version.stored_object_id} v{version.version}: {type(exc).__name__}")
-            continue
-        if digest.hexdigest() != version.sha256:
-            report.files_failed.append(f"{version.stored_object_id} v{version.version}: content differs")
-        report.files_checked += 1
+            return type(exc).__name__
+        return None if digest.hexdigest() == version.sha256 else "content differs"
+
+    for n, ((version, _), problem) in enumerate(_in_parallel(opened(), check), 1):
+        if problem is not None:
+            report.files_failed.append(f"{version.stored_object_id} v{version.version}: {problem}")
+        if problem is None or problem == "content differs":
+            report.files_checked += 1
         progress("checking", n, len(versions))
     # A restore brings back an earlier copy on purpose: the live witness folder's later
     # checkpoints are not a rollback here (audit/witness.py; docs/backups.md).

@@ -149,6 +149,24 @@ def free_bytes(path: Path) -> int:
     return stats.f_bavail * stats.f_frsize
 
 
+def syncfs(folder: Path) -> bool:
+    """One syncfs(2) of the filesystem holding `folder`: everything written there (data, renames,
+    new directories) is on disk when it returns True; it reports write errors (OSError) since
+    Linux 5.8. False where there is no syncfs: the caller fsyncs file by file instead."""
+    if _syncfs is None:
+        return False
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _syncfs(fd) == 0:
+            return True
+        error = ctypes.get_errno()
+    finally:
+        os.close(fd)
+    if error != errno.ENOSYS:  # a write error: fsync on new descriptors might not see it
+        raise OSError(error, os.strerror(error))
+    return False
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -185,18 +203,8 @@ class FileSystemStore(BlobStore):
         directories alike; it returns write errors since Linux 5.8). Where there is no syncfs,
         every file and the directories above it are fsynced, as a durable commit does."""
         paths = [self.path_for(name) for name in names]
-        if not paths:
+        if not paths or syncfs(self.root):
             return
-        if _syncfs is not None:
-            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                if _syncfs(fd) == 0:
-                    return
-                error = ctypes.get_errno()
-            finally:
-                os.close(fd)
-            if error != errno.ENOSYS:  # a write error: fsync on new descriptors might not see it
-                raise OSError(error, os.strerror(error))
         directories: set[Path] = set()
         for path in paths:
             fd = os.open(path, os.O_RDONLY)
