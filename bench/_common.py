@@ -282,14 +282,47 @@ def start_casebridge(
     threads: int | None = None,
     transfer_server: bool = True,
     worker: bool = False,
+    env: dict[str, str] | None = None,
+    prepare: bool = True,
 ) -> Server:
     """`casebridge serve` on its own port and home, with an org and a service token;
     `transfer_server=False`: the application moves the bytes itself (`--transfer-port 0`);
-    `worker`: with the background worker (ingest, scans), which most benchmarks leave out."""
+    `worker`: with the background worker (ingest, scans), which most benchmarks leave out;
+    `env`: more environment for the server; `prepare=False`: a second server on a home another
+    one prepared already (no migrations, admin or token made; `token` is then empty)."""
     home.mkdir(parents=True, exist_ok=True)
-    _cli(home, "migrate", "--verbosity", "0")
+    token = _prepare(home) if prepare else ""
+    port, transfer_port = free_port(), free_port() if transfer_server else 0
+    server_env = {**os.environ, "CASEBRIDGE_HOME": str(home), "DJANGO_SETTINGS_MODULE": "casebridge.settings"}
+    server_env.pop("DATABASE_URL", None)
+    server_env.pop("CASEBRIDGE_STORAGE_URL", None)
+    server_env.update(env or {})
+    server_env["CASEBRIDGE_TRANSFER_URL"] = f"https://127.0.0.1:{transfer_port}"
+    cmd = [CASEBRIDGE, "serve", "--port", str(port), "--bind", "127.0.0.1", *([] if worker else ["--no-worker"])]
+    cmd += ["--transfer-port", str(transfer_port)]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    log = open(home / f"serve-{port}.log", "wb")  # noqa: SIM115 - lives as long as the server
+    proc = spawn(cmd, env=server_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    wait_port(port, proc, timeout=300)  # minutes on a busy shared machine
+    server = Server(proc, port, home, token, home / "tls" / "cert.pem")
+    deadline = time.monotonic() + 30
+
+    def ready() -> bool:
+        return len(server.workers()) >= (workers or 2) and (not transfer_server or bool(server.transfer_workers()))
+
+    while not ready() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return server
+
+
+def _prepare(home: Path) -> str:
+    """Migrate `home`, make its admin and organization; the service token's secret."""
+    _cli(home, "migrate", "--verbosity", "0", timeout=600)  # minutes on a busy shared machine
     _cli(home, "createadmin", "--email", "bench@example.com", "--org", "Bench Practice", "--kind", "practice")
-    token = (
+    return (
         _cli(
             home,
             "serviceaccount",
@@ -308,29 +341,6 @@ def start_casebridge(
         .strip()
         .splitlines()[-1]
     )
-    port, transfer_port = free_port(), free_port() if transfer_server else 0
-    env = {**os.environ, "CASEBRIDGE_HOME": str(home), "DJANGO_SETTINGS_MODULE": "casebridge.settings"}
-    env.pop("DATABASE_URL", None)
-    env.pop("CASEBRIDGE_STORAGE_URL", None)
-    env["CASEBRIDGE_TRANSFER_URL"] = f"https://127.0.0.1:{transfer_port}"
-    cmd = [CASEBRIDGE, "serve", "--port", str(port), "--bind", "127.0.0.1", *([] if worker else ["--no-worker"])]
-    cmd += ["--transfer-port", str(transfer_port)]
-    if workers:
-        cmd += ["--workers", str(workers)]
-    if threads:
-        cmd += ["--threads", str(threads)]
-    log = open(home / "serve.log", "wb")  # noqa: SIM115 - lives as long as the server
-    proc = spawn(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    wait_port(port, proc, timeout=90)
-    server = Server(proc, port, home, token, home / "tls" / "cert.pem")
-    deadline = time.monotonic() + 30
-
-    def ready() -> bool:
-        return len(server.workers()) >= (workers or 2) and (not transfer_server or bool(server.transfer_workers()))
-
-    while not ready() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return server
 
 
 def tus_upload(server: Server, path: Path) -> str:

@@ -268,6 +268,13 @@ def _seal_after_commit() -> None:
 
 
 def _seal_soon() -> None:
+    # The event is committed (durable) already; chaining it can wait until the response has been
+    # sent, so the person does not wait for a second commit (docs/audit.md, "What auditing adds
+    # to a request"). Outside a request: now.
+    context.after_response(_seal_now)
+
+
+def _seal_now() -> None:
     # Non-blocking: if another process is sealing, it or the periodic sealer will take ours.
     from casebridge.audit.chain import seal_pending
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,9 @@ class RequestContext:
     # Set when the acting member holds an active emergency-access grant in the request's
     # organization: every event they cause is flagged with it.
     emergency_access: Any = None
+    # Work that may wait until the response has been sent (the audit sealer): None outside a
+    # request the middleware serves (run it at once); a list the middleware runs after the response.
+    after_response: list[Callable[[], None]] | None = None
 
 
 _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
@@ -38,6 +42,17 @@ def activate(ctx: RequestContext) -> contextvars.Token[RequestContext | None]:
 
 def deactivate(token: contextvars.Token[RequestContext | None]) -> None:
     _current.reset(token)
+
+
+def after_response(work: Callable[[], None]) -> None:
+    """Run `work` once the current request's response has been sent, or now when there is no
+    such request (a command, a job, a test outside the middleware). Once per request: asking
+    again for the same callable adds nothing."""
+    ctx = _current.get()
+    if ctx is None or ctx.after_response is None:
+        work()
+    elif work not in ctx.after_response:
+        ctx.after_response.append(work)
 
 
 def client_ip(request: HttpRequest) -> str | None:

@@ -16,13 +16,45 @@ class RequestContextMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         ctx = context.from_request(request)
+        ctx.after_response = []
         token = context.activate(ctx)
         try:
             response = self.get_response(request)
+        except BaseException:
+            _run(ctx.after_response)
+            raise
         finally:
             context.deactivate(token)
         response["X-Request-Id"] = ctx.request_id
+        if ctx.after_response:
+            if response.streaming:
+                # A streamed body can take minutes: its work is not kept waiting that long.
+                _run(ctx.after_response)
+            else:
+                _after_close(response, ctx.after_response)
         return response
+
+
+def _run(work: list[Callable[[], None]]) -> None:
+    for item in work:
+        item()
+
+
+def _after_close(response: HttpResponse, work: list[Callable[[], None]]) -> None:
+    """Run `work` when the WSGI server closes the response: after its last byte was sent (the
+    test client closes it too, before it returns the response), before Django's end-of-request
+    handlers (which may close the database connection)."""
+    close = response.close
+
+    def close_after_work() -> None:
+        try:
+            _run(work)
+        finally:
+            close()
+
+    # The instance's own `close`, which the WSGI server calls (as Django documents it); set in
+    # the instance dict because type checkers refuse assigning to a method.
+    vars(response)["close"] = close_after_work
 
 
 class PermissionsPolicyMiddleware:

@@ -10,6 +10,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import DatabaseError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -60,6 +61,19 @@ def test_every_token_use_is_attributed(personas: Personas) -> None:
     assert event.details["token"] == str(token.pk) and event.details["route"] == "api_me"
     token.refresh_from_db()
     assert token.last_used_at is not None
+
+
+def test_a_token_use_and_its_event_commit_together(personas: Personas, monkeypatch: pytest.MonkeyPatch) -> None:
+    token, _raw = _token(personas)
+
+    def cannot_write(*_args: object, **_kwargs: object) -> None:
+        raise DatabaseError("the audit log cannot be written")
+
+    monkeypatch.setattr(actions, "record", cannot_write)
+    with pytest.raises(DatabaseError):
+        actions.mark_token_used(token, method="GET", path_name="api_me")
+    token.refresh_from_db()
+    assert token.last_used_at is None  # no use recorded without its event
 
 
 @pytest.mark.parametrize("tamper", ["revoked", "expired", "wrong-secret", "owner-deactivated", "garbage"])
