@@ -287,7 +287,7 @@ def start_casebridge(
     `transfer_server=False`: the application moves the bytes itself (`--transfer-port 0`);
     `worker`: with the background worker (ingest, scans), which most benchmarks leave out."""
     home.mkdir(parents=True, exist_ok=True)
-    _cli(home, "migrate", "--verbosity", "0")
+    _cli(home, "migrate", "--verbosity", "0", timeout=300)  # over 120 s at load average 12-20
     _cli(home, "createadmin", "--email", "bench@example.com", "--org", "Bench Practice", "--kind", "practice")
     token = (
         _cli(
@@ -321,7 +321,9 @@ def start_casebridge(
         cmd += ["--threads", str(threads)]
     log = open(home / "serve.log", "wb")  # noqa: SIM115 - lives as long as the server
     proc = spawn(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    wait_port(port, proc, timeout=90)
+    # serve runs collectstatic first, compressing the viewer bundles and their source maps (~60 MB):
+    # over 90 s at load average 12-20 on the shared 2-core machine.
+    wait_port(port, proc, timeout=300)
     server = Server(proc, port, home, token, home / "tls" / "cert.pem")
     deadline = time.monotonic() + 30
 
