@@ -1,8 +1,10 @@
 // The CBCT / CT viewer: axial, coronal and sagittal planes of a series side by side with linked
 // crosshairs, scrolling, window/level presets and drag, zoom, pan, distance and angle in mm.
 // Cornerstone3D (the engine of OHIF) loads the volume through CaseBridge's own WADO-RS: the series
-// metadata once, then every instance in one streamed request (a slice it cannot take from there
-// by its own frames request), under the same policy and audit.
+// metadata once, then the middle slice by its frames request and every instance in one streamed
+// request (a slice it cannot take from there by its own frames request), under the same policy
+// and audit. Uncompressed slices become images on the page (native_slice.js); the rest go
+// through the DICOM image loader's decoder workers.
 import {
   RenderingEngine,
   Enums,
@@ -16,6 +18,7 @@ import {
 import dicomImageLoader from "@cornerstonejs/dicom-image-loader";
 import * as tools from "@cornerstonejs/tools";
 import { choosePrimary, createToolGroup, initCornerstone, measurementOf } from "./cornerstone_setup.js";
+import { nativeSliceImage } from "./native_slice.js";
 
 const root = document.getElementById("cbct-viewer");
 const config = JSON.parse(document.getElementById("cbct-config").textContent);
@@ -34,6 +37,7 @@ const VIEWPORTS = [
 const engineId = "casebridge-cbct";
 const volumeId = `cornerstoneStreamingImageVolume:${config.series}`;
 const toolGroupId = "casebridge-cbct-tools";
+const RENDER_EVERY_MS = 250;
 
 function seriesUrl() {
   return `${location.origin}${config.wadoRoot}/studies/${config.study}/series/${config.series}`;
@@ -50,8 +54,8 @@ const SCHEME = "cbseries";
 class SeriesStream {
   constructor() {
     this.slots = new Map();
-    this.direct = new Set(); // fetched on their own request, not waited for in the stream
     this.expected = new Map(); // SOP Instance UID -> [pixel bytes, transfer syntax] of a streamable slice
+    this.madeOnPage = 0; // slices made into images by native_slice.js rather than the loader
   }
 
   slot(sop) {
@@ -102,13 +106,10 @@ class SeriesStream {
   async run(url) {
     root.dataset.streamStartMs = String(Math.round(performance.now()));
     try {
-      const response = await fetch(url, {
-        credentials: "same-origin",
-        headers: { Accept: 'multipart/related; type="application/dicom"' },
+      await multipart(url, 'multipart/related; type="application/dicom"', (headers, file) => {
+        const sop = instanceUid(file);
+        if (sop) this.deliver(sop, file);
       });
-      const boundary = /boundary="?([^";]+)"?/.exec(response.headers.get("Content-Type") || "");
-      if (!response.ok || !boundary) return;
-      await this.parts(response.body.getReader(), boundary[1]);
     } catch (error) {
       console.warn("the series stream stopped; the rest comes slice by slice", error);
     } finally {
@@ -117,54 +118,84 @@ class SeriesStream {
     }
   }
 
-  // multipart/related whose parts each carry a Content-Length (CaseBridge's always do).
-  async parts(reader, boundary) {
-    const decoder = new TextDecoder();
-    let buffer = new Uint8Array(0);
-    const chunks = [];
-    // At least `count` bytes in `buffer` (false at the end of the body); chunks are joined once
-    // they are all there, not each time one arrives.
-    const ensure = async (count) => {
-      let total = buffer.length;
-      while (total < count) {
-        const next = await reader.read();
-        if (next.done) break;
-        chunks.push(next.value);
-        total += next.value.length;
-      }
-      if (chunks.length) {
-        const joined = new Uint8Array(total);
-        joined.set(buffer);
-        let at = buffer.length;
-        for (const chunk of chunks.splice(0)) {
-          joined.set(chunk, at);
-          at += chunk.length;
+  // One slice's pixels by its own frames request (the first one the viewer shows), delivered
+  // like a streamed slice; when the request fails the slice waits for the stream instead.
+  async frame(sop, url) {
+    const wanted = this.expected.get(sop);
+    if (!wanted) return;
+    try {
+      await multipart(url, 'multipart/related; type="application/octet-stream"; transfer-syntax=*', (headers, body) => {
+        const syntax = /transfer-syntax="?([0-9.]+)/i.exec(headers)?.[1];
+        if (NATIVE_LITTLE_ENDIAN.has(syntax) && body.length === wanted[0]) {
+          this.slot(sop).resolve({ pixelData: body, transferSyntax: syntax });
         }
-        buffer = joined;
-      }
-      return buffer.length >= count;
-    };
-    for (;;) {
-      let headerEnd = blankLine(buffer);
-      while (headerEnd < 0) {
-        if (buffer.length > 8192 || !(await ensure(buffer.length + 1))) return; // the end, or not ours
-        headerEnd = blankLine(buffer);
-      }
-      const headers = decoder.decode(buffer.subarray(0, headerEnd));
-      const length = /content-length:\s*(\d+)/i.exec(headers);
-      if (!headers.startsWith(`--${boundary}\r\n`) || !length) return;
-      const start = headerEnd + 4;
-      const end = start + Number(length[1]);
-      if (!(await ensure(end + 2))) return;
-      const file = buffer.slice(start, end); // its own memory: a decoder may take it over
-      buffer = buffer.subarray(end + 2); // past the CRLF before the next delimiter
-      const sop = instanceUid(file);
-      if (sop) this.deliver(sop, file);
+        return false; // one part is all it has
+      });
+    } catch (error) {
+      console.warn("the first slice's request failed; it comes with the rest", error);
     }
   }
 }
 
 const stream = new SeriesStream();
+
+// The parts of a multipart/related answer whose parts each carry a Content-Length (CaseBridge's
+// always do), each given to `onPart(headers, body)` as it completes; onPart returns false to stop.
+async function multipart(url, accept, onPart) {
+  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: accept } });
+  const boundary = /boundary="?([^";]+)"?/.exec(response.headers.get("Content-Type") || "");
+  if (!response.ok || !boundary) return;
+  const reader = response.body.getReader();
+  try {
+    await parts(reader, boundary[1], onPart);
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+async function parts(reader, boundary, onPart) {
+  const decoder = new TextDecoder();
+  let buffer = new Uint8Array(0);
+  const chunks = [];
+  // At least `count` bytes in `buffer` (false at the end of the body); chunks are joined once
+  // they are all there, not each time one arrives.
+  const ensure = async (count) => {
+    let total = buffer.length;
+    while (total < count) {
+      const next = await reader.read();
+      if (next.done) break;
+      chunks.push(next.value);
+      total += next.value.length;
+    }
+    if (chunks.length) {
+      const joined = new Uint8Array(total);
+      joined.set(buffer);
+      let at = buffer.length;
+      for (const chunk of chunks.splice(0)) {
+        joined.set(chunk, at);
+        at += chunk.length;
+      }
+      buffer = joined;
+    }
+    return buffer.length >= count;
+  };
+  for (;;) {
+    let headerEnd = blankLine(buffer);
+    while (headerEnd < 0) {
+      if (buffer.length > 8192 || !(await ensure(buffer.length + 1))) return; // the end, or not ours
+      headerEnd = blankLine(buffer);
+    }
+    const headers = decoder.decode(buffer.subarray(0, headerEnd));
+    const length = /content-length:\s*(\d+)/i.exec(headers);
+    if (!headers.startsWith(`--${boundary}\r\n`) || !length) return;
+    const start = headerEnd + 4;
+    const end = start + Number(length[1]);
+    if (!(await ensure(end + 2))) return;
+    const body = buffer.slice(start, end); // its own memory: a decoder may take it over
+    buffer = buffer.subarray(end + 2); // past the CRLF before the next delimiter
+    if (onPart(headers, body) === false) return;
+  }
+}
 
 function blankLine(bytes) {
   const limit = Math.min(bytes.length, 8192) - 3;
@@ -194,15 +225,21 @@ function instanceUid(file) {
   return null;
 }
 
+// A slice's image: made on the page from the streamed bytes when native_slice.js can make it
+// exactly, else decoded by the loader from them, else (the stream did not bring it) fetched on
+// its own.
 function streamedImage(imageId, options) {
   const sop = /\/instances\/([0-9.]+)\/frames\//.exec(imageId)[1];
   const wadors = `wadors:${imageId.slice(SCHEME.length + 1)}`;
-  const waited = stream.direct.has(sop) ? Promise.resolve(null) : stream.slot(sop).promise;
-  const promise = waited.then((part) =>
-      part
-        ? dicomImageLoader.createImage(imageId, part.pixelData, part.transferSyntax, options)
-        : dicomImageLoader.wadors.loadImage(wadors, options).promise,
-    );
+  const promise = stream.slot(sop).promise.then(async (part) => {
+    if (!part) return dicomImageLoader.wadors.loadImage(wadors, options).promise;
+    let image = nativeSliceImage(imageId, part.pixelData, options);
+    if (image) stream.madeOnPage += 1;
+    else image = await dicomImageLoader.createImage(imageId, part.pixelData, part.transferSyntax, options);
+    // What the loader's own WADO-RS path marks: this is the slice at full resolution.
+    image.imageQualityStatus = Enums.ImageQualityStatus.FULL_RESOLUTION;
+    return image;
+  });
   return { promise, cancelFn: undefined };
 }
 
@@ -215,28 +252,42 @@ async function seriesMetadata() {
   return response.json();
 }
 
-async function imageIds(metadata) {
-  const instances = await metadata;
-  const ids = [];
+// Every frame of the series as { sop, path, meta }, in the server's order; the stream learns
+// which instances it can give and how long their pixel data is.
+function seriesFrames(instances) {
+  const frames = [];
   for (const meta of instances) {
     const sop = meta["00080018"].Value[0];
-    const frames = Number(meta["00280008"]?.Value?.[0] || 1);
+    const count = Number(meta["00280008"]?.Value?.[0] || 1);
     const syntax = meta["00083002"]?.Value?.[0];
-    if (frames === 1 && NATIVE_LITTLE_ENDIAN.has(syntax)) {
+    if (count === 1 && NATIVE_LITTLE_ENDIAN.has(syntax)) {
       const value = (tag, fallback) => Number(meta[tag]?.Value?.[0] ?? fallback);
       const length =
         (value("00280010", 0) * value("00280011", 0) * value("00280002", 1) * value("00280100", 16)) / 8;
       stream.expected.set(sop, [length, syntax]);
     }
-    for (let frame = 1; frame <= frames; frame += 1) {
-      const path = `${seriesUrl()}/instances/${sop}/frames/${frame}`;
-      const id = stream.expected.has(sop) ? `${SCHEME}:${path}` : `wadors:${path}`;
-      dicomImageLoader.wadors.metaDataManager.add(id, meta);
-      dicomImageLoader.wadors.metaDataManager.add(`wadors:${path}`, meta);
-      ids.push(id);
+    for (let frame = 1; frame <= count; frame += 1) {
+      frames.push({ sop, path: `${seriesUrl()}/instances/${sop}/frames/${frame}`, meta });
     }
   }
-  return ids;
+  return frames;
+}
+
+// As soon as the metadata is in (Cornerstone may still be starting): the middle slice, the one
+// the axial view opens on, by its own small frames request, and the series stream for the rest.
+function startFetching(frames) {
+  const middle = frames[middleFirst(frames.length)[0]];
+  if (middle) stream.frame(middle.sop, middle.path);
+  stream.run(seriesUrl());
+}
+
+function imageIds(frames) {
+  return frames.map(({ sop, path, meta }) => {
+    const id = stream.expected.has(sop) ? `${SCHEME}:${path}` : `wadors:${path}`;
+    dicomImageLoader.wadors.metaDataManager.add(id, meta);
+    dicomImageLoader.wadors.metaDataManager.add(`wadors:${path}`, meta);
+    return id;
+  });
 }
 
 function setupTools(viewportIds) {
@@ -244,9 +295,10 @@ function setupTools(viewportIds) {
   return createToolGroup(toolGroupId, engineId, viewportIds, [CrosshairsTool, LengthTool, AngleTool]);
 }
 
-// The order slices are asked for: the middle one first, on its own request (the axial view opens
-// on it, so the first slice to arrive is the one on screen), then every other in the order the
-// series stream brings them. Waiting for the stream costs no connection, so many wait at once.
+// The order slices are asked for: the middle one first (it has its own request, and the axial
+// view opens on it, so the first slice to arrive is the one on screen), then every other in the
+// order the series stream brings them. Waiting for the stream costs no connection, so many wait
+// at once.
 function middleFirst(count) {
   const middle = Math.floor((count - 1) / 2);
   return [middle, ...Array.from({ length: count }, (_, i) => i).filter((i) => i !== middle)];
@@ -254,8 +306,6 @@ function middleFirst(count) {
 
 function fetchOrder(ids) {
   const order = middleFirst(ids.length);
-  const middle = /\/instances\/([0-9.]+)\/frames\//.exec(ids[order[0]]);
-  if (middle) stream.direct.add(middle[1]);
   utilities.imageRetrieveMetadataProvider.add(volumeId, {
     stages: [
       {
@@ -271,16 +321,19 @@ function fetchOrder(ids) {
 }
 
 async function main() {
-  // Asked for at once: it travels while Cornerstone starts.
-  const metadata = seriesMetadata();
-  metadata.catch(() => {}); // awaited below, where a failure is reported
+  // Asked for at once: the metadata, then the pixels, travel while Cornerstone starts.
+  const frames = seriesMetadata().then((instances) => {
+    root.dataset.metadataMs = String(Math.round(performance.now()));
+    const all = seriesFrames(instances);
+    startFetching(all);
+    return all;
+  });
+  frames.catch(() => {}); // awaited below, where a failure is reported
   await initCornerstone(root.dataset.wasm, 2);
-  const ids = await imageIds(metadata);
-  root.dataset.metadataMs = String(Math.round(performance.now()));
+  const ids = imageIds(await frames);
   root.dataset.slices = String(ids.length);
   fetchOrder(ids);
   registerImageLoader(SCHEME, streamedImage);
-  stream.run(seriesUrl());
   statusLine.textContent = `Loading ${ids.length} slices…`;
 
   const engine = new RenderingEngine(engineId);
@@ -297,17 +350,43 @@ async function main() {
     viewportIds.push(name);
   }
   const volume = await volumeLoader.createAndCacheVolume(volumeId, { imageIds: ids });
+  // While slices arrive the planes are drawn at once for the first and then at most every
+  // RENDER_EVERY_MS (each draw uploads the slices that came since), not every few slices as
+  // Cornerstone would: three planes drawn 50 times over cost the loading more than they show.
+  volume.autoRenderOnLoad = false;
+  let drawPending = false;
+  let lastDraw = -Infinity;
+  const drawSoon = () => {
+    if (drawPending) return;
+    drawPending = true;
+    setTimeout(
+      () => {
+        drawPending = false;
+        lastDraw = performance.now();
+        engine.renderViewports(viewportIds);
+      },
+      Math.max(0, lastDraw + RENDER_EVERY_MS - performance.now()),
+    );
+  };
+  root.querySelector('[data-plane="axial"]').addEventListener(Enums.Events.IMAGE_RENDERED, () => {
+    if (root.dataset.firstSliceMs && !root.dataset.firstDrawnMs) {
+      root.dataset.firstDrawnMs = String(Math.round(performance.now()));
+    }
+  });
   let loaded = 0;
   eventTarget.addEventListener(Enums.Events.IMAGE_LOADED, () => {
     loaded += 1;
     if (root.dataset.state === "ready") return;
     statusLine.textContent = `Loaded ${Math.min(loaded, ids.length)} of ${ids.length} slices`;
     if (loaded === 1) root.dataset.firstSliceMs = String(Math.round(performance.now()));
+    drawSoon();
   });
   eventTarget.addEventListener(Enums.Events.IMAGE_VOLUME_LOADING_COMPLETED, () => {
     statusLine.textContent = `${ids.length} slices loaded.`;
     root.dataset.state = "ready";
     root.dataset.loadedMs = String(Math.round(performance.now()));
+    root.dataset.slicesMadeOnPage = String(stream.madeOnPage);
+    engine.renderViewports(viewportIds);
   });
   volume.load();
   await setVolumesForViewports(engine, [{ volumeId }], viewportIds);
@@ -352,7 +431,7 @@ async function main() {
     }
   });
   setWindow(PRESETS.bone);
-  window.caseBridgeViewer = { engine, viewportIds, volumeId };
+  window.caseBridgeViewer = { engine, viewportIds, volumeId, volume };
 }
 
 main().catch((error) => {

@@ -1,11 +1,15 @@
 """The CBCT viewer in Chromium: a synthetic CBCT streams in through DICOMweb, all three planes
-render, scrolling moves through the slices, and a distance between two markers 30 mm apart
-measures 30 mm."""
+render, scrolling moves through the slices, a distance between two markers 30 mm apart
+measures 30 mm, and every voxel of the volume the planes are drawn from holds its slice's stored
+value rescaled to Hounsfield units."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import numpy as np
+import pydicom
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -20,6 +24,7 @@ from casebridge.imaging.tests.cases import attach, draft_case, zipped
 
 pytestmark = pytest.mark.browser
 SLICES, SIZE = 40, 128
+SEED = "viewer"
 
 
 @pytest.fixture
@@ -28,7 +33,7 @@ def cbct_case(transactional_db: None, vault_home: Path) -> tuple[Personas, Case,
     access = resolve(p.members["clinician"], p.practice)
     assert access is not None
     case = draft_case(access)
-    slices = cbct_series("viewer", slices=SLICES, size=SIZE)
+    slices = cbct_series(SEED, slices=SLICES, size=SIZE)
     stored = attach(access, case, zipped({f"IM{i:04d}": data for i, data in enumerate(slices)}), kind="cbct")
     job = IngestJob.objects.get(source=stored)  # queued by attaching, run at commit by the test backend
     assert job.state == IngestState.DONE
@@ -127,3 +132,52 @@ def test_a_clinician_scrolls_a_cbct_in_three_planes_and_measures_a_known_distanc
     assert errors == []
     assert first_slice_ms < 10_000  # the benchmark measures it properly; this only bounds a regression
     assert Event.objects.filter(action="imaging.study_viewed", patient_ref=str(case.patient_id)).count() == 1
+
+
+def test_every_slice_lands_in_the_volume_with_its_rescaled_values(
+    page: Page, cbct_case: tuple[Personas, Case, Series]
+) -> None:
+    """The slices the viewer makes into images on the page (the middle one from its frames
+    request, the rest from the series stream) hold exactly what the loader's decoder would give:
+    stored value x RescaleSlope + RescaleIntercept, every voxel, in the right slice."""
+    p, case, series = cbct_case
+    expected = {}
+    for data in cbct_series(SEED, slices=SLICES, size=SIZE):
+        ds = pydicom.dcmread(io.BytesIO(data))
+        hu = ds.pixel_array.astype(np.int32) * int(ds.RescaleSlope) + int(ds.RescaleIntercept)
+        expected[str(ds.SOPInstanceUID)] = hu
+    marker_sop = list(expected)[SLICES // 2]
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(page, p.members["clinician"])
+    page.goto(f"/o/{p.practice.slug}/cases/{case.number}/imaging/{series.pk}/")
+    viewer = page.locator("#cbct-viewer")
+    expect(viewer).to_have_attribute("data-state", "ready", timeout=60_000)
+    # Every slice took the page's own path, none the decoder workers'.
+    assert viewer.get_attribute("data-slices-made-on-page") == str(SLICES)
+
+    volume = page.evaluate(
+        """() => {
+            const volume = window.caseBridgeViewer.volume;
+            const [width, height, depth] = volume.dimensions;
+            const slices = [];
+            for (let k = 0; k < depth; k += 1) {
+                const values = [];
+                for (let j = 0; j < height; j += 1) {
+                    for (let i = 0; i < width; i += 1) values.push(volume.voxelManager.getAtIJK(i, j, k));
+                }
+                slices.push([/\\/instances\\/([0-9.]+)\\/frames\\//.exec(volume.imageIds[k])[1], values]);
+            }
+            return { dataType: volume.dataType, dimensions: volume.dimensions, slices };
+        }"""
+    )
+    assert volume["dimensions"] == [SIZE, SIZE, SLICES]
+    assert volume["dataType"] == "Int16Array"
+    assert sorted(sop for sop, _ in volume["slices"]) == sorted(expected)
+    for sop, values in volume["slices"]:
+        np.testing.assert_array_equal(np.array(values, dtype=np.int32).reshape(SIZE, SIZE), expected[sop], err_msg=sop)
+    # What a reader would check: the markers' slice (the middle one, the first the viewer asks
+    # for) has them at 2000 HU, the jaw's bone at 400 HU, the background below -900 HU.
+    marker_slice = dict(volume["slices"])[marker_sop]
+    assert max(marker_slice) == 2000 and 400 in marker_slice and min(marker_slice) < -900
+    assert errors == []
