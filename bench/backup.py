@@ -4,8 +4,9 @@ A private CASEBRIDGE_HOME gets --gib of files (--files of them, random bytes: sc
 compress) stored through the vault as uploads are (encrypted, durable). Then, in one run:
 
 backup    ours: `casebridge backup create DEST` (SQLite online backup, each blob copied with its
-          SHA-256, two at a time, one sync of the destination, signed manifest, a second sync). Peer: `tar -cf - HOME | age -r KEY > FILE` (age 1.1,
-          Debian), the plain way to an encrypted copy of the same folder, synced at the end.
+          SHA-256, two at a time, one sync of the destination, signed manifest, a second sync).
+          Peer: `tar -cf - HOME | age -r KEY > FILE` (age 1.1, Debian), the plain way to an
+          encrypted copy of the same folder, synced at the end.
 again     after adding 1% new files: ours copies only those (blobs never change under a name);
           tar | age has no increments and writes everything again. Target: ours in proportion
           to what changed (at most 5x the 1% share of the first backup's time, plus a second).
