@@ -50,7 +50,7 @@ def owner(personas: Personas, vault_home: Path) -> OrgAccess:
 def test_every_state_rule_names_its_source_and_its_numbers() -> None:
     rules = policies.state_rules()
     assert {"US-TX", "US-FL", "US-NH", "US-KS", "US-KY", "US-MA", "US-MI", "US-MO", "US-NC", "US-OR"} <= set(rules)
-    assert {"US-PA", "US-VA", "US-WA"} <= set(rules)
+    assert {"US-PA", "US-VA", "US-WA", "US-AZ", "US-DC", "US-NV", "US-WI"} <= set(rules)
     for code, rule in rules.items():
         assert code.startswith("US-") and len(code) == 5 and rule["state"] and rule["rule"]
         assert rule["source"] and rule["url"].startswith(("https://", "http://")), code
@@ -146,6 +146,24 @@ def test_a_minor_is_kept_until_the_states_age_and_an_unknown_birth_date_is_kept_
     assert {i.case.number for i in items} == {grown.number}
     reasons = {k.case_number: k.why for k in kept}
     assert "until age 21" in reasons[child.number] and "date of birth is unknown" in reasons[unknown.number]
+
+
+def test_nevada_keeps_whoever_was_treated_as_a_minor_until_23(owner: OrgAccess) -> None:
+    """NRS 629.051: five years, and no record of a person under 23 is destroyed: a patient treated
+    at 15 is still kept at 21, past the five years; one treated at 17 who is 23 now is due."""
+    floor = policies.floor_days(RecordType.CASE_FILES, "US-NV")
+    policies.set_policy(owner, RecordType.CASE_FILES, floor, "US-NV")
+    now = timezone.now()
+    young = _closed_case(owner, closed=now - 6 * YEAR, born=(now - 21.5 * YEAR).date())  # 15 then, 21 now
+    grown = _closed_case(owner, closed=now - 6 * YEAR, born=(now - 23.5 * YEAR).date())  # 17 then, 23 now
+    _closed_case(owner, closed=now - 4 * YEAR, born=(now - 40 * YEAR).date())  # inside the five years: neither
+
+    items, kept = policies.due(owner.organization)
+
+    assert {i.case.number for i in items} == {grown.number}
+    assert {k.case_number: k.why for k in kept} == {
+        young.number: "a minor when treated: kept until age 23 (Nev. Rev. Stat. 629.051)"
+    }
 
 
 def test_an_owner_postpones_the_run(owner: OrgAccess) -> None:
