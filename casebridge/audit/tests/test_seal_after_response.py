@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.core.signals import request_finished
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.test import RequestFactory
@@ -29,17 +31,28 @@ def _serve(capture: Any, respond: Callable[[], Any]) -> HttpResponseBase:
     return RequestContextMiddleware(view)(RequestFactory().get("/"))
 
 
+def _close(response: HttpResponseBase) -> None:
+    """What the WSGI server does once the last byte is sent; without the end-of-request handler
+    that closes the database connection (the test's transaction is still open), as Django's test
+    client does."""
+    request_finished.disconnect(close_old_connections)
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
+
+
 def test_the_seal_is_written_once_the_response_is_closed(django_capture_on_commit_callbacks: Any) -> None:
     response = _serve(django_capture_on_commit_callbacks, lambda: HttpResponse("ok"))
     assert PendingSeal.objects.count() == 1 and not Seal.objects.exists()
-    response.close()  # what the WSGI server does once the last byte is sent
+    _close(response)
     assert not PendingSeal.objects.exists() and Seal.objects.count() == 1
 
 
 def test_a_streamed_response_is_not_waited_for(django_capture_on_commit_callbacks: Any) -> None:
     response = _serve(django_capture_on_commit_callbacks, lambda: StreamingHttpResponse(iter([b"bytes"])))
     assert Seal.objects.count() == 1  # a download can stream for minutes: sealed before it starts
-    response.close()
+    _close(response)
     assert Seal.objects.count() == 1
 
 
