@@ -60,8 +60,36 @@ class _OneRequestAtATime:
         self.lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        with self.lock:
-            return self.app(environ, start_response)
+        # Held until the server closes the response, not only until the application returns:
+        # work runs at close too (the audit sealer, after the response is sent: core/middleware.py).
+        self.lock.acquire()
+        try:
+            result = self.app(environ, start_response)
+        except BaseException:
+            self.lock.release()
+            raise
+        return _ReleasedOnClose(result, self.lock)
+
+
+class _ReleasedOnClose:
+    """A response body that lets go of the gate once the server has closed it."""
+
+    def __init__(self, result: Any, lock: threading.Lock) -> None:
+        self.result = result
+        self.lock = lock
+        self.released = False
+
+    def __iter__(self) -> Any:
+        return iter(self.result)
+
+    def close(self) -> None:
+        try:
+            if hasattr(self.result, "close"):
+                self.result.close()
+        finally:
+            if not self.released:
+                self.released = True
+                self.lock.release()
 
 
 def _serialize_under_sqlite(live_server: object) -> _OneRequestAtATime | None:
