@@ -23,19 +23,22 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import F
-from django.db.models.functions import Coalesce
 from django.http import QueryDict
 from django.utils import timezone
 
 from casebridge.audit import archive, history
-from casebridge.audit.models import ArchiveRead, ArchiveReadState, ArchiveSegment, Event
+from casebridge.audit.models import ArchiveRead, ArchiveReadState, ArchiveSegment
 from casebridge.audit.queries import BadFilter, EventFilters, filters_from_query, for_archive
 
 logger = logging.getLogger(__name__)
 
 KEEP_FOR = timedelta(days=1)
 PROGRESS_EVERY = 0.25  # seconds between two progress writes
+
+
+def cursor_of(value: str) -> int | None:
+    """The archive cursor of a page's `archived_before` (None: from the archive's newest event)."""
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def key(filters: EventFilters, archived_before: int | None) -> str:
@@ -81,8 +84,7 @@ def read(read_id: str, *, limit: int) -> None:
     except BadFilter:  # cannot happen for a key() the page made; refuse rather than guess
         _finish(job, ArchiveReadState.FAILED)
         return
-    cursor = query.get("archived_before", "")
-    wanted = for_archive(job.organization_id, filters, int(cursor) if cursor.isdigit() and int(cursor) else None)
+    wanted = for_archive(job.organization_id, filters, cursor_of(query.get("archived_before", "")))
     ArchiveRead.objects.filter(pk=job.pk).update(state=ArchiveReadState.READING, segments_done=0)
     last_write = 0.0
 
@@ -94,46 +96,39 @@ def read(read_id: str, *, limit: int) -> None:
             last_write = now
 
     newest: deque[tuple[int, int]] = deque(maxlen=limit)
-    matched = 0
     try:
         for values in archive.search(wanted, progress=progress):
             newest.append((int(values["id"]), int(values["seq"])))
-            matched += 1
     except archive.ArchiveError:
         logger.exception("the archive read %s could not read a segment", job.pk)
         _finish(job, ArchiveReadState.FAILED)
         return
     job.found = [list(pair) for pair in newest]
-    job.truncated = matched > len(newest)
     _finish(job, ArchiveReadState.DONE)
 
 
 def _finish(job: ArchiveRead, state: str) -> None:
     job.state = state
     job.finished_at = timezone.now()
-    job.save(update_fields=["state", "found", "truncated", "finished_at"])
-    if state == ArchiveReadState.DONE:  # every segment was read, whatever the last progress write said
-        ArchiveRead.objects.filter(pk=job.pk).update(segments_done=Coalesce(F("segments_total"), 0))
+    job.save(update_fields=["state", "found", "finished_at"])  # segments_done: progress() wrote it
 
 
 def reading_of(job: ArchiveRead) -> history.Reading:
     """What a finished read found, as a Reading (events oldest first), the events read again
-    from the segments that hold them."""
+    from the segments that hold them (in sequence order, as the read found them)."""
     reading = history.Reading([], segments=job.segments_done)
-    wanted = {int(seq): int(pk) for pk, seq in job.found}
+    wanted = {int(seq) for _pk, seq in job.found}
     if not wanted:
         return reading
-    low, high = min(wanted), max(wanted)
-    holding = ArchiveSegment.objects.filter(first_seq__lte=high, last_seq__gte=low).order_by("first_seq")
-    found: list[Event] = []
-    for segment in holding:
-        for event in archive.events(segment):
-            if wanted.get(event.seq) is not None:
-                found.append(history.as_event(event.values))
-    order = {pk: n for n, pk in enumerate(wanted.values())}
-    found.sort(key=lambda e: order.get(e.pk, 0))
-    reading.only(found)
-    reading.segments = job.segments_done
+    holding = ArchiveSegment.objects.filter(first_seq__lte=max(wanted), last_seq__gte=min(wanted))
+    reading.only(
+        [
+            history.as_event(event.values)
+            for segment in holding.order_by("first_seq")
+            for event in archive.events(segment)
+            if event.seq in wanted
+        ]
+    )
     return reading
 
 

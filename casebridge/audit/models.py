@@ -347,8 +347,8 @@ class ArchiveRead(models.Model):
     state = models.CharField(max_length=10, choices=ArchiveReadState.choices, default=ArchiveReadState.QUEUED)
     segments_done = models.PositiveIntegerField(default=0)
     segments_total = models.PositiveIntegerField(null=True, blank=True)
-    found = models.JSONField(default=list, blank=True)  # [[event id, seq], ...] of the newest matches, oldest first
-    truncated = models.BooleanField(default=False)  # more matched than `found` holds
+    # [[event id, seq], ...] of the newest matches (one page and one more), oldest first
+    found = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -60,8 +60,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     waiting: ArchiveRead | None = None
     failed = False
     if filters.include_archive and not has_more and ArchiveSegment.objects.exists():
-        cursor = int(archived_before) if archived_before.isdigit() and int(archived_before) > 0 else None
-        question = archive_reads.key(filters, cursor)
+        question = archive_reads.key(filters, archive_reads.cursor_of(archived_before))
         job = archive_reads.find(request.GET.get("read", ""), access.organization, user_of(request), question)
         if job is None:
             # Segments are read by the task worker; this page (its number in the URL) shows

@@ -25,7 +25,6 @@ class Migration(migrations.Migration):
                 ('segments_done', models.PositiveIntegerField(default=0)),
                 ('segments_total', models.PositiveIntegerField(blank=True, null=True)),
                 ('found', models.JSONField(blank=True, default=list)),
-                ('truncated', models.BooleanField(default=False)),
                 ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
                 ('finished_at', models.DateTimeField(blank=True, null=True)),
                 ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='orgs.organization')),
