@@ -47,6 +47,8 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.utils import timezone
 
+from casebridge.kernel.backends.filesystem import sync_under
+from casebridge.kernel.crypto.streaming import read_full
 from casebridge.vault.keyexport import ExportedKeys
 
 FORMAT = "casebridge-backup/1"
@@ -119,17 +121,6 @@ def _copy_buffer() -> memoryview:
     return view
 
 
-def _read_full(handle: Any, view: memoryview) -> int:
-    """Fill `view` from a raw file (fewer bytes only at its end); returns how many were read."""
-    got = 0
-    while got < len(view):
-        n = handle.readinto(view[got:])
-        if not n:
-            break
-        got += n
-    return got
-
-
 def _in_parallel(items: Iterable[_T], work: Callable[[_T], _R], workers: int = WORKERS) -> Iterator[tuple[_T, _R]]:
     """(item, work(item)) in the items' order, `workers` at a time with a bounded backlog; an
     exception in `work` is raised here, after the work already started has finished."""
@@ -142,25 +133,6 @@ def _in_parallel(items: Iterable[_T], work: Callable[[_T], _R], workers: int = W
                 yield first, future.result()
         for item, future in window:
             yield item, future.result()
-
-
-def _sync_destination(folder: Path, paths: Iterable[Path]) -> None:
-    """Make what was written under `folder` durable: one syncfs(2) of its filesystem, or, where
-    there is none, an fsync of every path and of the directories above it up to `folder`."""
-    from casebridge.kernel.backends.filesystem import syncfs
-
-    if syncfs(folder):
-        return
-    directories: set[Path] = {folder}
-    for path in paths:
-        if path.is_dir():
-            directories.add(path)
-        else:
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
-        directories.update(p for p in path.parents if p.is_relative_to(folder))
-    for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
-        _fsync_dir(directory)
 
 
 @contextlib.contextmanager
@@ -312,7 +284,7 @@ def _blob_pieces(store: Any, name: str, size: int) -> Iterator[memoryview]:
         with open(store.path_for(name), "rb", buffering=0) as handle:
             left = size
             while left > 0:
-                got = _read_full(handle, view[: min(left, COPY_CHUNK)])
+                got = read_full(handle, view[: min(left, COPY_CHUNK)])
                 if not got:
                     return
                 yield view[:got]
@@ -417,7 +389,7 @@ def create(dest: Path, *, progress: Progress = _quiet, link: bool = False) -> Cr
         # Every blob copied now is on disk before a sidecar or a manifest names it: one sync of
         # the destination for all of them (not an fsync per blob), then the sidecars.
         if fresh:
-            _sync_destination(dest / "blobs", [dest / "blobs" / name for name, _ in fresh])
+            sync_under(dest / "blobs", [dest / "blobs" / name for name, _ in fresh])
         sidecars = _write_sidecars(dest / "blobs", fresh)
         database_file = partial / snap.file
         manifest = {
@@ -441,7 +413,7 @@ def create(dest: Path, *, progress: Progress = _quiet, link: bool = False) -> Cr
         signature = {"key_id": key.key_id, "signature": key.private.sign(body).hex()}
         (partial / "manifest.sig.json").write_text(json.dumps(signature))
         # The sidecars, the set's files and its folder are on disk before the set is renamed in.
-        _sync_destination(dest, [*sidecars, *partial.iterdir(), partial])
+        sync_under(dest, [*sidecars, *partial.iterdir(), partial])
         final = dest / "sets" / set_id
         os.replace(partial, final)
         _fsync_dir(dest / "sets")
@@ -673,7 +645,7 @@ def _install_blob(store: Any, src: Path, name: str, size: int, expected: str) ->
     writer = store.open_writer(name, size_hint=size, durable=False)
     try:
         with open(path, "rb", buffering=0) as handle:
-            while got := _read_full(handle, view):
+            while got := read_full(handle, view):
                 digest.update(view[:got])
                 # Read-only: the store writes it through the page cache (not around it, as it
                 # does aligned buffers), where prove() reads it back moments later.

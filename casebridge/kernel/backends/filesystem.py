@@ -175,6 +175,27 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def sync_under(root: Path, paths: Iterable[Path]) -> None:
+    """Make what was written under `root` durable: one syncfs(2) of its filesystem, or, where
+    there is none, an fsync of every path (file or folder) and of each folder between it and
+    `root`, deepest first."""
+    if syncfs(root):
+        return
+    directories: set[Path] = {root}
+    for path in paths:
+        if path.is_dir():
+            directories.add(path)
+        else:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        directories.update(parent for parent in path.parents if parent.is_relative_to(root))
+    for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
+        _fsync_dir(directory)
+
+
 class FileSystemStore(BlobStore):
     """Blobs under a root directory, fanned out two levels by a hash of the name so no directory
     grows past a few thousand entries (ids sharing a prefix still spread evenly).
@@ -203,18 +224,8 @@ class FileSystemStore(BlobStore):
         directories alike; it returns write errors since Linux 5.8). Where there is no syncfs,
         every file and the directories above it are fsynced, as a durable commit does."""
         paths = [self.path_for(name) for name in names]
-        if not paths or syncfs(self.root):
-            return
-        directories: set[Path] = set()
-        for path in paths:
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            directories.update((path.parent, path.parent.parent, self.root))
-        for directory in directories:
-            _fsync_dir(directory)
+        if paths:
+            sync_under(self.root, paths)
 
     def read_range(self, name: str, start: int, end: int) -> bytes:
         if start < 0 or end < start:

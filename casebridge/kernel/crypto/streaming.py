@@ -302,7 +302,7 @@ class _Source(Protocol):
     def readinto(self, buffer: bytearray | memoryview, /) -> int | None: ...
 
 
-def _fill(source: _Source, view: memoryview) -> int:
+def read_full(source: _Source, view: memoryview) -> int:
     """Read until `view` is full or the source ends; returns the bytes read."""
     got = 0
     while got < len(view):
@@ -326,7 +326,7 @@ def decrypt_stream(
     asking for the next, as WSGI servers and file copies do).
     """
     header = bytearray(HEADER_SIZE)
-    if _fill(source, memoryview(header)) < HEADER_SIZE:
+    if read_full(source, memoryview(header)) < HEADER_SIZE:
         raise CiphertextIntegrityError("ciphertext is shorter than its header: truncated")
     cipher = open_stream(key, associated, header)
     # One byte of look-ahead past each segment tells whether it is the last one.
@@ -337,7 +337,7 @@ def decrypt_stream(
     index = 0
     while True:
         size = (layout.segment_size - HEADER_SIZE) if index == 0 else layout.segment_size
-        got = carried + _fill(source, view[carried : size + 1])
+        got = carried + read_full(source, view[carried : size + 1])
         last = got <= size
         seg_len = got if last else size
         if index >= MAX_SEGMENTS:
