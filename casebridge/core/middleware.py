@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 
 from casebridge.core import context
@@ -27,8 +28,10 @@ class RequestContextMiddleware:
             context.deactivate(token)
         response["X-Request-Id"] = ctx.request_id
         if ctx.after_response:
-            if response.streaming:
-                # A streamed body can take minutes: its work is not kept waiting that long.
+            if response.streaming or connection.allow_thread_sharing:
+                # A streamed body can take minutes: its work is not kept waiting that long. A
+                # connection shared with another thread (the test server's in-memory SQLite) would
+                # be used by both at once: that thread goes on as soon as it has the response.
                 _run(ctx.after_response)
             else:
                 _after_close(response, ctx.after_response)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from django.core.signals import request_finished
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.test import RequestFactory
@@ -69,3 +69,18 @@ def test_outside_a_request_the_seal_is_written_at_once(django_capture_on_commit_
     with django_capture_on_commit_callbacks(execute=True):
         record("org.created")
     assert Seal.objects.count() == 1 and not PendingSeal.objects.exists()
+
+
+def test_on_a_connection_shared_with_another_thread_the_seal_is_written_before_the_response(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """The test server's in-memory SQLite connection is shared with the test's own thread, which
+    goes on the moment it has the response: sealing at close would use the connection with it."""
+    connection.inc_thread_sharing()
+    try:
+        response = _serve(django_capture_on_commit_callbacks, lambda: HttpResponse("ok"))
+        assert Seal.objects.count() == 1 and not PendingSeal.objects.exists()
+    finally:
+        connection.dec_thread_sharing()
+    _close(response)
+    assert Seal.objects.count() == 1
