@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import uuid
 from datetime import datetime
 
 import pytest
@@ -13,6 +15,8 @@ from casebridge.audit import chain, triggers
 from casebridge.audit.api import record, record_many
 from casebridge.audit.catalog import UnknownAuditAction, register
 from casebridge.audit.models import Checkpoint, Event, PendingSeal, Seal
+from casebridge.core import context
+from casebridge.core.context import RequestContext
 
 pytestmark = pytest.mark.django_db
 
@@ -82,6 +86,38 @@ def test_orm_update_is_refused_too() -> None:
     (event,) = _events(1)
     with pytest.raises(DatabaseError), transaction.atomic():
         Event.objects.filter(pk=event.pk).update(outcome="failure")
+
+
+def _every_column_filled(details: dict) -> Event:
+    """An event with an organization, an address, a browser and an emergency-access grant."""
+    organization = uuid.uuid4()
+    grant = types.SimpleNamespace(pk=uuid.uuid4(), organization_id=organization)
+    token = context.activate(RequestContext(ip="2001:db8::7", user_agent="Chromium é", emergency_access=grant))
+    try:
+        return record("org.created", organization=organization, details=details)
+    finally:
+        context.deactivate(token)
+
+
+def test_verify_reads_every_column_the_quick_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verification rebuilds each event's form from the raw rows; the slower reference path
+    (Django's field conversions) is never needed for ordinary events."""
+    _every_column_filled({"case": "CB-2026-000001", "nested": {"b": [1, None, True], "a": "\u2028\x1f"}})
+    _events(3)
+    used = []
+    monkeypatch.setattr(chain, "_reference_form", lambda *a: used.append(a) or None)
+    result = chain.verify()
+    assert result.ok and result.checked == 4 and used == []
+
+
+@pytest.mark.parametrize("value", [1e-07, 2**70, 1.5e300, -0.0])
+def test_values_the_quick_form_writes_otherwise_still_verify_and_tampering_is_still_found(value: object) -> None:
+    event = _every_column_filled({"value": value, "list": [value]})
+    _events(2)
+    assert chain.verify().ok
+    _raw("UPDATE audit_event SET actor_label = %s WHERE id = %s", ["someone else", event.pk])
+    result = chain.verify()
+    assert not result.ok and result.bad_event_id == event.pk and "does not match its hash" in result.problem
 
 
 def test_verify_finds_an_edited_event() -> None:
