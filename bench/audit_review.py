@@ -4,13 +4,14 @@ with the same filter written by hand in SQL.
 Usage: .venv/bin/python bench/audit_review.py [--events 10000000] [--rounds 15] [--keep]
        [--url postgres://postgres@127.0.0.1:5432] [--database casebridge_bench_review]
 
-Creates its own database (casebridge_bench_review, or --database), migrates it (the real `audit_event` table,
-its indexes and triggers), and fills it with INSERT ... SELECT generate_series: 13 months of
-events, ids rising with time as the sealer writes them, spread over 300 organizations (the
-largest about 10% of all events), 40 people each, 30 actions (case and file reads most), about
-600,000 patients, 1.5 million case numbers in `details.case`, each person's own address plus
-5% from elsewhere, 3% refused and 2% failed. The non-unique indexes are dropped during the fill
-and rebuilt after (faster; the same definitions), then ANALYZE. `--keep` leaves the database
+Creates its own database (casebridge_bench_review, or --database), migrates it (the real
+`audit_event` table, its indexes and triggers), and fills it with INSERT ... SELECT
+generate_series: 13 months of events in their months' partitions (created first, as the worker
+does ahead of time), ids rising with time as the sealer writes them, spread over 300
+organizations (the largest about 10% of all events), 40 people each, 30 actions (case and file
+reads most), about 600,000 patients, 1.5 million case numbers in `details.case`, each person's
+own address plus 5% from elsewhere, 3% refused and 2% failed. The non-unique indexes are dropped
+during the fill and rebuilt after (faster; the same definitions), then ANALYZE. `--keep` leaves the database
 for the next run, which reuses it when it holds the same number of events.
 
 Timed: the review page's own query (`audit.queries.organization_events` for the page's filters,
@@ -210,7 +211,7 @@ def _fill(events: int, have: int) -> None:
     chunks, rebuild the indexes and analyze."""
     from django.db import connection, transaction
 
-    from casebridge.audit import triggers
+    from casebridge.audit import partitions, triggers
 
     started = time.perf_counter()
     # One transaction: a failed fill leaves the table and its indexes as they were.
@@ -229,6 +230,13 @@ def _fill(events: int, have: int) -> None:
         cursor.execute("SELECT setseed(0.42)")
         span = timedelta(days=395)
         start = datetime.now(UTC) - span
+        # As in production after 13 months, where the worker creates each month's partition
+        # ahead of time (partitions.ensure): every month has its own, so time ranges are pruned.
+        month = partitions.month_start(start)
+        while month <= datetime.now(UTC):
+            if partitions.name_of(month) not in partitions.names(cursor):
+                partitions._create_month(cursor, month)
+            month = partitions.add_months(month, 1)
         chunk = 1_000_000
         for first in range(1, events + 1, chunk):
             last = min(events, first + chunk - 1)
