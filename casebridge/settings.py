@@ -117,6 +117,9 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's SQLite backend, plus: a transaction that recorded audit events chains them before
+    # its one commit (casebridge/audit/db/sqlite3/base.py).
+    DATABASES["default"]["ENGINE"] = "casebridge.audit.db.sqlite3"
     DATABASES["default"]["OPTIONS"] = {
         # IMMEDIATE takes the write lock at BEGIN: concurrent writers queue instead of failing
         # with "database is locked" halfway through a transaction.

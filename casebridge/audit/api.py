@@ -263,6 +263,10 @@ def _seal_after_commit() -> None:
     """
     if not settings.AUDIT_SEAL_ON_COMMIT:
         return  # a dedicated sealer (casebridge worker) chains the queue
+    # SQLite: the backend chains the queue just before this transaction commits (in the same
+    # commit); the hook below is the fallback, for a commit that could not (audit/db/sqlite3).
+    if connection.vendor == "sqlite":
+        connection.audit_unsealed = True  # type: ignore[attr-defined]
     if not any(hook[1] is _seal_soon for hook in transaction.get_connection().run_on_commit):
         transaction.on_commit(_seal_soon)
 
@@ -271,6 +275,8 @@ def _seal_soon() -> None:
     # The event is committed (durable) already; chaining it can wait until the response has been
     # sent, so the person does not wait for a second commit (docs/audit.md, "What auditing adds
     # to a request"). Outside a request: now.
+    if getattr(connection, "audit_sealed_in_commit", False):
+        return  # SQLite: chained inside the commit that just happened (audit/db/sqlite3)
     context.after_response(_seal_now)
 
 

@@ -5,7 +5,8 @@ DATABASE_URL naming the test database. It prints "ready", waits for a line on st
 every writer starts at the same moment, then records EVENTS events, one transaction each
 (writer 3: ten per transaction through record_many); every ROLLBACK_EVERY-th transaction is
 rolled back after recording. At the end it prints one JSON line:
-{"committed": [event ids], "rolled_back": [event ids]}.
+{"committed": [event ids], "rolled_back": [event ids], "committed_n": [n...], "rolled_back_n": [n...]}
+(the `n` in each event's details: SQLite hands a rolled-back id out again, so content tells).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def main(argv: list[str]) -> int:
 
     committed: list[int] = []
     rolled_back: list[int] = []
+    committed_n: list[int] = []
+    rolled_back_n: list[int] = []
     print("ready", flush=True)
     sys.stdin.readline()
     # The last writer uses the bulk path, ten events per transaction, against the others.
@@ -53,6 +56,7 @@ def main(argv: list[str]) -> int:
             try:
                 with transaction.atomic():
                     rolled_back.extend(event.pk for event in write(entries))
+                    rolled_back_n.extend(entry["details"]["n"] for entry in entries)
                     raise _Abandon
             except _Abandon:
                 pass
@@ -60,10 +64,17 @@ def main(argv: list[str]) -> int:
         # Each commit runs the non-blocking sealer (on_commit), so sealers race all the time.
         with transaction.atomic():
             committed.extend(event.pk for event in write(entries))
+        committed_n.extend(entry["details"]["n"] for entry in entries)
         if writer == 0 and first % 50 == 49:
             # A periodic task sealing with the blocking lock, as housekeeping does.
             chain.seal_pending(blocking=True)
-    print(json.dumps({"committed": committed, "rolled_back": rolled_back}), flush=True)
+    result = {
+        "committed": committed,
+        "rolled_back": rolled_back,
+        "committed_n": committed_n,
+        "rolled_back_n": rolled_back_n,
+    }
+    print(json.dumps(result), flush=True)
     return 0
 
 

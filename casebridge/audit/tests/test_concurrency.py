@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from django.conf import settings
 from django.db import connection, transaction
 
 from casebridge.audit import chain
@@ -26,7 +31,7 @@ class _Abandon(Exception):
     pass
 
 
-def _test_database_url() -> str:
+def _postgres_url() -> str:
     """The database the test runner created (test_<name>), so children see committed rows."""
     s = connection.settings_dict
     user = quote(s["USER"] or "", safe="")
@@ -36,8 +41,30 @@ def _test_database_url() -> str:
     return f"postgres://{user}{password}@{host}{port}/{quote(s['NAME'], safe='')}"
 
 
-def _run_writers() -> list[dict[str, list[int]]]:
-    env = {**os.environ, "DATABASE_URL": _test_database_url(), "DJANGO_SETTINGS_MODULE": "casebridge.settings"}
+@contextmanager
+def _shared_database(tmp_path: Path) -> Iterator[str]:
+    """A DATABASE_URL the writer processes can open. PostgreSQL: the test database itself.
+    SQLite's test database lives in this process's memory: the writers get a copy in a file
+    (SQLite's online backup API), which is copied back here once they are done."""
+    if connection.vendor == "postgresql":
+        yield _postgres_url()
+        return
+    connection.ensure_connection()
+    path = tmp_path / "shared.sqlite3"
+    with closing(sqlite3.connect(path)) as shared:
+        connection.connection.backup(shared)
+    yield f"sqlite:///{path}"
+    with closing(sqlite3.connect(path)) as shared:
+        shared.backup(connection.connection)
+
+
+def _run_writers(database_url: str) -> list[dict[str, list[int]]]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "casebridge.settings",
+        "CASEBRIDGE_AUDIT_WITNESS_DIR": str(settings.AUDIT_WITNESS_DIR),  # this test's own
+    }
     procs = [
         subprocess.Popen(
             [
@@ -81,17 +108,23 @@ def _run_writers() -> list[dict[str, list[int]]]:
                 proc.wait()
 
 
-# SQLite has a single writer by design, so there is no concurrent sealing to test there.
-@pytest.mark.postgres_only
+# PostgreSQL: sealers race for the advisory lock after their commits. SQLite: each writer chains
+# inside its own transaction, under the one write lock (audit/db/sqlite3/base.py).
 @pytest.mark.usefixtures("transactional_db")
-def test_concurrent_processes_keep_one_gap_free_verifiable_chain() -> None:
-    results = _run_writers()
+def test_concurrent_processes_keep_one_gap_free_verifiable_chain(tmp_path: Path) -> None:
+    with _shared_database(tmp_path) as database_url:
+        results = _run_writers(database_url)
     committed = [pk for r in results for pk in r["committed"]]
     rolled_back = [pk for r in results for pk in r["rolled_back"]]
     total = len(committed)
     assert total + len(rolled_back) == WRITERS * EVENTS_PER_WRITER and rolled_back
+    written = {(e["writer"], e["n"]) for e in Event.objects.values_list("details", flat=True)}
+    assert written == {(w, n) for w, r in enumerate(results) for n in r["committed_n"]}
+    assert not written & {(w, n) for w, r in enumerate(results) for n in r["rolled_back_n"]}
 
-    # The writers' on-commit sealing may leave the last few for the periodic sealer: drain them.
+    if connection.vendor == "sqlite":
+        assert not PendingSeal.objects.exists(), "every commit chains its own events"
+    # PostgreSQL: the writers' on-commit sealing may leave the last few for the periodic sealer.
     chain.seal_pending()
 
     seals = list(Seal.objects.order_by("seq").values_list("seq", "event_id"))
@@ -100,7 +133,8 @@ def test_concurrent_processes_keep_one_gap_free_verifiable_chain() -> None:
     assert len(set(sealed_events)) == total, "an event was sealed twice"
     assert sorted(sealed_events) == sorted(committed), "a committed event was not sealed"
     assert set(Event.objects.values_list("id", flat=True)) == set(committed)
-    assert not Event.objects.filter(id__in=rolled_back).exists()
+    if connection.vendor == "postgresql":  # SQLite hands a rolled-back id out again
+        assert not Event.objects.filter(id__in=rolled_back).exists()
     assert not PendingSeal.objects.exists()
 
     # Each writer committed its events one after another, so the chain keeps that order.
