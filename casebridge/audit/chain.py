@@ -22,8 +22,8 @@ from typing import Any, cast
 import orjson
 from cryptography.exceptions import InvalidSignature
 from django.db import connection, transaction
-from django.db.models import Subquery, TextField
-from django.db.models.functions import Cast, Now
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.utils.dateparse import parse_datetime
 
 from casebridge.audit import merkle, witness
@@ -122,7 +122,7 @@ def _seal_passes(blocking: bool, batch: int, *, lock_each_pass: bool) -> int:
         with transaction.atomic():
             if lock_each_pass and not _take_sealer_lock(blocking):
                 return total
-            pending = _pending_sqlite(batch) if connection.vendor == "sqlite" else _pending(batch)
+            pending = _pending(batch)
             if not pending:
                 return total
             first = pending[0]
@@ -154,48 +154,41 @@ def _seal_passes(blocking: bool, batch: int, *, lock_each_pass: bool) -> int:
             return total
 
 
-def _pending(batch: int) -> list[dict[str, Any]]:
-    """The next `batch` queued events (every field, as Django converts it), each with the chain
-    head, the last checkpoint's seq and the database's time."""
-    # Driven from the small queue by primary key. A join instead lets PostgreSQL, with
-    # statistics that lag the ever-changing queue, hash-join it against a sequential
-    # scan of the whole event table on every pass (measured: 27 ms at 300k events).
-    queued = PendingSeal.objects.order_by("event_id").values("event_id")[:batch]
-    # The chain head, the last checkpoint and the database's time ride along on the
-    # same query (evaluated once, not per row): this runs after every commit, and each
-    # round trip counts (see docs/audit.md).
-    head = Seal.objects.order_by("-seq")
-    # Plain values, not model instances: building a model per event was most of the
-    # sealer's time on large batches (the verifier still reads models; both go through
-    # canonical_values, so they cannot disagree).
-    return list(
-        Event.objects.filter(pk__in=queued)
-        .annotate(
-            head_seq=Subquery(head.values("seq")[:1]),
-            head_hash=Subquery(head.values("hash")[:1]),
-            last_checkpoint=Subquery(Checkpoint.objects.order_by("-seq").values("seq")[:1]),
-            now=Now(),
-        )
-        .order_by("id")
-        .values(*_FIELDS, "head_seq", "head_hash", "last_checkpoint", "now")
-    )
-
-
-# `_pending` as one fixed statement. On SQLite the pass runs inside every audited commit
-# (audit/db/sqlite3/base.py), where compiling the ORM query was most of its time (profiled: ~2 ms
-# of a ~3 ms audited transaction); the values are converted below as Django's fields convert them.
-_PENDING_SQLITE = (  # noqa: S608  (constant names only)
+# The next queued events (every field), each with the chain head, the last checkpoint's seq and
+# the database's time, as one fixed statement per database: the pass runs after (PostgreSQL) or
+# inside (SQLite, audit/db/sqlite3/base.py) every audited commit, and compiling the equivalent
+# ORM query was most of its time (profiled: ~2 ms of a ~3 ms audited transaction on SQLite). The
+# values are converted below exactly as the model's fields convert them.
+#
+# Driven from the small queue by primary key. A join instead lets PostgreSQL, with statistics
+# that lag the ever-changing queue, hash-join it against a sequential scan of the whole event
+# table on every pass (measured: 27 ms at 300k events). The head, the checkpoint and the time
+# ride along on the same query (evaluated once, not per row): each round trip counts.
+_PENDING_TEMPLATE = (
     "SELECT {columns}, (SELECT seq FROM audit_seal ORDER BY seq DESC LIMIT 1), "
     "(SELECT hash FROM audit_seal ORDER BY seq DESC LIMIT 1), "
-    "(SELECT seq FROM audit_checkpoint ORDER BY seq DESC LIMIT 1), STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW') "
+    "(SELECT seq FROM audit_checkpoint ORDER BY seq DESC LIMIT 1), {now} "
     "FROM audit_event WHERE id IN (SELECT event_id FROM audit_pending_seal ORDER BY event_id LIMIT %s) ORDER BY id"
-).format(columns=", ".join(_FIELDS))
+)
+_NOW = {"postgresql": "STATEMENT_TIMESTAMP()", "sqlite": "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW')"}
+_PENDING = {vendor: _PENDING_TEMPLATE.format(columns=", ".join(_FIELDS), now=now) for vendor, now in _NOW.items()}
 
 
-def _sqlite_time(value: str | datetime) -> datetime:
-    """A DateTimeField's value as Django converts it (UTC, aware), from what the driver returns:
-    a naive datetime for a declared datetime column (Django's connection parses those), text for
-    an expression."""
+def _pending(batch: int) -> list[dict[str, Any]]:
+    with connection.cursor() as cursor:
+        cursor.execute(_PENDING[connection.vendor], [batch])
+        fetched = cursor.fetchall()
+    names = (*_FIELDS, "head_seq", "head_hash", "last_checkpoint", "now")
+    pending = [_as_django_converts(dict(zip(names, values, strict=True))) for values in fetched]
+    for row in pending:
+        row["now"] = _db_time(row["now"])
+    return pending
+
+
+def _db_time(value: str | datetime) -> datetime:
+    """A DateTimeField's value as Django converts it (aware), from what the driver returns: an
+    aware datetime (PostgreSQL); on SQLite a naive one in UTC for a declared datetime column
+    (Django's connection parses those), text for an expression."""
     parsed = value if isinstance(value, datetime) else parse_datetime(value)
     if parsed is None:
         raise ValueError("not a datetime")
@@ -203,38 +196,29 @@ def _sqlite_time(value: str | datetime) -> datetime:
 
 
 def _as_django_converts(row: dict[str, Any]) -> dict[str, Any]:
-    """An event's SQLite column values converted as its fields convert them (what
-    canonical_values is defined over): aware times, UUIDs, parsed JSON."""
-    row["occurred_at"] = _sqlite_time(row["occurred_at"])
+    """An event's column values as the driver returns them, converted as its fields convert
+    them (what canonical_values is defined over): aware times, UUIDs, parsed JSON (both
+    databases hand JSON over as text: Django keeps psycopg from parsing it)."""
+    row["occurred_at"] = _db_time(row["occurred_at"])
     for name in ("organization_id", "emergency_access_id"):
-        row[name] = uuid.UUID(row[name]) if row[name] else None
+        value = row[name]
+        row[name] = value if isinstance(value, uuid.UUID) or not value else uuid.UUID(value)
     row["details"] = json.loads(row["details"]) if row["details"] is not None else None
     return row
 
 
-def _pending_sqlite(batch: int) -> list[dict[str, Any]]:
-    with connection.cursor() as cursor:
-        cursor.execute(_PENDING_SQLITE, [batch])
-        fetched = cursor.fetchall()
-    names = (*_FIELDS, "head_seq", "head_hash", "last_checkpoint", "now")
-    pending = [_as_django_converts(dict(zip(names, values, strict=True))) for values in fetched]
-    for row in pending:
-        row["now"] = _sqlite_time(row["now"])
-    return pending
-
-
-# The sealed events after..upto with their seals, on SQLite: what sealed_forms reads back for a
-# checkpoint's Merkle tree, without a model per event (which was a tenth of the batched path).
-_SEALED_SQLITE = (  # noqa: S608  (constant names only)
+# The sealed events after..upto with their seals: what sealed_forms reads back for a checkpoint's
+# Merkle tree, without a model per event (which was a tenth of the batched path).
+_SEALED = (  # noqa: S608  (constant names only)
     "SELECT s.seq, s.hash, {columns} FROM audit_seal s JOIN audit_event e ON e.id = s.event_id "
     "WHERE s.seq > %s AND s.seq <= %s ORDER BY s.seq LIMIT 2000"
 ).format(columns=", ".join(f"e.{name}" for name in _FIELDS))
 
 
-def _sealed_forms_sqlite(after: int, upto: int) -> Iterator[tuple[int, str, bytes]]:
+def _sealed_forms_hot(after: int, upto: int) -> Iterator[tuple[int, str, bytes]]:
     while True:
         with connection.cursor() as cursor:
-            cursor.execute(_SEALED_SQLITE, [after, upto])
+            cursor.execute(_SEALED, [after, upto])
             fetched = cursor.fetchall()
         for seq, stored_hash, *values in fetched:
             yield seq, stored_hash, canonical_values(_as_django_converts(dict(zip(_FIELDS, values, strict=True))), seq)
@@ -252,12 +236,7 @@ def sealed_forms(after: int, upto: int) -> Iterator[tuple[int, str, bytes]]:
     for event in archive.forms(after, upto):
         yield event.seq, event.hash, event.form
         last = event.seq
-    if connection.vendor == "sqlite":
-        yield from _sealed_forms_sqlite(last, upto)
-        return
-    seals = Seal.objects.filter(seq__gt=last, seq__lte=upto).select_related("event").order_by("seq")
-    for seal in seals.iterator(chunk_size=2000):
-        yield seal.seq, seal.hash, canonical(seal.event, seal.seq)
+    yield from _sealed_forms_hot(last, upto)
 
 
 def hash_at(seq: int) -> str:
