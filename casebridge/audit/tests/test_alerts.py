@@ -211,3 +211,30 @@ def test_a_timeline_counts_the_weights_inside_a_window_bounds_included() -> None
     assert line.within(t0 + timedelta(minutes=1), t0 + timedelta(minutes=9)) == 3
     assert line.within(t0 + timedelta(minutes=5), t0 + timedelta(minutes=5)) == 2
     assert line.within(t0 + timedelta(minutes=11), t0 + timedelta(minutes=20)) == 0
+
+
+def test_a_run_folds_repeats_in_memory_exactly_as_one_decision_at_a_time_would(personas: Personas) -> None:
+    """One run's decisions about the same subject fold into the alert raised first, with no query
+    each, until an event's window no longer reaches back to that alert's creation: then a new one."""
+    now = timezone.now()
+    window = timedelta(minutes=10)
+
+    def decisions(org: Any) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        at = [now, now + timedelta(minutes=1), now + timedelta(minutes=2), now + timedelta(minutes=15)]
+        return [
+            (
+                (org, AlertKind.DENIED_SURGE, "refusals"),
+                {"subject": "organization", "window": window, "event": Event(occurred_at=t), "seq": seq},
+            )
+            for seq, t in enumerate(at, start=1)
+        ]
+
+    alerts._raise_decided(decisions(personas.practice))
+    for args, kwargs in decisions(personas.other_practice):  # the reference: one at a time
+        alerts._raise(*args, **kwargs)
+
+    def outcome(org: Any) -> list[tuple[int | None, int | None]]:
+        return list(Alert.objects.filter(organization=org).order_by("first_seq").values_list("first_seq", "last_seq"))
+
+    assert outcome(personas.practice) == [(1, 3), (4, 4)]
+    assert outcome(personas.other_practice) == outcome(personas.practice)
