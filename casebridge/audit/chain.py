@@ -5,7 +5,9 @@ hash(n) = SHA-256(hash(n-1) || canonical(event n, seq n)), with hash(0) = 64 zer
 Order is the database's: the sealer takes the lock, reads the chain head and the queue of
 committed-but-unsealed events (in insertion order), and appends their seals in one transaction.
 PostgreSQL serializes sealers with an advisory lock; SQLite's IMMEDIATE transactions already
-hold the single write lock. Requests never wait on the chain: they only insert their event.
+hold the single write lock, and there the pass runs inside the writer's own transaction just
+before its commit (audit/db/sqlite3/base.py). On PostgreSQL requests never wait on the chain:
+they only insert their event.
 """
 
 from __future__ import annotations
