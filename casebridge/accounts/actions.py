@@ -205,17 +205,22 @@ def authenticate_token(raw: str) -> ApiToken | None:
 
 
 def mark_token_used(token: ApiToken, *, method: str, path_name: str) -> None:
-    # One transaction: the last-used time and its event commit together, in one commit (fsync)
-    # instead of two before the request goes on (docs/audit.md, "What auditing adds to a request").
+    # One transaction: the last-used time and its event commit together, in one commit (fsync).
     with transaction.atomic():
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
-        record(
-            "token.used",
-            actor=token.principal,
-            organization=token.organization_id,
-            target=token,
-            details={"method": method, "route": path_name},
-        )
+        record(**token_used(token, method=method, path_name=path_name))
+
+
+def token_used(token: ApiToken, *, method: str, path_name: str) -> dict[str, Any]:
+    """Move the token's last-used time (in the caller's transaction) and return the arguments
+    of its `token.used` event, for record() or record_many() in the same transaction."""
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return {
+        "action": "token.used",
+        "actor": token.principal,
+        "organization": token.organization_id,
+        "target": token,
+        "details": {"method": method, "route": path_name},
+    }
 
 
 # --- Service accounts ---------------------------------------------------------------------

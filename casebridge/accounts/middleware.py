@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 
 from allauth.usersessions.middleware import UserSessionsMiddleware as _AllauthUserSessionsMiddleware
 from django.conf import settings
@@ -96,8 +97,21 @@ class ApiTokenMiddleware:
             route = resolve(request.path_info).url_name or "unknown"
         except Resolver404:
             route = "unknown"
-        actions.mark_token_used(token, method=request.method or "", path_name=route)
-        return self.get_response(request)
+        method = request.method or ""
+        if ctx is None:
+            actions.mark_token_used(token, method=method, path_name=route)
+            return self.get_response(request)
+        # `token.used` rides in the request's first audited transaction that commits on its own
+        # (a download's `file.downloaded`): one commit instead of two (docs/audit.md). A request
+        # that records nothing, or only inside a transaction that rolled back, records it here,
+        # before its response, as before.
+        ctx.owed_event = partial(actions.token_used, token, method=method, path_name=route)
+        try:
+            return self.get_response(request)
+        finally:
+            if ctx.owed_event is not None:
+                ctx.owed_event = None
+                actions.mark_token_used(token, method=method, path_name=route)
 
 
 class SessionLifetimeMiddleware:

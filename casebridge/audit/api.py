@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,15 +64,45 @@ def record(
         details=details,
         actor_label=actor_label,
     )
+    _append([event])
+    return event
+
+
+def _append(events: list[Event]) -> None:
     # No savepoint: if either insert fails, the caller's whole transaction must roll back,
     # so a change can never commit without its event (and a savepoint costs two round trips).
-    with transaction.atomic(savepoint=False):
-        if connection.vendor == "postgresql":
-            _insert_with_queue_row(event)
-        else:
-            _insert_batch_sqlite([event])
-        _seal_after_commit()
-    return event
+    owed = _take_owed_event()
+    try:
+        with transaction.atomic(savepoint=False):
+            if owed is not None:
+                events = [_build_event(**owed()), *events]
+            if connection.vendor != "postgresql":
+                _insert_batch_sqlite(events)
+            elif len(events) == 1:
+                _insert_with_queue_row(events[0])
+            else:
+                _insert_batch_with_queue_rows(events)
+            _seal_after_commit()
+    except BaseException:
+        if owed is not None:  # not committed: the request still owes it (core/context.py)
+            _give_back(owed)
+        raise
+
+
+def _take_owed_event() -> Callable[[], dict[str, Any]] | None:
+    """The event the request owes (its `token.used`), when this append is a transaction of its
+    own: it then commits with it. Not inside a caller's transaction, which may still roll back."""
+    ctx = context.current()
+    if ctx is None or ctx.owed_event is None or connection.in_atomic_block:
+        return None
+    owed, ctx.owed_event = ctx.owed_event, None
+    return owed
+
+
+def _give_back(owed: Callable[[], dict[str, Any]]) -> None:
+    ctx = context.current()
+    if ctx is not None:
+        ctx.owed_event = owed
 
 
 _EVENT_COLUMNS = RECORDED_COLUMNS
@@ -111,12 +141,7 @@ def record_many(entries: Iterable[Mapping[str, Any]]) -> list[Event]:
     events = [_build_event(**entry) for entry in entries]
     if not events:
         return []
-    with transaction.atomic(savepoint=False):
-        if connection.vendor == "postgresql":
-            _insert_batch_with_queue_rows(events)
-        else:
-            _insert_batch_sqlite(events)
-        _seal_after_commit()
+    _append(events)
     return events
 
 

@@ -22,6 +22,11 @@ class RequestContext:
     # Set when the acting member holds an active emergency-access grant in the request's
     # organization: every event they cause is flagged with it.
     emergency_access: Any = None
+    # An event the request owes that may share a commit: the API token middleware leaves its
+    # `token.used` here (a callable that makes the entry, and the token's last-used time, inside
+    # the transaction it is given to). The request's first audited transaction that commits on
+    # its own carries it (audit/api.py); otherwise the middleware records it before responding.
+    owed_event: Callable[[], dict[str, Any]] | None = None
     # Work that may wait until the response has been sent (the audit sealer): None outside a
     # request the middleware serves (run it at once); a list the middleware runs after the response.
     after_response: list[Callable[[], None]] | None = None
