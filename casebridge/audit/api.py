@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from casebridge.audit import catalog
+from casebridge.audit.db.sqlite3.base import DatabaseWrapper as SealingSQLiteWrapper
 from casebridge.audit.models import RECORDED_COLUMNS, ActorType, Event, Outcome
 from casebridge.core import context
 
@@ -213,14 +214,17 @@ def _insert_batch_sqlite(events: list[Event]) -> None:
             returned = sorted(cursor.fetchall())
             for event, (pk, occurred_at) in zip(chunk, returned, strict=True):
                 event.pk = pk
-                event.occurred_at = _sqlite_datetime(occurred_at)
+                event.occurred_at = db_datetime(occurred_at)
                 event._state.adding = False
                 event._state.db = connection.alias
         cursor.executemany("INSERT INTO audit_pending_seal (event_id) VALUES (%s)", [(event.pk,) for event in events])
 
 
-def _sqlite_datetime(value: str | datetime) -> datetime:
-    """A datetime as SQLite returns it (text in UTC, as Django writes it), aware."""
+def db_datetime(value: str | datetime) -> datetime:
+    """A DateTimeField's value as Django converts it (aware), from what the driver returns: an
+    aware datetime (PostgreSQL); on SQLite a naive one in UTC for a declared datetime column
+    (Django's connection parses those), text (in UTC, as Django writes it) for an expression or
+    a RETURNING clause."""
     parsed = value if isinstance(value, datetime) else parse_datetime(value)
     if parsed is None:
         raise ValueError(f"not a datetime: {value!r}")
@@ -288,20 +292,20 @@ def _seal_after_commit() -> None:
     """
     if not settings.AUDIT_SEAL_ON_COMMIT:
         return  # a dedicated sealer (casebridge worker) chains the queue
+    wrapper = transaction.get_connection()
     # SQLite: the backend chains the queue just before this transaction commits (in the same
-    # commit); the hook below is the fallback, for a commit that could not (audit/db/sqlite3).
-    if connection.vendor == "sqlite":
-        connection.audit_unsealed = True  # type: ignore[attr-defined]
-    if not any(hook[1] is _seal_soon for hook in transaction.get_connection().run_on_commit):
-        transaction.on_commit(_seal_soon)
+    # commit) and then drops the hook below, which is the fallback (audit/db/sqlite3).
+    if isinstance(wrapper, SealingSQLiteWrapper):
+        wrapper.audit_unsealed = True
+    if not any(hook[1] is seal_soon for hook in wrapper.run_on_commit):
+        transaction.on_commit(seal_soon)
 
 
-def _seal_soon() -> None:
+def seal_soon() -> None:
+    # record()'s on-commit hook (the SQLite backend drops it when it sealed inside the commit).
     # The event is committed (durable) already; chaining it can wait until the response has been
     # sent, so the person does not wait for a second commit (docs/audit.md, "What auditing adds
     # to a request"). Outside a request: now.
-    if getattr(connection, "audit_sealed_in_commit", False):
-        return  # SQLite: chained inside the commit that just happened (audit/db/sqlite3)
     context.after_response(_seal_now)
 
 

@@ -26,9 +26,9 @@ from cryptography.exceptions import InvalidSignature
 from django.db import connection, transaction
 from django.db.models import TextField
 from django.db.models.functions import Cast
-from django.utils.dateparse import parse_datetime
 
 from casebridge.audit import merkle, witness
+from casebridge.audit.api import db_datetime
 from casebridge.audit.models import RECORDED_COLUMNS, ArchiveSegment, Checkpoint, Event, PendingSeal, Seal
 from casebridge.vault.keyring import get_keyring
 
@@ -143,8 +143,7 @@ def _seal_passes(blocking: bool, batch: int, *, lock_each_pass: bool) -> int:
             _insert_seals(seqs, event_ids, hashes, now)
             if connection.vendor == "sqlite":  # no Collector and no query compiling per pass
                 with connection.cursor() as cursor:
-                    marks = ", ".join(["%s"] * len(event_ids))
-                    cursor.execute(f"DELETE FROM audit_pending_seal WHERE event_id IN ({marks})", event_ids)  # noqa: S608  (placeholders only)
+                    cursor.executemany("DELETE FROM audit_pending_seal WHERE event_id = %s", [(e,) for e in event_ids])
             else:
                 PendingSeal.objects.filter(event_id__in=event_ids).delete()
             if seq - (checkpointed or 0) >= CHECKPOINT_EVERY:
@@ -183,25 +182,15 @@ def _pending(batch: int) -> list[dict[str, Any]]:
     names = (*_FIELDS, "head_seq", "head_hash", "last_checkpoint", "now")
     pending = [_as_django_converts(dict(zip(names, values, strict=True))) for values in fetched]
     for row in pending:
-        row["now"] = _db_time(row["now"])
+        row["now"] = db_datetime(row["now"])
     return pending
-
-
-def _db_time(value: str | datetime) -> datetime:
-    """A DateTimeField's value as Django converts it (aware), from what the driver returns: an
-    aware datetime (PostgreSQL); on SQLite a naive one in UTC for a declared datetime column
-    (Django's connection parses those), text for an expression."""
-    parsed = value if isinstance(value, datetime) else parse_datetime(value)
-    if parsed is None:
-        raise ValueError("not a datetime")
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _as_django_converts(row: dict[str, Any]) -> dict[str, Any]:
     """An event's column values as the driver returns them, converted as its fields convert
     them (what canonical_values is defined over): aware times, UUIDs, parsed JSON (both
     databases hand JSON over as text: Django keeps psycopg from parsing it)."""
-    row["occurred_at"] = _db_time(row["occurred_at"])
+    row["occurred_at"] = db_datetime(row["occurred_at"])
     for name in ("organization_id", "emergency_access_id"):
         value = row[name]
         row[name] = value if isinstance(value, uuid.UUID) or not value else uuid.UUID(value)
@@ -211,10 +200,11 @@ def _as_django_converts(row: dict[str, Any]) -> dict[str, Any]:
 
 # The sealed events after..upto with their seals: what sealed_forms reads back for a checkpoint's
 # Merkle tree, without a model per event (which was a tenth of the batched path).
+_SEALED_CHUNK = 2000
 _SEALED = (  # noqa: S608  (constant names only)
     "SELECT s.seq, s.hash, {columns} FROM audit_seal s JOIN audit_event e ON e.id = s.event_id "
-    "WHERE s.seq > %s AND s.seq <= %s ORDER BY s.seq LIMIT 2000"
-).format(columns=", ".join(f"e.{name}" for name in _FIELDS))
+    "WHERE s.seq > %s AND s.seq <= %s ORDER BY s.seq LIMIT {chunk}"
+).format(columns=", ".join(f"e.{name}" for name in _FIELDS), chunk=_SEALED_CHUNK)
 
 
 def _sealed_forms_hot(after: int, upto: int) -> Iterator[tuple[int, str, bytes]]:
@@ -225,7 +215,7 @@ def _sealed_forms_hot(after: int, upto: int) -> Iterator[tuple[int, str, bytes]]
         for seq, stored_hash, *values in fetched:
             yield seq, stored_hash, canonical_values(_as_django_converts(dict(zip(_FIELDS, values, strict=True))), seq)
             after = seq
-        if len(fetched) < 2000:
+        if len(fetched) < _SEALED_CHUNK:
             return
 
 

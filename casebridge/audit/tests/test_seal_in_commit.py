@@ -26,7 +26,7 @@ from casebridge.core.middleware import RequestContextMiddleware
 
 pytestmark = [
     pytest.mark.usefixtures("transactional_db"),
-    pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"] != "casebridge.audit.db.sqlite3", reason="SQLite only"),
+    pytest.mark.sqlite_pass_only,  # the SQLite backend's own behaviour
 ]
 
 

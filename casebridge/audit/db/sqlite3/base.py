@@ -12,7 +12,7 @@ the sealer's lock.
 
 A transaction the seal cannot complete in (an unexpected error) still commits its events: the
 pass runs in a savepoint that is rolled back, the events stay queued, and the after-commit pass
-or the worker's periodic one chains them, as it would without this backend.
+(record()'s on-commit hook) or the worker's periodic one chains them, as without this backend.
 """
 
 from __future__ import annotations
@@ -27,35 +27,28 @@ logger = logging.getLogger("casebridge.audit")
 class DatabaseWrapper(base.DatabaseWrapper):
     # Set by record()/record_many() when the open transaction queued events for sealing.
     audit_unsealed = False
-    # Whether the last commit sealed everything queued: its after-commit pass has nothing to do.
-    audit_sealed_in_commit = False
 
-    def _commit(self) -> None:
-        sealed = False
+    def commit(self) -> None:
         if self.audit_unsealed and self.connection is not None:
             self.audit_unsealed = False
-            sealed = self._seal_before_commit()
-        super()._commit()  # type: ignore[misc]  # private, not in django-stubs
-        self.audit_sealed_in_commit = sealed
+            self._seal_before_commit()
+        super().commit()
 
-    def _start_transaction_under_autocommit(self) -> None:
-        # The flag speaks for the hooks of the commit that set it, which run right after it.
-        self.audit_sealed_in_commit = False
-        super()._start_transaction_under_autocommit()  # type: ignore[misc]
-
-    def _rollback(self) -> None:
+    def rollback(self) -> None:
         self.audit_unsealed = False
-        super()._rollback()  # type: ignore[misc]
+        super().rollback()
 
-    def _seal_before_commit(self) -> bool:
-        # Called by commit(): Django has left the atomic block but the transaction is open, so
-        # seal_pending's own atomic block becomes a savepoint inside it, and its on-commit hooks
-        # (the checkpoint witnesses) run once this commit is done.
+    def _seal_before_commit(self) -> None:
+        # Django has left the atomic block but the transaction is open, so seal_pending's own
+        # atomic block becomes a savepoint inside it, and its on-commit hooks (the checkpoint
+        # witnesses) run once this commit is done.
+        from casebridge.audit.api import seal_soon
         from casebridge.audit.chain import seal_pending
 
         try:
             seal_pending()
         except Exception:  # rolled back to the savepoint: the events stay queued, nothing lost
             logger.exception("audit sealing deferred to the after-commit pass")
-            return False
-        return True
+            return
+        # Everything queued is chained: the after-commit pass record() asked for has nothing to do.
+        self.run_on_commit = [hook for hook in self.run_on_commit if hook[1] is not seal_soon]
