@@ -290,6 +290,9 @@ AUDIT_SEAL_ON_COMMIT = envbool("CASEBRIDGE_AUDIT_SEAL_ON_COMMIT", True)
 # Refused requests (403/404) are recorded once per actor and reason in this window; the repeats
 # are counted into the next event instead of each writing one (access/refusals.py).
 AUDIT_REFUSAL_WINDOW_SECONDS = envint("CASEBRIDGE_AUDIT_REFUSAL_WINDOW_SECONDS", 60)
+# Processes `audit verify` checks the hot table with (0: one per CPU this process may use; 1: in
+# its own process only): audit/chunks.py.
+AUDIT_VERIFY_PROCESSES = envint("CASEBRIDGE_AUDIT_VERIFY_PROCESSES", 0)
 # Every signed checkpoint is also written here, outside the database (audit/witness.py): put it
 # on another disk or a mounted share so that restoring an old database copy shows as a rollback.
 AUDIT_WITNESS_DIR = Path(env("CASEBRIDGE_AUDIT_WITNESS_DIR", str(HOME / "audit-witness")))

@@ -13,23 +13,22 @@ they only insert their event.
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import json
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
-import orjson
 from cryptography.exceptions import InvalidSignature
 from django.db import connection, transaction
-from django.db.models import TextField
-from django.db.models.functions import Cast
+from django.db.models import Count, IntegerField, Max, Subquery, Value
 
-from casebridge.audit import merkle, witness
+from casebridge.audit import chunks, merkle, witness
 from casebridge.audit.api import db_datetime
-from casebridge.audit.models import RECORDED_COLUMNS, ArchiveSegment, Checkpoint, Event, PendingSeal, Seal
+from casebridge.audit.models import SEALED_FIELDS, ArchiveSegment, Checkpoint, Event, PendingSeal, Seal
 from casebridge.vault.keyring import get_keyring
 
 GENESIS = "0" * 64
@@ -38,11 +37,8 @@ SEAL_BATCH = 5000
 CHECKPOINT_EVERY = 1000
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-_FIELDS = ("id", "occurred_at", *RECORDED_COLUMNS)
+_iso = chunks.iso
+_FIELDS = SEALED_FIELDS
 
 
 def canonical_values(row: Mapping[str, Any], seq: int) -> bytes:
@@ -327,70 +323,7 @@ class VerifyResult:
     problem: str = ""
     bad_seq: int | None = None
     bad_event_id: int | None = None
-
-
-VERIFY_CHUNK = 5000
-
-
-_VERIFY_COLUMNS = ("seq", "hash", *(f"event__{name}" for name in _FIELDS))
-
-
-def _sealed_rows(after: int) -> list[tuple[Any, ...]]:
-    """The next VERIFY_CHUNK seals after #after, each with its event's columns in `_FIELDS`
-    order, as the database driver returns them: no model instances and no field converters
-    (verification reads millions: bench/audit_verify.py). A seal whose event is gone has no row."""
-    columns: list[Any] = list(_VERIFY_COLUMNS)
-    if connection.vendor == "sqlite":  # the text as stored: no datetime to make and format again
-        columns[3] = Cast("event__occurred_at", TextField())
-    query = Seal.objects.filter(seq__gt=after).order_by("seq").values_list(*columns)[:VERIFY_CHUNK]
-    sql, params = query.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
-def _reference_form(event_id: int, seq: int) -> bytes | None:
-    """The canonical form through Django's own field conversions, as the sealer wrote it."""
-    row = Event.objects.filter(pk=event_id).values_list(*_FIELDS).first()
-    return None if row is None else canonical_values(dict(zip(_FIELDS, row, strict=True)), seq)
-
-
-def _time_text(value: Any) -> str:
-    if isinstance(value, datetime):  # PostgreSQL: aware, in the connection's time zone (UTC)
-        return value.isoformat(timespec="microseconds") if value.tzinfo is UTC else _iso(value)
-    # SQLite: UTC as "YYYY-MM-DD HH:MM:SS[.f...]" (Django's writes, and Now()'s milliseconds)
-    if len(value) == 19:
-        return f"{value[:10]}T{value[11:]}.000000+00:00"
-    if 21 <= len(value) <= 26 and value[19] == ".":
-        return f"{value[:10]}T{value[11:19]}{value[19:].ljust(7, '0')}+00:00"
-    raise ValueError("unexpected time format")
-
-
-def _uuid_text(value: Any) -> str | None:
-    if not value:
-        return None
-    if isinstance(value, str) and len(value) == 32:  # SQLite keeps UUIDs as 32 hex digits
-        return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
-    return str(value)
-
-
-def _quick_form(columns: tuple[Any, ...], seq: int) -> bytes | None:
-    """`canonical_values` from raw column values with orjson, about five times faster; None
-    where a value is not in a form this knows. Not the definition: orjson writes a few floats
-    differently from `json` (1e-07 as 1e-7), so a form that does not match its seal is rebuilt
-    by `_reference_form` before anything is reported. A match is sound either way: these bytes
-    encode exactly the row's values, and they are what was sealed."""
-    payload = dict(zip(_FIELDS, columns, strict=True))
-    try:
-        payload["seq"] = seq
-        payload["occurred_at"] = _time_text(payload["occurred_at"])
-        payload["organization_id"] = _uuid_text(payload["organization_id"])
-        payload["emergency_access_id"] = _uuid_text(payload["emergency_access_id"])
-        details = payload["details"]
-        payload["details"] = orjson.loads(details) if isinstance(details, str | bytes) else details
-        return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-    except (TypeError, ValueError):  # orjson's errors are ValueError and TypeError subclasses
-        return None
+    processes: int = 1  # how many checked the hot table's events (audit/chunks.py)
 
 
 def verify(*, witnesses: bool = True) -> VerifyResult:
@@ -401,26 +334,23 @@ def verify(*, witnesses: bool = True) -> VerifyResult:
     from casebridge.audit import archive
 
     checkpoints = {c.seq: c for c in Checkpoint.objects.defer("frontier").order_by("seq")}
+    top = Seal.objects.aggregate(top=Max("seq"))["top"] or 0  # seals after this wait for the next run
     keys = get_keyring().verification_keys()
-    prev, expected_seq, checked = GENESIS, 1, 0
+    prev, expected_seq, checked, processes = GENESIS, 1, 0, 1
     seen_events: set[int] = set()
     tree = merkle.Frontier()
 
     def fail(problem: str, seq: int | None, event_id: int | None) -> VerifyResult:
-        return VerifyResult(False, checked, expected_seq - 1, prev, 0, problem, seq, event_id)
+        return VerifyResult(False, checked, expected_seq - 1, prev, 0, problem, seq, event_id, processes)
 
-    def step(seq: int, stored_hash: str, event_id: int, form: bytes | None, quick: bool = False) -> str:
-        """Chain one event and check the checkpoint signed at it; the problem, or "". A `quick`
-        form that does not match is rebuilt the reference way before it counts as tampering."""
+    def step(seq: int, stored_hash: str, event_id: int, form: bytes | None) -> str:
+        """Chain one archived event and check the checkpoint signed at it; the problem, or ""."""
         nonlocal prev, expected_seq, checked
         if seq != expected_seq:
             return f"sequence gap: expected #{expected_seq}, found #{seq} (events deleted)"
         if event_id in seen_events:
             return f"#{seq} repeats event {event_id}"
         recomputed = "" if form is None else hashlib.sha256(bytes.fromhex(prev) + form).hexdigest()
-        if recomputed != stored_hash and quick:
-            form = _reference_form(event_id, seq)
-            recomputed = "" if form is None else hashlib.sha256(bytes.fromhex(prev) + form).hexdigest()
         if form is None or recomputed != stored_hash:
             return f"#{seq} (event {event_id}) does not match its hash: edited, inserted or reordered"
         tree.append(merkle.leaf_hash(form))
@@ -465,16 +395,32 @@ def verify(*, witnesses: bool = True) -> VerifyResult:
             return fail(f"#{seal} points to an event that no longer exists", seal, None)
         return fail(f"sequence gap: expected #{expected_seq}, found #{seal} (events deleted)", expected_seq, None)
 
-    while rows := _sealed_rows(expected_seq - 1):
-        for row in rows:
-            seq, stored_hash, event_id = row[0], row[1], row[2]
-            if seq != expected_seq and (gone := missing()) is not None:
-                return gone
-            problem = step(seq, stored_hash, event_id, _quick_form(row[2:], seq), quick=True)
+    tasks = _hot_tasks(expected_seq, top, prev, tree, sorted(checkpoints))
+    processes = chunks.processes_for(len(tasks))
+    for number, part in enumerate(chunks.run(tasks, processes)):
+        if part.prev != prev:
+            return fail(f"#{part.lo - 1} changed while it was being verified", part.lo - 1, None)
+        ids = part.event_ids
+        repeat = _first_repeat(seen_events, part)
+        passed = len(ids) if repeat is None else repeat - part.lo
+        for seq, chain_hash, nodes in part.marks:
+            if seq >= part.lo + passed:
+                break
+            problem = _check_checkpoint(checkpoints[seq], chain_hash, keys)
+            root = (merkle.Frontier(seq, nodes) if number == 0 else _joined(tree, seq - tree.size, nodes)).root()
+            if not problem and checkpoints[seq].tree_root and checkpoints[seq].tree_root != root.hex():
+                problem = f"checkpoint #{seq} signed a different Merkle tree: history rewritten"
             if problem:
-                return fail(problem, seq, event_id)
-    if (gone := missing()) is not None:
-        return gone
+                return fail(problem, seq, ids[seq - part.lo])
+        if repeat is not None:
+            event_id = ids[passed] if passed < len(ids) else cast(tuple, part.problem)[2]
+            return fail(f"#{repeat} repeats event {event_id}", repeat, event_id)
+        tree = merkle.Frontier(part.size, part.nodes) if number == 0 else _joined(tree, part.size, part.nodes)
+        checked, expected_seq, prev = checked + part.checked, part.lo + part.checked, part.last_hash
+        if part.problem is not None:
+            return fail(*part.problem)
+        if part.stopped_at is not None:
+            return missing() or fail(f"sequence gap: expected #{expected_seq}", expected_seq, None)
 
     head_seq = expected_seq - 1
     beyond = [s for s in checkpoints if s > head_seq]
@@ -494,8 +440,10 @@ def verify(*, witnesses: bool = True) -> VerifyResult:
         if disagreements:
             seq, problem = disagreements[0]
             return VerifyResult(False, checked, head_seq, prev, 0, problem, seq or None, None)
-    pending = PendingSeal.objects.count()
-    unsealed = Event.objects.filter(seal__isnull=True, pendingseal__isnull=True).order_by("id").first()
+    events, seals, pending = _counts()
+    unsealed = None
+    if events != seals + pending:  # only then look for the event: the anti-join reads every row
+        unsealed = Event.objects.filter(seal__isnull=True, pendingseal__isnull=True).order_by("id").first()
     if unsealed is not None:
         return VerifyResult(
             False,
@@ -507,7 +455,68 @@ def verify(*, witnesses: bool = True) -> VerifyResult:
             None,
             unsealed.pk,
         )
-    return VerifyResult(True, checked, head_seq, prev, pending)
+    return VerifyResult(True, checked, head_seq, prev, pending, processes=processes)
+
+
+def _hot_tasks(lo: int, top: int, prev: str, tree: merkle.Frontier, marks: list[int]) -> list[chunks.Task]:
+    """The hot table's seqs lo..top as chunks.check tasks: the first continues `tree` from `prev`
+    up to the next multiple of chunks.CHUNK, every later one is one aligned chunk of its own."""
+    tasks: list[chunks.Task] = []
+    while lo <= top:
+        hi = min(top, (lo - 1) // chunks.CHUNK * chunks.CHUNK + chunks.CHUNK)
+        inside = marks[bisect.bisect_left(marks, lo) : bisect.bisect_right(marks, hi)]
+        if tasks:
+            tasks.append((lo, hi, None, (0, []), inside))
+        else:
+            tasks.append((lo, hi, prev, (tree.size, list(tree.nodes)), inside))
+        lo = hi + 1
+    return tasks
+
+
+def _joined(tree: merkle.Frontier, size: int, nodes: list[bytes]) -> merkle.Frontier:
+    """`tree` (a multiple of chunks.CHUNK leaves) followed by a chunk's own frontier (`size`
+    leaves, at most one chunk)."""
+    if size == chunks.CHUNK:
+        joined = merkle.Frontier(tree.size, list(tree.nodes))
+        joined.append_subtree(nodes[0], chunks.CHUNK_BITS)
+        return joined
+    return merkle.Frontier(tree.size + size, tree.nodes + nodes)
+
+
+def _first_repeat(seen: set[int], part: chunks.Chunk) -> int | None:
+    """The first seq of `part` whose event an earlier seq already sealed (the event that did not
+    match its hash included: a repeat is reported first, as a walk from #1 finds it); with none,
+    the part's events join `seen`."""
+    fresh = set(part.event_ids)
+    if part.problem is not None:
+        fresh.add(part.problem[2])
+    if len(fresh) == len(part.event_ids) + (part.problem is not None) and seen.isdisjoint(fresh):
+        seen |= fresh
+        return None
+    ids = [*part.event_ids, *([part.problem[2]] if part.problem is not None else [])]
+    earlier: set[int] = set()
+    for offset, event_id in enumerate(ids):
+        if event_id in seen or event_id in earlier:
+            return part.lo + offset
+        earlier.add(event_id)
+    seen |= fresh
+    return None
+
+
+def _counts() -> tuple[int, int, int]:
+    """(events, seals, queued events) in one statement, so in one snapshot. A seal is its own
+    event's (the walk found each seal's event; the sealer deletes the queue row in the
+    transaction that writes the seal), so equal sums leave no event neither sealed nor queued.
+    A seal written since the walk began and pointing at no event could mask one; the next run's
+    walk reports such a seal."""
+
+    def count(model: type[Seal] | type[PendingSeal]) -> Subquery:
+        rows = model.objects.annotate(one=Value(1)).values("one").annotate(n=Count("pk")).values("n")
+        return Subquery(rows, output_field=IntegerField())
+
+    query = Event.objects.annotate(one=Value(1)).values("one")
+    query = query.annotate(n=Count("pk"), s=count(Seal), p=count(PendingSeal))
+    return cast(tuple[int, int, int], query.values_list("n", "s", "p").get())
 
 
 def _check_checkpoint(checkpoint: Checkpoint, chain_hash: str, keys: dict) -> str:

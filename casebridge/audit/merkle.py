@@ -67,6 +67,18 @@ class Frontier:
         self.nodes.append(node)
         self.size += 1
 
+    def append_subtree(self, node: bytes, height: int) -> None:
+        """Append the root of a perfect subtree of 2**height leaves; the tree's size must be a
+        multiple of that (the subtree starts at an aligned leaf)."""
+        if self.size % (1 << height):
+            raise ValueError("the subtree does not start at a multiple of its size")
+        carry = self.size >> height
+        while carry & 1:
+            node = node_hash(self.nodes.pop(), node)
+            carry >>= 1
+        self.nodes.append(node)
+        self.size += 1 << height
+
     def root(self) -> bytes:
         if not self.nodes:
             return EMPTY_ROOT

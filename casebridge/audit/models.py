@@ -101,6 +101,8 @@ RECORDED_COLUMNS = (
     "emergency_access_id",
     "details",
 )
+# What a seal's hash covers of its event, in this order: the canonical form (chain.py).
+SEALED_FIELDS = ("id", "occurred_at", *RECORDED_COLUMNS)
 
 
 class PendingSeal(models.Model):

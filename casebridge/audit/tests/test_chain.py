@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 
-from casebridge.audit import chain, triggers
+from casebridge.audit import chain, chunks, triggers
 from casebridge.audit.api import record, record_many
 from casebridge.audit.catalog import UnknownAuditAction, register
 from casebridge.audit.models import Checkpoint, Event, PendingSeal, Seal
@@ -105,7 +105,7 @@ def test_verify_reads_every_column_the_quick_way(monkeypatch: pytest.MonkeyPatch
     _every_column_filled({"case": "CB-2026-000001", "nested": {"b": [1, None, True], "a": "\u2028\x1f"}})
     _events(3)
     used = []
-    monkeypatch.setattr(chain, "_reference_form", lambda *a: used.append(a) or None)
+    monkeypatch.setattr(chunks, "_reference_form", lambda *a: used.append(a) or None)
     result = chain.verify()
     assert result.ok and result.checked == 4 and used == []
 

@@ -135,6 +135,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.SUCCESS(
                     f"audit chain intact: {result.checked} events, head #{result.head_seq} {result.head_hash[:16]}…"
+                    + (f" (checked in {result.processes} processes)" if result.processes > 1 else "")
                 )
             )
 
