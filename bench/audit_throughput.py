@@ -7,7 +7,9 @@ Creates its own database (casebridge_bench_<pid> on the server, or a SQLite file
 synchronous=FULL, the portal's settings), migrates it, runs every scenario with the same 4 writer
 processes, then drops the database. Checkpoints are signed as in production (every 1,000 sealed
 events, by the sealer). With --alerts the organization's alert rules run too, in their own
-process as the worker runs them, judging every new event while the writers write; a quarter of
+process as the worker runs them: `alerts.run()` each tick, which judges everything sealed since
+the last (the worker ticks every 60 s; here every --judge-tick seconds, 1 by default, so the
+rules judge while each round's writers write); a quarter of
 the events are then downloads by a person (the mass-download rule counts that person's recent
 downloads) and a quarter refused requests (the surge rule counts the organization's), so the rules
 do their real queries. Scenarios:
@@ -171,7 +173,7 @@ def _worker(writer: int, database_url: str, home: str, alerts: bool, go: Any, pi
         pipe.send((start, time.monotonic()))
 
 
-def _alert_judge(database_url: str, home: str, running: Any, pipe: Connection) -> None:
+def _alert_judge(database_url: str, home: str, tick: float, running: Any, pipe: Connection) -> None:
     """The worker's alert job, in its own process: judges newly sealed events while `running` is
     set, then reports how many it judged and in how many seconds of its own loop."""
     _setup_django(database_url, home)
@@ -183,11 +185,9 @@ def _alert_judge(database_url: str, home: str, running: Any, pipe: Connection) -
         judged, busy = 0, 0.0
         while running.is_set():
             start = time.monotonic()
-            done = alerts.run()
+            judged += alerts.run()
             busy += time.monotonic() - start
-            judged += done
-            if not done:
-                time.sleep(0.05)
+            time.sleep(max(0.0, tick - (time.monotonic() - start)))  # the rest of the tick
         pipe.send((judged, busy))
 
 
@@ -261,7 +261,7 @@ def _run(args: argparse.Namespace) -> int:
         judge_pipe = None
         if args.alerts:
             judge_pipe, child_end = spawn.Pipe()
-            proc = spawn.Process(target=_alert_judge, args=(database_url, home, judging, child_end))
+            proc = spawn.Process(target=_alert_judge, args=(database_url, home, args.judge_tick, judging, child_end))
             proc.start()
             workers.append(proc)
         judged: dict[str, list[tuple[int, float]]] = {kind: [] for kind in KINDS}
@@ -367,6 +367,7 @@ def main() -> int:
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres", help="the database to write to")
     parser.add_argument("--url", default="postgres://postgres@127.0.0.1:5432", help="server URL, no database")
     parser.add_argument("--alerts", action="store_true", help="run the alert rules beside the writers")
+    parser.add_argument("--judge-tick", type=float, default=1.0, help="seconds between the rules' runs (--alerts)")
     parser.add_argument(
         "--sealer",
         choices=["on-commit", "background"],

@@ -238,3 +238,56 @@ def test_a_run_folds_repeats_in_memory_exactly_as_one_decision_at_a_time_would(p
 
     assert outcome(personas.practice) == [(1, 3), (4, 4)]
     assert outcome(personas.other_practice) == outcome(personas.practice)
+
+
+def test_counts_carry_across_small_runs_as_in_one(personas: Personas, django_capture_on_commit_callbacks: Any) -> None:
+    """The counted events are kept between runs and brought up to date with what was sealed
+    since: 51 downloads judged three at a time raise the alert at the 51st, as one run does."""
+    _downloads(personas, 50)
+    chain.seal_pending()
+    while alerts.run(batch=3):
+        pass
+    assert not Alert.objects.exists()
+    _downloads(personas, 1)
+    chain.seal_pending()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alerts.run(batch=3) == 1
+    assert "downloaded 51 files" in Alert.objects.get().summary
+
+
+def test_counts_kept_from_another_history_are_not_trusted(
+    personas: Personas, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a process kept names the seal it read up to and that seal's hash; a database restored
+    or rolled back under it has another seal there, and the counts are read again."""
+    _downloads(personas, 1)
+    _run(django_capture_on_commit_callbacks)
+    head = Seal.objects.order_by("-seq").first()
+    assert head is not None and alerts._kept is not None and alerts._kept.seq == head.seq
+    key = ("downloads", personas.practice.pk, str(personas.members["staff"].pk))
+    assert [weight for _, weight in alerts._kept.entries[key]] == [1]
+    # The same seq in another history: 60 downloads this database never saw.
+    forged = [(timezone.now() - timedelta(minutes=1), 1)] * 60
+    other = alerts._Kept(timezone.now() - timedelta(days=1), head.seq, "f" * 64, {key: forged})
+    monkeypatch.setattr(alerts, "_kept", other)
+    _downloads(personas, 1)
+    _run(django_capture_on_commit_callbacks)
+    assert not Alert.objects.exists()
+    assert alerts._kept is not other and [weight for _, weight in alerts._kept.entries[key]] == [1, 1]
+    # Kept with the right hash, the same 60 would count: the check is what keeps them out.
+    trusted = alerts._Kept(timezone.now() - timedelta(days=1), alerts._kept.seq, alerts._kept.seal_hash, {key: forged})
+    monkeypatch.setattr(alerts, "_kept", trusted)
+    _downloads(personas, 1)
+    _run(django_capture_on_commit_callbacks)
+    assert "downloaded 61 files" in Alert.objects.get().summary
+
+
+def test_a_tick_judges_the_whole_backlog_batch_by_batch_within_its_budget(personas: Personas) -> None:
+    """The worker's tick runs the rules once a minute: one batch a tick would fall behind for
+    good under load, so a run drains what was sealed, a batch per transaction, until its budget."""
+    _downloads(personas, 25)
+    chain.seal_pending()
+    assert alerts.run(batch=10, budget_seconds=0) == 10  # the budget spent after the first batch
+    assert alerts.run(batch=10) == 15  # the rest, in two batches
+    assert alerts.run(batch=10) == 0
+    assert AlertCursor.objects.get().last_seq == Seal.objects.order_by("-seq").first().seq
