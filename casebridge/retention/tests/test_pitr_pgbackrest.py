@@ -2,21 +2,28 @@
 this test starts itself (initdb and pg_ctl in a scratch folder, its own port and socket; the
 shared server on 5432 is never touched): WAL is archived, a full backup is taken, rows are
 written, the time is noted, more rows are written; the cluster is restored to that time and holds
-exactly the rows written before it."""
+exactly the rows written before it. The repository is a folder, or an S3 bucket (moto's server
+over HTTPS on loopback, as pgBackRest speaks S3 only over TLS) encrypted by pgBackRest."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
 from casebridge.core.testing import require
+from casebridge.kernel.tls import ensure_self_signed
 from casebridge.transfer.testing import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -64,12 +71,68 @@ class Cluster:
         self.as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
 
 
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
+@contextmanager
+def _s3_over_tls(root: Path) -> Iterator[int]:
+    """moto's S3 on a free loopback port behind a self-signed certificate; its port."""
+    from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    certificate, key = root / "s3-tls" / "s3.crt", root / "s3-tls" / "s3.key"
+    ensure_self_signed(certificate, key, ["127.0.0.1"])  # the embedded server's own maker
+    port = free_port()
+    app = DomainDispatcherApplication(create_backend_app)
+    context = (str(certificate), str(key))
+    server = make_server("127.0.0.1", port, app, True, request_handler=MotoRequestHandler, ssl_context=context)
+    close = server.shutdown_request
+
+    def close_with_notify(request: Any) -> None:
+        """End TLS with close_notify before closing: pgBackRest's OpenSSL 3 takes a bare EOF
+        (werkzeug's way of ending an HTTP/1.0 answer over TLS) for an error."""
+        with suppress(OSError, ValueError):
+            request.unwrap()
+        close(request)
+
+    server.shutdown_request = close_with_notify
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    boto3.client(
+        "s3",
+        endpoint_url=f"https://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        verify=str(certificate),
+    ).create_bucket(Bucket="pitr")
+    try:
+        yield port
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def _repository(root: Path, repo: str, stack: ExitStack) -> str:
+    """pgBackRest's repo1 options: a folder, or the bucket, encrypted by pgBackRest. (pgBackRest
+    2.45 here refuses the test's own CA file, "unable to set user-defined CA certificate
+    location", so it does not check the throwaway certificate; boto3 above does.)"""
+    if repo == "posix":
+        return f"repo1-path={root / 'repo'}\n"
+    port = stack.enter_context(_s3_over_tls(root))
+    return (
+        "repo1-type=s3\nrepo1-path=/casebridge\nrepo1-s3-bucket=pitr\nrepo1-s3-endpoint=127.0.0.1\n"
+        f"repo1-storage-port={port}\nrepo1-s3-region=us-east-1\nrepo1-s3-uri-style=path\n"
+        "repo1-s3-key=testing\nrepo1-s3-key-secret=testing\nrepo1-storage-verify-tls=n\n"
+        f"repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass={secrets.token_urlsafe(24)}\n"
+    )
+
+
+@pytest.fixture(params=["posix", "s3"])
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     _require_tools()
     root = Path(tempfile.mkdtemp(prefix="cb-pitr-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
+    stack = ExitStack()
+    repository = _repository(root, request.param, stack)
     node = Cluster(root)
     node.as_postgres(str(PG_BIN / "initdb"), "-D", str(node.data), "-A", "trust", "-U", "postgres")
     archive = f"pgbackrest --config={node.conf} --stanza={STANZA} archive-push %p"
@@ -79,17 +142,19 @@ def cluster() -> Iterator[Cluster]:
             f"wal_level = replica\narchive_mode = on\narchive_command = '{archive}'\narchive_timeout = 5\n"
         )
     node.conf.write_text(
-        f"[global]\nrepo1-path={root / 'repo'}\nrepo1-retention-full=2\nlog-path={root}\n"
+        f"[global]\n{repository}repo1-retention-full=2\nlog-path={root}\n"
         f"lock-path={root}\nspool-path={root}\nstart-fast=y\nlog-level-console=warn\n\n"
         f"[{STANZA}]\npg1-path={node.data}\npg1-port={node.port}\npg1-socket-path={root}\n"
     )
     if os.geteuid() == 0:
         shutil.chown(node.conf, "postgres", "postgres")
+    node.conf.chmod(0o600)  # it holds the repository's cipher passphrase and S3 key
     node.start()
     try:
         yield node
     finally:
         node.stop()
+        stack.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
