@@ -73,12 +73,16 @@ class Cluster:
 
 @contextmanager
 def _s3_over_tls(root: Path) -> Iterator[int]:
-    """moto's S3 on a free loopback port behind a self-signed certificate; its port."""
+    """moto's S3 on a free loopback port behind a self-signed certificate for `localhost`
+    (pgBackRest matches the host by name, not by IP address); its port."""
     from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
     certificate, key = root / "s3-tls" / "s3.crt", root / "s3-tls" / "s3.key"
-    ensure_self_signed(certificate, key, ["127.0.0.1"])  # the embedded server's own maker
+    ensure_self_signed(certificate, key, ["localhost"])  # the embedded server's own maker
+    if os.geteuid() == 0:  # pgBackRest, as the postgres user, reads the certificate to check it
+        shutil.chown(certificate.parent, "postgres", "postgres")
+        shutil.chown(certificate, "postgres", "postgres")
     port = free_port()
     app = DomainDispatcherApplication(create_backend_app)
     context = (str(certificate), str(key))
@@ -97,7 +101,7 @@ def _s3_over_tls(root: Path) -> Iterator[int]:
     thread.start()
     boto3.client(
         "s3",
-        endpoint_url=f"https://127.0.0.1:{port}",
+        endpoint_url=f"https://localhost:{port}",
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
@@ -111,16 +115,15 @@ def _s3_over_tls(root: Path) -> Iterator[int]:
 
 
 def _repository(root: Path, repo: str, stack: ExitStack) -> str:
-    """pgBackRest's repo1 options: a folder, or the bucket, encrypted by pgBackRest. (pgBackRest
-    2.45 here refuses the test's own CA file, "unable to set user-defined CA certificate
-    location", so it does not check the throwaway certificate; boto3 above does.)"""
+    """pgBackRest's repo1 options: a folder, or the bucket (its certificate checked against the
+    test's own CA file), encrypted by pgBackRest."""
     if repo == "posix":
         return f"repo1-path={root / 'repo'}\n"
     port = stack.enter_context(_s3_over_tls(root))
     return (
-        "repo1-type=s3\nrepo1-path=/casebridge\nrepo1-s3-bucket=pitr\nrepo1-s3-endpoint=127.0.0.1\n"
+        "repo1-type=s3\nrepo1-path=/casebridge\nrepo1-s3-bucket=pitr\nrepo1-s3-endpoint=localhost\n"
         f"repo1-storage-port={port}\nrepo1-s3-region=us-east-1\nrepo1-s3-uri-style=path\n"
-        "repo1-s3-key=testing\nrepo1-s3-key-secret=testing\nrepo1-storage-verify-tls=n\n"
+        f"repo1-s3-key=testing\nrepo1-s3-key-secret=testing\nrepo1-storage-ca-file={root / 's3-tls' / 's3.crt'}\n"
         f"repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass={secrets.token_urlsafe(24)}\n"
     )
 
