@@ -63,7 +63,7 @@ def test_every_signed_tree_root_is_found_again_across_chunk_edges(small_chunks: 
     _events(n)
     chain.checkpoint_now()
     signed = list(Checkpoint.objects.exclude(tree_root="").values_list("seq", flat=True))
-    assert signed == [*range(3, n, 3), n] if n % 3 else [*range(3, n + 1, 3)]
+    assert signed == ([*range(3, n, 3), n] if n % 3 else [*range(3, n + 1, 3)])
     result = chain.verify()
     assert result.ok and result.checked == n and result.head_seq == n, result.problem
 
