@@ -177,8 +177,9 @@ def _window(setting: RuleSetting) -> timedelta:
     return timedelta(minutes=setting.window_minutes)
 
 
-def _files_in(event: Event) -> int:
-    files = event.details.get("files") if isinstance(event.details, dict) else None
+def _files_in(details: Any) -> int:
+    """A download's weight: a case's "Download all" counts its number of files."""
+    files = details.get("files") if isinstance(details, dict) else None
     return len(files) if isinstance(files, list) else 1
 
 
@@ -389,9 +390,7 @@ class Lookback:
             if action == "access.denied":
                 kept.entries.setdefault(("refusals", organization_id), []).append((at, 1))
             else:
-                files = details.get("files") if isinstance(details, dict) else None
-                weight = len(files) if isinstance(files, list) else 1
-                kept.entries.setdefault(("downloads", organization_id, actor_id), []).append((at, weight))
+                kept.entries.setdefault(("downloads", organization_id, actor_id), []).append((at, _files_in(details)))
 
     @property
     def floor(self) -> int:

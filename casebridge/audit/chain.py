@@ -37,22 +37,18 @@ SEAL_BATCH = 5000
 CHECKPOINT_EVERY = 1000
 
 
-_iso = chunks.iso
-_FIELDS = SEALED_FIELDS
-
-
 def canonical_values(row: Mapping[str, Any], seq: int) -> bytes:
     """Every recorded field, in a fixed JSON form (sorted keys, no spaces)."""
-    payload = {name: row[name] for name in _FIELDS}
+    payload = {name: row[name] for name in SEALED_FIELDS}
     payload["seq"] = seq
-    payload["occurred_at"] = _iso(row["occurred_at"])
+    payload["occurred_at"] = chunks.iso(row["occurred_at"])
     for name in ("organization_id", "emergency_access_id"):
         payload[name] = str(row[name]) if row[name] else None
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def canonical(event: Event, seq: int) -> bytes:
-    return canonical_values({name: getattr(event, "pk" if name == "id" else name) for name in _FIELDS}, seq)
+    return canonical_values({name: getattr(event, "pk" if name == "id" else name) for name in SEALED_FIELDS}, seq)
 
 
 def link(prev_hash: str, event: Event, seq: int) -> str:
@@ -168,14 +164,14 @@ _PENDING_TEMPLATE = (
     "FROM audit_event WHERE id IN (SELECT event_id FROM audit_pending_seal ORDER BY event_id LIMIT %s) ORDER BY id"
 )
 _NOW = {"postgresql": "STATEMENT_TIMESTAMP()", "sqlite": "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW')"}
-_PENDING = {vendor: _PENDING_TEMPLATE.format(columns=", ".join(_FIELDS), now=now) for vendor, now in _NOW.items()}
+_PENDING = {vendor: _PENDING_TEMPLATE.format(columns=", ".join(SEALED_FIELDS), now=now) for vendor, now in _NOW.items()}
 
 
 def _pending(batch: int) -> list[dict[str, Any]]:
     with connection.cursor() as cursor:
         cursor.execute(_PENDING[connection.vendor], [batch])
         fetched = cursor.fetchall()
-    names = (*_FIELDS, "head_seq", "head_hash", "last_checkpoint", "now")
+    names = (*SEALED_FIELDS, "head_seq", "head_hash", "last_checkpoint", "now")
     pending = [_as_django_converts(dict(zip(names, values, strict=True))) for values in fetched]
     for row in pending:
         row["now"] = db_datetime(row["now"])
@@ -200,7 +196,7 @@ _SEALED_CHUNK = 2000
 _SEALED = (  # noqa: S608  (constant names only)
     "SELECT s.seq, s.hash, {columns} FROM audit_seal s JOIN audit_event e ON e.id = s.event_id "
     "WHERE s.seq > %s AND s.seq <= %s ORDER BY s.seq LIMIT {chunk}"
-).format(columns=", ".join(f"e.{name}" for name in _FIELDS), chunk=_SEALED_CHUNK)
+).format(columns=", ".join(f"e.{name}" for name in SEALED_FIELDS), chunk=_SEALED_CHUNK)
 
 
 def _sealed_forms_hot(after: int, upto: int) -> Iterator[tuple[int, str, bytes]]:
@@ -209,7 +205,8 @@ def _sealed_forms_hot(after: int, upto: int) -> Iterator[tuple[int, str, bytes]]
             cursor.execute(_SEALED, [after, upto])
             fetched = cursor.fetchall()
         for seq, stored_hash, *values in fetched:
-            yield seq, stored_hash, canonical_values(_as_django_converts(dict(zip(_FIELDS, values, strict=True))), seq)
+            row = _as_django_converts(dict(zip(SEALED_FIELDS, values, strict=True)))
+            yield seq, stored_hash, canonical_values(row, seq)
             after = seq
         if len(fetched) < _SEALED_CHUNK:
             return
@@ -290,7 +287,7 @@ def signed_head(checkpoint: Checkpoint) -> dict[str, Any]:
         "key_id": checkpoint.key_id,
         "signature": checkpoint.signature,
         "signed_message": checkpoint_message(checkpoint.seq, checkpoint.hash, checkpoint.tree_root or None).decode(),
-        "created_at": _iso(checkpoint.created_at),
+        "created_at": chunks.iso(checkpoint.created_at),
     }
 
 
@@ -356,9 +353,7 @@ def verify(*, witnesses: bool = True) -> VerifyResult:
         tree.append(merkle.leaf_hash(form))
         checkpoint = checkpoints.get(seq)
         if checkpoint is not None:
-            problem = _check_checkpoint(checkpoint, stored_hash, keys)
-            if not problem and checkpoint.tree_root and checkpoint.tree_root != tree.root().hex():
-                problem = f"checkpoint #{seq} signed a different Merkle tree: history rewritten"
+            problem = _check_checkpoint(checkpoint, stored_hash, tree.root(), keys)
             if problem:
                 return problem
         seen_events.add(event_id)
@@ -406,10 +401,8 @@ def verify(*, witnesses: bool = True) -> VerifyResult:
         for seq, chain_hash, nodes in part.marks:
             if seq >= part.lo + passed:
                 break
-            problem = _check_checkpoint(checkpoints[seq], chain_hash, keys)
             root = (merkle.Frontier(seq, nodes) if number == 0 else _joined(tree, seq - tree.size, nodes)).root()
-            if not problem and checkpoints[seq].tree_root and checkpoints[seq].tree_root != root.hex():
-                problem = f"checkpoint #{seq} signed a different Merkle tree: history rewritten"
+            problem = _check_checkpoint(checkpoints[seq], chain_hash, root, keys)
             if problem:
                 return fail(problem, seq, ids[seq - part.lo])
         if repeat is not None:
@@ -519,7 +512,9 @@ def _counts() -> tuple[int, int, int]:
     return cast(tuple[int, int, int], query.values_list("n", "s", "p").get())
 
 
-def _check_checkpoint(checkpoint: Checkpoint, chain_hash: str, keys: dict) -> str:
+def _check_checkpoint(checkpoint: Checkpoint, chain_hash: str, root: bytes, keys: dict) -> str:
+    """The problem with `checkpoint` given the chain hash and the Merkle root recomputed at its
+    seq, or ""."""
     if checkpoint.hash != chain_hash:
         return f"checkpoint #{checkpoint.seq} was signed over a different chain: history rewritten"
     key = keys.get(checkpoint.key_id)
@@ -532,4 +527,6 @@ def _check_checkpoint(checkpoint: Checkpoint, chain_hash: str, keys: dict) -> st
         )
     except (InvalidSignature, ValueError):
         return f"checkpoint #{checkpoint.seq} has an invalid signature"
+    if checkpoint.tree_root and checkpoint.tree_root != root.hex():
+        return f"checkpoint #{checkpoint.seq} signed a different Merkle tree: history rewritten"
     return ""

@@ -101,7 +101,7 @@ def check(lo: int, hi: int, prev: str | None, base: tuple[int, list[bytes]], mar
 def processes_for(tasks: int) -> int:
     """How many processes `run` checks this many tasks with: one per CPU this process may use
     (or AUDIT_VERIFY_PROCESSES), no more than there are tasks, and 1 where forking is not safe."""
-    configured = getattr(settings, "AUDIT_VERIFY_PROCESSES", 0)
+    configured = settings.AUDIT_VERIFY_PROCESSES
     wanted = min(configured if configured > 0 else len(os.sched_getaffinity(0)), tasks)
     return wanted if wanted > 1 and _may_fork() else 1
 
@@ -124,9 +124,9 @@ def _may_fork() -> bool:
     """A forked worker opens its own connection, so it sees what is committed: not this
     connection's open transaction, nor a private in-memory database. Forking a process with
     other threads can deadlock them, so a threaded server verifies in its own process."""
-    if connection.in_atomic_block or _threaded():
-        return False
     database = connections[DEFAULT_DB_ALIAS]
+    if database.in_atomic_block or _threaded():
+        return False
     return not (isinstance(database, SQLiteWrapper) and database.is_in_memory_db())
 
 
@@ -202,15 +202,9 @@ def _quick_form(columns: tuple[Any, ...], seq: int) -> bytes | None:
     payload = dict(zip(SEALED_FIELDS, columns, strict=True))
     try:
         payload["seq"] = seq
-        when = payload["occurred_at"]
-        if type(when) is str and len(when) == 26:  # SQLite's usual "YYYY-MM-DD HH:MM:SS.ffffff"
-            payload["occurred_at"] = when.replace(" ", "T", 1) + "+00:00"
-        else:
-            payload["occurred_at"] = _time_text(when)
-        if payload["organization_id"] is not None:
-            payload["organization_id"] = _uuid_text(payload["organization_id"])
-        if payload["emergency_access_id"] is not None:
-            payload["emergency_access_id"] = _uuid_text(payload["emergency_access_id"])
+        payload["occurred_at"] = _time_text(payload["occurred_at"])
+        payload["organization_id"] = _uuid_text(payload["organization_id"])
+        payload["emergency_access_id"] = _uuid_text(payload["emergency_access_id"])
         details = payload["details"]
         payload["details"] = orjson.loads(details) if isinstance(details, str | bytes) else details
         return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
