@@ -60,13 +60,18 @@ class VersionReader(io.RawIOBase):
         self._segment_index, self._segment_start = index, start
 
     def readinto(self, buffer: Any) -> int:  # any writable buffer, as io.RawIOBase takes
-        if self._position >= self._size:
-            return 0
-        index = DEFAULT_LAYOUT.segment_of(self._position)
-        if index != self._segment_index:
-            self._load(index)
-        offset = self._position - self._segment_start
-        count = min(len(buffer), len(self._segment) - offset)
-        memoryview(buffer).cast("B")[:count] = self._segment[offset : offset + count]
-        self._position += count
-        return count
+        """Fill `buffer` up to the end of the object, across segments. A raw stream may return
+        less, but readers handed this one directly do not all ask again: zipfile takes a short read
+        of a member's local header as a truncated archive."""
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view) and self._position < self._size:
+            index = DEFAULT_LAYOUT.segment_of(self._position)
+            if index != self._segment_index:
+                self._load(index)
+            offset = self._position - self._segment_start
+            count = min(len(view) - filled, len(self._segment) - offset)
+            view[filled : filled + count] = self._segment[offset : offset + count]
+            self._position += count
+            filled += count
+        return filled
