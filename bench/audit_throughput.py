@@ -18,6 +18,9 @@ do their real queries. Scenarios:
   loop    500 events per transaction, record() called for each (a job auditing as it goes)
   bulk    500 events per transaction through record_many() (imports, bulk jobs)
 
+Targets (issue 15): single >= 900 events/s, bulk >= 10,000 events/s; loop has none (a batch is
+written with record_many()).
+
 "ours" is casebridge.audit.api in the writer's transaction, sealed by the on-commit sealer; its
 clock stops only once every event is chained (the parent drains the queue and that time counts),
 so sealing is paid for. "peer" writes the same values into an unchained copy of audit_event
@@ -48,7 +51,9 @@ WRITERS = 4
 BATCH_SIZE = 500
 # Events per writer and round, sized so that each scenario takes a second or two here.
 EVENTS_PER_WRITER = {"single": 400, "loop": 1_000, "bulk": 5_000}
-TARGETS = {"single": 900, "loop": 10_000, "bulk": 10_000}
+# Issue 15's targets: one event per transaction, and batched, which is record_many() (the loop of
+# record() calls is shown for comparison: on PostgreSQL even its plain-INSERT peer runs at ~10,000).
+TARGETS = {"single": 900, "bulk": 10_000}
 LABELS = {
     "single": "1 event/transaction",
     "loop": f"{BATCH_SIZE}/transaction, record() each",
@@ -335,7 +340,7 @@ def _run(args: argparse.Namespace) -> int:
         for kind in KINDS:
             ours = statistics.median(results[(kind, "ours")])
             peer = statistics.median(results[(kind, "peer")])
-            mark = "ok" if ours >= TARGETS[kind] else "MISSED"
+            mark = "-" if kind not in TARGETS else "ok" if ours >= TARGETS[kind] else "MISSED"
             print(f"{LABELS[kind]:<38}{ours:>11,.0f}{peer:>11,.0f}{ours / peer:>11.2f}{mark:>9}")
         for kind in KINDS:
             spread = ", ".join(f"{r:,.0f}" for r in results[(kind, "ours")])

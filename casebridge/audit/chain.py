@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import contextlib
 import hashlib
 import json
 import uuid
@@ -28,7 +29,7 @@ from django.db.models import Count, IntegerField, Max, Subquery, Value
 
 from casebridge.audit import chunks, merkle, witness
 from casebridge.audit.api import db_datetime
-from casebridge.audit.models import SEALED_FIELDS, ArchiveSegment, Checkpoint, Event, PendingSeal, Seal
+from casebridge.audit.models import SEALED_FIELDS, ArchiveSegment, Checkpoint, Event, PendingSeal, Seal, TreeHead
 from casebridge.vault.keyring import get_keyring
 
 GENESIS = "0" * 64
@@ -122,6 +123,7 @@ def _seal_passes(blocking: bool, batch: int, *, lock_each_pass: bool) -> int:
             first = pending[0]
             seq, prev = first["head_seq"] or 0, first["head_hash"] or GENESIS
             checkpointed, now = first["last_checkpoint"], first["now"]
+            tree = _tree_head_at(first, seq)
             seqs, event_ids, hashes, leaves = [], [], [], []
             for row in pending:
                 seq += 1
@@ -138,10 +140,18 @@ def _seal_passes(blocking: bool, batch: int, *, lock_each_pass: bool) -> int:
                     cursor.executemany("DELETE FROM audit_pending_seal WHERE event_id = %s", [(e,) for e in event_ids])
             else:
                 PendingSeal.objects.filter(event_id__in=event_ids).delete()
-            if seq - (checkpointed or 0) >= CHECKPOINT_EVERY:
+            due = seq - (checkpointed or 0) >= CHECKPOINT_EVERY
+            if tree is not None:
+                for leaf in leaves:
+                    tree.append(leaf)
+            elif due or len(pending) >= TREE_HEAD_PASS:
                 # The tree takes this pass's leaves as computed above instead of reading the
                 # events back from the database (which was a third of the sealer's time).
-                _write_checkpoint(seq, prev, tail=(seqs[0], leaves))
+                tree = frontier_at(seq, tail=(seqs[0], leaves))
+            if due:
+                _write_checkpoint(seq, prev, tree)
+            if tree is not None and len(pending) >= TREE_HEAD_PASS:
+                _store_tree_head(tree)
             total += len(pending)
         if len(pending) < batch:
             return total
@@ -160,7 +170,8 @@ def _seal_passes(blocking: bool, batch: int, *, lock_each_pass: bool) -> int:
 _PENDING_TEMPLATE = (
     "SELECT {columns}, (SELECT seq FROM audit_seal ORDER BY seq DESC LIMIT 1), "
     "(SELECT hash FROM audit_seal ORDER BY seq DESC LIMIT 1), "
-    "(SELECT seq FROM audit_checkpoint ORDER BY seq DESC LIMIT 1), {now} "
+    "(SELECT seq FROM audit_checkpoint ORDER BY seq DESC LIMIT 1), {now}, "
+    "(SELECT seq FROM audit_tree_head WHERE id = 1), (SELECT frontier FROM audit_tree_head WHERE id = 1) "
     "FROM audit_event WHERE id IN (SELECT event_id FROM audit_pending_seal ORDER BY event_id LIMIT %s) ORDER BY id"
 )
 _NOW = {"postgresql": "STATEMENT_TIMESTAMP()", "sqlite": "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW')"}
@@ -171,7 +182,7 @@ def _pending(batch: int) -> list[dict[str, Any]]:
     with connection.cursor() as cursor:
         cursor.execute(_PENDING[connection.vendor], [batch])
         fetched = cursor.fetchall()
-    names = (*SEALED_FIELDS, "head_seq", "head_hash", "last_checkpoint", "now")
+    names = (*SEALED_FIELDS, "head_seq", "head_hash", "last_checkpoint", "now", "tree_seq", "tree_frontier")
     pending = [_as_django_converts(dict(zip(names, values, strict=True))) for values in fetched]
     for row in pending:
         row["now"] = db_datetime(row["now"])
@@ -249,6 +260,11 @@ def frontier_at(seq: int, tail: tuple[int, list[bytes]] | None = None) -> merkle
     already: only those before them are read back."""
     start = Checkpoint.objects.filter(seq__lte=seq, frontier__isnull=False).order_by("-seq").values("frontier").first()
     frontier = merkle.Frontier.from_json(cast(dict[str, object], start["frontier"])) if start else merkle.Frontier()
+    head = TreeHead.objects.filter(seq__lte=seq, seq__gt=frontier.size).values("seq", "frontier").first()
+    if head is not None:  # the last large pass's, later than that checkpoint
+        with contextlib.suppress(ValueError):
+            kept = merkle.Frontier.from_json(cast(dict[str, object], head["frontier"]))
+            frontier = kept if kept.size == head["seq"] else frontier
     first, known = tail if tail is not None else (seq + 1, [])
     for leaf in leaf_hashes(frontier.size, min(seq, first - 1)):
         frontier.append(leaf)
@@ -259,9 +275,40 @@ def frontier_at(seq: int, tail: tuple[int, list[bytes]] | None = None) -> merkle
     return frontier
 
 
-def _write_checkpoint(seq: int, chain_hash: str, tail: tuple[int, list[bytes]] | None = None) -> Checkpoint:
+# A pass sealing at least this many events keeps the tree head (models.TreeHead) for the next.
+TREE_HEAD_PASS = 64
+_STORE_TREE_HEAD = {
+    "postgresql": "INSERT INTO audit_tree_head (id, seq, frontier) VALUES (1, %s, %s::jsonb) "
+    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, frontier = excluded.frontier",
+    "sqlite": "INSERT INTO audit_tree_head (id, seq, frontier) VALUES (1, %s, %s) "
+    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, frontier = excluded.frontier",
+}
+
+
+def _tree_head_at(first: Mapping[str, Any], seq: int) -> merkle.Frontier | None:
+    """The Merkle frontier at the chain head `seq`, when the tree head kept by the last large
+    pass is at that seq (the pending query brings it along): None when it is older."""
+    if first["tree_seq"] != seq or seq == 0:
+        return None
+    try:
+        tree = merkle.Frontier.from_json(json.loads(first["tree_frontier"]))
+    except (TypeError, ValueError):  # not a frontier: read the tree back as without one
+        return None
+    return tree if tree.size == seq else None
+
+
+def _store_tree_head(tree: merkle.Frontier) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(_STORE_TREE_HEAD[connection.vendor], [tree.size, json.dumps(tree.to_json())])
+
+
+def _write_checkpoint(seq: int, chain_hash: str, frontier: merkle.Frontier | None = None) -> Checkpoint:
+    """Sign the head at #seq; `frontier`: the tree at seq when the caller has it already."""
     key = get_keyring().signing_key()
-    frontier = frontier_at(seq, tail)
+    if frontier is None:
+        frontier = frontier_at(seq)
+    elif frontier.size != seq:
+        raise ValueError(f"the Merkle tree is at #{frontier.size}, not #{seq}")
     tree_root = frontier.root().hex()
     signature = key.private.sign(checkpoint_message(seq, chain_hash, tree_root))
     checkpoint = Checkpoint.objects.create(

@@ -152,6 +152,26 @@ class Checkpoint(models.Model):
         return f"checkpoint #{self.seq}"
 
 
+class TreeHead(models.Model):
+    """The Merkle tree's right border after the last large seal pass: one row, replaced by each
+    pass that seals many events at once, so the next one and the checkpoints it writes extend
+    it instead of reading back and rehashing the events sealed since the last checkpoint. A
+    cache, never evidence: what it holds goes only into roots that `audit verify` recomputes
+    from the events themselves, so a wrong one shows there as a checkpoint whose root does not
+    match. Passes of a few events (one request's) leave it alone: a write per event would cost
+    more than the read-back it saves once per checkpoint."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    seq = models.BigIntegerField()
+    frontier = models.JSONField()
+
+    class Meta:
+        db_table = "audit_tree_head"
+
+    def __str__(self) -> str:
+        return f"tree head #{self.seq}"
+
+
 class AlertKind(models.TextChoices):
     MASS_DOWNLOAD = "mass_download", "Mass download"
     FAILED_SIGNINS = "failed_signins", "Repeated failed sign-ins or second-factor codes"

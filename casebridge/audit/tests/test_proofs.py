@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import connection, transaction
 
 from casebridge.audit import chain, merkle, proofs, triggers
-from casebridge.audit.api import record
-from casebridge.audit.models import Checkpoint
+from casebridge.audit.api import record, record_many
+from casebridge.audit.models import Checkpoint, TreeHead
 
 pytestmark = pytest.mark.django_db
 
@@ -69,6 +69,62 @@ def test_the_sealers_own_checkpoints_sign_the_same_tree_whatever_its_passes(monk
     for checkpoint in checkpoints:
         assert checkpoint.tree_root == merkle.root(list(chain.leaf_hashes(0, checkpoint.seq))).hex()
     assert chain.verify().ok
+
+
+def _batch(first: int, count: int) -> None:
+    """`count` events committed together: one seal pass seals them all."""
+    with transaction.atomic():
+        record_many({"action": "org.created", "details": {"n": n}} for n in range(first, first + count))
+    chain.seal_pending()
+
+
+def test_large_passes_extend_the_kept_tree_head_instead_of_reading_events_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(chain, "CHECKPOINT_EVERY", 100)
+    _batch(0, 70)  # a first large pass: reads nothing back (no events before it), keeps the head
+    assert TreeHead.objects.get().seq == 70
+    read_back: list[tuple[int, int]] = []
+    real = chain.leaf_hashes
+    monkeypatch.setattr(chain, "leaf_hashes", lambda a, b: read_back.append((a, b)) or real(a, b))
+    _batch(70, 70)  # checkpoint #140 from the kept head and this pass's own leaves
+    _batch(140, 100)  # and checkpoint #240 from the head that pass kept
+    assert [c.seq for c in Checkpoint.objects.order_by("seq")] == [140, 240]
+    assert all(a == b for a, b in read_back), read_back  # no event was read back for the tree
+    assert TreeHead.objects.get().seq == 240
+    for checkpoint in Checkpoint.objects.all():
+        assert checkpoint.tree_root == merkle.root(list(real(0, checkpoint.seq))).hex()
+    assert chain.verify().ok
+
+
+def test_a_stale_tree_head_is_not_used_and_small_passes_leave_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chain, "CHECKPOINT_EVERY", 100)
+    _batch(0, 70)
+    _events(20)  # one event per pass: the head stays at #70, behind the chain
+    assert TreeHead.objects.get().seq == 70
+    read_back: list[tuple[int, int]] = []
+    real = chain.leaf_hashes
+    monkeypatch.setattr(chain, "leaf_hashes", lambda a, b: read_back.append((a, b)) or real(a, b))
+    _batch(90, 64)  # checkpoint #154: only #71..#90 are read back, from the head on; kept again
+    assert read_back == [(70, 90)]
+    assert TreeHead.objects.get().seq == 154
+    checkpoint = Checkpoint.objects.get()
+    assert checkpoint.seq == 154 and checkpoint.tree_root == merkle.root(list(real(0, 154))).hex()
+    assert chain.verify().ok
+
+
+def test_a_tampered_tree_head_cannot_hide_anything_verify_recomputes_the_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kept head is a cache: a forged one makes the next checkpoint sign a root that is not
+    the log's tree, and verification, which rebuilds the tree from the events, names it."""
+    monkeypatch.setattr(chain, "CHECKPOINT_EVERY", 100)
+    _batch(0, 70)
+    forged = merkle.Frontier()
+    for n in range(70):
+        forged.append(merkle.leaf_hash(f"another history {n}".encode()))
+    _raw("UPDATE audit_tree_head SET frontier = %s", [json.dumps(forged.to_json())])
+    _batch(70, 70)
+    result = chain.verify()
+    assert not result.ok and "signed a different Merkle tree" in result.problem and result.bad_seq == 140
 
 
 def test_an_inclusion_proof_checks_out_with_the_public_key_and_merkle_alone() -> None:
