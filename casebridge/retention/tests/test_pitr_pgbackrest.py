@@ -3,7 +3,9 @@ this test starts itself (initdb and pg_ctl in a scratch folder, its own port and
 shared server on 5432 is never touched): WAL is archived, a full backup is taken, rows are
 written, the time is noted, more rows are written; the cluster is restored to that time and holds
 exactly the rows written before it. The repository is a folder, or an S3 bucket (moto's server
-over HTTPS on loopback, as pgBackRest speaks S3 only over TLS) encrypted by pgBackRest."""
+over HTTPS on loopback, as pgBackRest speaks S3 only over TLS) encrypted by pgBackRest, or a
+folder copied off-site into a restic repository, lost, and brought back from restic before the
+restore (docs/backups.md: the repository's off-site copy through restic)."""
 
 from __future__ import annotations
 
@@ -49,6 +51,19 @@ class Cluster:
         self.data = root / "data"
         self.port = free_port()
         self.conf = root / "pgbackrest.conf"
+        self.offsite = False  # the repository goes through restic and back before the restore
+
+    def restic(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """restic as the postgres user, on a repository beside the cluster (the off-site host)."""
+        password = self.root / "restic-password"
+        if not password.exists():
+            password.write_text(secrets.token_urlsafe(24))
+            if os.geteuid() == 0:
+                shutil.chown(password, "postgres", "postgres")
+            password.chmod(0o600)
+        return self.as_postgres(
+            "restic", "--no-cache", "-q", "-r", str(self.root / "offsite"), "-p", str(password), *args
+        )
 
     def as_postgres(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -117,7 +132,7 @@ def _s3_over_tls(root: Path) -> Iterator[int]:
 def _repository(root: Path, repo: str, stack: ExitStack) -> str:
     """pgBackRest's repo1 options: a folder, or the bucket (its certificate checked against the
     test's own CA file), encrypted by pgBackRest."""
-    if repo == "posix":
+    if repo in ("posix", "restic"):
         return f"repo1-path={root / 'repo'}\n"
     port = stack.enter_context(_s3_over_tls(root))
     return (
@@ -128,15 +143,18 @@ def _repository(root: Path, repo: str, stack: ExitStack) -> str:
     )
 
 
-@pytest.fixture(params=["posix", "s3"])
+@pytest.fixture(params=["posix", "s3", "restic"])
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     _require_tools()
+    if request.param == "restic":
+        require(shutil.which("restic") is not None, "restic", "apt-get install restic")
     root = Path(tempfile.mkdtemp(prefix="cb-pitr-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
     stack = ExitStack()
     repository = _repository(root, request.param, stack)
     node = Cluster(root)
+    node.offsite = request.param == "restic"
     node.as_postgres(str(PG_BIN / "initdb"), "-D", str(node.data), "-A", "trust", "-U", "postgres")
     archive = f"pgbackrest --config={node.conf} --stanza={STANZA} archive-push %p"
     with (node.data / "postgresql.conf").open("a") as conf:
@@ -179,6 +197,16 @@ def test_pgbackrest_restores_a_cluster_to_a_point_in_time_with_exactly_the_rows_
             break
         time.sleep(0.2)
     cluster.stop()
+    if cluster.offsite:
+        # The documented off-site copy: the repository into restic after each backup; then the
+        # disk holding the repository is lost, and restic brings it back (paths are absolute).
+        repository = cluster.root / "repo"
+        cluster.restic("init")
+        cluster.restic("backup", str(repository))
+        cluster.restic("check", "--read-data")
+        shutil.rmtree(repository)
+        cluster.restic("restore", "latest", "--target", "/")
+        assert "wal archive min/max" in cluster.pgbackrest("info").stdout
 
     cluster.pgbackrest("--delta", "--type=time", f"--target={target}", "--target-action=promote", "restore")
     cluster.start()
