@@ -37,7 +37,7 @@ const VIEWPORTS = [
 const engineId = "casebridge-cbct";
 const volumeId = `cornerstoneStreamingImageVolume:${config.series}`;
 const toolGroupId = "casebridge-cbct-tools";
-const RENDER_EVERY_MS = 250;
+const RENDER_EVERY_MS = 500;
 
 function seriesUrl() {
   return `${location.origin}${config.wadoRoot}/studies/${config.study}/series/${config.series}`;
@@ -353,7 +353,12 @@ async function main() {
   // While slices arrive the planes are drawn at once for the first and then at most every
   // RENDER_EVERY_MS (each draw uploads the slices that came since), not every few slices as
   // Cornerstone would: three planes drawn 50 times over cost the loading more than they show.
+  // The axial plane shows the middle slice: once that slice is in, later ones do not change it,
+  // so only the coronal and sagittal planes, which fill in as slices arrive, are drawn again.
   volume.autoRenderOnLoad = false;
+  const middleId = ids[middleFirst(ids.length)[0]];
+  const filling = viewportIds.filter((id) => id !== "axial");
+  let middleLoaded = false;
   let drawPending = false;
   let lastDraw = -Infinity;
   const drawSoon = () => {
@@ -363,7 +368,10 @@ async function main() {
       () => {
         drawPending = false;
         lastDraw = performance.now();
-        engine.renderViewports(viewportIds);
+        if (root.dataset.state === "ready") return; // the last draw is the completion's
+        const axialDrawn = root.dataset.axialDrawn === "middle";
+        engine.renderViewports(axialDrawn ? filling : viewportIds);
+        if (middleLoaded) root.dataset.axialDrawn = "middle";
       },
       Math.max(0, lastDraw + RENDER_EVERY_MS - performance.now()),
     );
@@ -374,8 +382,9 @@ async function main() {
     }
   });
   let loaded = 0;
-  eventTarget.addEventListener(Enums.Events.IMAGE_LOADED, () => {
+  eventTarget.addEventListener(Enums.Events.IMAGE_LOADED, (event) => {
     loaded += 1;
+    if (event.detail?.image?.imageId === middleId) middleLoaded = true;
     if (root.dataset.state === "ready") return;
     statusLine.textContent = `Loaded ${Math.min(loaded, ids.length)} of ${ids.length} slices`;
     if (loaded === 1) root.dataset.firstSliceMs = String(Math.round(performance.now()));
