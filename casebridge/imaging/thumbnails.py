@@ -1,9 +1,10 @@
 """Thumbnails of a case's photos, X-rays, DICOM files and series, and 3D scans.
 
 Made in the background worker once content joins a case (cases.actions.attach_file and
-add_version queue `thumbnail_file`; the DICOM ingest task makes its series' pictures), never in a
-request. A thumbnail is a JPEG of at most THUMBNAIL_SIZE pixels a side, stored as its own
-encrypted vault object (never as plaintext on disk); the Thumbnail row says whose it is.
+add_version queue `thumbnail_file`; the DICOM ingest task queues `thumbnail_series` for each of
+the case's series), below the ingests' priority, never in a request. A thumbnail is a JPEG of at
+most THUMBNAIL_SIZE pixels a side, stored as its own encrypted vault object (never as plaintext
+on disk); the Thumbnail row says whose it is.
 
 - raster images (JPEG, PNG, TIFF): scaled down with Pillow, EXIF orientation applied, 16-bit
   greyscale stretched to 8 bits;
@@ -40,7 +41,8 @@ RASTER_TYPES = frozenset({"jpeg", "png", "tiff"})
 MESH_TYPES = frozenset({"stl", "ply", "obj"})
 MADE_FOR = RASTER_TYPES | MESH_TYPES | {"dicom"}
 # Queued when a file joins a case. A DICOM file is pictured by its series instead (one picture
-# for a CBCT of 400 slices), and each image of an X-ray series by the ingest (make_after_ingest).
+# for a CBCT of 400 slices), and each image of an X-ray series after the ingest
+# (make_for_series_after_ingest).
 QUEUED_FOR = RASTER_TYPES | MESH_TYPES
 XRAY_MODALITIES = frozenset({"DX", "PX", "IO", "CR", "RG"})
 MAX_MESH_BYTES = 512 << 20  # a 100 MB scan is large; past this the scan gets no picture
@@ -344,22 +346,28 @@ def make_for_series(series: Series) -> Thumbnail | None:
     return _save(series.study.organization_id, picture, series=series, made_from=len(instances))
 
 
-def make_after_ingest(job: IngestJob) -> None:
-    """Pictures of the job's case's series, once no other ingest of the case waits (a STOW-RS of a
-    CBCT is one job per slice: the last one pictures the whole series once)."""
+def series_to_picture(job: IngestJob) -> list[Any]:
+    """The ids of the series of the job's case to picture after it, once no other ingest of the
+    case waits (a STOW-RS of a CBCT is one job per slice: the last one pictures the whole series
+    once); none while one does."""
     if job.case_id is None:
-        return
+        return []
     waiting = IngestJob.objects.filter(case_id=job.case_id, state__in=[IngestState.QUEUED, IngestState.PROCESSING])
     if waiting.exclude(pk=job.pk).exists():
-        return
-    for series in Series.objects.filter(study__case_id=job.case_id).select_related("study"):
-        try:
-            make_for_series(series)
-            if series.modality in XRAY_MODALITIES:  # a full-mouth set: each image in the strip
-                for instance in Instance.objects.filter(series=series).select_related("stored_object"):
-                    make_for_file(instance.stored_object)
-        except Exception:  # a missing picture must never fail the ingest
-            log.exception("series %s: thumbnail not made", series.pk)
+        return []
+    return list(Series.objects.filter(study__case_id=job.case_id).values_list("pk", flat=True))
+
+
+def make_for_series_after_ingest(series: Series) -> None:
+    """The series' picture and, for an X-ray set, each image's (the strip); a failure is logged,
+    never raised: a missing picture must never fail anything (`casebridge thumbnails` retries)."""
+    try:
+        make_for_series(series)
+        if series.modality in XRAY_MODALITIES:  # a full-mouth set: each image in the strip
+            for instance in Instance.objects.filter(series=series).select_related("stored_object"):
+                make_for_file(instance.stored_object)
+    except Exception:
+        log.exception("series %s: thumbnail not made", series.pk)
 
 
 def missing() -> tuple[list[StoredObject], list[Series]]:

@@ -156,6 +156,36 @@ def test_attaching_makes_thumbnails_of_the_photo_the_scan_the_series_and_each_xr
     assert Thumbnail.objects.count() == 7
 
 
+def test_the_worker_indexes_a_study_before_it_makes_the_pictures_queued_earlier(personas: Personas) -> None:
+    """With the worker's own queue (the database backend): pictures queued first, an ingest
+    queued after them is taken first; each series' picture is a task of its own."""
+    from django.db import transaction
+    from django.test import override_settings
+    from django_tasks_db.models import DBTaskResult
+
+    from casebridge.imaging import tasks
+
+    backend = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    with override_settings(TASKS=backend):
+        tasks.thumbnail_series.enqueue("series-a")
+        tasks.thumbnail_series.enqueue("series-b")
+        tasks.thumbnail_file.enqueue("file-c")
+        tasks.ingest_study.enqueue("job-d")
+        taken = []
+        for _ in range(4):
+            with transaction.atomic():
+                result = DBTaskResult.objects.ready().get_locked()
+                assert result is not None
+                taken.append((result.task_path.rsplit(".", 1)[-1], result.args_kwargs["args"][0]))
+                result.delete()
+    assert taken[0] == ("ingest_study", "job-d")
+    assert sorted(taken[1:]) == [
+        ("thumbnail_file", "file-c"),
+        ("thumbnail_series", "series-a"),
+        ("thumbnail_series", "series-b"),
+    ]
+
+
 def test_a_thumbnail_is_an_encrypted_vault_object_never_plaintext_on_disk(
     pictured: tuple[Case, dict[str, Any]],
 ) -> None:
