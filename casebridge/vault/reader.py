@@ -71,6 +71,8 @@ class VersionReader(io.RawIOBase):
                 self._load(index)
             offset = self._position - self._segment_start
             count = min(len(view) - filled, len(self._segment) - offset)
+            if count <= 0:  # a segment shorter than its place says: end here, as before
+                break
             view[filled : filled + count] = self._segment[offset : offset + count]
             self._position += count
             filled += count
