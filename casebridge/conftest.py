@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from pytest_django.fixtures import Settings
 
 from casebridge.audit import triggers
@@ -40,8 +41,23 @@ def _audit_triggers(request: pytest.FixtureRequest) -> Iterator[None]:
         _state["triggers_removed"] = False
     yield
     if transactional:
-        triggers.remove(connection)
+        _remove_triggers()
         _state["triggers_removed"] = True
+
+
+def _remove_triggers(attempts: int = 10) -> None:
+    """Drop the triggers for the flush. A live server's thread may still be sealing its last
+    request's events (PostgreSQL seals after the response is sent): its reads of the partitioned
+    event table and these DROP TRIGGERs can deadlock, and PostgreSQL then cancels one of them.
+    When it cancels the drop, the drop is tried again once the seal has gone through."""
+    for attempt in range(attempts):
+        try:
+            triggers.remove(connection)
+            return
+        except OperationalError as exc:
+            if "deadlock detected" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
