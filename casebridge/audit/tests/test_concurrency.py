@@ -53,6 +53,10 @@ def _shared_database(tmp_path: Path) -> Iterator[str]:
     path = tmp_path / "shared.sqlite3"
     with closing(sqlite3.connect(path)) as shared:
         connection.connection.backup(shared)
+        # In WAL mode before the writers open it, as the portal's database is from its first
+        # migration: four processes switching a new file to WAL at once can get "database is
+        # locked" at connect (changing the journal mode does not wait for the others).
+        shared.execute("PRAGMA journal_mode=WAL")
     yield f"sqlite:///{path}"
     with closing(sqlite3.connect(path)) as shared:
         shared.backup(connection.connection)
