@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import bisect
-import contextlib
 import hashlib
 import json
 import uuid
@@ -261,10 +260,8 @@ def frontier_at(seq: int, tail: tuple[int, list[bytes]] | None = None) -> merkle
     start = Checkpoint.objects.filter(seq__lte=seq, frontier__isnull=False).order_by("-seq").values("frontier").first()
     frontier = merkle.Frontier.from_json(cast(dict[str, object], start["frontier"])) if start else merkle.Frontier()
     head = TreeHead.objects.filter(seq__lte=seq, seq__gt=frontier.size).values("seq", "frontier").first()
-    if head is not None:  # the last large pass's, later than that checkpoint
-        with contextlib.suppress(ValueError):
-            kept = merkle.Frontier.from_json(cast(dict[str, object], head["frontier"]))
-            frontier = kept if kept.size == head["seq"] else frontier
+    kept = _kept_tree(head["seq"], head["frontier"]) if head is not None else None
+    frontier = kept or frontier  # the last large pass's, later than that checkpoint
     first, known = tail if tail is not None else (seq + 1, [])
     for leaf in leaf_hashes(frontier.size, min(seq, first - 1)):
         frontier.append(leaf)
@@ -290,9 +287,16 @@ def _tree_head_at(first: Mapping[str, Any], seq: int) -> merkle.Frontier | None:
     pass is at that seq (the pending query brings it along): None when it is older."""
     if first["tree_seq"] != seq or seq == 0:
         return None
+    return _kept_tree(seq, first["tree_frontier"])
+
+
+def _kept_tree(seq: int, stored: Any) -> merkle.Frontier | None:
+    """The kept tree head's frontier (JSON text as a raw query returns it, or parsed as the ORM
+    does) when it is one with `seq` leaves; None otherwise, and the tree is read back as
+    without one."""
     try:
-        tree = merkle.Frontier.from_json(json.loads(first["tree_frontier"]))
-    except (TypeError, ValueError):  # not a frontier: read the tree back as without one
+        tree = merkle.Frontier.from_json(json.loads(stored) if isinstance(stored, str | bytes) else stored)
+    except (TypeError, ValueError):
         return None
     return tree if tree.size == seq else None
 

@@ -359,6 +359,7 @@ async function main() {
   const middleId = ids[middleFirst(ids.length)[0]];
   const filling = viewportIds.filter((id) => id !== "axial");
   let middleLoaded = false;
+  let axialDrawn = false; // with the middle slice in
   let drawPending = false;
   let lastDraw = -Infinity;
   const drawSoon = () => {
@@ -369,9 +370,8 @@ async function main() {
         drawPending = false;
         lastDraw = performance.now();
         if (root.dataset.state === "ready") return; // the last draw is the completion's
-        const axialDrawn = root.dataset.axialDrawn === "middle";
         engine.renderViewports(axialDrawn ? filling : viewportIds);
-        if (middleLoaded) root.dataset.axialDrawn = "middle";
+        axialDrawn = middleLoaded;
       },
       Math.max(0, lastDraw + RENDER_EVERY_MS - performance.now()),
     );
