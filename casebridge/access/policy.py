@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Exists, Model, OuterRef, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -25,7 +25,7 @@ from casebridge.access.roles import (
 from casebridge.accounts.models import ApiToken, ServiceAccount, User
 from casebridge.cases.models import Case, ImagingOrder, ImagingOrderStatus
 from casebridge.cases.models import Status as CaseStatus
-from casebridge.compliance.models import RequestKind, RequestStatus, SubjectRequest, TrainingModule
+from casebridge.compliance.models import RequestKind, RequestStatus, SubjectRequest, TrainingCompletion, TrainingModule
 from casebridge.imaging.models import Study
 from casebridge.orgs.models import Connection, ConnectionStatus, EmergencyAccess, Membership, Organization, OrgKind
 from casebridge.vault.models import StoredObject, Upload
@@ -103,11 +103,15 @@ def active_emergency_grant(user: User, organization: Organization) -> EmergencyA
 def onboarding_pending(membership: Membership) -> list[TrainingModule]:
     """The onboarding modules this member must still pass: those assigned to their role that were
     made onboarding before they joined (members already at work are not locked out by a new one)."""
+    # One completion must be both this member's and a pass: exclude() with the two conditions
+    # would let a member who failed pass on a colleague's pass (Django does not hold them to one row).
+    passed = TrainingCompletion.objects.filter(module=OuterRef("pk"), user_id=membership.user_id, passed=True)
     modules = TrainingModule.objects.filter(
+        ~Exists(passed),
         organization_id=membership.organization_id,
         onboarding_since__isnull=False,
         onboarding_since__lte=membership.created_at,
-    ).exclude(completions__user_id=membership.user_id, completions__passed=True)
+    )
     return [m for m in modules if not m.roles or membership.role in m.roles]
 
 

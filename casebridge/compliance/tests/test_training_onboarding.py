@@ -68,6 +68,24 @@ def test_a_new_member_opens_no_patient_data_until_onboarding_is_passed(personas:
     assert opened is not None and not opened.onboarding_pending and opened.has(Perm.CASES_VIEW)
 
 
+def test_a_failed_attempt_does_not_pass_on_a_colleagues_pass(personas: Personas) -> None:
+    """Passing is one completion that is both this member's and a pass: a newcomer who failed the
+    quiz stays gated though a colleague passed it, and another newcomer's failure opens nothing."""
+    module = _onboarding_module(personas)
+    first, first_user = _newcomer(personas, "staff")
+    second, second_user = _newcomer(personas, "clinician")
+    page = reverse("training_module", args=[personas.practice.slug, module.pk])
+    first.post(page, {"q0": "0"})  # wrong
+    second.post(page, {"q0": "1"})  # right
+    assert TrainingCompletion.objects.filter(module=module, user=first_user, passed=False).exists()
+    assert TrainingCompletion.objects.filter(module=module, user=second_user, passed=True).exists()
+    cases = reverse("case_list", args=[personas.practice.slug])
+    assert first.get(cases).status_code == 302
+    assert second.get(cases).status_code == 200
+    gated = resolve(first_user, personas.practice)
+    assert gated is not None and gated.onboarding_pending and not gated.has(Perm.CASES_VIEW)
+
+
 def test_the_api_refuses_a_newcomers_token_with_the_reason(personas: Personas) -> None:
     _onboarding_module(personas)
     _client, user = _newcomer(personas, "clinician")
