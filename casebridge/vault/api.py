@@ -300,6 +300,7 @@ def get_version(stored_object: StoredObject, version: int | None = None) -> Obje
     found = ObjectVersion.objects.filter(stored_object=stored_object, version=number).first()
     if found is None or not found.wrapped_dek:
         raise ObjectUnavailable("no such version")
+    found.stored_object = stored_object  # the row just checked: read_version needs no second query
     return found
 
 
