@@ -332,6 +332,9 @@ VAULT_UPLOAD_BYTES_IN_FLIGHT_PER_ORGANIZATION = envint(
 # arrive; past either limit reading stops and the rest is refused). A 1,000-slice CBCT fits.
 DICOMWEB_STOW_MAX_INSTANCES = envint("CASEBRIDGE_STOW_MAX_INSTANCES", 2000)
 DICOMWEB_STOW_MAX_BYTES = envint("CASEBRIDGE_STOW_MAX_BYTES", 5 * 1024**3)
+# Processes the worker reads and seals a big archive's DICOM files with (imaging/studies.py):
+# 0 is one per CPU, 1 the worker's own only.
+IMAGING_INGEST_PROCESSES = envint("CASEBRIDGE_INGEST_PROCESSES", 0)
 # Where clients reach the transfer server that moves download and upload bytes (casebridge/transfer/); empty:
 # https://<PUBLIC_URL's host>:<its port>, as `casebridge serve` starts it. Set it behind a proxy.
 TRANSFER_URL = env("CASEBRIDGE_TRANSFER_URL")

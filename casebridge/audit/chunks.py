@@ -18,9 +18,6 @@ transaction, an in-memory database, a threaded process, one CPU): one code path.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import os
-import threading
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -35,6 +32,7 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 
 from casebridge.audit.models import SEALED_FIELDS, Event, Seal
+from casebridge.core import forking
 
 CHUNK_BITS = 13
 CHUNK = 1 << CHUNK_BITS  # 8,192 events
@@ -102,7 +100,7 @@ def processes_for(tasks: int) -> int:
     """How many processes `run` checks this many tasks with: one per CPU this process may use
     (or AUDIT_VERIFY_PROCESSES), no more than there are tasks, and 1 where forking is not safe."""
     configured = settings.AUDIT_VERIFY_PROCESSES
-    wanted = min(configured if configured > 0 else len(os.sched_getaffinity(0)), tasks)
+    wanted = min(configured if configured > 0 else forking.cpus(), tasks)
     return wanted if wanted > 1 and _may_fork() else 1
 
 
@@ -112,7 +110,7 @@ def run(tasks: list[Task], processes: int) -> Iterator[Chunk]:
     if processes < 2:
         yield from (check(*task) for task in tasks)
         return
-    with multiprocessing.get_context("fork").Pool(processes, initializer=_own_connections) as pool:
+    with forking.context().Pool(processes, initializer=forking.leave_inherited_connections) as pool:
         yield from pool.imap(_check_task, tasks)
 
 
@@ -131,19 +129,7 @@ def _may_fork() -> bool:
 
 
 def _threaded() -> bool:
-    return threading.active_count() > 1
-
-
-_INHERITED: list[Any] = []
-
-
-def _own_connections() -> None:
-    """In a forked worker: leave the parent's connections alone (closing a PostgreSQL one would
-    end the parent's session) and let Django open new ones. Workers end with os._exit, so the
-    inherited handles are never finalised."""
-    for conn in connections.all(initialized_only=True):
-        _INHERITED.append(conn.connection)
-        conn.connection = None
+    return not forking.single_threaded()
 
 
 def iso(value: datetime) -> str:

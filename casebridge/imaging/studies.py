@@ -1,23 +1,30 @@
 """Indexing DICOM into studies, series and instances: one file or a ZIP archive of hundreds,
 outside any request and outside any long transaction. Each instance is stored as its own vault
 object (so a viewer can fetch one slice), a malformed file is reported by its number while the
-rest goes on, and an instance already indexed in the case is counted as a duplicate."""
+rest goes on, and an instance already indexed in the case is counted as a duplicate. A big
+archive's files are read and sealed by forked helper processes, one per CPU, while the worker
+indexes what they hand back in the archive's order (2 CPUs: a 400-slice CBCT in ~1.1 s instead
+of ~1.7 s, docs/performance.md)."""
 
 from __future__ import annotations
 
 import io
 import logging
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import AbstractContextManager, closing, nullcontext
+from dataclasses import dataclass
 from typing import IO, Any, cast
 from uuid import uuid4
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from casebridge.audit.api import record
+from casebridge.core import forking
 from casebridge.imaging import archive, metadata
 from casebridge.imaging.dicom import DicomError, InstanceHeader, header_of, parse_header
 from casebridge.imaging.models import IngestJob, IngestState, Instance, Series, Study
@@ -33,6 +40,11 @@ PROGRESS_EVERY = 10  # entries between progress writes: the case page polls them
 # indexed in one transaction; bounded so a crash redoes little and progress keeps moving.
 BATCH_INSTANCES = 64
 BATCH_BYTES = 64 << 20
+# An archive of this many files or more is read and sealed by forked helpers, one per CPU
+# (IMAGING_INGEST_PROCESSES), each given runs of HELPER_RUN neighbouring files (they share the
+# archive's encrypted segments); the worker indexes what they hand back, in the archive's order.
+PARALLEL_FROM = 64
+HELPER_RUN = 16
 
 
 class _Entry:
@@ -235,7 +247,9 @@ def _indexed_uids(job: IngestJob, among: set[str] | None = None) -> set[str]:
     return set(found.values_list("sop_instance_uid", flat=True))
 
 
-def _seal(job: IngestJob, entry: _Entry, zipped: zipfile.ZipFile | None, batch: _Batch) -> vault.PendingVersion | None:
+def _seal(
+    job: IngestJob, entry: _Entry, zipped: zipfile.ZipFile | None, org_key: tuple[int, bytes]
+) -> vault.PendingVersion | None:
     """The instance's own vault content, not yet durable nor linked (None: a single DICOM file
     is its own instance, already stored)."""
     if zipped is None:
@@ -247,8 +261,114 @@ def _seal(job: IngestJob, entry: _Entry, zipped: zipfile.ZipFile | None, batch: 
         chunks=_chunks(entry, zipped),
         length=entry.size,
         durable=False,
-        org_key=batch.org_key(job.organization_id),
+        org_key=org_key,
     )
+
+
+# What one file gave: its header, or why it cannot be indexed (the error is that file's alone).
+_ENTRY_ERRORS = (DicomError, zipfile.BadZipFile, archive.ArchiveRefused)
+
+
+@dataclass(frozen=True)
+class _Read:
+    header: InstanceHeader
+    meta: dict[str, Any] | None
+    sealed: bool = False  # by a helper, ahead: `pending` is its content (None for no content)
+    pending: vault.PendingVersion | None = None
+
+
+_Outcome = _Read | DicomError | zipfile.BadZipFile | archive.ArchiveRefused
+
+
+def _read_here(entries: list[_Entry]) -> Generator[tuple[_Entry, _Outcome]]:
+    """Each file's header, read in this process; the worker seals only what is not a duplicate."""
+    for entry in entries:
+        try:
+            header, meta = _header(entry)
+        except _ENTRY_ERRORS as exc:
+            yield entry, exc
+        else:
+            yield entry, _Read(header, meta)
+
+
+_FORKED: dict[str, Any] = {}  # what the helpers inherit: the job, its archive and the key to seal with
+
+
+def _read_and_seal(numbers: range) -> list[_Outcome]:
+    """In a forked helper: read and seal the files numbered `numbers`. Content sealed before an
+    unexpected error (not a file's own) is removed: the worker never hears of it."""
+    job, entries, zipped, org_key = _FORKED["job"], _FORKED["entries"], _FORKED["zipped"], _FORKED["org_key"]
+    outcomes: list[_Outcome] = []
+    try:
+        for number in numbers:
+            entry = entries[number - 1]
+            try:
+                header, meta = _header(entry)
+                outcomes.append(_Read(header, meta, sealed=True, pending=_seal(job, entry, zipped, org_key)))
+            except _ENTRY_ERRORS as exc:
+                outcomes.append(exc)
+    except BaseException:
+        _discard(outcomes)
+        raise
+    return outcomes
+
+
+def _discard(outcomes: list[_Outcome]) -> None:
+    for outcome in outcomes:
+        if isinstance(outcome, _Read) and outcome.pending is not None:
+            vault.discard(outcome.pending)
+
+
+def _helpers(entries: list[_Entry], zipped: zipfile.ZipFile | None) -> int:
+    """How many helper processes read and seal this job's files: none (0) for a single file, a
+    small archive, one CPU, or a process whose other threads may not stop for a fork."""
+    configured = settings.IMAGING_INGEST_PROCESSES
+    wanted = configured if configured > 0 else forking.cpus()
+    if zipped is None or len(entries) < PARALLEL_FROM or wanted < 2 or not forking.may_fork():
+        return 0
+    return wanted
+
+
+def _read_in_helpers(
+    job: IngestJob, entries: list[_Entry], zipped: zipfile.ZipFile, helpers: int
+) -> Generator[tuple[_Entry, _Outcome]]:
+    """Each file's header and sealed content from `helpers` forked processes, in the archive's
+    order while they work ahead. Whatever they sealed that the caller did not take (it stopped
+    early) is removed when this generator is closed."""
+    runs = [range(lo, min(lo + HELPER_RUN, len(entries) + 1)) for lo in range(1, len(entries) + 1, HELPER_RUN)]
+    # The key for the whole job, as a batch uses one for its 64 files: a rotation meanwhile
+    # leaves these sealed under the previous key version, which stays readable.
+    _FORKED.update(job=job, entries=entries, zipped=zipped, org_key=keystore.current_org_key(job.organization_id))
+    futures: list[Future[list[_Outcome]]] = []
+    position, taken = 0, 0  # the run being handed out, and how many of its files were
+    try:
+        with forking.quiet():
+            pool = ProcessPoolExecutor(
+                helpers, mp_context=forking.context(), initializer=forking.leave_inherited_connections
+            )
+            futures.append(pool.submit(_read_and_seal, runs[0]))  # forks the helpers
+        with pool:
+            futures.extend(pool.submit(_read_and_seal, numbers) for numbers in runs[1:])
+            try:
+                while position < len(runs):
+                    outcomes = futures[position].result()
+                    while taken < len(outcomes):
+                        taken += 1  # the caller owns this file's content from here
+                        yield entries[runs[position][taken - 1] - 1], outcomes[taken - 1]
+                    position, taken = position + 1, 0
+            finally:
+                _discard_untaken(futures[position:], taken)
+    finally:
+        _FORKED.clear()
+
+
+def _discard_untaken(futures: list[Future[list[_Outcome]]], taken: int) -> None:
+    """Remove what the helpers sealed past the files handed out: the first run from `taken` on,
+    the later runs whole (those not started are cancelled)."""
+    for index, future in enumerate(futures):
+        if future.cancel() or future.exception() is not None:
+            continue
+        _discard(future.result()[taken if index == 0 else 0 :])
 
 
 def _to_refresh(job: IngestJob, touched: set[Any]) -> list[Any]:
@@ -292,27 +412,39 @@ def run(job: IngestJob) -> IngestJob:
     batch, index = _Batch(), _Index(job)
     indexed = _indexed_uids(job)
     known: dict[str, dict[str, Any]] = {}  # DICOM JSON headers of what this job indexed, by SOP UID
+    helpers = _helpers(entries, zipped)
+    reads = _read_in_helpers(job, entries, zipped, helpers) if helpers and zipped is not None else _read_here(entries)
     try:
-        for entry in entries:
-            try:
-                header, meta = _header(entry)
-                if header.sop_instance_uid in batch.sop_uids or header.sop_instance_uid in indexed:
-                    duplicates += 1
-                else:
-                    batch.items.append((header, _seal(job, entry, zipped, batch), meta))
-                    batch.sop_uids.add(header.sop_instance_uid)
-                    batch.bytes += entry.size
-            except DicomError as exc:
-                errors.append({"entry": entry.number, "error": str(exc)})
-            except (zipfile.BadZipFile, archive.ArchiveRefused) as exc:
-                errors.append({"entry": entry.number, "error": str(exc) or "the archive entry is damaged"})
-            if batch.full() or entry.number == len(entries):
-                count = len(batch.items)
-                series_ids, late = _flush(job, batch, index, known, indexed)
-                touched |= series_ids
-                imported, duplicates = imported + count - late, duplicates + late
-            if entry.number % PROGRESS_EVERY == 0 or entry.number == len(entries):
-                _progress(job, processed=entry.number, imported=imported, duplicates=duplicates, errors=errors)
+        with closing(reads):
+            for entry, outcome in reads:
+                try:
+                    if not isinstance(outcome, _Read):
+                        raise outcome
+                    header = outcome.header
+                    if header.sop_instance_uid in batch.sop_uids or header.sop_instance_uid in indexed:
+                        duplicates += 1
+                        if outcome.pending is not None:
+                            vault.discard(outcome.pending)
+                    else:
+                        pending = (
+                            outcome.pending
+                            if outcome.sealed
+                            else _seal(job, entry, zipped, batch.org_key(job.organization_id))
+                        )
+                        batch.items.append((header, pending, outcome.meta))
+                        batch.sop_uids.add(header.sop_instance_uid)
+                        batch.bytes += entry.size
+                except DicomError as exc:
+                    errors.append({"entry": entry.number, "error": str(exc)})
+                except (zipfile.BadZipFile, archive.ArchiveRefused) as exc:
+                    errors.append({"entry": entry.number, "error": str(exc) or "the archive entry is damaged"})
+                if batch.full() or entry.number == len(entries):
+                    count = len(batch.items)
+                    series_ids, late = _flush(job, batch, index, known, indexed)
+                    touched |= series_ids
+                    imported, duplicates = imported + count - late, duplicates + late
+                if entry.number % PROGRESS_EVERY == 0 or entry.number == len(entries):
+                    _progress(job, processed=entry.number, imported=imported, duplicates=duplicates, errors=errors)
     finally:
         batch.discard()  # what an error left unlinked
         if zipped is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -312,3 +313,86 @@ def test_a_zip_of_scans_attached_as_scans_is_not_taken_for_a_study(
     stored = _stored(personas, _zip({"upper.stl": b"solid x\nendsolid x\n"}))
     actions.attach_file(_access(personas), case, stored, kind="other")
     assert not IngestJob.objects.exists()
+
+
+def _orphans() -> set[str]:
+    """Blob files on disk that belong to no version (sealed, then neither linked nor removed)."""
+    from casebridge.vault.config import blob_store
+    from casebridge.vault.models import ObjectVersion
+
+    store = blob_store()
+    on_disk = {path.name for path in Path(store.root).rglob("*") if path.is_file()}
+    return on_disk - {store.path_for(name).name for name in ObjectVersion.objects.values_list("blob_name", flat=True)}
+
+
+@pytest.fixture
+def helpers(monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Path) -> Path:
+    """Archives of 4 files or more are read and sealed by two forked helpers, 3 files a run; the
+    file returned collects the process id of each header read."""
+    from casebridge.core import forking
+    from casebridge.imaging import studies
+
+    settings.IMAGING_INGEST_PROCESSES = 2
+    monkeypatch.setattr(studies, "PARALLEL_FROM", 4)
+    monkeypatch.setattr(studies, "HELPER_RUN", 3)
+    monkeypatch.setattr(forking, "may_fork", lambda: True)  # whatever threads earlier tests left idle
+    pids = tmp_path / "pids"
+    real = studies._header
+
+    def header(entry: Any) -> Any:
+        with pids.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        return real(entry)
+
+    monkeypatch.setattr(studies, "_header", header)
+    return pids
+
+
+def test_a_big_archive_is_read_and_sealed_by_helper_processes_with_the_same_outcome(
+    ingest: Ingest, case: Case, helpers: Path
+) -> None:
+    slices = cbct_series("jaw", slices=7, size=16)
+    entries = {f"IM{i}": data for i, data in enumerate(slices[:3])}
+    entries |= {"bad.dcm": b"\0" * 128 + b"DICM" + b"\xff" * 40, "again": slices[0], "note.txt": b"hi"}
+    entries |= {f"IM{i}": data for i, data in enumerate(slices[3:], start=3)}
+
+    job = ingest(_zip(entries))
+
+    assert job.state == IngestState.DONE and (job.total, job.imported, job.duplicates) == (10, 7, 1)
+    assert [e["entry"] for e in job.errors] == [4, 6]  # numbered in the archive's order
+    readers = set(helpers.read_text().split())
+    assert len(readers) == 2 and str(os.getpid()) not in readers  # two helpers read every header
+    instances = Instance.objects.filter(series__study__case=case).order_by("instance_number")
+    assert [_plaintext(i.stored_object) for i in instances] == slices
+    assert _orphans() == set()  # the duplicate's sealed copy was removed
+
+
+def test_what_helpers_sealed_is_removed_when_the_job_stops_early(
+    personas: Personas,
+    case: Case,
+    helpers: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from casebridge.imaging import studies
+
+    source = _stored(personas, _zip({f"IM{i}": data for i, data in enumerate(cbct_series("jaw", slices=12, size=16))}))
+    with django_capture_on_commit_callbacks(execute=False):  # the job is queued, not run
+        actions.attach_file(_access(personas), case, source, kind="cbct")
+    job = IngestJob.objects.get(source=source)
+    monkeypatch.setattr(studies, "BATCH_INSTANCES", 2)
+    real, flushes = studies._flush, []
+
+    def flush(*args: Any) -> Any:
+        flushes.append(1)
+        if len(flushes) == 3:
+            raise OSError("the database went away")
+        return real(*args)
+
+    monkeypatch.setattr(studies, "_flush", flush)
+    with pytest.raises(OSError, match="went away"):
+        studies.run(job)
+
+    assert Instance.objects.filter(series__study__case=case).count() == 4  # two batches were indexed
+    assert str(os.getpid()) not in helpers.read_text().split()  # the helpers had read them
+    assert _orphans() == set()  # the third batch and what the helpers had sealed ahead are gone

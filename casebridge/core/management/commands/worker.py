@@ -12,6 +12,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
+from casebridge.core import forking
+
 
 class Command(BaseCommand):
     help = "Run the background task worker (mail, audit sealing and checkpoints, expiry)."
@@ -31,7 +33,8 @@ class Command(BaseCommand):
         def schedule() -> None:
             while True:
                 try:
-                    housekeeping.enqueue()
+                    with forking.busy():
+                        housekeeping.enqueue()
                 finally:
                     close_old_connections()
                 time.sleep(options["tick"])
@@ -41,14 +44,16 @@ class Command(BaseCommand):
 
             while True:
                 try:
-                    seal_pending(blocking=True)
+                    with forking.busy():
+                        seal_pending(blocking=True)
                 except Exception:  # logged; the next pass picks the queue up again
                     logging.getLogger(__name__).exception("audit sealer pass failed")
                 finally:
                     close_old_connections()
                 time.sleep(options["seal_interval"])
 
-        threading.Thread(target=schedule, name="housekeeping-ticker", daemon=True).start()
+        # Quiet when forking: they work holding forking.busy(), so the ingest may fork helpers.
+        threading.Thread(target=schedule, name=f"{forking.QUIET_THREAD} housekeeping", daemon=True).start()
         if not settings.AUDIT_SEAL_ON_COMMIT:
-            threading.Thread(target=seal, name="audit-sealer", daemon=True).start()
+            threading.Thread(target=seal, name=f"{forking.QUIET_THREAD} audit sealer", daemon=True).start()
         call_command("db_worker", queue_name="*", interval=0.2)
