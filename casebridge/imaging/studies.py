@@ -273,8 +273,7 @@ _ENTRY_ERRORS = (DicomError, zipfile.BadZipFile, archive.ArchiveRefused)
 class _Read:
     header: InstanceHeader
     meta: dict[str, Any] | None
-    sealed: bool = False  # by a helper, ahead: `pending` is its content (None for no content)
-    pending: vault.PendingVersion | None = None
+    pending: vault.PendingVersion | None = None  # sealed ahead by a helper (an archive's files only)
 
 
 _Outcome = _Read | DicomError | zipfile.BadZipFile | archive.ArchiveRefused
@@ -304,7 +303,7 @@ def _read_and_seal(numbers: range) -> list[_Outcome]:
             entry = entries[number - 1]
             try:
                 header, meta = _header(entry)
-                outcomes.append(_Read(header, meta, sealed=True, pending=_seal(job, entry, zipped, org_key)))
+                outcomes.append(_Read(header, meta, pending=_seal(job, entry, zipped, org_key)))
             except _ENTRY_ERRORS as exc:
                 outcomes.append(exc)
     except BaseException:
@@ -426,11 +425,7 @@ def run(job: IngestJob) -> IngestJob:
                         if outcome.pending is not None:
                             vault.discard(outcome.pending)
                     else:
-                        pending = (
-                            outcome.pending
-                            if outcome.sealed
-                            else _seal(job, entry, zipped, batch.org_key(job.organization_id))
-                        )
+                        pending = outcome.pending or _seal(job, entry, zipped, batch.org_key(job.organization_id))
                         batch.items.append((header, pending, outcome.meta))
                         batch.sop_uids.add(header.sop_instance_uid)
                         batch.bytes += entry.size
