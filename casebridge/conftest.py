@@ -19,6 +19,7 @@ from casebridge.core.browser_testing import (  # noqa: F401 (fixtures)
     new_context,
     page,
     server_idle,
+    settle,
     site,
 )
 from casebridge.core.testing import Personas, build_personas, require
@@ -58,6 +59,14 @@ def _remove_triggers(attempts: int = 10) -> None:
             if "deadlock detected" not in str(exc) or attempt == attempts - 1:
                 raise
             time.sleep(0.1 * (attempt + 1))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """A browser test's pages are closed, and the live server has answered their last requests,
+    before any of its fixtures is torn down: a thumbnail still loading when the test ends would
+    otherwise be served with the test's vault already gone."""
+    settle()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -49,35 +49,57 @@ def browser(browser_executable: str) -> Iterator[Browser]:
         chromium.close()
 
 
-class _OneRequestAtATime:
-    """The live server's application, entered by one request at a time. Under SQLite the test
-    database is in memory and the server's threads share its one connection: two requests at once
-    (a page's pictures load in parallel) interleave their transactions on it and fail with
-    "database table is locked". PostgreSQL gives each thread its own connection and needs none."""
+class _LiveApplication:
+    """The live server's application, counting the requests in progress so that a test ends only
+    once its pages' last requests are done (`settle`). Under SQLite it is also entered by one
+    request at a time: the test database is in memory and the server's threads share its one
+    connection, so two requests at once (a page's pictures load in parallel) would interleave their
+    transactions on it and fail with "database table is locked". PostgreSQL gives each thread its
+    own connection and needs no gate."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, serialize: bool) -> None:
         self.app = app
         self.lock = threading.Lock()
+        self.serialize = serialize
+        self.in_progress = 0
+        self.changed = threading.Condition()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        # Held until the server closes the response, not only until the application returns:
-        # work runs at close too (the audit sealer, after the response is sent: core/middleware.py).
-        self.lock.acquire()
+        # Counted (and, under SQLite, gated) until the server closes the response, not only until
+        # the application returns: work runs at close too (the audit sealer, after the response is
+        # sent: core/middleware.py).
+        with self.changed:
+            self.in_progress += 1
+        if self.serialize:
+            self.lock.acquire()
         try:
             result = self.app(environ, start_response)
         except BaseException:
-            self.lock.release()
+            self._done()
             raise
-        return _ReleasedOnClose(result, self.lock)
+        return _DoneOnClose(result, self._done)
+
+    def _done(self) -> None:
+        if self.serialize:
+            self.lock.release()
+        with self.changed:
+            self.in_progress -= 1
+            self.changed.notify_all()
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        with self.changed:
+            if not self.changed.wait_for(lambda: self.in_progress == 0, timeout=timeout):
+                raise AssertionError(
+                    f"the live server still serves {self.in_progress} request(s) after {timeout:.0f} s"
+                )
 
 
-class _ReleasedOnClose:
-    """A response body that lets go of the gate once the server has closed it."""
+class _DoneOnClose:
+    """A response body that reports its request done once the server has closed it."""
 
-    def __init__(self, result: Any, lock: threading.Lock) -> None:
+    def __init__(self, result: Any, done: Callable[[], None]) -> None:
         self.result = result
-        self.lock = lock
-        self.released = False
+        self.done: Callable[[], None] | None = done
 
     def __iter__(self) -> Any:
         return iter(self.result)
@@ -87,26 +109,44 @@ class _ReleasedOnClose:
             if hasattr(self.result, "close"):
                 self.result.close()
         finally:
-            if not self.released:
-                self.released = True
-                self.lock.release()
+            done, self.done = self.done, None
+            if done is not None:
+                done()
 
 
-def _serialize_under_sqlite(live_server: object) -> _OneRequestAtATime | None:
+def _live_application(live_server: object) -> _LiveApplication | None:
     httpd = getattr(getattr(live_server, "thread", None), "httpd", None)
-    if connection.vendor != "sqlite" or httpd is None:
+    if httpd is None:
         return None
-    if not isinstance(httpd.get_app(), _OneRequestAtATime):
-        httpd.set_app(_OneRequestAtATime(httpd.get_app()))
-    return cast(_OneRequestAtATime, httpd.get_app())
+    serialize = connection.vendor == "sqlite"
+    app = httpd.get_app()
+    if not isinstance(app, _LiveApplication) or app.serialize != serialize:
+        httpd.set_app(_LiveApplication(app.app if isinstance(app, _LiveApplication) else app, serialize=serialize))
+    return cast(_LiveApplication, httpd.get_app())
+
+
+# What a browser test leaves running: its contexts (pages) and the live server they talk to.
+_open_contexts: list[BrowserContext] = []
+_serving: list[_LiveApplication] = []
+
+
+def settle() -> None:
+    """Close the test's pages and wait for the requests they started, before any fixture is torn
+    down (conftest's pytest_runtest_teardown): a page still loading thumbnails must not be served
+    after the test's vault or settings are gone, nor write while the database is flushed."""
+    while _open_contexts:
+        _open_contexts.pop().close()
+    while _serving:
+        _serving.pop().wait_idle()
 
 
 @pytest.fixture
 def site(transactional_db: None, live_server: object, settings: object) -> Iterator[str]:
-    """The live server's URL. Set up after the test database (whose flush then comes after the
-    browser contexts are closed: a page still loading pictures must not write meanwhile), and
-    left only once the request in progress, if any, is done."""
-    gate = _serialize_under_sqlite(live_server)
+    """The live server's URL. Set up after the test database, whose flush then comes after the
+    browser contexts are closed and the requests they started are done (`settle`)."""
+    app = _live_application(live_server)
+    if app is not None:
+        _serving.append(app)
     url: str = live_server.url  # type: ignore[attr-defined]
     # `localhost` (not 127.0.0.1) is a secure context: WebAuthn and `__Host-` cookies work there.
     url = url.replace("127.0.0.1", "localhost")
@@ -115,9 +155,7 @@ def site(transactional_db: None, live_server: object, settings: object) -> Itera
     # Rate-limit counters and used TOTP codes live in the database cache, which outlives a test.
     cache.clear()
     yield url
-    if gate is not None:
-        with gate.lock:
-            pass
+    settle()
 
 
 @pytest.fixture
@@ -126,8 +164,8 @@ def server_idle(site: str, live_server: object) -> Callable[[], AbstractContextM
     page's poll or pictures). Under SQLite they share the server's one connection: the write
     waits until no request is in progress and holds the next ones off ("database table is
     locked" otherwise). Under PostgreSQL it does nothing."""
-    gate = _serialize_under_sqlite(live_server)
-    return (lambda: gate.lock) if gate is not None else nullcontext
+    app = _live_application(live_server)
+    return (lambda: app.lock) if app is not None and app.serialize else nullcontext
 
 
 class _TLSServer(ThreadedWSGIServer):
@@ -172,17 +210,15 @@ def https_site(transactional_db: None, settings: Any, tmp_path: Path) -> Iterato
 
 @pytest.fixture
 def new_context(browser: Browser, site: str) -> Iterator[Callable[[], BrowserContext]]:
-    contexts: list[BrowserContext] = []
 
     def make() -> BrowserContext:
         context = browser.new_context(base_url=site, viewport={"width": 1100, "height": 850})
         context.set_default_timeout(TIMEOUT_MS)
-        contexts.append(context)
+        _open_contexts.append(context)
         return context
 
     yield make
-    for context in contexts:
-        context.close()
+    settle()
 
 
 @pytest.fixture
