@@ -25,7 +25,9 @@ def render_certificate(certificate: DestructionCertificate, signature_ok: bool) 
         f"Method: {body['method']}",
         "Policies: "
         + "; ".join(
-            f"{name} {p['keep_days']} days" + (f" ({p['preset']})" if p.get("preset") else "")
+            f"{name} {p['keep_days']} days"
+            + (f" ({p['preset']}: {p['rule'].get('source', 'no rule')})" if p.get("rule") is not None else "")
+            + (f" ({p['preset']})" if p.get("preset") and "rule" not in p else "")
             for name, p in sorted(body["policies"].items())
             if p["keep_days"] is not None
         ),
@@ -35,7 +37,8 @@ def render_certificate(certificate: DestructionCertificate, signature_ok: bool) 
         + ("verified against this installation's key" if signature_ok else "DOES NOT VERIFY"),
     ]
     for line in lines:
-        pdf.multi_cell(0, 5, line, new_x="LMARGIN", new_y="NEXT")
+        # The core fonts are Latin-1; a declared rule's citation is typed text (a dash, a quote).
+        pdf.multi_cell(0, 5, line.encode("latin-1", "replace").decode("latin-1"), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     pdf.set_font("Helvetica", "B", 9)
     pdf.cell(0, 6, "Destroyed", new_x="LMARGIN", new_y="NEXT")

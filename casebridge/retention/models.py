@@ -117,3 +117,22 @@ class EnforcementRun(BaseModel):
 
     def __str__(self) -> str:
         return f"enforcement {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class DeclaredStateRule(BaseModel):
+    """The dental-record rule of a state the shipped table does not list yet, as an owner or
+    administrator of the organization declared it after confirming it (with counsel or the
+    state's dental board): it then sets the floor for case files like a listed state's rule.
+    One per organization; every change is audited."""
+
+    organization = models.OneToOneField("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=2)  # USPS code, e.g. "CA"
+    years_after_last_treatment = models.PositiveSmallIntegerField()
+    minor_until_age = models.PositiveSmallIntegerField(null=True, blank=True)
+    source = models.CharField(max_length=200)
+    url = models.URLField(max_length=500, blank=True)
+    declared_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    declared_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"US-{self.state}: {self.years_after_last_treatment} years"

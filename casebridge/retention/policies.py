@@ -9,7 +9,8 @@ Rules, in the order they are applied to a record:
 3. An owner's postponement stops the organization's whole run until its date.
 4. A policy cannot be set below its floor: six years for audit events and compliance records
    (45 CFR 164.316(b)(2)); for the files of closed cases, the chosen state's dental-record rule
-   (retention/data/us_state_dental_records.json, each entry with its source), counted from the
+   (retention/data/us_state_dental_records.json, each entry with its source; for a state not
+   listed, the rule the organization declared: DeclaredStateRule), counted from the
    case's closing as the last treatment the portal knows of; with a minors' rule, a patient under
    18 at closing is kept until the age the rule says, and a patient without a date of birth is
    kept (the rule cannot be checked) and shown as such in the preview.
@@ -32,6 +33,7 @@ from django.utils import timezone
 
 from casebridge.retention import backup_window
 from casebridge.retention.models import (
+    DeclaredStateRule,
     DestructionCertificate,
     LegalHold,
     Postponement,
@@ -50,19 +52,58 @@ SIX_YEAR_TYPES = (RecordType.AUDIT_EVENTS, RecordType.COMPLIANCE_RECORDS)
 ENFORCED_TYPES = (RecordType.CASE_FILES, RecordType.UNATTACHED_UPLOADS)
 
 
+# USPS codes of the states and the District of Columbia: a state the shipped table does not list
+# can have its rule declared by the organization (DeclaredStateRule).
+US_STATES = {
+    "AL": "Alabama", "AK": "Alaska", "AZ": "Arizona", "AR": "Arkansas", "CA": "California", "CO": "Colorado",
+    "CT": "Connecticut", "DE": "Delaware", "DC": "District of Columbia", "FL": "Florida", "GA": "Georgia",
+    "HI": "Hawaii", "ID": "Idaho", "IL": "Illinois", "IN": "Indiana", "IA": "Iowa", "KS": "Kansas",
+    "KY": "Kentucky", "LA": "Louisiana", "ME": "Maine", "MD": "Maryland", "MA": "Massachusetts",
+    "MI": "Michigan", "MN": "Minnesota", "MS": "Mississippi", "MO": "Missouri", "MT": "Montana",
+    "NE": "Nebraska", "NV": "Nevada", "NH": "New Hampshire", "NJ": "New Jersey", "NM": "New Mexico",
+    "NY": "New York", "NC": "North Carolina", "ND": "North Dakota", "OH": "Ohio", "OK": "Oklahoma",
+    "OR": "Oregon", "PA": "Pennsylvania", "RI": "Rhode Island", "SC": "South Carolina", "SD": "South Dakota",
+    "TN": "Tennessee", "TX": "Texas", "UT": "Utah", "VT": "Vermont", "VA": "Virginia", "WA": "Washington",
+    "WV": "West Virginia", "WI": "Wisconsin", "WY": "Wyoming",
+}  # fmt: skip
+DECLARED = "declared"  # RetentionPolicy.preset: the organization's declared rule
+
+
 @cache
 def state_rules() -> dict[str, dict[str, Any]]:
     data = json.loads((Path(__file__).parent / "data" / "us_state_dental_records.json").read_text())
     return {code: rule for code, rule in data.items() if not code.startswith("_")}
 
 
-def floor_days(record_type: str, preset: str = "") -> int:
+def unlisted_states() -> dict[str, str]:
+    """The states (USPS code: name) whose rule the shipped table does not hold."""
+    return {code: name for code, name in US_STATES.items() if f"US-{code}" not in state_rules()}
+
+
+def rule_for(preset: str, organization: Any = None) -> dict[str, Any] | None:
+    """The dental-record rule a case-file policy's preset names, in the table's shape: a listed
+    state's, or the organization's declared one (its source says so); None if there is none."""
+    if preset != DECLARED:
+        return state_rules().get(preset)
+    declared = DeclaredStateRule.objects.filter(organization=organization).first() if organization else None
+    if declared is None or f"US-{declared.state}" in state_rules():
+        return None  # a state since added to the table: its checked rule applies, not the declaration
+    return {
+        "state": US_STATES[declared.state],
+        "years_after_last_treatment": declared.years_after_last_treatment,
+        "minor_until_age": declared.minor_until_age,
+        "source": f"{declared.source} (as declared by the organization on {declared.declared_at:%Y-%m-%d})",
+        "url": declared.url,
+    }
+
+
+def floor_days(record_type: str, preset: str = "", organization: Any = None) -> int:
     """The shortest retention a policy of this type may have (before the minors' rule)."""
     if record_type in SIX_YEAR_TYPES:
         return SIX_YEARS_DAYS
     if record_type == RecordType.UNATTACHED_UPLOADS:
         return UPLOAD_FLOOR_DAYS
-    rule = state_rules().get(preset)
+    rule = rule_for(preset, organization)
     return int(rule["years_after_last_treatment"]) * 365 + 2 if rule else 0
 
 
@@ -72,17 +113,20 @@ def set_policy(access: Any, record_type: str, keep_days: int | None, preset: str
 
     if record_type not in RecordType.values:
         raise ValidationError("Choose a type of record.")
-    if preset and preset not in state_rules():
-        raise ValidationError("Choose a state from the list.")
+    rule = rule_for(preset, access.organization) if preset else None
+    if preset and rule is None:
+        raise ValidationError(
+            "Declare your state's rule first." if preset == DECLARED else "Choose a state from the list."
+        )
     if record_type == RecordType.CASE_FILES and keep_days is not None and not preset:
         raise ValidationError(
             "Choose the state whose dental-record rule applies before setting a retention for case files."
         )
-    floor = floor_days(record_type, preset)
+    floor = floor_days(record_type, preset, access.organization)
     if keep_days is not None and keep_days < floor:
         raise ValidationError(
             f"{RecordType(record_type).label} must be kept at least {floor} days ({floor / 365:.1f} years)"
-            + (f" under {state_rules()[preset]['source']}" if preset and record_type == RecordType.CASE_FILES else "")
+            + (f" under {rule['source']}" if rule and record_type == RecordType.CASE_FILES else "")
             + "."
         )
     policy, _ = RetentionPolicy.objects.update_or_create(
@@ -98,6 +142,56 @@ def set_policy(access: Any, record_type: str, keep_days: int | None, preset: str
         details={"record_type": record_type, "keep_days": keep_days, "preset": preset},
     )
     return policy
+
+
+def declare_state_rule(
+    access: Any,
+    *,
+    state: str,
+    years: int,
+    minor_until_age: int | None,
+    source: str,
+    url: str = "",
+) -> DeclaredStateRule:
+    """Record the dental-record rule of a state the table does not list, as the organization
+    confirmed it; it becomes the floor of a case-file policy whose preset is DECLARED. Only an
+    owner or administrator declares (the caller checks ORG_SETTINGS); audited with every number.
+    Raises ValidationError (nothing saved) for a listed state or numbers outside any state's."""
+    from casebridge.audit.api import record
+
+    state = state.strip().upper()
+    source = " ".join(source.split())
+    if f"US-{state}" in state_rules():
+        raise ValidationError(f"{US_STATES[state]}'s rule is in the list: choose it there.")
+    if state not in US_STATES:
+        raise ValidationError("Choose the state.")
+    if not 1 <= years <= 30:
+        raise ValidationError("Enter the years after the last treatment the rule requires, from 1 to 30.")
+    if minor_until_age is not None and not 18 <= minor_until_age <= 30:
+        raise ValidationError("Enter the age until which a minor's records are kept, from 18 to 30, or leave it empty.")
+    if len(source) < 5 or len(source) > 200:
+        raise ValidationError("Name the rule (its citation, e.g. the code section), in 5 to 200 characters.")
+    if url and (not url.startswith(("https://", "http://")) or len(url) > 500):
+        raise ValidationError("Enter the rule's address as a web address (up to 500 characters), or leave it empty.")
+    rule = {
+        "state": state,
+        "years_after_last_treatment": years,
+        "minor_until_age": minor_until_age,
+        "source": source,
+        "url": url,
+    }
+    declared, _ = DeclaredStateRule.objects.update_or_create(
+        organization=access.organization,
+        defaults=rule | {"declared_by": _user(access), "declared_at": timezone.now()},
+    )
+    record(
+        "retention.state_rule_declared",
+        actor=access.actor,
+        organization=access.organization,
+        target=declared,
+        details=rule,
+    )
+    return declared
 
 
 def _user(access: Any) -> Any:
@@ -207,9 +301,15 @@ def _age_on(born: date, day: date) -> int:
     return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
 
 
-def _kept_for_minor(case: Any, policy: RetentionPolicy, now: datetime) -> str:
+def _rule_named(preset: str, organization: Any) -> dict[str, Any]:
+    """The rule a certificate names for its case-file policy: enough to find and check it."""
+    rule = rule_for(preset, organization) or {}
+    keys = ("state", "years_after_last_treatment", "minor_until_age", "source", "url")
+    return {key: rule[key] for key in keys if key in rule}
+
+
+def _kept_for_minor(case: Any, rule: dict[str, Any], now: datetime) -> str:
     """Why the state's minors' rule keeps this case now ("" when it does not)."""
-    rule = state_rules().get(policy.preset) or {}
     until_age = rule.get("minor_until_age")
     if not until_age:
         return ""
@@ -241,8 +341,11 @@ def due(organization: Any, now: datetime | None = None) -> tuple[list[Due], list
     held_cases = {h.case_id for h in holds if h.case_id}
     held_patients = {h.patient_id for h in holds if h.patient_id}
     policy = policies.get(RecordType.CASE_FILES)
-    if policy is not None and policy.keep_days is not None:
-        keep = timedelta(days=max(policy.keep_days, floor_days(RecordType.CASE_FILES, policy.preset)))
+    rule = rule_for(policy.preset, organization) if policy is not None else None
+    # A policy whose rule is gone (a declaration for a state since added to the table) keeps
+    # everything until it is saved again under the rule that now applies.
+    if policy is not None and policy.keep_days is not None and rule is not None:
+        keep = timedelta(days=max(policy.keep_days, floor_days(RecordType.CASE_FILES, policy.preset, organization)))
         closed = Case.objects.filter(
             practice=organization, status__in=[Status.COMPLETED, Status.CANCELLED]
         ).select_related("patient")
@@ -252,7 +355,7 @@ def due(organization: Any, now: datetime | None = None) -> tuple[list[Due], list
             if case.pk in held_cases or case.patient_id in held_patients:
                 kept.append(Kept(case.number, "under legal hold"))
                 continue
-            minor = _kept_for_minor(case, policy, now)
+            minor = _kept_for_minor(case, rule, now)
             if minor:
                 kept.append(Kept(case.number, minor))
                 continue
@@ -291,6 +394,7 @@ def enforce(organization: Any, now: datetime | None = None) -> DestructionCertif
     ]
     policies = {
         p.record_type: {"keep_days": p.keep_days, "preset": p.preset}
+        | ({"rule": _rule_named(p.preset, organization)} if p.preset else {})
         for p in RetentionPolicy.objects.filter(organization=organization)
     }
     certificate = _certify(
@@ -384,21 +488,21 @@ def erasure_refusals(patient: Any, now: datetime | None = None) -> list[str]:
         if case.status not in (Status.COMPLETED, Status.CANCELLED):
             reasons.append(f"Case {case.number} is still open: finish or cancel it first.")
             continue
-        if policy is None or not policy.preset:
+        rule = rule_for(policy.preset, organization) if policy is not None and policy.preset else None
+        if policy is None or rule is None:
             reasons.append(
                 f"Case {case.number}: choose the state whose dental-record rule applies (Retention page) so the "
                 "legal minimum can be checked; until then the records are kept."
             )
             continue
-        floor = timedelta(days=floor_days(RecordType.CASE_FILES, policy.preset))
+        floor = timedelta(days=floor_days(RecordType.CASE_FILES, policy.preset, organization))
         kept_until = _closed_at(case) + floor
         if kept_until > now:
             reasons.append(
-                f"Case {case.number} must be kept until {kept_until.date().isoformat()} under "
-                f"{state_rules()[policy.preset]['source']}."
+                f"Case {case.number} must be kept until {kept_until.date().isoformat()} under {rule['source']}."
             )
             continue
-        minor = _kept_for_minor(case, policy, now)
+        minor = _kept_for_minor(case, rule, now)
         if minor:
             reasons.append(f"Case {case.number}: {minor}.")
     return list(dict.fromkeys(reasons))

@@ -23,6 +23,7 @@ from casebridge.core.params import uuid_or_none
 from casebridge.retention import policies
 from casebridge.retention.models import (
     BackupRun,
+    DeclaredStateRule,
     DestructionCertificate,
     LegalHold,
     RecordType,
@@ -123,7 +124,7 @@ def retention(request: HttpRequest) -> HttpResponse:
             "type": value,
             "label": label,
             "policy": current.get(value),
-            "floor": policies.floor_days(value, current[value].preset if value in current else ""),
+            "floor": policies.floor_days(value, current[value].preset if value in current else "", organization),
         }
         for value, label in RecordType.choices
     ]
@@ -134,6 +135,10 @@ def retention(request: HttpRequest) -> HttpResponse:
             "nav": "retention",
             "rows": rows,
             "states": sorted(policies.state_rules().items(), key=lambda kv: kv[1]["state"]),
+            "declared": policies.rule_for(policies.DECLARED, organization),
+            "declared_row": DeclaredStateRule.objects.filter(organization=organization).first(),
+            "unlisted": sorted(policies.unlisted_states().items(), key=lambda kv: kv[1]),
+            "may_declare": access.has(Perm.ORG_SETTINGS),
             "holds": LegalHold.objects.filter(organization=organization, lifted_at__isnull=True)
             .select_related("case", "placed_by")
             .order_by("-created_at"),
@@ -153,6 +158,13 @@ def retention(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def _whole(raw: str, what: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValidationError(f"Enter {what} as a whole number.") from None
+
+
 def _apply(access: Any, operation: str, post: Any) -> str:
     from casebridge.access.policy import case_for
     from casebridge.cases.models import Case
@@ -162,6 +174,25 @@ def _apply(access: Any, operation: str, post: Any) -> str:
         keep = _keep_days(post)
         policies.set_policy(access, record_type, keep, post.get("preset", ""))
         return "Retention policy saved."
+    if operation == "declare":
+        if not access.has(Perm.ORG_SETTINGS):
+            raise PermissionDenied("only owners and administrators declare a state's rule")
+        if not post.get("confirmed"):
+            raise ValidationError("Confirm that you checked the rule with counsel or the state's dental board.")
+        declared = policies.declare_state_rule(
+            access,
+            state=post.get("state", ""),
+            years=_whole(post.get("years", ""), "the years after the last treatment"),
+            minor_until_age=_whole(post.get("minor_until_age", ""), "the minors' age")
+            if post.get("minor_until_age", "").strip()
+            else None,
+            source=post.get("source", ""),
+            url=post.get("url", "").strip(),
+        )
+        return (
+            f"{policies.US_STATES[declared.state]}'s rule is recorded: choose it for the files of closed cases "
+            "to apply it."
+        )
     if operation == "hold":
         number = post.get("case", "").strip()
         if not number:

@@ -86,6 +86,94 @@ def test_no_state_preset_can_be_set_below_its_rule(owner: OrgAccess, code: str) 
     assert (policy.keep_days, policy.preset) == (floor, code)
 
 
+def test_every_state_is_either_listed_or_open_to_a_declared_rule() -> None:
+    listed = {code.removeprefix("US-") for code in policies.state_rules()}
+    assert listed <= set(policies.US_STATES) and len(policies.US_STATES) == 51  # 50 states and DC
+    assert set(policies.unlisted_states()) == set(policies.US_STATES) - listed
+
+
+def _declare(access: OrgAccess, **changes: Any) -> Any:
+    state = next(iter(policies.unlisted_states()))
+    values: dict[str, Any] = {
+        "state": state,
+        "years": 7,
+        "minor_until_age": 21,
+        "source": "State Dental Board Rule 12.3",
+        "url": "https://example.org/rule-12-3",
+    }
+    return policies.declare_state_rule(access, **(values | changes))
+
+
+def test_a_state_not_listed_gets_the_rule_its_organization_declares_as_its_floor(owner: OrgAccess) -> None:
+    with pytest.raises(ValidationError, match="Declare your state's rule first"):
+        policies.set_policy(owner, RecordType.CASE_FILES, 10 * 365, policies.DECLARED)
+    declared = _declare(owner)
+
+    assert policies.floor_days(RecordType.CASE_FILES, policies.DECLARED, owner.organization) == 7 * 365 + 2
+    with pytest.raises(
+        ValidationError, match=r"at least 2557 days .* under State Dental Board Rule 12\.3 \(as declared"
+    ):
+        policies.set_policy(owner, RecordType.CASE_FILES, 6 * 365, policies.DECLARED)
+    assert not RetentionPolicy.objects.exists()
+    policies.set_policy(owner, RecordType.CASE_FILES, 7 * 365 + 2, policies.DECLARED)
+
+    now = timezone.now()
+    adult = _closed_case(owner, closed=now - 8 * YEAR)
+    child = _closed_case(owner, closed=now - 8 * YEAR, born=(now - 20 * YEAR).date())  # 12 then, 20 now
+    inside = _closed_case(owner, closed=now - 6 * YEAR)
+    items, kept = policies.due(owner.organization)
+    assert {i.case.number for i in items} == {adult.number}
+    rule = policies.rule_for(policies.DECLARED, owner.organization)
+    assert rule is not None
+    source = rule["source"]
+    assert [(k.case_number, k.why) for k in kept] == [
+        (child.number, f"a minor when treated: kept until age 21 ({source})")
+    ]
+
+    certificate = policies.enforce(owner.organization)
+    assert certificate is not None and certificate.items == 1
+    named = json.loads(certificate.body)["policies"]["case_files"]["rule"]
+    assert named["state"] == policies.US_STATES[declared.state] and named["years_after_last_treatment"] == 7
+    assert named["source"].startswith("State Dental Board Rule 12.3 (as declared by the organization on ")
+    assert all(f.destroyed_at is None for f in _files(inside) + _files(child))
+    event = Event.objects.get(action="retention.state_rule_declared")
+    assert event.details["years_after_last_treatment"] == 7 and event.details["state"] == declared.state
+
+
+def test_a_declared_rule_is_refused_for_a_listed_state_or_numbers_no_state_has_and_changes_nothing(
+    owner: OrgAccess,
+) -> None:
+    for changes, message in [
+        ({"state": "TX"}, "Texas's rule is in the list"),
+        ({"state": "XX"}, "Choose the state"),
+        ({"years": 0}, "from 1 to 30"),
+        ({"years": 31}, "from 1 to 30"),
+        ({"minor_until_age": 17}, "from 18 to 30"),
+        ({"source": "rule"}, "in 5 to 200 characters"),
+        ({"url": "javascript:alert(1)"}, "web address"),
+    ]:
+        with pytest.raises(ValidationError, match=message):
+            _declare(owner, **changes)
+    assert not policies.DeclaredStateRule.objects.exists()
+    assert not Event.objects.filter(action="retention.state_rule_declared").exists()
+
+
+def test_a_declaration_for_a_state_since_added_to_the_table_keeps_everything(
+    owner: OrgAccess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    declared = _declare(owner, years=3)
+    policies.set_policy(owner, RecordType.CASE_FILES, 3 * 365 + 2, policies.DECLARED)
+    case = _closed_case(owner, closed=timezone.now() - 5 * YEAR)
+    assert [i.case.number for i in policies.due(owner.organization)[0]] == [case.number]
+
+    added = {**policies.state_rules(), f"US-{declared.state}": policies.state_rules()["US-TX"]}
+    monkeypatch.setattr(policies, "state_rules", lambda: added)
+
+    assert policies.due(owner.organization) == ([], [])
+    assert policies.floor_days(RecordType.CASE_FILES, policies.DECLARED, owner.organization) == 0
+    assert any("choose the state" in r for r in policies.erasure_refusals(case.patient))
+
+
 def test_without_a_policy_nothing_is_due(owner: OrgAccess) -> None:
     _closed_case(owner, closed=timezone.now() - 30 * YEAR)
     assert policies.due(owner.organization) == ([], [])

@@ -116,3 +116,83 @@ def test_other_members_get_no_retention_page(personas: Personas, role: str) -> N
     assert client.get(_url(personas)).status_code == 403
     assert client.post(_url(personas), {"operation": "hold", "reason": "Not mine to hold"}).status_code == 403
     assert not LegalHold.objects.exists()
+
+
+def _declaration(state: str, **changes: str) -> dict[str, str]:
+    return {
+        "operation": "declare",
+        "state": state,
+        "years": "7",
+        "minor_until_age": "",
+        "source": "State Dental Board Rule 12.3",
+        "url": "https://example.org/rule",
+        "confirmed": "1",
+    } | changes
+
+
+def test_an_owner_declares_the_rule_of_a_state_not_listed_and_then_chooses_it(personas: Personas) -> None:
+    state = next(iter(policies.unlisted_states()))
+    owner = signed_in_client(personas.members["owner"])
+    page = owner.get(_url(personas)).content.decode()
+    assert "A state not in the list" in page and f'<option value="{state}">' in page
+    assert 'value="declared"' not in page  # nothing to choose before a rule is declared
+
+    saved = owner.post(_url(personas), _declaration(state))
+
+    assert saved.status_code == 302
+    page = owner.get(_url(personas)).content.decode()
+    assert "rule is recorded" in page and 'value="declared"' in page
+    assert "State Dental Board Rule 12.3" in page
+    chosen = owner.post(
+        _url(personas),
+        {"operation": "policy", "record_type": "case_files", "preset": "declared", "keep": "7", "unit": "years"},
+    )
+    assert chosen.status_code == 400 and "at least 2557 days" in chosen.content.decode()  # 7 years and the leap days
+    chosen = owner.post(
+        _url(personas),
+        {"operation": "policy", "record_type": "case_files", "preset": "declared", "keep": "8", "unit": "years"},
+    )
+    assert chosen.status_code == 302
+    assert RetentionPolicy.objects.get().preset == "declared"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"confirmed": ""}, "Confirm that you checked the rule"),
+        ({"state": "TX"}, "Texas&#x27;s rule is in the list"),
+        ({"years": "seven"}, "as a whole number"),
+        ({"years": "0"}, "from 1 to 30"),
+        ({"source": ""}, "in 5 to 200 characters"),
+    ],
+)
+def test_a_bad_declaration_is_refused_in_place_and_changes_nothing(
+    personas: Personas, changes: dict[str, str], message: str
+) -> None:
+    state = next(iter(policies.unlisted_states()))
+    refused = signed_in_client(personas.members["owner"]).post(_url(personas), _declaration(state) | changes)
+    assert refused.status_code == 400
+    assert "Nothing was saved" in refused.content.decode() and message in refused.content.decode()
+    assert not policies.DeclaredStateRule.objects.exists()
+
+
+def test_only_owners_and_administrators_declare_a_rule_and_only_for_their_organization(personas: Personas) -> None:
+    state = next(iter(policies.unlisted_states()))
+    officer = signed_in_client(personas.members["compliance_officer"])
+    assert "Record the rule" not in officer.get(_url(personas)).content.decode()
+    assert officer.post(_url(personas), _declaration(state)).status_code == 403
+    for role in ("clinician", "staff"):
+        assert signed_in_client(personas.members[role]).post(_url(personas), _declaration(state)).status_code == 403
+    assert signed_in_client(personas.outsider).post(_url(personas), _declaration(state)).status_code == 404
+    assert not policies.DeclaredStateRule.objects.exists()
+
+
+def test_a_refused_policy_comes_back_with_what_was_typed(personas: Personas) -> None:
+    refused = signed_in_client(personas.members["owner"]).post(
+        _url(personas),
+        {"operation": "policy", "record_type": "case_files", "preset": "US-TX", "keep": "1000", "unit": "days"},
+    )
+    page = refused.content.decode()
+    assert refused.status_code == 400
+    assert '<option value="US-TX" selected>' in page and 'value="1000"' in page
+    assert '<option value="days" selected>days</option>' in page
