@@ -31,7 +31,7 @@ def render_certificate(certificate: DestructionCertificate, signature_ok: bool) 
             for name, p in sorted(body["policies"].items())
             if p["keep_days"] is not None
         ),
-        f"Files destroyed: {len(body['destroyed'])}",
+        f"Records destroyed: {len(body['destroyed'])} ({_counts(body['destroyed'])})",
         *_backup_lines(body),
         f"Signature (Ed25519, key {certificate.key_id}): "
         + ("verified against this installation's key" if signature_ok else "DOES NOT VERIFY"),
@@ -45,8 +45,9 @@ def render_certificate(certificate: DestructionCertificate, signature_ok: bool) 
     pdf.set_font("Courier", size=7)
     for item in body["destroyed"]:
         where = f"case {item['case']}" if item["case"] else "upload never attached"
+        what = item["file"] if "file" in item else f"{item['kind']} {item['record']}"
         pdf.multi_cell(
-            0, 3.6, f"{item['file']}  {where}  kept since {item['retained_since'][:10]}", new_x="LMARGIN", new_y="NEXT"
+            0, 3.6, f"{what}  {where}  kept since {item['retained_since'][:10]}", new_x="LMARGIN", new_y="NEXT"
         )
         for version in item["versions"]:
             pdf.multi_cell(
@@ -60,6 +61,13 @@ def render_certificate(certificate: DestructionCertificate, signature_ok: bool) 
     pdf.set_font("Helvetica", size=7)
     pdf.multi_cell(0, 3.5, f"Signature: {certificate.signature}", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
+
+
+def _counts(destroyed: list[dict[str, Any]]) -> str:
+    files = sum(1 for d in destroyed if d["kind"] in ("case_file", "upload"))
+    messages = sum(1 for d in destroyed if d["kind"] == "message")
+    links = sum(1 for d in destroyed if d["kind"] == "link")
+    return f"files {files}, message texts {messages}, external links {links}"
 
 
 def _backup_lines(body: dict[str, Any]) -> list[str]:

@@ -38,6 +38,8 @@ class BackupRun(BaseModel):
 
 class RecordType(models.TextChoices):
     CASE_FILES = "case_files", "Files of closed cases"
+    MESSAGES = "messages", "Messages of closed cases"
+    EXTERNAL_LINKS = "external_links", "External links that have ended"
     UNATTACHED_UPLOADS = "unattached_uploads", "Uploads never attached to a case"
     AUDIT_EVENTS = "audit_events", "Audit events"
     COMPLIANCE_RECORDS = "compliance_records", "Compliance records"

@@ -20,6 +20,7 @@ Rules, in the order they are applied to a record:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -48,8 +50,17 @@ class UnderLegalHold(ValidationError):
 
 SIX_YEARS_DAYS = 6 * 365 + 2  # 45 CFR 164.316(b)(2): six years, counting the leap days
 UPLOAD_FLOOR_DAYS = 7  # an upload not yet attached is given at least a week
+# An external link's own record (codes, address, files) goes no sooner than a month after it
+# ended; the accounting of disclosures keeps what it needs for its six years on its own row.
+LINK_FLOOR_DAYS = 30
 SIX_YEAR_TYPES = (RecordType.AUDIT_EVENTS, RecordType.COMPLIANCE_RECORDS)
-ENFORCED_TYPES = (RecordType.CASE_FILES, RecordType.UNATTACHED_UPLOADS)
+ENFORCED_TYPES = (
+    RecordType.CASE_FILES,
+    RecordType.MESSAGES,
+    RecordType.EXTERNAL_LINKS,
+    RecordType.UNATTACHED_UPLOADS,
+)
+ERASED_BY_POLICY = "[erased under the retention policy]"
 
 
 # USPS codes of the states and the District of Columbia: a state the shipped table does not list
@@ -103,8 +114,19 @@ def floor_days(record_type: str, preset: str = "", organization: Any = None) -> 
         return SIX_YEARS_DAYS
     if record_type == RecordType.UNATTACHED_UPLOADS:
         return UPLOAD_FLOOR_DAYS
+    if record_type == RecordType.EXTERNAL_LINKS:
+        return LINK_FLOOR_DAYS
+    if record_type == RecordType.MESSAGES:
+        preset = _case_files_preset(organization)  # a case's messages are part of its record
     rule = rule_for(preset, organization)
     return int(rule["years_after_last_treatment"]) * 365 + 2 if rule else 0
+
+
+def _case_files_preset(organization: Any) -> str:
+    if organization is None:
+        return ""
+    policy = RetentionPolicy.objects.filter(organization=organization, record_type=RecordType.CASE_FILES).first()
+    return policy.preset if policy is not None else ""
 
 
 def set_policy(access: Any, record_type: str, keep_days: int | None, preset: str = "") -> RetentionPolicy:
@@ -122,11 +144,18 @@ def set_policy(access: Any, record_type: str, keep_days: int | None, preset: str
         raise ValidationError(
             "Choose the state whose dental-record rule applies before setting a retention for case files."
         )
+    if record_type == RecordType.MESSAGES:
+        rule = rule_for(_case_files_preset(access.organization), access.organization)
+        if keep_days is not None and rule is None:
+            raise ValidationError(
+                "Choose the state for the files of closed cases first: a case's messages keep to the same rule."
+            )
     floor = floor_days(record_type, preset, access.organization)
     if keep_days is not None and keep_days < floor:
+        under = rule is not None and record_type in (RecordType.CASE_FILES, RecordType.MESSAGES)
         raise ValidationError(
             f"{RecordType(record_type).label} must be kept at least {floor} days ({floor / 365:.1f} years)"
-            + (f" under {rule['source']}" if rule and record_type == RecordType.CASE_FILES else "")
+            + (f" under {rule['source']}" if under and rule is not None else "")
             + "."
         )
     policy, _ = RetentionPolicy.objects.update_or_create(
@@ -264,11 +293,12 @@ def postponed_until(organization: Any, today: date) -> Postponement | None:
 # --- what is due ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Due:
-    kind: str  # "case_file" or "upload"
-    stored: Any
+    kind: str  # "case_file", "upload", "message" or "link"
+    stored: Any  # the vault object of a file or an upload; None for a message or a link
     case: Any  # None for uploads
     policy: RetentionPolicy
-    since: datetime  # when the retention clock started (closing, upload)
+    since: datetime  # when the retention clock started (closing, upload, the link's end)
+    record: Any = None  # the Message or ExternalLink
 
 
 @dataclass(frozen=True)
@@ -327,12 +357,11 @@ def due(organization: Any, now: datetime | None = None) -> tuple[list[Due], list
     """What the next run would destroy for this organization, and what it keeps despite its
     policy period being over (with the reason)."""
     from casebridge.cases.models import Case, Status
+    from casebridge.compliance.subject_requests import ERASED as ERASED_AT_REQUEST
     from casebridge.vault.models import StoredObject
 
     now = now or timezone.now()
-    policies = {
-        p.record_type: p for p in RetentionPolicy.objects.filter(organization=organization, keep_days__isnull=False)
-    }
+    policies = {p.record_type: p for p in RetentionPolicy.objects.filter(organization=organization)}
     if postponed_until(organization, now.date()) is not None or organization_is_held(organization.pk):
         return [], []
     items: list[Due] = []
@@ -343,9 +372,13 @@ def due(organization: Any, now: datetime | None = None) -> tuple[list[Due], list
     policy = policies.get(RecordType.CASE_FILES)
     rule = rule_for(policy.preset, organization) if policy is not None else None
     # A policy whose rule is gone (a declaration for a state since added to the table) keeps
-    # everything until it is saved again under the rule that now applies.
-    if policy is not None and policy.keep_days is not None and rule is not None:
-        keep = timedelta(days=max(policy.keep_days, floor_days(RecordType.CASE_FILES, policy.preset, organization)))
+    # everything until it is saved again under the rule that now applies; messages keep to it too.
+    case_floor = floor_days(RecordType.CASE_FILES, policy.preset, organization) if policy is not None else 0
+    for record_type in (RecordType.CASE_FILES, RecordType.MESSAGES):
+        typed = policies.get(record_type)
+        if typed is None or typed.keep_days is None or rule is None:
+            continue
+        keep = timedelta(days=max(typed.keep_days, case_floor))
         closed = Case.objects.filter(
             practice=organization, status__in=[Status.COMPLETED, Status.CANCELLED]
         ).select_related("patient")
@@ -359,8 +392,18 @@ def due(organization: Any, now: datetime | None = None) -> tuple[list[Due], list
             if minor:
                 kept.append(Kept(case.number, minor))
                 continue
-            files = case_file_objects(case)
-            items.extend(Due("case_file", stored, case, policy, _closed_at(case)) for stored in files)
+            if record_type == RecordType.CASE_FILES:
+                items.extend(Due("case_file", s, case, typed, _closed_at(case)) for s in case_file_objects(case))
+            else:
+                messages = case.messages.exclude(body__in=[ERASED_BY_POLICY, ERASED_AT_REQUEST])
+                items.extend(Due("message", None, case, typed, _closed_at(case), record=m) for m in messages)
+    policy = policies.get(RecordType.EXTERNAL_LINKS)
+    if policy is not None and policy.keep_days is not None:
+        for link in _ended_links(organization, now - timedelta(days=max(policy.keep_days, LINK_FLOOR_DAYS))):
+            if link.case_id in held_cases or link.case.patient_id in held_patients:
+                kept.append(Kept(link.case.number, "under legal hold"))
+                continue
+            items.append(Due("link", None, link.case, policy, _link_ended(link), record=link))
     policy = policies.get(RecordType.UNATTACHED_UPLOADS)
     if policy is not None and policy.keep_days is not None:
         cutoff = now - timedelta(days=max(policy.keep_days, UPLOAD_FLOOR_DAYS))
@@ -368,7 +411,23 @@ def due(organization: Any, now: datetime | None = None) -> tuple[list[Due], list
             organization=organization, attached_at__isnull=True, destroyed_at__isnull=True, created_at__lte=cutoff
         )
         items.extend(Due("upload", stored, None, policy, stored.created_at) for stored in uploads)
-    return items, kept
+    return items, list(dict.fromkeys(kept))
+
+
+def _ended_links(organization: Any, cutoff: datetime) -> Any:
+    """The organization's external links that ended (expired, revoked or locked) by `cutoff`."""
+    from casebridge.sharing.models import ExternalLink
+
+    return (
+        ExternalLink.objects.filter(case__practice=organization)
+        .filter(Q(expires_at__lte=cutoff) | Q(revoked_at__lte=cutoff) | Q(locked_at__lte=cutoff))
+        .select_related("case")
+        .order_by("expires_at", "pk")
+    )
+
+
+def _link_ended(link: Any) -> datetime:
+    return min(t for t in (link.expires_at, link.revoked_at, link.locked_at) if t is not None)
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -380,18 +439,18 @@ def enforce(organization: Any, now: datetime | None = None) -> DestructionCertif
     items, _kept = due(organization, now)
     if not items:
         return None
-    destroyed = [
-        _shred(
-            item.stored,
-            organization,
-            reason=f"retention policy: {RecordType(item.policy.record_type).label.lower()}, "
-            f"{item.policy.keep_days} days",
-            kind=item.kind,
-            case=item.case,
-            since=item.since.isoformat(),
-        )
-        for item in items
-    ]
+    destroyed = []
+    for item in items:
+        reason = f"retention policy: {RecordType(item.policy.record_type).label.lower()}, {item.policy.keep_days} days"
+        since = item.since.isoformat()
+        if item.kind == "message":
+            destroyed.append(_erase_message(item.record, case=item.case, since=since))
+        elif item.kind == "link":
+            destroyed.append(_remove_link(item.record, case=item.case, since=since))
+        else:
+            destroyed.append(
+                _shred(item.stored, organization, reason=reason, kind=item.kind, case=item.case, since=since)
+            )
     policies = {
         p.record_type: {"keep_days": p.keep_days, "preset": p.preset}
         | ({"rule": _rule_named(p.preset, organization)} if p.preset else {})
@@ -407,9 +466,55 @@ def enforce(organization: Any, now: datetime | None = None) -> DestructionCertif
         actor=None,
         organization=organization,
         target=certificate,
-        details={"files": len(destroyed), "certificate": str(certificate.pk)},
+        details={
+            "files": sum(1 for d in destroyed if d["kind"] in ("case_file", "upload")),
+            "messages": sum(1 for d in destroyed if d["kind"] == "message"),
+            "links": sum(1 for d in destroyed if d["kind"] == "link"),
+            "certificate": str(certificate.pk),
+        },
     )
     return certificate
+
+
+def _erase_message(message: Any, *, case: Any, since: str) -> dict[str, Any]:
+    """Overwrite one message's text (the row stays, so the thread and its read marks keep their
+    places); the certificate's line for it, with the SHA-256 of the text that was erased."""
+    from casebridge.cases.models import Message
+
+    body = message.body.encode()
+    Message.objects.filter(pk=message.pk).update(body=ERASED_BY_POLICY)
+    return {
+        "kind": "message",
+        "record": str(message.pk),
+        "case": case.number,
+        "retained_since": since,
+        "versions": [{"version": 1, "sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}],
+    }
+
+
+def _remove_link(link: Any, *, case: Any, since: str) -> dict[str, Any]:
+    """Delete an ended external link with its codes and its list of files. Its accounting of
+    disclosures stays (six years, 164.528), keeping from the link what it shows: which copies
+    and how many downloads."""
+    from casebridge.sharing.models import Disclosure
+
+    with transaction.atomic():
+        Disclosure.objects.filter(link=link).update(
+            link=None,
+            copies="de-identified" if link.deidentify else "originals",
+            downloads=f"{link.downloads_used} of {link.max_downloads}",
+        )
+        codes = link.codes.count()
+        link_id = str(link.pk)
+        link.delete()
+    return {
+        "kind": "link",
+        "record": link_id,
+        "case": case.number,
+        "retained_since": since,
+        "codes": codes,
+        "versions": [],
+    }
 
 
 def _shred(stored: Any, organization: Any, *, reason: str, kind: str, case: Any, since: str) -> dict[str, Any]:

@@ -114,10 +114,10 @@ def retention(request: HttpRequest) -> HttpResponse:
         return HttpResponse(status=405)
     organization = access.organization
     items, kept = policies.due(organization)
-    by_case: dict[str, int] = {}
+    by_case: dict[str, dict[str, int]] = {}
     for item in items:
-        key = item.case.number if item.case is not None else ""
-        by_case[key] = by_case.get(key, 0) + 1
+        counts = by_case.setdefault(item.case.number if item.case is not None else "", {})
+        counts[item.kind] = counts.get(item.kind, 0) + 1
     current = {p.record_type: p for p in RetentionPolicy.objects.filter(organization=organization)}
     rows = [
         {
@@ -142,8 +142,8 @@ def retention(request: HttpRequest) -> HttpResponse:
             "holds": LegalHold.objects.filter(organization=organization, lifted_at__isnull=True)
             .select_related("case", "placed_by")
             .order_by("-created_at"),
-            "due_cases": sorted((n, c) for n, c in by_case.items() if n),
-            "due_uploads": by_case.get("", 0),
+            "due_cases": sorted((n, _said(c)) for n, c in by_case.items() if n),
+            "due_uploads": by_case.get("", {}).get("upload", 0),
             "kept": kept,
             "postponed": policies.postponed_until(organization, timezone.now().date()),
             "may_postpone": access.has(Perm.ORG_SETTINGS),
@@ -156,6 +156,14 @@ def retention(request: HttpRequest) -> HttpResponse:
         status=400 if errors else 200,
     )
     return response
+
+
+def _said(counts: dict[str, int]) -> str:
+    """'2 files, 3 messages, 1 external link' for one case of the preview."""
+    words = (("case_file", "file"), ("message", "message"), ("link", "external link"))
+    return ", ".join(
+        f"{counts[kind]} {word}{'s' if counts[kind] != 1 else ''}" for kind, word in words if kind in counts
+    )
 
 
 def _whole(raw: str, what: str) -> int:

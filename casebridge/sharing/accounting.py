@@ -40,7 +40,7 @@ def _row(d: Disclosure) -> list[str]:
 def _copies(d: Disclosure) -> str:
     """What the recipient could get: de-identified copies (external links' default) or originals."""
     if d.link is None:
-        return ""
+        return d.copies  # the link's own words, kept when a retention policy removed it
     return "de-identified" if d.link.deidentify else "originals"
 
 

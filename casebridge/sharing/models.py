@@ -82,6 +82,10 @@ class Disclosure(models.Model):
     disclosed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     disclosed_by_label = models.CharField(max_length=254)
     purpose = models.TextField()
+    # Copied from the link when a retention policy removes it (the accounting outlives the link):
+    # "de-identified" or "originals", and "used of allowed" downloads.
+    copies = models.CharField(max_length=16, blank=True)
+    downloads = models.CharField(max_length=24, blank=True)
 
     class Meta:
         indexes = [

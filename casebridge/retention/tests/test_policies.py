@@ -4,6 +4,7 @@ certificate of what it crypto-shredded."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -17,10 +18,11 @@ from hypothesis import strategies as st
 
 from casebridge.access.policy import OrgAccess
 from casebridge.audit.models import Event
-from casebridge.cases.models import Case, Patient, Status
+from casebridge.cases.models import Case, Message, Patient, Status
 from casebridge.core.testing import Personas
 from casebridge.imaging.tests.cases import attach, clinician_access, draft_case
 from casebridge.retention import policies
+from casebridge.retention.certificate_pdf import render_certificate
 from casebridge.retention.models import DestructionCertificate, RecordType, RetentionPolicy
 from casebridge.vault.models import StoredObject
 from casebridge.vault.tests.samples import binary_stl
@@ -254,6 +256,45 @@ def test_nevada_keeps_whoever_was_treated_as_a_minor_until_23(owner: OrgAccess) 
     }
 
 
+def _message(case: Case, body: str) -> Message:
+    return Message.objects.create(case=case, author_org=case.practice, body=body)
+
+
+def test_messages_of_closed_cases_are_erased_under_the_case_files_rule(owner: OrgAccess) -> None:
+    with pytest.raises(ValidationError, match="Choose the state for the files of closed cases first"):
+        policies.set_policy(owner, RecordType.MESSAGES, 10 * 365)
+    policies.set_policy(owner, RecordType.CASE_FILES, None, "US-TX")  # files kept for ever, under Texas's rule
+    with pytest.raises(ValidationError, match=r"at least 1827 days .* under 22 Tex\. Admin\. Code"):
+        policies.set_policy(owner, RecordType.MESSAGES, 3 * 365)
+    policies.set_policy(owner, RecordType.MESSAGES, 6 * 365)
+    now = timezone.now()
+    old = _closed_case(owner, closed=now - 7 * YEAR)
+    held = _closed_case(owner, closed=now - 7 * YEAR)
+    child = _closed_case(owner, closed=now - 7 * YEAR, born=(now - 19 * YEAR).date())  # 12 then, 19 now
+    young = _closed_case(owner, closed=now - 2 * YEAR)
+    said = {case.pk: _message(case, f"Margin on 36 for {case.patient.name}?") for case in (old, held, child, young)}
+    policies.place_hold(owner, reason="Records request from counsel", case=held)
+
+    items, kept = policies.due(owner.organization)
+    assert [(i.kind, i.record.pk) for i in items] == [("message", said[old.pk].pk)]
+    assert {k.case_number for k in kept} == {held.number, child.number}
+
+    certificate = policies.enforce(owner.organization)
+
+    assert certificate is not None and certificate.items == 1
+    texts = dict(Message.objects.values_list("case_id", "body"))
+    assert texts[old.pk] == policies.ERASED_BY_POLICY
+    assert all(texts[c.pk] == said[c.pk].body for c in (held, child, young))
+    assert all(f.destroyed_at is None for f in _files(old))  # the files' own policy keeps them for ever
+    line = json.loads(certificate.body)["destroyed"][0]
+    assert (line["kind"], line["record"], line["case"]) == ("message", str(said[old.pk].pk), old.number)
+    assert line["versions"][0]["sha256"] == hashlib.sha256(said[old.pk].body.encode()).hexdigest()
+    assert old.patient.name not in certificate.body and policies.verify_certificate(certificate)
+    assert policies.enforce(owner.organization) is None  # erased once: nothing is due again
+    pdf = render_certificate(certificate, signature_ok=True)
+    assert pdf.startswith(b"%PDF") and len(pdf) > 1000
+
+
 def test_an_owner_postpones_the_run(owner: OrgAccess) -> None:
     policies.set_policy(owner, RecordType.CASE_FILES, 6 * 365, "US-TX")
     _closed_case(owner, closed=timezone.now() - 7 * YEAR)
@@ -290,8 +331,11 @@ def test_nothing_held_or_younger_than_its_floor_and_policy_is_ever_destroyed(
 ) -> None:
     RetentionPolicy.objects.all().delete()
     policies.set_policy(owner, RecordType.CASE_FILES, keep_years * 365 + 2, "US-TX")
+    policies.set_policy(owner, RecordType.MESSAGES, keep_years * 365 + 2)
     now = timezone.now()
     cases = [_closed_case(owner, closed=now - timedelta(days=365 * y)) for y in closed_years_ago]
+    for case in cases:
+        _message(case, "Please check the contacts on 36.")
     for case, hold in zip(cases, held, strict=False):
         if hold:
             policies.place_hold(owner, reason="property test hold", case=case)
@@ -302,6 +346,8 @@ def test_nothing_held_or_younger_than_its_floor_and_policy_is_ever_destroyed(
     floor = timedelta(days=max(keep_years * 365 + 2, policies.floor_days(RecordType.CASE_FILES, "US-TX")))
     for case, hold in zip(cases, held + [False] * 4, strict=False):
         destroyed = any(f.destroyed_at is not None for f in _files(case))
+        erased = case.messages.get().body == policies.ERASED_BY_POLICY
+        assert erased == destroyed  # a case's messages go with its files, under the same rule
         if hold or case.completed_at + floor > clock:
             assert not destroyed
         else:

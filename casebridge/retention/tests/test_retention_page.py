@@ -196,3 +196,33 @@ def test_a_refused_policy_comes_back_with_what_was_typed(personas: Personas) -> 
     assert refused.status_code == 400
     assert '<option value="US-TX" selected>' in page and 'value="1000"' in page
     assert '<option value="days" selected>days</option>' in page
+
+
+def test_messages_and_links_have_their_policies_and_the_preview_counts_each_kind(
+    personas: Personas, vault_home: Path
+) -> None:
+    from casebridge.cases.models import Message
+
+    officer = signed_in_client(personas.members["compliance_officer"])
+    messages = {"operation": "policy", "record_type": "messages", "keep": "6", "unit": "years"}
+    refused = officer.post(_url(personas), messages)
+    assert (
+        refused.status_code == 400
+        and "Choose the state for the files of closed cases first" in refused.content.decode()
+    )
+    links = {"operation": "policy", "record_type": "external_links", "keep": "29", "unit": "days"}
+    assert "at least 30 days" in officer.post(_url(personas), links).content.decode()
+    assert not RetentionPolicy.objects.exists()
+
+    access = clinician_access(personas, "owner")
+    policies.set_policy(access, RecordType.CASE_FILES, 5 * 365 + 2, "US-TX")
+    assert officer.post(_url(personas), messages).status_code == 302
+    assert officer.post(_url(personas), links | {"keep": "30"}).status_code == 302
+    case = draft_case(access)
+    attach(access, case, binary_stl(700), kind="scan", label="upper")
+    Message.objects.create(case=case, author_org=personas.practice, body="Shade A2 confirmed?")
+    _closed_long_ago(case)
+
+    page = officer.get(_url(personas)).content.decode()
+    assert f"{case.number}: 1 file, 1 message" in page
+    assert "1827 days (the files' state rule)" in page and "30 days after the link ended" in page
