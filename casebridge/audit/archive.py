@@ -22,7 +22,10 @@ that transaction do so: audit/triggers.py). A segment ends at a signed checkpoin
 the chain's head, so the sealer and the next checkpoint carry on from the hot tables.
 `audit verify` reads the segments first, event by event (naming the first bad one), then the hot
 tables; proofs and `audit search --archived` read them too. Archiving is not deletion: audit
-events are kept at least six years (retention/policies.py refuses shorter), segments for ever.
+events are kept at least six years (retention/policies.py refuses shorter), and segments until
+every organization's audit-event policy lets them go (`destroy`, run by retention enforcement):
+then the wrapped key is erased and the blob deleted, and the row, signed range and hashes, with
+the Merkle frontier at its end, carries the chain over what it held.
 """
 
 from __future__ import annotations
@@ -89,6 +92,11 @@ def read(segment: ArchiveSegment) -> tuple[bytes, dict[str, Any]]:
     from casebridge.vault.config import blob_store, key_provider
     from casebridge.vault.keys import WrappedKey
 
+    if segment.destroyed_at is not None:
+        raise ArchiveError(
+            f"{_label(segment)} was destroyed under the audit-event retention policies on "
+            f"{segment.destroyed_at:%Y-%m-%d}: its events can no longer be read or proved"
+        )
     try:
         key = key_provider().unwrap(WrappedKey.from_json(segment.wrapped_key), _context(segment.pk))
         store = blob_store()
@@ -121,23 +129,50 @@ def events(segment: ArchiveSegment, content: bytes | None = None) -> Iterator[Ar
 def seal_problem(segment: ArchiveSegment, content: bytes, meta: dict[str, Any], keys: dict[str, Any]) -> str:
     """What is wrong with the segment as a whole (its content's digest, its signature, the copy
     of its description inside), once its events chained correctly; "" when nothing."""
-    from cryptography.exceptions import InvalidSignature
-
     digest = hashlib.sha256(content).hexdigest()
-    message = segment_message(
-        segment.first_seq, segment.last_seq, segment.previous_hash, segment.last_hash, segment.content_sha256
-    )
     if digest != segment.content_sha256:
         return f"{_label(segment)} holds other events than it was signed for"
+    problem = _signature_problem(segment, keys)
+    if problem:
+        return problem
+    message = _signed_message(segment)
+    if meta.get("signed_message") != message.decode() or meta.get("signature") != segment.signature:
+        return f"{_label(segment)} does not describe itself as its row does"
+    return ""
+
+
+def _signed_message(segment: ArchiveSegment) -> bytes:
+    return segment_message(
+        segment.first_seq, segment.last_seq, segment.previous_hash, segment.last_hash, segment.content_sha256
+    )
+
+
+def _signature_problem(segment: ArchiveSegment, keys: dict[str, Any]) -> str:
+    from cryptography.exceptions import InvalidSignature
+
     key = keys.get(segment.key_id)
     try:
         if key is None:
             raise InvalidSignature
-        key.verify(base64.b64decode(segment.signature), message)
+        key.verify(base64.b64decode(segment.signature), _signed_message(segment))
     except (InvalidSignature, ValueError):
         return f"{_label(segment)} has an invalid signature or one by an unknown key"
-    if meta.get("signed_message") != message.decode() or meta.get("signature") != segment.signature:
-        return f"{_label(segment)} does not describe itself as its row does"
+    return ""
+
+
+def destroyed_problem(segment: ArchiveSegment, previous_hash: str, keys: dict[str, Any]) -> str:
+    """What is wrong with a destroyed segment's row, which now stands for its events: it must
+    carry on from the chain hash before it, be signed as archived (so its last hash is the one
+    the events chained to), and keep the Merkle frontier at its last event; "" when nothing. The
+    frontier itself is checked by the next signed checkpoint, whose root it must lead to."""
+    if segment.previous_hash != previous_hash:
+        return f"{_label(segment)} (destroyed) does not carry on from the chain hash before it"
+    problem = _signature_problem(segment, keys)
+    if problem:
+        return problem
+    frontier = segment.frontier if isinstance(segment.frontier, dict) else {}
+    if frontier.get("size") != segment.last_seq:
+        return f"{_label(segment)} (destroyed) does not keep the Merkle tree at its last event"
     return ""
 
 
@@ -337,7 +372,8 @@ def rewrap_all() -> int:
     provider = key_provider()
     current = provider.current_version()
     done = 0
-    for segment in ArchiveSegment.objects.exclude(kek_version=current).order_by("first_seq"):
+    live = ArchiveSegment.objects.filter(destroyed_at__isnull=True)
+    for segment in live.exclude(kek_version=current).order_by("first_seq"):
         context = _context(segment.pk)
         wrapped = provider.wrap(provider.unwrap(WrappedKey.from_json(segment.wrapped_key), context), context)
         # The segment row is not an audit table: its key may be rewrapped like an organization's.
@@ -412,7 +448,7 @@ def search(
     when given, that end at or before `upto_seq` or begin after `after_seq`);
     `progress(done, total)` after each segment."""
     alternatives = [filters] if isinstance(filters, Filters) else list(filters)
-    segments = ArchiveSegment.objects.order_by("first_seq")
+    segments = ArchiveSegment.objects.filter(destroyed_at__isnull=True).order_by("first_seq")
     if upto_seq is not None:
         segments = segments.filter(last_seq__lte=upto_seq)
     if after_seq is not None:
@@ -463,3 +499,29 @@ def search_hot(filters: Filters) -> Iterator[dict[str, Any]]:
         values = json.loads(chain.canonical(seal.event, seal.seq))
         if filters.match(values):
             yield {**values, "archived": False}
+
+
+# --- Destruction under retention ------------------------------------------------------------
+
+
+def destroy(segment: ArchiveSegment, *, now: datetime | None = None) -> ArchiveSegment:
+    """Crypto-shred one segment: keep the Merkle frontier at its last event on its row, erase
+    its wrapped key, then delete its blob (as the vault destroys a file). Only the chain's oldest
+    live segment goes: a destroyed range is always where the chain starts."""
+    from casebridge.audit import chain
+    from casebridge.vault.config import blob_store
+
+    first_live = ArchiveSegment.objects.filter(destroyed_at__isnull=True).order_by("first_seq").first()
+    if first_live is None or first_live.pk != segment.pk:
+        raise ValueError(f"{_label(segment)} is not the oldest live segment: segments are destroyed in order")
+    frontier = chain.frontier_at(segment.last_seq)  # read while the segment can still be read
+    now = now or timezone.now()
+    with transaction.atomic():
+        updated = ArchiveSegment.objects.filter(pk=segment.pk, destroyed_at__isnull=True).update(
+            destroyed_at=now, wrapped_key="", frontier=frontier.to_json()
+        )
+        if updated != 1:
+            raise ValueError(f"{_label(segment)} was destroyed meanwhile")
+    blob_store().delete(segment.blob_name)
+    segment.refresh_from_db()
+    return segment

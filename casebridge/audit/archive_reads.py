@@ -120,7 +120,9 @@ def reading_of(job: ArchiveRead) -> history.Reading:
     wanted = {int(seq) for _pk, seq in job.found}
     if not wanted:
         return reading
-    holding = ArchiveSegment.objects.filter(first_seq__lte=max(wanted), last_seq__gte=min(wanted))
+    holding = ArchiveSegment.objects.filter(
+        first_seq__lte=max(wanted), last_seq__gte=min(wanted), destroyed_at__isnull=True
+    )
     reading.only(
         [
             history.as_event(event.values)

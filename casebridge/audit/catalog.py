@@ -134,6 +134,11 @@ register("backup.verify_failed", "Restore test of a backup set failed", sensitiv
 
 # --- Retention ----------------------------------------------------------------------------
 register("retention.policy_set", "Retention policy set", sensitive=True)
+register(
+    "audit.segment_destroyed",
+    "Audit archive segment crypto-shredded under every organization's retention policy",
+    sensitive=True,
+)
 register("retention.state_rule_declared", "State dental-record rule declared", sensitive=True)
 register("retention.hold_placed", "Legal hold placed", sensitive=True)
 register("retention.hold_lifted", "Legal hold lifted", sensitive=True)

@@ -239,6 +239,12 @@ def hash_at(seq: int) -> str:
     if seq <= 0:
         return GENESIS
     found = Seal.objects.filter(seq=seq).values_list("hash", flat=True).first()
+    if found is None:  # the last event of a destroyed segment: its row keeps the hash
+        found = (
+            ArchiveSegment.objects.filter(last_seq=seq, destroyed_at__isnull=False)
+            .values_list("last_hash", flat=True)
+            .first()
+        )
     if found is None:
         found = next((stored for _seq, stored, _form in sealed_forms(seq - 1, seq)), None)
     if found is None:
@@ -259,6 +265,14 @@ def frontier_at(seq: int, tail: tuple[int, list[bytes]] | None = None) -> merkle
     already: only those before them are read back."""
     start = Checkpoint.objects.filter(seq__lte=seq, frontier__isnull=False).order_by("-seq").values("frontier").first()
     frontier = merkle.Frontier.from_json(cast(dict[str, object], start["frontier"])) if start else merkle.Frontier()
+    gone = (
+        ArchiveSegment.objects.filter(destroyed_at__isnull=False, last_seq__lte=seq, last_seq__gt=frontier.size)
+        .order_by("-last_seq")
+        .values("frontier")
+        .first()
+    )
+    if gone is not None:  # the leaves before it were destroyed: the tree goes on from its end
+        frontier = merkle.Frontier.from_json(cast(dict[str, object], gone["frontier"]))
     head = TreeHead.objects.filter(seq__lte=seq, seq__gt=frontier.size).values("seq", "frontier").first()
     kept = _kept_tree(head["seq"], head["frontier"]) if head is not None else None
     frontier = kept or frontier  # the last large pass's, later than that checkpoint
@@ -372,6 +386,7 @@ class VerifyResult:
     bad_seq: int | None = None
     bad_event_id: int | None = None
     processes: int = 1  # how many checked the hot table's events (audit/chunks.py)
+    destroyed: int = 0  # events of the oldest segments, destroyed under retention: #1..#destroyed
 
 
 def verify(*, witnesses: bool = True) -> VerifyResult:
@@ -387,9 +402,10 @@ def verify(*, witnesses: bool = True) -> VerifyResult:
     prev, expected_seq, checked, processes = GENESIS, 1, 0, 1
     seen_events: set[int] = set()
     tree = merkle.Frontier()
+    destroyed = 0
 
     def fail(problem: str, seq: int | None, event_id: int | None) -> VerifyResult:
-        return VerifyResult(False, checked, expected_seq - 1, prev, 0, problem, seq, event_id, processes)
+        return VerifyResult(False, checked, expected_seq - 1, prev, 0, problem, seq, event_id, processes, destroyed)
 
     def step(seq: int, stored_hash: str, event_id: int, form: bytes | None) -> str:
         """Chain one archived event and check the checkpoint signed at it; the problem, or ""."""
@@ -418,6 +434,20 @@ def verify(*, witnesses: bool = True) -> VerifyResult:
                 expected_seq,
                 None,
             )
+        if segment.destroyed_at is not None:
+            # Its row stands for its events: signed range and hashes, and the tree at its end.
+            # Checkpoints signed inside it cannot be recomputed; the next one checks the tree.
+            problem = (
+                ""
+                if destroyed == expected_seq - 1
+                else f"archive segment #{segment.first_seq}-#{segment.last_seq} was destroyed out of order"
+            )
+            problem = problem or archive.destroyed_problem(segment, prev, keys)
+            if problem:
+                return fail(problem, segment.first_seq, None)
+            tree = merkle.Frontier.from_json(cast(dict[str, object], segment.frontier))
+            prev, expected_seq, destroyed = segment.last_hash, segment.last_seq + 1, segment.last_seq
+            continue
         try:
             content, meta = archive.read(segment)  # decrypted once: the events, then the signature
             for event in archive.events(segment, content):
@@ -499,7 +529,7 @@ def verify(*, witnesses: bool = True) -> VerifyResult:
             None,
             unsealed.pk,
         )
-    return VerifyResult(True, checked, head_seq, prev, pending, processes=processes)
+    return VerifyResult(True, checked, head_seq, prev, pending, processes=processes, destroyed=destroyed)
 
 
 def _hot_tasks(lo: int, top: int, prev: str, tree: merkle.Frontier, marks: list[int]) -> list[chunks.Task]:

@@ -104,14 +104,39 @@ class Tree:
     """Proofs over a list of leaf hashes. Every subtree is a range of that list, whatever the
     tree size asked about, so subtree roots are computed once and shared by all proofs."""
 
-    def __init__(self, leaves: Sequence[bytes]) -> None:
+    def __init__(self, leaves: Sequence[bytes | None]) -> None:
         self.leaves = leaves
         self._roots: dict[tuple[int, int], bytes] = {}
+
+    @classmethod
+    def pruned(cls, frontier: Frontier, later: Sequence[bytes]) -> Tree:
+        """The tree whose first `frontier.size` leaves are gone (destroyed under retention) but
+        whose frontier was kept, followed by the leaves `later`. Its frontier's nodes are the roots
+        of the perfect subtrees that cover the gone leaves, so every subtree a proof about a later
+        leaf (or between sizes past the frontier) needs is still known; one inside them is not."""
+        leaves: list[bytes | None] = [None] * frontier.size + list(later)
+        tree = cls(leaves)
+        lo = 0
+        for bit, node in zip(
+            (b for b in reversed(range(frontier.size.bit_length())) if frontier.size >> b & 1),
+            frontier.nodes,
+            strict=True,
+        ):
+            hi = lo + (1 << bit)
+            if hi - lo == 1:
+                leaves[lo] = node
+            else:
+                tree._roots[(lo, hi)] = node
+            lo = hi
+        return tree
 
     def root(self, lo: int, hi: int) -> bytes:
         """MTH of leaves[lo:hi]."""
         if hi - lo == 1:
-            return self.leaves[lo]
+            leaf = self.leaves[lo]
+            if leaf is None:
+                raise ValueError(f"leaf {lo} was destroyed: no proof reaches inside the destroyed leaves")
+            return leaf
         cached = self._roots.get((lo, hi))
         if cached is None:
             k = lo + _split(hi - lo)

@@ -325,6 +325,12 @@ class ArchiveSegment(models.Model):
     wrapped_key = models.TextField()
     kek_version = models.CharField(max_length=200, db_index=True)
     created_at = models.DateTimeField(db_default=Now())
+    # Crypto-shredded under every organization's audit-event retention policy: the wrapped key
+    # erased, then the blob deleted. The row stays, its signed range and hashes carrying the chain
+    # over the events it held, with the Merkle frontier at #last_seq (`audit verify` goes on from
+    # there; the next signed checkpoint checks that frontier against the tree it signed).
+    destroyed_at = models.DateTimeField(null=True, blank=True)
+    frontier = models.JSONField(null=True, blank=True)
 
     class Meta:
         db_table = "audit_archive_segment"

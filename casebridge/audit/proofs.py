@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.db.models import Max
+
 from casebridge.audit import merkle
 from casebridge.audit.chain import leaf_hashes, sealed_forms, signed_head
-from casebridge.audit.models import Checkpoint
+from casebridge.audit.models import ArchiveSegment, Checkpoint
 
 
 class ProofError(ValueError):
@@ -24,7 +26,23 @@ class ProofError(ValueError):
 
 
 def _tree(size: int) -> merkle.Tree:
-    return merkle.Tree(list(leaf_hashes(0, size)))
+    """The tree of the first `size` events; after a destroyed prefix, from its kept frontier."""
+    gone = (
+        ArchiveSegment.objects.filter(destroyed_at__isnull=False, last_seq__lt=size)
+        .order_by("-last_seq")
+        .values_list("frontier", flat=True)
+        .first()
+    )
+    if gone is None:
+        return merkle.Tree(list(leaf_hashes(0, size)))
+    frontier = merkle.Frontier.from_json(gone)
+    return merkle.Tree.pruned(frontier, list(leaf_hashes(frontier.size, size)))
+
+
+def _destroyed_through() -> int:
+    """The last event of the destroyed prefix of the chain (0: none)."""
+    last = ArchiveSegment.objects.filter(destroyed_at__isnull=False).aggregate(last=Max("last_seq"))["last"]
+    return int(last or 0)
 
 
 def _checkpoints() -> Any:
@@ -33,6 +51,8 @@ def _checkpoints() -> Any:
 
 def inclusion(seq: int) -> dict[str, Any]:
     """The inclusion proof of event #seq against the latest checkpoint that covers it."""
+    if 0 < seq <= _destroyed_through():
+        raise ProofError(f"event #{seq} was destroyed under the audit-event retention policies: nothing proves it")
     found = next(sealed_forms(seq - 1, seq), None) if seq > 0 else None  # hot or archived
     if found is None:
         raise ProofError(f"no sealed event #{seq}")
@@ -60,6 +80,11 @@ def consistency(old: int, new: int) -> dict[str, Any]:
     """The consistency proof between the checkpoints at tree sizes `old` and `new`."""
     if not 0 < old <= new:
         raise ProofError("give two checkpoint sizes, the older first")
+    if old <= _destroyed_through():
+        raise ProofError(
+            f"the events up to #{_destroyed_through()} were destroyed under the audit-event retention policies: "
+            "a consistency proof starts from a later checkpoint"
+        )
     found = {c.seq: c for c in _checkpoints().filter(seq__in=[old, new])}
     missing = [size for size in (old, new) if size not in found]
     if missing:

@@ -387,7 +387,8 @@ class PolicyKind(models.TextChoices):
 
 class Policy(models.Model):
     """One of the organization's written policies (45 CFR 164.316(a), 164.530(i)): its text lives in
-    versions, each save a new one; none is ever deleted (kept 6 years, 164.316(b)(2)(i))."""
+    versions, each save a new one; none is deleted by hand (kept 6 years after it was last in
+    effect, 164.316(b)(2)(i); retention/compliance_records.py then removes a replaced one)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="policies")

@@ -1,6 +1,8 @@
 """Written policies (issue 16, item 9): six starting texts, each citing the rule it serves, which
-the compliance officer edits (every save a new version, none ever deleted: 45 CFR 164.316(b)(2)(i)
-keeps them 6 years), approves (audited), and members acknowledge, version by version."""
+the compliance officer edits (every save a new version, none deleted by hand: 45 CFR 164.316(b)(2)(i)
+keeps them 6 years after they were last in effect, and only the organization's retention policy
+for compliance records removes a replaced one: retention/compliance_records.py), approves
+(audited), and members acknowledge, version by version."""
 
 from __future__ import annotations
 

@@ -178,7 +178,8 @@ def _database() -> dict[str, Any]:
 # Files' ciphertext and the audit log's archive segments (audit/archive.py).
 _LIVE_BLOBS = (
     "SELECT blob_name, ciphertext_size FROM vault_objectversion WHERE wrapped_dek IS NOT NULL "
-    "UNION ALL SELECT blob_name, ciphertext_size FROM audit_archive_segment ORDER BY blob_name"
+    "UNION ALL SELECT blob_name, ciphertext_size FROM audit_archive_segment WHERE destroyed_at IS NULL "
+    "ORDER BY blob_name"
 )
 _EVENTS = "SELECT count(*), max(occurred_at) FROM audit_event"
 

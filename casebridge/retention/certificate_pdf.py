@@ -44,7 +44,15 @@ def render_certificate(certificate: DestructionCertificate, signature_ok: bool) 
     pdf.cell(0, 6, "Destroyed", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Courier", size=7)
     for item in body["destroyed"]:
-        where = f"case {item['case']}" if item["case"] else "upload never attached"
+        where = (
+            f"case {item['case']}"
+            if item["case"]
+            else f"audit events {item['range']}"
+            if item["kind"] == "audit_segment"
+            else "compliance record"
+            if item["kind"] == "compliance_record"
+            else "upload never attached"
+        )
         what = item["file"] if "file" in item else f"{item['kind']} {item['record']}"
         pdf.multi_cell(
             0, 3.6, f"{what}  {where}  kept since {item['retained_since'][:10]}", new_x="LMARGIN", new_y="NEXT"
@@ -67,7 +75,12 @@ def _counts(destroyed: list[dict[str, Any]]) -> str:
     files = sum(1 for d in destroyed if d["kind"] in ("case_file", "upload"))
     messages = sum(1 for d in destroyed if d["kind"] == "message")
     links = sum(1 for d in destroyed if d["kind"] == "link")
-    return f"files {files}, message texts {messages}, external links {links}"
+    events = sum(d.get("events", 0) for d in destroyed if d["kind"] == "audit_segment")
+    records = sum(1 for d in destroyed if d["kind"] == "compliance_record")
+    return (
+        f"files {files}, message texts {messages}, external links {links}, audit events {events}, "
+        f"compliance records {records}"
+    )
 
 
 def _backup_lines(body: dict[str, Any]) -> list[str]:

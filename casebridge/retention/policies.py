@@ -33,7 +33,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from casebridge.retention import backup_window
+from casebridge.retention import backup_window, compliance_records
 from casebridge.retention.models import (
     DeclaredStateRule,
     DestructionCertificate,
@@ -293,12 +293,12 @@ def postponed_until(organization: Any, today: date) -> Postponement | None:
 # --- what is due ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Due:
-    kind: str  # "case_file", "upload", "message" or "link"
-    stored: Any  # the vault object of a file or an upload; None for a message or a link
+    kind: str  # "case_file", "upload", "message", "link" or "compliance_record"
+    stored: Any  # the vault object of a file or an upload; None for the others
     case: Any  # None for uploads
     policy: RetentionPolicy
     since: datetime  # when the retention clock started (closing, upload, the link's end)
-    record: Any = None  # the Message or ExternalLink
+    record: Any = None  # the Message, ExternalLink or compliance_records.Ended
 
 
 @dataclass(frozen=True)
@@ -404,6 +404,14 @@ def due(organization: Any, now: datetime | None = None) -> tuple[list[Due], list
                 kept.append(Kept(link.case.number, "under legal hold"))
                 continue
             items.append(Due("link", None, link.case, policy, _link_ended(link), record=link))
+    policy = policies.get(RecordType.COMPLIANCE_RECORDS)
+    if policy is not None and policy.keep_days is not None:
+        cutoff = now - timedelta(days=max(policy.keep_days, SIX_YEARS_DAYS))
+        for record in compliance_records.ended(organization, cutoff):
+            if record.patient_id is not None and record.patient_id in held_patients:
+                kept.append(Kept(f"a patient's request ({str(record.record.pk)[:8]})", "under legal hold"))
+                continue
+            items.append(Due("compliance_record", None, None, policy, record.since, record=record))
     policy = policies.get(RecordType.UNATTACHED_UPLOADS)
     if policy is not None and policy.keep_days is not None:
         cutoff = now - timedelta(days=max(policy.keep_days, UPLOAD_FLOOR_DAYS))
@@ -445,6 +453,8 @@ def enforce(organization: Any, now: datetime | None = None) -> DestructionCertif
         since = item.since.isoformat()
         if item.kind == "message":
             destroyed.append(_erase_message(item.record, case=item.case, since=since))
+        elif item.kind == "compliance_record":
+            destroyed.append(compliance_records.destroy(item.record, organization, reason=reason))
         elif item.kind == "link":
             destroyed.append(_remove_link(item.record, case=item.case, since=since))
         else:
@@ -470,6 +480,7 @@ def enforce(organization: Any, now: datetime | None = None) -> DestructionCertif
             "files": sum(1 for d in destroyed if d["kind"] in ("case_file", "upload")),
             "messages": sum(1 for d in destroyed if d["kind"] == "message"),
             "links": sum(1 for d in destroyed if d["kind"] == "link"),
+            "compliance_records": sum(1 for d in destroyed if d["kind"] == "compliance_record"),
             "certificate": str(certificate.pk),
         },
     )
@@ -648,7 +659,8 @@ def verify_certificate(certificate: DestructionCertificate) -> bool:
 
 
 def enforce_all(now: datetime | None = None) -> int:
-    """Every organization with an enforced policy; the number of files destroyed."""
+    """Every organization with an enforced policy, then the audit archive's oldest segments that
+    every organization's policy lets go; the number of records destroyed."""
     from casebridge.orgs.models import Organization
 
     ids = RetentionPolicy.objects.filter(record_type__in=ENFORCED_TYPES, keep_days__isnull=False).values("organization")
@@ -656,7 +668,97 @@ def enforce_all(now: datetime | None = None) -> int:
     for organization in Organization.objects.filter(pk__in=ids):
         certificate = enforce(organization, now)
         total += certificate.items if certificate is not None else 0
-    return total
+    return total + len(enforce_audit(now))
+
+
+# --- audit events ----------------------------------------------------------------------------
+def audit_segments_due(now: datetime | None = None) -> tuple[list[Any], str]:
+    """The audit archive's oldest live segments whose every event is older than every
+    organization's audit-event policy (and the six-year floor), oldest first, or [] and why not.
+    The audit log is one chain for the whole installation, its organizations' events interleaved:
+    a segment goes only when all of them let it go, and never while any legal hold or
+    postponement is in force anywhere (a hold's patient may be named inside)."""
+    from casebridge.audit.models import ArchiveSegment
+    from casebridge.orgs.models import Organization
+
+    now = now or timezone.now()
+    organizations = list(Organization.objects.values_list("pk", flat=True))
+    keeps: dict[Any, int] = {
+        organization: days
+        for organization, days in RetentionPolicy.objects.filter(
+            record_type=RecordType.AUDIT_EVENTS, keep_days__isnull=False
+        ).values_list("organization_id", "keep_days")
+        if days is not None
+    }
+    if not organizations or any(pk not in keeps for pk in organizations):
+        return [], "an organization keeps its audit events for ever (the default)"
+    if LegalHold.objects.filter(lifted_at__isnull=True).exists():
+        return [], "a legal hold is in force"
+    if Postponement.objects.filter(until__gte=now.date()).exists():
+        return [], "an organization has postponed destruction"
+    keep = timedelta(days=max(SIX_YEARS_DAYS, *(keeps[pk] for pk in organizations)))
+    due: list[Any] = []
+    for segment in ArchiveSegment.objects.filter(destroyed_at__isnull=True).order_by("first_seq"):
+        if segment.last_at + keep > now:
+            break  # the chain is destroyed from its start only
+        due.append(segment)
+    return due, "" if due else "no archive segment is old enough"
+
+
+def enforce_audit(now: datetime | None = None) -> list[DestructionCertificate]:
+    """Crypto-shred the audit archive segments that are due (audit/archive.destroy), and sign a
+    certificate of it for every organization (each one's policy let them go)."""
+    from casebridge.audit import archive
+    from casebridge.audit.api import record
+    from casebridge.orgs.models import Organization
+
+    now = now or timezone.now()
+    segments, _why = audit_segments_due(now)
+    if not segments:
+        return []
+    destroyed = []
+    for segment in segments:
+        archive.destroy(segment, now=now)
+        record(
+            "audit.segment_destroyed",
+            actor=None,
+            details={
+                "first_seq": segment.first_seq,
+                "last_seq": segment.last_seq,
+                "events": segment.events,
+                "content_sha256": segment.content_sha256,
+            },
+        )
+        destroyed.append(
+            {
+                "kind": "audit_segment",
+                "record": str(segment.pk),
+                "case": "",
+                "retained_since": segment.last_at.isoformat(),
+                "range": f"#{segment.first_seq}-#{segment.last_seq}",
+                "events": segment.events,
+                "versions": [{"version": 1, "sha256": segment.content_sha256, "size": segment.size}],
+            }
+        )
+    certificates = []
+    for organization in Organization.objects.order_by("pk"):
+        keep = RetentionPolicy.objects.get(organization=organization, record_type=RecordType.AUDIT_EVENTS).keep_days
+        header = {
+            "run_at": now.isoformat(),
+            "actor": "system (retention enforcement)",
+            "policies": {RecordType.AUDIT_EVENTS.value: {"keep_days": keep, "preset": ""}},
+        }
+        certificate = _certify(organization, header, destroyed)
+        record(
+            "retention.destroyed",
+            actor=None,
+            organization=organization,
+            target=certificate,
+            details={"files": 0, "messages": 0, "links": 0, "audit_events": sum(d["events"] for d in destroyed)}
+            | {"certificate": str(certificate.pk)},
+        )
+        certificates.append(certificate)
+    return certificates
 
 
 def postpone(access: Any, *, until: date, reason: str) -> Postponement:

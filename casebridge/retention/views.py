@@ -119,6 +119,7 @@ def retention(request: HttpRequest) -> HttpResponse:
         counts = by_case.setdefault(item.case.number if item.case is not None else "", {})
         counts[item.kind] = counts.get(item.kind, 0) + 1
     current = {p.record_type: p for p in RetentionPolicy.objects.filter(organization=organization)}
+    audit_due, audit_why = policies.audit_segments_due()
     rows = [
         {
             "type": value,
@@ -135,6 +136,8 @@ def retention(request: HttpRequest) -> HttpResponse:
             "nav": "retention",
             "rows": rows,
             "states": sorted(policies.state_rules().items(), key=lambda kv: kv[1]["state"]),
+            "audit_due": audit_due,
+            "audit_why": audit_why,
             "declared": policies.rule_for(policies.DECLARED, organization),
             "declared_row": DeclaredStateRule.objects.filter(organization=organization).first(),
             "unlisted": sorted(policies.unlisted_states().items(), key=lambda kv: kv[1]),
@@ -144,6 +147,7 @@ def retention(request: HttpRequest) -> HttpResponse:
             .order_by("-created_at"),
             "due_cases": sorted((n, _said(c)) for n, c in by_case.items() if n),
             "due_uploads": by_case.get("", {}).get("upload", 0),
+            "due_compliance": by_case.get("", {}).get("compliance_record", 0),
             "kept": kept,
             "postponed": policies.postponed_until(organization, timezone.now().date()),
             "may_postpone": access.has(Perm.ORG_SETTINGS),

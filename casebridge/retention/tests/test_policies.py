@@ -377,3 +377,52 @@ def test_the_dicom_instances_indexed_from_a_case_go_with_its_files(
     # The scan, the archive, its three slices and their series' metadata document.
     assert certificate is not None and certificate.items == 2 + 3 + 1
     assert all(StoredObject.objects.get(pk=i.stored_object_id).destroyed_at for i in instances)
+
+
+def test_audit_segments_go_only_when_every_organization_lets_them_go(owner: OrgAccess) -> None:
+    from casebridge.audit import archive, chain
+    from casebridge.audit.api import record
+    from casebridge.orgs.models import Organization
+
+    for i in range(12):
+        record("org.created", details={"n": i})
+    chain.seal_pending()
+    assert chain.checkpoint_now() is not None
+    record("org.created", details={"n": "head"})
+    chain.seal_pending()
+    [segment] = archive.archive(now=timezone.now() + 400 * timedelta(days=1))
+    now = timezone.now()
+    policies.set_policy(owner, RecordType.AUDIT_EVENTS, 7 * 365)
+
+    assert policies.audit_segments_due(now + 30 * YEAR) == (
+        [],
+        "an organization keeps its audit events for ever (the default)",
+    )
+    for organization in Organization.objects.exclude(pk=owner.organization.pk):
+        RetentionPolicy.objects.create(
+            organization=organization, record_type=RecordType.AUDIT_EVENTS, keep_days=policies.SIX_YEARS_DAYS
+        )
+    assert policies.audit_segments_due(now + 6.5 * YEAR) == (
+        [],
+        "no archive segment is old enough",
+    )  # 7 years: the longest
+    hold = policies.place_hold(owner, reason="Board inquiry 2033-2")
+    assert policies.audit_segments_due(now + 8 * YEAR) == ([], "a legal hold is in force")
+    policies.lift_hold(owner, hold, reason="Inquiry closed")
+    assert policies.audit_segments_due(now + 8 * YEAR) == ([segment], "")
+
+    certificates = policies.enforce_audit(now + 8 * YEAR)
+
+    assert {c.organization_id for c in certificates} == set(Organization.objects.values_list("pk", flat=True))
+    line = json.loads(certificates[0].body)["destroyed"][0]
+    assert (line["kind"], line["range"], line["versions"][0]["sha256"]) == (
+        "audit_segment",
+        f"#1-#{segment.last_seq}",
+        segment.content_sha256,
+    )
+    assert all(policies.verify_certificate(c) for c in certificates)
+    assert render_certificate(certificates[0], signature_ok=True).startswith(b"%PDF")
+    verified = chain.verify()
+    assert verified.ok and verified.destroyed == segment.last_seq
+    assert Event.objects.filter(action="audit.segment_destroyed").count() == 1
+    assert policies.enforce_audit(now + 8 * YEAR) == []  # destroyed once

@@ -226,3 +226,9 @@ def test_messages_and_links_have_their_policies_and_the_preview_counts_each_kind
     page = officer.get(_url(personas)).content.decode()
     assert f"{case.number}: 1 file, 1 message" in page
     assert "1827 days (the files' state rule)" in page and "30 days after the link ended" in page
+
+
+def test_the_page_says_why_the_audit_archive_is_kept(personas: Personas) -> None:
+    page = signed_in_client(personas.members["owner"]).get(_url(personas)).content.decode()
+    assert "crypto-shredded once every organization's" in page
+    assert "an organization keeps its audit events for ever (the default)" in page

@@ -136,6 +136,12 @@ class Command(BaseCommand):
                 self.style.SUCCESS(
                     f"audit chain intact: {result.checked} events, head #{result.head_seq} {result.head_hash[:16]}…"
                     + (f" (checked in {result.processes} processes)" if result.processes > 1 else "")
+                    + (
+                        f"; #1-#{result.destroyed} destroyed under the retention policies, the chain carried "
+                        "over them by their segments' signed hashes"
+                        if result.destroyed
+                        else ""
+                    )
                 )
             )
 

@@ -82,7 +82,7 @@ class Command(BaseCommand):
         from casebridge.audit.models import ArchiveSegment
 
         still = live.filter(kek_version=version).count()
-        segments = ArchiveSegment.objects.filter(kek_version=version).count()
+        segments = ArchiveSegment.objects.filter(kek_version=version, destroyed_at__isnull=True).count()
         if still or segments:
             raise CommandError(
                 f"version {version} still wraps {still} organization key(s) and {segments} audit archive "
