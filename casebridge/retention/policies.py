@@ -54,11 +54,12 @@ UPLOAD_FLOOR_DAYS = 7  # an upload not yet attached is given at least a week
 # ended; the accounting of disclosures keeps what it needs for its six years on its own row.
 LINK_FLOOR_DAYS = 30
 SIX_YEAR_TYPES = (RecordType.AUDIT_EVENTS, RecordType.COMPLIANCE_RECORDS)
-ENFORCED_TYPES = (
+ENFORCED_TYPES = (  # per organization; audit events go installation-wide (enforce_audit)
     RecordType.CASE_FILES,
     RecordType.MESSAGES,
     RecordType.EXTERNAL_LINKS,
     RecordType.UNATTACHED_UPLOADS,
+    RecordType.COMPLIANCE_RECORDS,
 )
 ERASED_BY_POLICY = "[erased under the retention policy]"
 

@@ -426,3 +426,81 @@ def test_audit_segments_go_only_when_every_organization_lets_them_go(owner: OrgA
     assert verified.ok and verified.destroyed == segment.last_seq
     assert Event.objects.filter(action="audit.segment_destroyed").count() == 1
     assert policies.enforce_audit(now + 8 * YEAR) == []  # destroyed once
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    keep_days=st.integers(min_value=30, max_value=800),
+    ended_days_ago=st.lists(st.integers(min_value=-30, max_value=900), min_size=1, max_size=4),
+    held=st.lists(st.booleans(), min_size=4, max_size=4),
+    clock_shift_days=st.integers(min_value=-100, max_value=900),
+)
+def test_no_link_held_or_ended_more_recently_than_its_floor_and_policy_is_ever_removed(
+    owner: OrgAccess, keep_days: int, ended_days_ago: list[int], held: list[bool], clock_shift_days: int
+) -> None:
+    import secrets
+
+    from casebridge.sharing.models import ExternalLink
+
+    RetentionPolicy.objects.all().delete()
+    policies.set_policy(owner, RecordType.EXTERNAL_LINKS, keep_days)
+    now = timezone.now()
+    links = []
+    for days, hold in zip(ended_days_ago, held, strict=False):
+        case = draft_case(owner, patient_name=f"Patient {Case.objects.count() + 1}")
+        links.append(
+            ExternalLink.objects.create(
+                case=case,
+                recipient_email="second.opinion@example.org",
+                expires_at=now - timedelta(days=days),
+                max_downloads=3,
+                token_digest=secrets.token_hex(32),
+            )
+        )
+        if hold:
+            policies.place_hold(owner, reason="property test hold", case=case)
+    clock = now + timedelta(days=clock_shift_days)
+
+    policies.enforce(owner.organization, clock)
+
+    for link, hold in zip(links, held, strict=False):
+        removed = not ExternalLink.objects.filter(pk=link.pk).exists()
+        assert removed == (not hold and link.expires_at + timedelta(days=max(keep_days, 30)) <= clock)
+    DestructionCertificate.objects.all().delete()
+    ExternalLink.objects.all().delete()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    keep_years=st.integers(min_value=6, max_value=10),
+    closed_years_ago=st.lists(st.floats(min_value=-1, max_value=12), min_size=1, max_size=4),
+    clock_shift_days=st.integers(min_value=-400, max_value=3000),
+)
+def test_no_compliance_record_is_removed_before_six_years_and_its_policy_out_of_effect(
+    owner: OrgAccess, keep_years: int, closed_years_ago: list[float], clock_shift_days: int
+) -> None:
+    from casebridge.compliance.models import Incident
+
+    RetentionPolicy.objects.all().delete()
+    policies.set_policy(owner, RecordType.COMPLIANCE_RECORDS, keep_years * 365 + 2)
+    now = timezone.now()
+    incidents = [
+        Incident.objects.create(
+            organization=owner.organization,
+            title="Property test",
+            description="closed or still open",
+            discovered_at=now - 13 * YEAR,
+            closed_at=None if years < 0 else now - timedelta(days=365 * years),
+        )
+        for years in closed_years_ago
+    ]
+    clock = now + timedelta(days=clock_shift_days)
+
+    policies.enforce(owner.organization, clock)
+
+    keep = timedelta(days=max(keep_years * 365 + 2, policies.SIX_YEARS_DAYS))
+    for incident in incidents:
+        removed = not Incident.objects.filter(pk=incident.pk).exists()
+        assert removed == (incident.closed_at is not None and incident.closed_at + keep <= clock)
+    DestructionCertificate.objects.all().delete()
+    Incident.objects.all().delete()
