@@ -154,6 +154,7 @@ def test_an_owner_declares_the_rule_of_a_state_not_listed_and_then_chooses_it(pe
     )
     assert chosen.status_code == 302
     assert RetentionPolicy.objects.get().preset == "declared"
+    assert f"2920 days ({policies.US_STATES[state]}, as declared)" in owner.get(_url(personas)).content.decode()
 
 
 @pytest.mark.parametrize(
