@@ -170,8 +170,13 @@ def destroyed_problem(segment: ArchiveSegment, previous_hash: str, keys: dict[st
     problem = _signature_problem(segment, keys)
     if problem:
         return problem
-    frontier = segment.frontier if isinstance(segment.frontier, dict) else {}
-    if frontier.get("size") != segment.last_seq:
+    from casebridge.audit import merkle
+
+    try:
+        size = merkle.Frontier.from_json(segment.frontier if isinstance(segment.frontier, dict) else {}).size
+    except (TypeError, ValueError):
+        size = -1
+    if size != segment.last_seq:
         return f"{_label(segment)} (destroyed) does not keep the Merkle tree at its last event"
     return ""
 

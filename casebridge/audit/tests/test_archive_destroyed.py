@@ -103,6 +103,8 @@ def test_segments_are_destroyed_oldest_first_only(segments: list[ArchiveSegment]
         ({"last_hash": "ab" * 32}, "invalid signature"),
         ({"previous_hash": "cd" * 32}, "does not carry on from the chain hash before it"),
         ({"frontier": None}, "does not keep the Merkle tree at its last event"),
+        ({"frontier": {"size": 8, "nodes": ["00" * 32, "11" * 32]}}, "does not keep the Merkle tree at its last event"),
+        ({"frontier": {"size": 8, "nodes": ["not hex"]}}, "does not keep the Merkle tree at its last event"),
     ],
 )
 def test_a_destroyed_row_that_was_changed_is_named(

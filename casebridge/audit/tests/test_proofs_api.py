@@ -96,3 +96,30 @@ def test_an_archived_event_is_still_proved_and_still_only_to_its_organization(
     assert response.status_code == 200, response.content
     assert merkle.verify_document(response.json())
     assert auditor.get(f"/api/v1/audit/proofs/inclusion/{theirs}").status_code == 404
+
+
+def test_a_destroyed_event_gets_a_409_that_says_so_and_a_later_one_its_proof(
+    personas: Personas, vault_home: Path
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from casebridge.audit import archive
+
+    for _ in range(5):
+        record("org.created", organization=personas.practice)
+    chain.seal_pending()
+    chain.checkpoint_now()
+    for _ in range(3):
+        record("org.created", organization=personas.practice)
+    chain.seal_pending()
+    [segment] = archive.archive(now=timezone.now() + timedelta(days=400))
+    chain.checkpoint_now()
+    archive.destroy(segment)
+    client = _client(personas.members["auditor"], personas.practice, ["audit:read"])
+
+    gone = client.get(f"/api/v1/audit/proofs/inclusion/{segment.first_seq}")
+    assert gone.status_code == 409 and "destroyed" in gone.json()["detail"]
+    later = client.get(f"/api/v1/audit/proofs/inclusion/{segment.last_seq + 1}")
+    assert later.status_code == 200 and merkle.verify_document(later.json())
