@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -785,6 +785,7 @@ def postpone(access: Any, *, until: date, reason: str) -> Postponement:
 
 
 ENFORCE_EVERY = timedelta(hours=6)
+_RUN_LOCK_KEY = 0x43425245  # "CBRE": the advisory lock that lets one worker claim a run
 
 
 def run_if_due() -> None:
@@ -792,10 +793,14 @@ def run_if_due() -> None:
     from casebridge.retention.models import EnforcementRun
 
     now = timezone.now()
-    last = EnforcementRun.objects.order_by("-started_at").first()
-    if last is not None and now - last.started_at < ENFORCE_EVERY:
-        return
-    run = EnforcementRun.objects.create(started_at=now)
+    with transaction.atomic():  # one worker claims the run: the others see it and return
+        if connection.vendor == "postgresql":  # SQLite's IMMEDIATE transaction already serialises
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_RUN_LOCK_KEY])
+        last = EnforcementRun.objects.order_by("-started_at").first()
+        if last is not None and now - last.started_at < ENFORCE_EVERY:
+            return
+        run = EnforcementRun.objects.create(started_at=now)
     run.destroyed = enforce_all(now)
     run.finished_at = timezone.now()
     run.save(update_fields=["destroyed", "finished_at"])

@@ -504,3 +504,44 @@ def test_no_compliance_record_is_removed_before_six_years_and_its_policy_out_of_
         assert removed == (incident.closed_at is not None and incident.closed_at + keep <= clock)
     DestructionCertificate.objects.all().delete()
     Incident.objects.all().delete()
+
+
+def test_the_worker_runs_enforcement_once_every_six_hours(owner: OrgAccess) -> None:
+    from casebridge.retention.models import EnforcementRun
+
+    policies.run_if_due()
+    policies.run_if_due()  # the next tick, minutes later: the run is not due again
+    assert EnforcementRun.objects.count() == 1 and EnforcementRun.objects.get().finished_at is not None
+
+
+@pytest.mark.postgres_only
+def test_two_workers_ticking_at_once_claim_one_run(transactional_db: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from django.db import connection
+
+    from casebridge.retention.models import EnforcementRun
+
+    start = threading.Barrier(4)
+    create = EnforcementRun.objects.create
+
+    def slow_create(**fields: Any) -> Any:
+        time.sleep(0.3)  # every worker has read "no run yet" by now, unless the lock held them off
+        return create(**fields)
+
+    monkeypatch.setattr(EnforcementRun.objects, "create", slow_create)
+
+    def tick() -> None:
+        try:
+            start.wait()
+            policies.run_if_due()
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=tick) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert EnforcementRun.objects.count() == 1
