@@ -39,19 +39,28 @@ class Reading:
     last_at: datetime | None = None
     truncated: bool = False
     ids: set[int] = field(default_factory=set)  # the archived events' ids
+    destroyed_through: datetime | None = None  # the newest event of the segments destroyed under retention
 
     @property
     def note(self) -> str:
-        """ "includes N archived events from <period>", or "" when no segment was read."""
+        """ "includes N archived events from <period>" (and until when events were destroyed
+        under the retention policies), or "" when no segment was read and none destroyed."""
+        gone = (
+            f"events up to {self.destroyed_through:%Y-%m-%d} were destroyed under the retention policies"
+            if self.destroyed_through is not None
+            else ""
+        )
         if not self.segments:
-            return ""
+            return gone
         segments = f"{self.segments} archived segment{'s' if self.segments != 1 else ''} read"
         if not self.archived or self.first_at is None or self.last_at is None:
-            return f"includes no archived event ({segments})"
-        return (
-            f"includes {self.archived} archived event{'s' if self.archived != 1 else ''} "
-            f"from {self.first_at:%Y-%m-%d} to {self.last_at:%Y-%m-%d} ({segments})"
-        )
+            said = f"includes no archived event ({segments})"
+        else:
+            said = (
+                f"includes {self.archived} archived event{'s' if self.archived != 1 else ''} "
+                f"from {self.first_at:%Y-%m-%d} to {self.last_at:%Y-%m-%d} ({segments})"
+            )
+        return f"{said}; {gone}" if gone else said
 
     def only(self, events: list[Event]) -> None:
         """Keep these of the archived events (a page's share), counts and period with them."""
@@ -91,6 +100,9 @@ def archived(
     kept: deque[dict[str, Any]] = deque(maxlen=limit)
     if not ArchiveSegment.objects.exists():
         return reading
+    reading.destroyed_through = ArchiveSegment.objects.filter(destroyed_at__isnull=False).aggregate(
+        last=Max("last_at")
+    )["last"]
 
     def step(done: int, total: int) -> None:
         reading.segments = done

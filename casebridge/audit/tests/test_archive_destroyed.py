@@ -140,3 +140,17 @@ def test_the_last_hash_of_a_destroyed_segment_still_starts_an_export(
     public = io.StringIO()
     call_command("audit", "public-key", stdout=public)
     assert export.verify_export(tmp_path / "out", public.getvalue().encode()).ok  # checked offline from #9
+
+
+def test_the_reports_say_until_when_events_were_destroyed(segments: list[ArchiveSegment]) -> None:
+    from casebridge.audit import history
+
+    before = history.archived(archive.Filters(), limit=100)
+    assert "destroyed" not in before.note and before.archived == 20
+    archive.destroy(segments[0])
+
+    reading = history.archived(archive.Filters(), limit=100)
+
+    assert reading.archived == 12  # #9-#20 still archived
+    last = ArchiveSegment.objects.get(pk=segments[0].pk).last_at
+    assert reading.note.endswith(f"; events up to {last:%Y-%m-%d} were destroyed under the retention policies")
