@@ -46,3 +46,31 @@ def test_archived_events_are_backed_up_restored_and_verified(tmp_path: Path) -> 
     assert "audit chain intact" in target.run("audit", "verify").stdout
     found = target.run("audit", "search", "--archived", "--action", "org.").stdout.splitlines()
     assert found and all(json.loads(line)["action"].startswith("org.") for line in found)
+
+
+DESTROY_OLDEST = (
+    "from casebridge.audit import archive\n"
+    "from casebridge.audit.models import ArchiveSegment\n"
+    "print(archive.destroy(ArchiveSegment.objects.order_by('first_seq').first()).last_seq)\n"
+)
+
+
+def test_a_backup_after_a_segment_was_destroyed_restores_and_verifies_without_it(tmp_path: Path) -> None:
+    site = _installation(tmp_path / "home")
+    site.run("migrate", "--verbosity", "0")
+    site.run("demo")
+    site.run("shell", "-c", ARCHIVE_LATER)
+    last = int(site.run("shell", "-c", DESTROY_OLDEST).stdout.split()[-1])
+    said = site.run("audit", "verify").stdout
+    assert "audit chain intact" in said and f"#1-#{last} destroyed" in said
+    (tmp_path / "pass").write_text(PASSPHRASE)
+    keys = ("--keys", str(tmp_path / "keys.json"), "--passphrase-file", str(tmp_path / "pass"))
+    site.run("keys", "export", str(tmp_path / "keys.json"), "--passphrase-file", str(tmp_path / "pass"))
+    site.run("backup", "create", str(tmp_path / "backup"))
+
+    target = _installation(tmp_path / "restored")
+    done = target.run("backup", "restore", str(tmp_path / "backup"), *keys, "--json")
+
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["ok"] and report["audit_ok"], report
+    assert f"#1-#{last} destroyed" in target.run("audit", "verify").stdout
