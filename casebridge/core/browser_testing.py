@@ -118,10 +118,8 @@ def _live_application(live_server: object) -> _LiveApplication | None:
     httpd = getattr(getattr(live_server, "thread", None), "httpd", None)
     if httpd is None:
         return None
-    serialize = connection.vendor == "sqlite"
-    app = httpd.get_app()
-    if not isinstance(app, _LiveApplication) or app.serialize != serialize:
-        httpd.set_app(_LiveApplication(app.app if isinstance(app, _LiveApplication) else app, serialize=serialize))
+    if not isinstance(httpd.get_app(), _LiveApplication):
+        httpd.set_app(_LiveApplication(httpd.get_app(), serialize=connection.vendor == "sqlite"))
     return cast(_LiveApplication, httpd.get_app())
 
 
@@ -141,9 +139,10 @@ def settle() -> None:
 
 
 @pytest.fixture
-def site(transactional_db: None, live_server: object, settings: object) -> Iterator[str]:
+def site(transactional_db: None, live_server: object, settings: object) -> str:
     """The live server's URL. Set up after the test database, whose flush then comes after the
-    browser contexts are closed and the requests they started are done (`settle`)."""
+    browser contexts are closed and the requests they started are done (`settle`, run by
+    conftest's pytest_runtest_teardown before any fixture is torn down)."""
     app = _live_application(live_server)
     if app is not None:
         _serving.append(app)
@@ -154,8 +153,7 @@ def site(transactional_db: None, live_server: object, settings: object) -> Itera
     settings.PUBLIC_URL = url  # type: ignore[attr-defined]
     # Rate-limit counters and used TOTP codes live in the database cache, which outlives a test.
     cache.clear()
-    yield url
-    settle()
+    return url
 
 
 @pytest.fixture
@@ -209,16 +207,15 @@ def https_site(transactional_db: None, settings: Any, tmp_path: Path) -> Iterato
 
 
 @pytest.fixture
-def new_context(browser: Browser, site: str) -> Iterator[Callable[[], BrowserContext]]:
+def new_context(browser: Browser, site: str) -> Callable[[], BrowserContext]:
 
     def make() -> BrowserContext:
         context = browser.new_context(base_url=site, viewport={"width": 1100, "height": 850})
         context.set_default_timeout(TIMEOUT_MS)
-        _open_contexts.append(context)
+        _open_contexts.append(context)  # closed by settle()
         return context
 
-    yield make
-    settle()
+    return make
 
 
 @pytest.fixture
