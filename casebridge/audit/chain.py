@@ -265,14 +265,9 @@ def frontier_at(seq: int, tail: tuple[int, list[bytes]] | None = None) -> merkle
     already: only those before them are read back."""
     start = Checkpoint.objects.filter(seq__lte=seq, frontier__isnull=False).order_by("-seq").values("frontier").first()
     frontier = merkle.Frontier.from_json(cast(dict[str, object], start["frontier"])) if start else merkle.Frontier()
-    gone = (
-        ArchiveSegment.objects.filter(destroyed_at__isnull=False, last_seq__lte=seq, last_seq__gt=frontier.size)
-        .order_by("-last_seq")
-        .values("frontier")
-        .first()
-    )
-    if gone is not None:  # the leaves before it were destroyed: the tree goes on from its end
-        frontier = merkle.Frontier.from_json(cast(dict[str, object], gone["frontier"]))
+    gone = destroyed_frontier(seq)
+    if gone is not None and gone.size > frontier.size:  # the leaves before it were destroyed
+        frontier = gone
     head = TreeHead.objects.filter(seq__lte=seq, seq__gt=frontier.size).values("seq", "frontier").first()
     kept = _kept_tree(head["seq"], head["frontier"]) if head is not None else None
     frontier = kept or frontier  # the last large pass's, later than that checkpoint
@@ -284,6 +279,18 @@ def frontier_at(seq: int, tail: tuple[int, list[bytes]] | None = None) -> merkle
     if frontier.size != seq:
         raise ValueError(f"the Merkle tree reached #{frontier.size}, not #{seq}")
     return frontier
+
+
+def destroyed_frontier(seq: int) -> merkle.Frontier | None:
+    """The Merkle tree kept by the newest segment destroyed under retention that ends at or
+    before #seq (its leaves are gone: a tree over them goes on from there), or None."""
+    kept = (
+        ArchiveSegment.objects.filter(destroyed_at__isnull=False, last_seq__lte=seq)
+        .order_by("-last_seq")
+        .values_list("frontier", flat=True)
+        .first()
+    )
+    return merkle.Frontier.from_json(cast(dict[str, object], kept)) if kept is not None else None
 
 
 # A pass sealing at least this many events keeps the tree head (models.TreeHead) for the next.

@@ -17,7 +17,7 @@ from typing import Any
 from django.db.models import Max
 
 from casebridge.audit import merkle
-from casebridge.audit.chain import leaf_hashes, sealed_forms, signed_head
+from casebridge.audit.chain import destroyed_frontier, leaf_hashes, sealed_forms, signed_head
 from casebridge.audit.models import ArchiveSegment, Checkpoint
 
 
@@ -27,15 +27,9 @@ class ProofError(ValueError):
 
 def _tree(size: int) -> merkle.Tree:
     """The tree of the first `size` events; after a destroyed prefix, from its kept frontier."""
-    gone = (
-        ArchiveSegment.objects.filter(destroyed_at__isnull=False, last_seq__lt=size)
-        .order_by("-last_seq")
-        .values_list("frontier", flat=True)
-        .first()
-    )
-    if gone is None:
+    frontier = destroyed_frontier(size)
+    if frontier is None:
         return merkle.Tree(list(leaf_hashes(0, size)))
-    frontier = merkle.Frontier.from_json(gone)
     return merkle.Tree.pruned(frontier, list(leaf_hashes(frontier.size, size)))
 
 
@@ -80,9 +74,10 @@ def consistency(old: int, new: int) -> dict[str, Any]:
     """The consistency proof between the checkpoints at tree sizes `old` and `new`."""
     if not 0 < old <= new:
         raise ProofError("give two checkpoint sizes, the older first")
-    if old <= _destroyed_through():
+    destroyed = _destroyed_through()
+    if old <= destroyed:
         raise ProofError(
-            f"the events up to #{_destroyed_through()} were destroyed under the audit-event retention policies: "
+            f"the events up to #{destroyed} were destroyed under the audit-event retention policies: "
             "a consistency proof starts from a later checkpoint"
         )
     found = {c.seq: c for c in _checkpoints().filter(seq__in=[old, new])}

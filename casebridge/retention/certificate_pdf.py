@@ -10,6 +10,7 @@ from typing import Any
 
 from casebridge.core.pdf import document
 from casebridge.retention.models import DestructionCertificate
+from casebridge.retention.policies import destroyed_counts
 
 
 def render_certificate(certificate: DestructionCertificate, signature_ok: bool) -> bytes:
@@ -72,14 +73,10 @@ def render_certificate(certificate: DestructionCertificate, signature_ok: bool) 
 
 
 def _counts(destroyed: list[dict[str, Any]]) -> str:
-    files = sum(1 for d in destroyed if d["kind"] in ("case_file", "upload"))
-    messages = sum(1 for d in destroyed if d["kind"] == "message")
-    links = sum(1 for d in destroyed if d["kind"] == "link")
-    events = sum(d.get("events", 0) for d in destroyed if d["kind"] == "audit_segment")
-    records = sum(1 for d in destroyed if d["kind"] == "compliance_record")
+    counts = destroyed_counts(destroyed)
     return (
-        f"files {files}, message texts {messages}, external links {links}, audit events {events}, "
-        f"compliance records {records}"
+        f"files {counts['files']}, message texts {counts['messages']}, external links {counts['links']}, "
+        f"audit events {counts['audit_events']}, compliance records {counts['compliance_records']}"
     )
 
 

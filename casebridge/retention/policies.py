@@ -97,7 +97,11 @@ def rule_for(preset: str, organization: Any = None) -> dict[str, Any] | None:
     state's, or the organization's declared one (its source says so); None if there is none."""
     if preset != DECLARED:
         return state_rules().get(preset)
-    declared = DeclaredStateRule.objects.filter(organization=organization).first() if organization else None
+    return declared_rule(DeclaredStateRule.objects.filter(organization=organization).first() if organization else None)
+
+
+def declared_rule(declared: DeclaredStateRule | None) -> dict[str, Any] | None:
+    """An organization's declared rule in the table's shape (None: none, or its state is listed now)."""
     if declared is None or f"US-{declared.state}" in state_rules():
         return None  # a state since added to the table: its checked rule applies, not the declaration
     return {
@@ -375,16 +379,16 @@ def due(organization: Any, now: datetime | None = None) -> tuple[list[Due], list
     # A policy whose rule is gone (a declaration for a state since added to the table) keeps
     # everything until it is saved again under the rule that now applies; messages keep to it too.
     case_floor = floor_days(RecordType.CASE_FILES, policy.preset, organization) if policy is not None else 0
-    for record_type in (RecordType.CASE_FILES, RecordType.MESSAGES):
-        typed = policies.get(record_type)
-        if typed is None or typed.keep_days is None or rule is None:
-            continue
-        keep = timedelta(days=max(typed.keep_days, case_floor))
-        closed = Case.objects.filter(
-            practice=organization, status__in=[Status.COMPLETED, Status.CANCELLED]
-        ).select_related("patient")
-        for case in closed:
-            if _closed_at(case) + keep > now:
+    keeps = {
+        typed: timedelta(days=max(typed.keep_days, case_floor))
+        for typed in (policies.get(RecordType.CASE_FILES), policies.get(RecordType.MESSAGES))
+        if typed is not None and typed.keep_days is not None
+    }
+    if keeps and rule is not None:
+        closed = Case.objects.filter(practice=organization, status__in=[Status.COMPLETED, Status.CANCELLED])
+        for case in closed.select_related("patient"):
+            over = [typed for typed, keep in keeps.items() if _closed_at(case) + keep <= now]
+            if not over:
                 continue
             if case.pk in held_cases or case.patient_id in held_patients:
                 kept.append(Kept(case.number, "under legal hold"))
@@ -393,11 +397,12 @@ def due(organization: Any, now: datetime | None = None) -> tuple[list[Due], list
             if minor:
                 kept.append(Kept(case.number, minor))
                 continue
-            if record_type == RecordType.CASE_FILES:
-                items.extend(Due("case_file", s, case, typed, _closed_at(case)) for s in case_file_objects(case))
-            else:
-                messages = case.messages.exclude(body__in=[ERASED_BY_POLICY, ERASED_AT_REQUEST])
-                items.extend(Due("message", None, case, typed, _closed_at(case), record=m) for m in messages)
+            for typed in over:  # one pass over the closed cases for the files and the messages
+                if typed.record_type == RecordType.CASE_FILES:
+                    items.extend(Due("case_file", s, case, typed, _closed_at(case)) for s in case_file_objects(case))
+                else:
+                    messages = case.messages.exclude(body__in=[ERASED_BY_POLICY, ERASED_AT_REQUEST])
+                    items.extend(Due("message", None, case, typed, _closed_at(case), record=m) for m in messages)
     policy = policies.get(RecordType.EXTERNAL_LINKS)
     if policy is not None and policy.keep_days is not None:
         for link in _ended_links(organization, now - timedelta(days=max(policy.keep_days, LINK_FLOOR_DAYS))):
@@ -477,15 +482,20 @@ def enforce(organization: Any, now: datetime | None = None) -> DestructionCertif
         actor=None,
         organization=organization,
         target=certificate,
-        details={
-            "files": sum(1 for d in destroyed if d["kind"] in ("case_file", "upload")),
-            "messages": sum(1 for d in destroyed if d["kind"] == "message"),
-            "links": sum(1 for d in destroyed if d["kind"] == "link"),
-            "compliance_records": sum(1 for d in destroyed if d["kind"] == "compliance_record"),
-            "certificate": str(certificate.pk),
-        },
+        details=destroyed_counts(destroyed) | {"certificate": str(certificate.pk)},
     )
     return certificate
+
+
+def destroyed_counts(destroyed: list[dict[str, Any]]) -> dict[str, int]:
+    """How many of each kind a certificate's lines destroyed (audit events: inside the segments)."""
+    return {
+        "files": sum(1 for d in destroyed if d["kind"] in ("case_file", "upload")),
+        "messages": sum(1 for d in destroyed if d["kind"] == "message"),
+        "links": sum(1 for d in destroyed if d["kind"] == "link"),
+        "compliance_records": sum(1 for d in destroyed if d["kind"] == "compliance_record"),
+        "audit_events": sum(d.get("events", 0) for d in destroyed if d["kind"] == "audit_segment"),
+    }
 
 
 def _erase_message(message: Any, *, case: Any, since: str) -> dict[str, Any]:
@@ -755,8 +765,7 @@ def enforce_audit(now: datetime | None = None) -> list[DestructionCertificate]:
             actor=None,
             organization=organization,
             target=certificate,
-            details={"files": 0, "messages": 0, "links": 0, "audit_events": sum(d["events"] for d in destroyed)}
-            | {"certificate": str(certificate.pk)},
+            details=destroyed_counts(destroyed) | {"certificate": str(certificate.pk)},
         )
         certificates.append(certificate)
     return certificates

@@ -120,6 +120,7 @@ def retention(request: HttpRequest) -> HttpResponse:
         counts[item.kind] = counts.get(item.kind, 0) + 1
     current = {p.record_type: p for p in RetentionPolicy.objects.filter(organization=organization)}
     audit_due, audit_why = policies.audit_segments_due()
+    declared_row = DeclaredStateRule.objects.filter(organization=organization).first()
     rows = [
         {
             "type": value,
@@ -138,8 +139,8 @@ def retention(request: HttpRequest) -> HttpResponse:
             "states": sorted(policies.state_rules().items(), key=lambda kv: kv[1]["state"]),
             "audit_due": audit_due,
             "audit_why": audit_why,
-            "declared": policies.rule_for(policies.DECLARED, organization),
-            "declared_row": DeclaredStateRule.objects.filter(organization=organization).first(),
+            "declared": policies.declared_rule(declared_row),
+            "declared_row": declared_row,
             "unlisted": sorted(policies.unlisted_states().items(), key=lambda kv: kv[1]),
             "may_declare": access.has(Perm.ORG_SETTINGS),
             "holds": LegalHold.objects.filter(organization=organization, lifted_at__isnull=True)
