@@ -545,3 +545,24 @@ def test_two_workers_ticking_at_once_claim_one_run(transactional_db: None, monke
     for worker in workers:
         worker.join()
     assert EnforcementRun.objects.count() == 1
+
+
+def test_the_workers_run_counts_each_destroyed_segment_once(owner: OrgAccess) -> None:
+    from casebridge.audit import archive, chain
+    from casebridge.audit.api import record
+    from casebridge.orgs.models import Organization
+
+    for i in range(6):
+        record("org.created", details={"n": i})
+    chain.seal_pending()
+    assert chain.checkpoint_now() is not None
+    record("org.created", details={"n": "head"})
+    chain.seal_pending()
+    assert len(archive.archive(now=timezone.now() + 400 * timedelta(days=1))) == 1
+    for organization in Organization.objects.all():
+        RetentionPolicy.objects.create(
+            organization=organization, record_type=RecordType.AUDIT_EVENTS, keep_days=policies.SIX_YEARS_DAYS
+        )
+    assert Organization.objects.count() > 1
+
+    assert policies.enforce_all(timezone.now() + 8 * YEAR) == 1  # one segment, whatever the organizations
