@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,18 @@ ARCHIVE_LATER = (
 )
 
 
+def _backed_up_and_restored(site: Any, tmp_path: Path) -> tuple[Any, dict[str, Any]]:
+    """Export the keys, back `site` up, restore the set into a new installation: it and the
+    restore's report."""
+    (tmp_path / "pass").write_text(PASSPHRASE)
+    keys = ("--keys", str(tmp_path / "keys.json"), "--passphrase-file", str(tmp_path / "pass"))
+    site.run("keys", "export", str(tmp_path / "keys.json"), "--passphrase-file", str(tmp_path / "pass"))
+    site.run("backup", "create", str(tmp_path / "backup"))
+    target = _installation(tmp_path / "restored")
+    done = target.run("backup", "restore", str(tmp_path / "backup"), *keys, "--json")
+    return target, json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_archived_events_are_backed_up_restored_and_verified(tmp_path: Path) -> None:
     site = _installation(tmp_path / "home")
     site.run("migrate", "--verbosity", "0")
@@ -32,15 +45,9 @@ def test_archived_events_are_backed_up_restored_and_verified(tmp_path: Path) -> 
     assert archived > 100
     assert site.query("SELECT sum(events) FROM audit_archive_segment") == [(archived,)]
     assert "audit chain intact" in site.run("audit", "verify").stdout
-    (tmp_path / "pass").write_text(PASSPHRASE)
-    keys = ("--keys", str(tmp_path / "keys.json"), "--passphrase-file", str(tmp_path / "pass"))
-    site.run("keys", "export", str(tmp_path / "keys.json"), "--passphrase-file", str(tmp_path / "pass"))
-    site.run("backup", "create", str(tmp_path / "backup"))
 
-    target = _installation(tmp_path / "restored")
-    done = target.run("backup", "restore", str(tmp_path / "backup"), *keys, "--json")
+    target, report = _backed_up_and_restored(site, tmp_path)
 
-    report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["ok"] and report["audit_ok"], report
     assert target.query("SELECT sum(events) FROM audit_archive_segment") == [(archived,)]
     assert "audit chain intact" in target.run("audit", "verify").stdout
@@ -63,14 +70,8 @@ def test_a_backup_after_a_segment_was_destroyed_restores_and_verifies_without_it
     last = int(site.run("shell", "-c", DESTROY_OLDEST).stdout.split()[-1])
     said = site.run("audit", "verify").stdout
     assert "audit chain intact" in said and f"#1-#{last} destroyed" in said
-    (tmp_path / "pass").write_text(PASSPHRASE)
-    keys = ("--keys", str(tmp_path / "keys.json"), "--passphrase-file", str(tmp_path / "pass"))
-    site.run("keys", "export", str(tmp_path / "keys.json"), "--passphrase-file", str(tmp_path / "pass"))
-    site.run("backup", "create", str(tmp_path / "backup"))
 
-    target = _installation(tmp_path / "restored")
-    done = target.run("backup", "restore", str(tmp_path / "backup"), *keys, "--json")
+    target, report = _backed_up_and_restored(site, tmp_path)
 
-    report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["ok"] and report["audit_ok"], report
     assert f"#1-#{last} destroyed" in target.run("audit", "verify").stdout
