@@ -38,6 +38,20 @@ await build({
 });
 console.log("vendor: viewer/mesh_viewer.js, viewer/mesh_worker.js");
 
+// The CBCT viewer's series stream worker (src/series_stream_worker.js): a classic worker, which
+// every browser we target starts, with nothing of Cornerstone in it.
+await build({
+  entryPoints: { series_stream_worker: join(here, "src", "series_stream_worker.js") },
+  bundle: true,
+  format: "iife",
+  minify: true,
+  sourcemap: true,
+  target: ["chrome110", "firefox110", "safari16"],
+  outdir: join(target, "viewer"),
+  logLevel: "warning",
+});
+console.log("vendor: viewer/series_stream_worker.js");
+
 // The CBCT and X-ray viewers (their shared code in src/cornerstone_setup.js): Cornerstone3D with its image decoder worker next to the page script (it is
 // created as new URL("./decodeImageFrameWorker.js", import.meta.url), which esbuild leaves as it
 // is), the tools' compute worker one level up (../workers/computeWorker.js), the codecs' WASM in

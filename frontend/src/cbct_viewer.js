@@ -18,7 +18,9 @@ import {
 import dicomImageLoader from "@cornerstonejs/dicom-image-loader";
 import * as tools from "@cornerstonejs/tools";
 import { choosePrimary, createToolGroup, initCornerstone, measurementOf } from "./cornerstone_setup.js";
-import { nativeSliceImage } from "./native_slice.js";
+import { multipart } from "./multipart.js";
+import { imageFromValues, nativeSliceImage } from "./native_slice.js";
+import { recipeOf, sameRecipe, sliceInfo } from "./slice_values.js";
 
 const root = document.getElementById("cbct-viewer");
 const config = JSON.parse(document.getElementById("cbct-config").textContent);
@@ -37,7 +39,8 @@ const VIEWPORTS = [
 const engineId = "casebridge-cbct";
 const volumeId = `cornerstoneStreamingImageVolume:${config.series}`;
 const toolGroupId = "casebridge-cbct-tools";
-const RENDER_EVERY_MS = 500;
+const RENDER_EVERY_MS = 1000;
+const FIRST_SLICE_WAIT_MS = 400;
 
 function seriesUrl() {
   return `${location.origin}${config.wadoRoot}/studies/${config.study}/series/${config.series}`;
@@ -45,17 +48,19 @@ function seriesUrl() {
 
 // The series' pixels arrive in one request (WADO-RS retrieve series: every instance as a Part 10
 // file in one multipart/related stream, one authorization and no audit event beyond the opening's)
-// rather than a request per slice. Each slice's loader waits for its instance in the stream; one
-// the stream cannot give (compressed, multi-frame, or the stream failed) is fetched on its own by
-// WADO-RS frames, as before.
+// rather than a request per slice, read in a worker (series_stream_worker.js) that makes each
+// slice's numbers for the volume and hands them over. Each slice's loader waits for its instance
+// from there; one the stream cannot give (compressed, multi-frame, or the stream failed) is
+// fetched on its own by WADO-RS frames, as before.
 const NATIVE_LITTLE_ENDIAN = new Set(["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"]);
 const SCHEME = "cbseries";
 
 class SeriesStream {
   constructor() {
     this.slots = new Map();
-    this.expected = new Map(); // SOP Instance UID -> [pixel bytes, transfer syntax] of a streamable slice
-    this.madeOnPage = 0; // slices made into images by native_slice.js rather than the loader
+    this.expected = new Map(); // SOP Instance UID -> sliceInfo of a streamable slice, with its syntax
+    this.madeOnPage = 0; // slices made into images here rather than by the loader's decoder
+    this.recipe = null; // what the volume asked of the slices, as the worker was told
   }
 
   slot(sop) {
@@ -70,52 +75,56 @@ class SeriesStream {
     return slot;
   }
 
-  // The pixel data of a native little-endian Part 10 file: found where its tag is followed by
-  // exactly the length the metadata predicts (explicit VR OW/OB or implicit VR), looked for at
-  // the end of the file first, where it nearly always is.
-  pixels(sop, file) {
-    const wanted = this.expected.get(sop);
-    if (!wanted) return null;
-    const [length] = wanted;
-    const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
-    const valueAt = (at) => {
-      if (at < 132 || at + 8 > file.length) return -1;
-      if (view.getUint32(at, true) !== 0x00107fe0) return -1;
-      const vr = String.fromCharCode(file[at + 4], file[at + 5]);
-      if ((vr === "OW" || vr === "OB") && view.getUint32(at + 8, true) === length) return at + 12;
-      if (view.getUint32(at + 4, true) === length) return at + 8;
-      return -1;
-    };
-    let start = Math.max(valueAt(file.length - length - 12), valueAt(file.length - length - 8));
-    for (let at = 132; start < 0 && at + 8 <= file.length - length; at += 1) {
-      if (file[at] === 0xe0 && file[at + 1] === 0x7f) start = valueAt(at);
-    }
-    return start < 0 ? null : file.subarray(start, start + length);
-  }
-
-  deliver(sop, file) {
-    const pixelData = this.pixels(sop, file);
-    if (pixelData) this.slot(sop).resolve({ pixelData, transferSyntax: this.expected.get(sop)[1] });
-  }
-
-  // Whatever the stream did not bring is fetched slice by slice.
+  // Whatever the stream did not bring is fetched slice by slice (the first slice's own request,
+  // still on its way, settles its slice itself).
   end() {
-    for (const sop of this.expected.keys()) this.slot(sop).resolve(null);
+    this.ended = true;
+    for (const sop of this.expected.keys()) if (sop !== this.ownRequest) this.slot(sop).resolve(null);
   }
 
-  async run(url) {
-    root.dataset.streamStartMs = String(Math.round(performance.now()));
-    try {
-      await multipart(url, 'multipart/related; type="application/dicom"', (headers, file) => {
-        const sop = instanceUid(file);
-        if (sop) this.deliver(sop, file);
-      });
-    } catch (error) {
-      console.warn("the series stream stopped; the rest comes slice by slice", error);
-    } finally {
-      root.dataset.streamEndMs = String(Math.round(performance.now()));
+  // The worker starts as the page opens; the stream is asked for once the metadata is in (describe:
+  // with the slices to expect), just after the first slice's own request, which it would otherwise
+  // slow; the volume's wishes follow when it loads (ask).
+  open(url) {
+    this.worker = new Worker(root.dataset.streamWorker);
+    this.worker.onmessage = ({ data }) => {
+      if (data.end) {
+        root.dataset.streamEndMs = String(Math.round(performance.now()));
+        if (data.error) console.warn("the series stream stopped; the rest comes slice by slice", data.error);
+        this.close();
+        this.end();
+      } else if (this.expected.has(data.sop)) {
+        const transferSyntax = this.expected.get(data.sop).transferSyntax;
+        this.slot(data.sop).resolve({ values: data.values, pixelData: data.pixelData, transferSyntax });
+      }
+    };
+    this.worker.onerror = (event) => {
+      console.warn("the series stream's worker failed; the rest comes slice by slice", event.message);
+      this.close();
       this.end();
+    };
+    this.url = url;
+  }
+
+  describe() {
+    if (!this.expected.size) {
+      this.close(); // nothing it could give: every slice comes by its own request
+      return;
     }
+    root.dataset.streamStartMs = String(Math.round(performance.now()));
+    this.worker?.postMessage({ start: this.url, slices: Object.fromEntries(this.expected) });
+  }
+
+  close() {
+    this.worker?.terminate();
+    this.worker = null;
+  }
+
+  // The volume's loader options, the same for every slice: the worker makes the numbers for them.
+  ask(options) {
+    if (this.recipe) return;
+    this.recipe = recipeOf(options);
+    this.worker?.postMessage({ recipe: this.recipe });
   }
 
   // One slice's pixels by its own frames request (the first one the viewer shows), delivered
@@ -123,117 +132,44 @@ class SeriesStream {
   async frame(sop, url) {
     const wanted = this.expected.get(sop);
     if (!wanted) return;
+    const length = (wanted.rows * wanted.columns * wanted.samplesPerPixel * wanted.bitsAllocated) / 8;
+    this.ownRequest = sop;
     try {
       await multipart(url, 'multipart/related; type="application/octet-stream"; transfer-syntax=*', (headers, body) => {
         const syntax = /transfer-syntax="?([0-9.]+)/i.exec(headers)?.[1];
-        if (NATIVE_LITTLE_ENDIAN.has(syntax) && body.length === wanted[0]) {
+        if (NATIVE_LITTLE_ENDIAN.has(syntax) && body.length === length) {
           this.slot(sop).resolve({ pixelData: body, transferSyntax: syntax });
         }
         return false; // one part is all it has
       });
     } catch (error) {
       console.warn("the first slice's request failed; it comes with the rest", error);
+    } finally {
+      this.ownRequest = null;
+      if (this.ended) this.slot(sop).resolve(null); // neither brought it: the loader fetches it
     }
   }
 }
 
 const stream = new SeriesStream();
 
-// The parts of a multipart/related answer whose parts each carry a Content-Length (CaseBridge's
-// always do), each given to `onPart(headers, body)` as it completes; onPart returns false to stop.
-async function multipart(url, accept, onPart) {
-  const response = await fetch(url, { credentials: "same-origin", headers: { Accept: accept } });
-  const boundary = /boundary="?([^";]+)"?/.exec(response.headers.get("Content-Type") || "");
-  if (!response.ok || !boundary) return;
-  const reader = response.body.getReader();
-  try {
-    await parts(reader, boundary[1], onPart);
-  } finally {
-    reader.cancel().catch(() => {});
-  }
-}
-
-async function parts(reader, boundary, onPart) {
-  const decoder = new TextDecoder();
-  let buffer = new Uint8Array(0);
-  const chunks = [];
-  // At least `count` bytes in `buffer` (false at the end of the body); chunks are joined once
-  // they are all there, not each time one arrives.
-  const ensure = async (count) => {
-    let total = buffer.length;
-    while (total < count) {
-      const next = await reader.read();
-      if (next.done) break;
-      chunks.push(next.value);
-      total += next.value.length;
-    }
-    if (chunks.length) {
-      const joined = new Uint8Array(total);
-      joined.set(buffer);
-      let at = buffer.length;
-      for (const chunk of chunks.splice(0)) {
-        joined.set(chunk, at);
-        at += chunk.length;
-      }
-      buffer = joined;
-    }
-    return buffer.length >= count;
-  };
-  for (;;) {
-    let headerEnd = blankLine(buffer);
-    while (headerEnd < 0) {
-      if (buffer.length > 8192 || !(await ensure(buffer.length + 1))) return; // the end, or not ours
-      headerEnd = blankLine(buffer);
-    }
-    const headers = decoder.decode(buffer.subarray(0, headerEnd));
-    const length = /content-length:\s*(\d+)/i.exec(headers);
-    if (!headers.startsWith(`--${boundary}\r\n`) || !length) return;
-    const start = headerEnd + 4;
-    const end = start + Number(length[1]);
-    if (!(await ensure(end + 2))) return;
-    const body = buffer.slice(start, end); // its own memory: a decoder may take it over
-    buffer = buffer.subarray(end + 2); // past the CRLF before the next delimiter
-    if (onPart(headers, body) === false) return;
-  }
-}
-
-function blankLine(bytes) {
-  const limit = Math.min(bytes.length, 8192) - 3;
-  for (let at = 0; at < limit; at += 1) {
-    if (bytes[at] === 13 && bytes[at + 1] === 10 && bytes[at + 2] === 13 && bytes[at + 3] === 10) return at;
-  }
-  return -1;
-}
-
-// (0002,0003) Media Storage SOP Instance UID from a Part 10 file's meta group (explicit VR
-// little endian by definition), or null.
-function instanceUid(file) {
-  if (file.length < 144 || String.fromCharCode(...file.subarray(128, 132)) !== "DICM") return null;
-  const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
-  let at = 132;
-  while (at + 8 <= file.length && view.getUint16(at, true) === 0x0002) {
-    const element = view.getUint16(at + 2, true);
-    const vr = String.fromCharCode(file[at + 4], file[at + 5]);
-    const long = ["OB", "OW", "OF", "SQ", "UT", "UN"].includes(vr);
-    const length = long ? view.getUint32(at + 8, true) : view.getUint16(at + 6, true);
-    const value = at + (long ? 12 : 8);
-    if (element === 0x0003) {
-      return String.fromCharCode(...file.subarray(value, value + length)).replace(/[\0 ]+$/, "");
-    }
-    at = value + length;
-  }
-  return null;
-}
-
-// A slice's image: made on the page from the streamed bytes when native_slice.js can make it
-// exactly, else decoded by the loader from them, else (the stream did not bring it) fetched on
-// its own.
+// A slice's image: made from the numbers the worker made for this volume, else on the page from
+// the bytes (native_slice.js), else decoded by the loader from them, else (the stream did not
+// bring it) fetched on its own.
 function streamedImage(imageId, options) {
   const sop = /\/instances\/([0-9.]+)\/frames\//.exec(imageId)[1];
   const wadors = `wadors:${imageId.slice(SCHEME.length + 1)}`;
+  stream.ask(options);
   const promise = stream.slot(sop).promise.then(async (part) => {
     if (!part) return dicomImageLoader.wadors.loadImage(wadors, options).promise;
-    let image = nativeSliceImage(imageId, part.pixelData, options);
+    let image = null;
+    if (part.values && sameRecipe(stream.recipe, recipeOf(options))) {
+      image = imageFromValues(imageId, part.values, options);
+    } else if (part.pixelData) {
+      image = nativeSliceImage(imageId, part.pixelData, stream.expected.get(sop), options);
+    } else {
+      return dicomImageLoader.wadors.loadImage(wadors, options).promise; // made for other options
+    }
     if (image) stream.madeOnPage += 1;
     else image = await dicomImageLoader.createImage(imageId, part.pixelData, part.transferSyntax, options);
     // What the loader's own WADO-RS path marks: this is the slice at full resolution.
@@ -261,10 +197,7 @@ function seriesFrames(instances) {
     const count = Number(meta["00280008"]?.Value?.[0] || 1);
     const syntax = meta["00083002"]?.Value?.[0];
     if (count === 1 && NATIVE_LITTLE_ENDIAN.has(syntax)) {
-      const value = (tag, fallback) => Number(meta[tag]?.Value?.[0] ?? fallback);
-      const length =
-        (value("00280010", 0) * value("00280011", 0) * value("00280002", 1) * value("00280100", 16)) / 8;
-      stream.expected.set(sop, [length, syntax]);
+      stream.expected.set(sop, { ...sliceInfo(meta), transferSyntax: syntax });
     }
     for (let frame = 1; frame <= count; frame += 1) {
       frames.push({ sop, path: `${seriesUrl()}/instances/${sop}/frames/${frame}`, meta });
@@ -278,7 +211,7 @@ function seriesFrames(instances) {
 function startFetching(frames) {
   const middle = frames[middleFirst(frames.length)[0]];
   if (middle) stream.frame(middle.sop, middle.path);
-  stream.run(seriesUrl());
+  stream.describe();
 }
 
 function imageIds(frames) {
@@ -322,6 +255,7 @@ function fetchOrder(ids) {
 
 async function main() {
   // Asked for at once: the metadata, then the pixels, travel while Cornerstone starts.
+  stream.open(seriesUrl());
   const frames = seriesMetadata().then((instances) => {
     root.dataset.metadataMs = String(Math.round(performance.now()));
     const all = seriesFrames(instances);
@@ -359,6 +293,10 @@ async function main() {
   const middleId = ids[middleFirst(ids.length)[0]];
   const filling = viewportIds.filter((id) => id !== "axial");
   let middleLoaded = false;
+  let middleIn = () => {};
+  const middleArrived = new Promise((resolve) => {
+    middleIn = resolve;
+  });
   let axialDrawn = false; // with the middle slice in
   let drawPending = false;
   let lastDraw = -Infinity;
@@ -384,7 +322,10 @@ async function main() {
   let loaded = 0;
   eventTarget.addEventListener(Enums.Events.IMAGE_LOADED, (event) => {
     loaded += 1;
-    if (event.detail?.image?.imageId === middleId) middleLoaded = true;
+    if (event.detail?.image?.imageId === middleId) {
+      middleLoaded = true;
+      middleIn();
+    }
     if (root.dataset.state === "ready") return;
     statusLine.textContent = `Loaded ${Math.min(loaded, ids.length)} of ${ids.length} slices`;
     if (loaded === 1) root.dataset.firstSliceMs = String(Math.round(performance.now()));
@@ -398,15 +339,20 @@ async function main() {
     engine.renderViewports(viewportIds);
   });
   volume.load();
+  // The slice the axial plane opens on has its own small request, nearly always in by now: it goes
+  // into the volume before the planes are first drawn (that first draw sets up the renderer, half
+  // a second or more in software WebGL, and would otherwise show them empty and hold it back).
+  await Promise.race([middleArrived, new Promise((resolve) => setTimeout(resolve, FIRST_SLICE_WAIT_MS))]);
   await setVolumesForViewports(engine, [{ volumeId }], viewportIds);
   const group = setupTools(viewportIds);
-  engine.renderViewports(viewportIds);
+  // Not drawn until the first slice is in: the first draw of the planes sets up the renderer
+  // (half a second in software WebGL), and drawing them empty first would hold that slice back.
 
-  const setWindow = ([center, width]) => {
+  const setWindow = ([center, width], draw = true) => {
     for (const id of viewportIds) {
       const viewport = engine.getViewport(id);
       viewport.setProperties({ voiRange: { lower: center - width / 2, upper: center + width / 2 } });
-      viewport.render();
+      if (draw) viewport.render();
     }
   };
   root.querySelector("[data-preset]").addEventListener("change", (event) => setWindow(PRESETS[event.target.value]));
@@ -439,11 +385,12 @@ async function main() {
       measureLine.textContent = `Angle: ${measured.value.toFixed(1)}°`;
     }
   });
-  setWindow(PRESETS.bone);
+  setWindow(PRESETS.bone, loaded > 0); // with no slice in yet, the first slice's draw shows it
   window.caseBridgeViewer = { engine, viewportIds, volumeId, volume };
 }
 
 main().catch((error) => {
+  stream.close();
   statusLine.textContent = `The study could not be shown: ${error.message}`;
   root.dataset.state = "failed";
 });

@@ -2,101 +2,27 @@
 // what the DICOM image loader's createImage makes of them (the same pre-scaling by the modality
 // LUT's slope and intercept into the volume's data type, the same image fields), without a round
 // trip through a decoder worker, a canvas per slice, or copies beyond the one into the volume's
-// type. It takes only what it can make exactly as the loader would: one sample per pixel
-// (MONOCHROME1/2), 8 or 16 bits allocated, no modality LUT sequence, not PT or RTDOSE (their
-// scaling has more than slope and intercept), the slice the size of the volume's slices, and
-// scaled values that fit the volume's type. For anything else it returns null and the caller
-// hands the bytes to the loader as before.
+// type. The numbers come from slice_values.js, made here (the slice the viewer fetches on its
+// own) or in the series stream's worker (every other slice); it takes only what it can make
+// exactly as the loader would, and for anything else the caller hands the bytes to the loader.
 import { metaData, utilities } from "@cornerstonejs/core";
+import { recipeOf, sliceValues } from "./slice_values.js";
 
-const TYPES = { Uint8Array, Uint16Array, Int16Array, Float32Array };
-const RANGES = {
-  Uint8Array: [0, 255],
-  Uint16Array: [0, 65535],
-  Int16Array: [-32768, 32767],
-  Float32Array: [-Infinity, Infinity],
-};
-
-// The stored values of the slice as a typed array of its own (sign-extended when fewer bits are
-// stored than allocated, as the loader's worker does).
-function storedValues(bytes, pixel) {
-  const { bitsAllocated, bitsStored, pixelRepresentation } = pixel;
-  const signed = pixelRepresentation === 1;
-  let values;
-  if (bitsAllocated === 8) {
-    values = bytes;
-  } else {
-    const count = bytes.length / 2;
-    // A view needs an even offset; otherwise one copy to a buffer of its own.
-    const source = bytes.byteOffset % 2 ? bytes.slice() : bytes;
-    values = new (signed ? Int16Array : Uint16Array)(source.buffer, source.byteOffset, count);
-  }
-  if (signed && bitsStored !== undefined && bitsStored < 32) {
-    const shift = 32 - bitsStored;
-    if (shift > 32 - bitsAllocated) {
-      values = values.slice();
-      for (let i = 0; i < values.length; i += 1) values[i] = (values[i] << shift) >> shift;
-    }
-  }
-  return values;
+export function nativeSliceImage(imageId, bytes, info, options = {}) {
+  const values = sliceValues(bytes, info, recipeOf(options));
+  return values ? imageFromValues(imageId, values, options) : null;
 }
 
-function minMax(values) {
-  let min = values[0];
-  let max = values[0];
-  for (let i = 1; i < values.length; i += 1) {
-    const v = values[i];
-    if (v < min) min = v;
-    else if (v > max) max = v;
-  }
-  return { min, max };
-}
-
-export function nativeSliceImage(imageId, bytes, options = {}) {
-  const pixel = metaData.get("imagePixelModule", imageId);
-  if (!pixel || !options.targetBuffer?.type) return null;
-  const { rows, columns, samplesPerPixel = 1, bitsAllocated, photometricInterpretation } = pixel;
+// The image of a slice whose values slice_values.js made for the loader options `options`.
+export function imageFromValues(imageId, values, options = {}) {
+  const { pixelData, min, max, scaled, slope, intercept } = values;
+  const pixel = metaData.get("imagePixelModule", imageId) || {};
+  const { rows, columns, photometricInterpretation } = pixel;
   const type = options.targetBuffer.type;
-  if (
-    samplesPerPixel !== 1 ||
-    !["MONOCHROME1", "MONOCHROME2"].includes(photometricInterpretation) ||
-    ![8, 16].includes(bitsAllocated) ||
-    (bitsAllocated === 8 && pixel.pixelRepresentation === 1) || // the loader reads these as unsigned
-    !TYPES[type] ||
-    bytes.length !== (rows * columns * bitsAllocated) / 8 ||
-    (options.targetBuffer.rows && options.targetBuffer.rows !== rows) ||
-    (options.targetBuffer.columns && options.targetBuffer.columns !== columns)
-  ) {
-    return null;
-  }
   const modalityLut = metaData.get("modalityLutModule", imageId) || {};
   const modality = metaData.get("generalSeriesModule", imageId)?.modality;
-  if (modalityLut.modalityLUTSequence?.length || modality === "PT" || modality === "RTDOSE") return null;
-
-  const values = storedValues(bytes, pixel);
-  const before = minMax(values);
-  // The loader's createImage pre-scales unless told not to, with slope 1 and intercept 0 when
-  // the header has none, and not at all when they are exactly those.
-  const slope = modalityLut.rescaleSlope ?? 1;
-  const intercept = modalityLut.rescaleIntercept ?? 0;
-  const scale = options.preScale?.enabled !== false && (slope !== 1 || intercept !== 0);
-  const fractional = scale && (!Number.isInteger(slope) || !Number.isInteger(intercept));
-  if (fractional && (type !== "Float32Array" || options.allowFloatRendering === false)) return null;
-  const ends = scale ? [before.min * slope + intercept, before.max * slope + intercept] : [before.min, before.max];
-  const min = Math.min(...ends);
-  const max = Math.max(...ends);
-  const [lowest, highest] = RANGES[type];
-  if (min < lowest || max > highest) return null;
-
-  // The one copy: into the volume's type, scaled on the way.
-  const pixelData = new TYPES[type](values.length);
-  if (scale) {
-    for (let i = 0; i < values.length; i += 1) pixelData[i] = values[i] * slope + intercept;
-  } else {
-    pixelData.set(values);
-  }
   const scalingParameters = { rescaleSlope: slope, rescaleIntercept: intercept, modality };
-  const preScale = scale
+  const preScale = scaled
     ? { ...options.preScale, enabled: true, scalingParameters, scaled: true }
     : { enabled: options.preScale?.enabled !== false, scaled: false };
   const plane = metaData.get("imagePlaneModule", imageId) || {};

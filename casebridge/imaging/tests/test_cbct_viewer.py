@@ -134,28 +134,19 @@ def test_a_clinician_scrolls_a_cbct_in_three_planes_and_measures_a_known_distanc
     assert Event.objects.filter(action="imaging.study_viewed", patient_ref=str(case.patient_id)).count() == 1
 
 
-def test_every_slice_lands_in_the_volume_with_its_rescaled_values(
-    page: Page, cbct_case: tuple[Personas, Case, Series]
-) -> None:
-    """The slices the viewer makes into images on the page (the middle one from its frames
-    request, the rest from the series stream) hold exactly what the loader's decoder would give:
-    stored value x RescaleSlope + RescaleIntercept, every voxel, in the right slice."""
-    p, case, series = cbct_case
+def _expected_hounsfield() -> dict[str, np.ndarray]:
+    """Each slice's stored values rescaled to Hounsfield units, by SOP Instance UID, in order."""
     expected = {}
     for data in cbct_series(SEED, slices=SLICES, size=SIZE):
         ds = pydicom.dcmread(io.BytesIO(data))
         hu = ds.pixel_array.astype(np.int32) * int(ds.RescaleSlope) + int(ds.RescaleIntercept)
         expected[str(ds.SOPInstanceUID)] = hu
-    marker_sop = list(expected)[SLICES // 2]
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    sign_in(page, p.members["clinician"])
-    page.goto(f"/o/{p.practice.slug}/cases/{case.number}/imaging/{series.pk}/")
-    viewer = page.locator("#cbct-viewer")
-    expect(viewer).to_have_attribute("data-state", "ready", timeout=60_000)
-    # Every slice took the page's own path, none the decoder workers'.
-    assert viewer.get_attribute("data-slices-made-on-page") == str(SLICES)
+    return expected
 
+
+def _assert_volume_holds(page: Page, expected: dict[str, np.ndarray]) -> dict[str, list[int]]:
+    """Every voxel of the loaded volume is its slice's expected value, each slice where its image
+    id says; the volume's slices by SOP Instance UID."""
     volume = page.evaluate(
         """() => {
             const volume = window.caseBridgeViewer.volume;
@@ -176,8 +167,56 @@ def test_every_slice_lands_in_the_volume_with_its_rescaled_values(
     assert sorted(sop for sop, _ in volume["slices"]) == sorted(expected)
     for sop, values in volume["slices"]:
         np.testing.assert_array_equal(np.array(values, dtype=np.int32).reshape(SIZE, SIZE), expected[sop], err_msg=sop)
+    return dict(volume["slices"])
+
+
+def test_every_slice_lands_in_the_volume_with_its_rescaled_values(
+    page: Page, cbct_case: tuple[Personas, Case, Series]
+) -> None:
+    """The slices the viewer makes into images on the page (the middle one from its frames
+    request, the rest from the series stream, made into the volume's numbers in its worker) hold
+    exactly what the loader's decoder would give: stored value x RescaleSlope + RescaleIntercept,
+    every voxel, in the right slice."""
+    p, case, series = cbct_case
+    expected = _expected_hounsfield()
+    marker_sop = list(expected)[SLICES // 2]
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    sign_in(page, p.members["clinician"])
+    page.goto(f"/o/{p.practice.slug}/cases/{case.number}/imaging/{series.pk}/")
+    viewer = page.locator("#cbct-viewer")
+    expect(viewer).to_have_attribute("data-state", "ready", timeout=60_000)
+    # Every slice took the page's own path, none the decoder workers'.
+    assert viewer.get_attribute("data-slices-made-on-page") == str(SLICES)
+
+    slices = _assert_volume_holds(page, expected)
     # What a reader would check: the markers' slice (the middle one, the first the viewer asks
     # for) has them at 2000 HU, the jaw's bone at 400 HU, the background below -900 HU.
-    marker_slice = dict(volume["slices"])[marker_sop]
+    marker_slice = slices[marker_sop]
     assert max(marker_slice) == 2000 and 400 in marker_slice and min(marker_slice) < -900
+    assert errors == []
+
+
+def test_when_the_series_stream_fails_every_slice_comes_by_its_own_request(
+    page: Page, cbct_case: tuple[Personas, Case, Series]
+) -> None:
+    """The series stream is refused on its way (a proxy that drops long answers, a server
+    restarting): the viewer still fills the whole volume, each slice but the first by its own
+    WADO-RS frames request through the loader's decoder, with the same values."""
+    p, case, series = cbct_case
+    expected = _expected_hounsfield()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    stream_path = f"/series/{series.series_uid}"
+    page.route(lambda url: url.endswith(stream_path), lambda route: route.abort())
+    sign_in(page, p.members["clinician"])
+    page.goto(f"/o/{p.practice.slug}/cases/{case.number}/imaging/{series.pk}/")
+    viewer = page.locator("#cbct-viewer")
+    expect(viewer).to_have_attribute("data-state", "ready", timeout=60_000)
+    expect(page.get_by_role("status")).to_have_text(f"{SLICES} slices loaded.")
+    assert viewer.get_attribute("data-stream-end-ms")  # it was asked for, and ended
+    # Only the first slice, from its own request, was made on the page.
+    assert viewer.get_attribute("data-slices-made-on-page") == "1"
+    _assert_volume_holds(page, expected)
     assert errors == []
