@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from casebridge.imaging.sanitize import SanitizeResult, sanitize
+from casebridge.imaging.sanitize import SanitizeResult, passed_through, sanitize
 from casebridge.vault import api as vault
 from casebridge.vault.models import ObjectVersion
 
@@ -41,7 +41,12 @@ def clean_content(
 
     Raises ``imaging.sanitize.SanitizeError`` when the content cannot be understood (nothing is
     left behind then). The first pass only measures, so a file with nothing to remove costs no
-    write and a cleaned one is written with its exact length known up front."""
+    write and a cleaned one is written with its exact length known up front. A type the
+    sanitizers pass through unchanged (a CBCT's ZIP, DICOM, PDF) is not read at all: its length
+    is the vault's, whose reads check every segment anyway."""
+    unchanged = passed_through(file_type, source.size)
+    if unchanged is not None:
+        return unchanged, None
     if isinstance(source, ObjectVersion):
         organization_id, object_id = source.stored_object.organization_id, source.stored_object_id
     else:

@@ -115,6 +115,17 @@ class SanitizeResult:
         }
 
 
+def passed_through(file_type_name: str, total_length: int) -> SanitizeResult | None:
+    """What sanitize() would report for a type it passes through unchanged (DICOM, ZIP, PDF, TIFF,
+    HEIC), known without reading the content; None for a type it cleans."""
+    reason = _NOT_SANITIZED_REASONS.get(file_type_name)
+    if reason is None:
+        return None
+    result = SanitizeResult(file_type=file_type_name, reason=reason, bytes_in=total_length, bytes_out=total_length)
+    result.complete = True
+    return result
+
+
 def sanitize(file_type_name: str, chunks: Iterable[bytes], total_length: int) -> tuple[Iterator[bytes], SanitizeResult]:
     """Clean ``chunks`` (the whole file, ``total_length`` bytes) of type ``file_type_name``.
 

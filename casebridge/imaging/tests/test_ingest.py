@@ -22,6 +22,8 @@ from casebridge.cases.tests import test_workflow
 from casebridge.cases.tests.test_workflow import _access, _ready_crown
 from casebridge.core.testing import Personas, signed_in_client
 from casebridge.imaging import ingest
+from casebridge.imaging.sanitize import sanitize
+from casebridge.imaging.tests.cases import zipped
 from casebridge.imaging.tests.test_sanitize import PHI, identifying_jpeg
 from casebridge.vault import api as vault
 from casebridge.vault.config import blob_store
@@ -139,6 +141,27 @@ def test_tiff_is_kept_with_a_visible_warning(world: Personas, vault_home: Path) 
         b"metadata kept" in page.content
         and b"TIFF metadata (camera, location, dates) could not be removed" in page.content
     )
+
+
+def test_a_cbct_archive_is_not_read_to_be_passed_through_and_says_what_reading_it_would(
+    world: Personas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sanitizers pass a ZIP through unchanged: attaching a 2 GB CBCT archive does not decrypt
+    it once just to count its bytes (the vault's reads check every segment anyway), and the
+    attachment's event reports what a read would have."""
+    content = zipped({"IM0001": b"DICM" + PHI})
+    read_result = sanitize("zip", [content], len(content))
+    b"".join(read_result[0])
+    stored = _store(world, content)
+
+    def unread(source: Any) -> Any:
+        raise AssertionError("the archive was read")
+
+    monkeypatch.setattr(ingest, "_plaintext", unread)
+    actions.attach_file(_access(world), _draft(world), stored, kind="other", label="other")
+    assert _current(stored) == content and stored.current_version == 1
+    reported = Event.objects.get(action="case.attachment.added").details["metadata"]
+    assert reported == read_result[1].audit_details()
 
 
 @pytest.mark.usefixtures("transactional_db")  # real commits: the test itself opens no transaction
