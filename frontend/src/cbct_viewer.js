@@ -263,7 +263,7 @@ async function main() {
     return all;
   });
   frames.catch(() => {}); // awaited below, where a failure is reported
-  await initCornerstone(root.dataset.wasm, 2);
+  await initCornerstone(root.dataset.wasm, 2, 1);
   const ids = imageIds(await frames);
   root.dataset.slices = String(ids.length);
   fetchOrder(ids);
@@ -297,11 +297,12 @@ async function main() {
   const middleArrived = new Promise((resolve) => {
     middleIn = resolve;
   });
+  let planesReady = false; // the volume is in the planes: nothing is drawn before
   let axialDrawn = false; // with the middle slice in
   let drawPending = false;
   let lastDraw = -Infinity;
   const drawSoon = () => {
-    if (drawPending) return;
+    if (drawPending || !planesReady) return;
     drawPending = true;
     setTimeout(
       () => {
@@ -336,7 +337,7 @@ async function main() {
     root.dataset.state = "ready";
     root.dataset.loadedMs = String(Math.round(performance.now()));
     root.dataset.slicesMadeOnPage = String(stream.madeOnPage);
-    engine.renderViewports(viewportIds);
+    if (planesReady) engine.renderViewports(viewportIds);
   });
   volume.load();
   // The slice the axial plane opens on has its own small request, nearly always in by now: it goes
@@ -345,8 +346,6 @@ async function main() {
   await Promise.race([middleArrived, new Promise((resolve) => setTimeout(resolve, FIRST_SLICE_WAIT_MS))]);
   await setVolumesForViewports(engine, [{ volumeId }], viewportIds);
   const group = setupTools(viewportIds);
-  // Not drawn until the first slice is in: the first draw of the planes sets up the renderer
-  // (half a second in software WebGL), and drawing them empty first would hold that slice back.
 
   const setWindow = ([center, width], draw = true) => {
     for (const id of viewportIds) {
@@ -385,7 +384,15 @@ async function main() {
       measureLine.textContent = `Angle: ${measured.value.toFixed(1)}°`;
     }
   });
-  setWindow(PRESETS.bone, loaded > 0); // with no slice in yet, the first slice's draw shows it
+  setWindow(PRESETS.bone, false);
+  // The first draw: now if slices are in (the middle one, nearly always), else with the first
+  // slice to arrive (drawSoon); never of empty planes.
+  planesReady = true;
+  if (loaded > 0) {
+    lastDraw = performance.now();
+    engine.renderViewports(viewportIds);
+    axialDrawn = middleLoaded;
+  }
   window.caseBridgeViewer = { engine, viewportIds, volumeId, volume };
 }
 

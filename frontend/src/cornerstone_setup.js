@@ -6,8 +6,10 @@ import { init as coreInit } from "@cornerstonejs/core";
 import dicomImageLoader from "@cornerstonejs/dicom-image-loader";
 import * as tools from "@cornerstonejs/tools";
 
-export async function initCornerstone(wasmBasePath, maxWebWorkers = 1) {
-  await coreInit();
+// `contexts`: WebGL contexts the rendering engine keeps (Cornerstone's default is 7, for stacks spread
+// over several; volume viewports all draw in the first, so the CBCT viewer asks for one).
+export async function initCornerstone(wasmBasePath, maxWebWorkers = 1, contexts = undefined) {
+  await coreInit(contexts ? { rendering: { webGlContextCount: contexts } } : undefined);
   dicomImageLoader.init({ maxWebWorkers, wasmBasePath });
   tools.init();
 }
