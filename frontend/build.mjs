@@ -26,29 +26,27 @@ for (const [source, name] of Object.entries(files)) {
 
 // Our viewers, bundled with the npm packages they import (three.js): one file per page script and
 // one per worker, minified, with source maps.
-await build({
-  entryPoints: { mesh_viewer: join(here, "src", "mesh_viewer.js"), mesh_worker: join(here, "src", "mesh_worker.js") },
+const viewer = {
   bundle: true,
-  format: "esm",
   minify: true,
   sourcemap: true,
   target: ["chrome110", "firefox110", "safari16"],
   outdir: join(target, "viewer"),
   logLevel: "warning",
+};
+await build({
+  ...viewer,
+  entryPoints: { mesh_viewer: join(here, "src", "mesh_viewer.js"), mesh_worker: join(here, "src", "mesh_worker.js") },
+  format: "esm",
 });
 console.log("vendor: viewer/mesh_viewer.js, viewer/mesh_worker.js");
 
 // The CBCT viewer's series stream worker (src/series_stream_worker.js): a classic worker, which
 // every browser we target starts, with nothing of Cornerstone in it.
 await build({
+  ...viewer,
   entryPoints: { series_stream_worker: join(here, "src", "series_stream_worker.js") },
-  bundle: true,
   format: "iife",
-  minify: true,
-  sourcemap: true,
-  target: ["chrome110", "firefox110", "safari16"],
-  outdir: join(target, "viewer"),
-  logLevel: "warning",
 });
 console.log("vendor: viewer/series_stream_worker.js");
 
@@ -58,12 +56,8 @@ console.log("vendor: viewer/series_stream_worker.js");
 // viewer/wasm (the page passes that path), and Node's url/events shimmed for vtk.js's xmlbuilder2.
 const cornerstone = join(here, "node_modules", "@cornerstonejs");
 const common = {
-  bundle: true,
+  ...viewer, // each build below names its outdir
   format: "esm",
-  minify: true,
-  sourcemap: true,
-  target: ["chrome110", "firefox110", "safari16"],
-  logLevel: "warning",
   alias: {
     url: join(here, "src", "shims", "url.js"),
     events: join(here, "src", "shims", "events.js"),

@@ -20,7 +20,7 @@ import * as tools from "@cornerstonejs/tools";
 import { choosePrimary, createToolGroup, initCornerstone, measurementOf } from "./cornerstone_setup.js";
 import { multipart } from "./multipart.js";
 import { imageFromValues, nativeSliceImage } from "./native_slice.js";
-import { recipeOf, sameRecipe, sliceInfo } from "./slice_values.js";
+import { pixelLength, recipeOf, sameRecipe, sliceInfo } from "./slice_values.js";
 
 const root = document.getElementById("cbct-viewer");
 const config = JSON.parse(document.getElementById("cbct-config").textContent);
@@ -132,7 +132,7 @@ class SeriesStream {
   async frame(sop, url) {
     const wanted = this.expected.get(sop);
     if (!wanted) return;
-    const length = (wanted.rows * wanted.columns * wanted.samplesPerPixel * wanted.bitsAllocated) / 8;
+    const length = pixelLength(wanted);
     this.ownRequest = sop;
     try {
       await multipart(url, 'multipart/related; type="application/octet-stream"; transfer-syntax=*', (headers, body) => {
@@ -301,16 +301,18 @@ async function main() {
   let axialDrawn = false; // with the middle slice in
   let drawPending = false;
   let lastDraw = -Infinity;
+  const draw = () => {
+    lastDraw = performance.now();
+    engine.renderViewports(axialDrawn ? filling : viewportIds);
+    axialDrawn = middleLoaded;
+  };
   const drawSoon = () => {
     if (drawPending || !planesReady) return;
     drawPending = true;
     setTimeout(
       () => {
         drawPending = false;
-        lastDraw = performance.now();
-        if (root.dataset.state === "ready") return; // the last draw is the completion's
-        engine.renderViewports(axialDrawn ? filling : viewportIds);
-        axialDrawn = middleLoaded;
+        if (root.dataset.state !== "ready") draw(); // else the last draw is the completion's
       },
       Math.max(0, lastDraw + RENDER_EVERY_MS - performance.now()),
     );
@@ -388,11 +390,7 @@ async function main() {
   // The first draw: now if slices are in (the middle one, nearly always), else with the first
   // slice to arrive (drawSoon); never of empty planes.
   planesReady = true;
-  if (loaded > 0) {
-    lastDraw = performance.now();
-    engine.renderViewports(viewportIds);
-    axialDrawn = middleLoaded;
-  }
+  if (loaded > 0) draw();
   window.caseBridgeViewer = { engine, viewportIds, volumeId, volume };
 }
 

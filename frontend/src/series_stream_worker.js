@@ -10,7 +10,7 @@
 // Messages out: { sop, values } (made) or { sop, pixelData } (not makeable here: the page hands
 // the bytes to the loader), then { end: true } or { end: true, error }.
 import { instanceUid, multipart, pixelBytes } from "./multipart.js";
-import { sliceValues } from "./slice_values.js";
+import { pixelLength, sliceValues } from "./slice_values.js";
 
 let slices = null;
 let recipe = null;
@@ -20,7 +20,7 @@ let ended = null; // the end message, held while files wait for the recipe
 function send(sop, file) {
   const info = slices.get(sop);
   if (!info) return; // not a slice the page expects from the stream
-  const bytes = pixelBytes(file, (info.rows * info.columns * info.samplesPerPixel * info.bitsAllocated) / 8);
+  const bytes = pixelBytes(file, pixelLength(info));
   if (!bytes) return; // the page fetches it on its own at the end
   const values = sliceValues(bytes, info, recipe);
   if (values) {

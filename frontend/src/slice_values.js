@@ -37,6 +37,11 @@ export function sliceInfo(meta) {
   };
 }
 
+// How many bytes the slice's pixel data holds, by its header.
+export function pixelLength(info) {
+  return (info.rows * info.columns * info.samplesPerPixel * info.bitsAllocated) / 8;
+}
+
 // What the volume asks of every slice (the loader options Cornerstone gives each image load):
 // its data type and size, whether values are pre-scaled, whether float rendering is allowed.
 export function recipeOf(options = {}) {
@@ -92,7 +97,7 @@ export function sliceValues(bytes, info, recipe) {
     ![8, 16].includes(bitsAllocated) ||
     (bitsAllocated === 8 && info.pixelRepresentation === 1) || // the loader reads these as unsigned
     !TYPES[type] ||
-    bytes.length !== (rows * columns * bitsAllocated) / 8 ||
+    bytes.length !== pixelLength(info) ||
     (recipe.rows && recipe.rows !== rows) ||
     (recipe.columns && recipe.columns !== columns) ||
     info.modalityLut ||
