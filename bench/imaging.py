@@ -24,7 +24,8 @@ frames   WADO-RS frame retrieval of every slice of the CBCT, one request per fra
          Our CBCT viewer does not ask per frame (one series stream).
 
 Medians over --rounds (each round ingests into a fresh study: new UIDs; ours starts each round
-with its worker idle and, after a restart, warmed by one untimed instance). Target: ingest rate >=
+with its worker idle and, after a restart, warmed by one untimed instance; every timed ingest,
+either side's, starts after os.sync(), on a disk with nothing left to write back). Target: ingest rate >=
 Orthanc's (instances/s). Frame retrieval is measured side by side, with no target: the issue sets
 none; each of our frame requests is authorized through the policy and audited. Usage:
   python bench/imaging.py [--slices 400] [--size 512] [--rounds 3]
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sqlite3
 import ssl
 import sys
@@ -305,10 +307,12 @@ def main() -> int:
                 archive.write_bytes(zipped(files))
 
                 orthanc.wipe()
+                settle()
                 start = time.perf_counter()
                 accepted_o = orthanc.post_instances(files)
                 rows["orthanc"].values.append(accepted_o / (time.perf_counter() - start))
                 orthanc.wipe()
+                settle()
                 start = time.perf_counter()
                 accepted_z = orthanc.post_zip(archive.read_bytes())
                 rows["orthanc-zip"].values.append(accepted_z / (time.perf_counter() - start))
@@ -322,6 +326,7 @@ def main() -> int:
                     warm.write_bytes(zipped(cbct(f"warm-{time.time_ns()}", 1, 16)))
                     ours.ingest(warm)
                 wait_idle(server)
+                settle()
                 start = time.perf_counter()
                 accepted_c = ours.ingest(archive)
                 seconds = time.perf_counter() - start
@@ -375,6 +380,13 @@ def main() -> int:
         stop(server.proc)
         stop(orthanc.proc)
     return 0
+
+
+def settle() -> None:
+    """Before each timed ingest, on either side: write back what the run before left in the page
+    cache (Orthanc does not flush its files, and our batches' sync would otherwise wait for its
+    hundreds of megabytes), so each side starts on an idle disk."""
+    os.sync()
 
 
 def wait_idle(server: Server, timeout: float = 300) -> None:
