@@ -1,6 +1,6 @@
 """A stored version read as a seekable file: every read returns exactly the plaintext at its
 position, within a segment, across segments and at the end, and what one read returned is never
-changed by the next (the reader keeps the segment it is in instead of copying it)."""
+changed by the next (the reader keeps the segment it is in between reads)."""
 
 from __future__ import annotations
 
