@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from importlib import import_module
 from importlib.util import find_spec
 from typing import Any
@@ -64,20 +64,19 @@ class Command(BaseCommand):
                     close_old_connections()
                 time.sleep(options["seal_interval"])
 
+        # Before the threads start: binding the socket narrows the process's umask for a moment.
+        listener = wakeup.Listener.open()
+        preload()
         # Quiet when forking: they work holding forking.busy(), so the ingest may fork helpers.
         threading.Thread(target=schedule, name=f"{forking.QUIET_THREAD} housekeeping", daemon=True).start()
         if not settings.AUDIT_SEAL_ON_COMMIT:
             threading.Thread(target=seal, name=f"{forking.QUIET_THREAD} audit sealer", daemon=True).start()
-        preload()
-        listener = wakeup.Listener.open()
-        if listener is None:
-            call_command("db_worker", queue_name="*", interval=options["poll_interval"])
-            return
         try:
-            with waking_on_enqueue(listener):
+            with waking_on_enqueue(listener) if listener is not None else nullcontext():
                 call_command("db_worker", queue_name="*", interval=options["poll_interval"])
         finally:
-            listener.close()
+            if listener is not None:
+                listener.close()
 
 
 class _Clock:
