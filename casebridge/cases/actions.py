@@ -995,12 +995,14 @@ def destroy_file(principal: Principal, stored: StoredObject, *, reason: str) -> 
     if attachment is None:
         if organization_is_held(stored.organization_id):
             raise UnderLegalHold("The organization's records are under a legal hold: nothing can be destroyed.")
-        vault.destroy_object(stored, actor=principal.actor, reason=reason)
+        for destroyed in [stored, *vault.destroy_object(stored, actor=principal.actor, reason=reason)]:
+            destroy_thumbnail(destroyed, reason=reason)
         return
     case = attachment.case
     if case_is_held(case):
         raise UnderLegalHold("This case is under a legal hold: its files cannot be destroyed until it is lifted.")
-    vault.destroy_object(
+    # The DICOM instances stored inside it (a CBCT's archive) go with it: vault.destroy_object.
+    held = vault.destroy_object(
         stored,
         actor=principal.actor,
         reason=reason,
@@ -1008,4 +1010,5 @@ def destroy_file(principal: Principal, stored: StoredObject, *, reason: str) -> 
         patient_ref=_patient_ref(case),
         details={"case": case.number, "uploaded_in": str(stored.organization_id)},
     )
-    destroy_thumbnail(stored, reason=reason)
+    for destroyed in [stored, *held]:
+        destroy_thumbnail(destroyed, reason=reason)

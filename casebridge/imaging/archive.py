@@ -5,6 +5,7 @@ and a member that expands beyond what it declared is stopped as it is read."""
 from __future__ import annotations
 
 import stat
+import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -89,6 +90,23 @@ class _Bounded:
         if self._left < 0:
             raise ArchiveRefused("An archive member is larger than the archive declares.")
         return data
+
+
+_LOCAL_HEADER = 30  # bytes of a member's local header before its name and extra field
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+
+
+def data_offset(archive: zipfile.ZipFile, member: Member) -> int:
+    """Where the member's data starts in the archive: after its local header, whose name and
+    extra field may differ in length from the central directory's."""
+    if archive.fp is None:
+        raise ValueError("the archive is closed")
+    archive.fp.seek(member.info.header_offset)
+    head = archive.fp.read(_LOCAL_HEADER)
+    if len(head) != _LOCAL_HEADER or head[:4] != _LOCAL_SIGNATURE:
+        raise ArchiveRefused("An archive member's header is damaged.")
+    name_length, extra_length = struct.unpack("<HH", head[26:30])
+    return member.info.header_offset + _LOCAL_HEADER + name_length + extra_length
 
 
 def chunks(archive: zipfile.ZipFile, member: Member, chunk_size: int = 1 << 20) -> Iterator[bytes]:

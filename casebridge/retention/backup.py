@@ -177,7 +177,7 @@ def _database() -> dict[str, Any]:
 
 # Files' ciphertext and the audit log's archive segments (audit/archive.py).
 _LIVE_BLOBS = (
-    "SELECT blob_name, ciphertext_size FROM vault_objectversion WHERE wrapped_dek IS NOT NULL "
+    "SELECT blob_name, ciphertext_size FROM vault_objectversion WHERE wrapped_dek IS NOT NULL AND base_id IS NULL "
     "UNION ALL SELECT blob_name, ciphertext_size FROM audit_archive_segment WHERE destroyed_at IS NULL "
     "ORDER BY blob_name"
 )
@@ -734,7 +734,7 @@ def prove(report: RestoreReport, progress: Progress = _quiet) -> None:
     from casebridge.vault import api as vault
     from casebridge.vault.models import ObjectVersion
 
-    versions = list(ObjectVersion.objects.filter(wrapped_dek__isnull=False).select_related("stored_object"))
+    versions = list(ObjectVersion.objects.filter(wrapped_dek__isnull=False).select_related("stored_object", "base"))
     skip = set(report.missing_blobs) | set(report.damaged_blobs)
 
     def opened() -> Iterator[tuple[ObjectVersion, Iterator[memoryview] | Exception]]:

@@ -546,7 +546,7 @@ def _shred(stored: Any, organization: Any, *, reason: str, kind: str, case: Any,
     from casebridge.vault import api as vault
 
     versions = [{"version": v.version, "sha256": v.sha256, "size": v.size} for v in stored.versions.order_by("version")]
-    vault.destroy_object(
+    held = vault.destroy_object(
         stored,
         actor=None,
         reason=reason,
@@ -554,7 +554,8 @@ def _shred(stored: Any, organization: Any, *, reason: str, kind: str, case: Any,
         patient_ref=str(case.patient_id) if case is not None else "",
         details={"case": case.number} if case is not None else {},
     )
-    thumbnails.destroy_for(stored, reason=reason)
+    for destroyed in [stored, *held]:  # held: instances stored inside it, each also due on its own
+        thumbnails.destroy_for(destroyed, reason=reason)
     return {
         "kind": kind,
         "file": str(stored.pk),

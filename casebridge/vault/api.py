@@ -6,11 +6,12 @@ access policy first and recorded by the caller's audit event.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from django.db import transaction
@@ -18,12 +19,16 @@ from django.utils import timezone
 
 from casebridge.accounts.models import ServiceAccount, User
 from casebridge.audit.api import record, record_many
+from casebridge.kernel import filetypes
 from casebridge.kernel.crypto.streaming import associated_data, decrypt_range
 from casebridge.kernel.filetypes import FILE_TYPES_BY_NAME, version_type_refusal
 from casebridge.kernel.pipeline import ChunkReader, Readinto, seal_to_blob, seal_unsized_to_blob
 from casebridge.vault import keystore
 from casebridge.vault.config import blob_store
 from casebridge.vault.models import ObjectVersion, StoredObject
+
+if TYPE_CHECKING:
+    from casebridge.vault.reader import VersionReader
 
 
 class ObjectUnavailable(LookupError):
@@ -65,6 +70,22 @@ class PendingVersion:
     org_key_version: int
     wrapped_dek: bytes
     scanned_at: datetime | None = None  # when clamd found it clean; None: no scanner configured
+    # An extent (extent_of): the base version's row id, object, number, and where in it this
+    # content starts. Its blob, ciphertext size and key fields are then the base's.
+    base_id: int | None = None
+    base_object_id: UUID | None = None
+    base_version: int = 0
+    base_offset: int = 0
+
+    @property
+    def is_extent(self) -> bool:
+        return self.base_id is not None
+
+    def sealed_as(self) -> tuple[UUID, int]:
+        """The (object, version) its ciphertext was sealed for: the base's, for an extent."""
+        if self.base_object_id is not None:
+            return self.base_object_id, self.base_version
+        return self.object_id, self.version
 
 
 def pending_version(**fields: Any) -> PendingVersion:
@@ -155,32 +176,130 @@ def seal_new_unsized(*, organization_id: UUID, source: Readinto, max_length: int
     )
 
 
+def extent_of(
+    base: ObjectVersion,
+    *,
+    offset: int,
+    length: int,
+    object_id: UUID | None = None,
+    observe: Callable[[memoryview], object] | None = None,
+    reader: VersionReader | None = None,
+) -> PendingVersion:
+    """Version 1 of a new object whose content is [offset, offset + length) of `base`'s
+    plaintext, stored nowhere else: no blob is written, no key made. One DICOM instance inside a
+    CBCT's stored ZIP becomes a file of its own this way, as cheap as a row.
+
+    The range is read here once (authenticated, as every read is) for the new version's SHA-256
+    and type; `observe` sees each piece of it too (a caller's own check, such as the archive's
+    CRC-32). The extent belongs to the base's organization, has the base's scan, and is destroyed
+    with it. `reader`, a VersionReader open on `base`, reads through the segment it holds (a
+    caller walking an archive decrypts each segment once). Raises ObjectUnavailable for a
+    destroyed base, ValueError for a range outside it or a base that is an extent itself."""
+    if base.is_extent:
+        raise ValueError("an extent of an extent is not made: take the range of its base")
+    if offset < 0 or length < 0 or offset + length > base.size:
+        raise ValueError(f"[{offset}, {offset + length}) is outside a {base.size}-byte version")
+    hasher = hashlib.sha256()
+    prefix = bytearray()
+    if reader is not None and reader.version is not base:
+        raise ValueError("the reader is open on another version")
+    pieces = read_version(base, offset, offset + length) if reader is None else _read_through(reader, offset, length)
+    for piece in pieces:
+        hasher.update(piece)
+        if len(prefix) < filetypes.SNIFF_BYTES:
+            prefix += piece[: filetypes.SNIFF_BYTES - len(prefix)]
+        if observe is not None:
+            observe(piece)
+    kind = filetypes.detect(bytes(prefix), length)
+    return PendingVersion(
+        organization_id=base.stored_object.organization_id,
+        object_id=object_id or uuid4(),
+        version=1,
+        blob_name=base.blob_name,
+        size=length,
+        ciphertext_size=base.ciphertext_size,
+        sha256=hasher.hexdigest(),
+        file_type=kind.name,
+        org_key_version=base.org_key_version,
+        wrapped_dek=bytes(base.wrapped_dek or b""),
+        scanned_at=base.scanned_at,
+        base_id=base.pk,
+        base_object_id=base.stored_object_id,
+        base_version=base.version,
+        base_offset=offset,
+    )
+
+
+def _read_through(reader: VersionReader, offset: int, length: int) -> Iterator[memoryview]:
+    reader.seek(offset)
+    with memoryview(bytearray(min(length, 1 << 20))) as buffer:
+        left = length
+        while left > 0:
+            count = reader.readinto(buffer[: min(left, len(buffer))])
+            if count <= 0:
+                raise ObjectUnavailable("the version ended before the range did")
+            left -= count
+            yield buffer[:count]
+
+
 def discard(pending: PendingVersion) -> None:
-    """Remove content that did not become a version (idempotent)."""
-    blob_store().delete(pending.blob_name)
+    """Remove content that did not become a version (idempotent). An extent has nothing of its
+    own to remove: its bytes are its base's."""
+    if not pending.is_extent:
+        blob_store().delete(pending.blob_name)
 
 
 def sync(pendings: Iterable[PendingVersion]) -> None:
     """Make content sealed with `durable=False` durable, in one barrier for all of it: link none
-    of it before this returns."""
-    blob_store().sync([pending.blob_name for pending in pendings])
+    of it before this returns. (An extent's bytes are its base's, durable already.)"""
+    names = [pending.blob_name for pending in pendings if not pending.is_extent]
+    if names:
+        blob_store().sync(names)
+
+
+def _decrypt(
+    blob_name: str,
+    ciphertext_size: int,
+    dek: bytes,
+    sealed_as: tuple[UUID, int],
+    offset: int,
+    size: int | None,
+    start: int,
+    end: int | None,
+) -> Iterator[memoryview]:
+    """[start, end) of content held at `offset` in a blob sealed as (object, version): the whole
+    blob (offset 0, size None) or an extent of it."""
+    if size is not None:
+        stop = size if end is None else min(end, size)
+        if start < 0 or start > stop:
+            raise ValueError(f"range [{start}, {end}) is outside a {size}-byte object")
+        start, end = offset + start, offset + stop
+    store = blob_store()
+    return decrypt_range(
+        lambda lo, hi: store.read_range(blob_name, lo, hi),
+        ciphertext_size,
+        dek,
+        associated_data(*sealed_as),
+        start,
+        end,
+        reuse_buffer=True,
+    )
 
 
 def read_pending(pending: PendingVersion, start: int = 0, end: int | None = None) -> Iterator[memoryview]:
     """The plaintext of content not yet linked, [start, end) (to clean or check it before anyone
     sees it); segments come from a reused buffer, as with read_version."""
-    dek = keystore.content_dek(
-        pending.organization_id, pending.org_key_version, pending.wrapped_dek, pending.object_id, pending.version
-    )
-    store = blob_store()
-    return decrypt_range(
-        lambda lo, hi: store.read_range(pending.blob_name, lo, hi),
+    sealed_as = pending.sealed_as()
+    dek = keystore.content_dek(pending.organization_id, pending.org_key_version, pending.wrapped_dek, *sealed_as)
+    return _decrypt(
+        pending.blob_name,
         pending.ciphertext_size,
         dek,
-        associated_data(pending.object_id, pending.version),
+        sealed_as,
+        pending.base_offset,
+        pending.size if pending.is_extent else None,
         start,
         end,
-        reuse_buffer=True,
     )
 
 
@@ -193,6 +312,7 @@ def link_version(pending: PendingVersion, *, actor: Any, created_by: Any = None)
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("link_version runs inside the caller's transaction")
     owner = actor if created_by is None else created_by
+    _lock_bases([pending])
     if pending.version == 1:
         stored = _new_object(pending, owner)
         stored.save(force_insert=True)
@@ -225,12 +345,29 @@ def link_new_versions(
         raise RuntimeError("link_new_versions runs inside the caller's transaction")
     if any(pending.version != 1 for pending in pendings):
         raise ValueError("link_new_versions links new files only")
+    _lock_bases(pendings)
     objects = [_new_object(pending, actor, attached_at) for pending in pendings]
     StoredObject.objects.bulk_create(objects)
     versions = [_version_row(pending, stored, actor) for pending, stored in zip(pendings, objects, strict=True)]
     ObjectVersion.objects.bulk_create(versions)
     record_many(_linked_event(pending, stored, actor) for pending, stored in zip(pendings, objects, strict=True))
     return versions
+
+
+def _lock_bases(pendings: list[PendingVersion]) -> None:
+    """Extents link only while their bases live. The bases' objects are locked, as destroy_object
+    locks them: a destruction either came first and is seen here (ObjectUnavailable), or comes
+    after and destroys these extents with their base."""
+    bases = {pending.base_id for pending in pendings if pending.is_extent}
+    if not bases:
+        return
+    holders = {pending.base_object_id for pending in pendings if pending.is_extent}
+    list(StoredObject.objects.select_for_update().filter(pk__in=holders).values_list("pk", flat=True))
+    live = ObjectVersion.objects.filter(
+        pk__in=bases, wrapped_dek__isnull=False, stored_object__destroyed_at__isnull=True
+    ).values_list("pk", flat=True)
+    if set(live) != bases:
+        raise ObjectUnavailable("the file holding this content was destroyed")
 
 
 def _new_object(pending: PendingVersion, owner: Any, attached_at: datetime | None = None) -> StoredObject:
@@ -258,6 +395,8 @@ def _version_row(pending: PendingVersion, stored: StoredObject, actor: Any) -> O
         blob_name=pending.blob_name,
         org_key_version=pending.org_key_version,
         wrapped_dek=pending.wrapped_dek,
+        base_id=pending.base_id,
+        base_offset=pending.base_offset,
         created_by=actor if isinstance(actor, User) else None,
         created_by_label=getattr(actor, "email", "") or getattr(actor, "audit_label", ""),
         scanned_at=pending.scanned_at,
@@ -275,6 +414,7 @@ def _linked_event(pending: PendingVersion, stored: StoredObject, actor: Any) -> 
             "size": pending.size,
             "sha256": pending.sha256,
             "type": FILE_TYPES_BY_NAME[pending.file_type].name,
+            **({"within": str(pending.base_object_id)} if pending.is_extent else {}),
         },
     }
 
@@ -297,7 +437,7 @@ def get_version(stored_object: StoredObject, version: int | None = None) -> Obje
     if stored_object.is_destroyed:
         raise ObjectUnavailable("destroyed")
     number = version or stored_object.current_version
-    found = ObjectVersion.objects.filter(stored_object=stored_object, version=number).first()
+    found = ObjectVersion.objects.filter(stored_object=stored_object, version=number).select_related("base").first()
     if found is None or not found.wrapped_dek:
         raise ObjectUnavailable("no such version")
     found.stored_object = stored_object  # the row just checked: read_version needs no second query
@@ -309,7 +449,7 @@ def current_versions(stored_objects: list[StoredObject]) -> dict[Any, ObjectVers
     version is simply absent (its caller answers as get_version's callers do)."""
     wanted = {o.pk: o.current_version for o in stored_objects if not o.is_destroyed}
     found = {}
-    for v in ObjectVersion.objects.filter(stored_object_id__in=list(wanted)).select_related("stored_object"):
+    for v in ObjectVersion.objects.filter(stored_object_id__in=list(wanted)).select_related("stored_object", "base"):
         if wanted.get(v.stored_object_id) == v.version and v.wrapped_dek:
             found[v.stored_object_id] = v
     return found
@@ -324,16 +464,15 @@ def read_version(version: ObjectVersion, start: int = 0, end: int | None = None)
     if stored.is_destroyed or not version.wrapped_dek:
         raise ObjectUnavailable("destroyed")
     dek = keystore.version_dek(version, stored.organization_id)
-    store = blob_store()
-    name = version.blob_name
-    return decrypt_range(
-        lambda lo, hi: store.read_range(name, lo, hi),
+    return _decrypt(
+        version.blob_name,
         version.ciphertext_size,
         dek,
-        associated_data(stored.pk, version.version),
+        keystore.sealed_as(version),
+        version.base_offset,
+        version.size if version.is_extent else None,
         start,
         end,
-        reuse_buffer=True,
     )
 
 
@@ -345,38 +484,87 @@ def destroy_object(
     record_in: Any = None,
     patient_ref: str = "",
     details: dict[str, Any] | None = None,
-) -> None:
+) -> list[StoredObject]:
     """Crypto-shred: wrapped DEKs first (the content is unrecoverable from then on), then the
     ciphertext; the destruction record names what was destroyed without any of its content. The
     caller says whose record the file was part of (`record_in`, `patient_ref`): the vault does
-    not know cases. Who may destroy what is `access.policy.destroyable_files`."""
+    not know cases. Who may destroy what is `access.policy.destroyable_files`.
+
+    Files held inside this one (extents: the DICOM instances of a CBCT's archive) go with it, each
+    with its own record; they are returned, for the caller to remove what it made of them
+    (thumbnails)."""
     reason = reason.strip()
     if not reason:
         raise ValueError("a reason is required to destroy a file")
     with transaction.atomic():
         locked = StoredObject.objects.select_for_update().get(pk=stored_object.pk)
         if locked.is_destroyed:
-            return
+            return []
         versions = list(locked.versions.order_by("version"))
         ObjectVersion.objects.filter(stored_object=locked).update(wrapped_dek=None)
         locked.destroyed_at = timezone.now()
         locked.save(update_fields=["destroyed_at"])
+        event = {"actor": actor, "organization": record_in or locked.organization_id, "patient_ref": patient_ref}
         record(
             "file.destroyed",
-            actor=actor,
-            organization=record_in or locked.organization_id,
             target=locked,
-            patient_ref=patient_ref,
-            details={
-                "reason": reason,
-                "versions": [{"version": v.version, "sha256": v.sha256, "size": v.size} for v in versions],
-                **(details or {}),
-            },
+            details={"reason": reason, "versions": _described(versions), **(details or {})},
+            **event,
         )
+        held = _destroy_extents([v for v in versions if not v.is_extent], locked, event, reason, details)
+    _delete_blobs(versions)
+    stored_object.destroyed_at = locked.destroyed_at
+    return held
+
+
+def _described(versions: list[ObjectVersion]) -> list[dict[str, Any]]:
+    return [{"version": v.version, "sha256": v.sha256, "size": v.size} for v in versions]
+
+
+def _delete_blobs(versions: list[ObjectVersion]) -> None:
+    """The ciphertext of destroyed versions; an extent's blob is its base's, never deleted with it."""
     store = blob_store()
     for v in versions:
-        store.delete(v.blob_name)
-    stored_object.destroyed_at = locked.destroyed_at
+        if not v.is_extent:
+            store.delete(v.blob_name)
+
+
+def _destroy_extents(
+    bases: list[ObjectVersion], holder: StoredObject, event: dict[str, Any], reason: str, details: Any
+) -> list[StoredObject]:
+    """In the caller's transaction, which destroys `bases`: every object with an extent of them is
+    destroyed too (its wrapped DEKs, which are copies of the base's, go in the same transaction),
+    each with its own event naming the file that held it. The objects so destroyed."""
+    extents = ObjectVersion.objects.filter(base__in=bases, wrapped_dek__isnull=False)
+    held = list(
+        StoredObject.objects.select_for_update()
+        .filter(pk__in=extents.values("stored_object_id"), destroyed_at__isnull=True)
+        .prefetch_related("versions")
+    )
+    if not held:
+        return []
+    now = timezone.now()
+    ObjectVersion.objects.filter(stored_object__in=held).update(wrapped_dek=None)
+    StoredObject.objects.filter(pk__in=[o.pk for o in held]).update(destroyed_at=now)
+    record_many(
+        {
+            "action": "file.destroyed",
+            "target": stored,
+            "details": {
+                "reason": reason,
+                "versions": _described(list(stored.versions.all())),
+                "within": str(holder.pk),
+                **(details or {}),
+            },
+            **event,
+        }
+        for stored in held
+    )
+    own = [v for stored in held for v in stored.versions.all()]  # besides the extent, if any
+    transaction.on_commit(lambda: _delete_blobs(own))
+    for stored in held:
+        stored.destroyed_at = now
+    return held
 
 
 def destroy_version(
@@ -407,10 +595,9 @@ def destroy_version(
         if not target.wrapped_dek:
             return
         ObjectVersion.objects.filter(pk=target.pk).update(wrapped_dek=None)
+        event = {"actor": actor, "organization": locked.organization_id}
         record(
             audit_action,
-            actor=actor,
-            organization=locked.organization_id,
             target=locked,
             details={
                 "version": version,
@@ -419,9 +606,11 @@ def destroy_version(
                 "reason": reason,
                 **(details or {}),
             },
+            **event,
         )
-        blob_name = target.blob_name
-        transaction.on_commit(lambda: blob_store().delete(blob_name))
+        if not target.is_extent:
+            _destroy_extents([target], locked, event, reason, details)
+            transaction.on_commit(lambda: _delete_blobs([target]))
 
 
 def destroy_versions_before(

@@ -105,8 +105,17 @@ def content_dek(org_id: UUID, org_key_version: int, wrapped: bytes, object_id: U
     return _unwrap(org_id, org_key_version, wrapped, object_id, version)
 
 
+def sealed_as(version: ObjectVersion) -> tuple[UUID, int]:
+    """The (object, version) a version's ciphertext and DEK were sealed for: its own, or its
+    base's for an extent (vault.models.ObjectVersion.base)."""
+    base = version.base if version.base_id is not None else None
+    if base is not None:
+        return base.stored_object_id, base.version
+    return version.stored_object_id, version.version
+
+
 def version_dek(version: ObjectVersion, org_id: UUID) -> bytes:
-    return _unwrap(org_id, version.org_key_version, version.wrapped_dek, version.stored_object_id, version.version)
+    return _unwrap(org_id, version.org_key_version, version.wrapped_dek, *sealed_as(version))
 
 
 def upload_dek(upload: Upload) -> bytes:

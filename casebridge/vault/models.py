@@ -85,12 +85,24 @@ class ObjectVersion(models.Model):
     # (deid/identifiers.py): {"present": [...], "removed_on_attach": [...]} or {"not_examined":
     # why}. Empty: not examined (a version made before CaseBridge recorded it, or not attached).
     identifiers = models.JSONField(null=True, blank=True)
+    # An extent: content that is [base_offset, base_offset + size) of another version's plaintext
+    # (one DICOM instance inside a CBCT's stored ZIP), kept nowhere else. Its blob, ciphertext
+    # size, org key version and wrapped DEK are copies of the base's, so the checks made on every
+    # version hold for it too; the content is decrypted with the base's associated data. Destroying
+    # the base destroys its extents in the same transaction (vault.api.destroy_object), and
+    # destroying an extent never deletes the base's blob.
+    base = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="extents")
+    base_offset = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["stored_object", "version"], name="vault_version_unique")]
 
     def __str__(self) -> str:
         return f"version {self.version} of {self.stored_object_id}"
+
+    @property
+    def is_extent(self) -> bool:
+        return self.base_id is not None
 
 
 class Upload(BaseModel):

@@ -25,6 +25,10 @@ class VersionReader(io.RawIOBase):
         self._segment_start = 0
 
     @property
+    def version(self) -> ObjectVersion | vault.PendingVersion:
+        return self._version
+
+    @property
     def name(self) -> str:
         """What readers such as pydicom print for the file: its id, never an uploaded name."""
         version = self._version

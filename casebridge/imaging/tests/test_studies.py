@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,8 @@ from casebridge.imaging.models import IngestJob, IngestState, Instance, Series, 
 from casebridge.imaging.synthetic import CBCT_SPACING_MM, cbct_series
 from casebridge.imaging.tests.cases import clinician_access, connect_lab, draft_case, stored, zipped
 from casebridge.vault import api as vault
-from casebridge.vault.models import StoredObject
+from casebridge.vault.config import blob_store
+from casebridge.vault.models import ObjectVersion, StoredObject
 from casebridge.vault.reader import VersionReader
 
 pytestmark = pytest.mark.django_db
@@ -80,6 +83,74 @@ def test_a_zipped_cbct_series_becomes_one_study_with_one_series_of_every_slice(i
     assert instances[5].stored_object.attached_at is not None
     event = Event.objects.get(action="imaging.ingested")
     assert event.patient_ref == str(case.patient_id) and event.details["imported"] == 24
+
+
+def _versions_of(case: Case) -> list[ObjectVersion]:
+    return list(
+        ObjectVersion.objects.filter(stored_object__dicom_instance__series__study__case=case).order_by(
+            "stored_object__dicom_instance__instance_number"
+        )
+    )
+
+
+def test_the_slices_of_an_uncompressed_archive_are_files_held_in_it_not_copies(ingest: Ingest, case: Case) -> None:
+    """A browser sends a dropped folder as a stored ZIP: each slice's bytes already lie in the
+    encrypted archive, so each instance is an extent of it (vault.extent_of): a file of its own,
+    with its own checksum, that costs no second copy, encryption or sync."""
+    slices = cbct_series("jaw", slices=6, size=32)
+
+    job = ingest(_zip({f"IM{i}": data for i, data in enumerate(slices)}, zipfile.ZIP_STORED))
+
+    assert job.state == IngestState.DONE and job.imported == 6
+    archive_version = vault.get_version(job.source)
+    versions = _versions_of(case)
+    assert [v.base_id for v in versions] == [archive_version.pk] * 6
+    assert [v.sha256 for v in versions] == [hashlib.sha256(data).hexdigest() for data in slices]
+    assert [_plaintext(v.stored_object) for v in versions] == slices
+    # One blob file per version that is not an extent (the archive, the series' metadata
+    # document, the thumbnail): none for a slice.
+    blobs = [path for path in Path(blob_store().root).rglob("*") if path.is_file()]
+    assert len(blobs) == ObjectVersion.objects.filter(base__isnull=True).count() and _orphans() == set()
+
+
+def test_the_slices_of_a_compressed_archive_are_stored_as_copies(ingest: Ingest, case: Case) -> None:
+    slices = cbct_series("jaw", slices=3, size=32)
+    job = ingest(_zip({f"IM{i}": data for i, data in enumerate(slices)}, zipfile.ZIP_DEFLATED))
+    versions = _versions_of(case)
+    assert job.imported == 3 and [v.base_id for v in versions] == [None] * 3
+    assert [_plaintext(v.stored_object) for v in versions] == slices
+
+
+def test_a_slice_whose_bytes_fail_the_archives_checksum_is_refused_alone(ingest: Ingest, case: Case) -> None:
+    slices = cbct_series("jaw", slices=3, size=256)  # a header read stops well before the end
+    content = bytearray(_zip({f"IM{i}": data for i, data in enumerate(slices)}, zipfile.ZIP_STORED))
+    at = bytes(content).index(slices[1]) + len(slices[1]) - 7  # in the second slice's pixels
+    content[at] ^= 0xFF
+
+    job = ingest(bytes(content))
+
+    assert job.state == IngestState.DONE and (job.imported, len(job.errors)) == (2, 1)
+    assert job.errors[0]["entry"] == 2 and "checksum" in job.errors[0]["error"]
+    assert [_plaintext(v.stored_object) for v in _versions_of(case)] == [slices[0], slices[2]]
+
+
+def test_destroying_the_archive_destroys_the_slices_held_in_it(ingest: Ingest, case: Case, personas: Personas) -> None:
+    """Destroying a CBCT that was sent for the wrong patient leaves no slice of it readable."""
+    from casebridge.access.policy import Principal
+
+    job = ingest(
+        _zip({f"IM{i}": data for i, data in enumerate(cbct_series("jaw", slices=4, size=32))}, zipfile.ZIP_STORED)
+    )
+    owner = _access(personas, "owner")
+    actions.destroy_file(Principal(owner.actor, None), job.source, reason="sent for the wrong patient")
+
+    instances = list(Instance.objects.filter(series__study__case=case).select_related("stored_object"))
+    assert len(instances) == 4 and all(i.stored_object.is_destroyed for i in instances)
+    for instance in instances:
+        with pytest.raises(vault.ObjectUnavailable):
+            vault.get_version(instance.stored_object)
+        event = Event.objects.get(action="file.destroyed", target_id=str(instance.stored_object_id))
+        assert event.details["within"] == str(job.source_id) and event.patient_ref == str(case.patient_id)
 
 
 def test_an_entry_whose_zip_header_straddles_two_encrypted_segments_is_read(ingest: Ingest) -> None:
@@ -348,15 +419,16 @@ def helpers(monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Path) -> P
     return pids
 
 
+@pytest.mark.parametrize("compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED], ids=["deflated", "stored"])
 def test_a_big_archive_is_read_and_sealed_by_helper_processes_with_the_same_outcome(
-    ingest: Ingest, case: Case, helpers: Path
+    ingest: Ingest, case: Case, helpers: Path, compression: int
 ) -> None:
     slices = cbct_series("jaw", slices=7, size=16)
     entries = {f"IM{i}": data for i, data in enumerate(slices[:3])}
     entries |= {"bad.dcm": b"\0" * 128 + b"DICM" + b"\xff" * 40, "again": slices[0], "note.txt": b"hi"}
     entries |= {f"IM{i}": data for i, data in enumerate(slices[3:], start=3)}
 
-    job = ingest(_zip(entries))
+    job = ingest(_zip(entries, compression))
 
     assert job.state == IngestState.DONE and (job.total, job.imported, job.duplicates) == (10, 7, 1)
     assert [e["entry"] for e in job.errors] == [4, 6]  # numbered in the archive's order
