@@ -21,6 +21,7 @@ from typing import Any
 import pydicom
 from django.db import transaction
 from django.utils import timezone
+from pydicom.dataelem import RawDataElement
 
 from casebridge.imaging.models import Instance, Series
 from casebridge.vault import api as vault
@@ -38,12 +39,53 @@ def header_json(instance: Instance, version: Any = None) -> dict[str, Any]:
     return dataset_json(pydicom.dcmread(reader, stop_before_pixels=True))
 
 
-def dataset_json(dataset: pydicom.Dataset) -> dict[str, Any]:
-    """header_json() of a dataset already read without its pixels (an ingest reads each once)."""
-    meta = dataset.to_json_dict(bulk_data_threshold=1 << 30)  # without the pixels every element goes inline
+# What an element converted to DICOM JSON gave, by what decides it: tag, VR, encoding, the
+# dataset's character set and the element's raw bytes.
+Memo = dict[tuple[Any, ...], dict[str, Any]]
+_MEMO_UP_TO = 1024  # bytes of an element's value worth remembering (names, UIDs, dates, numbers)
+
+
+def dataset_json(dataset: pydicom.Dataset, memo: Memo | None = None) -> dict[str, Any]:
+    """header_json() of a dataset already read without its pixels (an ingest reads each once).
+
+    With `memo`, an element whose raw bytes were converted before (in another slice of the same
+    job) is not converted again: a series' slices share most of their header (patient, study,
+    equipment, geometry), and the conversion was most of an ingest's time per slice after the
+    SHA-256 (docs/performance.md). The result is the same as without it; the element dicts it
+    returns may be shared between datasets, and are not to be changed in place."""
+    # Without the pixels every element goes inline.
+    meta = dataset.to_json_dict(bulk_data_threshold=1 << 30) if memo is None else _remembered_json(dataset, memo)
     meta["00083002"] = {"vr": "UI", "Value": [str(dataset.file_meta.get("TransferSyntaxUID", ""))]}
     bits = int(dataset.get("BitsAllocated", 16))
     meta["7FE00010"] = {"vr": "OW" if bits > 8 else "OB"}
+    return meta
+
+
+def _remembered_json(dataset: pydicom.Dataset, memo: Memo) -> dict[str, Any]:
+    """Dataset.to_json_dict(), element by element, through `memo`. Only elements still raw as read
+    (not sequences, not private: a private tag's meaning depends on its creator) are remembered."""
+    charset = dataset.get_item(0x00080005)
+    charset_key = charset.value if isinstance(charset, RawDataElement) else repr(getattr(charset, "value", None))
+    meta = {}
+    for tag in dataset.keys():  # noqa: SIM118 - iterating a Dataset converts every element
+        raw = dataset.get_item(tag)
+        key = None
+        if (
+            isinstance(raw, RawDataElement)
+            and raw.VR not in (None, "SQ", "UN")
+            and isinstance(raw.value, bytes)
+            and len(raw.value) <= _MEMO_UP_TO
+            and not tag.is_private
+        ):
+            key = (int(tag), raw.VR, raw.is_little_endian, raw.is_implicit_VR, charset_key, raw.value)
+            found = memo.get(key)
+            if found is not None:
+                meta[f"{tag:08X}"] = found
+                continue
+        converted = dataset[tag].to_json_dict(bulk_data_element_handler=None, bulk_data_threshold=1 << 30)
+        if key is not None:
+            memo[key] = converted
+        meta[f"{tag:08X}"] = converted
     return meta
 
 

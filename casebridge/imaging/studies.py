@@ -84,7 +84,7 @@ def _entries(source: StoredObject, reader: VersionReader) -> tuple[list[_Entry],
     return [_Entry(i, m.size, opener(m), m) for i, m in enumerate(found, start=1)], zipped
 
 
-def _header(entry: _Entry) -> tuple[InstanceHeader, dict[str, Any] | None]:
+def _header(entry: _Entry, memo: metadata.Memo) -> tuple[InstanceHeader, dict[str, Any] | None]:
     """What the index needs, and the DICOM JSON the series' metadata document holds, from one
     parse of the header (None when a value cannot be put in JSON: the document then reads that
     instance from the vault, as for instances indexed before)."""
@@ -96,7 +96,7 @@ def _header(entry: _Entry) -> tuple[InstanceHeader, dict[str, Any] | None]:
         dataset = parse_header(stream)
     header = header_of(dataset)
     try:
-        return header, metadata.dataset_json(dataset)
+        return header, metadata.dataset_json(dataset, memo)
     except Exception:  # pydicom refuses malformed values (an IS of "1A") only when converting them
         return header, None
 
@@ -326,9 +326,10 @@ _Outcome = _Read | DicomError | zipfile.BadZipFile | archive.ArchiveRefused
 
 def _read_here(entries: list[_Entry]) -> Generator[tuple[_Entry, _Outcome]]:
     """Each file's header, read in this process; the worker seals only what is not a duplicate."""
+    memo: metadata.Memo = {}
     for entry in entries:
         try:
-            header, meta = _header(entry)
+            header, meta = _header(entry, memo)
         except _ENTRY_ERRORS as exc:
             yield entry, exc
         else:
@@ -342,13 +343,13 @@ def _read_and_seal(numbers: range) -> list[_Outcome]:
     """In a forked helper: read and seal the files numbered `numbers`. Content sealed before an
     unexpected error (not a file's own) is removed: the worker never hears of it."""
     job, entries, zipped, org_key = _FORKED["job"], _FORKED["entries"], _FORKED["zipped"], _FORKED["org_key"]
-    source = _FORKED["source"]
+    source, memo = _FORKED["source"], _FORKED["memo"]
     outcomes: list[_Outcome] = []
     try:
         for number in numbers:
             entry = entries[number - 1]
             try:
-                header, meta = _header(entry)
+                header, meta = _header(entry, memo)
                 outcomes.append(_Read(header, meta, pending=_seal(job, entry, zipped, org_key, source)))
             except _ENTRY_ERRORS as exc:
                 outcomes.append(exc)
@@ -389,6 +390,7 @@ def _read_in_helpers(
         zipped=zipped,
         source=source,
         org_key=keystore.current_org_key(job.organization_id),
+        memo={},  # each helper fills its own copy
     )
     futures: list[Future[list[_Outcome]]] = []
     position, taken = 0, 0  # the run being handed out, and how many of its files were

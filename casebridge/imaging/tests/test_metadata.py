@@ -98,3 +98,47 @@ def test_one_job_per_slice_writes_the_document_once_when_the_last_one_ends(
     # No document while more slices wait; the last job writes one covering all of them.
     assert written == [(1, 0), (2, 0), (3, 3)]
     assert metadata.load(series) is not None
+
+
+def _every_test_file() -> list[bytes]:
+    """pydicom's own test files under 1 MB (those in its package: get_testdata_files() also
+    looks for the ones it can download, which takes seconds)."""
+    import pydicom.data
+
+    root = Path(pydicom.data.__file__).parent
+    names = sorted((root / "test_files").glob("*.dcm")) + sorted((root / "charset_files").glob("*.dcm"))
+    return [name.read_bytes() for name in names if name.stat().st_size < 1 << 20]
+
+
+def _converted(content: bytes, memo: metadata.Memo | None = None) -> dict[str, Any] | None:
+    """The file's DICOM JSON, or None when pydicom cannot convert it (with or without a memo)."""
+    try:
+        return metadata.dataset_json(pydicom.dcmread(io.BytesIO(content), stop_before_pixels=True, force=True), memo)
+    except Exception:
+        return None
+
+
+def test_remembering_converted_elements_across_datasets_gives_the_same_json() -> None:
+    """An ingest converts each distinct element of a series once (metadata.dataset_json's memo):
+    across pydicom's test files (character sets, implicit VR, big endian, private tags, sequences)
+    read in turn with one memo, every result equals the conversion without it."""
+    memo: metadata.Memo = {}
+    files = _every_test_file()
+    plain = [_converted(content) for content in files]
+    for _ in range(2):  # the second pass is served from the memo
+        assert [_converted(content, memo) for content in files] == plain
+    assert sum(p is not None for p in plain) > 80 and len(memo) > 100
+
+
+def test_an_element_read_under_another_character_set_is_not_taken_from_the_memo() -> None:
+    """The same bytes of a name mean other letters under another Specific Character Set."""
+    from pydicom.data import get_charset_files
+
+    utf8 = Path(get_charset_files("chrX1.dcm")[0]).read_bytes()
+    assert utf8.count(b"ISO_IR 192") == 1
+    latin1 = utf8.replace(b"ISO_IR 192", b"ISO_IR 100")  # same length: every offset stays
+    memo: metadata.Memo = {}
+    first = metadata.dataset_json(pydicom.dcmread(io.BytesIO(utf8), stop_before_pixels=True), memo)["00100010"]
+    second = metadata.dataset_json(pydicom.dcmread(io.BytesIO(latin1), stop_before_pixels=True), memo)["00100010"]
+    assert second == metadata.dataset_json(pydicom.dcmread(io.BytesIO(latin1), stop_before_pixels=True))["00100010"]
+    assert first != second

@@ -410,10 +410,10 @@ def helpers(monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Path) -> P
     pids = tmp_path / "pids"
     real = studies._header
 
-    def header(entry: Any) -> Any:
+    def header(entry: Any, memo: Any) -> Any:
         with pids.open("a") as out:
             out.write(f"{os.getpid()}\n")
-        return real(entry)
+        return real(entry, memo)
 
     monkeypatch.setattr(studies, "_header", header)
     return pids
