@@ -55,6 +55,7 @@ from casebridge.deid import identifiers
 from casebridge.imaging.actions import start_ingest
 from casebridge.imaging.ingest import SHRED_REASON, clean_content, read_content
 from casebridge.imaging.sanitize import SanitizeError, SanitizeResult
+from casebridge.imaging.studies import unindex_destroyed
 from casebridge.imaging.thumbnails import destroy_for as destroy_thumbnail
 from casebridge.imaging.thumbnails import queue_for_file as queue_thumbnail
 from casebridge.kernel.filetypes import version_type_refusal
@@ -995,8 +996,7 @@ def destroy_file(principal: Principal, stored: StoredObject, *, reason: str) -> 
     if attachment is None:
         if organization_is_held(stored.organization_id):
             raise UnderLegalHold("The organization's records are under a legal hold: nothing can be destroyed.")
-        for destroyed in [stored, *vault.destroy_object(stored, actor=principal.actor, reason=reason)]:
-            destroy_thumbnail(destroyed, reason=reason)
+        _forget([stored, *vault.destroy_object(stored, actor=principal.actor, reason=reason)], reason)
         return
     case = attachment.case
     if case_is_held(case):
@@ -1010,5 +1010,12 @@ def destroy_file(principal: Principal, stored: StoredObject, *, reason: str) -> 
         patient_ref=_patient_ref(case),
         details={"case": case.number, "uploaded_in": str(stored.organization_id)},
     )
-    for destroyed in [stored, *held]:
-        destroy_thumbnail(destroyed, reason=reason)
+    _forget([stored, *held], reason)
+
+
+def _forget(destroyed: list[StoredObject], reason: str) -> None:
+    """What was made of files just destroyed: their thumbnails, and their DICOM instances' place
+    in the case's studies (imaging.studies.unindex_destroyed)."""
+    for stored in destroyed:
+        destroy_thumbnail(stored, reason=reason)
+    unindex_destroyed(destroyed, reason=reason)

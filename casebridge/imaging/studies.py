@@ -24,7 +24,7 @@ from uuid import uuid4
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from casebridge.audit.api import record
@@ -238,6 +238,50 @@ def _flush(
     duplicates = len(batch.items) - len(fresh)
     batch.clear()
     return set(added), duplicates
+
+
+def unindex_destroyed(destroyed: list[StoredObject], *, reason: str) -> int:
+    """Take instances whose content was just destroyed (a single DICOM file, or the slices held
+    in a destroyed archive: vault.destroy_object returns them) out of the index, with what was
+    made of them: their series' metadata documents, which hold their headers, and the series'
+    pictures are crypto-shredded (a series that keeps instances gets its document rebuilt on first
+    use); a series or study left without instances goes. How many instances were taken out."""
+    ids = [stored.pk for stored in destroyed]
+    series_ids = set(Instance.objects.filter(stored_object_id__in=ids).values_list("series_id", flat=True))
+    if not series_ids:
+        return 0
+    from casebridge.imaging import thumbnails
+
+    why = f"instances of its series were destroyed: {reason}"[:200]
+    for series in Series.objects.filter(pk__in=series_ids).select_related("metadata_object", "study__case"):
+        document, case = series.metadata_object, series.study.case
+        if document is not None:
+            thumbnails.destroy_for(document, reason=why)  # the series' picture
+            vault.destroy_object(
+                document,
+                actor=None,
+                reason=why,
+                record_in=case.practice_id if case is not None else None,
+                patient_ref=str(case.patient_id) if case is not None else "",
+            )
+    taken = 0
+    with transaction.atomic():
+        for series in Series.objects.select_for_update().filter(pk__in=series_ids):
+            gone = Instance.objects.filter(series=series, stored_object_id__in=ids)
+            totals = gone.aggregate(count=Count("pk"), frames=Sum("frames"))
+            gone.delete()
+            taken += totals["count"]
+            Series.objects.filter(pk=series.pk).update(
+                instance_count=F("instance_count") - totals["count"],
+                frame_count=F("frame_count") - (totals["frames"] or 0),
+                metadata_object=None,
+                metadata_instances=0,
+            )
+        empty = Series.objects.filter(pk__in=series_ids, instances__isnull=True)
+        studies = set(empty.values_list("study_id", flat=True))
+        empty.delete()
+        Study.objects.filter(pk__in=studies, series__isnull=True).delete()
+    return taken
 
 
 def already_indexed(case: Any, organization: Any, sop_instance_uid: str) -> bool:

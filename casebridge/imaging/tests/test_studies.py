@@ -20,7 +20,7 @@ from casebridge.audit.models import Event
 from casebridge.cases import actions
 from casebridge.cases.models import Case
 from casebridge.core.testing import Personas
-from casebridge.imaging import archive
+from casebridge.imaging import archive, metadata
 from casebridge.imaging.actions import start_ingest
 from casebridge.imaging.models import IngestJob, IngestState, Instance, Series, Study
 from casebridge.imaging.synthetic import CBCT_SPACING_MM, cbct_series
@@ -134,23 +134,57 @@ def test_a_slice_whose_bytes_fail_the_archives_checksum_is_refused_alone(ingest:
     assert [_plaintext(v.stored_object) for v in _versions_of(case)] == [slices[0], slices[2]]
 
 
-def test_destroying_the_archive_destroys_the_slices_held_in_it(ingest: Ingest, case: Case, personas: Personas) -> None:
-    """Destroying a CBCT that was sent for the wrong patient leaves no slice of it readable."""
+def test_destroying_the_archive_destroys_the_slices_held_in_it_and_their_place_in_the_study(
+    ingest: Ingest, case: Case, personas: Personas
+) -> None:
+    """Destroying a CBCT that was sent for the wrong patient leaves no slice of it readable, and
+    nothing made of it: the series' metadata document (every slice's header) is destroyed, and
+    the series and study, left without instances, leave the case."""
     from casebridge.access.policy import Principal
 
-    job = ingest(
-        _zip({f"IM{i}": data for i, data in enumerate(cbct_series("jaw", slices=4, size=32))}, zipfile.ZIP_STORED)
-    )
+    slices = cbct_series("jaw", slices=4, size=32)
+    job = ingest(_zip({f"IM{i}": data for i, data in enumerate(slices)}, zipfile.ZIP_STORED))
+    series = Series.objects.get(study__case=case)
+    document = series.metadata_object
+    held = [i.stored_object for i in Instance.objects.filter(series=series).select_related("stored_object")]
+    assert document is not None and len(held) == 4
     owner = _access(personas, "owner")
+
     actions.destroy_file(Principal(owner.actor, None), job.source, reason="sent for the wrong patient")
 
-    instances = list(Instance.objects.filter(series__study__case=case).select_related("stored_object"))
-    assert len(instances) == 4 and all(i.stored_object.is_destroyed for i in instances)
-    for instance in instances:
+    for gone in [*held, document]:
+        gone.refresh_from_db()
+        assert gone.is_destroyed
         with pytest.raises(vault.ObjectUnavailable):
-            vault.get_version(instance.stored_object)
-        event = Event.objects.get(action="file.destroyed", target_id=str(instance.stored_object_id))
-        assert event.details["within"] == str(job.source_id) and event.patient_ref == str(case.patient_id)
+            vault.get_version(gone)
+        event = Event.objects.get(action="file.destroyed", target_id=str(gone.pk))
+        assert event.patient_ref == str(case.patient_id)
+    for gone in held:
+        event = Event.objects.get(action="file.destroyed", target_id=str(gone.pk))
+        assert event.details["within"] == str(job.source_id)
+    assert not Instance.objects.filter(series__study__case=case).exists()
+    assert not Study.objects.filter(case=case).exists()
+
+
+def test_a_series_that_keeps_instances_loses_only_those_destroyed(
+    ingest: Ingest, case: Case, personas: Personas
+) -> None:
+    from casebridge.access.policy import Principal
+
+    slices = cbct_series("jaw", slices=5, size=32)
+    first = ingest(_zip({f"IM{i}": data for i, data in enumerate(slices[:3])}, zipfile.ZIP_STORED))
+    ingest(_zip({f"IM{i}": data for i, data in enumerate(slices[3:])}, zipfile.ZIP_STORED))
+    series = Series.objects.get(study__case=case)
+    assert series.instance_count == 5
+    owner = _access(personas, "owner")
+
+    actions.destroy_file(Principal(owner.actor, None), first.source, reason="the first upload was cut short")
+
+    series.refresh_from_db()
+    assert (series.instance_count, series.frame_count, series.metadata_object) == (2, 2, None)
+    kept = Instance.objects.filter(series=series).select_related("stored_object").order_by("instance_number")
+    assert [_plaintext(i.stored_object) for i in kept] == slices[3:]
+    assert [entry["sop"] for entry in metadata.entries_for(series)] == [i.sop_instance_uid for i in kept]
 
 
 def test_an_entry_whose_zip_header_straddles_two_encrypted_segments_is_read(ingest: Ingest) -> None:
