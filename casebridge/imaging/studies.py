@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Generator, Iterator
@@ -39,7 +40,9 @@ from casebridge.vault.reader import VersionReader
 
 logger = logging.getLogger(__name__)
 INGESTIBLE = frozenset({"dicom", "zip"})
-PROGRESS_EVERY = 10  # entries between progress writes: the case page polls them
+# Between progress writes (each a commit, fsynced): the case page polls them every second or so.
+# A batch's flush writes progress too, and so does the last entry.
+PROGRESS_SECONDS = 0.25
 # Instances sealed before they are made durable together (one barrier, not one fsync each) and
 # indexed in one transaction; bounded so a crash redoes little and progress keeps moving.
 BATCH_INSTANCES = 64
@@ -509,6 +512,7 @@ def run(job: IngestJob) -> IngestJob:
     batch, index = _Batch(), _Index(job)
     indexed = _indexed_uids(job)
     known: dict[str, dict[str, Any]] = {}  # DICOM JSON headers of what this job indexed, by SOP UID
+    next_progress = time.monotonic() + PROGRESS_SECONDS
     helpers = _helpers(entries, zipped)
     reads = (
         _read_in_helpers(job, entries, zipped, source, helpers)
@@ -537,13 +541,15 @@ def run(job: IngestJob) -> IngestJob:
                     errors.append({"entry": entry.number, "error": str(exc)})
                 except (zipfile.BadZipFile, archive.ArchiveRefused) as exc:
                     errors.append({"entry": entry.number, "error": str(exc) or "the archive entry is damaged"})
-                if batch.full() or entry.number == len(entries):
+                flushed = batch.full() or entry.number == len(entries)
+                if flushed:
                     count = len(batch.items)
                     series_ids, late = _flush(job, batch, index, known, indexed)
                     touched |= series_ids
                     imported, duplicates = imported + count - late, duplicates + late
-                if entry.number % PROGRESS_EVERY == 0 or entry.number == len(entries):
+                if flushed or time.monotonic() >= next_progress:
                     _progress(job, processed=entry.number, imported=imported, duplicates=duplicates, errors=errors)
+                    next_progress = time.monotonic() + PROGRESS_SECONDS
     finally:
         batch.discard()  # what an error left unlinked
         if zipped is not None:

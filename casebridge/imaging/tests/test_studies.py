@@ -404,6 +404,32 @@ def test_another_organization_cannot_index_the_cases_files(ingest: Ingest, perso
     assert IngestJob.objects.count() == 1
 
 
+def test_progress_is_written_after_each_batch_and_at_most_every_quarter_second_between(
+    ingest: Ingest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each progress write is a commit (fsynced): a 400-slice archive used to write 40."""
+    from casebridge.imaging import studies
+
+    written: list[int] = []
+    real = studies._progress
+
+    def progress(job: IngestJob, **fields: Any) -> None:
+        if "processed" in fields:
+            written.append(fields["processed"])
+        real(job, **fields)
+
+    monkeypatch.setattr(studies, "_progress", progress)
+    monkeypatch.setattr(studies, "BATCH_INSTANCES", 4)
+    monkeypatch.setattr(studies, "PROGRESS_SECONDS", 3600)
+    slices = cbct_series("jaw", slices=10, size=16)
+    assert ingest(_zip({f"IM{i}": data for i, data in enumerate(slices)})).imported == 10
+    assert written == [0, 4, 8, 10]  # the job's start, then each batch's flush
+    written.clear()
+    monkeypatch.setattr(studies, "PROGRESS_SECONDS", 0)
+    ingest(_zip({f"IM{i}": data for i, data in enumerate(cbct_series("other", slices=3, size=16))}))
+    assert written == [0, 1, 2, 3]
+
+
 def test_names_inside_an_archive_never_reach_the_log(ingest: Ingest, caplog: pytest.LogCaptureFixture) -> None:
     truncated = cbct_series("jaw", slices=1, size=16)[0][:-200]
     with caplog.at_level("DEBUG"):
