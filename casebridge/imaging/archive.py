@@ -4,13 +4,16 @@ and a member that expands beyond what it declared is stopped as it is read."""
 
 from __future__ import annotations
 
+import io
 import stat
 import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import IO
+from typing import IO, Any
+
+from casebridge.kernel.rawio import SeekableReader
 
 # A 600-slice CBCT is 600 entries; a full-mouth set a few dozen. Beyond these an archive is
 # refused whole rather than half-imported.
@@ -107,6 +110,37 @@ def data_offset(archive: zipfile.ZipFile, member: Member) -> int:
         raise ArchiveRefused("An archive member's header is damaged.")
     name_length, extra_length = struct.unpack("<HH", head[26:30])
     return member.info.header_offset + _LOCAL_HEADER + name_length + extra_length
+
+
+class _StoredMember(SeekableReader):
+    """A member stored uncompressed, read in place from the archive's file: what zipfile's member
+    stream gives for it, without that stream's cost per read (pydicom reads a header in some 80
+    small reads: 0.6 ms a slice through zipfile, 0.25 ms this way) and without its CRC check,
+    which whoever reads the member whole makes."""
+
+    name = "archive member"  # what readers such as pydicom print for it: never its own name
+
+    def __init__(self, archive_file: IO[bytes], start: int, length: int) -> None:
+        super().__init__(length)
+        self._file, self._start = archive_file, start
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self._size - self._position)
+        if count <= 0:
+            return 0
+        self._file.seek(self._start + self._position)
+        with memoryview(buffer) as view:
+            got = self._file.readinto(view.cast("B")[:count])  # type: ignore[attr-defined]
+        self._position += got
+        return got
+
+
+def open_stored(archive: zipfile.ZipFile, member: Member) -> IO[bytes]:
+    """A member stored uncompressed (ZIP_STORED), opened in place for reading its start: no CRC
+    is checked on this stream."""
+    if member.info.compress_type != zipfile.ZIP_STORED or archive.fp is None:
+        raise ValueError("only a member stored uncompressed, of an open archive, is read in place")
+    return io.BufferedReader(_StoredMember(archive.fp, data_offset(archive, member), member.size), 1 << 14)
 
 
 def chunks(archive: zipfile.ZipFile, member: Member, chunk_size: int = 1 << 20) -> Iterator[bytes]:

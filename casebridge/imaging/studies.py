@@ -54,20 +54,20 @@ PARALLEL_FROM = 64
 HELPER_RUN = 16
 
 
+Opener = Callable[[], AbstractContextManager[IO[bytes]]]
+
+
 class _Entry:
-    """One file to index: how to open it for its header and how to stream it whole (and, for an
-    archive's member, which one)."""
+    """One file to index: how to stream it whole, how to open it for its header when that is
+    cheaper (a member stored uncompressed is read in place), and, for an archive's member, which."""
 
     def __init__(
-        self,
-        number: int,
-        size: int,
-        opener: Callable[[], AbstractContextManager[IO[bytes]]],
-        member: archive.Member | None = None,
+        self, number: int, size: int, opener: Opener, member: archive.Member | None = None, header: Opener | None = None
     ) -> None:
         self.number = number
         self.size = size
         self.open = opener
+        self.open_header = header or opener
         self.member = member
 
 
@@ -81,17 +81,22 @@ def _entries(source: StoredObject, reader: VersionReader) -> tuple[list[_Entry],
         raise archive.ArchiveRefused("The archive is damaged and cannot be read.") from None
     found = archive.members(zipped)
 
-    def opener(member: archive.Member) -> Callable[[], AbstractContextManager[IO[bytes]]]:
-        return lambda: zipped.open(member.info)
+    def opener(member: archive.Member) -> Opener:
+        return lambda: zipped.open(member.info)  # checks the member's CRC-32 when read to its end
 
-    return [_Entry(i, m.size, opener(m), m) for i, m in enumerate(found, start=1)], zipped
+    def in_place(member: archive.Member) -> Opener | None:
+        if member.info.compress_type != zipfile.ZIP_STORED:
+            return None
+        return lambda: archive.open_stored(zipped, member)
+
+    return [_Entry(i, m.size, opener(m), m, in_place(m)) for i, m in enumerate(found, start=1)], zipped
 
 
 def _header(entry: _Entry, memo: metadata.Memo) -> tuple[InstanceHeader, dict[str, Any] | None]:
     """What the index needs, and the DICOM JSON the series' metadata document holds, from one
     parse of the header (None when a value cannot be put in JSON: the document then reads that
     instance from the vault, as for instances indexed before)."""
-    with entry.open() as stream:
+    with entry.open_header() as stream:
         head = stream.read(8)
         if archive.is_nested_archive(head):
             raise DicomError("an archive inside the archive is not accepted")

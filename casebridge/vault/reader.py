@@ -6,20 +6,18 @@ sequential reads cost one decryption per segment."""
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from casebridge.kernel.crypto.streaming import DEFAULT_LAYOUT
+from casebridge.kernel.rawio import SeekableReader
 from casebridge.vault import api as vault
 from casebridge.vault.models import ObjectVersion
 
 
-class VersionReader(io.RawIOBase):
+class VersionReader(SeekableReader):
     def __init__(self, version: ObjectVersion | vault.PendingVersion) -> None:
-        super().__init__()
+        super().__init__(version.size)
         self._version = version
-        self._size = version.size
-        self._position = 0
         self._segment_index = -1
         self._segment = b""
         self._segment_start = 0
@@ -34,22 +32,6 @@ class VersionReader(io.RawIOBase):
         version = self._version
         object_id = version.object_id if isinstance(version, vault.PendingVersion) else version.stored_object_id
         return f"vault:{object_id}/v{version.version}"
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._position = base + offset
-        return self._position
 
     def _load(self, index: int) -> None:
         start = DEFAULT_LAYOUT.plaintext_start(index)

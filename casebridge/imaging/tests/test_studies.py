@@ -113,6 +113,30 @@ def test_the_slices_of_an_uncompressed_archive_are_files_held_in_it_not_copies(i
     assert len(blobs) == ObjectVersion.objects.filter(base__isnull=True).count() and _orphans() == set()
 
 
+def test_a_member_stored_uncompressed_is_read_in_place_under_no_name_of_its_own() -> None:
+    """The header of a stored member is read straight from the archive (zipfile's own stream
+    costs more than pydicom's parse); a compressed member cannot be read that way."""
+    first, second = cbct_series("place", slices=2, size=16)
+    both = io.BytesIO()
+    with zipfile.ZipFile(both, "w") as written:
+        written.writestr("PATIENT_NAME/IM0", first, zipfile.ZIP_STORED)
+        written.writestr("IM1", second, zipfile.ZIP_DEFLATED)
+    with zipfile.ZipFile(both) as opened:
+        stored, deflated = archive.members(opened)
+        with archive.open_stored(opened, stored) as stream:
+            assert stream.read(100) == first[:100]
+            stream.seek(-10, io.SEEK_END)
+            assert stream.read() == first[-10:] and stream.read(1) == b""
+            assert "PATIENT" not in stream.name
+            stream.seek(0)
+            assert (
+                pydicom.dcmread(stream, stop_before_pixels=True).SOPInstanceUID
+                == pydicom.dcmread(io.BytesIO(first)).SOPInstanceUID
+            )
+        with pytest.raises(ValueError):
+            archive.open_stored(opened, deflated)
+
+
 def test_the_slices_of_a_compressed_archive_are_stored_as_copies(ingest: Ingest, case: Case) -> None:
     slices = cbct_series("jaw", slices=3, size=32)
     job = ingest(_zip({f"IM{i}": data for i, data in enumerate(slices)}, zipfile.ZIP_DEFLATED))
