@@ -12,8 +12,9 @@ ours     `casebridge serve` with its background worker, in a private CASEBRIDGE_
          travel as the browser sends a dropped folder: one ZIP (stored) through tus to the transfer
          server (encrypted as it arrives), attached to a draft case as its CBCT through the REST
          API, which queues the ingest; the worker opens the archive, checks and indexes every
-         instance and stores each one encrypted on its own. Timed from the tus POST until the
-         ingest is done (watched in the database, read-only, then confirmed by the API).
+         instance, each a file of its own held inside the encrypted archive (a vault extent: the
+         ZIP is stored, so no slice is copied or encrypted again). Timed from the tus POST until
+         the ingest is done (watched in the database, read-only, then confirmed by the API).
 orthanc  Debian's Orthanc (with its DICOMweb plugin) in a private storage directory, receiving
          each instance by `POST /instances` over one keep-alive connection (its REST API), and
          then the same ZIP in one `POST /instances` (Orthanc unpacks archives itself).
