@@ -55,6 +55,7 @@ class DownloadTicket:
     filename: str
     etag: str
     source: str = ""  # a presigned URL of the blob, where the transfer server holds no store for it
+    offset: int = 0  # where the file's plaintext starts in the blob's: a file held inside another
     expires: float = field(default_factory=lambda: time.time() + TICKET_TTL_SECONDS)
     id: str = field(default_factory=lambda: os.urandom(12).hex())  # lets a second use be refused (TICKET_ID_PATTERN)
 

@@ -106,8 +106,8 @@ class TransferApp:
             ticket.ciphertext_size,
             ticket.dek,
             ticket.associated,
-            ticket.start,
-            ticket.end,
+            ticket.offset + ticket.start,
+            ticket.offset + ticket.end,
             reuse_buffer=True,
         )
         return _bytes(segments, remote)
@@ -162,8 +162,8 @@ class TransferApp:
             ticket.ciphertext_size,
             ticket.dek,
             ticket.associated,
-            ticket.start,
-            ticket.end,
+            ticket.offset + ticket.start,
+            ticket.offset + ticket.end,
             reuse_buffer=True,
         )
         # The first segment is read and authenticated before the status line goes out, so a

@@ -74,9 +74,6 @@ def _ticket(
     from casebridge.kernel.backends.filesystem import FileSystemStore
     from casebridge.vault.config import blob_store
 
-    if version.is_extent:
-        # Its range of the base's blob is served here: the transfer server's tickets name whole blobs.
-        return None
     store = blob_store()
     source = ""
     if not isinstance(store, FileSystemStore):
@@ -89,7 +86,9 @@ def _ticket(
         blob=version.blob_name,
         ciphertext_size=version.ciphertext_size,
         dek=keystore.version_dek(version, stored.organization_id),
-        associated=associated_data(stored.pk, version.version),
+        # An extent (a slice held in its archive) is its range of the base's blob, sealed as the base.
+        associated=associated_data(*keystore.sealed_as(version)),
+        offset=version.base_offset,
         start=start,
         end=end,
         size=version.size,

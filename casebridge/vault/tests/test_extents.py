@@ -11,6 +11,7 @@ import io
 import random
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
@@ -188,3 +189,29 @@ def test_a_backup_copies_the_base_blob_once_and_no_extent(archive: Archive) -> N
         cursor.execute(backup._LIVE_BLOBS)
         names = [name for name, _ in cursor.fetchall()]
     assert names.count(archive.version.blob_name) == 1
+
+
+def test_the_transfer_server_serves_an_extent_as_its_range_of_the_base(archive: Archive, settings: Any) -> None:
+    """Downloads of an extent take the same road as any file's: a ticket to the transfer server,
+    which decrypts the base's blob from where the extent starts."""
+    from casebridge.kernel.tickets import ticket_key
+    from casebridge.transfer.app import TransferApp
+    from casebridge.transfer.tests.client import TRANSFER_URL, call
+    from casebridge.vault import transfer
+
+    upper = archive.members["upper.stl"]
+    stored = StoredObject.objects.get(pk=archive.link("upper.stl").stored_object_id)
+    version = vault.get_version(stored)
+    server = TransferApp(ticket_key(settings.SECRET_KEY), blob_store())
+    transfer.use_transfer_server(TRANSFER_URL)
+    try:
+        whole = transfer.redirect(stored, version, 0, version.size, False)
+        part = transfer.redirect(stored, version, SEGMENT - 100, SEGMENT + 4000, True)
+    finally:
+        transfer.use_transfer_server(None)
+    assert whole is not None and part is not None and whole.status_code == part.status_code == 307
+    answer = call(server, whole["Location"])
+    assert answer.status == 200 and b"".join(answer.chunks) == upper
+    answer = call(server, part["Location"])
+    assert answer.status == 206 and b"".join(answer.chunks) == upper[SEGMENT - 100 : SEGMENT + 4000]
+    assert answer["Content-Range"] == f"bytes {SEGMENT - 100}-{SEGMENT + 3999}/{len(upper)}"
