@@ -289,7 +289,17 @@ def unindex_destroyed(destroyed: list[StoredObject], *, reason: str) -> int:
         studies = set(empty.values_list("study_id", flat=True))
         empty.delete()
         Study.objects.filter(pk__in=studies, series__isnull=True).delete()
+        kept = [str(pk) for pk in Series.objects.filter(pk__in=series_ids).values_list("pk", flat=True)]
+        transaction.on_commit(lambda: _picture_again(kept))
     return taken
+
+
+def _picture_again(series_ids: list[str]) -> None:
+    """A new picture for each series that kept instances (its old one showed a destroyed slice)."""
+    from casebridge.imaging.tasks import thumbnail_series
+
+    for series_id in series_ids:
+        thumbnail_series.enqueue(series_id)
 
 
 def already_indexed(case: Any, organization: Any, sop_instance_uid: str) -> bool:
