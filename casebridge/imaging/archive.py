@@ -129,10 +129,11 @@ class _StoredMember(SeekableReader):
         if count <= 0:
             return 0
         self._file.seek(self._start + self._position)
+        data = self._file.read(count)  # IO[bytes] promises read(), not readinto(): one small copy
         with memoryview(buffer) as view:
-            got = self._file.readinto(view.cast("B")[:count])  # type: ignore[attr-defined]
-        self._position += got
-        return got
+            view.cast("B")[: len(data)] = data
+        self._position += len(data)
+        return len(data)
 
 
 def open_stored(archive: zipfile.ZipFile, member: Member) -> IO[bytes]:
