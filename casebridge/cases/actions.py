@@ -55,8 +55,7 @@ from casebridge.deid import identifiers
 from casebridge.imaging.actions import start_ingest
 from casebridge.imaging.ingest import SHRED_REASON, clean_content, read_content
 from casebridge.imaging.sanitize import SanitizeError, SanitizeResult
-from casebridge.imaging.studies import unindex_destroyed
-from casebridge.imaging.thumbnails import destroy_for as destroy_thumbnail
+from casebridge.imaging.studies import forget_destroyed
 from casebridge.imaging.thumbnails import queue_for_file as queue_thumbnail
 from casebridge.kernel.filetypes import version_type_refusal
 from casebridge.notifications.actions import notify_members
@@ -996,7 +995,7 @@ def destroy_file(principal: Principal, stored: StoredObject, *, reason: str) -> 
     if attachment is None:
         if organization_is_held(stored.organization_id):
             raise UnderLegalHold("The organization's records are under a legal hold: nothing can be destroyed.")
-        _forget([stored, *vault.destroy_object(stored, actor=principal.actor, reason=reason)], reason)
+        forget_destroyed([stored, *vault.destroy_object(stored, actor=principal.actor, reason=reason)], reason=reason)
         return
     case = attachment.case
     if case_is_held(case):
@@ -1010,12 +1009,4 @@ def destroy_file(principal: Principal, stored: StoredObject, *, reason: str) -> 
         patient_ref=_patient_ref(case),
         details={"case": case.number, "uploaded_in": str(stored.organization_id)},
     )
-    _forget([stored, *held], reason)
-
-
-def _forget(destroyed: list[StoredObject], reason: str) -> None:
-    """What was made of files just destroyed: their thumbnails, and their DICOM instances' place
-    in the case's studies (imaging.studies.unindex_destroyed)."""
-    for stored in destroyed:
-        destroy_thumbnail(stored, reason=reason)
-    unindex_destroyed(destroyed, reason=reason)
+    forget_destroyed([stored, *held], reason=reason)

@@ -248,6 +248,17 @@ def _flush(
     return set(added), duplicates
 
 
+def forget_destroyed(destroyed: list[StoredObject], *, reason: str) -> None:
+    """What was made of files just destroyed (each file, and those vault.destroy_object returned
+    as held in it): their thumbnails, and their DICOM instances' place in the studies. Every
+    destruction of a file (cases.actions.destroy_file, retention) ends here."""
+    from casebridge.imaging import thumbnails
+
+    for stored in destroyed:
+        thumbnails.destroy_for(stored, reason=reason)
+    unindex_destroyed(destroyed, reason=reason)
+
+
 def unindex_destroyed(destroyed: list[StoredObject], *, reason: str) -> int:
     """Take instances whose content was just destroyed (a single DICOM file, or the slices held
     in a destroyed archive: vault.destroy_object returns them) out of the index, with what was

@@ -542,7 +542,7 @@ def _remove_link(link: Any, *, case: Any, since: str) -> dict[str, Any]:
 def _shred(stored: Any, organization: Any, *, reason: str, kind: str, case: Any, since: str) -> dict[str, Any]:
     """Crypto-shred one vault object (the vault records its own audit event) and its thumbnails;
     the certificate's line for it. Every destruction of a record's files comes through here."""
-    from casebridge.imaging import studies, thumbnails
+    from casebridge.imaging import studies
     from casebridge.vault import api as vault
 
     versions = [{"version": v.version, "sha256": v.sha256, "size": v.size} for v in stored.versions.order_by("version")]
@@ -554,9 +554,8 @@ def _shred(stored: Any, organization: Any, *, reason: str, kind: str, case: Any,
         patient_ref=str(case.patient_id) if case is not None else "",
         details={"case": case.number} if case is not None else {},
     )
-    for destroyed in [stored, *held]:  # held: instances stored inside it, each also due on its own
-        thumbnails.destroy_for(destroyed, reason=reason)
-    studies.unindex_destroyed([stored, *held], reason=reason)
+    # held: instances stored inside it, each also due on its own
+    studies.forget_destroyed([stored, *held], reason=reason)
     return {
         "kind": kind,
         "file": str(stored.pk),
