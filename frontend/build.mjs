@@ -1,6 +1,6 @@
 // Copies the browser files CaseBridge serves from node_modules into casebridge/static/vendor.
 // The vendor folder is git-ignored: third-party code comes from npm (package-lock.json), never the repo.
-import { copyFileSync, mkdirSync } from "node:fs";
+import { copyFileSync, mkdirSync, rmSync } from "node:fs";
 import { build } from "esbuild";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -19,6 +19,8 @@ const files = {
   "swagger-ui-dist/swagger-ui.css.map": "swagger-ui.css.map",
 };
 mkdirSync(target, { recursive: true });
+// Built afresh: the page scripts' chunks are named by their hash, and old ones would pile up.
+for (const dir of ["viewer", "workers"]) rmSync(join(target, dir), { recursive: true, force: true });
 for (const [source, name] of Object.entries(files)) {
   copyFileSync(join(here, "node_modules", source), join(target, name));
   console.log(`vendor: ${name}`);
@@ -65,11 +67,20 @@ const common = {
   },
   loader: { ".wasm": "file" },
 };
+// The page scripts share their chunks (Cornerstone is in both): the CBCT viewer's own entry is small
+// and starts its requests before it imports its engine (src/cbct_engine.js) and the chunks behind it.
 await build({
   ...common,
   entryPoints: {
     cbct_viewer: join(here, "src", "cbct_viewer.js"),
     xray_viewer: join(here, "src", "xray_viewer.js"),
+  },
+  splitting: true,
+  outdir: join(target, "viewer"),
+});
+await build({
+  ...common,
+  entryPoints: {
     decodeImageFrameWorker: join(cornerstone, "dicom-image-loader", "dist", "esm", "decodeImageFrameWorker.js"),
   },
   outdir: join(target, "viewer"),

@@ -4,9 +4,10 @@
 // page with its buffer transferred, not copied. The page's thread is left to Cornerstone and
 // drawing; before, reading the stream and scaling every voxel there held the volume back.
 //
-// Messages in, each once: { start: url, slices: { sop: info } } when the series metadata is in
-// (sliceInfo of each slice the stream can give), { recipe } when the volume says what it wants
-// (the loader options of its slices). Files that come before the recipe wait here.
+// Messages in, each once: { start: url } as the page opens (the stream is read from then on),
+// { slices: { sop: info } } when the series metadata is in (sliceInfo of each slice the stream
+// can give), { recipe } when the volume says what it wants (the loader options of its slices).
+// Files that come before both wait here, and so does the end.
 // Messages out: { sop, values } (made) or { sop, pixelData } (not makeable here: the page hands
 // the bytes to the loader), then { end: true } or { end: true, error }.
 import { instanceUid, multipart, pixelBytes } from "./multipart.js";
@@ -57,10 +58,15 @@ async function run(url) {
   }
 }
 
+let started = false;
+
 onmessage = ({ data }) => {
-  if (data.start && !slices) {
-    slices = new Map(Object.entries(data.slices));
+  if (data.start && !started) {
+    started = true;
     run(data.start);
+  } else if (data.slices && !slices) {
+    slices = new Map(Object.entries(data.slices));
+    pump();
   } else if (data.recipe && !recipe) {
     recipe = data.recipe;
     pump();

@@ -220,3 +220,40 @@ def test_when_the_series_stream_fails_every_slice_comes_by_its_own_request(
     assert viewer.get_attribute("data-slices-made-on-page") == "1"
     _assert_volume_holds(page, expected)
     assert errors == []
+
+
+def test_a_compressed_cbct_comes_slice_by_slice_through_the_decoder(
+    page: Page, transactional_db: None, vault_home: Path
+) -> None:
+    """The series stream opens as the page opens, before the viewer knows what the series holds.
+    A CBCT stored RLE-compressed has nothing the stream can make into numbers: the viewer closes
+    it once the metadata says so, and every slice comes by its own frames request through the
+    loader's decoder, with the same Hounsfield values."""
+    from pydicom.uid import RLELossless
+
+    p = build_personas()
+    access = resolve(p.members["clinician"], p.practice)
+    assert access is not None
+    case = draft_case(access)
+    compressed = {}
+    for i, data in enumerate(cbct_series(SEED, slices=SLICES, size=SIZE)):
+        ds = pydicom.dcmread(io.BytesIO(data))
+        ds.compress(RLELossless, generate_instance_uid=False)
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        compressed[f"IM{i:04d}"] = out.getvalue()
+    attach(access, case, zipped(compressed), kind="cbct")
+    series = Series.objects.get(study__case=case)
+    assert series.transfer_syntax == RLELossless and series.instances.count() == SLICES
+
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    sign_in(page, p.members["clinician"])
+    page.goto(f"/o/{p.practice.slug}/cases/{case.number}/imaging/{series.pk}/")
+    viewer = page.locator("#cbct-viewer")
+    expect(viewer).to_have_attribute("data-state", "ready", timeout=60_000)
+    expect(page.get_by_role("status")).to_have_text(f"{SLICES} slices loaded.")
+    assert viewer.get_attribute("data-slices-made-on-page") == "0"
+    _assert_volume_holds(page, _expected_hounsfield())
+    assert errors == []
