@@ -93,6 +93,7 @@ export class SeriesStream {
       }
     }
     if (!this.expected.size) this.close();
+    else if (this.ended) this.end(); // it failed before it knew them: they come slice by slice
     else this.worker?.postMessage({ slices: Object.fromEntries(this.expected) });
     return frames;
   }
@@ -113,7 +114,7 @@ export class SeriesStream {
   // like a streamed slice; when the request fails the slice waits for the stream instead.
   async frame(sop, url) {
     const wanted = this.expected.get(sop);
-    if (!wanted) return;
+    if (!wanted || this.ended) return; // the stream failed early: the loader fetches every slice
     const length = pixelLength(wanted);
     this.ownRequest = sop;
     try {

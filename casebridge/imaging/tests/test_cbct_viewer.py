@@ -222,6 +222,27 @@ def test_when_the_series_stream_fails_every_slice_comes_by_its_own_request(
     assert errors == []
 
 
+def test_when_the_stream_worker_cannot_start_every_slice_comes_through_the_loader(
+    page: Page, cbct_case: tuple[Personas, Case, Series]
+) -> None:
+    """The stream's worker fails as the page opens, before the metadata says which slices to
+    expect (its script refused: a proxy, a half-deployed release). The viewer still fills the
+    whole volume, every slice by its own frames request through the loader, with the same values."""
+    p, case, series = cbct_case
+    expected = _expected_hounsfield()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.route(lambda url: "series_stream_worker" in url, lambda route: route.abort())
+    sign_in(page, p.members["clinician"])
+    page.goto(f"/o/{p.practice.slug}/cases/{case.number}/imaging/{series.pk}/")
+    viewer = page.locator("#cbct-viewer")
+    expect(viewer).to_have_attribute("data-state", "ready", timeout=60_000)
+    expect(page.get_by_role("status")).to_have_text(f"{SLICES} slices loaded.")
+    assert viewer.get_attribute("data-slices-made-on-page") == "0"  # nor the first by a second request
+    _assert_volume_holds(page, expected)
+    assert errors == []
+
+
 def test_a_compressed_cbct_comes_slice_by_slice_through_the_decoder(
     page: Page, transactional_db: None, vault_home: Path
 ) -> None:
