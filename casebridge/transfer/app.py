@@ -91,7 +91,7 @@ class TransferApp:
         return self._stream(ticket, start_response)
 
     def _plaintext(self, ticket: DownloadTicket) -> Iterator[bytes]:
-        """The whole of one file the ticket names, decrypted segment by segment."""
+        """What the ticket names of one file (the whole of it, or its range), decrypted segment by segment."""
         remote = RemoteBlob(ticket.source) if ticket.source else None
         store = self.store
 
@@ -146,29 +146,11 @@ class TransferApp:
         ]
         if ticket.partial:
             headers.append(("Content-Range", f"bytes {ticket.start}-{ticket.end - 1}/{ticket.size}"))
-        remote = RemoteBlob(ticket.source) if ticket.source else None
-        store = self.store
-        if remote is None and store is None:
+        if not ticket.source and self.store is None:
             return _plain(start_response, "404 Not Found", "No such download.")
-
-        def read_range(lo: int, hi: int) -> bytes:
-            if remote is not None:
-                return remote.read_range(lo, hi)
-            assert store is not None
-            return store.read_range(ticket.blob, lo, hi)
-
-        segments = decrypt_range(
-            read_range,
-            ticket.ciphertext_size,
-            ticket.dek,
-            ticket.associated,
-            ticket.offset + ticket.start,
-            ticket.offset + ticket.end,
-            reuse_buffer=True,
-        )
         # The first segment is read and authenticated before the status line goes out, so a
         # missing blob or a broken header is a 500, not a 200 with a body that stops short.
-        body = _bytes(segments, remote)
+        body = self._plaintext(ticket)
         try:
             first = next(body, b"")
         except (BlobNotFound, StorageError):
