@@ -2,25 +2,17 @@
 // metadata and opens the series stream (series_stream.js) as the page opens, and asks for the
 // middle slice as soon as the metadata is in, while the engine (cbct_engine.js: Cornerstone3D,
 // most of the viewer's 4.5 MB) loads and starts. Before, all of it waited for the whole bundle.
-import { SeriesStream, middleFirst, seriesUrl } from "./series_stream.js";
+import { SeriesStream, middleFirst } from "./series_stream.js";
+import { seriesMetadata, seriesUrl } from "./wado.js";
 
 const root = document.getElementById("cbct-viewer");
 const config = JSON.parse(document.getElementById("cbct-config").textContent);
 const statusLine = root.querySelector("[data-status]");
-const url = seriesUrl(config);
+const url = seriesUrl(config.wadoRoot, config.study, config.series);
 const stream = new SeriesStream(root);
 stream.open(url);
 
-async function seriesMetadata() {
-  const response = await fetch(`${url}/metadata`, {
-    credentials: "same-origin",
-    headers: { Accept: "application/dicom+json" },
-  });
-  if (!response.ok) throw new Error(`the server answered ${response.status}`);
-  return response.json();
-}
-
-const frames = seriesMetadata().then((instances) => {
+const frames = seriesMetadata(url).then((instances) => {
   root.dataset.metadataMs = String(Math.round(performance.now()));
   const all = stream.describe(instances, url);
   const middle = all[middleFirst(all.length)[0]];

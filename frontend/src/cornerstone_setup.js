@@ -5,6 +5,7 @@
 import { init as coreInit } from "@cornerstonejs/core";
 import dicomImageLoader from "@cornerstonejs/dicom-image-loader";
 import * as tools from "@cornerstonejs/tools";
+import { seriesMetadata, seriesUrl } from "./wado.js";
 
 // `contexts`: WebGL contexts the rendering engine keeps (Cornerstone's default is 7, for stacks spread
 // over several; volume viewports all draw in the first, so the CBCT viewer asks for one).
@@ -14,21 +15,12 @@ export async function initCornerstone(wasmBasePath, maxWebWorkers = 1, contexts 
   tools.init();
 }
 
-function seriesUrl(wadoRoot, study, series) {
-  return `${location.origin}${wadoRoot}/studies/${study}/series/${series}`;
-}
-
 // The series' instances in the server's order, each with the image ids of its frames (the
 // decoder learns each frame's header from the metadata: no second request per frame for it).
 // `adjust(meta)` may complete an instance's header first.
 export async function seriesInstances(wadoRoot, study, series, adjust = () => {}) {
   const url = seriesUrl(wadoRoot, study, series);
-  const response = await fetch(`${url}/metadata`, {
-    credentials: "same-origin",
-    headers: { Accept: "application/dicom+json" },
-  });
-  if (!response.ok) throw new Error(`the server answered ${response.status}`);
-  const instances = await response.json();
+  const instances = await seriesMetadata(url);
   return instances.map((meta) => {
     adjust(meta);
     const sop = meta["00080018"].Value[0];

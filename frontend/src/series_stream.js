@@ -10,10 +10,6 @@ import { pixelLength, recipeOf, sliceInfo } from "./slice_values.js";
 
 export const NATIVE_LITTLE_ENDIAN = new Set(["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"]);
 
-export function seriesUrl(config) {
-  return `${location.origin}${config.wadoRoot}/studies/${config.study}/series/${config.series}`;
-}
-
 // The order slices are asked for: the middle one first (it has its own request, and the axial
 // view opens on it, so the first slice to arrive is the one on screen), then every other in the
 // order the series stream brings them.
